@@ -1,0 +1,75 @@
+from django.conf import settings
+from django.contrib.auth.models import AbstractUser
+from django.db import models
+from django.db.models import Q
+
+from telemetry.lib import ids
+
+
+class User(AbstractUser):
+    """The operator account; custom from the first migration so it can grow without pain."""
+
+
+class Tier(models.Model):
+    slug = models.SlugField(max_length=50, unique=True)
+    name = models.CharField(max_length=100)
+    monthly_event_quota = models.PositiveBigIntegerField(help_text="Accepted events per calendar month (UTC).")
+    requests_per_minute = models.PositiveIntegerField()
+    retention_days = models.PositiveIntegerField()
+    is_unlimited = models.BooleanField(default=False, help_text="Quota and rate limit do not apply.")
+
+    class Meta:
+        ordering = ["monthly_event_quota"]
+
+    def __str__(self):
+        return self.name
+
+
+class Organization(models.Model):
+    public_id = models.CharField(max_length=32, unique=True, default=ids.organization_public_id, editable=False)
+    name = models.CharField(max_length=200)
+    tier = models.ForeignKey(Tier, on_delete=models.PROTECT, related_name="organizations")
+    contact_email = models.EmailField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return f"{self.name} ({self.public_id})"
+
+
+class Application(models.Model):
+    public_id = models.CharField(max_length=32, unique=True, default=ids.application_public_id, editable=False)
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="applications")
+    name = models.CharField(max_length=200)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return f"{self.name} ({self.public_id})"
+
+
+class Credential(models.Model):
+    """An API token and HMAC secret of an application; several may be active during a rotation."""
+
+    application = models.ForeignKey(Application, on_delete=models.CASCADE, related_name="credentials")
+    token_hash = models.CharField(max_length=64, unique=True)
+    token_prefix = models.CharField(max_length=16, help_text="Enough of the token to recognise it.")
+    secret_encrypted = models.TextField(help_text="The HMAC secret, encrypted with the credentials key.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["application"], condition=Q(revoked_at__isnull=True), name="credential_active_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.token_prefix}…"

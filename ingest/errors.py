@@ -1,0 +1,42 @@
+"""Client errors of the ingest API: a stable code (seed 000's table) and a human message."""
+
+from rest_framework.response import Response
+from rest_framework.views import exception_handler
+
+
+class ApiError(Exception):
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.message = message
+        self.headers = headers or {}
+
+
+class BadRequest(ApiError):
+    pass
+
+
+class Unauthorized(ApiError):
+    status = 401
+    code = "unauthorized"
+
+
+class PayloadTooLarge(ApiError):
+    status = 413
+    code = "payload_too_large"
+
+
+def error_body(code: str, message: str) -> dict:
+    return {"error": {"code": code, "message": message}}
+
+
+def api_exception_handler(exc, context):
+    if isinstance(exc, ApiError):
+        return Response(error_body(exc.code, exc.message), status=exc.status, headers=exc.headers)
+    response = exception_handler(exc, context)
+    if response is not None:
+        code = getattr(exc, "default_code", "bad_request")
+        response.data = error_body(code, str(getattr(exc, "detail", exc)))
+    return response

@@ -1,0 +1,45 @@
+from django.db import models
+
+
+class Event(models.Model):
+    """One stored telemetry event (seed 001's table, plus service and SDK versions).
+
+    Written only by the bulk path in ``ingest.services.events_store``; (application, event_id)
+    is unique so a re-sent event is stored once.
+    """
+
+    organization = models.ForeignKey("accounts.Organization", on_delete=models.CASCADE, db_index=False)
+    application = models.ForeignKey("accounts.Application", on_delete=models.CASCADE, db_index=False)
+    event_id = models.UUIDField()
+    schema_version = models.CharField(max_length=16)
+    user_id = models.CharField(max_length=71)
+    session_id = models.CharField(max_length=255, null=True, blank=True)
+    event_type = models.CharField(max_length=255)
+    category = models.CharField(max_length=255, null=True, blank=True)
+    data = models.JSONField()
+    timestamp = models.DateTimeField()
+    received_at = models.DateTimeField()
+    service_name = models.CharField(max_length=255)
+    service_version = models.CharField(max_length=255, null=True, blank=True)
+    service_language = models.CharField(max_length=64, null=True, blank=True)
+    sdk_version = models.CharField(max_length=100, null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["application", "event_id"], name="event_unique_per_application"),
+        ]
+        indexes = [
+            models.Index(fields=["application", "timestamp"], name="event_app_time_idx"),
+            models.Index(fields=["organization", "timestamp"], name="event_org_time_idx"),
+            models.Index(fields=["event_type"], name="event_type_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.event_type} {self.event_id}"
+
+
+class Nonce(models.Model):
+    """Seen request nonces, for the embedded default only: with Redis configured they live there."""
+
+    key = models.CharField(max_length=128, primary_key=True)
+    expires_at = models.DateTimeField(db_index=True)

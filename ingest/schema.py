@@ -1,0 +1,179 @@
+"""The telemetry-kit batch and event schema (seed 000 as amended by COMPAT.md section 1).
+
+Hot path: a batch of up to a thousand events is decoded by msgspec into compiled structs, and
+``data`` stays as the raw JSON bytes it came in, so nothing is re-encoded on the way to storage.
+"""
+
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Annotated
+
+import msgspec
+
+SCHEMA_VERSION = "1.0.0"
+EMPTY_OBJECT = msgspec.Raw(b"{}")
+
+Text = Annotated[str, msgspec.Meta(max_length=255)]
+RequiredText = Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
+UserId = Annotated[str, msgspec.Meta(pattern=r"^(anon_[0-9a-fA-F]{64}|client_[0-9a-fA-F]{64})$")]
+AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
+
+# PostgreSQL's jsonb refuses \u0000; an even run of backslashes before it is an escaped backslash.
+_JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+_MISSING_FIELD = re.compile(r"missing required field `([^`]+)`")
+_AT_PATH = re.compile(r"- at `\$\.([A-Za-z_]+)")
+
+# Error codes reported per event: stable, documented in the README.
+FIELD_ERROR_CODES = {
+    "event_id": "invalid_event_id",
+    "id": "invalid_event_id",
+    "schema_version": "unsupported_schema_version",
+    "timestamp": "invalid_timestamp",
+    "user_id": "invalid_user_id",
+    "session_id": "invalid_session_id",
+    "service": "invalid_service",
+    "event": "invalid_event",
+}
+
+
+class Batch(msgspec.Struct):
+    events: list[msgspec.Raw]
+
+
+class Service(msgspec.Struct):
+    name: RequiredText
+    version: Text | None = None
+    language: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+
+
+class EventBody(msgspec.Struct):
+    type: RequiredText
+    category: Text | None = None
+    data: msgspec.Raw = EMPTY_OBJECT
+
+
+class Envelope(msgspec.Struct):
+    schema_version: str
+    timestamp: AwareDatetime
+    user_id: UserId
+    service: Service
+    event: EventBody
+    event_id: uuid.UUID | None = None
+    id: uuid.UUID | None = None
+    session_id: RequiredText | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EventError:
+    index: int
+    event_id: str | None
+    error: str
+    message: str
+
+    def as_dict(self) -> dict:
+        return {"index": self.index, "event_id": self.event_id, "error": self.error, "message": self.message}
+
+
+class BatchFormatError(ValueError):
+    """The body is not JSON, or not an object with an ``events`` array."""
+
+
+_batch_decoder = msgspec.json.Decoder(Batch)
+_envelope_decoder = msgspec.json.Decoder(Envelope)
+
+
+def batch_decode(body: bytes) -> list[msgspec.Raw]:
+    try:
+        # Raw values are not checked by the decoder, and their bytes go to storage as text.
+        body.decode("utf-8")
+        return _batch_decoder.decode(body).events
+    except msgspec.ValidationError as exc:
+        raise BatchFormatError(f'Body must be a JSON object {{"events": [...]}}: {exc}') from None
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        raise BatchFormatError(f"Body is not valid JSON: {exc}") from None
+
+
+def _has_nul(*values: str | None) -> bool:
+    return any(value is not None and "\x00" in value for value in values)
+
+
+def _raw_event_id(raw: bytes) -> str | None:
+    try:
+        value = msgspec.json.decode(raw)
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        return None
+    if isinstance(value, dict):
+        candidate = value.get("event_id", value.get("id"))
+        if isinstance(candidate, str):
+            return candidate[:100]
+    return None
+
+
+def _decode_failure(index: int, raw: bytes, exc: msgspec.ValidationError) -> EventError:
+    text = str(exc)
+    missing = _MISSING_FIELD.search(text)
+    at_path = _AT_PATH.search(text)
+    if missing and not at_path:
+        code = FIELD_ERROR_CODES.get(missing.group(1), "missing_field")
+        code = "missing_field" if code == "invalid_event" else code
+    elif at_path:
+        code = FIELD_ERROR_CODES.get(at_path.group(1), "invalid_event")
+    else:
+        code = "invalid_event"
+    return EventError(index, _raw_event_id(raw), code, text)
+
+
+def event_check(index: int, raw: bytes, *, now: datetime, max_age: timedelta | None):
+    """Decodes and checks one event; returns an ``Envelope`` or an ``EventError``."""
+    try:
+        envelope = _envelope_decoder.decode(raw)
+    except msgspec.ValidationError as exc:
+        return _decode_failure(index, raw, exc)
+
+    event_id = envelope.event_id or envelope.id
+    shown_id = str(event_id) if event_id else None
+    if event_id is None:
+        return EventError(index, None, "invalid_event_id", "event_id (or id) is required and must be a UUID")
+    if envelope.schema_version != SCHEMA_VERSION:
+        return EventError(index, shown_id, "unsupported_schema_version",
+                          f"Unsupported schema version: {envelope.schema_version[:20]}")
+    if max_age is not None and abs(now - envelope.timestamp) > max_age:
+        return EventError(index, shown_id, "timestamp_out_of_range",
+                          f"timestamp must be within {max_age.days} days of the server's time")
+    service, body = envelope.service, envelope.event
+    if _has_nul(envelope.session_id, service.name, service.version, service.language, body.type, body.category):
+        return EventError(index, shown_id, "invalid_text", "text fields must not contain NUL characters")
+    if _JSON_NUL.search(body.data):
+        return EventError(index, shown_id, "invalid_data", "event.data must not contain \\u0000")
+    envelope.event_id = event_id
+    return envelope
+
+
+@dataclass
+class CheckedBatch:
+    valid: list[Envelope]
+    indexes: list[int]  # the place in the batch of each valid envelope
+    errors: list[EventError]
+    duplicates: int
+
+
+def batch_check(raw_events: list[msgspec.Raw], *, now: datetime, max_age: timedelta | None) -> CheckedBatch:
+    """Splits a batch into valid envelopes (first occurrence of each event id) and errors."""
+    valid: list[Envelope] = []
+    indexes: list[int] = []
+    errors: list[EventError] = []
+    seen: set[uuid.UUID] = set()
+    duplicates = 0
+    for index, raw in enumerate(raw_events):
+        result = event_check(index, raw, now=now, max_age=max_age)
+        if isinstance(result, EventError):
+            errors.append(result)
+        elif result.event_id in seen:
+            duplicates += 1
+        else:
+            seen.add(result.event_id)
+            valid.append(result)
+            indexes.append(index)
+    return CheckedBatch(valid, indexes, errors, duplicates)

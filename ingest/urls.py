@@ -1,0 +1,9 @@
+from django.urls import path
+
+from ingest import apis, views
+
+urlpatterns = [
+    path("health", views.health, name="health"),
+    path("ready", views.ready, name="ready"),
+    path("v1/ingest/<str:org_id>/<str:app_id>", apis.IngestApi.as_view(), name="ingest"),
+]

@@ -1,0 +1,92 @@
+"""Checks of a signed ingest request that come before its body is parsed."""
+
+import re
+import time
+from dataclasses import dataclass
+
+from django.conf import settings
+
+from accounts.selectors import IngestKey, IngestTarget
+from ingest.errors import BadRequest, PayloadTooLarge, Unauthorized
+from telemetry.lib.crypto import token_hash
+from telemetry.lib.signing import signature, signature_matches
+
+_NONCE_V4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+_HEX_SIGNATURE = re.compile(r"^[0-9a-fA-F]{64}$")
+_TIMESTAMP = re.compile(r"^[0-9]{1,12}$")
+
+
+@dataclass(frozen=True)
+class SignedHeaders:
+    signature: str
+    timestamp: str
+    nonce: str | None  # None only for the opt-in legacy signature form
+    bearer: str | None
+
+    @property
+    def replay_key(self) -> str:
+        # A legacy request has no nonce; its signature is unique to its timestamp and body.
+        return self.nonce or f"legacy:{self.signature.lower()}"
+
+
+def signed_headers(meta) -> SignedHeaders:
+    """Reads and checks the signing headers: present, well-formed and within the time window."""
+    sig = meta.get("HTTP_X_SIGNATURE", "")
+    timestamp = meta.get("HTTP_X_TIMESTAMP", "")
+    nonce = meta.get("HTTP_X_NONCE")
+    if not sig or not timestamp:
+        raise Unauthorized("X-Signature and X-Timestamp headers are required")
+    if not _HEX_SIGNATURE.match(sig):
+        raise Unauthorized("X-Signature must be 64 hexadecimal characters")
+    if not _TIMESTAMP.match(timestamp):
+        raise Unauthorized("X-Timestamp must be a unix time in seconds")
+    legacy = nonce is None and settings.SECURITY_ACCEPT_LEGACY_SIGNATURE
+    if nonce is None and not legacy:
+        raise Unauthorized("X-Nonce header is required")
+    if nonce is not None:
+        nonce = nonce.lower()
+        if not _NONCE_V4.match(nonce):
+            raise Unauthorized("X-Nonce must be a UUID v4")
+    tolerance = settings.SECURITY_LEGACY_TIMESTAMP_TOLERANCE if legacy else settings.SECURITY_TIMESTAMP_TOLERANCE
+    if abs(time.time() - int(timestamp)) > tolerance:
+        raise Unauthorized(f"X-Timestamp is more than {tolerance} seconds away from the server's time")
+    authorization = meta.get("HTTP_AUTHORIZATION", "")
+    bearer = authorization[7:].strip() if authorization[:7].lower() == "bearer " else None
+    if authorization and bearer is None:
+        raise Unauthorized("Authorization must be a Bearer token")
+    return SignedHeaders(signature=sig, timestamp=timestamp, nonce=nonce, bearer=bearer)
+
+
+def content_length_check(meta) -> None:
+    """Refuses a body over the payload limit before reading any of it."""
+    declared = meta.get("CONTENT_LENGTH") or "0"
+    if not declared.isdigit():
+        raise BadRequest("Content-Length must be a non-negative integer")
+    if int(declared) > settings.INGEST_MAX_PAYLOAD_SIZE:
+        raise PayloadTooLarge(f"Body exceeds the limit of {settings.INGEST_MAX_PAYLOAD_SIZE} bytes")
+
+
+def content_type_check(meta) -> None:
+    media_type = meta.get("CONTENT_TYPE", "").split(";", 1)[0].strip().lower()
+    if media_type != "application/json":
+        raise BadRequest("Content-Type must be application/json")
+
+
+def body_read(request) -> bytes:
+    limit = settings.INGEST_MAX_PAYLOAD_SIZE
+    body = request.read(limit + 1)
+    if len(body) > limit:
+        raise PayloadTooLarge(f"Body exceeds the limit of {limit} bytes")
+    return body
+
+
+def key_verify(target: IngestTarget, headers: SignedHeaders, body: bytes) -> IngestKey:
+    """The active key whose secret signed this body (and whose token is the bearer, if one is given)."""
+    keys = target.keys
+    if headers.bearer is not None:
+        wanted = token_hash(headers.bearer)
+        keys = tuple(key for key in keys if key.token_hash == wanted)
+    for key in keys:
+        if signature_matches(signature(key.hmac_secret, headers.timestamp, headers.nonce, body), headers.signature):
+            return key
+    raise Unauthorized("Invalid credentials or signature")

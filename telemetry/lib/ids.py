@@ -1,0 +1,23 @@
+"""Public identifiers and credentials in the shapes the telemetry-kit SDK expects (seed 001)."""
+
+import base64
+import secrets
+import string
+
+_ALPHABET = string.ascii_lowercase + string.digits
+
+
+def organization_public_id() -> str:
+    return "org_" + "".join(secrets.choice(_ALPHABET) for _ in range(12))
+
+
+def application_public_id() -> str:
+    return "app_" + secrets.token_hex(4)
+
+
+def api_token() -> str:
+    return "tk_" + secrets.token_hex(16)
+
+
+def hmac_secret() -> str:
+    return base64.b64encode(secrets.token_bytes(32)).decode("ascii")

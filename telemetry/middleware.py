@@ -1,0 +1,49 @@
+"""Service-wide middleware: the Clacks header and turning outages into 503 answers."""
+
+import logging
+
+import redis
+from django.db import DatabaseError, InterfaceError, OperationalError
+from django.http import JsonResponse
+
+logger = logging.getLogger(__name__)
+
+RETRY_AFTER_SECONDS = 5
+_OUTAGES = (OperationalError, InterfaceError, redis.ConnectionError, redis.TimeoutError)
+
+
+def clacks_overhead(get_response):
+    def middleware(request):
+        response = get_response(request)
+        response["X-Clacks-Overhead"] = "GNU Terry Pratchett"
+        return response
+
+    return middleware
+
+
+def service_unavailable(get_response):
+    """Answers 503 with Retry-After when PostgreSQL or Redis cannot be reached, never a 500.
+
+    Transactions roll back before this runs, so a client that retries loses nothing and stores
+    nothing twice.
+    """
+
+    def middleware(request):
+        return get_response(request)
+
+    def process_exception(request, exception):
+        if isinstance(exception, _OUTAGES) or (
+            isinstance(exception, DatabaseError) and "connection" in str(exception).lower()
+        ):
+            logger.warning("dependency unavailable: %s", exception.__class__.__name__, exc_info=exception)
+            response = JsonResponse(
+                {"error": {"code": "service_unavailable",
+                           "message": "A storage service is unavailable; retry later."}},
+                status=503,
+            )
+            response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+            return response
+        return None
+
+    middleware.process_exception = process_exception
+    return middleware

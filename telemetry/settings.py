@@ -1,0 +1,186 @@
+"""Settings, read from the environment; every variable is listed in .env.example."""
+
+import os
+from pathlib import Path
+
+import environ
+
+from telemetry.lib.config import EnvReader
+from telemetry.lib.secret_key import persistent_secret_key
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+environ.Env.read_env(BASE_DIR / ".env")
+env = EnvReader(environ.Env())
+
+DATA_DIR = Path(env.str("APP_DATA_DIR", str(BASE_DIR / "var"))).resolve()
+
+DEBUG = env.bool("DEBUG", False)
+SECRET_KEY = env.str("SECRET_KEY", "") or persistent_secret_key(DATA_DIR / "secret_key")
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", [])
+
+# Server (seed 000's names).
+SERVER_HOST = env.str("APP_SERVER__HOST", "127.0.0.1")
+SERVER_PORT = env.int("APP_SERVER__PORT", 8080, minimum=1, maximum=65535)
+SERVER_WORKERS = env.int("APP_SERVER__WORKERS", 2 * (os.cpu_count() or 1), minimum=1)
+PUBLIC_URL = env.str("APP_PUBLIC_URL", "") or f"http://{SERVER_HOST}:{SERVER_PORT}"
+
+# Ingestion limits.
+INGEST_MAX_BATCH_SIZE = env.int("APP_INGESTION__MAX_BATCH_SIZE", 1000, minimum=1)
+INGEST_MAX_PAYLOAD_SIZE = env.int("APP_INGESTION__MAX_PAYLOAD_SIZE", 5 * 1024 * 1024, minimum=1024)
+# 0 keeps events of any age: the SDK queues offline and may send days later (COMPAT.md 1).
+INGEST_MAX_EVENT_AGE_DAYS = env.int("APP_INGESTION__MAX_EVENT_AGE_DAYS", 0, minimum=0)
+
+# Request signing.
+SECURITY_TIMESTAMP_TOLERANCE = env.int("APP_SECURITY__TIMESTAMP_TOLERANCE", 300, minimum=1)
+SECURITY_NONCE_TTL = env.int("APP_SECURITY__NONCE_TTL", 600, minimum=1)
+SECURITY_ACCEPT_LEGACY_SIGNATURE = env.bool("APP_SECURITY__ACCEPT_LEGACY_SIGNATURE", False)
+SECURITY_LEGACY_TIMESTAMP_TOLERANCE = 600
+# Fernet keys that encrypt HMAC secrets at rest, newest first; empty derives one from SECRET_KEY.
+CREDENTIALS_ENCRYPTION_KEYS = env.list("APP_SECURITY__CREDENTIALS_KEYS", [])
+
+# Observability.
+LOG_LEVEL = env.str("APP_OBSERVABILITY__LOG_LEVEL", "info", choices=("debug", "info", "warning", "error"))
+LOG_FORMAT = env.str("APP_OBSERVABILITY__LOG_FORMAT", "json", choices=("json", "pretty"))
+
+# Storage: PostgreSQL and Redis when configured, else the embedded defaults (SQLite, no broker server).
+DATABASES = {
+    "default": env.db_url("DATABASE_URL", {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": str(DATA_DIR / "telemetry.sqlite3"),
+    })
+}
+REDIS_URL = env.redis_url("REDIS_URL")
+env.raise_if_invalid()
+
+_db = DATABASES["default"]
+if _db["ENGINE"] == "django.db.backends.sqlite3":
+    if _db["NAME"] != ":memory:":
+        Path(_db["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+    # WAL and an immediate write lock let web, worker and beat share one file without "database is locked".
+    _db["OPTIONS"] = {
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+    }
+else:
+    _db.setdefault("CONN_MAX_AGE", 300)
+    _db["CONN_HEALTH_CHECKS"] = True
+    _db.setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "accounts",
+    "ingest",
+    "dashboards",
+]
+
+MIDDLEWARE = [
+    "telemetry.middleware.clacks_overhead",
+    "telemetry.middleware.service_unavailable",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "telemetry.urls"
+WSGI_APPLICATION = "telemetry.wsgi.application"
+AUTH_USER_MODEL = "accounts.User"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = DATA_DIR / "static"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
+
+# The ingest view reads and bounds the body itself; this only guards Django's own parsers.
+DATA_UPLOAD_MAX_MEMORY_SIZE = INGEST_MAX_PAYLOAD_SIZE
+
+REST_FRAMEWORK = {
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_PERMISSION_CLASSES": [],
+    "UNAUTHENTICATED_USER": None,
+    "EXCEPTION_HANDLER": "ingest.errors.api_exception_handler",
+}
+
+# Celery: Redis when configured, else kombu's filesystem transport, which needs no server.
+if REDIS_URL:
+    CELERY_BROKER_URL = REDIS_URL
+    CELERY_RESULT_BACKEND = REDIS_URL
+    CELERY_BROKER_TRANSPORT_OPTIONS = {}
+else:
+    _broker_dir = DATA_DIR / "broker"
+    for _sub in ("queue", "processed"):
+        (_broker_dir / _sub).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_URL = "filesystem://"
+    CELERY_RESULT_BACKEND = None
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_broker_dir / "queue"),
+        "data_folder_out": str(_broker_dir / "queue"),
+        "processed_folder": str(_broker_dir / "processed"),
+    }
+CELERY_TASK_TIME_LIMIT = 300
+CELERY_TASK_SOFT_TIME_LIMIT = 240
+CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
+# Every periodic job, in one place.
+CELERY_BEAT_SCHEDULE = {
+    "purge-expired-nonces": {"task": "ingest.tasks.nonces_purge", "schedule": 600.0},
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
+        "pretty": {"format": "%(asctime)s %(levelname)-7s %(name)s: %(message)s"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL.upper()},
+}

@@ -1,0 +1,102 @@
+import hashlib
+import hmac
+import json
+import time
+import uuid
+from dataclasses import dataclass
+
+import pytest
+from django.test import Client
+
+from accounts.models import Application
+from accounts.services import credential_issue
+from tests.factories import ApplicationFactory
+
+USER_ID = "client_" + "ab" * 32
+
+
+@dataclass
+class AppKeys:
+    application: Application
+    api_token: str
+    hmac_secret: str
+
+    @property
+    def org_id(self) -> str:
+        return self.application.organization.public_id
+
+    @property
+    def app_id(self) -> str:
+        return self.application.public_id
+
+    @property
+    def url(self) -> str:
+        return f"/v1/ingest/{self.org_id}/{self.app_id}"
+
+
+def app_keys_create(**application_fields) -> AppKeys:
+    application = ApplicationFactory(**application_fields)
+    issued = credential_issue(application=application)
+    return AppKeys(application=application, api_token=issued.api_token, hmac_secret=issued.hmac_secret)
+
+
+@pytest.fixture
+def app_keys(db) -> AppKeys:
+    return app_keys_create()
+
+
+def make_event(**overrides) -> dict:
+    """An event exactly as the telemetry-kit Rust SDK 0.3 sends it (COMPAT.md section 1)."""
+    event = {
+        "event_id": str(uuid.uuid4()),
+        "schema_version": "1.0.0",
+        "timestamp": "2026-11-20T10:30:00Z",
+        "user_id": USER_ID,
+        "session_id": "sess_" + "c" * 32,
+        "service": {"name": "my-app", "version": "1.2.3", "language": "rust", "language_version": "1.95.0"},
+        "event": {"type": "command", "category": "cli", "data": {"command": "build", "success": True}},
+        "metadata": {"transmission_timestamp": "2026-11-20T10:31:00Z", "batch_size": 1, "retry_count": 0},
+    }
+    event.update(overrides)
+    return event
+
+
+def sign(secret: str, timestamp: str, nonce: str, body: bytes) -> str:
+    return hmac.new(secret.encode(), f"{timestamp}:{nonce}:".encode() + body, hashlib.sha256).hexdigest()
+
+
+def signed_headers(keys: AppKeys, body: bytes, *, timestamp: int | None = None, nonce: str | None = None,
+                   batch_size: int | None = None, **extra) -> dict:
+    timestamp_text = str(int(time.time()) if timestamp is None else timestamp)
+    nonce = nonce or str(uuid.uuid4())
+    headers = {
+        "HTTP_X_SIGNATURE": sign(keys.hmac_secret, timestamp_text, nonce, body),
+        "HTTP_X_TIMESTAMP": timestamp_text,
+        "HTTP_X_NONCE": nonce,
+        "HTTP_X_SDK_VERSION": "telemetry-kit-rust/0.3.0",
+        "HTTP_X_SCHEMA_VERSION": "1.0.0",
+    }
+    if batch_size is not None:
+        headers["HTTP_X_BATCH_SIZE"] = str(batch_size)
+    headers.update(extra)
+    return headers
+
+
+def batch_body(events: list) -> bytes:
+    return json.dumps({"events": events}).encode()
+
+
+@pytest.fixture
+def signed_post():
+    """Posts ``body`` (bytes, or a list of events) to ``keys``' ingest URL, signed like the SDK."""
+    client = Client()
+
+    def post(keys: AppKeys, body, **options):
+        if isinstance(body, list):
+            options.setdefault("batch_size", len(body))
+            body = batch_body(body)
+        content_type = options.pop("content_type", "application/json")
+        url = options.pop("url", keys.url)
+        return client.post(url, data=body, content_type=content_type, **signed_headers(keys, body, **options))
+
+    return post
