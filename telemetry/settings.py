@@ -13,7 +13,7 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 environ.Env.read_env(BASE_DIR / ".env")
 env = EnvReader(environ.Env())
 
-DATA_DIR = Path(env.str("APP_DATA_DIR", str(BASE_DIR / "var"))).resolve()
+DATA_DIR = (BASE_DIR / env.str("APP_DATA_DIR", "var")).resolve()
 
 DEBUG = env.bool("DEBUG", False)
 SECRET_KEY = env.str("SECRET_KEY", "") or persistent_secret_key(DATA_DIR / "secret_key")

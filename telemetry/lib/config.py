@@ -16,6 +16,9 @@ class EnvReader:
         self.errors: list[str] = []
 
     def _read(self, cast, name, default, expected):
+        # An empty value (as in a copied .env.example) means "use the default".
+        if not self.env.str(name, default="").strip():
+            return default
         try:
             return cast(name, default=default)
         except (ValueError, TypeError, ImproperlyConfigured) as exc:
@@ -31,7 +34,15 @@ class EnvReader:
         return value.lower() if choices else value
 
     def bool(self, name, default):
-        return self._read(self.env.bool, name, default, "true or false")
+        raw = self.env.str(name, default="").strip().lower()
+        if not raw:
+            return default
+        if raw in ("true", "1", "yes", "on"):
+            return True
+        if raw in ("false", "0", "no", "off"):
+            return False
+        self.errors.append(f"{name}={raw!r} is not valid: expected true or false")
+        return default
 
     def int(self, name, default, minimum=None, maximum=None):
         value = self._read(self.env.int, name, default, "an integer")

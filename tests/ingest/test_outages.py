@@ -1,0 +1,95 @@
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from django.test import override_settings
+
+from ingest.models import Event
+from tests.conftest import make_event
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.django_db
+def test_redis_unreachable_answers_503_with_retry_after_and_stores_nothing(app_keys, signed_post):
+    with override_settings(REDIS_URL=f"redis://127.0.0.1:{closed_port()}/0"):
+        response = signed_post(app_keys, [make_event()])
+
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "service_unavailable"
+    assert int(response["Retry-After"]) > 0
+    assert not Event.objects.exists()
+
+
+@pytest.mark.django_db
+def test_ready_names_redis_when_it_is_down(client):
+    with override_settings(REDIS_URL=f"redis://127.0.0.1:{closed_port()}/0"):
+        response = client.get("/ready")
+
+    assert response.status_code == 503
+    assert response.json()["checks"] == {"database": "ok", "redis": "down"}
+    assert "redis" in response.json()["error"]["message"]
+
+
+@pytest.fixture
+def server_without_database(tmp_path):
+    """The production server (gunicorn) started against a PostgreSQL port where nothing listens."""
+    port = closed_port()
+    env = dict(os.environ, DATABASE_URL=f"postgres://postgres@127.0.0.1:{closed_port()}/telemetry",
+               APP_SERVER__PORT=str(port), APP_SERVER__WORKERS="1", APP_DATA_DIR=str(tmp_path))
+    process = subprocess.Popen([str(Path(sys.executable).parent / "gunicorn"), "--config", "python:telemetry.gunicorn_conf"],
+                               cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"{base}/health", timeout=1)
+                break
+            except (urllib.error.URLError, ConnectionError):
+                time.sleep(0.1)
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def request(url, **kwargs):
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, **kwargs), timeout=10) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read()
+
+
+def test_database_unreachable_answers_503_never_500(server_without_database):
+    body = b'{"events":[]}'
+    headers = {"Content-Type": "application/json", "X-Signature": "0" * 64, "X-Timestamp": str(int(time.time())),
+               "X-Nonce": "550e8400-e29b-41d4-a716-446655440000", "X-Batch-Size": "0"}
+
+    status, response_headers, content = request(f"{server_without_database}/v1/ingest/org_x/app_12345678",
+                                                 data=body, headers=headers, method="POST")
+
+    assert status == 503
+    assert b'"service_unavailable"' in content
+    assert response_headers["Retry-After"]
+
+
+def test_health_stays_up_and_ready_names_the_database_when_it_is_down(server_without_database):
+    health_status, _, _ = request(f"{server_without_database}/health")
+    ready_status, _, ready_body = request(f"{server_without_database}/ready")
+
+    assert health_status == 200
+    assert ready_status == 503
+    assert b'"database": "down"' in ready_body

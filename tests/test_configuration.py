@@ -1,0 +1,59 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def manage_check(tmp_path, **env) -> subprocess.CompletedProcess:
+    environment = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    environment.update(APP_DATA_DIR=str(tmp_path), **env)
+    return subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=environment,
+                          capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("APP_INGESTION__MAX_BATCH_SIZE", "lots"),
+        ("APP_INGESTION__MAX_BATCH_SIZE", "0"),
+        ("APP_SERVER__PORT", "70000"),
+        ("APP_SECURITY__TIMESTAMP_TOLERANCE", "-5"),
+        ("APP_OBSERVABILITY__LOG_FORMAT", "xml"),
+        ("DEBUG", "perhaps"),
+        ("DATABASE_URL", "mysql://db/telemetry"),
+        ("REDIS_URL", "localhost:6379"),
+    ],
+)
+def test_invalid_setting_stops_start_up_naming_the_variable(tmp_path, name, value):
+    result = manage_check(tmp_path, **{name: value})
+
+    assert result.returncode != 0
+    assert "Invalid configuration" in result.stderr
+    assert name in result.stderr
+
+
+def test_every_bad_value_is_reported_at_once(tmp_path):
+    result = manage_check(tmp_path, APP_SERVER__PORT="x", APP_SECURITY__NONCE_TTL="y")
+
+    assert "APP_SERVER__PORT" in result.stderr and "APP_SECURITY__NONCE_TTL" in result.stderr
+
+
+def test_defaults_start_with_nothing_configured(tmp_path):
+    result = manage_check(tmp_path)
+
+    assert result.returncode == 0, result.stderr
+
+
+def test_every_setting_read_from_the_environment_is_in_env_example():
+    settings_source = (ROOT / "telemetry" / "settings.py").read_text()
+    example = (ROOT / ".env.example").read_text()
+    import re
+
+    names = set(re.findall(r'env\.\w+\("([A-Z_]+)"', settings_source))
+    assert names, "no settings found"
+    missing = sorted(name for name in names if f"{name}=" not in example)
+    assert missing == []
