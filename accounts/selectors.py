@@ -1,18 +1,33 @@
 """Reads for organizations, applications and credentials."""
 
+import time
 from dataclasses import dataclass
+from datetime import datetime
 
+from cryptography.fernet import InvalidToken
 from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import Credential
 from telemetry.lib import crypto
+from telemetry.lib.errors import ServiceUnavailable
+
+# Each server process keeps what it read for this long: ingest then costs no query per request,
+# and a revoked or expired credential stops working everywhere within these seconds.
+TARGET_CACHE_SECONDS = 5.0
+_TARGET_CACHE_MAX = 10_000
+_target_cache: dict[tuple[str, str], tuple[float, "IngestTarget | None"]] = {}
+
+
+class CredentialsKeyError(ServiceUnavailable):
+    """Stored secrets cannot be decrypted: the server's key changed. An operator must fix it."""
 
 
 @dataclass(frozen=True)
 class IngestKey:
     token_hash: str
     hmac_secret: str
+    expires_at: datetime | None
 
 
 @dataclass(frozen=True)
@@ -23,27 +38,47 @@ class IngestTarget:
     application_id: int
     keys: tuple[IngestKey, ...]
 
+    def active_keys(self, now: datetime) -> tuple[IngestKey, ...]:
+        return tuple(key for key in self.keys if key.expires_at is None or key.expires_at > now)
 
-def ingest_target_get(*, org_public_id: str, app_public_id: str) -> IngestTarget | None:
-    """The application ``app_public_id`` of organization ``org_public_id`` with its active credentials.
 
-    One query. None when either id is unknown, they do not belong together, or no credential is
-    active: the caller answers all of these alike, so ids cannot be probed.
-    """
-    now = timezone.now()
+def _ingest_target_read(org_public_id: str, app_public_id: str) -> "IngestTarget | None":
     rows = list(
         Credential.objects.filter(
             application__public_id=app_public_id,
             application__organization__public_id=org_public_id,
             revoked_at__isnull=True,
         )
-        .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
-        .values_list("application_id", "application__organization_id", "token_hash", "secret_encrypted")
+        .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now()))
+        .values_list("application_id", "application__organization_id", "token_hash", "secret_encrypted",
+                     "expires_at")
     )
     if not rows:
         return None
-    return IngestTarget(
-        application_id=rows[0][0],
-        organization_id=rows[0][1],
-        keys=tuple(IngestKey(token_hash=row[2], hmac_secret=crypto.decrypt(row[3])) for row in rows),
-    )
+    try:
+        keys = tuple(IngestKey(token_hash=row[2], hmac_secret=crypto.decrypt(row[3]), expires_at=row[4])
+                     for row in rows)
+    except InvalidToken:
+        raise CredentialsKeyError(
+            f"Cannot decrypt the HMAC secrets of application {app_public_id}: APP_SECURITY__CREDENTIALS_KEYS "
+            "(or SECRET_KEY, which it defaults to) is not the key they were encrypted with") from None
+    return IngestTarget(application_id=rows[0][0], organization_id=rows[0][1], keys=keys)
+
+
+def ingest_target_get(*, org_public_id: str, app_public_id: str) -> IngestTarget | None:
+    """The application ``app_public_id`` of organization ``org_public_id`` with its active credentials.
+
+    None when either id is unknown, they do not belong together, or no credential is active: the
+    caller answers all of these alike, so ids cannot be probed. Read through a short per-process
+    cache (``TARGET_CACHE_SECONDS``).
+    """
+    cache_key = (org_public_id, app_public_id)
+    now = time.monotonic()
+    cached = _target_cache.get(cache_key)
+    if cached is not None and cached[0] > now:
+        return cached[1]
+    target = _ingest_target_read(org_public_id, app_public_id)
+    if len(_target_cache) >= _TARGET_CACHE_MAX:
+        _target_cache.clear()
+    _target_cache[cache_key] = (now + TARGET_CACHE_SECONDS, target)
+    return target

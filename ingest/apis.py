@@ -9,6 +9,7 @@ from rest_framework.views import APIView
 
 from accounts.selectors import ingest_target_get
 from ingest import verification
+from ingest.negotiation import JsonOnly
 from ingest.errors import BadRequest, PayloadTooLarge, Unauthorized, error_body
 from ingest.schema import BatchFormatError, batch_check, batch_decode
 from ingest.services import events_store, nonce_claim, nonce_release
@@ -25,6 +26,8 @@ def _batch_size_header(meta) -> int | None:
 
 class IngestApi(APIView):
     """``POST /v1/ingest/{org_id}/{app_id}``: a signed batch of telemetry-kit events."""
+
+    content_negotiation_class = JsonOnly
 
     def post(self, request, org_id: str, app_id: str):
         meta = request.META

@@ -5,6 +5,7 @@ import time
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.utils import timezone
 
 from accounts.selectors import IngestKey, IngestTarget
 from ingest.errors import BadRequest, PayloadTooLarge, Unauthorized
@@ -73,8 +74,11 @@ def content_type_check(meta) -> None:
 
 
 def body_read(request) -> bytes:
+    """The raw body, at most the payload limit; a chunked body (no Content-Length) is read from the
+    server's stream, since Django reads nothing past a missing length."""
     limit = settings.INGEST_MAX_PAYLOAD_SIZE
-    body = request.read(limit + 1)
+    stream = request if request.META.get("CONTENT_LENGTH") else request.META["wsgi.input"]
+    body = stream.read(limit + 1)
     if len(body) > limit:
         raise PayloadTooLarge(f"Body exceeds the limit of {limit} bytes")
     return body
@@ -82,7 +86,7 @@ def body_read(request) -> bytes:
 
 def key_verify(target: IngestTarget, headers: SignedHeaders, body: bytes) -> IngestKey:
     """The active key whose secret signed this body (and whose token is the bearer, if one is given)."""
-    keys = target.keys
+    keys = target.active_keys(timezone.now())
     if headers.bearer is not None:
         wanted = token_hash(headers.bearer)
         keys = tuple(key for key in keys if key.token_hash == wanted)

@@ -6,6 +6,8 @@ import redis
 from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import JsonResponse
 
+from telemetry.lib.errors import ServiceUnavailable
+
 logger = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = 5
@@ -22,7 +24,8 @@ def clacks_overhead(get_response):
 
 
 def service_unavailable(get_response):
-    """Answers 503 with Retry-After when PostgreSQL or Redis cannot be reached, never a 500.
+    """Answers 503 with Retry-After when PostgreSQL or Redis cannot be reached (or the credentials
+    key cannot decrypt stored secrets), never a 500.
 
     Transactions roll back before this runs, so a client that retries loses nothing and stores
     nothing twice.
@@ -32,18 +35,21 @@ def service_unavailable(get_response):
         return get_response(request)
 
     def process_exception(request, exception):
-        if isinstance(exception, _OUTAGES) or (
+        if isinstance(exception, ServiceUnavailable):
+            logger.error("%s", exception)
+        elif isinstance(exception, _OUTAGES) or (
             isinstance(exception, DatabaseError) and "connection" in str(exception).lower()
         ):
             logger.warning("dependency unavailable: %s", exception.__class__.__name__, exc_info=exception)
-            response = JsonResponse(
-                {"error": {"code": "service_unavailable",
-                           "message": "A storage service is unavailable; retry later."}},
-                status=503,
-            )
-            response["Retry-After"] = str(RETRY_AFTER_SECONDS)
-            return response
-        return None
+        else:
+            return None
+        # 503 rather than 4xx: SDKs keep their queue and retry instead of dropping the events.
+        response = JsonResponse(
+            {"error": {"code": "service_unavailable", "message": "The service is unavailable; retry later."}},
+            status=503,
+        )
+        response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
 
     middleware.process_exception = process_exception
     return middleware

@@ -23,7 +23,8 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", [])
 # Server (seed 000's names).
 SERVER_HOST = env.str("APP_SERVER__HOST", "127.0.0.1")
 SERVER_PORT = env.int("APP_SERVER__PORT", 8080, minimum=1, maximum=65535)
-SERVER_WORKERS = env.int("APP_SERVER__WORKERS", 2 * (os.cpu_count() or 1), minimum=1)
+SERVER_WORKERS = env.int("APP_SERVER__WORKERS", os.cpu_count() or 1, minimum=1)
+SERVER_THREADS = env.int("APP_SERVER__THREADS", 4, minimum=1)
 PUBLIC_URL = env.str("APP_PUBLIC_URL", "") or f"http://{SERVER_HOST}:{SERVER_PORT}"
 
 # Ingestion limits.
@@ -65,8 +66,9 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 20,
     }
 else:
+    # Persistent connections without a per-request health check (a round trip each): after a
+    # PostgreSQL restart the first request on a stale connection answers 503 and the client retries.
     _db.setdefault("CONN_MAX_AGE", 300)
-    _db["CONN_HEALTH_CHECKS"] = True
     _db.setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
 
 INSTALLED_APPS = [

@@ -45,11 +45,11 @@ def test_ready_names_redis_when_it_is_down(client):
 
 @pytest.fixture
 def server_without_database(tmp_path):
-    """The production server (gunicorn) started against a PostgreSQL port where nothing listens."""
+    """The production server started against a PostgreSQL port where nothing listens."""
     port = closed_port()
     env = dict(os.environ, DATABASE_URL=f"postgres://postgres@127.0.0.1:{closed_port()}/telemetry",
                APP_SERVER__PORT=str(port), APP_SERVER__WORKERS="1", APP_DATA_DIR=str(tmp_path))
-    process = subprocess.Popen([str(Path(sys.executable).parent / "gunicorn"), "--config", "python:telemetry.gunicorn_conf"],
+    process = subprocess.Popen([sys.executable, "-m", "telemetry.server"],
                                cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -68,9 +68,9 @@ def server_without_database(tmp_path):
 def request(url, **kwargs):
     try:
         with urllib.request.urlopen(urllib.request.Request(url, **kwargs), timeout=10) as response:
-            return response.status, dict(response.headers), response.read()
+            return response.status, response.headers, response.read()
     except urllib.error.HTTPError as error:
-        return error.code, dict(error.headers), error.read()
+        return error.code, error.headers, error.read()
 
 
 def test_database_unreachable_answers_503_never_500(server_without_database):
@@ -93,3 +93,14 @@ def test_health_stays_up_and_ready_names_the_database_when_it_is_down(server_wit
     assert health_status == 200
     assert ready_status == 503
     assert b'"database": "down"' in ready_body
+
+
+@pytest.mark.django_db
+def test_secrets_encrypted_under_another_key_answer_503_so_sdks_keep_their_events(app_keys, signed_post, settings):
+    settings.CREDENTIALS_ENCRYPTION_KEYS = ["J5nZ8K0bWkz4bd8fN6wrq1n3I2w7M8H0b9QxZ0y4x3c="]
+
+    response = signed_post(app_keys, [make_event()])
+
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "service_unavailable"
+    assert not Event.objects.exists()

@@ -1,0 +1,213 @@
+"""Load test of the signed ingest endpoint against a server started as in production.
+
+Starts the production server (``python -m telemetry.server``) on PostgreSQL and Redis, creates a
+fresh application, sends signed batches for a fixed time, and prints events/s, requests/s,
+latency percentiles and whether the events stored equal the events accepted.
+
+Two load generators: ``wrk`` (Debian package ``wrk``) replays requests signed beforehand, each
+once, and leaves nearly all the CPU to the server; ``python`` signs as it goes from several
+processes (for large batches, where building the body is the client's main cost anyway).
+
+    .venv/bin/python benchmarks/ingest.py --batch-size 1 --concurrency 16 --duration 15
+    .venv/bin/python benchmarks/ingest.py --batch-size 1000 --concurrency 4 --duration 15
+"""
+
+import argparse
+import hashlib
+import hmac
+import http.client
+import json
+import multiprocessing
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+import uuid
+from pathlib import Path
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/telemetry_bench"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/14"
+
+EVENT_TEMPLATE = (
+    '{"event_id":"%s","schema_version":"1.0.0","timestamp":"2026-11-20T10:30:00Z",'
+    '"user_id":"client_' + "ab" * 32 + '","session_id":"sess_' + "c" * 32 + '",'
+    '"service":{"name":"bench","version":"1.0.0","language":"rust","language_version":"1.95"},'
+    '"event":{"type":"command","category":"cli","data":{"command":"build","duration_ms":1234,"success":true,'
+    '"flags":["--release","--locked"]}},'
+    '"metadata":{"transmission_timestamp":"2026-11-20T10:31:00Z","batch_size":1,"retry_count":0}}'
+)
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch-size", type=int, default=100, help="events per request")
+    parser.add_argument("--concurrency", type=int, default=16, help="connections, one request in flight each")
+    parser.add_argument("--duration", type=int, default=15, help="seconds of load")
+    parser.add_argument("--client", choices=("wrk", "python"), default=None,
+                        help="load generator (default: wrk if installed and batches of 100 or fewer)")
+    parser.add_argument("--max-rate", type=int, default=5000,
+                        help="wrk: requests/s to sign beforehand (more than the server can take)")
+    parser.add_argument("--workers", type=int, default=None, help="server worker processes")
+    parser.add_argument("--port", type=int, default=8181)
+    return parser.parse_args()
+
+
+def server_env(args) -> dict:
+    env = dict(os.environ)
+    env.setdefault("DATABASE_URL", DEFAULT_DATABASE_URL)
+    env.setdefault("REDIS_URL", DEFAULT_REDIS_URL)
+    env.update(APP_SERVER__PORT=str(args.port), APP_OBSERVABILITY__LOG_LEVEL="warning")
+    if args.workers:
+        env["APP_SERVER__WORKERS"] = str(args.workers)
+    return env
+
+
+def ensure_database(url: str) -> None:
+    base, name = url.rsplit("/", 1)
+    with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def start_server(args):
+    env = server_env(args)
+    ensure_database(env["DATABASE_URL"])
+    python = sys.executable
+    subprocess.run([python, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
+    created = subprocess.run([python, "manage.py", "create_app", "--org", "Benchmark", "--name",
+                              f"bench-{uuid.uuid4().hex[:6]}", "--json"],
+                             cwd=ROOT, env=env, check=True, capture_output=True, text=True)
+    credentials = json.loads(created.stdout)
+    server = subprocess.Popen([python, "-m", "telemetry.server"], cwd=ROOT, env=env)
+    base = f"http://127.0.0.1:{args.port}"
+    for _ in range(300):
+        try:
+            urllib.request.urlopen(f"{base}/health", timeout=1)
+            break
+        except OSError:
+            time.sleep(0.1)
+    credentials["ingest_url"] = f"{base}/v1/ingest/{credentials['org_id']}/{credentials['app_id']}"
+    return server, credentials, env["DATABASE_URL"]
+
+
+def signed_request(secret: bytes, batch_size: int) -> tuple[bytes, dict]:
+    body = ('{"events":[' + ",".join(EVENT_TEMPLATE % uuid.uuid4() for _ in range(batch_size)) + "]}").encode()
+    timestamp, nonce = str(int(time.time())), str(uuid.uuid4())
+    signature = hmac.new(secret, f"{timestamp}:{nonce}:".encode() + body, hashlib.sha256).hexdigest()
+    return body, {"Content-Type": "application/json", "X-Signature": signature, "X-Timestamp": timestamp,
+                  "X-Nonce": nonce, "X-Batch-Size": str(batch_size),
+                  "X-SDK-Version": "telemetry-kit-rust/0.3.0", "X-Schema-Version": "1.0.0"}
+
+
+def python_client(credentials, batch_size, deadline, queue):
+    secret = credentials["hmac_secret"].encode()
+    url = urllib.parse.urlsplit(credentials["ingest_url"])
+    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
+    latencies, statuses, accepted = [], {}, 0
+    while time.time() < deadline:
+        body, headers = signed_request(secret, batch_size)
+        started = time.perf_counter()
+        connection.request("POST", url.path, body=body, headers=headers)
+        response = connection.getresponse()
+        answer = response.read()
+        latencies.append((time.perf_counter() - started) * 1000)
+        statuses[response.status] = statuses.get(response.status, 0) + 1
+        if response.status in (200, 207):
+            accepted += json.loads(answer)["accepted"]
+    queue.put((latencies, statuses, accepted))
+
+
+def run_python(args, credentials) -> dict:
+    start = time.time() + 0.5
+    queue = multiprocessing.Queue()
+    processes = [multiprocessing.Process(target=python_client,
+                                         args=(credentials, args.batch_size, start + args.duration, queue))
+                 for _ in range(args.concurrency)]
+    for process in processes:
+        process.start()
+    parts = [queue.get() for _ in processes]
+    for process in processes:
+        process.join()
+    elapsed = time.time() - start
+    latencies = sorted(value for part in parts for value in part[0])
+    statuses = {}
+    for part in parts:
+        for status, count in part[1].items():
+            statuses[str(status)] = statuses.get(str(status), 0) + count
+
+    def percentile(fraction):
+        return latencies[min(len(latencies) - 1, int(len(latencies) * fraction))] if latencies else float("nan")
+
+    return {"statuses": statuses, "accepted": sum(part[2] for part in parts), "elapsed": elapsed,
+            "p50": percentile(0.5), "p99": percentile(0.99), "unanswered": 0}
+
+
+def run_wrk(args, credentials) -> dict:
+    secret = credentials["hmac_secret"].encode()
+    path = urllib.parse.urlsplit(credentials["ingest_url"]).path
+    count = int(args.max_rate * args.duration)
+    threads = min(4, args.concurrency)
+    with tempfile.NamedTemporaryFile("wb", suffix=".requests", delete=False) as handle:
+        for _ in range(count):
+            body, headers = signed_request(secret, args.batch_size)
+            handle.write(f"{path} {headers['X-Nonce']} {headers['X-Timestamp']} {headers['X-Signature']} "
+                         f"{args.batch_size} {len(body)}\n".encode() + body + b"\n")
+    base = credentials["ingest_url"][: -len(path)]
+    env = dict(os.environ, WRK_REQUESTS_FILE=handle.name, WRK_THREADS=str(threads))
+    try:
+        output = subprocess.run(
+            ["wrk", "-t", str(threads), "-c", str(args.concurrency), "-d", f"{int(args.duration)}s", "--timeout", "10s",
+             "-s", str(Path(__file__).with_name("wrk_ingest.lua")), base],
+            env=env, check=True, capture_output=True, text=True).stdout
+    finally:
+        os.unlink(handle.name)
+    fields = dict(re.findall(r"(\w+)=(\S+)", output.split("WRK_RESULT", 1)[1]))
+    statuses = {key[len("status_"):]: int(value) for key, value in fields.items() if key.startswith("status_")}
+    answered = sum(count for status, count in statuses.items() if status != "exhausted")
+    return {"statuses": statuses, "accepted": int(fields["accepted"]), "elapsed": float(fields["duration_s"]),
+            "p50": float(fields["p50_ms"]), "p99": float(fields["p99_ms"]),
+            "unanswered": int(fields["sent"]) - answered}
+
+
+def stored_count(database_url, app_id) -> int:
+    with psycopg.connect(database_url) as conn:
+        return conn.execute(
+            "SELECT count(*) FROM ingest_event e JOIN accounts_application a ON a.id = e.application_id "
+            "WHERE a.public_id = %s", (app_id,)).fetchone()[0]
+
+
+def main():
+    args = parse_args()
+    client = args.client or ("wrk" if shutil.which("wrk") and args.batch_size <= 100 else "python")
+    server, credentials, database_url = start_server(args)
+    try:
+        result = (run_wrk if client == "wrk" else run_python)(args, credentials)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    statuses, elapsed, accepted = result["statuses"], result["elapsed"], result["accepted"]
+    requests = sum(count for status, count in statuses.items() if status != "exhausted")
+    stored = stored_count(database_url, credentials["app_id"])
+    # wrk stops with requests in flight, unanswered: the server may still store their events.
+    in_flight = result["unanswered"] * args.batch_size
+    consistent = accepted <= stored <= accepted + in_flight
+    print(f"batch size {args.batch_size}, concurrency {args.concurrency}, client {client}, {elapsed:.1f} s")
+    print(f"  statuses      {statuses}")
+    print(f"  requests/s    {requests / elapsed:,.0f}")
+    print(f"  events/s      {accepted / elapsed:,.0f}")
+    print(f"  latency ms    p50 {result['p50']:.1f}  p99 {result['p99']:.1f}")
+    print(f"  accepted      {accepted}" + (f" (+ up to {in_flight} in flight when the load stopped)" if in_flight else ""))
+    print(f"  stored        {stored}  {'== accepted' + (' + in flight' if stored > accepted else '') if consistent else '!= accepted: LOST OR EXTRA EVENTS'}")
+    return 0 if consistent and set(statuses) <= {"200"} else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

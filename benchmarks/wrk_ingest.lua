@@ -1,0 +1,71 @@
+-- Serves pre-signed requests (written by benchmarks/ingest.py) to wrk, each exactly once, and
+-- counts answers by status and the events they accepted. wrk stops with requests still in flight:
+-- "sent" lets the caller account for them. Thread k takes every k-th request, so no
+-- two threads share a nonce.
+statuses = {}
+accepted = 0
+sent = 0
+local requests, threads = {}, {}
+local next_index = 1
+local counter = 0
+
+function setup(thread)
+  counter = counter + 1
+  thread:set("thread_number", counter)
+  table.insert(threads, thread)
+end
+
+function init(args)
+  local count = tonumber(os.getenv("WRK_THREADS"))
+  local file = assert(io.open(os.getenv("WRK_REQUESTS_FILE"), "rb"))
+  local index = 0
+  while true do
+    local header = file:read("*l")
+    if not header then break end
+    local url, nonce, timestamp, signature, batch, length = header:match("^(%S+) (%S+) (%S+) (%S+) (%S+) (%d+)$")
+    local body = file:read(tonumber(length))
+    file:read("*l")
+    if index % count == thread_number - 1 then
+      table.insert(requests, wrk.format("POST", url, {
+        ["Content-Type"] = "application/json", ["X-Nonce"] = nonce, ["X-Timestamp"] = timestamp,
+        ["X-Signature"] = signature, ["X-Batch-Size"] = batch, ["X-SDK-Version"] = "telemetry-kit-rust/0.3.0",
+        ["X-Schema-Version"] = "1.0.0"}, body))
+    end
+    index = index + 1
+  end
+  file:close()
+end
+
+function request()
+  local r = requests[next_index]
+  if r == nil then
+    -- Out of pre-signed requests: keep wrk busy with a harmless GET, reported as "exhausted".
+    statuses["exhausted"] = (statuses["exhausted"] or 0) + 1
+    return wrk.format("GET", "/health")
+  end
+  next_index = next_index + 1
+  sent = sent + 1
+  return r
+end
+
+function response(status, headers, body)
+  statuses[status] = (statuses[status] or 0) + 1
+  local n = body:match('"accepted":(%d+)')
+  if n then accepted = accepted + tonumber(n) end
+end
+
+function done(summary, latency, requests_summary)
+  local totals, accepted_total, sent_total = {}, 0, 0
+  for _, thread in ipairs(threads) do
+    accepted_total = accepted_total + thread:get("accepted")
+    sent_total = sent_total + thread:get("sent")
+    for status, n in pairs(thread:get("statuses")) do
+      totals[tostring(status)] = (totals[tostring(status)] or 0) + n
+    end
+  end
+  io.write("WRK_RESULT accepted=", accepted_total, " sent=", sent_total, " ")
+  for status, n in pairs(totals) do io.write("status_", status, "=", n, " ") end
+  io.write(string.format("p50_ms=%.3f p99_ms=%.3f mean_ms=%.3f duration_s=%.3f\n",
+    latency:percentile(50) / 1000, latency:percentile(99) / 1000, latency.mean / 1000,
+    summary.duration / 1e6))
+end

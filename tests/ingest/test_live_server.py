@@ -1,0 +1,104 @@
+"""The production server (``python -m telemetry.server``) against the test database, over real HTTP."""
+
+import http.client
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.conf import settings as django_settings
+from django.db import connection
+
+from ingest.models import Event
+from tests.conftest import app_keys_create, batch_body, make_event, signed_headers
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def live_port(tmp_path):
+    settings = connection.settings_dict
+    port = free_port()
+    env = dict(os.environ, APP_SERVER__PORT=str(port), APP_SERVER__WORKERS="1", APP_DATA_DIR=str(tmp_path),
+               SECRET_KEY=django_settings.SECRET_KEY,
+               DATABASE_URL=f"postgres://{settings['USER']}@{settings['HOST']}:{settings['PORT']}/{settings['NAME']}")
+    process = subprocess.Popen([sys.executable, "-m", "telemetry.server"], cwd=ROOT, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        yield port
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def wsgi_to_http(headers: dict) -> dict:
+    return {name[5:].replace("_", "-").title(): value for name, value in headers.items()}
+
+
+def test_signed_batch_sent_over_http_is_stored(live_port):
+    keys = app_keys_create()
+    events = [make_event() for _ in range(3)]
+    body = batch_body(events)
+    conn = http.client.HTTPConnection("127.0.0.1", live_port, timeout=10)
+
+    conn.request("POST", keys.url, body=body, headers={"Content-Type": "application/json",
+                                                       **wsgi_to_http(signed_headers(keys, body, batch_size=3))})
+    response = conn.getresponse()
+
+    assert response.status == 200
+    assert response.getheader("X-Clacks-Overhead") == "GNU Terry Pratchett"
+    assert Event.objects.filter(application=keys.application).count() == 3
+
+
+def test_chunked_body_without_content_length_is_read_and_stored(live_port):
+    keys = app_keys_create()
+    body = batch_body([make_event()])
+    conn = http.client.HTTPConnection("127.0.0.1", live_port, timeout=10)
+
+    conn.request("POST", keys.url, body=iter([body[:20], body[20:]]), encode_chunked=True,
+                 headers={"Content-Type": "application/json", **wsgi_to_http(signed_headers(keys, body))})
+    response = conn.getresponse()
+
+    assert response.status == 200
+    assert Event.objects.filter(application=keys.application).count() == 1
+
+
+def test_oversized_body_is_refused_before_it_is_sent(live_port):
+    keys = app_keys_create()
+    with socket.create_connection(("127.0.0.1", live_port), timeout=10) as sock:
+        sock.sendall(f"POST {keys.url} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                     f"Content-Length: 100000000\r\n\r\n".encode() + b"x" * 1000)
+        answer = sock.recv(4096)
+
+    assert answer.startswith(b"HTTP/1.1 413")
+    assert b'"payload_too_large"' in answer
+
+
+def test_event_the_database_refuses_is_reported_and_the_rest_of_the_batch_stored(live_port):
+    keys = app_keys_create()
+    good = make_event()
+    body = batch_body([good, make_event(event={"type": "t", "data": {"n": 1}})]).replace(b'"n": 1', b'"n": 1e999999')
+    conn = http.client.HTTPConnection("127.0.0.1", live_port, timeout=10)
+
+    conn.request("POST", keys.url, body=body, headers={"Content-Type": "application/json",
+                                                       **wsgi_to_http(signed_headers(keys, body, batch_size=2))})
+    response = conn.getresponse()
+
+    assert response.status == 207
+    assert [str(event_id) for event_id in Event.objects.values_list("event_id", flat=True)] == [good["event_id"]]
