@@ -184,8 +184,19 @@ def stored_count(database_url, app_id) -> int:
             "WHERE a.public_id = %s", (app_id,)).fetchone()[0]
 
 
+def cpu_calibration_ms() -> float:
+    """Milliseconds for a fixed CPU-bound task: this machine's speed varies from run to run, and this
+    figure shows how fast it was while the numbers were taken."""
+    started = time.process_time()
+    document = [{"event_id": str(uuid.UUID(int=i)), "n": i, "tags": ["a", "b"]} for i in range(20_000)]
+    for _ in range(5):
+        json.loads(json.dumps(document))
+    return (time.process_time() - started) * 1000
+
+
 def main():
     args = parse_args()
+    calibration = cpu_calibration_ms()
     client = args.client or ("wrk" if shutil.which("wrk") and args.batch_size <= 100 else "python")
     server, credentials, database_url = start_server(args)
     try:
@@ -199,7 +210,8 @@ def main():
     # wrk stops with requests in flight, unanswered: the server may still store their events.
     in_flight = result["unanswered"] * args.batch_size
     consistent = accepted <= stored <= accepted + in_flight
-    print(f"batch size {args.batch_size}, concurrency {args.concurrency}, client {client}, {elapsed:.1f} s")
+    print(f"batch size {args.batch_size}, concurrency {args.concurrency}, client {client}, {elapsed:.1f} s "
+          f"(CPU calibration {calibration:.0f} ms)")
     print(f"  statuses      {statuses}")
     print(f"  requests/s    {requests / elapsed:,.0f}")
     print(f"  events/s      {accepted / elapsed:,.0f}")

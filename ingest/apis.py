@@ -2,7 +2,9 @@
 
 from datetime import timedelta
 
+import msgspec
 from django.conf import settings
+from django.http import HttpResponse
 from django.utils import timezone
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -13,6 +15,8 @@ from ingest.negotiation import JsonOnly
 from ingest.errors import BadRequest, PayloadTooLarge, Unauthorized, error_body
 from ingest.schema import BatchFormatError, batch_check, batch_decode
 from ingest.services import events_store, nonce_claim, nonce_release
+
+_encode = msgspec.json.Encoder().encode
 
 
 def _batch_size_header(meta) -> int | None:
@@ -89,4 +93,5 @@ def _batch_response(*, total: int, errors: list) -> Response:
     }
     if code == 422:
         body.update(error_body("validation_error", message))
-    return Response(body, status=code)
+    # Rendered here rather than by DRF's renderer: the same JSON, at a fraction of the cost per request.
+    return HttpResponse(_encode(body), status=code, content_type="application/json")

@@ -5,3 +5,7 @@ urlpatterns = [
     path("", include("ingest.urls")),
     path("admin/", admin.site.urls),
 ]
+
+handler400 = "telemetry.errors.bad_request"
+handler404 = "telemetry.errors.not_found"
+handler500 = "telemetry.errors.server_error"

@@ -424,3 +424,18 @@ def test_every_answer_carries_the_clacks_header(app_keys, signed_post, client):
                client.get("/no-such-page")]
 
     assert {r["X-Clacks-Overhead"] for r in answers} == {"GNU Terry Pratchett"}
+
+
+def test_unknown_api_path_answers_json_404(client):
+    response = client.get("/v1/nothing-here")
+
+    assert response.status_code == 404
+    assert response.json() == {"error": {"code": "not_found", "message": "No such endpoint"}}
+
+
+def test_request_for_a_host_not_served_answers_json_400(app_keys, signed_post):
+    response = signed_post(app_keys, [make_event()], HTTP_HOST="evil.example")
+
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "bad_request"
+    assert not Event.objects.exists()
