@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from cryptography.fernet import InvalidToken
+from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
@@ -40,6 +41,11 @@ class IngestTarget:
 
     def active_keys(self, now: datetime) -> tuple[IngestKey, ...]:
         return tuple(key for key in self.keys if key.expires_at is None or key.expires_at > now)
+
+
+def ingest_url(org_public_id: str, app_public_id: str) -> str:
+    """Where an application's SDK sends its batches, as clients reach this service."""
+    return f"{settings.PUBLIC_URL.rstrip('/')}/v1/ingest/{org_public_id}/{app_public_id}"
 
 
 def _ingest_target_read(org_public_id: str, app_public_id: str) -> "IngestTarget | None":

@@ -1,12 +1,7 @@
 """The production server (``python -m telemetry.server``) against the test database, over real HTTP."""
 
 import http.client
-import os
 import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
 from django.conf import settings as django_settings
@@ -14,37 +9,17 @@ from django.db import connection
 
 from ingest.models import Event
 from tests.conftest import app_keys_create, batch_body, make_event, signed_headers
+from tests.server import running_server
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture
 def live_port(tmp_path):
-    settings = connection.settings_dict
-    port = free_port()
-    env = dict(os.environ, APP_SERVER__PORT=str(port), APP_SERVER__WORKERS="1", APP_DATA_DIR=str(tmp_path),
-               SECRET_KEY=django_settings.SECRET_KEY,
-               DATABASE_URL=f"postgres://{settings['USER']}@{settings['HOST']}:{settings['PORT']}/{settings['NAME']}")
-    process = subprocess.Popen([sys.executable, "-m", "telemetry.server"], cwd=ROOT, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.1)
+    db = connection.settings_dict
+    database_url = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+    with running_server(tmp_path, DATABASE_URL=database_url, SECRET_KEY=django_settings.SECRET_KEY) as port:
         yield port
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
 
 
 def wsgi_to_http(headers: dict) -> dict:
@@ -84,7 +59,9 @@ def test_oversized_body_is_refused_before_it_is_sent(live_port):
     with socket.create_connection(("127.0.0.1", live_port), timeout=10) as sock:
         sock.sendall(f"POST {keys.url} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                      f"Content-Length: 100000000\r\n\r\n".encode() + b"x" * 1000)
-        answer = sock.recv(4096)
+        answer = b""
+        while b'"payload_too_large"' not in answer and (chunk := sock.recv(4096)):
+            answer += chunk
 
     assert answer.startswith(b"HTTP/1.1 413")
     assert b'"payload_too_large"' in answer

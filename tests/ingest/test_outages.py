@@ -1,30 +1,18 @@
-import os
-import socket
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
 from django.test import override_settings
 
 from ingest.models import Event
 from tests.conftest import make_event
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from tests.server import running_server, unused_port
 
 
 @pytest.mark.django_db
 def test_redis_unreachable_answers_503_with_retry_after_and_stores_nothing(app_keys, signed_post):
-    with override_settings(REDIS_URL=f"redis://127.0.0.1:{closed_port()}/0"):
+    with override_settings(REDIS_URL=f"redis://127.0.0.1:{unused_port()}/0"):
         response = signed_post(app_keys, [make_event()])
 
     assert response.status_code == 503
@@ -35,7 +23,7 @@ def test_redis_unreachable_answers_503_with_retry_after_and_stores_nothing(app_k
 
 @pytest.mark.django_db
 def test_ready_names_redis_when_it_is_down(client):
-    with override_settings(REDIS_URL=f"redis://127.0.0.1:{closed_port()}/0"):
+    with override_settings(REDIS_URL=f"redis://127.0.0.1:{unused_port()}/0"):
         response = client.get("/ready")
 
     assert response.status_code == 503
@@ -46,23 +34,8 @@ def test_ready_names_redis_when_it_is_down(client):
 @pytest.fixture
 def server_without_database(tmp_path):
     """The production server started against a PostgreSQL port where nothing listens."""
-    port = closed_port()
-    env = dict(os.environ, DATABASE_URL=f"postgres://postgres@127.0.0.1:{closed_port()}/telemetry",
-               APP_SERVER__PORT=str(port), APP_SERVER__WORKERS="1", APP_DATA_DIR=str(tmp_path))
-    process = subprocess.Popen([sys.executable, "-m", "telemetry.server"],
-                               cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(f"{base}/health", timeout=1)
-                break
-            except (urllib.error.URLError, ConnectionError):
-                time.sleep(0.1)
-        yield base
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
+    with running_server(tmp_path, DATABASE_URL=f"postgres://postgres@127.0.0.1:{unused_port()}/telemetry") as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 def request(url, **kwargs):

@@ -1,15 +1,11 @@
 import json as jsonlib
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from accounts.models import Tier
+from accounts.selectors import ingest_url
 from accounts.services import DEFAULT_TIER, application_create, organization_get_or_create
-
-
-def ingest_url(org_public_id: str, app_public_id: str) -> str:
-    return f"{settings.PUBLIC_URL.rstrip('/')}/v1/ingest/{org_public_id}/{app_public_id}"
 
 
 class Command(BaseCommand):

@@ -6,8 +6,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
-from accounts.management.commands.create_app import ingest_url
 from accounts.models import Application, User
+from accounts.selectors import ingest_url
 from accounts.services import application_create, organization_get_or_create
 from accounts.snippets import curl_snippet
 

@@ -1,0 +1,38 @@
+"""The production web server run as a subprocess, for tests that need real HTTP or a broken dependency."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def unused_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def running_server(data_dir, **env_overrides):
+    """Starts ``python -m telemetry.server`` on a free port with the given environment; yields the port."""
+    port = unused_port()
+    env = dict(os.environ, APP_SERVER__PORT=str(port), APP_SERVER__WORKERS="1", APP_DATA_DIR=str(data_dir),
+               **env_overrides)
+    process = subprocess.Popen([sys.executable, "-m", "telemetry.server"], cwd=ROOT, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(150):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        yield port
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
