@@ -1,37 +1,506 @@
-from django.contrib import admin
+"""The operators' admin: every object scoped to the organizations the user belongs to.
+
+Superusers see everything. Owners and admins manage their organizations' applications and
+credentials (owners also members and the organization itself); viewers only look. Anything of
+another organization answers 404. Writes go through ``accounts.services`` so each is audited.
+"""
+
+from datetime import timedelta
+
+from django import forms
+from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpResponseNotAllowed
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.translation import ngettext
 
-from accounts.models import Application, Credential, Organization, Tier, User
+from accounts import selectors, services, snippets
+from accounts.models import Application, AuditEntry, Credential, Membership, Organization, Tier, User
+from accounts.services import Source
 
+admin.site.site_header = "Telemetry"
+admin.site.site_title = "Telemetry"
+admin.site.index_title = "Operations"
 admin.site.register(User, UserAdmin)
+
+
+class OrganizationScopedAdmin(admin.ModelAdmin):
+    """Filters every list, form and URL to the user's organizations and checks their role.
+
+    ``organization_path`` leads from the model to its organization; ``manage_roles`` may change it.
+    """
+
+    organization_path = "organization"
+    manage_roles = selectors.MANAGE_ROLES
+
+    def _organization_id(self, obj) -> int:
+        if not self.organization_path:
+            return obj.pk
+        target = obj
+        for step in self.organization_path.split("__"):
+            target = getattr(target, step)
+        return target.pk
+
+    def _member_filter(self, organizations):
+        key = f"{self.organization_path}__in" if self.organization_path else "pk__in"
+        return {key: organizations}
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        if request.user.is_superuser:
+            return queryset
+        return queryset.filter(**self._member_filter(selectors.organizations_of(user=request.user)))
+
+    def get_object(self, request, object_id, from_field=None):
+        obj = super().get_object(request, object_id, from_field)
+        if obj is None:
+            # Django would redirect with "does not exist"; an object of another organization must not
+            # even be confirmed to exist.
+            raise Http404
+        return obj
+
+    def _role(self, request, obj) -> str | None:
+        return selectors.role_in(user=request.user, organization_id=self._organization_id(obj))
+
+    def _manages_any(self, request) -> bool:
+        return selectors.organizations_of(user=request.user, roles=self.manage_roles).exists()
+
+    def has_module_permission(self, request):
+        return request.user.is_active and (request.user.is_superuser or request.user.memberships.exists())
+
+    def has_view_permission(self, request, obj=None):
+        if obj is None:
+            return self.has_module_permission(request)
+        return self._role(request, obj) is not None
+
+    def has_change_permission(self, request, obj=None):
+        if obj is None:
+            return self._manages_any(request)
+        return self._role(request, obj) in self.manage_roles
+
+    def has_add_permission(self, request):
+        return self._manages_any(request)
+
+    def has_delete_permission(self, request, obj=None):
+        return self.has_change_permission(request, obj)
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.related_model is Organization and not request.user.is_superuser:
+            kwargs["queryset"] = selectors.organizations_of(user=request.user, roles=self.manage_roles)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def _changes(self, form) -> dict:
+        return {name: form.initial.get(name) for name in form.changed_data}
+
+
+def _deletion_summary(obj, counts: dict[str, int]) -> tuple[list, dict, set, list]:
+    """What Django's delete confirmation shows: counts, never a list of millions of events."""
+    shown = [format_html("{} <strong>{}</strong>", type(obj)._meta.verbose_name.capitalize(), obj)]
+    shown += [f"{count:,} {name}" for name, count in counts.items()]
+    return shown, {name: count for name, count in counts.items() if count}, set(), []
 
 
 @admin.register(Tier)
 class TierAdmin(admin.ModelAdmin):
     list_display = ["name", "slug", "monthly_event_quota", "requests_per_minute", "retention_days", "is_unlimited"]
 
+    def has_module_permission(self, request):
+        return request.user.is_superuser
 
-@admin.register(Organization)
-class OrganizationAdmin(admin.ModelAdmin):
-    list_display = ["name", "public_id", "tier", "created_at"]
-    search_fields = ["name", "public_id"]
-    list_filter = ["tier"]
+    def save_model(self, request, obj, form, change):
+        if change:
+            services.tier_update(tier=obj, changes={n: form.initial.get(n) for n in form.changed_data},
+                                 by=request.user, source=Source.from_request(request))
+        else:
+            super().save_model(request, obj, form, change)
 
 
-class CredentialInline(admin.TabularInline):
-    model = Credential
-    fields = ["token_prefix", "created_at", "expires_at", "revoked_at", "last_used_at"]
-    readonly_fields = fields
+class UserByNameField(forms.CharField):
+    """A user picked by exact username or e-mail: members of one organization must not be able to
+    browse the users of the others, as a select or an autocomplete would let them."""
+
+    def prepare_value(self, value):
+        if isinstance(value, int):
+            user = User.objects.filter(pk=value).first()
+            return user.get_username() if user else ""
+        return value.get_username() if isinstance(value, User) else value
+
+    def clean(self, value):
+        value = super().clean(value).strip()
+        user = User.objects.filter(username=value).first() or User.objects.filter(email__iexact=value).first()
+        if user is None:
+            raise forms.ValidationError("No user with that username or e-mail; a superuser creates accounts.")
+        return user
+
+
+class MembershipForm(forms.ModelForm):
+    user = UserByNameField(label="User (username or e-mail)")
+
+    class Meta:
+        model = Membership
+        fields = ["user", "organization", "role"]
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    form = MembershipForm
     extra = 0
+    fields = ["user", "role", "created_at"]
+    readonly_fields = ["created_at"]
+
+    def _is_owner(self, request, obj) -> bool:
+        return obj is not None and selectors.role_in(user=request.user, organization_id=obj.pk) == "owner"
+
+    def has_add_permission(self, request, obj=None):
+        return self._is_owner(request, obj)
+
+    def has_change_permission(self, request, obj=None):
+        return self._is_owner(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return self._is_owner(request, obj)
+
+    def has_view_permission(self, request, obj=None):
+        return obj is None or selectors.role_in(user=request.user, organization_id=obj.pk) is not None
+
+
+class ApplicationInline(admin.TabularInline):
+    model = Application
+    extra = 0
+    fields = ["name", "public_id", "created_at"]
+    readonly_fields = fields
+    show_change_link = True
     can_delete = False
 
     def has_add_permission(self, request, obj=None):
         return False
 
 
+@admin.register(Organization)
+class OrganizationAdmin(OrganizationScopedAdmin):
+    organization_path = ""
+    list_display = ["name", "public_id", "tier", "contact_email", "created_at"]
+    search_fields = ["name", "public_id"]
+    list_filter = ["tier"]
+    readonly_fields = ["public_id", "created_at"]
+    inlines = [MembershipInline, ApplicationInline]
+
+    def has_add_permission(self, request):
+        return request.user.is_superuser
+
+    def has_change_permission(self, request, obj=None):
+        if obj is None:
+            return super().has_change_permission(request)
+        return self._role(request, obj) == "owner"
+
+    def get_readonly_fields(self, request, obj=None):
+        # The tier sets quotas and limits: only a superuser assigns it.
+        return self.readonly_fields + ([] if request.user.is_superuser else ["tier"])
+
+    def save_model(self, request, obj, form, change):
+        source = Source.from_request(request)
+        if change:
+            services.organization_update(organization=obj, changes=self._changes(form), by=request.user, source=source)
+        else:
+            created = services.organization_create(name=obj.name, tier=obj.tier, contact_email=obj.contact_email,
+                                                   by=request.user, source=source)
+            obj.pk, obj.public_id, obj.created_at = created.pk, created.public_id, created.created_at
+
+    def save_formset(self, request, form, formset, change):
+        if formset.model is not Membership:
+            return super().save_formset(request, form, formset, change)
+        source = Source.from_request(request)
+        for membership in formset.save(commit=False):
+            changes = next((f.initial for f in formset.forms if f.instance is membership), {})
+            services.membership_save(membership=membership, changes=changes, by=request.user, source=source)
+        for membership in formset.deleted_objects:
+            services.membership_remove(membership=membership, by=request.user, source=source)
+
+    def get_deleted_objects(self, objs, request):
+        obj = objs[0]
+        return _deletion_summary(obj, selectors.organization_deletion_summary(organization=obj))
+
+    def delete_model(self, request, obj):
+        services.organization_delete(organization=obj, by=request.user, source=Source.from_request(request))
+
+    def delete_queryset(self, request, queryset):
+        for obj in queryset:
+            self.delete_model(request, obj)
+
+
+class CredentialInline(admin.TabularInline):
+    model = Credential
+    fields = ["token_prefix", "status", "created_at", "created_by", "last_used_at", "expires_at", "revoked_at",
+              "revoke_link"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    ordering = ["-created_at"]
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="Status")
+    def status(self, credential):
+        return credential_status(credential)
+
+    @admin.display(description="")
+    def revoke_link(self, credential):
+        if credential.revoked_at is not None:
+            return ""
+        url = reverse("admin:accounts_credential_revoke", args=[credential.pk])
+        return format_html('<a class="tk-button tk-danger" href="{}">Revoke</a>', url)
+
+
+def credential_status(credential) -> str:
+    now = timezone.now()
+    if credential.revoked_at is not None:
+        return "Revoked"
+    if credential.expires_at is not None and credential.expires_at <= now:
+        return "Expired"
+    if credential.expires_at is not None:
+        return "Active until rotation ends"
+    return "Active"
+
+
+class RotateForm(forms.Form):
+    overlap_hours = forms.IntegerField(
+        label="Keep the current credentials working for (hours)", initial=24, min_value=0, max_value=24 * 90,
+        help_text="Time to roll the new credential out to every client; 0 stops the current ones at once.")
+
+
 @admin.register(Application)
-class ApplicationAdmin(admin.ModelAdmin):
-    list_display = ["name", "public_id", "organization", "created_at"]
+class ApplicationAdmin(OrganizationScopedAdmin):
+    list_display = ["name", "public_id", "organization", "active_credentials", "created_at"]
     search_fields = ["name", "public_id", "organization__name"]
     list_select_related = ["organization"]
+    list_filter = [("organization", admin.RelatedOnlyFieldListFilter)]
+    readonly_fields = ["public_id", "ingest_url", "created_at"]
+    fields = ["organization", "name", "public_id", "ingest_url", "created_at"]
     inlines = [CredentialInline]
+    change_form_template = "admin/accounts/application/change_form.html"
+
+    @admin.display(description="Active credentials")
+    def active_credentials(self, application):
+        return selectors.credentials_active(application=application).count()
+
+    @admin.display(description="Ingest URL")
+    def ingest_url(self, application):
+        if application.pk is None:
+            return "-"
+        return selectors.ingest_url(application.organization.public_id, application.public_id)
+
+    def get_readonly_fields(self, request, obj=None):
+        # An application stays in the organization it was created in: its credentials and events do.
+        return self.readonly_fields + (["organization"] if obj is not None else [])
+
+    def get_urls(self):
+        own = [
+            path("<path:object_id>/credentials/issue/", self.admin_site.admin_view(self.issue_view),
+                 name="accounts_application_issue"),
+            path("<path:object_id>/credentials/rotate/", self.admin_site.admin_view(self.rotate_view),
+                 name="accounts_application_rotate"),
+        ]
+        return own + super().get_urls()
+
+    def save_model(self, request, obj, form, change):
+        source = Source.from_request(request)
+        if change:
+            services.application_update(application=obj, changes=self._changes(form), by=request.user, source=source)
+            return
+        issued = services.application_create(organization=obj.organization, name=obj.name, by=request.user,
+                                             source=source)
+        created = issued.credential.application
+        obj.pk, obj.public_id, obj.created_at = created.pk, created.public_id, created.created_at
+        request.issued_credential = issued
+
+    def response_add(self, request, obj, post_url_continue=None):
+        return self._issued_page(request, obj, request.issued_credential, "Application created")
+
+    def _managed_application(self, request, object_id) -> Application:
+        application = self.get_object(request, object_id)
+        if not self.has_change_permission(request, application):
+            raise PermissionDenied
+        return application
+
+    def issue_view(self, request, object_id):
+        application = self._managed_application(request, object_id)
+        if request.method == "POST":
+            issued = services.credential_issue(application=application, by=request.user,
+                                               source=Source.from_request(request))
+            return self._issued_page(request, application, issued, "Credential issued")
+        return TemplateResponse(request, "admin/accounts/application/credential_confirm.html", {
+            **self.admin_site.each_context(request), "opts": self.opts, "application": application,
+            "title": f"Issue a credential for {application.name}", "action": "issue",
+            "active": selectors.credentials_active(application=application).count(),
+        })
+
+    def rotate_view(self, request, object_id):
+        application = self._managed_application(request, object_id)
+        form = RotateForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            issued = services.credential_rotate(
+                application=application, overlap=timedelta(hours=form.cleaned_data["overlap_hours"]),
+                by=request.user, source=Source.from_request(request))
+            return self._issued_page(request, application, issued, "Credential rotated")
+        return TemplateResponse(request, "admin/accounts/application/credential_confirm.html", {
+            **self.admin_site.each_context(request), "opts": self.opts, "application": application,
+            "title": f"Rotate the credentials of {application.name}", "action": "rotate", "form": form,
+            "active": selectors.credentials_active(application=application).count(),
+        })
+
+    def _issued_page(self, request, application, issued, heading):
+        url = selectors.ingest_url(application.organization.public_id, application.public_id)
+        values = {"org_id": application.organization.public_id, "app_id": application.public_id,
+                  "api_token": issued.api_token, "hmac_secret": issued.hmac_secret, "ingest_url": url,
+                  "endpoint": url.split("/v1/ingest/")[0]}
+        response = TemplateResponse(request, "admin/accounts/application/credential_issued.html", {
+            **self.admin_site.each_context(request), "opts": self.opts, "application": application,
+            "title": heading, "issued": issued, "values": values,
+            "snippets": snippets.all_snippets(**values),
+        })
+        # The secret is in this page only: no cache may keep it.
+        response["Cache-Control"] = "no-store"
+        return response
+
+    def get_deleted_objects(self, objs, request):
+        obj = objs[0]
+        return _deletion_summary(obj, selectors.application_deletion_summary(application=obj))
+
+    def delete_model(self, request, obj):
+        services.application_delete(application=obj, by=request.user, source=Source.from_request(request))
+
+    def delete_queryset(self, request, queryset):
+        for obj in queryset:
+            self.delete_model(request, obj)
+
+
+@admin.register(Credential)
+class CredentialAdmin(OrganizationScopedAdmin):
+    organization_path = "application__organization"
+    list_display = ["token_prefix", "application", "status", "created_at", "created_by", "last_used_at",
+                    "expires_at", "revoked_at"]
+    list_select_related = ["application__organization", "created_by"]
+    list_filter = [("application__organization", admin.RelatedOnlyFieldListFilter)]
+    search_fields = ["token_prefix", "application__name", "application__public_id"]
+    fields = ["application", "token_prefix", "status", "created_at", "created_by", "last_used_at", "expires_at",
+              "revoked_at"]
+    readonly_fields = fields
+    actions = ["revoke_selected"]
+
+    @admin.display(description="Status")
+    def status(self, credential):
+        return credential_status(credential)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        # A credential is revoked, never deleted: its history stays in the audit log and the list.
+        return False
+
+    def get_urls(self):
+        return [
+            path("<path:object_id>/revoke/", self.admin_site.admin_view(self.revoke_view),
+                 name="accounts_credential_revoke"),
+        ] + super().get_urls()
+
+    def revoke_view(self, request, object_id):
+        credential = self.get_object(request, object_id)
+        if not self.has_change_permission(request, credential):
+            raise PermissionDenied
+        if request.method == "POST":
+            services.credential_revoke(credential=credential, by=request.user, source=Source.from_request(request))
+            self.message_user(request, f"Credential {credential} revoked: requests signed with it now answer 401.",
+                              messages.SUCCESS)
+            return redirect("admin:accounts_application_change", credential.application_id)
+        if request.method != "GET":
+            return HttpResponseNotAllowed(["GET", "POST"])
+        return TemplateResponse(request, "admin/accounts/credential/revoke_confirm.html", {
+            **self.admin_site.each_context(request), "opts": self.opts, "credential": credential,
+            "application": credential.application, "title": f"Revoke credential {credential}",
+        })
+
+    @admin.action(description="Revoke selected credentials")
+    def revoke_selected(self, request, queryset):
+        revoked = 0
+        for credential in queryset.select_related("application__organization"):
+            if self.has_change_permission(request, credential) and credential.revoked_at is None:
+                services.credential_revoke(credential=credential, by=request.user,
+                                           source=Source.from_request(request))
+                revoked += 1
+        self.message_user(request, ngettext("%d credential revoked.", "%d credentials revoked.", revoked) % revoked)
+
+
+@admin.register(Membership)
+class MembershipAdmin(OrganizationScopedAdmin):
+    manage_roles = ("owner",)
+    list_display = ["user", "organization", "role", "created_at"]
+    list_filter = ["role", ("organization", admin.RelatedOnlyFieldListFilter)]
+    search_fields = ["user__username", "user__email", "organization__name"]
+    form = MembershipForm
+
+    def save_model(self, request, obj, form, change):
+        services.membership_save(membership=obj, changes=self._changes(form), by=request.user,
+                                 source=Source.from_request(request))
+
+    def delete_model(self, request, obj):
+        services.membership_remove(membership=obj, by=request.user, source=Source.from_request(request))
+
+    def delete_queryset(self, request, queryset):
+        for obj in queryset:
+            self.delete_model(request, obj)
+
+
+class AuditOrganizationFilter(admin.SimpleListFilter):
+    title = "organization"
+    parameter_name = "organization"
+
+    def lookups(self, request, model_admin):
+        visible = model_admin.get_queryset(request).exclude(organization_id=None)
+        return sorted(set(visible.values_list("organization_id", "organization_name")), key=lambda pair: pair[1])
+
+    def queryset(self, request, queryset):
+        return queryset.filter(organization_id=self.value()) if self.value() else queryset
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "actor_name", "action", "organization_name", "target", "source_ip"]
+    list_filter = ["action", AuditOrganizationFilter]
+    search_fields = ["actor_name", "target", "organization_name"]
+    date_hierarchy = "created_at"
+    readonly_fields = ["created_at", "actor", "actor_name", "action", "organization_id", "organization_name",
+                       "target", "source_ip", "user_agent", "details"]
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        if request.user.is_superuser:
+            return queryset
+        return queryset.filter(organization_id__in=selectors.organizations_of(user=request.user).values("pk"))
+
+    def get_object(self, request, object_id, from_field=None):
+        obj = super().get_object(request, object_id, from_field)
+        if obj is None:
+            raise Http404
+        return obj
+
+    def has_module_permission(self, request):
+        return request.user.is_active and (request.user.is_superuser or request.user.memberships.exists())
+
+    def has_view_permission(self, request, obj=None):
+        return self.has_module_permission(request)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

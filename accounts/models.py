@@ -73,3 +73,65 @@ class Credential(models.Model):
 
     def __str__(self):
         return f"{self.token_prefix}…"
+
+
+class Membership(models.Model):
+    """A user's role in an organization: owners and admins manage it, viewers only look."""
+
+    class Role(models.TextChoices):
+        OWNER = "owner", "Owner"
+        ADMIN = "admin", "Admin"
+        VIEWER = "viewer", "Viewer"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.VIEWER)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "organization"], name="membership_unique")]
+        ordering = ["organization__name", "user__username"]
+
+    def __str__(self):
+        return f"{self.user} – {self.get_role_display()} of {self.organization.name}"
+
+
+class AuditEntry(models.Model):
+    """Who did what, when and from where: written by services, read-only everywhere."""
+
+    class Action(models.TextChoices):
+        SIGN_IN = "sign_in", "Signed in"
+        SIGN_IN_FAILED = "sign_in_failed", "Failed to sign in"
+        ORGANIZATION_CREATED = "organization_created", "Organization created"
+        ORGANIZATION_CHANGED = "organization_changed", "Organization changed"
+        ORGANIZATION_DELETED = "organization_deleted", "Organization deleted"
+        APPLICATION_CREATED = "application_created", "Application created"
+        APPLICATION_CHANGED = "application_changed", "Application changed"
+        APPLICATION_DELETED = "application_deleted", "Application deleted"
+        CREDENTIAL_ISSUED = "credential_issued", "Credential issued"
+        CREDENTIAL_ROTATED = "credential_rotated", "Credential rotated"
+        CREDENTIAL_REVOKED = "credential_revoked", "Credential revoked"
+        MEMBERSHIP_CHANGED = "membership_changed", "Membership changed"
+        MEMBERSHIP_REMOVED = "membership_removed", "Membership removed"
+        TIER_CHANGED = "tier_changed", "Tier changed"
+
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                              related_name="+")
+    actor_name = models.CharField(max_length=150, blank=True, help_text="Kept when the user is deleted.")
+    action = models.CharField(max_length=40, choices=Action.choices)
+    # Plain ids and names, not foreign keys: an entry outlives what it describes.
+    organization_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    organization_name = models.CharField(max_length=200, blank=True)
+    target = models.CharField(max_length=300, blank=True)
+    source_ip = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=300, blank=True)
+    details = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = "audit log entry"
+        verbose_name_plural = "audit log"
+
+    def __str__(self):
+        return f"{self.created_at:%Y-%m-%d %H:%M} {self.actor_name or 'system'} {self.get_action_display()}"

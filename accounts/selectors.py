@@ -9,7 +9,7 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
-from accounts.models import Credential
+from accounts.models import Application, Credential, Organization
 from telemetry.lib import crypto
 from telemetry.lib.errors import ServiceUnavailable
 
@@ -26,6 +26,7 @@ class CredentialsKeyError(ServiceUnavailable):
 
 @dataclass(frozen=True)
 class IngestKey:
+    credential_id: int
     token_hash: str
     hmac_secret: str
     expires_at: datetime | None
@@ -43,6 +44,36 @@ class IngestTarget:
         return tuple(key for key in self.keys if key.expires_at is None or key.expires_at > now)
 
 
+def _active(credentials):
+    return credentials.filter(revoked_at__isnull=True).filter(
+        Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now()))
+
+
+def credentials_active(*, application: Application):
+    """Credentials of ``application`` that verify requests now."""
+    return _active(application.credentials.all())
+
+
+def ingest_targets_forget() -> None:
+    """Drops this process's cached ingest targets, after a credential change made here."""
+    _target_cache.clear()
+
+
+def application_deletion_summary(*, application: Application) -> dict[str, int]:
+    """What deleting an application takes with it."""
+    return {"credentials": application.credentials.count(), "events": application.events.count()}
+
+
+def organization_deletion_summary(*, organization: Organization) -> dict[str, int]:
+    """What deleting an organization takes with it."""
+    return {
+        "applications": organization.applications.count(),
+        "members": organization.memberships.count(),
+        "credentials": Credential.objects.filter(application__organization=organization).count(),
+        "events": organization.events.count(),
+    }
+
+
 def ingest_url(org_public_id: str, app_public_id: str) -> str:
     """Where an application's SDK sends its batches, as clients reach this service."""
     return f"{settings.PUBLIC_URL.rstrip('/')}/v1/ingest/{org_public_id}/{app_public_id}"
@@ -50,19 +81,18 @@ def ingest_url(org_public_id: str, app_public_id: str) -> str:
 
 def _ingest_target_read(org_public_id: str, app_public_id: str) -> "IngestTarget | None":
     rows = list(
-        Credential.objects.filter(
+        _active(Credential.objects.filter(
             application__public_id=app_public_id,
             application__organization__public_id=org_public_id,
-            revoked_at__isnull=True,
-        )
-        .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now()))
+        ))
         .values_list("application_id", "application__organization_id", "token_hash", "secret_encrypted",
-                     "expires_at")
+                     "expires_at", "pk")
     )
     if not rows:
         return None
     try:
-        keys = tuple(IngestKey(token_hash=row[2], hmac_secret=crypto.decrypt(row[3]), expires_at=row[4])
+        keys = tuple(IngestKey(credential_id=row[5], token_hash=row[2], hmac_secret=crypto.decrypt(row[3]),
+                               expires_at=row[4])
                      for row in rows)
     except InvalidToken:
         raise CredentialsKeyError(
@@ -88,3 +118,23 @@ def ingest_target_get(*, org_public_id: str, app_public_id: str) -> IngestTarget
         _target_cache.clear()
     _target_cache[cache_key] = (now + TARGET_CACHE_SECONDS, target)
     return target
+
+
+MANAGE_ROLES = ("owner", "admin")
+
+
+def organizations_of(*, user, roles: tuple[str, ...] | None = None):
+    """Organizations ``user`` may see (or, with ``roles``, holds one of those roles in); all for superusers."""
+    if user.is_superuser:
+        return Organization.objects.all()
+    memberships = user.memberships.all()
+    if roles is not None:
+        memberships = memberships.filter(role__in=roles)
+    return Organization.objects.filter(pk__in=memberships.values("organization_id"))
+
+
+def role_in(*, user, organization_id: int) -> str | None:
+    """The role ``user`` holds in the organization (superusers count as owners), or None."""
+    if user.is_superuser:
+        return "owner"
+    return user.memberships.filter(organization_id=organization_id).values_list("role", flat=True).first()

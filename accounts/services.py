@@ -1,13 +1,35 @@
-"""Writes for organizations, applications and credentials."""
+"""Writes for organizations, memberships, applications, credentials and the audit log."""
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
 
 from django.db import transaction
+from django.utils import timezone
 
-from accounts.models import Application, Credential, Organization, Tier
+from accounts import selectors
+from accounts.models import Application, AuditEntry, Credential, Membership, Organization, Tier
 from telemetry.lib import crypto, ids
 
 DEFAULT_TIER = "self-hosted"
+DEFAULT_ROTATION_OVERLAP = timedelta(hours=24)
+Action = AuditEntry.Action
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a change came from, for the audit log."""
+
+    ip: str | None = None
+    user_agent: str = ""
+
+    @classmethod
+    def from_request(cls, request) -> "Source":
+        return cls(ip=request.META.get("REMOTE_ADDR") or None,
+                   user_agent=request.META.get("HTTP_USER_AGENT", "")[:300])
+
+
+COMMAND_LINE = Source(user_agent="manage.py")
 
 
 @dataclass(frozen=True)
@@ -17,6 +39,32 @@ class IssuedCredential:
     credential: Credential
     api_token: str
     hmac_secret: str
+    expired_previous: list[Credential] = field(default_factory=list)
+
+
+def audit_record(*, action: str, actor=None, organization: Organization | None = None, target: str = "",
+                 source: Source = COMMAND_LINE, details: dict | None = None) -> AuditEntry:
+    """Appends an entry to the audit log."""
+    return AuditEntry.objects.create(
+        action=action,
+        actor=actor if actor is not None and actor.pk else None,
+        actor_name=actor.get_username() if actor is not None else "",
+        organization_id=organization.pk if organization else None,
+        organization_name=organization.name if organization else "",
+        target=target[:300],
+        source_ip=source.ip,
+        user_agent=source.user_agent,
+        details=details or {},
+    )
+
+
+@transaction.atomic
+def organization_create(*, name: str, tier: Tier, contact_email: str = "", by=None,
+                        source: Source = COMMAND_LINE) -> Organization:
+    organization = Organization.objects.create(name=name, tier=tier, contact_email=contact_email)
+    audit_record(action=Action.ORGANIZATION_CREATED, actor=by, organization=organization, target=str(organization),
+                 source=source, details={"tier": tier.slug})
+    return organization
 
 
 def organization_get_or_create(*, ref: str, tier_slug: str = DEFAULT_TIER) -> tuple[Organization, bool]:
@@ -27,25 +75,169 @@ def organization_get_or_create(*, ref: str, tier_slug: str = DEFAULT_TIER) -> tu
     )
     if existing:
         return existing, False
-    tier = Tier.objects.get(slug=tier_slug)
-    return Organization.objects.create(name=ref, tier=tier), True
+    return organization_create(name=ref, tier=Tier.objects.get(slug=tier_slug)), True
 
 
-def credential_issue(*, application: Application, created_by=None) -> IssuedCredential:
-    """Issues a new active credential; existing ones stay active (rotation overlaps them)."""
+@transaction.atomic
+def organization_update(*, organization: Organization, changes: dict, by=None,
+                        source: Source = COMMAND_LINE) -> Organization:
+    """Saves changed fields (``changes`` maps field name to its old value) and records them."""
+    organization.save()
+    described = {name: [_plain(old), _plain(getattr(organization, name))] for name, old in changes.items()}
+    if "tier" in described:
+        audit_record(action=Action.TIER_CHANGED, actor=by, organization=organization, target=str(organization),
+                     source=source, details={"tier": described.pop("tier")})
+    if described:
+        audit_record(action=Action.ORGANIZATION_CHANGED, actor=by, organization=organization,
+                     target=str(organization), source=source, details=described)
+    return organization
+
+
+@transaction.atomic
+def organization_delete(*, organization: Organization, by=None, source: Source = COMMAND_LINE) -> None:
+    """Deletes an organization with its applications, credentials and events."""
+    counts = selectors.organization_deletion_summary(organization=organization)
+    audit_record(action=Action.ORGANIZATION_DELETED, actor=by, organization=organization,
+                 target=str(organization), source=source, details=counts)
+    organization.delete()
+    selectors.ingest_targets_forget()
+
+
+@transaction.atomic
+def tier_update(*, tier: Tier, changes: dict, by=None, source: Source = COMMAND_LINE) -> Tier:
+    tier.save()
+    audit_record(action=Action.TIER_CHANGED, actor=by, target=str(tier), source=source,
+                 details={name: [_plain(old), _plain(getattr(tier, name))] for name, old in changes.items()})
+    return tier
+
+
+@transaction.atomic
+def membership_save(*, membership: Membership, changes: dict | None = None, by=None,
+                    source: Source = COMMAND_LINE) -> Membership:
+    """Adds a member or changes a role."""
+    created = membership.pk is None
+    membership.save()
+    if not membership.user.is_staff:
+        # Members work in the admin, which only staff may enter.
+        membership.user.is_staff = True
+        membership.user.save(update_fields=["is_staff"])
+    details = {"user": membership.user.get_username(), "role": membership.role}
+    if not created and changes and "role" in changes:
+        details["previous_role"] = changes["role"]
+    audit_record(action=Action.MEMBERSHIP_CHANGED, actor=by, organization=membership.organization,
+                 target=str(membership), source=source, details=details)
+    return membership
+
+
+@transaction.atomic
+def membership_remove(*, membership: Membership, by=None, source: Source = COMMAND_LINE) -> None:
+    audit_record(action=Action.MEMBERSHIP_REMOVED, actor=by, organization=membership.organization,
+                 target=str(membership), source=source,
+                 details={"user": membership.user.get_username(), "role": membership.role})
+    membership.delete()
+
+
+def _credential_create(application: Application, by) -> IssuedCredential:
     token, secret = ids.api_token(), ids.hmac_secret()
     credential = Credential.objects.create(
         application=application,
         token_hash=crypto.token_hash(token),
         token_prefix=token[:11],
         secret_encrypted=crypto.encrypt(secret),
-        created_by=created_by,
+        created_by=by if by is not None and by.pk else None,
     )
     return IssuedCredential(credential=credential, api_token=token, hmac_secret=secret)
 
 
 @transaction.atomic
-def application_create(*, organization: Organization, name: str, created_by=None) -> IssuedCredential:
+def credential_issue(*, application: Application, by=None, source: Source = COMMAND_LINE) -> IssuedCredential:
+    """Issues a new active credential; the existing ones stay active."""
+    issued = _credential_create(application, by)
+    audit_record(action=Action.CREDENTIAL_ISSUED, actor=by, organization=application.organization,
+                 target=f"{application} {issued.credential}", source=source)
+    selectors.ingest_targets_forget()
+    return issued
+
+
+@transaction.atomic
+def credential_rotate(*, application: Application, overlap: timedelta = DEFAULT_ROTATION_OVERLAP, by=None,
+                      source: Source = COMMAND_LINE) -> IssuedCredential:
+    """Issues a new credential; the active ones keep working for ``overlap``, then stop."""
+    until = timezone.now() + overlap
+    previous = list(selectors.credentials_active(application=application).select_for_update())
+    for credential in previous:
+        if credential.expires_at is None or credential.expires_at > until:
+            credential.expires_at = until
+            credential.save(update_fields=["expires_at"])
+    issued = _credential_create(application, by)
+    audit_record(action=Action.CREDENTIAL_ROTATED, actor=by, organization=application.organization,
+                 target=f"{application} {issued.credential}", source=source,
+                 details={"previous": [c.token_prefix for c in previous], "overlap_hours": overlap / timedelta(hours=1),
+                          "previous_expire_at": until.isoformat()})
+    selectors.ingest_targets_forget()
+    return IssuedCredential(credential=issued.credential, api_token=issued.api_token,
+                            hmac_secret=issued.hmac_secret, expired_previous=previous)
+
+
+@transaction.atomic
+def credential_revoke(*, credential: Credential, by=None, source: Source = COMMAND_LINE) -> Credential:
+    """Stops a credential at once (every server process drops it within the target cache's seconds)."""
+    if credential.revoked_at is None:
+        credential.revoked_at = timezone.now()
+        credential.save(update_fields=["revoked_at"])
+        audit_record(action=Action.CREDENTIAL_REVOKED, actor=by, organization=credential.application.organization,
+                     target=f"{credential.application} {credential}", source=source)
+    selectors.ingest_targets_forget()
+    return credential
+
+
+@transaction.atomic
+def application_create(*, organization: Organization, name: str, by=None,
+                       source: Source = COMMAND_LINE) -> IssuedCredential:
     """Creates an application with its first credential."""
     application = Application.objects.create(organization=organization, name=name)
-    return credential_issue(application=application, created_by=created_by)
+    audit_record(action=Action.APPLICATION_CREATED, actor=by, organization=organization, target=str(application),
+                 source=source)
+    return credential_issue(application=application, by=by, source=source)
+
+
+@transaction.atomic
+def application_update(*, application: Application, changes: dict, by=None,
+                       source: Source = COMMAND_LINE) -> Application:
+    application.save()
+    audit_record(action=Action.APPLICATION_CHANGED, actor=by, organization=application.organization,
+                 target=str(application), source=source,
+                 details={name: [_plain(old), _plain(getattr(application, name))] for name, old in changes.items()})
+    return application
+
+
+@transaction.atomic
+def application_delete(*, application: Application, by=None, source: Source = COMMAND_LINE) -> None:
+    """Deletes an application with its credentials and events."""
+    counts = selectors.application_deletion_summary(application=application)
+    audit_record(action=Action.APPLICATION_DELETED, actor=by, organization=application.organization,
+                 target=str(application), source=source, details=counts)
+    application.delete()
+    selectors.ingest_targets_forget()
+
+
+# A credential's "last used" is written at most this often per process, never on every request.
+LAST_USED_WRITE_SECONDS = 60.0
+_last_used_written: dict[int, float] = {}
+
+
+def credential_touch(*, credential_id: int) -> None:
+    """Records that a credential signed an accepted request (a write at most once a minute per process)."""
+    now = time.monotonic()
+    if now - _last_used_written.get(credential_id, float("-inf")) < LAST_USED_WRITE_SECONDS:
+        return
+    _last_used_written[credential_id] = now
+    Credential.objects.filter(pk=credential_id).update(last_used_at=timezone.now())
+
+
+def _plain(value):
+    if isinstance(value, Tier):
+        return value.slug
+    if hasattr(value, "pk"):
+        return str(value)
+    return value

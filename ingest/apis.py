@@ -10,6 +10,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.selectors import ingest_target_get
+from accounts.services import credential_touch
 from ingest import verification
 from ingest.negotiation import JsonOnly
 from ingest.errors import BadRequest, PayloadTooLarge, Unauthorized, error_body
@@ -41,10 +42,11 @@ class IngestApi(APIView):
         if target is None:
             raise Unauthorized("Invalid credentials or signature")
         body = verification.body_read(request._request)
-        verification.key_verify(target, headers, body)
+        key = verification.key_verify(target, headers, body)
         if not nonce_claim(application_id=target.application_id, nonce=headers.replay_key,
                            ttl=settings.SECURITY_NONCE_TTL):
             raise Unauthorized("X-Nonce was already used")
+        credential_touch(credential_id=key.credential_id)
         try:
             return self._ingest(meta, target, body)
         except Exception:

@@ -11,9 +11,9 @@ class Event(models.Model):
     # No database-level foreign keys: checking two per inserted row costs a fifth of the insert, and
     # the ingest path has just read both rows. Django still cascades deletes (one DELETE statement).
     organization = models.ForeignKey("accounts.Organization", on_delete=models.CASCADE, db_index=False,
-                                     db_constraint=False)
+                                     db_constraint=False, related_name="events")
     application = models.ForeignKey("accounts.Application", on_delete=models.CASCADE, db_index=False,
-                                    db_constraint=False)
+                                    db_constraint=False, related_name="events")
     event_id = models.UUIDField()
     schema_version = models.CharField(max_length=16)
     user_id = models.CharField(max_length=71)

@@ -40,6 +40,13 @@ def app_keys_create(**application_fields) -> AppKeys:
     return AppKeys(application=application, api_token=issued.api_token, hmac_secret=issued.hmac_secret)
 
 
+@pytest.fixture(autouse=True)
+def _static_files_without_collectstatic(settings):
+    # Production serves hashed names from collectstatic's manifest; tests render pages without one.
+    settings.STORAGES = {**settings.STORAGES,
+                         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
+
+
 @pytest.fixture
 def app_keys(db) -> AppKeys:
     return app_keys_create()

@@ -6,7 +6,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
-from accounts.models import Application, User
+from accounts.models import Application, Membership, User
 from accounts.selectors import ingest_url
 from accounts.services import application_create, organization_get_or_create
 from accounts.snippets import curl_snippet
@@ -40,7 +40,9 @@ class Command(BaseCommand):
             user.set_password(password)
             user.save(update_fields=["password"])
         organization, _ = organization_get_or_create(ref=DEMO_ORG)
-        issued = application_create(organization=organization, name=DEMO_APP, created_by=user)
+        Membership.objects.get_or_create(user=user, organization=organization,
+                                         defaults={"role": Membership.Role.OWNER})
+        issued = application_create(organization=organization, name=DEMO_APP, by=user)
         app_id = issued.credential.application.public_id
         return {
             "username": DEMO_USER,

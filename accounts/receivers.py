@@ -1,0 +1,17 @@
+"""Django's sign-in signals, recorded in the audit log."""
+
+from accounts.models import AuditEntry
+from accounts.services import COMMAND_LINE, Source, audit_record
+
+
+def _source(request) -> Source:
+    return Source.from_request(request) if request is not None else COMMAND_LINE
+
+
+def signed_in(sender, request, user, **kwargs):
+    audit_record(action=AuditEntry.Action.SIGN_IN, actor=user, target=user.get_username(), source=_source(request))
+
+
+def sign_in_failed(sender, credentials, request=None, **kwargs):
+    audit_record(action=AuditEntry.Action.SIGN_IN_FAILED, target=str(credentials.get("username", ""))[:150],
+                 source=_source(request))

@@ -1,0 +1,179 @@
+"""Every role against its own organization and another one, for each admin operation."""
+
+import pytest
+from django.urls import reverse
+
+from accounts.models import Application, AuditEntry, Credential, Membership
+from accounts.services import credential_issue
+from tests.factories import ApplicationFactory, OrganizationFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+ROLES = ["owner", "admin", "viewer"]
+
+
+@pytest.fixture
+def world():
+    own, other = OrganizationFactory(name="Own Org"), OrganizationFactory(name="Other Org")
+    own_app, other_app = ApplicationFactory(organization=own, name="own-app"), ApplicationFactory(organization=other,
+                                                                                                  name="other-app")
+    return {
+        "own": own, "other": other,
+        "own_app": own_app, "other_app": other_app,
+        "own_credential": credential_issue(application=own_app).credential,
+        "other_credential": credential_issue(application=other_app).credential,
+    }
+
+
+def member(client, world, role):
+    user = UserFactory(is_staff=True)
+    Membership.objects.create(user=user, organization=world["own"], role=role)
+    client.force_login(user)
+    return user
+
+
+def expected(role, organization, *, allowed_roles=("owner", "admin"), success=200):
+    if organization == "other":
+        return 404
+    return success if role in allowed_roles else 403
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_application_list_shows_only_own_organization(client, world, role):
+    member(client, world, role)
+
+    response = client.get(reverse("admin:accounts_application_changelist"))
+
+    assert response.status_code == 200
+    assert b"own-app" in response.content
+    assert b"other-app" not in response.content
+    assert b"Other Org" not in response.content
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("org", ["own", "other"])
+def test_application_page_is_visible_to_members_and_404_to_others(client, world, role, org):
+    member(client, world, role)
+
+    response = client.get(reverse("admin:accounts_application_change", args=[world[f"{org}_app"].pk]))
+
+    assert response.status_code == (200 if org == "own" else 404)
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("org", ["own", "other"])
+def test_application_change_needs_owner_or_admin(client, world, role, org):
+    member(client, world, role)
+    application = world[f"{org}_app"]
+
+    response = client.post(reverse("admin:accounts_application_change", args=[application.pk]),
+                           {"name": "renamed", "credentials-TOTAL_FORMS": "0", "credentials-INITIAL_FORMS": "0"})
+
+    assert response.status_code == expected(role, org, success=302)
+    application.refresh_from_db()
+    assert (application.name == "renamed") == (response.status_code == 302)
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("org", ["own", "other"])
+def test_application_delete_needs_owner_or_admin(client, world, role, org):
+    member(client, world, role)
+    application = world[f"{org}_app"]
+
+    response = client.post(reverse("admin:accounts_application_delete", args=[application.pk]), {"post": "yes"})
+
+    assert response.status_code == expected(role, org, success=302)
+    assert Application.objects.filter(pk=application.pk).exists() == (response.status_code != 302)
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("org", ["own", "other"])
+@pytest.mark.parametrize("operation", ["issue", "rotate"])
+def test_issue_and_rotate_need_owner_or_admin(client, world, role, org, operation):
+    member(client, world, role)
+    application = world[f"{org}_app"]
+
+    response = client.post(reverse(f"admin:accounts_application_{operation}", args=[application.pk]),
+                           {"overlap_hours": "24"})
+
+    assert response.status_code == expected(role, org)
+    assert Credential.objects.filter(application=application).count() == (2 if response.status_code == 200 else 1)
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("org", ["own", "other"])
+def test_revoke_needs_owner_or_admin(client, world, role, org):
+    member(client, world, role)
+    credential = world[f"{org}_credential"]
+
+    response = client.post(reverse("admin:accounts_credential_revoke", args=[credential.pk]))
+
+    assert response.status_code == expected(role, org, success=302)
+    credential.refresh_from_db()
+    assert (credential.revoked_at is not None) == (response.status_code == 302)
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_credential_list_shows_only_own_organization(client, world, role):
+    member(client, world, role)
+
+    response = client.get(reverse("admin:accounts_credential_changelist"))
+
+    assert world["own_credential"].token_prefix.encode() in response.content
+    assert world["other_credential"].token_prefix.encode() not in response.content
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("org", ["own", "other"])
+def test_organization_change_needs_owner(client, world, role, org):
+    member(client, world, role)
+    organization = world[org]
+
+    response = client.post(reverse("admin:accounts_organization_change", args=[organization.pk]), {
+        "name": "Renamed", "contact_email": "",
+        "memberships-TOTAL_FORMS": "0", "memberships-INITIAL_FORMS": "0",
+        "applications-TOTAL_FORMS": "0", "applications-INITIAL_FORMS": "0",
+    })
+
+    assert response.status_code == expected(role, org, allowed_roles=("owner",), success=302)
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_non_superusers_cannot_change_tiers_or_add_organizations(client, world, role):
+    member(client, world, role)
+
+    assert client.get(reverse("admin:accounts_tier_changelist")).status_code == 403
+    assert client.get(reverse("admin:accounts_organization_add")).status_code == 403
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_audit_log_shows_only_own_organization(client, world, role):
+    member(client, world, role)
+
+    response = client.get(reverse("admin:accounts_auditentry_changelist"))
+
+    assert response.status_code == 200
+    assert b"own-app" in response.content
+    assert b"other-app" not in response.content
+
+
+def test_superuser_reaches_every_organization(client, world):
+    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+
+    for org in ("own", "other"):
+        assert client.get(reverse("admin:accounts_application_change", args=[world[f"{org}_app"].pk])).status_code == 200
+        assert client.post(reverse("admin:accounts_application_issue", args=[world[f"{org}_app"].pk])).status_code == 200
+
+
+def test_every_change_is_in_the_audit_log(client, world):
+    user = member(client, world, "owner")
+    application = world["own_app"]
+
+    client.post(reverse("admin:accounts_application_issue", args=[application.pk]))
+    client.post(reverse("admin:accounts_application_rotate", args=[application.pk]), {"overlap_hours": "1"})
+    client.post(reverse("admin:accounts_credential_revoke", args=[world["own_credential"].pk]))
+
+    actions = list(AuditEntry.objects.filter(actor=user).values_list("action", flat=True))
+    assert sorted(actions) == ["credential_issued", "credential_revoked", "credential_rotated", "sign_in"]
+    changes = AuditEntry.objects.filter(actor=user).exclude(action="sign_in")
+    assert set(changes.values_list("organization_id", flat=True)) == {world["own"].pk}
