@@ -1,6 +1,7 @@
 """Settings, read from the environment; every variable is listed in .env.example."""
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -38,6 +39,11 @@ SECURITY_TIMESTAMP_TOLERANCE = env.int("APP_SECURITY__TIMESTAMP_TOLERANCE", 300,
 SECURITY_NONCE_TTL = env.int("APP_SECURITY__NONCE_TTL", 600, minimum=1)
 SECURITY_ACCEPT_LEGACY_SIGNATURE = env.bool("APP_SECURITY__ACCEPT_LEGACY_SIGNATURE", False)
 SECURITY_LEGACY_TIMESTAMP_TOLERANCE = 600
+# Served over HTTPS (usually behind a TLS-terminating proxy that sets X-Forwarded-Proto).
+SECURITY_HTTPS = env.bool("APP_SECURITY__HTTPS", False)
+# Failed sign-ins (per username and address) before sign-in is refused for the cool-off.
+SECURITY_SIGN_IN_ATTEMPTS = env.int("APP_SECURITY__SIGN_IN_ATTEMPTS", 5, minimum=1)
+SECURITY_SIGN_IN_COOLOFF_MINUTES = env.int("APP_SECURITY__SIGN_IN_COOLOFF_MINUTES", 15, minimum=1)
 # Fernet keys that encrypt HMAC secrets at rest, newest first; empty derives one from SECRET_KEY.
 CREDENTIALS_ENCRYPTION_KEYS = env.list("APP_SECURITY__CREDENTIALS_KEYS", [])
 
@@ -80,6 +86,7 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "rest_framework",
+    "axes",
     "accounts",
     "ingest",
     "dashboards",
@@ -96,7 +103,30 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",
 ]
+
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Sign-in throttling (django-axes): lock a username from one address after repeated failures.
+AXES_FAILURE_LIMIT = SECURITY_SIGN_IN_ATTEMPTS
+AXES_COOLOFF_TIME = timedelta(minutes=SECURITY_SIGN_IN_COOLOFF_MINUTES)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "admin/locked_out.html"
+
+if SECURITY_HTTPS:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = True
+    # Load balancers probe over plain HTTP.
+    SECURE_REDIRECT_EXEMPT = [r"^health$", r"^ready$"]
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = 60 * 60 * 24 * 365
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
 
 ROOT_URLCONF = "telemetry.urls"
 WSGI_APPLICATION = "telemetry.wsgi.application"

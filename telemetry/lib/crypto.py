@@ -10,10 +10,10 @@ from django.conf import settings
 
 @lru_cache(maxsize=4)
 def _fernet(keys: tuple[str, ...], secret_key: str) -> MultiFernet:
-    if not keys:
-        derived = hashlib.sha256(b"telemetry.credentials:" + secret_key.encode()).digest()
-        keys = (base64.urlsafe_b64encode(derived).decode(),)
-    return MultiFernet([Fernet(key) for key in keys])
+    # The key derived from SECRET_KEY is the default, and stays last as a fallback for decryption,
+    # so moving to an explicit key is: configure it, then run rotate_credentials_key.
+    derived = base64.urlsafe_b64encode(hashlib.sha256(b"telemetry.credentials:" + secret_key.encode()).digest())
+    return MultiFernet([Fernet(key) for key in keys] + [Fernet(derived)])
 
 
 def _current() -> MultiFernet:
@@ -26,6 +26,11 @@ def encrypt(plaintext: str) -> str:
 
 def decrypt(token: str) -> str:
     return _current().decrypt(token.encode("ascii")).decode()
+
+
+def reencrypt(token: str) -> str:
+    """The same plaintext, encrypted with the first (newest) configured key."""
+    return _current().rotate(token.encode("ascii")).decode("ascii")
 
 
 def token_hash(token: str) -> str:

@@ -70,7 +70,7 @@ def test_health_stays_up_and_ready_names_the_database_when_it_is_down(server_wit
 
 @pytest.mark.django_db
 def test_secrets_encrypted_under_another_key_answer_503_so_sdks_keep_their_events(app_keys, signed_post, settings):
-    settings.CREDENTIALS_ENCRYPTION_KEYS = ["J5nZ8K0bWkz4bd8fN6wrq1n3I2w7M8H0b9QxZ0y4x3c="]
+    settings.SECRET_KEY = "a-different-secret-key-than-the-one-the-secrets-were-encrypted-under"
 
     response = signed_post(app_keys, [make_event()])
 

@@ -1,0 +1,26 @@
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+from accounts.models import Credential
+from accounts.selectors import ingest_targets_forget
+from telemetry.lib import crypto
+
+
+class Command(BaseCommand):
+    help = (
+        "Re-encrypt every stored HMAC secret with the first key of APP_SECURITY__CREDENTIALS_KEYS. "
+        "Put the new key first and keep the old one after it while this runs; remove the old key after."
+    )
+
+    def handle(self, *args, **options):
+        total = Credential.objects.count()
+        done = 0
+        with transaction.atomic():
+            for credential in Credential.objects.select_for_update().only("pk", "secret_encrypted").iterator():
+                credential.secret_encrypted = crypto.reencrypt(credential.secret_encrypted)
+                credential.save(update_fields=["secret_encrypted"])
+                done += 1
+                if done % 100 == 0 or done == total:
+                    self.stdout.write(f"\r  {done}/{total} secrets re-encrypted", ending="")
+        ingest_targets_forget()
+        self.stdout.write(self.style.SUCCESS(f"\n{done} secrets now encrypted with the first configured key."))
