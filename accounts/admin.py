@@ -15,6 +15,7 @@ from django.http import Http404, HttpResponseNotAllowed
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import ngettext
@@ -26,6 +27,8 @@ from accounts.services import Source
 admin.site.site_header = "Telemetry"
 admin.site.site_title = "Telemetry"
 admin.site.index_title = "Operations"
+admin.site.site_url = None
+admin.site.enable_nav_sidebar = False
 admin.site.register(User, UserAdmin)
 
 
@@ -169,16 +172,31 @@ class MembershipInline(admin.TabularInline):
         return obj is None or selectors.role_in(user=request.user, organization_id=obj.pk) is not None
 
 
-class ApplicationInline(admin.TabularInline):
+class ReadOnlyMemberInline(admin.TabularInline):
+    """An inline that members of the parent's organization may see and nobody edits in place."""
+
+    extra = 0
+    can_delete = False
+
+    def has_view_permission(self, request, obj=None):
+        if obj is None:
+            return True
+        organization_id = obj.pk if isinstance(obj, Organization) else obj.organization_id
+        return selectors.role_in(user=request.user, organization_id=organization_id) is not None
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+class ApplicationInline(ReadOnlyMemberInline):
     model = Application
     extra = 0
     fields = ["name", "public_id", "created_at"]
     readonly_fields = fields
     show_change_link = True
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Organization)
@@ -233,17 +251,20 @@ class OrganizationAdmin(OrganizationScopedAdmin):
             self.delete_model(request, obj)
 
 
-class CredentialInline(admin.TabularInline):
+class CredentialInline(ReadOnlyMemberInline):
+    _manages = False
+
+    def get_formset(self, request, obj=None, **kwargs):
+        # Revoke links only for those who may revoke.
+        self._manages = obj is not None and selectors.role_in(
+            user=request.user, organization_id=obj.organization_id) in selectors.MANAGE_ROLES
+        return super().get_formset(request, obj, **kwargs)
+
     model = Credential
     fields = ["token_prefix", "status", "created_at", "created_by", "last_used_at", "expires_at", "revoked_at",
               "revoke_link"]
     readonly_fields = fields
-    extra = 0
-    can_delete = False
     ordering = ["-created_at"]
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
     @admin.display(description="Status")
     def status(self, credential):
@@ -251,7 +272,7 @@ class CredentialInline(admin.TabularInline):
 
     @admin.display(description="")
     def revoke_link(self, credential):
-        if credential.revoked_at is not None:
+        if credential.revoked_at is not None or not self._manages:
             return ""
         url = reverse("admin:accounts_credential_revoke", args=[credential.pk])
         return format_html('<a class="tk-button tk-danger" href="{}">Revoke</a>', url)
@@ -260,12 +281,14 @@ class CredentialInline(admin.TabularInline):
 def credential_status(credential) -> str:
     now = timezone.now()
     if credential.revoked_at is not None:
-        return "Revoked"
-    if credential.expires_at is not None and credential.expires_at <= now:
-        return "Expired"
-    if credential.expires_at is not None:
-        return "Active until rotation ends"
-    return "Active"
+        label, tone = "Revoked", "stopped"
+    elif credential.expires_at is not None and credential.expires_at <= now:
+        label, tone = "Expired", "stopped"
+    elif credential.expires_at is not None:
+        label, tone = "Active until rotation ends", "ending"
+    else:
+        label, tone = "Active", "active"
+    return format_html('<span class="tk-status-{}">{}</span>', tone, label)
 
 
 class RotateForm(forms.Form):
@@ -471,18 +494,35 @@ class AuditOrganizationFilter(admin.SimpleListFilter):
 
 @admin.register(AuditEntry)
 class AuditEntryAdmin(admin.ModelAdmin):
-    list_display = ["created_at", "actor_name", "action", "organization_name", "target", "source_ip"]
+    list_display = ["when", "who", "action", "organization", "target", "source_ip"]
     list_filter = ["action", AuditOrganizationFilter]
     search_fields = ["actor_name", "target", "organization_name"]
     date_hierarchy = "created_at"
     readonly_fields = ["created_at", "actor", "actor_name", "action", "organization_id", "organization_name",
                        "target", "source_ip", "user_agent", "details"]
 
+    @admin.display(description="When", ordering="created_at")
+    def when(self, entry):
+        return entry.created_at
+
+    @admin.display(description="Who", ordering="actor_name")
+    def who(self, entry):
+        return entry.actor_name or "system"
+
+    @admin.display(description="Organization", ordering="organization_name")
+    def organization(self, entry):
+        return entry.organization_name or "–"
+
+    def changelist_view(self, request, extra_context=None):
+        return super().changelist_view(request, {"title": "Audit log", **(extra_context or {})})
+
     def get_queryset(self, request):
         queryset = super().get_queryset(request)
         if request.user.is_superuser:
             return queryset
-        return queryset.filter(organization_id__in=selectors.organizations_of(user=request.user).values("pk"))
+        # Their organizations' entries, and their own sign-ins (which belong to no organization).
+        return queryset.filter(Q(organization_id__in=selectors.organizations_of(user=request.user).values("pk"))
+                               | Q(actor=request.user))
 
     def get_object(self, request, object_id, from_field=None):
         obj = super().get_object(request, object_id, from_field)
