@@ -104,7 +104,7 @@ class OrganizationScopedAdmin(admin.ModelAdmin):
 def _deletion_summary(obj, counts: dict[str, int]) -> tuple[list, dict, set, list]:
     """What Django's delete confirmation shows: counts, never a list of millions of events."""
     shown = [format_html("{} <strong>{}</strong>", type(obj)._meta.verbose_name.capitalize(), obj)]
-    shown += [f"{count:,} {name}" for name, count in counts.items()]
+    shown += [f"{count:,} {name if count != 1 else name.removesuffix('s')}" for name, count in counts.items()]
     return shown, {name: count for name, count in counts.items() if count}, set(), []
 
 
