@@ -12,10 +12,14 @@ from django.utils import timezone
 from accounts.models import Application, Credential, Organization
 from telemetry.lib import crypto
 from telemetry.lib.errors import ServiceUnavailable
+from telemetry.lib.redis import get_redis
 
-# Each server process keeps what it read for this long: ingest then costs no query per request,
-# and a revoked or expired credential stops working everywhere within these seconds.
+# Each server process keeps what it read for this long, so ingest costs no query per request. With
+# Redis, every credential change also bumps a generation counter that ingest reads in the same round
+# trip as its nonce, so other processes drop a stale entry at once; the time limit is the backstop
+# (and the only bound on the embedded default).
 TARGET_CACHE_SECONDS = 5.0
+CREDENTIALS_GENERATION_KEY = "tk:credentials:generation"
 _TARGET_CACHE_MAX = 10_000
 _target_cache: dict[tuple[str, str], tuple[float, "IngestTarget | None"]] = {}
 
@@ -39,6 +43,7 @@ class IngestTarget:
     organization_id: int
     application_id: int
     keys: tuple[IngestKey, ...]
+    generation: int | None  # the credentials generation when read; None without Redis
 
     def active_keys(self, now: datetime) -> tuple[IngestKey, ...]:
         return tuple(key for key in self.keys if key.expires_at is None or key.expires_at > now)
@@ -79,7 +84,15 @@ def ingest_url(org_public_id: str, app_public_id: str) -> str:
     return f"{settings.PUBLIC_URL.rstrip('/')}/v1/ingest/{org_public_id}/{app_public_id}"
 
 
+def credentials_generation() -> int | None:
+    """The credentials generation counter in Redis, or None on the embedded default."""
+    client = get_redis()
+    return int(client.get(CREDENTIALS_GENERATION_KEY) or 0) if client is not None else None
+
+
 def _ingest_target_read(org_public_id: str, app_public_id: str) -> "IngestTarget | None":
+    # Read before the rows: a change that lands in between leaves an older number, never a newer one.
+    generation = credentials_generation()
     rows = list(
         _active(Credential.objects.filter(
             application__public_id=app_public_id,
@@ -98,20 +111,20 @@ def _ingest_target_read(org_public_id: str, app_public_id: str) -> "IngestTarget
         raise CredentialsKeyError(
             f"Cannot decrypt the HMAC secrets of application {app_public_id}: APP_SECURITY__CREDENTIALS_KEYS "
             "(or SECRET_KEY, which it defaults to) is not the key they were encrypted with") from None
-    return IngestTarget(application_id=rows[0][0], organization_id=rows[0][1], keys=keys)
+    return IngestTarget(application_id=rows[0][0], organization_id=rows[0][1], keys=keys, generation=generation)
 
 
-def ingest_target_get(*, org_public_id: str, app_public_id: str) -> IngestTarget | None:
+def ingest_target_get(*, org_public_id: str, app_public_id: str, fresh: bool = False) -> IngestTarget | None:
     """The application ``app_public_id`` of organization ``org_public_id`` with its active credentials.
 
     None when either id is unknown, they do not belong together, or no credential is active: the
     caller answers all of these alike, so ids cannot be probed. Read through a short per-process
-    cache (``TARGET_CACHE_SECONDS``).
+    cache (``TARGET_CACHE_SECONDS``) unless ``fresh``.
     """
     cache_key = (org_public_id, app_public_id)
     now = time.monotonic()
     cached = _target_cache.get(cache_key)
-    if cached is not None and cached[0] > now:
+    if cached is not None and cached[0] > now and not fresh:
         return cached[1]
     target = _ingest_target_read(org_public_id, app_public_id)
     if len(_target_cache) >= _TARGET_CACHE_MAX:

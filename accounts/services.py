@@ -10,6 +10,7 @@ from django.utils import timezone
 from accounts import selectors
 from accounts.models import Application, AuditEntry, Credential, Membership, Organization, Tier
 from telemetry.lib import crypto, ids
+from telemetry.lib.redis import get_redis
 
 DEFAULT_TIER = "self-hosted"
 DEFAULT_ROTATION_OVERLAP = timedelta(hours=24)
@@ -40,6 +41,15 @@ class IssuedCredential:
     api_token: str
     hmac_secret: str
     expired_previous: list[Credential] = field(default_factory=list)
+
+
+def _credentials_changed() -> None:
+    """Makes every server process drop its cached credentials: this one now, the others at their next
+    request (through the generation counter in Redis) once the change is committed."""
+    selectors.ingest_targets_forget()
+    client = get_redis()
+    if client is not None:
+        transaction.on_commit(lambda: client.incr(selectors.CREDENTIALS_GENERATION_KEY))
 
 
 def audit_record(*, action: str, actor=None, organization: Organization | None = None, target: str = "",
@@ -100,7 +110,7 @@ def organization_delete(*, organization: Organization, by=None, source: Source =
     audit_record(action=Action.ORGANIZATION_DELETED, actor=by, organization=organization,
                  target=str(organization), source=source, details=counts)
     organization.delete()
-    selectors.ingest_targets_forget()
+    _credentials_changed()
 
 
 @transaction.atomic
@@ -155,7 +165,7 @@ def credential_issue(*, application: Application, by=None, source: Source = COMM
     issued = _credential_create(application, by)
     audit_record(action=Action.CREDENTIAL_ISSUED, actor=by, organization=application.organization,
                  target=f"{application} {issued.credential}", source=source)
-    selectors.ingest_targets_forget()
+    _credentials_changed()
     return issued
 
 
@@ -174,7 +184,7 @@ def credential_rotate(*, application: Application, overlap: timedelta = DEFAULT_
                  target=f"{application} {issued.credential}", source=source,
                  details={"previous": [c.token_prefix for c in previous], "overlap_hours": overlap / timedelta(hours=1),
                           "previous_expire_at": until.isoformat()})
-    selectors.ingest_targets_forget()
+    _credentials_changed()
     return IssuedCredential(credential=issued.credential, api_token=issued.api_token,
                             hmac_secret=issued.hmac_secret, expired_previous=previous)
 
@@ -187,7 +197,7 @@ def credential_revoke(*, credential: Credential, by=None, source: Source = COMMA
         credential.save(update_fields=["revoked_at"])
         audit_record(action=Action.CREDENTIAL_REVOKED, actor=by, organization=credential.application.organization,
                      target=f"{credential.application} {credential}", source=source)
-    selectors.ingest_targets_forget()
+    _credentials_changed()
     return credential
 
 
@@ -218,7 +228,7 @@ def application_delete(*, application: Application, by=None, source: Source = CO
     audit_record(action=Action.APPLICATION_DELETED, actor=by, organization=application.organization,
                  target=str(application), source=source, details=counts)
     application.delete()
-    selectors.ingest_targets_forget()
+    _credentials_changed()
 
 
 # A credential's "last used" is written at most this often per process, never on every request.

@@ -43,9 +43,16 @@ class IngestApi(APIView):
             raise Unauthorized("Invalid credentials or signature")
         body = verification.body_read(request._request)
         key = verification.key_verify(target, headers, body)
-        if not nonce_claim(application_id=target.application_id, nonce=headers.replay_key,
-                           ttl=settings.SECURITY_NONCE_TTL):
+        claim = nonce_claim(application_id=target.application_id, nonce=headers.replay_key,
+                            ttl=settings.SECURITY_NONCE_TTL)
+        if not claim.fresh:
             raise Unauthorized("X-Nonce was already used")
+        if claim.credentials_generation != target.generation:
+            # Credentials changed somewhere since this process cached them: verify against the database.
+            target = ingest_target_get(org_public_id=org_id, app_public_id=app_id, fresh=True)
+            if target is None:
+                raise Unauthorized("Invalid credentials or signature")
+            key = verification.key_verify(target, headers, body)
         credential_touch(credential_id=key.credential_id)
         try:
             return self._ingest(meta, target, body)

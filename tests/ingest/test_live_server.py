@@ -79,3 +79,21 @@ def test_event_the_database_refuses_is_reported_and_the_rest_of_the_batch_stored
 
     assert response.status == 207
     assert [str(event_id) for event_id in Event.objects.values_list("event_id", flat=True)] == [good["event_id"]]
+
+
+def test_credential_revoked_elsewhere_stops_working_on_a_running_server_at_once(live_port):
+    from accounts.services import credential_revoke
+
+    keys = app_keys_create()
+
+    def send():
+        body = batch_body([make_event()])
+        conn = http.client.HTTPConnection("127.0.0.1", live_port, timeout=10)
+        conn.request("POST", keys.url, body=body, headers={"Content-Type": "application/json",
+                                                           **wsgi_to_http(signed_headers(keys, body))})
+        return conn.getresponse().status
+
+    assert send() == 200  # the server process now holds the credential in its cache
+    credential_revoke(credential=keys.application.credentials.get())
+
+    assert send() == 401

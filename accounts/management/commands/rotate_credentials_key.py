@@ -2,7 +2,6 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from accounts.models import Credential
-from accounts.selectors import ingest_targets_forget
 from telemetry.lib import crypto
 
 
@@ -22,5 +21,4 @@ class Command(BaseCommand):
                 done += 1
                 if done % 100 == 0 or done == total:
                     self.stdout.write(f"\r  {done}/{total} secrets re-encrypted", ending="")
-        ingest_targets_forget()
         self.stdout.write(self.style.SUCCESS(f"\n{done} secrets now encrypted with the first configured key."))
