@@ -10,6 +10,7 @@ from datetime import timedelta
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin
+from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponseNotAllowed
 from django.shortcuts import redirect
@@ -30,6 +31,8 @@ admin.site.index_title = "Operations"
 admin.site.site_url = None
 admin.site.enable_nav_sidebar = False
 admin.site.register(User, UserAdmin)
+# Roles come from memberships; Django's groups would be a second, unused way to grant access.
+admin.site.unregister(Group)
 
 
 class OrganizationScopedAdmin(admin.ModelAdmin):
