@@ -5,6 +5,7 @@ credentials (owners also members and the organization itself); viewers only look
 another organization answers 404. Writes go through ``accounts.services`` so each is audited.
 """
 
+from collections import Counter
 from datetime import timedelta
 
 from django import forms
@@ -103,12 +104,28 @@ class OrganizationScopedAdmin(admin.ModelAdmin):
     def _changes(self, form) -> dict:
         return {name: form.initial.get(name) for name in form.changed_data}
 
+    def deletion_summary(self, obj) -> dict[str, int]:
+        """What deleting ``obj`` takes with it, by kind."""
+        return {}
 
-def _deletion_summary(obj, counts: dict[str, int]) -> tuple[list, dict, set, list]:
-    """What Django's delete confirmation shows: counts, never a list of millions of events."""
-    shown = [format_html("{} <strong>{}</strong>", type(obj)._meta.verbose_name.capitalize(), obj)]
-    shown += [f"{count:,} {name if count != 1 else name.removesuffix('s')}" for name, count in counts.items()]
-    return shown, {name: count for name, count in counts.items() if count}, set(), []
+    def delete_audited(self, obj, *, by, source) -> None:
+        raise NotImplementedError
+
+    def get_deleted_objects(self, objs, request):
+        # Django would list every related row: counts instead, never a page of millions of events.
+        totals = Counter()
+        for obj in objs:
+            totals.update(self.deletion_summary(obj))
+        shown = [format_html("{} <strong>{}</strong>", self.opts.verbose_name.capitalize(), obj) for obj in objs]
+        shown += [f"{count:,} {kind if count != 1 else kind.removesuffix('s')}" for kind, count in totals.items()]
+        return shown, {kind: count for kind, count in totals.items() if count}, set(), []
+
+    def delete_model(self, request, obj):
+        self.delete_audited(obj, by=request.user, source=Source.from_request(request))
+
+    def delete_queryset(self, request, queryset):
+        for obj in queryset:
+            self.delete_model(request, obj)
 
 
 @admin.register(Tier)
@@ -242,32 +259,26 @@ class OrganizationAdmin(OrganizationScopedAdmin):
         for membership in formset.deleted_objects:
             services.membership_remove(membership=membership, by=request.user, source=source)
 
-    def get_deleted_objects(self, objs, request):
-        obj = objs[0]
-        return _deletion_summary(obj, selectors.organization_deletion_summary(organization=obj))
+    def deletion_summary(self, obj):
+        return selectors.organization_deletion_summary(organization=obj)
 
-    def delete_model(self, request, obj):
-        services.organization_delete(organization=obj, by=request.user, source=Source.from_request(request))
-
-    def delete_queryset(self, request, queryset):
-        for obj in queryset:
-            self.delete_model(request, obj)
+    def delete_audited(self, obj, *, by, source):
+        services.organization_delete(organization=obj, by=by, source=source)
 
 
 class CredentialInline(ReadOnlyMemberInline):
-    _manages = False
+    model = Credential
+    fields = ["token_prefix", "status", "created_at", "created_by", "last_used_at", "expires_at", "revoked_at",
+              "revoke_link"]
+    readonly_fields = fields
+    ordering = ["-created_at"]
+    _manages = False  # set per request (inline instances are made per request)
 
     def get_formset(self, request, obj=None, **kwargs):
         # Revoke links only for those who may revoke.
         self._manages = obj is not None and selectors.role_in(
             user=request.user, organization_id=obj.organization_id) in selectors.MANAGE_ROLES
         return super().get_formset(request, obj, **kwargs)
-
-    model = Credential
-    fields = ["token_prefix", "status", "created_at", "created_by", "last_used_at", "expires_at", "revoked_at",
-              "revoke_link"]
-    readonly_fields = fields
-    ordering = ["-created_at"]
 
     @admin.display(description="Status")
     def status(self, credential):
@@ -394,16 +405,11 @@ class ApplicationAdmin(OrganizationScopedAdmin):
         response["Cache-Control"] = "no-store"
         return response
 
-    def get_deleted_objects(self, objs, request):
-        obj = objs[0]
-        return _deletion_summary(obj, selectors.application_deletion_summary(application=obj))
+    def deletion_summary(self, obj):
+        return selectors.application_deletion_summary(application=obj)
 
-    def delete_model(self, request, obj):
-        services.application_delete(application=obj, by=request.user, source=Source.from_request(request))
-
-    def delete_queryset(self, request, queryset):
-        for obj in queryset:
-            self.delete_model(request, obj)
+    def delete_audited(self, obj, *, by, source):
+        services.application_delete(application=obj, by=by, source=source)
 
 
 @admin.register(Credential)
@@ -475,12 +481,8 @@ class MembershipAdmin(OrganizationScopedAdmin):
         services.membership_save(membership=obj, changes=self._changes(form), by=request.user,
                                  source=Source.from_request(request))
 
-    def delete_model(self, request, obj):
-        services.membership_remove(membership=obj, by=request.user, source=Source.from_request(request))
-
-    def delete_queryset(self, request, queryset):
-        for obj in queryset:
-            self.delete_model(request, obj)
+    def delete_audited(self, obj, *, by, source):
+        services.membership_remove(membership=obj, by=by, source=source)
 
 
 class AuditOrganizationFilter(admin.SimpleListFilter):
