@@ -237,8 +237,9 @@ class OrganizationAdmin(OrganizationScopedAdmin):
         return self._role(request, obj) == "owner"
 
     def get_readonly_fields(self, request, obj=None):
-        # The tier sets quotas and limits: only a superuser assigns it.
-        return self.readonly_fields + ([] if request.user.is_superuser else ["tier"])
+        # The tier and quota grants set what an organization may send: only a superuser assigns them.
+        return self.readonly_fields + ([] if request.user.is_superuser else
+                                       ["tier", "quota_monitor_only", "extra_quota", "extra_quota_month"])
 
     def save_model(self, request, obj, form, change):
         source = Source.from_request(request)

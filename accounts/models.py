@@ -30,6 +30,10 @@ class Organization(models.Model):
     name = models.CharField(max_length=200)
     tier = models.ForeignKey(Tier, on_delete=models.PROTECT, related_name="organizations")
     contact_email = models.EmailField(blank=True)
+    quota_monitor_only = models.BooleanField(
+        default=False, help_text="Count events against the monthly quota but never refuse them.")
+    extra_quota = models.PositiveBigIntegerField(default=0, help_text="Events granted on top of the tier's quota...")
+    extra_quota_month = models.CharField(max_length=7, blank=True, help_text="...in this month (YYYY-MM, UTC).")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

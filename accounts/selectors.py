@@ -44,6 +44,9 @@ class IngestTarget:
     application_id: int
     keys: tuple[IngestKey, ...]
     generation: int | None  # the credentials generation when read; None without Redis
+    requests_per_minute: int | None  # None: unlimited
+    monthly_quota: int | None  # events accepted per calendar month (UTC), extra grant included; None: unlimited
+    quota_refuses: bool  # False in monitor-only mode: counted, never refused
 
     def active_keys(self, now: datetime) -> tuple[IngestKey, ...]:
         return tuple(key for key in self.keys if key.expires_at is None or key.expires_at > now)
@@ -99,7 +102,11 @@ def _ingest_target_read(org_public_id: str, app_public_id: str) -> "IngestTarget
             application__organization__public_id=org_public_id,
         ))
         .values_list("application_id", "application__organization_id", "token_hash", "secret_encrypted",
-                     "expires_at", "pk")
+                     "expires_at", "pk", "application__organization__tier__is_unlimited",
+                     "application__organization__tier__requests_per_minute",
+                     "application__organization__tier__monthly_event_quota",
+                     "application__organization__extra_quota", "application__organization__extra_quota_month",
+                     "application__organization__quota_monitor_only")
     )
     if not rows:
         return None
@@ -111,7 +118,15 @@ def _ingest_target_read(org_public_id: str, app_public_id: str) -> "IngestTarget
         raise CredentialsKeyError(
             f"Cannot decrypt the HMAC secrets of application {app_public_id}: APP_SECURITY__CREDENTIALS_KEYS "
             "(or SECRET_KEY, which it defaults to) is not the key they were encrypted with") from None
-    return IngestTarget(application_id=rows[0][0], organization_id=rows[0][1], keys=keys, generation=generation)
+    unlimited, per_minute, quota, extra, extra_month, monitor_only = rows[0][6:12]
+    if extra_month == timezone.now().strftime("%Y-%m"):
+        quota += extra
+    return IngestTarget(
+        application_id=rows[0][0], organization_id=rows[0][1], keys=keys, generation=generation,
+        requests_per_minute=None if unlimited else per_minute,
+        monthly_quota=None if unlimited else quota,
+        quota_refuses=not monitor_only,
+    )
 
 
 def ingest_target_get(*, org_public_id: str, app_public_id: str, fresh: bool = False) -> IngestTarget | None:

@@ -1,23 +1,26 @@
-"""The ingest API: thin views over verification, the schema and the storage service."""
+"""The ingest API: thin views over verification, admission, the schema and the storage service."""
 
+from collections import Counter
 from datetime import timedelta
 
 import msgspec
 from django.conf import settings
 from django.http import HttpResponse
 from django.utils import timezone
-from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.selectors import ingest_target_get
+from accounts.selectors import IngestTarget, ingest_target_get
 from accounts.services import credential_touch
 from ingest import verification
+from ingest.admission import Admission, outcomes_record, quota_reserve, request_admit
+from ingest.errors import ApiError, BadRequest, PayloadTooLarge, QuotaExceeded, RateLimited, Unauthorized, error_body
+from ingest.models import Outcome
 from ingest.negotiation import JsonOnly
-from ingest.errors import BadRequest, PayloadTooLarge, Unauthorized, error_body
-from ingest.schema import BatchFormatError, batch_check, batch_decode
-from ingest.services import events_store, nonce_claim, nonce_release
+from ingest.schema import BatchFormatError, EventError, batch_check, batch_decode
+from ingest.services import events_store, nonce_claim_in_database, nonce_key, nonce_release
 
 _encode = msgspec.json.Encoder().encode
+Kind = Outcome.Kind
 
 
 def _batch_size_header(meta) -> int | None:
@@ -29,6 +32,12 @@ def _batch_size_header(meta) -> int | None:
     return int(value)
 
 
+def _declared_events(meta) -> int:
+    """How many events a request refused before parsing carried, by its own account."""
+    value = meta.get("HTTP_X_BATCH_SIZE", "")
+    return int(value) if value.isdigit() else 1
+
+
 class IngestApi(APIView):
     """``POST /v1/ingest/{org_id}/{app_id}``: a signed batch of telemetry-kit events."""
 
@@ -36,55 +45,116 @@ class IngestApi(APIView):
 
     def post(self, request, org_id: str, app_id: str):
         meta = request.META
-        verification.content_length_check(meta)
-        headers = verification.signed_headers(meta)
-        target = ingest_target_get(org_public_id=org_id, app_public_id=app_id)
-        if target is None:
-            raise Unauthorized("Invalid credentials or signature")
-        body = verification.body_read(request._request)
-        key = verification.key_verify(target, headers, body)
-        claim = nonce_claim(application_id=target.application_id, nonce=headers.replay_key,
-                            ttl=settings.SECURITY_NONCE_TTL)
-        if not claim.fresh:
+        try:
+            verification.content_length_check(meta)
+            headers = verification.signed_headers(meta)
+            target = ingest_target_get(org_public_id=org_id, app_public_id=app_id)
+            if target is None:
+                raise Unauthorized("Invalid credentials or signature")
+            body = verification.body_read(request._request)
+            key = verification.key_verify(target, headers, body)
+        except ApiError as error:
+            outcomes_record(organization_id=0, application_id=0, counts=Counter({(Kind.REFUSED, error.code): 1}))
+            raise
+
+        replay_key = nonce_key(target.application_id, headers.replay_key)
+        do_not_track = meta.get("HTTP_DNT", "").strip() == "1"
+        admission = request_admit(target=target, nonce_key=replay_key, nonce_ttl=settings.SECURITY_NONCE_TTL,
+                                  stores=not do_not_track)
+        fresh = admission.nonce_fresh if admission else nonce_claim_in_database(
+            key=replay_key, ttl=settings.SECURITY_NONCE_TTL)
+        if not fresh:
+            self._count(target, Counter({(Kind.REFUSED, "nonce_reused"): 1}))
             raise Unauthorized("X-Nonce was already used")
-        if claim.credentials_generation != target.generation:
+        if admission and admission.credentials_generation != target.generation:
             # Credentials changed somewhere since this process cached them: verify against the database.
             target = ingest_target_get(org_public_id=org_id, app_public_id=app_id, fresh=True)
             if target is None:
                 raise Unauthorized("Invalid credentials or signature")
             key = verification.key_verify(target, headers, body)
         credential_touch(credential_id=key.credential_id)
-        try:
-            return self._ingest(meta, target, body)
-        except Exception:
-            nonce_release(application_id=target.application_id, nonce=headers.replay_key)
-            raise
 
-    def _ingest(self, meta, target, body):
-        if meta.get("HTTP_DNT", "").strip() == "1":
-            return Response(status=204)
-        verification.content_type_check(meta)
+        limit_headers = _rate_limit_headers(admission)
+        if admission and admission.verdict == "rate_limited":
+            self._count(target, Counter({(Kind.RATE_LIMITED, ""): _declared_events(meta)}))
+            raise RateLimited(f"More than {admission.rate_limit} requests a minute for this application",
+                              headers={**limit_headers, "Retry-After": str(admission.rate_reset)})
+        if admission and admission.verdict == "quota_spent":
+            self._count(target, Counter({(Kind.OVER_QUOTA, ""): _declared_events(meta)}))
+            raise QuotaExceeded("The organization's monthly event quota is spent",
+                                headers={**limit_headers, "Retry-After": str(admission.quota_reset)})
         try:
-            raw_events = batch_decode(body)
-        except BatchFormatError as exc:
-            raise BadRequest(str(exc)) from None
-        if len(raw_events) > settings.INGEST_MAX_BATCH_SIZE:
-            raise PayloadTooLarge(
-                f"Batch has {len(raw_events)} events; the limit is {settings.INGEST_MAX_BATCH_SIZE}")
-        declared = _batch_size_header(meta)
-        if declared is not None and declared != len(raw_events):
-            raise BadRequest(f"X-Batch-Size is {declared} but the body has {len(raw_events)} events")
+            response = self._ingest(meta, target, body, admission)
+        except ApiError as error:
+            error.headers = {**limit_headers, **error.headers}
+            raise
+        except Exception:
+            nonce_release(key=replay_key)
+            raise
+        for name, value in limit_headers.items():
+            response[name] = value
+        return response
+
+    def _count(self, target: IngestTarget, counts: Counter, quota_unused: int = 0) -> None:
+        outcomes_record(organization_id=target.organization_id, application_id=target.application_id,
+                        counts=counts, quota_unused=quota_unused, target=target)
+
+    def _ingest(self, meta, target: IngestTarget, body: bytes, admission: Admission | None):
+        if meta.get("HTTP_DNT", "").strip() == "1":
+            self._count(target, Counter({(Kind.DNT, ""): _declared_events(meta)}))
+            return HttpResponse(status=204)
+        try:
+            verification.content_type_check(meta)
+            raw_events = _batch_decode(body)
+            if len(raw_events) > settings.INGEST_MAX_BATCH_SIZE:
+                raise PayloadTooLarge(
+                    f"Batch has {len(raw_events)} events; the limit is {settings.INGEST_MAX_BATCH_SIZE}")
+            declared = _batch_size_header(meta)
+            if declared is not None and declared != len(raw_events):
+                raise BadRequest(f"X-Batch-Size is {declared} but the body has {len(raw_events)} events")
+        except ApiError as error:
+            self._count(target, Counter({(Kind.INVALID, error.code): _declared_events(meta)}))
+            raise
 
         max_age_days = settings.INGEST_MAX_EVENT_AGE_DAYS
         checked = batch_check(raw_events, now=timezone.now(),
                               max_age=timedelta(days=max_age_days) if max_age_days else None)
-        result = events_store(target=target, events=checked.valid, indexes=checked.indexes,
+        wanted = len(checked.valid)
+        granted = quota_reserve(target=target, wanted=wanted)
+        over_quota = [EventError(index, str(event.event_id), "over_quota",
+                                 "The organization's monthly event quota is spent")
+                      for index, event in zip(checked.indexes[granted:], checked.valid[granted:])]
+        result = events_store(target=target, events=checked.valid[:granted], indexes=checked.indexes[:granted],
                               sdk_version=meta.get("HTTP_X_SDK_VERSION", "")[:100] or None)
-        errors = sorted(checked.errors + result.errors, key=lambda error: error.index)
+
+        counts = Counter({(Kind.ACCEPTED, ""): result.stored, (Kind.OVER_QUOTA, ""): len(over_quota),
+                          (Kind.DUPLICATE, ""): granted - result.stored - len(result.errors) + checked.duplicates})
+        for error in checked.errors + result.errors:
+            counts[(Kind.INVALID, error.error)] += 1
+        # Quota is spent only by events stored: duplicates and refused events give theirs back.
+        self._count(target, counts, quota_unused=granted - result.stored)
+        if wanted and not granted:
+            raise QuotaExceeded("The organization's monthly event quota is spent",
+                                headers={"Retry-After": str(admission.quota_reset if admission else 3600)})
+        errors = sorted(checked.errors + result.errors + over_quota, key=lambda error: error.index)
         return _batch_response(total=len(raw_events), errors=errors)
 
 
-def _batch_response(*, total: int, errors: list) -> Response:
+def _batch_decode(body: bytes):
+    try:
+        return batch_decode(body)
+    except BatchFormatError as error:
+        raise BadRequest(str(error)) from None
+
+
+def _rate_limit_headers(admission: Admission | None) -> dict[str, str]:
+    if admission is None or admission.rate_limit is None:
+        return {}
+    return {"RateLimit-Limit": str(admission.rate_limit), "RateLimit-Remaining": str(admission.rate_remaining),
+            "RateLimit-Reset": str(admission.rate_reset)}
+
+
+def _batch_response(*, total: int, errors: list) -> HttpResponse:
     rejected = len(errors)
     accepted = total - rejected
     if rejected == 0:

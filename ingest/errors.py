@@ -28,6 +28,16 @@ class PayloadTooLarge(ApiError):
     code = "payload_too_large"
 
 
+class RateLimited(ApiError):
+    status = 429
+    code = "rate_limit_exceeded"
+
+
+class QuotaExceeded(ApiError):
+    status = 429
+    code = "quota_exceeded"
+
+
 def error_body(code: str, message: str) -> dict:
     return {"error": {"code": code, "message": message}}
 

@@ -47,3 +47,43 @@ class Nonce(models.Model):
 
     key = models.CharField(max_length=128, primary_key=True)
     expires_at = models.DateTimeField(db_index=True)
+
+
+class Outcome(models.Model):
+    """How many events of an application ended in each outcome, per hour.
+
+    Counted in Redis on the hot path and added here by a periodic flush (directly on the embedded
+    default). ``application_id`` 0 holds requests refused before an application was known.
+    """
+
+    class Kind(models.TextChoices):
+        ACCEPTED = "accepted", "Accepted"
+        DUPLICATE = "duplicate", "Duplicate"
+        INVALID = "invalid", "Invalid"
+        RATE_LIMITED = "rate_limited", "Rate limited"
+        OVER_QUOTA = "over_quota", "Over quota"
+        DNT = "dnt", "Do not track"
+        REFUSED = "refused", "Refused before authentication"
+
+    organization_id = models.BigIntegerField()
+    application_id = models.BigIntegerField()
+    hour = models.DateTimeField()
+    outcome = models.CharField(max_length=20, choices=Kind.choices)
+    reason = models.CharField(max_length=64, blank=True, help_text="The error code, for invalid and refused.")
+    count = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["application_id", "hour", "outcome", "reason"], name="outcome_unique"),
+        ]
+        indexes = [models.Index(fields=["organization_id", "hour"], name="outcome_org_hour_idx")]
+
+    def __str__(self):
+        return f"{self.hour:%Y-%m-%d %H}:00 app {self.application_id} {self.outcome} {self.reason} {self.count}"
+
+
+class FlushReceipt(models.Model):
+    """Marks a batch of Redis counters as added to the database, so a retried flush adds it once."""
+
+    key = models.CharField(max_length=100, primary_key=True)
+    created_at = models.DateTimeField(auto_now_add=True)

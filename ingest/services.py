@@ -10,7 +10,7 @@ import psycopg
 from django.db import DataError, IntegrityError, connection, transaction
 from django.utils import timezone
 
-from accounts.selectors import CREDENTIALS_GENERATION_KEY, IngestTarget
+from accounts.selectors import IngestTarget
 from ingest.models import Event, Nonce
 from ingest.schema import Envelope, EventError
 from telemetry.lib.redis import get_redis
@@ -42,43 +42,27 @@ _SQLITE_INSERT = (
 )
 
 
-def _nonce_key(application_id: int, nonce: str) -> str:
+def nonce_key(application_id: int, nonce: str) -> str:
     return f"tk:nonce:{application_id}:{nonce}"
 
 
-@dataclass(frozen=True)
-class NonceClaim:
-    fresh: bool  # False: the nonce was already used within its time to live
-    credentials_generation: int | None  # read in the same round trip; None without Redis
+def nonce_claim_in_database(*, key: str, ttl: int) -> bool:
+    """Records a request nonce in the database (the embedded default; with Redis, admission does it).
 
-
-def nonce_claim(*, application_id: int, nonce: str, ttl: int) -> NonceClaim:
-    """Records a request nonce, and reads the credentials generation on the way.
-
-    Redis ``SET NX EX`` is shared by every server process, and the generation comes back in the same
-    pipeline; the embedded default keeps nonces in a table, shared across processes too.
+    False when it was already used within ``ttl`` seconds. The table is shared by every process.
     """
-    key = _nonce_key(application_id, nonce)
-    client = get_redis()
-    if client is not None:
-        pipeline = client.pipeline(transaction=False)
-        pipeline.set(key, b"1", nx=True, ex=ttl)
-        pipeline.get(CREDENTIALS_GENERATION_KEY)
-        claimed, generation = pipeline.execute()
-        return NonceClaim(fresh=bool(claimed), credentials_generation=int(generation or 0))
     now = timezone.now()
     try:
         with transaction.atomic():
             Nonce.objects.filter(key=key, expires_at__lte=now).delete()
             Nonce.objects.create(key=key, expires_at=now + timedelta(seconds=ttl))
     except IntegrityError:
-        return NonceClaim(fresh=False, credentials_generation=None)
-    return NonceClaim(fresh=True, credentials_generation=None)
+        return False
+    return True
 
 
-def nonce_release(*, application_id: int, nonce: str) -> None:
+def nonce_release(*, key: str) -> None:
     """Forgets a nonce whose request failed for a server-side reason, so the client may resend it."""
-    key = _nonce_key(application_id, nonce)
     try:
         client = get_redis()
         if client is not None:

@@ -1,8 +1,20 @@
-from celery import shared_task
+"""Periodic jobs: thin wrappers over services, idempotent, bounded in time, retried on outages."""
 
-from ingest import services
+import redis
+from celery import shared_task
+from django.db import OperationalError
+
+from ingest import admission, services
+
+_TRANSIENT = (OperationalError, redis.ConnectionError, redis.TimeoutError)
 
 
 @shared_task(ignore_result=True, soft_time_limit=100, time_limit=120)
 def nonces_purge() -> int:
     return services.nonces_purge()
+
+
+@shared_task(ignore_result=True, soft_time_limit=50, time_limit=60, autoretry_for=_TRANSIENT,
+             retry_backoff=True, retry_backoff_max=300, max_retries=5)
+def outcomes_flush() -> int:
+    return admission.outcomes_flush()

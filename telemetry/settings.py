@@ -87,6 +87,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "axes",
+    "django_celery_beat",
     "accounts",
     "ingest",
     "dashboards",
@@ -116,6 +117,7 @@ AXES_COOLOFF_TIME = timedelta(minutes=SECURITY_SIGN_IN_COOLOFF_MINUTES)
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "admin/locked_out.html"
+AXES_VERBOSE = False
 
 if SECURITY_HTTPS:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
@@ -197,11 +199,11 @@ else:
     }
 CELERY_TASK_TIME_LIMIT = 300
 CELERY_TASK_SOFT_TIME_LIMIT = 240
-CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
-# Every periodic job, in one place.
-CELERY_BEAT_SCHEDULE = {
-    "purge-expired-nonces": {"task": "ingest.tasks.nonces_purge", "schedule": 600.0},
-}
+# Periodic jobs live in the database (django-celery-beat): their defaults come from the migration
+# ingest/migrations/0003_periodic_tasks.py, and operators change them in the admin.
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_TASK_ACKS_LATE = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 
 LOGGING = {
     "version": 1,

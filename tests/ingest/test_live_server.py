@@ -97,3 +97,27 @@ def test_credential_revoked_elsewhere_stops_working_on_a_running_server_at_once(
     credential_revoke(credential=keys.application.credentials.get())
 
     assert send() == 401
+
+
+def test_quota_stays_exact_under_concurrent_requests(live_port):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from accounts.models import Tier
+
+    tiny = Tier.objects.create(slug="tiny", name="Tiny", monthly_event_quota=10, requests_per_minute=10_000,
+                               retention_days=30)
+    keys = app_keys_create(organization__tier=tiny)
+
+    def send(_):
+        body = batch_body([make_event()])
+        conn = http.client.HTTPConnection("127.0.0.1", live_port, timeout=30)
+        conn.request("POST", keys.url, body=body, headers={"Content-Type": "application/json",
+                                                           **wsgi_to_http(signed_headers(keys, body))})
+        return conn.getresponse().status
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        statuses = list(pool.map(send, range(40)))
+
+    assert statuses.count(200) == 10
+    assert statuses.count(429) == 30
+    assert Event.objects.filter(application=keys.application).count() == 10

@@ -1,0 +1,231 @@
+"""Rate limits, monthly quotas and outcome counters, kept in Redis so every server process shares them.
+
+Hot path: a request makes at most three round trips to Redis: admission (nonce, credentials
+generation, rate limit and "quota already spent" in one Lua script), a quota reservation for its
+valid events when its tier has a quota, and one pipeline after storing (quota refund and outcome
+counters). Without Redis (the embedded default) rate limits and quotas are not enforced and
+outcomes are written to the database directly.
+"""
+
+import calendar
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import redis
+from django.db import transaction
+from django.db.models import F, Sum
+
+from accounts.selectors import CREDENTIALS_GENERATION_KEY, IngestTarget
+from ingest.models import FlushReceipt, Outcome
+from telemetry.lib.redis import get_redis
+
+PENDING_OUTCOMES_KEY = "tk:outcomes:pending"
+_QUOTA_TTL = 40 * 24 * 3600
+
+# KEYS: nonce, credentials generation, rate window, quota; ARGV: nonce ttl, rate limit (0: none),
+# quota (-1: none). Returns {nonce fresh, generation, verdict, requests this window, quota used}
+# where verdict is 1 admitted, 2 rate limited, 3 quota spent. The rate limit comes first (its wait is
+# the shorter); a refused request gives its nonce back.
+_ADMIT = """
+if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return {0, 0, 0, 0, 0} end
+local generation = tonumber(redis.call('GET', KEYS[2]) or '0')
+local limit = tonumber(ARGV[2])
+local count = 0
+if limit > 0 then
+  count = redis.call('INCR', KEYS[3])
+  if count == 1 then redis.call('EXPIRE', KEYS[3], 120) end
+  if count > limit then
+    redis.call('DECR', KEYS[3])
+    redis.call('DEL', KEYS[1])
+    return {1, generation, 2, limit, 0}
+  end
+end
+local used = tonumber(redis.call('GET', KEYS[4]) or '-1')
+local quota = tonumber(ARGV[3])
+if quota >= 0 and used >= quota then
+  redis.call('DEL', KEYS[1])
+  return {1, generation, 3, count, used}
+end
+return {1, generation, 1, count, used}
+"""
+
+# KEYS: quota; ARGV: quota, events wanted, ttl, usage to start from when the key is missing ('' to
+# ask). Returns {granted, used after}, or {-1, 0} when the key is missing and no start was given.
+_RESERVE = """
+local used = redis.call('GET', KEYS[1])
+if not used then
+  if ARGV[4] == '' then return {-1, 0} end
+  redis.call('SET', KEYS[1], ARGV[4], 'NX', 'EX', ARGV[3])
+  used = redis.call('GET', KEYS[1])
+end
+used = tonumber(used)
+local granted = math.max(0, math.min(tonumber(ARGV[2]), tonumber(ARGV[1]) - used))
+if granted > 0 then redis.call('INCRBY', KEYS[1], granted) end
+return {granted, used + granted}
+"""
+
+
+_scripts: dict[tuple[int, str], object] = {}
+
+
+def _script(name: str, source: str):
+    """The Lua script registered with the current Redis client (EVALSHA, loaded once)."""
+    client = get_redis()
+    key = (id(client), name)
+    if key not in _scripts:
+        _scripts[key] = client.register_script(source)
+    return _scripts[key]
+
+
+@dataclass(frozen=True)
+class Admission:
+    nonce_fresh: bool
+    credentials_generation: int | None
+    verdict: str  # "admitted", "rate_limited" or "quota_spent"
+    rate_limit: int | None
+    rate_remaining: int | None
+    rate_reset: int  # seconds until the rate window ends
+    quota_reset: int  # seconds until the quota month ends
+
+
+def month_key(now: datetime) -> str:
+    return now.strftime("%Y%m")
+
+
+def seconds_to_month_end(now: datetime) -> int:
+    days = calendar.monthrange(now.year, now.month)[1]
+    end = datetime(now.year, now.month, days, tzinfo=UTC).timestamp() + 86400
+    return max(1, int(end - now.timestamp()))
+
+
+def _quota_key(target: IngestTarget, now: datetime) -> str:
+    return f"tk:quota:{target.organization_id}:{month_key(now)}"
+
+
+def request_admit(*, target: IngestTarget, nonce_key: str, nonce_ttl: int, stores: bool = True) -> Admission | None:
+    """Claims the nonce and applies the rate limit and a spent quota in one round trip.
+
+    ``stores`` False (a DNT request) skips the quota: nothing will be stored. None without Redis:
+    the caller then claims the nonce in the database and enforces nothing.
+    """
+    client = get_redis()
+    if client is None:
+        return None
+    now = time.time()
+    window = int(now // 60)
+    limit = target.requests_per_minute
+    quota = target.monthly_quota if stores and target.quota_refuses and target.monthly_quota is not None else -1
+    utc_now = datetime.fromtimestamp(now, UTC)
+    fresh, generation, verdict, count, _ = _script("admit", _ADMIT)(
+        keys=[nonce_key, CREDENTIALS_GENERATION_KEY, f"tk:rate:{target.application_id}:{window}",
+              _quota_key(target, utc_now)],
+        args=[nonce_ttl, limit or 0, quota])
+    return Admission(
+        nonce_fresh=bool(fresh),
+        credentials_generation=int(generation),
+        verdict={1: "admitted", 2: "rate_limited", 3: "quota_spent"}.get(int(verdict), "admitted"),
+        rate_limit=limit,
+        rate_remaining=max(0, limit - int(count)) if limit else None,
+        rate_reset=60 - int(now) % 60,
+        quota_reset=seconds_to_month_end(utc_now),
+    )
+
+
+def month_usage_from_database(*, organization_id: int, now: datetime) -> int:
+    """Accepted events of the organization this month, as flushed to the database."""
+    start = datetime(now.year, now.month, 1, tzinfo=UTC)
+    return Outcome.objects.filter(organization_id=organization_id, hour__gte=start,
+                                  outcome=Outcome.Kind.ACCEPTED).aggregate(total=Sum("count"))["total"] or 0
+
+
+def quota_reserve(*, target: IngestTarget, wanted: int) -> int:
+    """Reserves up to ``wanted`` events of this month's quota, atomically across processes; returns
+    how many were granted. Unlimited tiers (and the embedded default) are granted everything."""
+    client = get_redis()
+    if client is None or target.monthly_quota is None or wanted == 0:
+        return wanted
+    now = datetime.now(UTC)
+    quota = target.monthly_quota if target.quota_refuses else 2**62
+    key = _quota_key(target, now)
+    reserve = _script("reserve", _RESERVE)
+    granted, _ = reserve(keys=[key], args=[quota, wanted, _QUOTA_TTL, ""])
+    if granted == -1:
+        # Redis lost the counter (or the month just began): start from what the database knows.
+        start = month_usage_from_database(organization_id=target.organization_id, now=now)
+        granted, _ = reserve(keys=[key], args=[quota, wanted, _QUOTA_TTL, start])
+    return int(granted)
+
+
+def _outcome_field(outcome: str, reason: str = "") -> str:
+    return f"{outcome}:{reason}"
+
+
+def outcomes_record(*, organization_id: int, application_id: int, counts: Counter,
+                    quota_unused: int = 0, target: IngestTarget | None = None) -> None:
+    """Counts outcomes for this hour (and gives back quota reserved for events not stored)."""
+    counts = +counts
+    now = datetime.now(UTC)
+    hour = now.replace(minute=0, second=0, microsecond=0)
+    client = get_redis()
+    if client is None:
+        _outcomes_add(organization_id, application_id, hour, counts)
+        return
+    key = f"tk:outcomes:{organization_id}:{application_id}:{int(hour.timestamp())}"
+    pipeline = client.pipeline(transaction=False)
+    for (outcome, reason), count in counts.items():
+        pipeline.hincrby(key, _outcome_field(outcome, reason), count)
+    if counts:
+        pipeline.sadd(PENDING_OUTCOMES_KEY, key)
+    if quota_unused and target is not None:
+        pipeline.decrby(_quota_key(target, now), quota_unused)
+    pipeline.execute()
+
+
+def _outcomes_add(organization_id: int, application_id: int, hour: datetime, counts: Counter) -> None:
+    for (outcome, reason), count in counts.items():
+        updated = Outcome.objects.filter(application_id=application_id, hour=hour, outcome=outcome,
+                                         reason=reason).update(count=F("count") + count)
+        if not updated:
+            Outcome.objects.create(organization_id=organization_id, application_id=application_id, hour=hour,
+                                   outcome=outcome, reason=reason, count=count)
+
+
+def outcomes_flush() -> int:
+    """Moves the outcome counters from Redis into the database, each exactly once.
+
+    A counter hash is renamed away from the ingest path to a unique name first, then added to the
+    database in one transaction with a receipt naming it, then deleted: a crash at any point leaves
+    either the hash (added next time) or the receipt (the next run only deletes the hash).
+    """
+    client = get_redis()
+    if client is None:
+        return 0
+    flushed = 0
+    for key in client.smembers(PENDING_OUTCOMES_KEY):
+        key = key.decode()
+        # Off the set first: an increment that lands after this re-adds the key for the next run.
+        client.srem(PENDING_OUTCOMES_KEY, key)
+        org, app, hour = key.split(":")[-3:]
+        try:
+            client.rename(key, f"tk:flushing:{uuid.uuid4().hex}:{org}:{app}:{hour}")
+        except redis.ResponseError as error:  # nothing counted since the last run
+            if "no such key" not in str(error).lower():
+                raise
+    for staged in client.scan_iter(match="tk:flushing:*"):
+        staged = staged.decode()
+        org, app, hour = staged.split(":")[-3:]
+        if not FlushReceipt.objects.filter(key=staged).exists():
+            counts = Counter()
+            for field, value in client.hgetall(staged).items():
+                outcome, reason = field.decode().split(":", 1)
+                counts[(outcome, reason)] += int(value)
+            with transaction.atomic():
+                FlushReceipt.objects.create(key=staged)
+                _outcomes_add(int(org), int(app), datetime.fromtimestamp(int(hour), UTC), counts)
+            flushed += 1
+        client.delete(staged)
+        FlushReceipt.objects.filter(key=staged).delete()
+    return flushed

@@ -1,0 +1,167 @@
+"""Monthly quotas, rate limits and outcome counters, on the real Redis and PostgreSQL."""
+
+import time
+from datetime import UTC, datetime
+
+import pytest
+from django_celery_beat.models import PeriodicTask
+
+from accounts.models import Tier
+from ingest.admission import outcomes_flush, seconds_to_month_end
+from ingest.models import Event, Outcome
+from tests.conftest import app_keys_create, make_event
+
+pytestmark = pytest.mark.django_db
+
+
+def tier(**fields) -> Tier:
+    defaults = {"slug": f"t{time.monotonic_ns()}", "name": "Test", "monthly_event_quota": 1_000_000,
+                "requests_per_minute": 100_000, "retention_days": 30, "is_unlimited": False}
+    return Tier.objects.create(**{**defaults, **fields})
+
+
+def keys_on(tier_):
+    return app_keys_create(organization__tier=tier_)
+
+
+def within_one_rate_window():
+    """Rate limits count per clock minute: start a test that must stay in one window early in a minute."""
+    into_minute = time.time() % 60
+    if into_minute > 50:
+        time.sleep(60.5 - into_minute)
+
+
+def outcome_totals(keys) -> dict:
+    outcomes_flush()
+    totals = {}
+    for row in Outcome.objects.filter(application_id=keys.application.pk):
+        name = row.outcome if not row.reason else f"{row.outcome}:{row.reason}"
+        totals[name] = totals.get(name, 0) + row.count
+    return totals
+
+
+def test_batch_at_the_quota_boundary_is_accepted_up_to_the_quota(signed_post):
+    keys = keys_on(tier(monthly_event_quota=5))
+    assert signed_post(keys, [make_event() for _ in range(3)]).status_code == 200
+
+    response = signed_post(keys, [make_event() for _ in range(4)])
+
+    assert response.status_code == 207
+    body = response.json()
+    assert (body["accepted"], body["rejected"]) == (2, 2)
+    assert [error["error"] for error in body["errors"]] == ["over_quota", "over_quota"]
+    assert [error["index"] for error in body["errors"]] == [2, 3]
+    assert Event.objects.filter(application=keys.application).count() == 5
+
+
+def test_spent_quota_answers_429_until_the_month_ends(signed_post):
+    keys = keys_on(tier(monthly_event_quota=1))
+    signed_post(keys, [make_event()])
+
+    response = signed_post(keys, [make_event()])
+
+    assert response.status_code == 429
+    assert response.json()["error"]["code"] == "quota_exceeded"
+    assert abs(int(response["Retry-After"]) - seconds_to_month_end(datetime.now(UTC))) <= 2
+    assert Event.objects.filter(application=keys.application).count() == 1
+
+
+def test_resent_events_do_not_spend_quota(signed_post):
+    keys = keys_on(tier(monthly_event_quota=2))
+    event = make_event()
+    signed_post(keys, [event])
+    signed_post(keys, [event])
+
+    response = signed_post(keys, [make_event()])
+
+    assert response.status_code == 200
+    assert Event.objects.filter(application=keys.application).count() == 2
+
+
+def test_monitor_only_organization_is_counted_but_never_refused(signed_post):
+    keys = keys_on(tier(monthly_event_quota=1))
+    keys.application.organization.quota_monitor_only = True
+    keys.application.organization.save()
+
+    responses = [signed_post(keys, [make_event()]).status_code for _ in range(3)]
+
+    assert responses == [200, 200, 200]
+
+
+def test_extra_quota_granted_for_this_month_raises_the_limit(signed_post):
+    from django.utils import timezone
+
+    keys = keys_on(tier(monthly_event_quota=1))
+    organization = keys.application.organization
+    organization.extra_quota, organization.extra_quota_month = 2, timezone.now().strftime("%Y-%m")
+    organization.save()
+
+    statuses = [signed_post(keys, [make_event()]).status_code for _ in range(4)]
+
+    assert statuses == [200, 200, 200, 429]
+
+
+def test_rate_limit_counts_down_in_headers_then_answers_429(signed_post):
+    keys = keys_on(tier(requests_per_minute=3))
+    within_one_rate_window()
+
+    answers = [signed_post(keys, [make_event()]) for _ in range(4)]
+
+    assert [a.status_code for a in answers[:3]] == [200, 200, 200]
+    assert [a["RateLimit-Remaining"] for a in answers[:3]] == ["2", "1", "0"]
+    assert {a["RateLimit-Limit"] for a in answers} == {"3"}
+    refused = answers[3]
+    assert refused.status_code == 429
+    assert refused.json()["error"]["code"] == "rate_limit_exceeded"
+    assert 1 <= int(refused["Retry-After"]) <= 60
+    assert int(refused["RateLimit-Reset"]) == int(refused["Retry-After"])
+
+
+def test_unlimited_tier_is_never_limited(signed_post):
+    keys = keys_on(tier(monthly_event_quota=1, requests_per_minute=1, is_unlimited=True))
+
+    assert [signed_post(keys, [make_event()]).status_code for _ in range(3)] == [200, 200, 200]
+
+
+def test_every_event_sent_ends_in_exactly_one_counted_outcome(signed_post):
+    keys = keys_on(tier(monthly_event_quota=4, requests_per_minute=4))
+    within_one_rate_window()
+    event = make_event()
+    signed_post(keys, [event, event, make_event(), make_event(user_id="bad")])  # 2 stored, 1 duplicate, 1 invalid
+    signed_post(keys, [make_event(), make_event(), make_event()])  # 2 stored, 1 over quota
+    signed_post(keys, [make_event(), make_event()], HTTP_DNT="1")  # 2 not tracked
+    signed_post(keys, [make_event()])  # quota spent before parsing: 1 over quota
+    signed_post(keys, [make_event()])  # fifth request this minute: 1 rate limited
+
+    totals = outcome_totals(keys)
+
+    assert totals == {"accepted": 4, "duplicate": 1, "invalid:invalid_user_id": 1, "over_quota": 2, "dnt": 2,
+                      "rate_limited": 1}
+    assert totals["accepted"] == Event.objects.filter(application=keys.application).count()
+
+
+def test_flushing_twice_counts_once(signed_post):
+    keys = keys_on(tier())
+    signed_post(keys, [make_event(), make_event()])
+
+    first = outcome_totals(keys)
+    second = outcome_totals(keys)
+
+    assert first == second == {"accepted": 2}
+
+
+def test_requests_refused_before_an_application_is_known_are_counted_by_reason(client):
+    Outcome.objects.all().delete()
+    client.post("/v1/ingest/org_x/app_00000000", data=b"{}", content_type="application/json")
+
+    outcomes_flush()
+
+    refused = Outcome.objects.get(application_id=0, outcome="refused")
+    assert (refused.reason, refused.count) == ("unauthorized", 1)
+
+
+def test_periodic_jobs_have_default_schedules_in_the_database():
+    tasks = dict(PeriodicTask.objects.values_list("task", "interval__every"))
+
+    assert tasks["ingest.tasks.outcomes_flush"] == 60
+    assert tasks["ingest.tasks.nonces_purge"] == 600
