@@ -56,6 +56,8 @@ def parse_args():
     parser.add_argument("--max-rate", type=int, default=5000,
                         help="wrk: requests/s to sign beforehand (more than the server can take)")
     parser.add_argument("--workers", type=int, default=None, help="server worker processes")
+    parser.add_argument("--unlimited", action="store_true",
+                        help="put the application on an unlimited tier (no rate limit or quota work)")
     parser.add_argument("--port", type=int, default=8181)
     return parser.parse_args()
 
@@ -82,7 +84,14 @@ def start_server(args):
     ensure_database(env["DATABASE_URL"])
     python = sys.executable
     subprocess.run([python, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
-    created = subprocess.run([python, "manage.py", "create_app", "--org", "Benchmark", "--name",
+    # A limited tier whose limits are never reached: every request pays for rate limit and quota.
+    subprocess.run([python, "manage.py", "shell", "-v", "0", "-c",
+                    "from accounts.models import Tier; Tier.objects.update_or_create(slug='benchmark', defaults="
+                    "dict(name='Benchmark', monthly_event_quota=10**15, requests_per_minute=10**9, "
+                    "retention_days=30, is_unlimited=False))"], cwd=ROOT, env=env, check=True)
+    org = "Benchmark unlimited" if args.unlimited else "Benchmark"
+    tier = "self-hosted" if args.unlimited else "benchmark"
+    created = subprocess.run([python, "manage.py", "create_app", "--org", org, "--tier", tier, "--name",
                               f"bench-{uuid.uuid4().hex[:6]}", "--json"],
                              cwd=ROOT, env=env, check=True, capture_output=True, text=True)
     credentials = json.loads(created.stdout)
@@ -210,7 +219,8 @@ def main():
     # wrk stops with requests in flight, unanswered: the server may still store their events.
     in_flight = result["unanswered"] * args.batch_size
     consistent = accepted <= stored <= accepted + in_flight
-    print(f"batch size {args.batch_size}, concurrency {args.concurrency}, client {client}, {elapsed:.1f} s "
+    print(f"batch size {args.batch_size}, concurrency {args.concurrency}, client {client}, "
+          f"{'unlimited tier' if args.unlimited else 'rate limit and quota enforced'}, {elapsed:.1f} s "
           f"(CPU calibration {calibration:.0f} ms)")
     print(f"  statuses      {statuses}")
     print(f"  requests/s    {requests / elapsed:,.0f}")

@@ -26,9 +26,12 @@ PENDING_OUTCOMES_KEY = "tk:outcomes:pending"
 _QUOTA_TTL = 40 * 24 * 3600
 
 # KEYS: nonce, credentials generation, rate window, quota; ARGV: nonce ttl, rate limit (0: none),
-# quota (-1: none). Returns {nonce fresh, generation, verdict, requests this window, quota used}
-# where verdict is 1 admitted, 2 rate limited, 3 quota spent. The rate limit comes first (its wait is
-# the shorter); a refused request gives its nonce back.
+# quota (-1: none), events to reserve, whether a spent quota refuses (1) or only counts (0).
+# Returns {nonce fresh, generation, verdict, requests this window, events granted} where verdict is
+# 1 admitted, 2 rate limited, 3 quota spent, and granted is -1 when nothing was reserved (no quota,
+# or its counter is missing). The rate limit comes first (its wait is the shorter); a refused request
+# gives its nonce back. Reserving the batch's declared size here saves a round trip; what the batch
+# does not use is given back after storing.
 _ADMIT = """
 if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return {0, 0, 0, 0, 0} end
 local generation = tonumber(redis.call('GET', KEYS[2]) or '0')
@@ -43,13 +46,18 @@ if limit > 0 then
     return {1, generation, 2, limit, 0}
   end
 end
-local used = tonumber(redis.call('GET', KEYS[4]) or '-1')
 local quota = tonumber(ARGV[3])
-if quota >= 0 and used >= quota then
+if quota < 0 then return {1, generation, 1, count, -1} end
+local used = redis.call('GET', KEYS[4])
+if not used then return {1, generation, 1, count, -1} end
+used = tonumber(used)
+if used >= quota and ARGV[5] == '1' then
   redis.call('DEL', KEYS[1])
-  return {1, generation, 3, count, used}
+  return {1, generation, 3, count, 0}
 end
-return {1, generation, 1, count, used}
+local granted = math.max(0, math.min(tonumber(ARGV[4]), quota - used))
+if granted > 0 then redis.call('INCRBY', KEYS[4], granted) end
+return {1, generation, 1, count, granted}
 """
 
 # KEYS: quota; ARGV: quota, events wanted, ttl, usage to start from when the key is missing ('' to
@@ -85,6 +93,7 @@ class Admission:
     nonce_fresh: bool
     credentials_generation: int | None
     verdict: str  # "admitted", "rate_limited" or "quota_spent"
+    reserved: int | None  # quota reserved for the batch's declared events; None: not reserved here
     rate_limit: int | None
     rate_remaining: int | None
     rate_reset: int  # seconds until the rate window ends
@@ -105,28 +114,34 @@ def _quota_key(target: IngestTarget, now: datetime) -> str:
     return f"tk:quota:{target.organization_id}:{month_key(now)}"
 
 
-def request_admit(*, target: IngestTarget, nonce_key: str, nonce_ttl: int, stores: bool = True) -> Admission | None:
-    """Claims the nonce and applies the rate limit and a spent quota in one round trip.
+_NO_REFUSAL_QUOTA = 10**15  # monitor-only: counted against a limit never reached
 
-    ``stores`` False (a DNT request) skips the quota: nothing will be stored. None without Redis:
-    the caller then claims the nonce in the database and enforces nothing.
+
+def request_admit(*, target: IngestTarget, nonce_key: str, nonce_ttl: int, reserve: int | None) -> Admission | None:
+    """Claims the nonce, applies the rate limit and reserves ``reserve`` events of the monthly quota
+    (None: reserve later, once the batch is parsed), all in one round trip.
+
+    None without Redis: the caller then claims the nonce in the database and enforces nothing.
     """
     client = get_redis()
     if client is None:
         return None
     now = time.time()
-    window = int(now // 60)
     limit = target.requests_per_minute
-    quota = target.monthly_quota if stores and target.quota_refuses and target.monthly_quota is not None else -1
+    if target.monthly_quota is None or reserve is None:
+        quota = -1
+    else:
+        quota = target.monthly_quota if target.quota_refuses else _NO_REFUSAL_QUOTA
     utc_now = datetime.fromtimestamp(now, UTC)
-    fresh, generation, verdict, count, _ = _script("admit", _ADMIT)(
-        keys=[nonce_key, CREDENTIALS_GENERATION_KEY, f"tk:rate:{target.application_id}:{window}",
+    fresh, generation, verdict, count, granted = _script("admit", _ADMIT)(
+        keys=[nonce_key, CREDENTIALS_GENERATION_KEY, f"tk:rate:{target.application_id}:{int(now // 60)}",
               _quota_key(target, utc_now)],
-        args=[nonce_ttl, limit or 0, quota])
+        args=[nonce_ttl, limit or 0, quota, reserve or 0, int(target.quota_refuses)])
     return Admission(
         nonce_fresh=bool(fresh),
         credentials_generation=int(generation),
         verdict={1: "admitted", 2: "rate_limited", 3: "quota_spent"}.get(int(verdict), "admitted"),
+        reserved=None if int(granted) < 0 else int(granted),
         rate_limit=limit,
         rate_remaining=max(0, limit - int(count)) if limit else None,
         rate_reset=60 - int(now) % 60,
@@ -148,7 +163,7 @@ def quota_reserve(*, target: IngestTarget, wanted: int) -> int:
     if client is None or target.monthly_quota is None or wanted == 0:
         return wanted
     now = datetime.now(UTC)
-    quota = target.monthly_quota if target.quota_refuses else 2**62
+    quota = target.monthly_quota if target.quota_refuses else _NO_REFUSAL_QUOTA
     key = _quota_key(target, now)
     reserve = _script("reserve", _RESERVE)
     granted, _ = reserve(keys=[key], args=[quota, wanted, _QUOTA_TTL, ""])
@@ -159,14 +174,26 @@ def quota_reserve(*, target: IngestTarget, wanted: int) -> int:
     return int(granted)
 
 
+def quota_release(*, target: IngestTarget, unused: int) -> None:
+    """Gives back reserved quota after a failure (best effort: the failure is the error to report)."""
+    try:
+        get_redis().decrby(_quota_key(target, datetime.now(UTC)), unused)
+    except redis.RedisError:
+        pass
+
+
 def _outcome_field(outcome: str, reason: str = "") -> str:
     return f"{outcome}:{reason}"
 
 
 def outcomes_record(*, organization_id: int, application_id: int, counts: Counter,
                     quota_unused: int = 0, target: IngestTarget | None = None) -> None:
-    """Counts outcomes for this hour (and gives back quota reserved for events not stored)."""
+    """Counts outcomes other than ``accepted`` for this hour, and gives back quota reserved for events
+    not stored. Accepted events are counted from the events table itself (``rollups_update``), so the
+    common request, all accepted, needs no round trip here at all."""
     counts = +counts
+    if not counts and not quota_unused:
+        return
     now = datetime.now(UTC)
     hour = now.replace(minute=0, second=0, microsecond=0)
     client = get_redis()

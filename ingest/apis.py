@@ -12,7 +12,7 @@ from rest_framework.views import APIView
 from accounts.selectors import IngestTarget, ingest_target_get
 from accounts.services import credential_touch
 from ingest import verification
-from ingest.admission import Admission, outcomes_record, quota_reserve, request_admit
+from ingest.admission import Admission, outcomes_record, quota_release, quota_reserve, request_admit
 from ingest.errors import ApiError, BadRequest, PayloadTooLarge, QuotaExceeded, RateLimited, Unauthorized, error_body
 from ingest.models import Outcome
 from ingest.negotiation import JsonOnly
@@ -59,8 +59,10 @@ class IngestApi(APIView):
 
         replay_key = nonce_key(target.application_id, headers.replay_key)
         do_not_track = meta.get("HTTP_DNT", "").strip() == "1"
-        admission = request_admit(target=target, nonce_key=replay_key, nonce_ttl=settings.SECURITY_NONCE_TTL,
-                                  stores=not do_not_track)
+        declared = meta.get("HTTP_X_BATCH_SIZE", "")
+        admission = request_admit(
+            target=target, nonce_key=replay_key, nonce_ttl=settings.SECURITY_NONCE_TTL,
+            reserve=None if do_not_track or not declared.isdigit() else min(int(declared), settings.INGEST_MAX_BATCH_SIZE))
         fresh = admission.nonce_fresh if admission else nonce_claim_in_database(
             key=replay_key, ttl=settings.SECURITY_NONCE_TTL)
         if not fresh:
@@ -89,7 +91,10 @@ class IngestApi(APIView):
             error.headers = {**limit_headers, **error.headers}
             raise
         except Exception:
+            # A server-side failure: the client will resend, so give back its nonce and quota.
             nonce_release(key=replay_key)
+            if admission and admission.reserved:
+                quota_release(target=target, unused=admission.reserved)
             raise
         for name, value in limit_headers.items():
             response[name] = value
@@ -113,26 +118,30 @@ class IngestApi(APIView):
             if declared is not None and declared != len(raw_events):
                 raise BadRequest(f"X-Batch-Size is {declared} but the body has {len(raw_events)} events")
         except ApiError as error:
-            self._count(target, Counter({(Kind.INVALID, error.code): _declared_events(meta)}))
+            self._count(target, Counter({(Kind.INVALID, error.code): _declared_events(meta)}),
+                        quota_unused=admission.reserved or 0 if admission else 0)
             raise
 
         max_age_days = settings.INGEST_MAX_EVENT_AGE_DAYS
         checked = batch_check(raw_events, now=timezone.now(),
                               max_age=timedelta(days=max_age_days) if max_age_days else None)
         wanted = len(checked.valid)
-        granted = quota_reserve(target=target, wanted=wanted)
+        reserved = admission.reserved if admission else None
+        granted = min(wanted, reserved) if reserved is not None else quota_reserve(target=target, wanted=wanted)
+        reserved = reserved if reserved is not None else granted
         over_quota = [EventError(index, str(event.event_id), "over_quota",
                                  "The organization's monthly event quota is spent")
                       for index, event in zip(checked.indexes[granted:], checked.valid[granted:])]
         result = events_store(target=target, events=checked.valid[:granted], indexes=checked.indexes[:granted],
                               sdk_version=meta.get("HTTP_X_SDK_VERSION", "")[:100] or None)
 
-        counts = Counter({(Kind.ACCEPTED, ""): result.stored, (Kind.OVER_QUOTA, ""): len(over_quota),
+        # Accepted events are counted from the events table (rollups_update), not here.
+        counts = Counter({(Kind.OVER_QUOTA, ""): len(over_quota),
                           (Kind.DUPLICATE, ""): granted - result.stored - len(result.errors) + checked.duplicates})
         for error in checked.errors + result.errors:
             counts[(Kind.INVALID, error.error)] += 1
-        # Quota is spent only by events stored: duplicates and refused events give theirs back.
-        self._count(target, counts, quota_unused=granted - result.stored)
+        # Quota is spent only by events stored: what was reserved for others is given back.
+        self._count(target, counts, quota_unused=reserved - result.stored)
         if wanted and not granted:
             raise QuotaExceeded("The organization's monthly event quota is spent",
                                 headers={"Retry-After": str(admission.quota_reset if admission else 3600)})

@@ -87,3 +87,37 @@ class FlushReceipt(models.Model):
 
     key = models.CharField(max_length=100, primary_key=True)
     created_at = models.DateTimeField(auto_now_add=True)
+
+
+class EventRollup(models.Model):
+    """Events per application, per minute, hour or day (of the event's timestamp), by event type and
+    service version: what the dashboards read. Built incrementally by ``rollups_update``."""
+
+    class Granularity(models.TextChoices):
+        MINUTE = "minute", "Minute"
+        HOUR = "hour", "Hour"
+        DAY = "day", "Day"
+
+    organization_id = models.BigIntegerField()
+    application_id = models.BigIntegerField()
+    granularity = models.CharField(max_length=6, choices=Granularity.choices)
+    bucket = models.DateTimeField()
+    event_type = models.CharField(max_length=255)
+    service_version = models.CharField(max_length=255, blank=True)
+    count = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["application_id", "granularity", "bucket", "event_type", "service_version"],
+                name="rollup_unique"),
+        ]
+        indexes = [models.Index(fields=["organization_id", "granularity", "bucket"], name="rollup_org_idx")]
+
+
+class RollupCursor(models.Model):
+    """How far ``rollups_update`` has read the events table (by id)."""
+
+    name = models.CharField(max_length=50, primary_key=True)
+    last_event_id = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)

@@ -88,10 +88,12 @@ def _pg_store(target: IngestTarget, events: list[Envelope], received_at: datetim
 
 def _sqlite_store(target: IngestTarget, events: list[Envelope], received_at: datetime, sdk_version: str | None,
                   cursor) -> int:
+    as_stored = connection.ops.adapt_datetimefield_value  # Django's own text form, so SQL compares right
+    received = as_stored(received_at)
     rows = [
         (target.organization_id, target.application_id, e.event_id.hex, e.schema_version, e.user_id, e.session_id,
-         e.event.type, e.event.category, bytes(e.event.data).decode(), e.timestamp.isoformat(),
-         received_at.isoformat(), e.service.name, e.service.version, e.service.language, sdk_version)
+         e.event.type, e.event.category, bytes(e.event.data).decode(), as_stored(e.timestamp),
+         received, e.service.name, e.service.version, e.service.language, sdk_version)
         for e in events
     ]
     cursor.executemany(_SQLITE_INSERT, rows)

@@ -4,7 +4,7 @@ import redis
 from celery import shared_task
 from django.db import OperationalError
 
-from ingest import admission, services
+from ingest import admission, rollups, services
 
 _TRANSIENT = (OperationalError, redis.ConnectionError, redis.TimeoutError)
 
@@ -18,3 +18,9 @@ def nonces_purge() -> int:
              retry_backoff=True, retry_backoff_max=300, max_retries=5)
 def outcomes_flush() -> int:
     return admission.outcomes_flush()
+
+
+@shared_task(ignore_result=True, soft_time_limit=100, time_limit=120, autoretry_for=_TRANSIENT,
+             retry_backoff=True, retry_backoff_max=300, max_retries=5)
+def rollups_update() -> int:
+    return rollups.rollups_update()

@@ -5,6 +5,7 @@ from django.db import migrations
 # (name, task, every seconds)
 SCHEDULE = [
     ("Flush outcome counters", "ingest.tasks.outcomes_flush", 60),
+    ("Update rollups and accepted outcomes", "ingest.tasks.rollups_update", 30),
     ("Purge expired nonces", "ingest.tasks.nonces_purge", 600),
 ]
 

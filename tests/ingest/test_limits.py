@@ -9,6 +9,7 @@ from django_celery_beat.models import PeriodicTask
 from accounts.models import Tier
 from ingest.admission import outcomes_flush, seconds_to_month_end
 from ingest.models import Event, Outcome
+from ingest.rollups import rollups_update
 from tests.conftest import app_keys_create, make_event
 
 pytestmark = pytest.mark.django_db
@@ -33,6 +34,7 @@ def within_one_rate_window():
 
 def outcome_totals(keys) -> dict:
     outcomes_flush()
+    rollups_update(lag_seconds=0)
     totals = {}
     for row in Outcome.objects.filter(application_id=keys.application.pk):
         name = row.outcome if not row.reason else f"{row.outcome}:{row.reason}"
