@@ -139,3 +139,16 @@ class AuditEntry(models.Model):
 
     def __str__(self):
         return f"{self.created_at:%Y-%m-%d %H:%M} {self.actor_name or 'system'} {self.get_action_display()}"
+
+
+class QuotaNotice(models.Model):
+    """An e-mail sent to an organization's owners about its monthly quota: at most one per level."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="quota_notices")
+    month = models.CharField(max_length=7, help_text="YYYY-MM (UTC)")
+    level = models.PositiveSmallIntegerField(help_text="Percent of the quota reached.")
+    recipients = models.TextField(blank=True)
+    sent_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["organization", "month", "level"], name="quota_notice_once")]

@@ -4,11 +4,12 @@ import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from django.core.mail import send_mail
 from django.db import transaction
 from django.utils import timezone
 
 from accounts import selectors
-from accounts.models import Application, AuditEntry, Credential, Membership, Organization, Tier
+from accounts.models import Application, AuditEntry, Credential, Membership, Organization, QuotaNotice, Tier
 from telemetry.lib import crypto, ids
 from telemetry.lib.redis import get_redis
 
@@ -229,6 +230,34 @@ def application_delete(*, application: Application, by=None, source: Source = CO
                  target=str(application), source=source, details=counts)
     application.delete()
     _credentials_changed()
+
+
+@transaction.atomic
+def quota_notice_send(*, organization_id: int, month: str, level: int) -> bool:
+    """E-mails the owners (and contact address) that the organization reached ``level``% of its
+    monthly quota; False when that notice was already sent. Sending fails the transaction, so a
+    retried task tries again rather than recording a notice nobody received."""
+    organization = Organization.objects.select_related("tier").get(pk=organization_id)
+    recipients = sorted(set(filter(None, [organization.contact_email, *organization.memberships.filter(
+        role=Membership.Role.OWNER).values_list("user__email", flat=True)])))
+    _, created = QuotaNotice.objects.get_or_create(organization=organization, month=month, level=level,
+                                                   defaults={"recipients": ", ".join(recipients)})
+    if not created:
+        return False
+    quota = organization.tier.monthly_event_quota
+    if level >= 100:
+        subject = f"{organization.name} has used its monthly event quota"
+        consequence = ("New events are refused until the month ends." if not organization.quota_monitor_only
+                       else "The organization is monitor-only: events are still accepted.")
+    else:
+        subject = f"{organization.name} has used {level}% of its monthly event quota"
+        consequence = "Events past the quota will be refused until the month ends."
+    body = (f"{organization.name} ({organization.public_id}) has accepted {level}% of its {quota:,} events for "
+            f"{month} (tier {organization.tier.name}). {consequence}\n\nA superuser can grant extra quota for "
+            "the month, or move the organization to another tier, in the admin.")
+    if recipients:
+        send_mail(subject, body, None, recipients)
+    return True
 
 
 # A credential's "last used" is written at most this often per process, never on every request.

@@ -27,7 +27,8 @@ _QUOTA_TTL = 40 * 24 * 3600
 
 # KEYS: nonce, credentials generation, rate window, quota; ARGV: nonce ttl, rate limit (0: none),
 # quota (-1: none), events to reserve, whether a spent quota refuses (1) or only counts (0).
-# Returns {nonce fresh, generation, verdict, requests this window, events granted} where verdict is
+# Returns {nonce fresh, generation, verdict, requests this window, events granted, quota used after}
+# where verdict is
 # 1 admitted, 2 rate limited, 3 quota spent, and granted is -1 when nothing was reserved (no quota,
 # or its counter is missing). The rate limit comes first (its wait is the shorter); a refused request
 # gives its nonce back. Reserving the batch's declared size here saves a round trip; what the batch
@@ -57,7 +58,7 @@ if used >= quota and ARGV[5] == '1' then
 end
 local granted = math.max(0, math.min(tonumber(ARGV[4]), quota - used))
 if granted > 0 then redis.call('INCRBY', KEYS[4], granted) end
-return {1, generation, 1, count, granted}
+return {1, generation, 1, count, granted, used + granted}
 """
 
 # KEYS: quota; ARGV: quota, events wanted, ttl, usage to start from when the key is missing ('' to
@@ -133,10 +134,12 @@ def request_admit(*, target: IngestTarget, nonce_key: str, nonce_ttl: int, reser
     else:
         quota = target.monthly_quota if target.quota_refuses else _NO_REFUSAL_QUOTA
     utc_now = datetime.fromtimestamp(now, UTC)
-    fresh, generation, verdict, count, granted = _script("admit", _ADMIT)(
+    fresh, generation, verdict, count, granted, *used = _script("admit", _ADMIT)(
         keys=[nonce_key, CREDENTIALS_GENERATION_KEY, f"tk:rate:{target.application_id}:{int(now // 60)}",
               _quota_key(target, utc_now)],
         args=[nonce_ttl, limit or 0, quota, reserve or 0, int(target.quota_refuses)])
+    if used and int(granted) > 0:
+        quota_thresholds_check(target=target, before=int(used[0]) - int(granted), after=int(used[0]))
     return Admission(
         nonce_fresh=bool(fresh),
         credentials_generation=int(generation),
@@ -166,12 +169,33 @@ def quota_reserve(*, target: IngestTarget, wanted: int) -> int:
     quota = target.monthly_quota if target.quota_refuses else _NO_REFUSAL_QUOTA
     key = _quota_key(target, now)
     reserve = _script("reserve", _RESERVE)
-    granted, _ = reserve(keys=[key], args=[quota, wanted, _QUOTA_TTL, ""])
+    granted, used = reserve(keys=[key], args=[quota, wanted, _QUOTA_TTL, ""])
     if granted == -1:
         # Redis lost the counter (or the month just began): start from what the database knows.
         start = month_usage_from_database(organization_id=target.organization_id, now=now)
-        granted, _ = reserve(keys=[key], args=[quota, wanted, _QUOTA_TTL, start])
+        granted, used = reserve(keys=[key], args=[quota, wanted, _QUOTA_TTL, start])
+    if granted > 0:
+        quota_thresholds_check(target=target, before=int(used) - int(granted), after=int(used))
     return int(granted)
+
+
+QUOTA_WARNING_LEVELS = (80, 100)
+
+
+def quota_thresholds_check(*, target: IngestTarget, before: int, after: int) -> None:
+    """Queues the owners' e-mail when this reservation crossed 80% or 100% of the month's quota.
+
+    Reservations take disjoint ranges of the counter, so one request crosses each level; the task
+    itself sends each e-mail once even if a refund makes the counter cross again.
+    """
+    from accounts.tasks import quota_notify
+
+    quota = target.monthly_quota
+    for level in QUOTA_WARNING_LEVELS:
+        threshold = -(-quota * level // 100)
+        if before < threshold <= after:
+            quota_notify.delay(organization_id=target.organization_id,
+                               month=datetime.now(UTC).strftime("%Y-%m"), level=level)
 
 
 def quota_release(*, target: IngestTarget, unused: int) -> None:

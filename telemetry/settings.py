@@ -47,9 +47,14 @@ SECURITY_SIGN_IN_COOLOFF_MINUTES = env.int("APP_SECURITY__SIGN_IN_COOLOFF_MINUTE
 # Fernet keys that encrypt HMAC secrets at rest, newest first; empty derives one from SECRET_KEY.
 CREDENTIALS_ENCRYPTION_KEYS = env.list("APP_SECURITY__CREDENTIALS_KEYS", [])
 
+# Mail (quota warnings to owners): smtp://user:password@host:587 or submit://...; the console prints them.
+EMAIL_CONFIG = env.email_url("EMAIL_URL", "consolemail://")
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", "telemetry@localhost")
+
 # Observability.
 LOG_LEVEL = env.str("APP_OBSERVABILITY__LOG_LEVEL", "info", choices=("debug", "info", "warning", "error"))
 LOG_FORMAT = env.str("APP_OBSERVABILITY__LOG_FORMAT", "json", choices=("json", "pretty"))
+LOG_REQUESTS = env.bool("APP_OBSERVABILITY__LOG_REQUESTS", True)
 
 # Storage: PostgreSQL and Redis when configured, else the embedded defaults (SQLite, no broker server).
 DATABASES = {
@@ -60,6 +65,8 @@ DATABASES = {
 }
 REDIS_URL = env.redis_url("REDIS_URL")
 env.raise_if_invalid()
+# EMAIL_BACKEND, EMAIL_HOST, EMAIL_PORT, EMAIL_HOST_USER, ... as django-environ parsed them from EMAIL_URL.
+globals().update(EMAIL_CONFIG)
 
 _db = DATABASES["default"]
 if _db["ENGINE"] == "django.db.backends.sqlite3":
@@ -94,6 +101,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "telemetry.middleware.request_log",
     "telemetry.middleware.clacks_overhead",
     "telemetry.middleware.service_unavailable",
     "django.middleware.security.SecurityMiddleware",

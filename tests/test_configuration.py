@@ -57,3 +57,26 @@ def test_every_setting_read_from_the_environment_is_in_env_example():
     assert names, "no settings found"
     missing = sorted(name for name in names if f"{name}=" not in example)
     assert missing == []
+
+
+@pytest.mark.django_db
+def test_each_request_is_logged_once_as_json_without_secrets(app_keys, signed_post, caplog):
+    import json as jsonlib
+
+    from tests.conftest import make_event
+
+    caplog.set_level("INFO", logger="telemetry.access")
+    response = signed_post(app_keys, [make_event()], HTTP_AUTHORIZATION=f"Bearer {app_keys.api_token}")
+
+    records = [r for r in caplog.records if r.name == "telemetry.access"]
+    assert len(records) == 1
+    record = records[0]
+    assert (record.method, record.status, record.org_id, record.app_id) == ("POST", 200, app_keys.org_id,
+                                                                            app_keys.app_id)
+    assert record.duration_ms > 0
+    from pythonjsonlogger.json import JsonFormatter
+
+    line = JsonFormatter("%(message)s").format(record)
+    assert jsonlib.loads(line)["path"] == app_keys.url
+    assert app_keys.api_token not in line and app_keys.hmac_secret not in line and "command" not in line
+    assert response.status_code == 200

@@ -68,6 +68,14 @@ class EnvReader:
             return default
         return config
 
+    def email_url(self, name, default):
+        value = self.env.str(name, default="") or default
+        try:
+            return environ.Env.email_url_config(value)
+        except (ValueError, KeyError, ImproperlyConfigured) as exc:
+            self.errors.append(f"{name}={value!r} is not a valid e-mail URL ({exc})")
+            return environ.Env.email_url_config(default)
+
     def redis_url(self, name):
         value = self.env.str(name, default="")
         if value and not value.startswith(("redis://", "rediss://", "unix://")):

@@ -167,3 +167,30 @@ def test_periodic_jobs_have_default_schedules_in_the_database():
 
     assert tasks["ingest.tasks.outcomes_flush"] == 60
     assert tasks["ingest.tasks.nonces_purge"] == 600
+
+
+@pytest.fixture
+def eager_tasks(monkeypatch):
+    from telemetry.celery import app
+
+    monkeypatch.setattr(app.conf, "task_always_eager", True)
+
+
+def test_owners_are_mailed_once_at_80_and_once_at_100_percent(signed_post, eager_tasks, mailoutbox):
+    from accounts.models import Membership
+    from tests.factories import UserFactory
+
+    keys = keys_on(tier(monthly_event_quota=10))
+    organization = keys.application.organization
+    Membership.objects.create(user=UserFactory(email="owner@acme.example"), organization=organization, role="owner")
+    Membership.objects.create(user=UserFactory(email="viewer@acme.example"), organization=organization, role="viewer")
+
+    for size in (7, 1, 1, 1):
+        signed_post(keys, [make_event() for _ in range(size)])
+    signed_post(keys, [make_event()])  # refused: no third e-mail
+
+    assert [message.subject for message in mailoutbox] == [
+        f"{organization.name} has used 80% of its monthly event quota",
+        f"{organization.name} has used its monthly event quota",
+    ]
+    assert all(message.to == ["owner@acme.example"] for message in mailoutbox)
