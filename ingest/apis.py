@@ -18,6 +18,7 @@ from ingest.models import Outcome
 from ingest.negotiation import JsonOnly
 from ingest.schema import BatchFormatError, EventError, batch_check, batch_decode
 from ingest.services import events_store, nonce_claim_in_database, nonce_key, nonce_release
+from telemetry.metrics import EVENTS_FAILED, EVENTS_INGESTED
 
 _encode = msgspec.json.Encoder().encode
 Kind = Outcome.Kind
@@ -101,6 +102,9 @@ class IngestApi(APIView):
         return response
 
     def _count(self, target: IngestTarget, counts: Counter, quota_unused: int = 0) -> None:
+        for (outcome, reason), count in counts.items():
+            if count:
+                EVENTS_FAILED.labels(outcome, reason).inc(count)
         outcomes_record(organization_id=target.organization_id, application_id=target.application_id,
                         counts=counts, quota_unused=quota_unused, target=target)
 
@@ -135,6 +139,7 @@ class IngestApi(APIView):
         result = events_store(target=target, events=checked.valid[:granted], indexes=checked.indexes[:granted],
                               sdk_version=meta.get("HTTP_X_SDK_VERSION", "")[:100] or None)
 
+        EVENTS_INGESTED.inc(result.stored)
         # Accepted events are counted from the events table (rollups_update), not here.
         counts = Counter({(Kind.OVER_QUOTA, ""): len(over_quota),
                           (Kind.DUPLICATE, ""): granted - result.stored - len(result.errors) + checked.duplicates})

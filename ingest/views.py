@@ -3,11 +3,17 @@
 import logging
 from datetime import UTC, datetime
 
+import hmac
+import ipaddress
+
+from django.conf import settings
 from django.db import connection
-from django.http import JsonResponse
+from django.http import HttpResponse, JsonResponse
+from prometheus_client import CONTENT_TYPE_LATEST
 
 import telemetry
 from telemetry.lib.redis import get_redis
+from telemetry.metrics import metrics_text
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +47,21 @@ def _redis_ok() -> bool | None:
     except Exception:
         logger.warning("readiness: redis unreachable", exc_info=True)
         return False
+
+
+def metrics(request):
+    """Prometheus metrics, for a bearer of the metrics token or, without one, the allowed networks."""
+    if settings.METRICS_TOKEN:
+        given = request.META.get("HTTP_AUTHORIZATION", "").removeprefix("Bearer ").strip()
+        allowed = hmac.compare_digest(given.encode(), settings.METRICS_TOKEN.encode())
+    else:
+        address = ipaddress.ip_address(request.META.get("REMOTE_ADDR") or "0.0.0.0")
+        allowed = any(address in ipaddress.ip_network(network, strict=False)
+                      for network in settings.METRICS_ALLOWED_NETWORKS)
+    if not allowed:
+        return JsonResponse({"error": {"code": "forbidden", "message": "Metrics are not served to you"}},
+                            status=403)
+    return HttpResponse(metrics_text(), content_type=CONTENT_TYPE_LATEST)
 
 
 def ready(request):

@@ -8,6 +8,7 @@ from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import JsonResponse
 
+from telemetry import metrics
 from telemetry.lib.errors import ServiceUnavailable
 
 logger = logging.getLogger(__name__)
@@ -19,21 +20,26 @@ _OUTAGES = (OperationalError, InterfaceError, redis.ConnectionError, redis.Timeo
 access_logger = logging.getLogger("telemetry.access")
 
 
-def request_log(get_response):
-    """One log line per request: method, path, status, duration and the ids in the URL. Never headers
-    or bodies, so no secret, signature or event ever reaches the logs."""
+def request_observe(get_response):
+    """Counts and times every request for /metrics, and logs one line for it: method, path, status,
+    duration and the ids in the URL. Never headers or bodies, so no secret, signature or event
+    reaches the logs."""
 
     def middleware(request):
         started = time.perf_counter()
         response = get_response(request)
+        elapsed = time.perf_counter() - started
+        match = request.resolver_match
+        route = (match.view_name if match is not None else "") or "unmatched"
+        metrics.HTTP_REQUESTS.labels(request.method, route, response.status_code).inc()
+        metrics.HTTP_DURATION.labels(route).observe(elapsed)
         if settings.LOG_REQUESTS:
-            match = request.resolver_match
             ids = match.kwargs if match is not None else {}
             access_logger.info(
                 "%s %s %s", request.method, request.path, response.status_code,
                 extra={"method": request.method, "path": request.path, "status": response.status_code,
-                       "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                       "org_id": ids.get("org_id"), "app_id": ids.get("app_id")})
+                       "duration_ms": round(elapsed * 1000, 2), "org_id": ids.get("org_id"),
+                       "app_id": ids.get("app_id")})
         return response
 
     return middleware

@@ -12,10 +12,18 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "telemetry.settings")
 
 
 def main() -> None:
+    import shutil
+
     import django
 
     django.setup()
     from django.conf import settings
+
+    # Worker processes share their metrics through files here; a restart starts them from zero.
+    metrics_dir = settings.DATA_DIR / "metrics"
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     from granian import Granian
     from granian.constants import Interfaces
 

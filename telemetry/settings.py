@@ -55,6 +55,9 @@ DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", "telemetry@localhost")
 LOG_LEVEL = env.str("APP_OBSERVABILITY__LOG_LEVEL", "info", choices=("debug", "info", "warning", "error"))
 LOG_FORMAT = env.str("APP_OBSERVABILITY__LOG_FORMAT", "json", choices=("json", "pretty"))
 LOG_REQUESTS = env.bool("APP_OBSERVABILITY__LOG_REQUESTS", True)
+# /metrics answers a request bearing this token, or without one, requests from these networks.
+METRICS_TOKEN = env.str("APP_OBSERVABILITY__METRICS_TOKEN", "")
+METRICS_ALLOWED_NETWORKS = env.list("APP_OBSERVABILITY__METRICS_ALLOWED_NETWORKS", ["127.0.0.1/32", "::1/128"])
 
 # Storage: PostgreSQL and Redis when configured, else the embedded defaults (SQLite, no broker server).
 DATABASES = {
@@ -101,7 +104,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "telemetry.middleware.request_log",
+    "telemetry.middleware.request_observe",
     "telemetry.middleware.clacks_overhead",
     "telemetry.middleware.service_unavailable",
     "django.middleware.security.SecurityMiddleware",

@@ -11,6 +11,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def wsgi_to_http(headers: dict) -> dict:
+    """Test-client header names (HTTP_X_NONCE) as real HTTP headers (X-Nonce)."""
+    return {name[5:].replace("_", "-").title(): value for name, value in headers.items()}
+
+
 def unused_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -21,8 +26,8 @@ def unused_port() -> int:
 def running_server(data_dir, **env_overrides):
     """Starts ``python -m telemetry.server`` on a free port with the given environment; yields the port."""
     port = unused_port()
-    env = dict(os.environ, APP_SERVER__PORT=str(port), APP_SERVER__WORKERS="1", APP_DATA_DIR=str(data_dir),
-               **env_overrides)
+    env = {**os.environ, "APP_SERVER__WORKERS": "1", **env_overrides, "APP_SERVER__PORT": str(port),
+           "APP_DATA_DIR": str(data_dir)}
     process = subprocess.Popen([sys.executable, "-m", "telemetry.server"], cwd=ROOT, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

@@ -9,7 +9,7 @@ from django.db import connection
 
 from ingest.models import Event
 from tests.conftest import app_keys_create, batch_body, make_event, signed_headers
-from tests.server import running_server
+from tests.server import running_server, wsgi_to_http
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
@@ -20,10 +20,6 @@ def live_port(tmp_path):
     database_url = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
     with running_server(tmp_path, DATABASE_URL=database_url, SECRET_KEY=django_settings.SECRET_KEY) as port:
         yield port
-
-
-def wsgi_to_http(headers: dict) -> dict:
-    return {name[5:].replace("_", "-").title(): value for name, value in headers.items()}
 
 
 def test_signed_batch_sent_over_http_is_stored(live_port):
