@@ -12,6 +12,7 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass
+from functools import partial
 from datetime import UTC, datetime
 
 import redis
@@ -77,6 +78,15 @@ return {granted, used + granted}
 """
 
 
+def clock() -> float:
+    """Seconds since the epoch: the one clock that windows, months and hours are cut from."""
+    return time.time()
+
+
+def utc_now() -> datetime:
+    return datetime.fromtimestamp(clock(), UTC)
+
+
 _scripts: dict[tuple[int, str], object] = {}
 
 
@@ -127,7 +137,7 @@ def request_admit(*, target: IngestTarget, nonce_key: str, nonce_ttl: int, reser
     client = get_redis()
     if client is None:
         return None
-    now = time.time()
+    now = clock()
     limit = target.requests_per_minute
     if target.monthly_quota is None or reserve is None:
         quota = -1
@@ -165,7 +175,7 @@ def quota_reserve(*, target: IngestTarget, wanted: int) -> int:
     client = get_redis()
     if client is None or target.monthly_quota is None or wanted == 0:
         return wanted
-    now = datetime.now(UTC)
+    now = utc_now()
     quota = target.monthly_quota if target.quota_refuses else _NO_REFUSAL_QUOTA
     key = _quota_key(target, now)
     reserve = _script("reserve", _RESERVE)
@@ -194,14 +204,14 @@ def quota_thresholds_check(*, target: IngestTarget, before: int, after: int) -> 
     for level in QUOTA_WARNING_LEVELS:
         threshold = -(-quota * level // 100)
         if before < threshold <= after:
-            quota_notify.delay(organization_id=target.organization_id,
-                               month=datetime.now(UTC).strftime("%Y-%m"), level=level)
+            transaction.on_commit(partial(quota_notify.delay, organization_id=target.organization_id,
+                                          month=utc_now().strftime("%Y-%m"), level=level))
 
 
 def quota_release(*, target: IngestTarget, unused: int) -> None:
     """Gives back reserved quota after a failure (best effort: the failure is the error to report)."""
     try:
-        get_redis().decrby(_quota_key(target, datetime.now(UTC)), unused)
+        get_redis().decrby(_quota_key(target, utc_now()), unused)
     except redis.RedisError:
         pass
 
@@ -218,7 +228,7 @@ def outcomes_record(*, organization_id: int, application_id: int, counts: Counte
     counts = +counts
     if not counts and not quota_unused:
         return
-    now = datetime.now(UTC)
+    now = utc_now()
     hour = now.replace(minute=0, second=0, microsecond=0)
     client = get_redis()
     if client is None:

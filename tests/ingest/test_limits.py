@@ -176,7 +176,8 @@ def eager_tasks(monkeypatch):
     monkeypatch.setattr(app.conf, "task_always_eager", True)
 
 
-def test_owners_are_mailed_once_at_80_and_once_at_100_percent(signed_post, eager_tasks, mailoutbox):
+def test_owners_are_mailed_once_at_80_and_once_at_100_percent(signed_post, eager_tasks, mailoutbox,
+                                                                django_capture_on_commit_callbacks):
     from accounts.models import Membership
     from tests.factories import UserFactory
 
@@ -185,12 +186,29 @@ def test_owners_are_mailed_once_at_80_and_once_at_100_percent(signed_post, eager
     Membership.objects.create(user=UserFactory(email="owner@acme.example"), organization=organization, role="owner")
     Membership.objects.create(user=UserFactory(email="viewer@acme.example"), organization=organization, role="viewer")
 
-    for size in (7, 1, 1, 1):
-        signed_post(keys, [make_event() for _ in range(size)])
-    signed_post(keys, [make_event()])  # refused: no third e-mail
+    with django_capture_on_commit_callbacks(execute=True):
+        for size in (7, 1, 1, 1):
+            signed_post(keys, [make_event() for _ in range(size)])
+        signed_post(keys, [make_event()])  # refused: no third e-mail
 
     assert [message.subject for message in mailoutbox] == [
         f"{organization.name} has used 80% of its monthly event quota",
         f"{organization.name} has used its monthly event quota",
     ]
     assert all(message.to == ["owner@acme.example"] for message in mailoutbox)
+
+
+def test_a_spent_quota_is_whole_again_when_the_month_turns(signed_post, monkeypatch):
+    from ingest import admission
+
+    keys = keys_on(tier(monthly_event_quota=1))
+    november = datetime(2026, 11, 30, 23, 59, 30, tzinfo=UTC).timestamp()
+    monkeypatch.setattr(admission, "clock", lambda: november)
+    assert signed_post(keys, [make_event()]).status_code == 200
+    spent = signed_post(keys, [make_event()])
+
+    monkeypatch.setattr(admission, "clock", lambda: november + 31)
+    december = signed_post(keys, [make_event()])
+
+    assert (spent.status_code, int(spent["Retry-After"])) == (429, 30)
+    assert december.status_code == 200
