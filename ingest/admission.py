@@ -208,6 +208,38 @@ def quota_thresholds_check(*, target: IngestTarget, before: int, after: int) -> 
                                           month=utc_now().strftime("%Y-%m"), level=level))
 
 
+# KEYS: quota; ARGV: usage the database knows of, ttl. Raises the counter to it, never lowers it:
+# the counter also holds reservations in flight and events the rollup job has not read yet.
+_RAISE_TO = """
+local used = tonumber(redis.call('GET', KEYS[1]) or '-1')
+if used < tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+  return 1
+end
+return 0
+"""
+
+
+def quotas_reconcile() -> int:
+    """Brings each limited organization's quota counter up to the accepted events the database holds
+    for this month (after a Redis restart, say); returns how many counters it raised."""
+    from accounts.models import Organization
+
+    client = get_redis()
+    if client is None:
+        return 0
+    now = utc_now()
+    start = datetime(now.year, now.month, 1, tzinfo=UTC)
+    usage = dict(Outcome.objects.filter(hour__gte=start, outcome=Outcome.Kind.ACCEPTED)
+                 .values_list("organization_id").annotate(total=Sum("count")))
+    raised = 0
+    raise_to = _script("raise_to", _RAISE_TO)
+    for organization_id in Organization.objects.filter(tier__is_unlimited=False).values_list("pk", flat=True):
+        key = f"tk:quota:{organization_id}:{month_key(now)}"
+        raised += raise_to(keys=[key], args=[usage.get(organization_id, 0), _QUOTA_TTL])
+    return raised
+
+
 def quota_release(*, target: IngestTarget, unused: int) -> None:
     """Gives back reserved quota after a failure (best effort: the failure is the error to report)."""
     try:

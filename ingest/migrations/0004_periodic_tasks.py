@@ -7,6 +7,7 @@ SCHEDULE = [
     ("Flush outcome counters", "ingest.tasks.outcomes_flush", 60),
     ("Update rollups and accepted outcomes", "ingest.tasks.rollups_update", 30),
     ("Purge expired nonces", "ingest.tasks.nonces_purge", 600),
+    ("Reconcile quota counters with the database", "ingest.tasks.quotas_reconcile", 300),
 ]
 
 

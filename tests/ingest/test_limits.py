@@ -212,3 +212,18 @@ def test_a_spent_quota_is_whole_again_when_the_month_turns(signed_post, monkeypa
 
     assert (spent.status_code, int(spent["Retry-After"])) == (429, 30)
     assert december.status_code == 200
+
+
+def test_quota_counter_lost_by_redis_is_restored_from_the_database(signed_post):
+    from ingest.admission import month_key, quotas_reconcile, utc_now
+    from telemetry.lib.redis import get_redis
+
+    keys = keys_on(tier(monthly_event_quota=3))
+    signed_post(keys, [make_event(), make_event()])
+    rollups_update(lag_seconds=0)
+    counter = f"tk:quota:{keys.application.organization_id}:{month_key(utc_now())}"
+    get_redis().delete(counter)
+
+    assert quotas_reconcile() >= 1
+    assert int(get_redis().get(counter)) == 2
+    assert signed_post(keys, [make_event(), make_event()]).status_code == 207
