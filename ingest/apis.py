@@ -12,7 +12,8 @@ from rest_framework.views import APIView
 from accounts.selectors import IngestTarget, ingest_target_get
 from accounts.services import credential_touch
 from ingest import verification
-from ingest.admission import Admission, outcomes_record, quota_release, quota_reserve, request_admit
+from ingest.admission import (Admission, outcomes_record, quota_release, quota_reserve, request_admit,
+                              seconds_to_month_end, utc_now)
 from ingest.errors import ApiError, BadRequest, PayloadTooLarge, QuotaExceeded, RateLimited, Unauthorized, error_body
 from ingest.models import Outcome
 from ingest.negotiation import JsonOnly
@@ -71,10 +72,15 @@ class IngestApi(APIView):
             raise Unauthorized("X-Nonce was already used")
         if admission and admission.credentials_generation != target.generation:
             # Credentials changed somewhere since this process cached them: verify against the database.
-            target = ingest_target_get(org_public_id=org_id, app_public_id=app_id, fresh=True)
-            if target is None:
-                raise Unauthorized("Invalid credentials or signature")
-            key = verification.key_verify(target, headers, body)
+            fresh_target = ingest_target_get(org_public_id=org_id, app_public_id=app_id, fresh=True)
+            try:
+                if fresh_target is None:
+                    raise Unauthorized("Invalid credentials or signature")
+                key = verification.key_verify(fresh_target, headers, body)
+            except Unauthorized:
+                quota_release(target=target, unused=admission.reserved or 0)
+                raise
+            target = fresh_target
         credential_touch(credential_id=key.credential_id)
 
         limit_headers = _rate_limit_headers(admission)
@@ -87,15 +93,13 @@ class IngestApi(APIView):
             raise QuotaExceeded("The organization's monthly event quota is spent",
                                 headers={**limit_headers, "Retry-After": str(admission.quota_reset)})
         try:
-            response = self._ingest(meta, target, body, admission)
+            response = self._ingest(meta, target, body, admission, do_not_track)
         except ApiError as error:
             error.headers = {**limit_headers, **error.headers}
             raise
         except Exception:
-            # A server-side failure: the client will resend, so give back its nonce and quota.
+            # A server-side failure: the client will resend, so give back its nonce.
             nonce_release(key=replay_key)
-            if admission and admission.reserved:
-                quota_release(target=target, unused=admission.reserved)
             raise
         for name, value in limit_headers.items():
             response[name] = value
@@ -108,10 +112,26 @@ class IngestApi(APIView):
         outcomes_record(organization_id=target.organization_id, application_id=target.application_id,
                         counts=counts, quota_unused=quota_unused, target=target)
 
-    def _ingest(self, meta, target: IngestTarget, body: bytes, admission: Admission | None):
-        if meta.get("HTTP_DNT", "").strip() == "1":
+    def _ingest(self, meta, target: IngestTarget, body: bytes, admission: Admission | None, do_not_track: bool):
+        if do_not_track:
             self._count(target, Counter({(Kind.DNT, ""): _declared_events(meta)}))
             return HttpResponse(status=204)
+        # Quota reserved and not yet settled; given back if this request fails on the server's side,
+        # so the client's retry finds it. (A view instance serves one request.)
+        self._unsettled = admission.reserved or 0 if admission else 0
+        try:
+            return self._store(meta, target, body, admission.reserved if admission else None)
+        except Exception:
+            if self._unsettled:
+                quota_release(target=target, unused=self._unsettled)
+            raise
+
+    def _settle(self, target: IngestTarget, counts: Counter, reserved: int, stored: int) -> None:
+        self._unsettled = 0
+        # Quota is spent only by events stored: what was reserved for others is given back.
+        self._count(target, counts, quota_unused=reserved - stored)
+
+    def _store(self, meta, target: IngestTarget, body: bytes, reserved: int | None):
         try:
             verification.content_type_check(meta)
             raw_events = _batch_decode(body)
@@ -122,17 +142,17 @@ class IngestApi(APIView):
             if declared is not None and declared != len(raw_events):
                 raise BadRequest(f"X-Batch-Size is {declared} but the body has {len(raw_events)} events")
         except ApiError as error:
-            self._count(target, Counter({(Kind.INVALID, error.code): _declared_events(meta)}),
-                        quota_unused=admission.reserved or 0 if admission else 0)
+            self._settle(target, Counter({(Kind.INVALID, error.code): _declared_events(meta)}), reserved or 0, 0)
             raise
 
         max_age_days = settings.INGEST_MAX_EVENT_AGE_DAYS
         checked = batch_check(raw_events, now=timezone.now(),
                               max_age=timedelta(days=max_age_days) if max_age_days else None)
         wanted = len(checked.valid)
-        reserved = admission.reserved if admission else None
-        granted = min(wanted, reserved) if reserved is not None else quota_reserve(target=target, wanted=wanted)
-        reserved = reserved if reserved is not None else granted
+        if reserved is None:
+            reserved = granted = self._unsettled = quota_reserve(target=target, wanted=wanted)
+        else:
+            granted = min(wanted, reserved)
         over_quota = [EventError(index, str(event.event_id), "over_quota",
                                  "The organization's monthly event quota is spent")
                       for index, event in zip(checked.indexes[granted:], checked.valid[granted:])]
@@ -145,11 +165,10 @@ class IngestApi(APIView):
                           (Kind.DUPLICATE, ""): granted - result.stored - len(result.errors) + checked.duplicates})
         for error in checked.errors + result.errors:
             counts[(Kind.INVALID, error.error)] += 1
-        # Quota is spent only by events stored: what was reserved for others is given back.
-        self._count(target, counts, quota_unused=reserved - result.stored)
+        self._settle(target, counts, reserved, result.stored)
         if wanted and not granted:
             raise QuotaExceeded("The organization's monthly event quota is spent",
-                                headers={"Retry-After": str(admission.quota_reset if admission else 3600)})
+                                headers={"Retry-After": str(seconds_to_month_end(utc_now()))})
         errors = sorted(checked.errors + result.errors + over_quota, key=lambda error: error.index)
         return _batch_response(total=len(raw_events), errors=errors)
 
