@@ -29,15 +29,16 @@ def _batch_size_header(meta) -> int | None:
     value = meta.get("HTTP_X_BATCH_SIZE")
     if value is None:
         return None
-    if not value.strip().isdigit():
+    count = verification.count_header(value)
+    if count is None:
         raise BadRequest("X-Batch-Size must be a non-negative integer")
-    return int(value)
+    return count
 
 
 def _declared_events(meta) -> int:
-    """How many events a request refused before parsing carried, by its own account."""
-    value = meta.get("HTTP_X_BATCH_SIZE", "")
-    return int(value) if value.isdigit() else 1
+    """How many events a request refused before parsing carried, by its own account (bounded)."""
+    count = verification.count_header(meta.get("HTTP_X_BATCH_SIZE"))
+    return 1 if count is None else min(count, settings.INGEST_MAX_BATCH_SIZE)
 
 
 class IngestApi(APIView):
@@ -61,10 +62,10 @@ class IngestApi(APIView):
 
         replay_key = nonce_key(target.application_id, headers.replay_key)
         do_not_track = meta.get("HTTP_DNT", "").strip() == "1"
-        declared = meta.get("HTTP_X_BATCH_SIZE", "")
+        declared = verification.count_header(meta.get("HTTP_X_BATCH_SIZE"))
         admission = request_admit(
             target=target, nonce_key=replay_key, nonce_ttl=settings.SECURITY_NONCE_TTL,
-            reserve=None if do_not_track or not declared.isdigit() else min(int(declared), settings.INGEST_MAX_BATCH_SIZE))
+            reserve=None if do_not_track or declared is None else min(declared, settings.INGEST_MAX_BATCH_SIZE))
         fresh = admission.nonce_fresh if admission else nonce_claim_in_database(
             key=replay_key, ttl=settings.SECURITY_NONCE_TTL)
         if not fresh:

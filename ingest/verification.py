@@ -15,6 +15,14 @@ from telemetry.lib.signing import signature, signature_matches
 _NONCE_V4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 _HEX_SIGNATURE = re.compile(r"^[0-9a-fA-F]{64}$")
 _TIMESTAMP = re.compile(r"^[0-9]{1,12}$")
+_COUNT = re.compile(r"^[0-9]{1,18}$")
+
+
+def count_header(value: str | None) -> int | None:
+    """A non-negative count in ASCII digits (str.isdigit would also pass "²", which int() refuses)."""
+    if value is None or not _COUNT.match(value.strip()):
+        return None
+    return int(value)
 
 
 @dataclass(frozen=True)
@@ -60,10 +68,10 @@ def signed_headers(meta) -> SignedHeaders:
 
 def content_length_check(meta) -> None:
     """Refuses a body over the payload limit before reading any of it."""
-    declared = meta.get("CONTENT_LENGTH") or "0"
-    if not declared.isdigit():
+    declared = count_header(meta.get("CONTENT_LENGTH") or "0")
+    if declared is None:
         raise BadRequest("Content-Length must be a non-negative integer")
-    if int(declared) > settings.INGEST_MAX_PAYLOAD_SIZE:
+    if declared > settings.INGEST_MAX_PAYLOAD_SIZE:
         raise PayloadTooLarge(f"Body exceeds the limit of {settings.INGEST_MAX_PAYLOAD_SIZE} bytes")
 
 

@@ -439,3 +439,17 @@ def test_request_for_a_host_not_served_answers_json_400(app_keys, signed_post):
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "bad_request"
     assert not Event.objects.exists()
+
+
+@pytest.mark.parametrize("value", ["²", "-1", "1e3", "99999999999999999999999", " "])
+def test_malformed_batch_size_header_is_answered_400_never_500(app_keys, signed_post, value):
+    response = signed_post(app_keys, [make_event()], HTTP_X_BATCH_SIZE=value)
+
+    assert response.status_code == 400
+    assert not Event.objects.exists()
+
+
+def test_do_not_track_with_a_huge_declared_batch_is_still_204(app_keys, signed_post):
+    response = signed_post(app_keys, [make_event()], HTTP_DNT="1", HTTP_X_BATCH_SIZE="9" * 30)
+
+    assert response.status_code == 204
