@@ -29,7 +29,7 @@ from accounts.services import Source
 admin.site.site_header = "Telemetry"
 admin.site.site_title = "Telemetry"
 admin.site.index_title = "Operations"
-admin.site.site_url = None
+admin.site.site_url = "/"
 admin.site.enable_nav_sidebar = False
 admin.site.register(User, UserAdmin)
 # Roles come from memberships; Django's groups would be a second, unused way to grant access.

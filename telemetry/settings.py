@@ -93,6 +93,7 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
+    "django.contrib.humanize",
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "rest_framework",
@@ -142,6 +143,7 @@ if SECURITY_HTTPS:
     SECURE_HSTS_PRELOAD = True
 
 ROOT_URLCONF = "telemetry.urls"
+LOGIN_URL = "admin:login"
 WSGI_APPLICATION = "telemetry.wsgi.application"
 AUTH_USER_MODEL = "accounts.User"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -4,6 +4,7 @@ from django.urls import include, path
 urlpatterns = [
     path("", include("ingest.urls")),
     path("admin/", admin.site.urls),
+    path("", include("dashboards.urls")),
 ]
 
 handler400 = "telemetry.errors.bad_request"

@@ -1,0 +1,95 @@
+"""Reads for the dashboards: rollups and outcomes only, never a scan of raw events."""
+
+import calendar
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+
+from django.db.models import Sum
+
+from accounts.models import Application, Organization
+from accounts.selectors import organizations_of
+from ingest.models import EventRollup, Outcome
+
+SPARKLINE_DAYS = 14
+
+
+@dataclass(frozen=True)
+class QuotaUsage:
+    used: int
+    quota: int | None  # None: unlimited
+    forecast: int  # at this month's daily rate, by month end
+
+    @property
+    def percent(self) -> float:
+        return min(100.0, 100.0 * self.used / self.quota) if self.quota else 0.0
+
+    @property
+    def forecast_percent(self) -> float:
+        return min(100.0, 100.0 * self.forecast / self.quota) if self.quota else 0.0
+
+    @property
+    def runs_out(self) -> bool:
+        return self.quota is not None and self.forecast > self.quota
+
+
+@dataclass
+class ApplicationSummary:
+    application: Application
+    today: int = 0
+    last_7_days: int = 0
+    daily: list[int] = field(default_factory=list)  # oldest first, SPARKLINE_DAYS long
+
+    @property
+    def sparkline_points(self) -> str:
+        """The daily counts as SVG polyline points in a 100 × 24 box."""
+        peak = max(self.daily) or 1
+        step = 100 / max(1, len(self.daily) - 1)
+        return " ".join(f"{i * step:.1f},{24 - 22 * count / peak:.1f}" for i, count in enumerate(self.daily))
+
+
+@dataclass
+class OrganizationSummary:
+    organization: Organization
+    applications: list[ApplicationSummary]
+    quota: QuotaUsage
+
+
+def _day_start(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+def organization_quota_usage(*, organization: Organization, now: datetime) -> QuotaUsage:
+    """Accepted events this calendar month (UTC) and the month-end forecast at the month's rate so far."""
+    month_start = datetime(now.year, now.month, 1, tzinfo=UTC)
+    used = Outcome.objects.filter(organization_id=organization.pk, outcome=Outcome.Kind.ACCEPTED,
+                                  hour__gte=month_start).aggregate(total=Sum("count"))["total"] or 0
+    days_in_month = calendar.monthrange(now.year, now.month)[1]
+    elapsed_days = max((now - month_start) / timedelta(days=1), 1 / 24)
+    forecast = round(used / elapsed_days * days_in_month)
+    tier = organization.tier
+    quota = None if tier.is_unlimited else tier.monthly_event_quota + (
+        organization.extra_quota if organization.extra_quota_month == now.strftime("%Y-%m") else 0)
+    return QuotaUsage(used=used, quota=quota, forecast=forecast)
+
+
+def overview(*, user, now: datetime) -> list[OrganizationSummary]:
+    """Each organization the user may see, its applications' recent event counts and its quota."""
+    today = now.astimezone(UTC).date()
+    first_day = today - timedelta(days=SPARKLINE_DAYS - 1)
+    organizations = list(organizations_of(user=user).select_related("tier").order_by("name"))
+    applications = Application.objects.filter(organization__in=organizations).order_by("name")
+    daily = {}
+    for application_id, bucket, count in (
+            EventRollup.objects.filter(application_id__in=applications.values("pk"),
+                                       granularity=EventRollup.Granularity.DAY, bucket__gte=_day_start(first_day))
+            .values("application_id", "bucket").annotate(total=Sum("count"))
+            .values_list("application_id", "bucket", "total")):
+        daily[(application_id, bucket.astimezone(UTC).date())] = count
+    summaries = {organization.pk: OrganizationSummary(
+        organization, [], organization_quota_usage(organization=organization, now=now))
+        for organization in organizations}
+    for application in applications:
+        counts = [daily.get((application.pk, first_day + timedelta(days=i)), 0) for i in range(SPARKLINE_DAYS)]
+        summaries[application.organization_id].applications.append(ApplicationSummary(
+            application, today=counts[-1], last_7_days=sum(counts[-7:]), daily=counts))
+    return list(summaries.values())
