@@ -93,3 +93,87 @@ def overview(*, user, now: datetime) -> list[OrganizationSummary]:
         summaries[application.organization_id].applications.append(ApplicationSummary(
             application, today=counts[-1], last_7_days=sum(counts[-7:]), daily=counts))
     return list(summaries.values())
+
+
+# Range picker: how far back, and the granularities it may be shown by (first is the default).
+RANGES = {
+    "1h": (timedelta(hours=1), ("minute",)),
+    "24h": (timedelta(hours=24), ("hour", "minute")),
+    "7d": (timedelta(days=7), ("hour", "day")),
+    "30d": (timedelta(days=30), ("day", "hour")),
+}
+_STEP = {"minute": timedelta(minutes=1), "hour": timedelta(hours=1), "day": timedelta(days=1)}
+
+
+@dataclass(frozen=True)
+class Window:
+    key: str
+    granularity: str
+    since: datetime  # first bucket's start
+    until: datetime  # now
+
+    @property
+    def buckets(self) -> list[datetime]:
+        step, bucket, found = _STEP[self.granularity], self.since, []
+        while bucket <= self.until:
+            found.append(bucket)
+            bucket += step
+        return found
+
+
+def _truncate(moment: datetime, granularity: str) -> datetime:
+    moment = moment.astimezone(UTC).replace(second=0, microsecond=0)
+    if granularity in ("hour", "day"):
+        moment = moment.replace(minute=0)
+    if granularity == "day":
+        moment = moment.replace(hour=0)
+    return moment
+
+
+def window_for(*, range_key: str | None, granularity: str | None, now: datetime) -> Window:
+    """The window a page shows; unknown values fall back to the last 24 hours by hour."""
+    if range_key not in RANGES:
+        range_key = "24h"
+    span, allowed = RANGES[range_key]
+    if granularity not in allowed:
+        granularity = allowed[0]
+    return Window(range_key, granularity, _truncate(now - span, granularity), now)
+
+
+def event_series(*, window: Window, organization: Organization | None = None,
+                 application: Application | None = None) -> list[int]:
+    """Events per bucket of ``window`` (by event timestamp), zeros included, from the rollups."""
+    rollups = EventRollup.objects.filter(granularity=window.granularity, bucket__gte=window.since,
+                                         bucket__lte=window.until)
+    if organization is not None:
+        rollups = rollups.filter(organization_id=organization.pk)
+    if application is not None:
+        rollups = rollups.filter(application_id=application.pk)
+    totals = {bucket.astimezone(UTC): count for bucket, count in
+              rollups.values("bucket").annotate(total=Sum("count")).values_list("bucket", "total")}
+    return [totals.get(bucket, 0) for bucket in window.buckets]
+
+
+OUTCOME_ORDER = ["accepted", "duplicate", "invalid", "rate_limited", "over_quota", "dnt"]
+
+
+def outcome_series(*, organization: Organization, window: Window) -> tuple[list[datetime], dict[str, list[int]]]:
+    """Outcomes per hour over the window (outcomes are counted by the hour), by kind."""
+    hours = Window(window.key, "hour", _truncate(window.since, "hour"), window.until).buckets
+    series = {kind: [0] * len(hours) for kind in OUTCOME_ORDER}
+    index = {hour: i for i, hour in enumerate(hours)}
+    for hour, outcome, count in (Outcome.objects.filter(organization_id=organization.pk, hour__gte=hours[0],
+                                                        outcome__in=OUTCOME_ORDER)
+                                 .values("hour", "outcome").annotate(total=Sum("count"))
+                                 .values_list("hour", "outcome", "total")):
+        position = index.get(hour.astimezone(UTC))
+        if position is not None:
+            series[outcome][position] += count
+    return hours, series
+
+
+def rejection_reasons(*, organization: Organization, window: Window, limit: int = 8) -> list[tuple[str, str, int]]:
+    """The most frequent reasons events were not accepted over the window."""
+    return list(Outcome.objects.filter(organization_id=organization.pk, hour__gte=_truncate(window.since, "hour"))
+                .exclude(outcome__in=["accepted"]).values("outcome", "reason").annotate(total=Sum("count"))
+                .order_by("-total").values_list("outcome", "reason", "total")[:limit])

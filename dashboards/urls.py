@@ -5,4 +5,5 @@ from dashboards import views
 app_name = "dashboards"
 urlpatterns = [
     path("", views.overview, name="overview"),
+    path("orgs/<str:org_id>/", views.organization, name="organization"),
 ]

@@ -1,0 +1,31 @@
+// Draws the page's charts with uPlot from the JSON the server rendered; no network, no framework.
+(function () {
+  const data = JSON.parse(document.getElementById("chart-data").textContent);
+  const COLORS = { events: "#4338ca", accepted: "#4338ca", duplicate: "#94a3b8", invalid: "#dc2626",
+                   rate_limited: "#f59e0b", over_quota: "#b45309", dnt: "#0891b2" };
+  const LABELS = { accepted: "Accepted", duplicate: "Duplicate", invalid: "Invalid", rate_limited: "Rate limited",
+                   over_quota: "Over quota", dnt: "Do not track" };
+
+  function width(el) { return Math.max(280, el.clientWidth); }
+
+  function draw(el, opts, series) {
+    if (!el) return;
+    const plot = new uPlot({ width: width(el), height: 240, ...opts }, series, el);
+    new ResizeObserver(() => plot.setSize({ width: width(el), height: 240 })).observe(el);
+  }
+
+  draw(document.getElementById("events-chart"), {
+    series: [{}, { label: "Events", stroke: COLORS.events, fill: "rgba(67, 56, 202, 0.12)", width: 2 }],
+    axes: [{}, { size: 60 }],
+  }, [data.events.x, data.events.y]);
+
+  // Stacked: each series is drawn as the running total of itself and those before it.
+  const kinds = Object.keys(data.outcomes.series);
+  const running = data.outcomes.x.map(() => 0);
+  const stacked = kinds.map((kind) => data.outcomes.series[kind].map((v, i) => (running[i] += v)));
+  draw(document.getElementById("outcomes-chart"), {
+    series: [{}, ...kinds.map((kind) => ({ label: LABELS[kind], stroke: COLORS[kind], fill: COLORS[kind] + "33",
+      value: (u, v, s, i) => (i == null ? "–" : data.outcomes.series[kind][i]) }))],
+    axes: [{}, { size: 60 }],
+  }, [data.outcomes.x, ...stacked]);
+})();
