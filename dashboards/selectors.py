@@ -8,7 +8,7 @@ from django.db.models import Sum
 
 from accounts.models import Application, Organization
 from accounts.selectors import organizations_of
-from ingest.models import EventRollup, Outcome
+from ingest.models import Event, EventRollup, Outcome
 
 SPARKLINE_DAYS = 14
 
@@ -140,15 +140,22 @@ def window_for(*, range_key: str | None, granularity: str | None, now: datetime)
     return Window(range_key, granularity, _truncate(now - span, granularity), now)
 
 
-def event_series(*, window: Window, organization: Organization | None = None,
-                 application: Application | None = None) -> list[int]:
-    """Events per bucket of ``window`` (by event timestamp), zeros included, from the rollups."""
+def _rollups(window: Window, organization, application, event_type):
     rollups = EventRollup.objects.filter(granularity=window.granularity, bucket__gte=window.since,
                                          bucket__lte=window.until)
     if organization is not None:
         rollups = rollups.filter(organization_id=organization.pk)
     if application is not None:
         rollups = rollups.filter(application_id=application.pk)
+    if event_type:
+        rollups = rollups.filter(event_type=event_type)
+    return rollups
+
+
+def event_series(*, window: Window, organization: Organization | None = None,
+                 application: Application | None = None, event_type: str | None = None) -> list[int]:
+    """Events per bucket of ``window`` (by event timestamp), zeros included, from the rollups."""
+    rollups = _rollups(window, organization, application, event_type)
     totals = {bucket.astimezone(UTC): count for bucket, count in
               rollups.values("bucket").annotate(total=Sum("count")).values_list("bucket", "total")}
     return [totals.get(bucket, 0) for bucket in window.buckets]
@@ -177,3 +184,40 @@ def rejection_reasons(*, organization: Organization, window: Window, limit: int 
     return list(Outcome.objects.filter(organization_id=organization.pk, hour__gte=_truncate(window.since, "hour"))
                 .exclude(outcome__in=["accepted"]).values("outcome", "reason").annotate(total=Sum("count"))
                 .order_by("-total").values_list("outcome", "reason", "total")[:limit])
+
+
+@dataclass(frozen=True)
+class Breakdown:
+    name: str
+    count: int
+    previous: int  # over the period of the same length just before
+
+    @property
+    def change_percent(self) -> float | None:
+        return None if not self.previous else 100.0 * (self.count - self.previous) / self.previous
+
+
+def _previous(window: Window) -> Window:
+    span = window.until - window.since
+    return Window(window.key, window.granularity, window.since - span, window.since - timedelta(microseconds=1))
+
+
+def application_breakdown(*, application: Application, window: Window, by: str,
+                          limit: int = 10) -> list[Breakdown]:
+    """Events by ``by`` ("event_type" or "service_version") over the window, with the previous period's count."""
+    def totals(w: Window) -> dict[str, int]:
+        return dict(_rollups(w, None, application, None).values(by).annotate(total=Sum("count"))
+                    .values_list(by, "total"))
+
+    now, before = totals(window), totals(_previous(window))
+    ranked = sorted(now.items(), key=lambda item: -item[1])[:limit]
+    return [Breakdown(name or "(none)", count, before.get(name, 0)) for name, count in ranked]
+
+
+def latest_events(*, application: Application, event_type: str | None = None, limit: int = 25):
+    """The newest events by timestamp, through the (application, timestamp) index."""
+    events = Event.objects.filter(application_id=application.pk)
+    if event_type:
+        events = events.filter(event_type=event_type)
+    return events.order_by("-timestamp").only(
+        "event_id", "timestamp", "event_type", "category", "service_name", "service_version", "data")[:limit]

@@ -6,4 +6,6 @@ app_name = "dashboards"
 urlpatterns = [
     path("", views.overview, name="overview"),
     path("orgs/<str:org_id>/", views.organization, name="organization"),
+    path("orgs/<str:org_id>/apps/<str:app_id>/", views.application, name="application"),
+    path("orgs/<str:org_id>/apps/<str:app_id>/tail/", views.application_tail, name="application_tail"),
 ]

@@ -1,9 +1,13 @@
 """Server-rendered pages: small views over selectors, each scoped to the user's organizations."""
 
+import csv
+
 from django.contrib.auth.decorators import login_required
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
 
+from accounts.models import Application
 from accounts.selectors import ingest_url, organizations_of
 from dashboards import selectors
 
@@ -42,3 +46,51 @@ def organization(request, org_id: str):
             "outcomes": {"x": _epoch(hours), "series": outcomes},
         },
     })
+
+
+def _application(request, org_id: str, app_id: str) -> Application:
+    return get_object_or_404(Application.objects.select_related("organization"), public_id=app_id,
+                             organization__public_id=org_id,
+                             organization__in=organizations_of(user=request.user))
+
+
+@login_required
+def application(request, org_id: str, app_id: str):
+    application = _application(request, org_id, app_id)
+    window = selectors.window_for(range_key=request.GET.get("range"), granularity=request.GET.get("by"),
+                                  now=timezone.now())
+    event_type = request.GET.get("type") or None
+    series = selectors.event_series(window=window, application=application, event_type=event_type)
+    if request.GET.get("format") == "csv":
+        return _csv(application, window, event_type, series)
+    return render(request, "dashboards/application.html", {
+        "application": application,
+        "organization": application.organization,
+        "window": window,
+        "event_type": event_type,
+        "ranges": [(key, granularities) for key, (_, granularities) in selectors.RANGES.items()],
+        "types": selectors.application_breakdown(application=application, window=window, by="event_type"),
+        "versions": selectors.application_breakdown(application=application, window=window, by="service_version"),
+        "events": selectors.latest_events(application=application, event_type=event_type),
+        "charts": {"events": {"x": _epoch(window.buckets), "y": series}},
+    })
+
+
+@login_required
+def application_tail(request, org_id: str, app_id: str):
+    """The newest events, as table rows: the page polls this with htmx for its live tail."""
+    application = _application(request, org_id, app_id)
+    return render(request, "dashboards/_event_rows.html", {
+        "events": selectors.latest_events(application=application, event_type=request.GET.get("type") or None),
+    })
+
+
+def _csv(application, window, event_type, series) -> HttpResponse:
+    response = HttpResponse(content_type="text/csv")
+    response["Content-Disposition"] = (f'attachment; filename="{application.public_id}-{window.key}-'
+                                       f'{window.granularity}.csv"')
+    writer = csv.writer(response)
+    writer.writerow(["bucket_start_utc", "granularity", "event_type", "events"])
+    for bucket, count in zip(window.buckets, series):
+        writer.writerow([bucket.isoformat(), window.granularity, event_type or "all", count])
+    return response

@@ -19,6 +19,7 @@
     axes: [{}, { size: 60 }],
   }, [data.events.x, data.events.y]);
 
+  if (!data.outcomes) return;
   // Stacked: each series is drawn as the running total of itself and those before it.
   const kinds = Object.keys(data.outcomes.series);
   const running = data.outcomes.x.map(() => 0);

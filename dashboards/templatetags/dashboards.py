@@ -1,0 +1,14 @@
+import json
+
+from django import template
+
+register = template.Library()
+
+DATA_PREVIEW_CHARS = 400
+
+
+@register.filter
+def as_json(value) -> str:
+    """Event data as compact JSON, cut short for a table cell (the template escapes it)."""
+    text = json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
+    return text if len(text) <= DATA_PREVIEW_CHARS else text[:DATA_PREVIEW_CHARS] + "…"

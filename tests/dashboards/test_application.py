@@ -1,0 +1,90 @@
+import csv
+import io
+from datetime import UTC, timedelta
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from accounts.models import Membership
+from dashboards.selectors import application_breakdown, window_for
+from ingest.rollups import rollups_update
+from tests.conftest import app_keys_create, make_event
+from tests.factories import UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def iso(moment):
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def viewer(client, keys):
+    user = UserFactory(is_staff=True)
+    Membership.objects.create(user=user, organization=keys.application.organization, role="viewer")
+    client.force_login(user)
+
+
+def test_event_types_compare_with_the_previous_period(signed_post):
+    keys = app_keys_create()
+    now = timezone.now()
+    signed_post(keys, [make_event(timestamp=iso(now - timedelta(hours=h)), event={"type": "build"}) for h in (1, 2, 3, 4)])
+    signed_post(keys, [make_event(timestamp=iso(now - timedelta(hours=30)), event={"type": "build"}) for _ in (1, 2)])
+    signed_post(keys, [make_event(timestamp=iso(now - timedelta(hours=1)), event={"type": "test"})])
+    rollups_update(lag_seconds=0)
+
+    rows = application_breakdown(application=keys.application, by="event_type",
+                                 window=window_for(range_key="24h", granularity="hour", now=now))
+
+    assert [(row.name, row.count, row.previous) for row in rows] == [("build", 4, 2), ("test", 1, 0)]
+    assert rows[0].change_percent == 100.0 and rows[1].change_percent is None
+
+
+def test_application_page_shows_types_versions_and_the_newest_events(client, signed_post):
+    keys = app_keys_create(name="shop")
+    signed_post(keys, [make_event(event={"type": "checkout", "data": {"cart": 3}})])
+    rollups_update(lag_seconds=0)
+    viewer(client, keys)
+
+    response = client.get(reverse("dashboards:application", args=[keys.org_id, keys.app_id]))
+
+    assert response.status_code == 200
+    for text in (b"checkout", b"1.2.3", b"&quot;cart&quot;: 3", b"hx-trigger=\"every 5s\""):
+        assert text in response.content
+
+
+def test_live_tail_returns_events_sent_since_the_page_loaded(client, signed_post):
+    keys = app_keys_create()
+    viewer(client, keys)
+    tail = reverse("dashboards:application_tail", args=[keys.org_id, keys.app_id])
+    assert b"No events yet" in client.get(tail).content
+
+    signed_post(keys, [make_event(event={"type": "fresh_event"})])
+
+    assert b"fresh_event" in client.get(tail).content
+
+
+def test_csv_download_has_a_row_per_bucket_with_the_rollup_counts(client, signed_post):
+    keys = app_keys_create()
+    now = timezone.now()
+    signed_post(keys, [make_event(timestamp=iso(now)) for _ in range(3)])
+    rollups_update(lag_seconds=0)
+    viewer(client, keys)
+
+    response = client.get(reverse("dashboards:application", args=[keys.org_id, keys.app_id]) + "?range=24h&format=csv")
+
+    rows = list(csv.reader(io.StringIO(response.content.decode())))
+    assert response["Content-Type"] == "text/csv"
+    assert rows[0] == ["bucket_start_utc", "granularity", "event_type", "events"]
+    assert len(rows) == 1 + 25
+    assert sum(int(row[3]) for row in rows[1:]) == 3
+
+
+@pytest.mark.parametrize("page", ["dashboards:application", "dashboards:application_tail"])
+def test_application_pages_of_another_organization_answer_404(client, page):
+    mine, theirs = app_keys_create(), app_keys_create()
+    viewer(client, mine)
+
+    assert client.get(reverse(page, args=[theirs.org_id, theirs.app_id])).status_code == 404
+    # An application of another organization under one's own organization's id is not found either.
+    assert client.get(reverse(page, args=[mine.org_id, theirs.app_id])).status_code == 404
