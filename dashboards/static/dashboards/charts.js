@@ -24,9 +24,12 @@
   const kinds = Object.keys(data.outcomes.series);
   const running = data.outcomes.x.map(() => 0);
   const stacked = kinds.map((kind) => data.outcomes.series[kind].map((v, i) => (running[i] += v)));
+  // The first kind fills down to zero, each next one only the band between it and the one below.
   draw(document.getElementById("outcomes-chart"), {
-    series: [{}, ...kinds.map((kind) => ({ label: LABELS[kind], stroke: COLORS[kind], fill: COLORS[kind] + "33",
-      value: (u, v, s, i) => (i == null ? "–" : data.outcomes.series[kind][i]) }))],
+    series: [{}, ...kinds.map((kind, i) => ({ label: LABELS[kind], stroke: COLORS[kind],
+      fill: i === 0 ? COLORS[kind] + "55" : undefined,
+      value: (u, v, s, idx) => (idx == null ? "–" : data.outcomes.series[kind][idx]) }))],
+    bands: kinds.slice(1).map((kind, i) => ({ series: [i + 2, i + 1], fill: COLORS[kind] + "55" })),
     axes: [{}, { size: 60 }],
   }, [data.outcomes.x, ...stacked]);
 })();
