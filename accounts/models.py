@@ -9,6 +9,8 @@ from telemetry.lib import ids
 class User(AbstractUser):
     """The operator account; custom from the first migration so it can grow without pain."""
 
+    time_zone = models.CharField(max_length=64, default="UTC", help_text="Times on the dashboards are shown in it.")
+
 
 class Tier(models.Model):
     slug = models.SlugField(max_length=50, unique=True)

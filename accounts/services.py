@@ -260,6 +260,13 @@ def quota_notice_send(*, organization_id: int, month: str, level: int) -> bool:
     return True
 
 
+def user_time_zone_set(*, user, time_zone: str):
+    """Sets the time zone the dashboards show a user's times in (an IANA name, validated by the form)."""
+    user.time_zone = time_zone
+    user.save(update_fields=["time_zone"])
+    return user
+
+
 # A credential's "last used" is written at most this often per process, never on every request.
 LAST_USED_WRITE_SECONDS = 60.0
 _last_used_written: dict[int, float] = {}

@@ -5,6 +5,7 @@ from dashboards import views
 app_name = "dashboards"
 urlpatterns = [
     path("", views.overview, name="overview"),
+    path("preferences/", views.preferences, name="preferences"),
     path("orgs/<str:org_id>/", views.organization, name="organization"),
     path("orgs/<str:org_id>/apps/<str:app_id>/", views.application, name="application"),
     path("orgs/<str:org_id>/apps/<str:app_id>/tail/", views.application_tail, name="application_tail"),

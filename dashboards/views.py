@@ -1,14 +1,18 @@
 """Server-rendered pages: small views over selectors, each scoped to the user's organizations."""
 
 import csv
+import zoneinfo
 
+from django import forms
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpResponse
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 
 from accounts.models import Application
 from accounts.selectors import ingest_url, organizations_of
+from accounts.services import user_time_zone_set
 from dashboards import selectors
 
 
@@ -40,6 +44,7 @@ def organization(request, org_id: str):
         "quota": selectors.organization_quota_usage(organization=organization, now=now),
         "reasons": selectors.rejection_reasons(organization=organization, window=window),
         "applications": organization.applications.order_by("name"),
+        "time_zone": request.user.time_zone,
         "charts": {
             "events": {"x": _epoch(window.buckets),
                        "y": selectors.event_series(window=window, organization=organization)},
@@ -73,6 +78,7 @@ def application(request, org_id: str, app_id: str):
         "versions": selectors.application_breakdown(application=application, window=window, by="service_version"),
         "events": selectors.latest_events(application=application, event_type=event_type),
         "charts": {"events": {"x": _epoch(window.buckets), "y": series}},
+        "time_zone": request.user.time_zone,
     })
 
 
@@ -94,3 +100,18 @@ def _csv(application, window, event_type, series) -> HttpResponse:
     for bucket, count in zip(window.buckets, series):
         writer.writerow([bucket.isoformat(), window.granularity, event_type or "all", count])
     return response
+
+
+class PreferencesForm(forms.Form):
+    time_zone = forms.ChoiceField(label="Time zone", choices=[(zone, zone) for zone in sorted(
+        zoneinfo.available_timezones())], help_text="Dates and times on the dashboards are shown in it.")
+
+
+@login_required
+def preferences(request):
+    form = PreferencesForm(request.POST or None, initial={"time_zone": request.user.time_zone})
+    if request.method == "POST" and form.is_valid():
+        user_time_zone_set(user=request.user, time_zone=form.cleaned_data["time_zone"])
+        messages.success(request, "Saved. Times are now shown in " + form.cleaned_data["time_zone"] + ".")
+        return redirect("dashboards:preferences")
+    return render(request, "dashboards/preferences.html", {"form": form})

@@ -2,11 +2,13 @@
 
 import logging
 import time
+import zoneinfo
 
 import redis
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import JsonResponse
+from django.utils import timezone
 
 from telemetry import metrics
 from telemetry.lib.errors import ServiceUnavailable
@@ -83,4 +85,21 @@ def service_unavailable(get_response):
         return response
 
     middleware.process_exception = process_exception
+    return middleware
+
+
+def user_time_zone(get_response):
+    """Shows times in the signed-in user's time zone (stored and computed in UTC throughout)."""
+
+    def middleware(request):
+        zone = getattr(getattr(request, "user", None), "time_zone", None)
+        if zone and zone != "UTC":
+            try:
+                timezone.activate(zoneinfo.ZoneInfo(zone))
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+                timezone.deactivate()
+        else:
+            timezone.deactivate()
+        return get_response(request)
+
     return middleware

@@ -6,11 +6,16 @@
   const LABELS = { accepted: "Accepted", duplicate: "Duplicate", invalid: "Invalid", rate_limited: "Rate limited",
                    over_quota: "Over quota", dnt: "Do not track" };
 
+  const zoneElement = document.getElementById("time-zone");
+  const zone = zoneElement ? JSON.parse(zoneElement.textContent) : "UTC";
+  // Axes and legends in the user's time zone (a preference), not the browser's.
+  const tzDate = (ts) => uPlot.tzDate(new Date(ts * 1e3), zone);
+
   function width(el) { return Math.max(280, el.clientWidth); }
 
   function draw(el, opts, series) {
     if (!el) return;
-    const plot = new uPlot({ width: width(el), height: 240, ...opts }, series, el);
+    const plot = new uPlot({ width: width(el), height: 240, tzDate, ...opts }, series, el);
     new ResizeObserver(() => plot.setSize({ width: width(el), height: 240 })).observe(el);
   }
 
