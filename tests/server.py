@@ -22,6 +22,16 @@ def unused_port() -> int:
         return probe.getsockname()[1]
 
 
+def database_env_for_server() -> dict[str, str]:
+    """Environment for a server subprocess that uses the test database and can read its secrets."""
+    from django.conf import settings
+    from django.db import connection
+
+    db = connection.settings_dict
+    return {"DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+            "SECRET_KEY": settings.SECRET_KEY}
+
+
 @contextmanager
 def running_server(data_dir, **env_overrides):
     """Starts ``python -m telemetry.server`` on a free port with the given environment; yields the port."""

@@ -4,7 +4,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import batch_body, make_event, signed_headers
-from tests.server import running_server, wsgi_to_http
+from tests.server import running_server, database_env_for_server, wsgi_to_http
 
 
 def samples(text: str) -> dict:
@@ -53,15 +53,10 @@ def test_metrics_token_admits_any_address_that_bears_it(client, settings):
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_metrics_add_up_across_worker_processes(tmp_path):
-    from django.conf import settings as django_settings
-    from django.db import connection
-
     from tests.conftest import app_keys_create
 
     keys = app_keys_create()
-    db = connection.settings_dict
-    with running_server(tmp_path, APP_SERVER__WORKERS="2", SECRET_KEY=django_settings.SECRET_KEY,
-                        DATABASE_URL=f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}") as port:
+    with running_server(tmp_path, APP_SERVER__WORKERS="2", **database_env_for_server()) as port:
         for _ in range(20):
             body = batch_body([make_event()])
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)

@@ -1,47 +1,27 @@
 """A member in a real browser: overview, an application, another range, and the live tail."""
 
-import os
-import subprocess
-import sys
 import time
 import urllib.request
 import uuid
 
 import pytest
-from django.conf import settings as django_settings
-from django.db import connection
 from playwright.sync_api import expect, sync_playwright
 
 from accounts.models import Membership, User
 from ingest.rollups import rollups_update
 from tests.conftest import app_keys_create, batch_body, make_event, sign
-from tests.server import ROOT, running_server
 
-SCREENSHOTS = ROOT / "var" / "screenshots"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
 VIEWPORTS = {"desktop": {"width": 1280, "height": 900}, "phone": {"width": 390, "height": 844}}
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
 
 @pytest.fixture
 def keys():
-    """An application with a day of events and a member, made before the browser starts (see
-    test_operator_flow: ORM calls while Playwright runs would leave a connection open)."""
+    """An application and a member, made before the server and the browser start."""
     keys = app_keys_create(name="Checkout web")
     user = User.objects.create_user("maria", "maria@shop.example", "a-long-member-password", is_staff=True)
     Membership.objects.create(user=user, organization=keys.application.organization, role="viewer")
     return keys
-
-
-@pytest.fixture
-def site(tmp_path, keys):
-    db = connection.settings_dict
-    env = {"DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-           "SECRET_KEY": django_settings.SECRET_KEY}
-    subprocess.run([sys.executable, "manage.py", "collectstatic", "--noinput", "-v", "0"], cwd=ROOT, check=True,
-                   env={**os.environ, "APP_DATA_DIR": str(tmp_path), **env}, timeout=120)
-    with running_server(tmp_path, **env) as port:
-        yield f"http://127.0.0.1:{port}"
 
 
 def send(site: str, keys, events) -> int:
@@ -55,15 +35,14 @@ def send(site: str, keys, events) -> int:
 
 
 @pytest.mark.parametrize("viewport", VIEWPORTS)
-def test_member_follows_an_application_from_the_overview_to_its_live_tail(keys, site, monkeypatch, viewport):
+def test_member_follows_an_application_from_the_overview_to_its_live_tail(keys, site, screenshots, viewport,
+                                                                          sync_orm_beside_playwright, launch_chromium):
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     assert send(site, keys, [make_event(timestamp=now, event={"type": t})
                              for t in ("page_view", "page_view", "checkout")]) == 200
     rollups_update(lag_seconds=0)
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        browser = launch_chromium(playwright)
         page = browser.new_context(viewport=VIEWPORTS[viewport]).new_page()
 
         page.goto(site + "/")
@@ -72,11 +51,11 @@ def test_member_follows_an_application_from_the_overview_to_its_live_tail(keys, 
         page.click("input[type=submit]")
         expect(page.locator("h1")).to_have_text("Overview")
         expect(page.locator("table.apps")).to_contain_text("Checkout web")
-        page.screenshot(path=str(SCREENSHOTS / f"overview-{viewport}.png"), full_page=True)
+        page.screenshot(path=str(screenshots / f"overview-{viewport}.png"), full_page=True)
 
         page.click(f"text={keys.application.organization.name}")
         expect(page.locator("#events-chart canvas")).to_be_visible()
-        page.screenshot(path=str(SCREENSHOTS / f"organization-{viewport}.png"), full_page=True)
+        page.screenshot(path=str(screenshots / f"organization-{viewport}.png"), full_page=True)
 
         page.click("text=Checkout web")
         page.select_option("#range", "7d")
@@ -86,5 +65,5 @@ def test_member_follows_an_application_from_the_overview_to_its_live_tail(keys, 
         assert send(site, keys, [make_event(timestamp=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                                             event={"type": "sent_during_the_test"})]) == 200
         expect(page.locator("#tail")).to_contain_text("sent_during_the_test", timeout=15_000)
-        page.screenshot(path=str(SCREENSHOTS / f"application-{viewport}.png"), full_page=True)
+        page.screenshot(path=str(screenshots / f"application-{viewport}.png"), full_page=True)
         browser.close()

@@ -1,43 +1,21 @@
 """An organization owner in a real browser: from signing in to a revoked credential answering 401."""
 
-import os
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from django.conf import settings as django_settings
-from django.db import connection
-
 from accounts.models import Membership, Tier, User
 from accounts.services import organization_create
 from tests.conftest import batch_body, make_event, sign
-from tests.server import ROOT, running_server
 
-SCREENSHOTS = ROOT / "var" / "screenshots"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
 
 @pytest.fixture
-def site(tmp_path):
-    """The production server, static files collected, on the test database."""
-    db = connection.settings_dict
-    env = {"DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-           "SECRET_KEY": django_settings.SECRET_KEY}
-    subprocess.run([sys.executable, "manage.py", "collectstatic", "--noinput", "-v", "0"], cwd=ROOT, check=True,
-                   env={**os.environ, "APP_DATA_DIR": str(tmp_path), **env}, timeout=120)
-    with running_server(tmp_path, **env) as port:
-        yield f"http://127.0.0.1:{port}"
-
-
-@pytest.fixture
 def organization():
-    """An organization and its owner, made before the browser starts: ORM calls made while Playwright's
-    sync API runs would open a connection in another context that nothing closes."""
+    """An organization and its owner, made before the server and the browser start."""
     organization = organization_create(name="Acme Robotics", tier=Tier.objects.get(slug="pro"))
     owner = User.objects.create_user("olivia", "olivia@acme.example", "a-long-owner-password", is_staff=True)
     Membership.objects.create(user=owner, organization=organization, role=Membership.Role.OWNER)
@@ -45,11 +23,9 @@ def organization():
 
 
 @pytest.fixture
-def page(organization, monkeypatch):
-    # Playwright's sync API runs an event loop in the test's thread, while the ORM here is sync code.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+def page(organization, sync_orm_beside_playwright, launch_chromium):
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        browser = launch_chromium(playwright)
         context = browser.new_context(viewport={"width": 1280, "height": 900})
         yield context.new_page()
         browser.close()
@@ -78,8 +54,7 @@ def read_credentials(page) -> dict:
             for key in ("org_id", "app_id", "api_token", "hmac_secret")}
 
 
-def test_owner_issues_rotates_and_revokes_credentials_in_the_browser(organization, site, page):
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+def test_owner_issues_rotates_and_revokes_credentials_in_the_browser(organization, site, page, screenshots):
 
     page.goto(f"{site}/admin/")
     page.fill("#id_username", "olivia")
@@ -93,7 +68,7 @@ def test_owner_issues_rotates_and_revokes_credentials_in_the_browser(organizatio
     page.click("input[name=_save]")
     expect(page.locator(".tk-warning")).to_contain_text("only time")
     first = read_credentials(page)
-    page.screenshot(path=str(SCREENSHOTS / "credential-issued.png"), full_page=True)
+    page.screenshot(path=str(screenshots / "credential-issued.png"), full_page=True)
 
     assert first["org_id"] == organization.public_id
     assert send_batch(site, first) == 200
@@ -110,7 +85,7 @@ def test_owner_issues_rotates_and_revokes_credentials_in_the_browser(organizatio
 
     page.click("text=I have stored the secret")
     expect(page.locator("text=Active until rotation ends")).to_be_visible()
-    page.screenshot(path=str(SCREENSHOTS / "application.png"), full_page=True)
+    page.screenshot(path=str(screenshots / "application.png"), full_page=True)
     page.locator("tr", has_text=first["api_token"][:11]).locator("text=Revoke").click()
     page.click("button:has-text('Revoke credential')")
     expect(page.locator(".messagelist")).to_contain_text("revoked")
@@ -121,4 +96,4 @@ def test_owner_issues_rotates_and_revokes_credentials_in_the_browser(organizatio
     page.goto(f"{site}/admin/accounts/auditentry/")
     for action in ("Credential revoked", "Credential rotated", "Application created", "Signed in"):
         expect(page.locator("#result_list")).to_contain_text(action)
-    page.screenshot(path=str(SCREENSHOTS / "audit-log.png"), full_page=True)
+    page.screenshot(path=str(screenshots / "audit-log.png"), full_page=True)

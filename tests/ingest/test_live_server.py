@@ -4,21 +4,17 @@ import http.client
 import socket
 
 import pytest
-from django.conf import settings as django_settings
-from django.db import connection
 
 from ingest.models import Event
 from tests.conftest import app_keys_create, batch_body, make_event, signed_headers
-from tests.server import running_server, wsgi_to_http
+from tests.server import running_server, database_env_for_server, wsgi_to_http
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
 
 @pytest.fixture
 def live_port(tmp_path):
-    db = connection.settings_dict
-    database_url = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
-    with running_server(tmp_path, DATABASE_URL=database_url, SECRET_KEY=django_settings.SECRET_KEY) as port:
+    with running_server(tmp_path, **database_env_for_server()) as port:
         yield port
 
 
