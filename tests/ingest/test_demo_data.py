@@ -1,0 +1,20 @@
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.db.models import Sum
+
+from ingest.models import Event, EventRollup
+
+pytestmark = pytest.mark.django_db
+
+
+def test_demo_data_loads_the_asked_number_of_events_with_their_rollups():
+    out = StringIO()
+
+    call_command("load_demo_data", "--events", "2500", "--apps", "2", "--org", "Load test", stdout=out)
+
+    assert Event.objects.count() == 2500
+    assert Event.objects.values("application_id").distinct().count() == 2
+    assert EventRollup.objects.filter(granularity="day").aggregate(total=Sum("count"))["total"] == 2500
+    assert "2,500/2,500 events" in out.getvalue()
