@@ -18,3 +18,11 @@ def test_demo_data_loads_the_asked_number_of_events_with_their_rollups():
     assert Event.objects.values("application_id").distinct().count() == 2
     assert EventRollup.objects.filter(granularity="day").aggregate(total=Sum("count"))["total"] == 2500
     assert "2,500/2,500 events" in out.getvalue()
+
+
+def test_loading_twice_adds_to_what_is_there():
+    call_command("load_demo_data", "--events", "300", "--apps", "1", "--org", "Twice", stdout=StringIO())
+
+    call_command("load_demo_data", "--events", "200", "--apps", "1", "--org", "Twice", stdout=StringIO())
+
+    assert Event.objects.count() == 500

@@ -29,7 +29,7 @@ class Command(BaseCommand):
         parser.add_argument("--org", default="Demo data", help="organization name or id (created if unknown)")
         parser.add_argument("--apps", type=int, default=3, help="applications to spread them over (default 3)")
         parser.add_argument("--days", type=int, default=30, help="how far back timestamps go (default 30)")
-        parser.add_argument("--seed", type=int, default=1, help="random seed, for repeatable data")
+        parser.add_argument("--seed", type=int, default=1, help="random seed of the data (event ids are always new)")
 
     def handle(self, *args, events, org, apps, days, seed, **options):
         if connection.vendor != "postgresql":
@@ -65,7 +65,7 @@ class Command(BaseCommand):
                         # More events recently, as a growing product has.
                         timestamp = now - timedelta(seconds=span * (rng.random() ** 1.6))
                         copy.write_row((
-                            application.organization_id, application.pk, uuid.UUID(int=rng.getrandbits(128)),
+                            application.organization_id, application.pk, uuid.uuid4(),
                             "1.0.0", rng.choice(users), None, kind, category,
                             '{"duration_ms": %d, "ok": %s}' % (rng.randint(1, 3000), "true" if rng.random() > .05
                                                                   else "false"),
