@@ -90,8 +90,9 @@ class FlushReceipt(models.Model):
 
 
 class EventRollup(models.Model):
-    """Events per application, per minute, hour or day (of the event's timestamp), by event type and
-    service version: what the dashboards read. Built incrementally by ``rollups_update``."""
+    """Events per application, per minute, hour or day (of the event's timestamp), by event type,
+    category, service name and version and SDK version: what the dashboards read. Built
+    incrementally by ``rollups_update``. Missing values are stored as "" so they group together."""
 
     class Granularity(models.TextChoices):
         MINUTE = "minute", "Minute"
@@ -103,14 +104,20 @@ class EventRollup(models.Model):
     granularity = models.CharField(max_length=6, choices=Granularity.choices)
     bucket = models.DateTimeField()
     event_type = models.CharField(max_length=255)
+    category = models.CharField(max_length=255, blank=True, default="")
+    service_name = models.CharField(max_length=255, blank=True, default="")
     service_version = models.CharField(max_length=255, blank=True)
+    sdk_version = models.CharField(max_length=100, blank=True, default="")
     count = models.PositiveBigIntegerField(default=0)
+
+    DIMENSIONS = ("event_type", "category", "service_name", "service_version", "sdk_version")
 
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["application_id", "granularity", "bucket", "event_type", "service_version"],
-                name="rollup_unique"),
+                fields=["application_id", "granularity", "bucket", "event_type", "category", "service_name",
+                        "service_version", "sdk_version"],
+                name="rollup_unique_dimensions"),
         ]
         indexes = [models.Index(fields=["organization_id", "granularity", "bucket"], name="rollup_org_idx")]
 

@@ -1,8 +1,8 @@
 """Rollups and accepted-event outcomes, built from the events table by id, exactly once.
 
 ``rollups_update`` reads the events stored since its last run (ids past its cursor), adds their
-counts to the rollups (per minute, hour and day of the event's timestamp, by type and service
-version) and to the ``accepted`` outcomes (per hour received), and moves the cursor, all in one
+counts to the rollups (per minute, hour and day of the event's timestamp, by type, category,
+service and SDK version) and to the ``accepted`` outcomes (per hour received), and moves the cursor, all in one
 transaction: a crash changes nothing, a re-run adds nothing twice, and late events (old
 timestamps) land in their old buckets. Events younger than ``LAG_SECONDS`` wait for the next run,
 so an insert still committing with a lower id is not passed over.
@@ -94,10 +94,11 @@ def rollups_rebuild(*, since: datetime, until: datetime, progress=None) -> int:
 
 
 def _add_granularity(events, granularity: str) -> None:
+    dimensions = {name: Coalesce(name, Value("")) for name in EventRollup.DIMENSIONS}
     grouped = (events.annotate(g=Value(granularity), b=Trunc("timestamp", granularity, tzinfo=UTC),
-                               v=Coalesce("service_version", Value("")))
-               .values("organization_id", "application_id", "g", "b", "event_type", "v")
+                               **{f"d_{name}": value for name, value in dimensions.items()})
+               .values("organization_id", "application_id", "g", "b", *(f"d_{name}" for name in dimensions))
                .annotate(n=Count("id")).order_by())
     _insert_adding(EventRollup, grouped,
-                   ["organization_id", "application_id", "granularity", "bucket", "event_type", "service_version"],
-                   ["application_id", "granularity", "bucket", "event_type", "service_version"])
+                   ["organization_id", "application_id", "granularity", "bucket", *EventRollup.DIMENSIONS],
+                   ["application_id", "granularity", "bucket", *EventRollup.DIMENSIONS])

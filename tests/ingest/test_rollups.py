@@ -13,14 +13,15 @@ pytestmark = pytest.mark.django_db
 
 
 def rollup_counts(granularity: str) -> Counter:
-    return Counter({(row.bucket, row.event_type, row.service_version): row.count
+    return Counter({(row.bucket, *(getattr(row, name) for name in EventRollup.DIMENSIONS)): row.count
                     for row in EventRollup.objects.filter(granularity=granularity)})
 
 
 def counts_from_raw_events(granularity: str) -> Counter:
     truncate = {"minute": dict(second=0, microsecond=0), "hour": dict(minute=0, second=0, microsecond=0),
                 "day": dict(hour=0, minute=0, second=0, microsecond=0)}[granularity]
-    return Counter((event.timestamp.astimezone(UTC).replace(**truncate), event.event_type, event.service_version or "")
+    return Counter((event.timestamp.astimezone(UTC).replace(**truncate),
+                    *(getattr(event, name) or "" for name in EventRollup.DIMENSIONS))
                    for event in Event.objects.all())
 
 
@@ -29,7 +30,8 @@ def send_mixed_traffic(signed_post, app_keys):
     repeated = make_event(timestamp=now)
     signed_post(app_keys, [repeated, make_event(timestamp=now, event={"type": "start"}),
                            make_event(timestamp=now, service={"name": "x", "version": "2.0.0"})])
-    signed_post(app_keys, [repeated, make_event(timestamp="2026-01-15T08:30:00Z")])  # a duplicate and a late event
+    signed_post(app_keys, [repeated, make_event(timestamp="2026-01-15T08:30:00Z")],  # a duplicate and a late event
+                HTTP_X_SDK_VERSION="telemetry-kit-rust/0.4.0")
 
 
 @pytest.mark.parametrize("granularity", ["minute", "hour", "day"])

@@ -1,0 +1,51 @@
+"""Migration 0006 recomputes existing rollups with their new dimensions."""
+
+from datetime import UTC, datetime
+
+import pytest
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+
+def migrate(ingest_migration: str | None = None):
+    """Migrates ingest to ``ingest_migration`` (every other app to its latest); returns the models then."""
+    executor = MigrationExecutor(connection)
+    targets = [node for node in executor.loader.graph.leaf_nodes() if node[0] != "ingest" or not ingest_migration]
+    if ingest_migration:
+        targets.append(("ingest", ingest_migration))
+    executor.migrate(targets)
+    return executor.loader.project_state(targets).apps
+
+
+def test_rollups_counted_before_the_migration_are_recomputed_by_category_and_sdk_version():
+    old = migrate("0005_rollups")
+    organization = old.get_model("accounts", "Organization").objects.create(
+        name="Old",
+        tier=old.get_model("accounts", "Tier").objects.first())
+    application = old.get_model("accounts", "Application").objects.create(
+        organization=organization, name="Old app")
+    when = datetime(2026, 11, 20, 10, 30, tzinfo=UTC)
+    Event = old.get_model("ingest", "Event")
+    for number, (category, sdk) in enumerate([("cli", "rust/0.3"), ("cli", "rust/0.3"), (None, None)]):
+        Event.objects.create(organization=organization, application=application,
+                             event_id=f"00000000-0000-4000-8000-00000000000{number}", schema_version="1.0.0",
+                             user_id="client_x", event_type="command", category=category, data={},
+                             timestamp=when, received_at=when, service_name="my-app", sdk_version=sdk)
+    old.get_model("ingest", "RollupCursor").objects.create(name="events", last_event_id=Event.objects.latest("id").id)
+    old.get_model("ingest", "EventRollup").objects.create(
+        organization_id=organization.pk, application_id=application.pk, granularity="hour",
+        bucket=when.replace(minute=0), event_type="command", service_version="", count=3)
+
+    new = migrate("0006_rollup_dimensions")
+    try:
+        rows = {(row.granularity, row.category, row.sdk_version, row.service_name): row.count
+                for row in new.get_model("ingest", "EventRollup").objects.all()}
+    finally:
+        migrate()
+
+    assert rows == {(granularity, category, sdk, "my-app"): count
+                    for granularity in ("minute", "hour", "day")
+                    for category, sdk, count in [("cli", "rust/0.3", 2), ("", "", 1)]}
