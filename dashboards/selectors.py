@@ -164,13 +164,18 @@ def event_series(*, window: Window, organization: Organization | None = None,
 OUTCOME_ORDER = ["accepted", "duplicate", "invalid", "rate_limited", "over_quota", "dnt"]
 
 
-def outcome_series(*, organization: Organization, window: Window) -> tuple[list[datetime], dict[str, list[int]]]:
+def _outcomes(organization: Organization, application: Application | None, since: datetime):
+    outcomes = Outcome.objects.filter(organization_id=organization.pk, hour__gte=since)
+    return outcomes if application is None else outcomes.filter(application_id=application.pk)
+
+
+def outcome_series(*, organization: Organization, window: Window, application: Application | None = None
+                   ) -> tuple[list[datetime], dict[str, list[int]]]:
     """Outcomes per hour over the window (outcomes are counted by the hour), by kind."""
     hours = Window(window.key, "hour", _truncate(window.since, "hour"), window.until).buckets
     series = {kind: [0] * len(hours) for kind in OUTCOME_ORDER}
     index = {hour: i for i, hour in enumerate(hours)}
-    for hour, outcome, count in (Outcome.objects.filter(organization_id=organization.pk, hour__gte=hours[0],
-                                                        outcome__in=OUTCOME_ORDER)
+    for hour, outcome, count in (_outcomes(organization, application, hours[0]).filter(outcome__in=OUTCOME_ORDER)
                                  .values("hour", "outcome").annotate(total=Sum("count"))
                                  .values_list("hour", "outcome", "total")):
         position = index.get(hour.astimezone(UTC))
@@ -179,9 +184,10 @@ def outcome_series(*, organization: Organization, window: Window) -> tuple[list[
     return hours, series
 
 
-def rejection_reasons(*, organization: Organization, window: Window, limit: int = 8) -> list[tuple[str, str, int]]:
+def rejection_reasons(*, organization: Organization, window: Window, application: Application | None = None,
+                      limit: int = 8) -> list[tuple[str, str, int]]:
     """The most frequent reasons events were not accepted over the window."""
-    return list(Outcome.objects.filter(organization_id=organization.pk, hour__gte=_truncate(window.since, "hour"))
+    return list(_outcomes(organization, application, _truncate(window.since, "hour"))
                 .exclude(outcome__in=["accepted"]).values("outcome", "reason").annotate(total=Sum("count"))
                 .order_by("-total").values_list("outcome", "reason", "total")[:limit])
 
@@ -202,16 +208,20 @@ def _previous(window: Window) -> Window:
     return Window(window.key, window.granularity, window.since - span, window.since - timedelta(microseconds=1))
 
 
-def application_breakdown(*, application: Application, window: Window, by: str,
-                          limit: int = 10) -> list[Breakdown]:
-    """Events by ``by`` ("event_type" or "service_version") over the window, with the previous period's count."""
-    def totals(w: Window) -> dict[str, int]:
-        return dict(_rollups(w, None, application, None).values(by).annotate(total=Sum("count"))
-                    .values_list(by, "total"))
+def application_breakdown(*, application: Application, window: Window, by: str | tuple[str, ...],
+                          event_type: str | None = None, limit: int = 10) -> list[Breakdown]:
+    """Events by a rollup dimension (or several, named together) over the window, with the previous
+    period's count. Missing values are shown as "(none)"."""
+    fields = (by,) if isinstance(by, str) else by
+
+    def totals(w: Window) -> dict[tuple, int]:
+        return {row[:-1]: row[-1] for row in _rollups(w, None, application, event_type).values(*fields)
+                .annotate(total=Sum("count")).values_list(*fields, "total")}
 
     now, before = totals(window), totals(_previous(window))
-    ranked = sorted(now.items(), key=lambda item: -item[1])[:limit]
-    return [Breakdown(name or "(none)", count, before.get(name, 0)) for name, count in ranked]
+    ranked = sorted(now.items(), key=lambda item: (-item[1], item[0]))[:limit]
+    return [Breakdown(" ".join(part for part in key if part) or "(none)", count, before.get(key, 0))
+            for key, count in ranked]
 
 
 def latest_events(*, application: Application, event_type: str | None = None, limit: int = 25):

@@ -31,25 +31,31 @@ def _epoch(buckets) -> list[int]:
     return [int(bucket.timestamp()) for bucket in buckets]
 
 
+def _page_context(request, window, organization, events: list[int], application=None) -> dict:
+    """What the organization and application pages share: the range picker, outcomes and charts."""
+    hours, outcomes = selectors.outcome_series(organization=organization, application=application, window=window)
+    return {
+        "organization": organization,
+        "window": window,
+        "ranges": [(key, granularities) for key, (_, granularities) in selectors.RANGES.items()],
+        "reasons": selectors.rejection_reasons(organization=organization, application=application, window=window),
+        "time_zone": request.user.time_zone,
+        "charts": {
+            "events": {"x": _epoch(window.buckets), "y": events},
+            "outcomes": {"x": _epoch(hours), "series": outcomes},
+        },
+    }
+
+
 @login_required
 def organization(request, org_id: str):
     organization = get_object_or_404(organizations_of(user=request.user).select_related("tier"), public_id=org_id)
     now = timezone.now()
     window = selectors.window_for(range_key=request.GET.get("range"), granularity=request.GET.get("by"), now=now)
-    hours, outcomes = selectors.outcome_series(organization=organization, window=window)
     return render(request, "dashboards/organization.html", {
-        "organization": organization,
-        "window": window,
-        "ranges": [(key, granularities) for key, (_, granularities) in selectors.RANGES.items()],
+        **_page_context(request, window, organization, selectors.event_series(window=window, organization=organization)),
         "quota": selectors.organization_quota_usage(organization=organization, now=now),
-        "reasons": selectors.rejection_reasons(organization=organization, window=window),
         "applications": organization.applications.order_by("name"),
-        "time_zone": request.user.time_zone,
-        "charts": {
-            "events": {"x": _epoch(window.buckets),
-                       "y": selectors.event_series(window=window, organization=organization)},
-            "outcomes": {"x": _epoch(hours), "series": outcomes},
-        },
     })
 
 
@@ -68,17 +74,22 @@ def application(request, org_id: str, app_id: str):
     series = selectors.event_series(window=window, application=application, event_type=event_type)
     if request.GET.get("format") == "csv":
         return _csv(application, window, event_type, series)
+    def breakdown(by, of_type=event_type):
+        return selectors.application_breakdown(application=application, window=window, by=by, event_type=of_type)
+
+    types = breakdown("event_type", of_type=None)
     return render(request, "dashboards/application.html", {
+        **_page_context(request, window, application.organization, series, application),
         "application": application,
-        "organization": application.organization,
-        "window": window,
         "event_type": event_type,
-        "ranges": [(key, granularities) for key, (_, granularities) in selectors.RANGES.items()],
-        "types": selectors.application_breakdown(application=application, window=window, by="event_type"),
-        "versions": selectors.application_breakdown(application=application, window=window, by="service_version"),
+        "type_choices": sorted({row.name for row in types} | ({event_type} if event_type else set())),
+        "types": types,
+        "breakdowns": [
+            ("Categories", "Category", breakdown("category")),
+            ("Services and versions", "Service", breakdown(("service_name", "service_version"))),
+            ("SDK versions", "SDK", breakdown("sdk_version")),
+        ],
         "events": selectors.latest_events(application=application, event_type=event_type),
-        "charts": {"events": {"x": _epoch(window.buckets), "y": series}},
-        "time_zone": request.user.time_zone,
     })
 
 

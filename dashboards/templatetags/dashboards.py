@@ -12,3 +12,13 @@ def as_json(value) -> str:
     """Event data as compact JSON, cut short for a table cell (the template escapes it)."""
     text = json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
     return text if len(text) <= DATA_PREVIEW_CHARS else text[:DATA_PREVIEW_CHARS] + "…"
+
+
+@register.filter
+def sum_of(values) -> int:
+    return sum(values)
+
+
+@register.filter
+def max_of(values) -> int:
+    return max(values, default=0)

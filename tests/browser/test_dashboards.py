@@ -60,7 +60,7 @@ def test_member_follows_an_application_from_the_overview_to_its_live_tail(keys, 
         page.click("text=Checkout web")
         page.select_option("#range", "7d")
         expect(page.locator("#by")).to_have_value("hour")
-        expect(page.locator("#types-title + table")).to_contain_text("page_view")
+        expect(page.locator("#top-event-types-title + table")).to_contain_text("page_view")
 
         assert send(site, keys, [make_event(timestamp=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                                             event={"type": "sent_during_the_test"})]) == 200

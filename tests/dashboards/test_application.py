@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from accounts.models import Membership
 from dashboards.selectors import application_breakdown, window_for
+from ingest.admission import outcomes_flush
 from ingest.rollups import rollups_update
 from tests.conftest import app_keys_create, make_event
 from tests.factories import UserFactory
@@ -40,16 +41,55 @@ def test_event_types_compare_with_the_previous_period(signed_post):
     assert rows[0].change_percent == 100.0 and rows[1].change_percent is None
 
 
+def test_categories_services_and_sdk_versions_count_each_event_once(signed_post):
+    keys = app_keys_create()
+    now = iso(timezone.now())
+    signed_post(keys, [make_event(timestamp=now, event={"type": "build", "category": "cli"}),
+                       make_event(timestamp=now, event={"type": "deploy", "category": "cli"}),
+                       make_event(timestamp=now, event={"type": "crash"},
+                                  service={"name": "agent", "version": "2.0.0", "language": "rust"})],
+                HTTP_X_SDK_VERSION="telemetry-kit-rust/0.4.0")
+    signed_post(keys, [make_event(timestamp=now)])  # sent with SDK 0.3.0
+    rollups_update(lag_seconds=0)
+    window = window_for(range_key="1h", granularity="minute", now=timezone.now())
+
+    def breakdown(by, event_type=None):
+        return [(row.name, row.count) for row in application_breakdown(
+            application=keys.application, window=window, by=by, event_type=event_type)]
+
+    assert breakdown("category") == [("cli", 3), ("(none)", 1)]
+    assert breakdown(("service_name", "service_version")) == [("my-app 1.2.3", 3), ("agent 2.0.0", 1)]
+    assert breakdown("sdk_version") == [("telemetry-kit-rust/0.4.0", 3), ("telemetry-kit-rust/0.3.0", 1)]
+    assert breakdown("sdk_version", event_type="command") == [("telemetry-kit-rust/0.3.0", 1)]
+
+
+def test_outcomes_and_reasons_of_an_application_leave_out_its_sibling_applications(client, signed_post):
+    keys = app_keys_create()
+    sibling = app_keys_create(organization=keys.application.organization)
+    signed_post(keys, [make_event(), make_event(user_id="not-anonymous")])
+    signed_post(sibling, [make_event(timestamp="bad")])
+    outcomes_flush()
+    rollups_update(lag_seconds=0)
+    viewer(client, keys)
+
+    response = client.get(reverse("dashboards:application", args=[keys.org_id, keys.app_id]))
+
+    outcomes = response.context["charts"]["outcomes"]["series"]
+    assert (sum(outcomes["accepted"]), sum(outcomes["invalid"])) == (1, 1)
+    assert [(outcome, count) for outcome, _, count in response.context["reasons"]] == [("invalid", 1)]
+
+
 def test_application_page_shows_types_versions_and_the_newest_events(client, signed_post):
     keys = app_keys_create(name="shop")
-    signed_post(keys, [make_event(event={"type": "checkout", "data": {"cart": 3}})])
+    signed_post(keys, [make_event(timestamp=iso(timezone.now()), event={"type": "checkout", "data": {"cart": 3}})])
     rollups_update(lag_seconds=0)
     viewer(client, keys)
 
     response = client.get(reverse("dashboards:application", args=[keys.org_id, keys.app_id]))
 
     assert response.status_code == 200
-    for text in (b"checkout", b"1.2.3", b"&quot;cart&quot;: 3", b"hx-trigger=\"every 5s\""):
+    for text in (b"checkout", b"my-app 1.2.3", b"telemetry-kit-rust/0.3.0", b"Categories",
+                 b"&quot;cart&quot;: 3", b"hx-trigger=\"every 5s\""):
         assert text in response.content
 
 

@@ -15,6 +15,10 @@ EVENT_TYPES = [("page_view", "web", 40), ("command", "cli", 20), ("api_call", "a
                ("feature_used", "product", 10), ("session_start", "lifecycle", 6), ("crash", "errors", 1),
                ("purchase", "billing", 3)]
 VERSIONS = ["1.4.0", "1.4.1", "1.5.0", "1.5.1", "2.0.0-beta.1"]
+# Each application is one service; most of its events come from the newest SDK, some from the one before.
+SERVICES = [("storefront", "rust", ["telemetry-kit-rust/0.3.0", "telemetry-kit-rust/0.2.1"]),
+            ("deploy-cli", "rust", ["telemetry-kit-rust/0.3.0", "telemetry-kit-rust/0.3.0-rc.2"]),
+            ("billing-api", "python", ["telemetry-kit-python/0.2.0", "telemetry-kit-python/0.1.4"])]
 _COLUMNS = ("organization_id", "application_id", "event_id", "schema_version", "user_id", "session_id",
             "event_type", "category", "data", "timestamp", "received_at", "service_name", "service_version",
             "service_language", "sdk_version")
@@ -60,7 +64,9 @@ class Command(BaseCommand):
                 size = min(chunk, total - done)
                 with raw.copy(f"COPY {Event._meta.db_table} ({', '.join(_COLUMNS)}) FROM STDIN") as copy:
                     for _ in range(size):
-                        application = rng.choice(applications)
+                        number = rng.randrange(len(applications))
+                        application = applications[number]
+                        service, language, sdks = SERVICES[number % len(SERVICES)]
                         kind, category = rng.choices(kinds, weights)[0]
                         # More events recently, as a growing product has.
                         timestamp = now - timedelta(seconds=span * (rng.random() ** 1.6))
@@ -69,8 +75,8 @@ class Command(BaseCommand):
                             "1.0.0", rng.choice(users), None, kind, category,
                             '{"duration_ms": %d, "ok": %s}' % (rng.randint(1, 3000), "true" if rng.random() > .05
                                                                   else "false"),
-                            timestamp, timestamp + timedelta(seconds=rng.randint(1, 120)), "demo",
-                            rng.choice(VERSIONS), "rust", "telemetry-kit-rust/0.3.0"))
+                            timestamp, timestamp + timedelta(seconds=rng.randint(1, 120)), service,
+                            rng.choice(VERSIONS), language, sdks[rng.random() < .2]))
                 done += size
                 rate = done / max(time.monotonic() - started, 1e-6)
                 filled = int(30 * done / total)
