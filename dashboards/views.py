@@ -11,7 +11,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 
 from accounts.models import Application
-from accounts.selectors import ingest_url, organizations_of
+from accounts.selectors import ingest_url, organizations_of, role_in
+from accounts.snippets import curl_snippet
 from accounts.services import user_time_zone_set
 from dashboards import selectors
 
@@ -78,6 +79,14 @@ def application(request, org_id: str, app_id: str):
         return selectors.application_breakdown(application=application, window=window, by=by, event_type=of_type)
 
     types = breakdown("event_type", of_type=None)
+    events = selectors.latest_events(application=application, event_type=event_type)
+    first_event = None
+    if not events and not event_type:  # nothing ever arrived: say how to send a first event
+        first_event = {
+            "curl": curl_snippet(ingest_url=ingest_url(application.organization.public_id, application.public_id),
+                                 api_token="YOUR_API_TOKEN", hmac_secret="YOUR_HMAC_SECRET"),
+            "can_issue": role_in(user=request.user, organization_id=application.organization_id) in ("owner", "admin"),
+        }
     return render(request, "dashboards/application.html", {
         **_page_context(request, window, application.organization, series, application),
         "application": application,
@@ -89,7 +98,8 @@ def application(request, org_id: str, app_id: str):
             ("Services and versions", "Service", breakdown(("service_name", "service_version"))),
             ("SDK versions", "SDK", breakdown("sdk_version")),
         ],
-        "events": selectors.latest_events(application=application, event_type=event_type),
+        "events": events,
+        "first_event": first_event,
     })
 
 

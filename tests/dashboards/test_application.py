@@ -128,3 +128,18 @@ def test_application_pages_of_another_organization_answer_404(client, page):
     assert client.get(reverse(page, args=[theirs.org_id, theirs.app_id])).status_code == 404
     # An application of another organization under one's own organization's id is not found either.
     assert client.get(reverse(page, args=[mine.org_id, theirs.app_id])).status_code == 404
+
+
+@pytest.mark.parametrize(("role", "shown"), [("viewer", b"Ask an owner or admin"), ("admin", b"credentials/issue/")])
+def test_an_application_without_events_shows_how_to_send_a_first_one(client, role, shown):
+    keys = app_keys_create()
+    user = UserFactory(is_staff=True)
+    Membership.objects.create(user=user, organization=keys.application.organization, role=role)
+    client.force_login(user)
+
+    response = client.get(reverse("dashboards:application", args=[keys.org_id, keys.app_id]))
+
+    assert b"No events yet: send a first one" in response.content
+    assert f"/v1/ingest/{keys.org_id}/{keys.app_id}".encode() in response.content
+    assert shown in response.content
+    assert keys.hmac_secret.encode() not in response.content
