@@ -1,8 +1,8 @@
 // Draws the page's charts with uPlot from the JSON the server rendered; no network, no framework.
 (function () {
   const data = JSON.parse(document.getElementById("chart-data").textContent);
-  const COLORS = { events: "#4338ca", accepted: "#4338ca", duplicate: "#94a3b8", invalid: "#dc2626",
-                   rate_limited: "#f59e0b", over_quota: "#b45309", dnt: "#0891b2" };
+  const COLORS = { events: "#4338ca", accepted: "#4338ca", duplicate: "#64748b", invalid: "#dc2626",
+                   rate_limited: "#d97706", over_quota: "#b45309", dnt: "#0891b2" };
   const LABELS = { accepted: "Accepted", duplicate: "Duplicate", invalid: "Invalid", rate_limited: "Rate limited",
                    over_quota: "Over quota", dnt: "Do not track" };
 
