@@ -47,10 +47,15 @@ class Command(BaseCommand):
             applications.append(application_create(organization=organization,
                                                    name=f"Demo app {len(applications) + 1}").credential.application)
         self._copy(applications, events, days, rng)
-        self.stdout.write("\n  building rollups…")
-        moved = 1
+        self.stdout.write("")
+        started, counted, moved = time.monotonic(), 0, 1
         while moved:
             moved = rollups_update(max_events=1_000_000, lag_seconds=0)
+            counted += moved
+            self.stdout.write(f"\r  rollups: {counted:,} event ids counted ({time.monotonic() - started:.0f} s)",
+                              ending="")
+            self.stdout.flush()
+        self.stdout.write("")
         self.stdout.write(self.style.SUCCESS(f"Loaded {events:,} events into {organization} ({apps} applications)."))
 
     def _copy(self, applications: list[Application], total: int, days: int, rng: random.Random) -> None:
