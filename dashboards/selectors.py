@@ -80,7 +80,7 @@ def overview(*, user, now: datetime) -> list[OrganizationSummary]:
     applications = Application.objects.filter(organization__in=organizations).order_by("name")
     daily = {}
     for application_id, bucket, count in (
-            EventRollup.objects.filter(application_id__in=applications.values("pk"),
+            EventRollup.objects.filter(application_id__in=applications.values("pk"), dimension=EventRollup.Dimension.TYPE,
                                        granularity=EventRollup.Granularity.DAY, bucket__gte=_day_start(first_day))
             .values("application_id", "bucket").annotate(total=Sum("count"))
             .values_list("application_id", "bucket", "total")):
@@ -140,9 +140,9 @@ def window_for(*, range_key: str | None, granularity: str | None, now: datetime)
     return Window(range_key, granularity, _truncate(now - span, granularity), now)
 
 
-def _rollups(window: Window, organization, application, event_type):
-    rollups = EventRollup.objects.filter(granularity=window.granularity, bucket__gte=window.since,
-                                         bucket__lte=window.until)
+def _rollups(window: Window, organization, application, event_type, dimension=EventRollup.Dimension.TYPE):
+    rollups = EventRollup.objects.filter(granularity=window.granularity, dimension=dimension,
+                                         bucket__gte=window.since, bucket__lte=window.until)
     if organization is not None:
         rollups = rollups.filter(organization_id=organization.pk)
     if application is not None:
@@ -208,20 +208,19 @@ def _previous(window: Window) -> Window:
     return Window(window.key, window.granularity, window.since - span, window.since - timedelta(microseconds=1))
 
 
-def application_breakdown(*, application: Application, window: Window, by: str | tuple[str, ...],
-                          event_type: str | None = None, limit: int = 10) -> list[Breakdown]:
-    """Events by a rollup dimension (or several, named together) over the window, with the previous
-    period's count. Missing values are shown as "(none)"."""
-    fields = (by,) if isinstance(by, str) else by
+def application_breakdown(*, application: Application, window: Window, by: str, event_type: str | None = None,
+                          limit: int = 10) -> list[Breakdown]:
+    """Events by type, or by another rollup dimension (category, service, sdk), over the window,
+    with the previous period's count. Missing values are shown as "(none)"."""
+    dimension, field = (EventRollup.Dimension.TYPE, "event_type") if by == "event_type" else (by, "value")
 
-    def totals(w: Window) -> dict[tuple, int]:
-        return {row[:-1]: row[-1] for row in _rollups(w, None, application, event_type).values(*fields)
-                .annotate(total=Sum("count")).values_list(*fields, "total")}
+    def totals(w: Window) -> dict[str, int]:
+        return dict(_rollups(w, None, application, event_type, dimension).values(field)
+                    .annotate(total=Sum("count")).values_list(field, "total"))
 
     now, before = totals(window), totals(_previous(window))
     ranked = sorted(now.items(), key=lambda item: (-item[1], item[0]))[:limit]
-    return [Breakdown(" ".join(part for part in key if part) or "(none)", count, before.get(key, 0))
-            for key, count in ranked]
+    return [Breakdown(name or "(none)", count, before.get(name, 0)) for name, count in ranked]
 
 
 def latest_events(*, application: Application, event_type: str | None = None, limit: int = 25):

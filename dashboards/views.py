@@ -95,8 +95,8 @@ def application(request, org_id: str, app_id: str):
         "types": types,
         "breakdowns": [
             ("Categories", "Category", breakdown("category")),
-            ("Services and versions", "Service", breakdown(("service_name", "service_version"))),
-            ("SDK versions", "SDK", breakdown("sdk_version")),
+            ("Services and versions", "Service", breakdown("service")),
+            ("SDK versions", "SDK", breakdown("sdk")),
         ],
         "events": events,
         "first_event": first_event,

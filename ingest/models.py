@@ -91,36 +91,45 @@ class FlushReceipt(models.Model):
 
 
 class EventRollup(models.Model):
-    """Events per application, per minute, hour or day (of the event's timestamp), by event type,
-    category, service name and version and SDK version: what the dashboards read. Built
-    incrementally by ``rollups_update``. Missing values are stored as "" so they group together."""
+    """Events per application and minute, hour or day (of the event's timestamp): what the dashboards read.
+
+    Each event is counted once per dimension: under ``dimension=""`` by its type alone (the rows
+    the charts and the type table read), and under each other dimension by its type and that
+    dimension's value. So a page reads a few rows per bucket, never a cross product of every
+    dimension. Minute rows are kept for ``MINUTE_ROLLUPS_HOURS`` only (the pages show minutes
+    over a day at most). Built incrementally by ``rollups_update``; missing values are stored as "".
+    """
 
     class Granularity(models.TextChoices):
         MINUTE = "minute", "Minute"
         HOUR = "hour", "Hour"
         DAY = "day", "Day"
 
+    class Dimension(models.TextChoices):
+        TYPE = "", "Event type"
+        CATEGORY = "category", "Category"
+        SERVICE = "service", "Service and version"
+        SDK = "sdk", "SDK version"
+
     organization_id = models.BigIntegerField()
     application_id = models.BigIntegerField()
     granularity = models.CharField(max_length=6, choices=Granularity.choices)
+    dimension = models.CharField(max_length=8, choices=Dimension.choices, blank=True)
     bucket = models.DateTimeField()
     event_type = models.CharField(max_length=255)
-    category = models.CharField(max_length=255, blank=True, default="")
-    service_name = models.CharField(max_length=255, blank=True, default="")
-    service_version = models.CharField(max_length=255, blank=True)
-    sdk_version = models.CharField(max_length=100, blank=True, default="")
+    value = models.CharField(max_length=511, blank=True)
     count = models.PositiveBigIntegerField(default=0)
 
-    DIMENSIONS = ("event_type", "category", "service_name", "service_version", "sdk_version")
+    MINUTE_ROLLUPS_HOURS = 48
 
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["application_id", "granularity", "bucket", "event_type", "category", "service_name",
-                        "service_version", "sdk_version"],
-                name="rollup_unique_dimensions"),
+                fields=["application_id", "granularity", "dimension", "bucket", "event_type", "value"],
+                name="rollup_unique_dimension"),
         ]
-        indexes = [models.Index(fields=["organization_id", "granularity", "bucket"], name="rollup_org_idx")]
+        indexes = [models.Index(fields=["organization_id", "granularity", "dimension", "bucket"],
+                                name="rollup_org_dimension_idx")]
 
 
 class RollupCursor(models.Model):

@@ -1,8 +1,8 @@
 """Rollups and accepted-event outcomes, built from the events table by id, exactly once.
 
 ``rollups_update`` reads the events stored since its last run (ids past its cursor), adds their
-counts to the rollups (per minute, hour and day of the event's timestamp, by type, category,
-service and SDK version) and to the ``accepted`` outcomes (per hour received), and moves the cursor, all in one
+counts to the rollups (per minute, hour and day of the event's timestamp; by type, and by type
+and each other dimension) and to the ``accepted`` outcomes (per hour received), and moves the cursor, all in one
 transaction: a crash changes nothing, a re-run adds nothing twice, and late events (old
 timestamps) land in their old buckets. Events younger than ``LAG_SECONDS`` wait for the next run,
 so an insert still committing with a lower id is not passed over.
@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 from django.db import connection, transaction
 from django.db.models import Count, Max, Value
-from django.db.models.functions import Coalesce, Trunc
+from django.db.models.functions import Coalesce, Concat, Trim, Trunc
 from django.utils import timezone
 
 from ingest.models import Event, EventRollup, Outcome, RollupCursor
@@ -31,9 +31,32 @@ def _insert_adding(model, queryset, columns: list[str], unique: list[str]) -> No
         cursor.execute(sql, params)
 
 
+Dimension = EventRollup.Dimension
+# What each event is counted by, besides its type.
+_DIMENSION_VALUES = {
+    Dimension.TYPE: Value(""),
+    Dimension.CATEGORY: Coalesce("category", Value("")),
+    Dimension.SERVICE: Trim(Concat(Coalesce("service_name", Value("")), Value(" "),
+                                   Coalesce("service_version", Value("")))),
+    Dimension.SDK: Coalesce("sdk_version", Value("")),
+}
+
+
+def minute_rollups_since() -> datetime:
+    """Minute rollups are kept (and built) for events younger than this."""
+    return timezone.now() - timedelta(hours=EventRollup.MINUTE_ROLLUPS_HOURS)
+
+
 def _add_rollups(events) -> None:
     for granularity in EventRollup.Granularity.values:
         _add_granularity(events, granularity)
+
+
+def minute_rollups_prune() -> int:
+    """Deletes minute rollups older than the pages show; returns how many rows went."""
+    deleted, _ = EventRollup.objects.filter(granularity=EventRollup.Granularity.MINUTE,
+                                            bucket__lt=minute_rollups_since()).delete()
+    return deleted
 
 
 def _add_accepted(events) -> None:
@@ -94,11 +117,13 @@ def rollups_rebuild(*, since: datetime, until: datetime, progress=None) -> int:
 
 
 def _add_granularity(events, granularity: str) -> None:
-    dimensions = {name: Coalesce(name, Value("")) for name in EventRollup.DIMENSIONS}
-    grouped = (events.annotate(g=Value(granularity), b=Trunc("timestamp", granularity, tzinfo=UTC),
-                               **{f"d_{name}": value for name, value in dimensions.items()})
-               .values("organization_id", "application_id", "g", "b", *(f"d_{name}" for name in dimensions))
-               .annotate(n=Count("id")).order_by())
-    _insert_adding(EventRollup, grouped,
-                   ["organization_id", "application_id", "granularity", "bucket", *EventRollup.DIMENSIONS],
-                   ["application_id", "granularity", "bucket", *EventRollup.DIMENSIONS])
+    if granularity == EventRollup.Granularity.MINUTE:
+        events = events.filter(timestamp__gte=minute_rollups_since())
+    for dimension, value in _DIMENSION_VALUES.items():
+        grouped = (events.annotate(g=Value(granularity), d=Value(dimension.value),
+                                   b=Trunc("timestamp", granularity, tzinfo=UTC), v=value)
+                   .values("organization_id", "application_id", "g", "d", "b", "event_type", "v")
+                   .annotate(n=Count("id")).order_by())
+        _insert_adding(EventRollup, grouped, ["organization_id", "application_id", "granularity", "dimension",
+                                              "bucket", "event_type", "value"],
+                       ["application_id", "granularity", "dimension", "bucket", "event_type", "value"])

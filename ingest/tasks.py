@@ -23,7 +23,9 @@ def outcomes_flush() -> int:
 @shared_task(ignore_result=True, soft_time_limit=100, time_limit=120, autoretry_for=_TRANSIENT,
              retry_backoff=True, retry_backoff_max=300, max_retries=5)
 def rollups_update() -> int:
-    return rollups.rollups_update()
+    moved = rollups.rollups_update()
+    rollups.minute_rollups_prune()
+    return moved
 
 
 @shared_task(ignore_result=True, soft_time_limit=100, time_limit=120, autoretry_for=_TRANSIENT,

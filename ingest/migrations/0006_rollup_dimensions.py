@@ -1,17 +1,22 @@
-"""Rollups gain category, service name and SDK version; existing rollups are recomputed with them.
+"""Rollups count each event once per dimension (type, category, service, SDK version) instead of by
+service version only; existing rollups are recomputed from the events.
 
 The refill reads the events the incremental job has already counted (ids up to its cursor); it
 adds the later ones itself, as before. It uses this migration's models only, so later changes to
 the rollup code cannot change what it does.
 """
 
-from datetime import UTC
+from datetime import UTC, timedelta
 
 from django.db import migrations, models
 from django.db.models import Count, Value
-from django.db.models.functions import Coalesce, Trunc
+from django.db.models.functions import Coalesce, Concat, Now, Trim, Trunc
 
-DIMENSIONS = ("event_type", "category", "service_name", "service_version", "sdk_version")
+MINUTE_ROLLUPS_HOURS = 48
+
+
+def clear(apps, schema_editor):
+    apps.get_model("ingest", "EventRollup").objects.all().delete()
 
 
 def refill(apps, schema_editor):
@@ -20,49 +25,73 @@ def refill(apps, schema_editor):
     cursor = apps.get_model("ingest", "RollupCursor").objects.filter(name="events").first()
     if cursor is None:
         return
-    EventRollup.objects.all().delete()
-    events = Event.objects.filter(id__lte=cursor.last_event_id)
+    counted = Event.objects.filter(id__lte=cursor.last_event_id)
+    dimensions = {
+        "": Value(""),
+        "category": Coalesce("category", Value("")),
+        "service": Trim(Concat(Coalesce("service_name", Value("")), Value(" "), Coalesce("service_version", Value("")))),
+        "sdk": Coalesce("sdk_version", Value("")),
+    }
     table = EventRollup._meta.db_table
-    columns = ", ".join(DIMENSIONS)
     for granularity in ("minute", "hour", "day"):
-        grouped = (events.annotate(g=Value(granularity), b=Trunc("timestamp", granularity, tzinfo=UTC),
-                                   **{f"d_{name}": Coalesce(name, Value("")) for name in DIMENSIONS})
-                   .values("organization_id", "application_id", "g", "b", *(f"d_{name}" for name in DIMENSIONS))
-                   .annotate(n=Count("id")).order_by())
-        sql, params = grouped.query.sql_with_params()
-        schema_editor.execute(f"INSERT INTO {table} (organization_id, application_id, granularity, bucket, "
-                              f"{columns}, count) {sql}", params)
+        events = counted if granularity != "minute" else counted.filter(
+            timestamp__gte=Now() - timedelta(hours=MINUTE_ROLLUPS_HOURS))
+        for dimension, value in dimensions.items():
+            grouped = (events.annotate(g=Value(granularity), d=Value(dimension),
+                                       b=Trunc("timestamp", granularity, tzinfo=UTC), v=value)
+                       .values("organization_id", "application_id", "g", "d", "b", "event_type", "v")
+                       .annotate(n=Count("id")).order_by())
+            sql, params = grouped.query.sql_with_params()
+            schema_editor.execute(f"INSERT INTO {table} (organization_id, application_id, granularity, dimension, "
+                                  f"bucket, event_type, value, count) {sql}", params)
 
 
 class Migration(migrations.Migration):
 
     dependencies = [
+        ('accounts', '0007_user_time_zone'),
         ('ingest', '0005_rollups'),
     ]
 
     operations = [
+        migrations.RunPython(clear, migrations.RunPython.noop, elidable=True),
         migrations.RemoveConstraint(
             model_name='eventrollup',
             name='rollup_unique',
         ),
-        migrations.AddField(
+        migrations.RemoveIndex(
+            model_name='event',
+            name='event_type_idx',
+        ),
+        migrations.RemoveIndex(
             model_name='eventrollup',
-            name='category',
-            field=models.CharField(blank=True, default='', max_length=255),
+            name='rollup_org_idx',
+        ),
+        migrations.RemoveField(
+            model_name='eventrollup',
+            name='service_version',
         ),
         migrations.AddField(
             model_name='eventrollup',
-            name='sdk_version',
-            field=models.CharField(blank=True, default='', max_length=100),
+            name='dimension',
+            field=models.CharField(blank=True, choices=[('', 'Event type'), ('category', 'Category'), ('service', 'Service and version'), ('sdk', 'SDK version')], max_length=8),
         ),
         migrations.AddField(
             model_name='eventrollup',
-            name='service_name',
-            field=models.CharField(blank=True, default='', max_length=255),
+            name='value',
+            field=models.CharField(blank=True, max_length=511),
+        ),
+        migrations.AddIndex(
+            model_name='event',
+            index=models.Index(fields=['application', 'event_type', 'timestamp'], name='event_app_type_time_idx'),
+        ),
+        migrations.AddIndex(
+            model_name='eventrollup',
+            index=models.Index(fields=['organization_id', 'granularity', 'dimension', 'bucket'], name='rollup_org_dimension_idx'),
         ),
         migrations.AddConstraint(
             model_name='eventrollup',
-            constraint=models.UniqueConstraint(fields=('application_id', 'granularity', 'bucket', 'event_type', 'category', 'service_name', 'service_version', 'sdk_version'), name='rollup_unique_dimensions'),
+            constraint=models.UniqueConstraint(fields=('application_id', 'granularity', 'dimension', 'bucket', 'event_type', 'value'), name='rollup_unique_dimension'),
         ),
-        migrations.RunPython(refill, migrations.RunPython.noop, elidable=True),
+        migrations.RunPython(refill, clear, elidable=True),
     ]

@@ -58,9 +58,9 @@ def test_categories_services_and_sdk_versions_count_each_event_once(signed_post)
             application=keys.application, window=window, by=by, event_type=event_type)]
 
     assert breakdown("category") == [("cli", 3), ("(none)", 1)]
-    assert breakdown(("service_name", "service_version")) == [("my-app 1.2.3", 3), ("agent 2.0.0", 1)]
-    assert breakdown("sdk_version") == [("telemetry-kit-rust/0.4.0", 3), ("telemetry-kit-rust/0.3.0", 1)]
-    assert breakdown("sdk_version", event_type="command") == [("telemetry-kit-rust/0.3.0", 1)]
+    assert breakdown("service") == [("my-app 1.2.3", 3), ("agent 2.0.0", 1)]
+    assert breakdown("sdk") == [("telemetry-kit-rust/0.4.0", 3), ("telemetry-kit-rust/0.3.0", 1)]
+    assert breakdown("sdk", event_type="command") == [("telemetry-kit-rust/0.3.0", 1)]
 
 
 def test_outcomes_and_reasons_of_an_application_leave_out_its_sibling_applications(client, signed_post):

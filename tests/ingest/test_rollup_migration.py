@@ -1,12 +1,12 @@
-"""Migration 0006 recomputes existing rollups with their new dimensions."""
+"""Migration 0006 recomputes existing rollups by their new dimensions."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
 
 
@@ -20,14 +20,16 @@ def migrate(ingest_migration: str | None = None):
     return executor.loader.project_state(targets).apps
 
 
-def test_rollups_counted_before_the_migration_are_recomputed_by_category_and_sdk_version():
+def test_rollups_counted_before_the_migration_are_recomputed_by_each_dimension():
     old = migrate("0005_rollups")
     organization = old.get_model("accounts", "Organization").objects.create(
         name="Old",
-        tier=old.get_model("accounts", "Tier").objects.first())
+        tier=old.get_model("accounts", "Tier").objects.create(slug="migration-test", name="Migration test",
+                                                              monthly_event_quota=1000, requests_per_minute=60,
+                                                              retention_days=30))
     application = old.get_model("accounts", "Application").objects.create(
         organization=organization, name="Old app")
-    when = datetime(2026, 11, 20, 10, 30, tzinfo=UTC)
+    when = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=1)
     Event = old.get_model("ingest", "Event")
     for number, (category, sdk) in enumerate([("cli", "rust/0.3"), ("cli", "rust/0.3"), (None, None)]):
         Event.objects.create(organization=organization, application=application,
@@ -41,11 +43,12 @@ def test_rollups_counted_before_the_migration_are_recomputed_by_category_and_sdk
 
     new = migrate("0006_rollup_dimensions")
     try:
-        rows = {(row.granularity, row.category, row.sdk_version, row.service_name): row.count
+        rows = {(row.granularity, row.dimension, row.value): row.count
                 for row in new.get_model("ingest", "EventRollup").objects.all()}
     finally:
         migrate()
 
-    assert rows == {(granularity, category, sdk, "my-app"): count
+    assert rows == {(granularity, dimension, value): count
                     for granularity in ("minute", "hour", "day")
-                    for category, sdk, count in [("cli", "rust/0.3", 2), ("", "", 1)]}
+                    for dimension, value, count in [("", "", 3), ("category", "cli", 2), ("category", "", 1),
+                                                    ("service", "my-app", 3), ("sdk", "rust/0.3", 2), ("sdk", "", 1)]}

@@ -1,28 +1,35 @@
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from io import StringIO
 
 import pytest
 from django.core.management import call_command
 
 from ingest.models import Event, EventRollup, Outcome
-from ingest.rollups import rollups_update
+from ingest.rollups import minute_rollups_prune, rollups_update
 from tests.conftest import make_event
 
 pytestmark = pytest.mark.django_db
 
 
-def rollup_counts(granularity: str) -> Counter:
-    return Counter({(row.bucket, *(getattr(row, name) for name in EventRollup.DIMENSIONS)): row.count
-                    for row in EventRollup.objects.filter(granularity=granularity)})
+def rollup_counts(granularity: str, dimension: str = "") -> Counter:
+    return Counter({(row.bucket, row.event_type, row.value): row.count
+                    for row in EventRollup.objects.filter(granularity=granularity, dimension=dimension)})
 
 
-def counts_from_raw_events(granularity: str) -> Counter:
+VALUE_OF = {"": lambda event: "", "category": lambda event: event.category or "",
+            "service": lambda event: f"{event.service_name} {event.service_version or ''}".strip(),
+            "sdk": lambda event: event.sdk_version or ""}
+
+
+def counts_from_raw_events(granularity: str, dimension: str = "") -> Counter:
     truncate = {"minute": dict(second=0, microsecond=0), "hour": dict(minute=0, second=0, microsecond=0),
                 "day": dict(hour=0, minute=0, second=0, microsecond=0)}[granularity]
-    return Counter((event.timestamp.astimezone(UTC).replace(**truncate),
-                    *(getattr(event, name) or "" for name in EventRollup.DIMENSIONS))
-                   for event in Event.objects.all())
+    events = Event.objects.all()
+    if granularity == "minute":  # kept for the last 48 hours only
+        events = events.filter(timestamp__gte=datetime.now(UTC) - timedelta(hours=48))
+    return Counter((event.timestamp.astimezone(UTC).replace(**truncate), event.event_type,
+                    VALUE_OF[dimension](event)) for event in events)
 
 
 def send_mixed_traffic(signed_post, app_keys):
@@ -34,14 +41,29 @@ def send_mixed_traffic(signed_post, app_keys):
                 HTTP_X_SDK_VERSION="telemetry-kit-rust/0.4.0")
 
 
+@pytest.mark.parametrize("dimension", VALUE_OF)
 @pytest.mark.parametrize("granularity", ["minute", "hour", "day"])
-def test_rollups_equal_counts_from_raw_events_after_late_and_duplicate_events(app_keys, signed_post, granularity):
+def test_rollups_equal_counts_from_raw_events_after_late_and_duplicate_events(app_keys, signed_post, granularity,
+                                                                              dimension):
     send_mixed_traffic(signed_post, app_keys)
 
     rollups_update(lag_seconds=0)
 
-    assert rollup_counts(granularity) == counts_from_raw_events(granularity)
-    assert sum(rollup_counts(granularity).values()) == 4
+    assert rollup_counts(granularity, dimension) == counts_from_raw_events(granularity, dimension)
+    assert sum(rollup_counts(granularity, dimension).values()) == (3 if granularity == "minute" else 4)
+
+
+def test_minute_rollups_older_than_two_days_are_pruned_and_the_rest_kept(app_keys, signed_post):
+    signed_post(app_keys, [make_event(timestamp=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))])
+    rollups_update(lag_seconds=0)
+    recent = set(EventRollup.objects.values_list("granularity", "bucket"))
+    old = EventRollup.objects.filter(granularity="minute").first()
+    EventRollup.objects.create(organization_id=old.organization_id, application_id=old.application_id,
+                               granularity="minute", bucket=old.bucket - timedelta(hours=49),
+                               event_type=old.event_type, count=5)
+
+    assert minute_rollups_prune() == 1
+    assert set(EventRollup.objects.values_list("granularity", "bucket")) == recent
 
 
 def test_running_the_update_again_adds_nothing(app_keys, signed_post):
@@ -82,11 +104,12 @@ def test_accepted_outcomes_equal_events_stored(app_keys, signed_post):
 def test_rebuild_command_recomputes_the_same_rollups(app_keys, signed_post):
     send_mixed_traffic(signed_post, app_keys)
     rollups_update(lag_seconds=0)
-    expected = {granularity: rollup_counts(granularity) for granularity in ("minute", "hour", "day")}
+    everything = [(granularity, dimension) for granularity in ("minute", "hour", "day") for dimension in VALUE_OF]
+    expected = {key: rollup_counts(*key) for key in everything}
     EventRollup.objects.update(count=999)
     out = StringIO()
 
     call_command("rebuild_rollups", "--since", "2026-01-01", "--until", "2027-01-01", stdout=out)
 
-    assert {granularity: rollup_counts(granularity) for granularity in ("minute", "hour", "day")} == expected
+    assert {key: rollup_counts(*key) for key in everything} == expected
     assert "Rollups rebuilt from 4 events" in out.getvalue()
