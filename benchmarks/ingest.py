@@ -193,6 +193,35 @@ def stored_count(database_url, app_id) -> int:
             "WHERE a.public_id = %s", (app_id,)).fetchone()[0]
 
 
+def cpu_seconds_by_program() -> dict[str, float]:
+    """CPU time used so far by the server's processes, PostgreSQL's and Redis's (from /proc).
+
+    CPU per request is steadier than requests/s on a machine whose speed drifts, and it says which
+    program the time goes to."""
+    tick = os.sysconf("SC_CLK_TCK")
+    totals = {"server": 0.0, "postgres": 0.0, "redis": 0.0}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as handle:
+                stat = handle.read()
+            with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                command = handle.read()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1:stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2:].split()
+        seconds = (int(fields[11]) + int(fields[12])) / tick
+        if b"telemetry.server" in command:
+            totals["server"] += seconds
+        elif name == "postgres":
+            totals["postgres"] += seconds
+        elif name.startswith("redis-server"):
+            totals["redis"] += seconds
+    return totals
+
+
 def cpu_calibration_ms() -> float:
     """Milliseconds for a fixed CPU-bound task: this machine's speed varies from run to run, and this
     figure shows how fast it was while the numbers were taken."""
@@ -209,7 +238,9 @@ def main():
     client = args.client or ("wrk" if shutil.which("wrk") and args.batch_size <= 100 else "python")
     server, credentials, database_url = start_server(args)
     try:
+        cpu_before = cpu_seconds_by_program()
         result = (run_wrk if client == "wrk" else run_python)(args, credentials)
+        cpu_after = cpu_seconds_by_program()
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -226,6 +257,9 @@ def main():
     print(f"  requests/s    {requests / elapsed:,.0f}")
     print(f"  events/s      {accepted / elapsed:,.0f}")
     print(f"  latency ms    p50 {result['p50']:.1f}  p99 {result['p99']:.1f}")
+    # The client's own work (signing) is not in these: only the server's, PostgreSQL's and Redis's.
+    print("  CPU ms/request " + "  ".join(f"{name} {1000 * (cpu_after[name] - cpu_before[name]) / max(requests, 1):.2f}"
+                                          for name in cpu_before))
     print(f"  accepted      {accepted}" + (f" (+ up to {in_flight} in flight when the load stopped)" if in_flight else ""))
     print(f"  stored        {stored}  {'== accepted' + (' + in flight' if stored > accepted else '') if consistent else '!= accepted: LOST OR EXTRA EVENTS'}")
     return 0 if consistent and set(statuses) <= {"200"} else 1

@@ -30,7 +30,23 @@ def test_signed_batch_sent_over_http_is_stored(live_port):
 
     assert response.status == 200
     assert response.getheader("X-Clacks-Overhead") == "GNU Terry Pratchett"
+    assert response.getheader("X-Content-Type-Options") == "nosniff"
     assert Event.objects.filter(application=keys.application).count() == 3
+
+
+def test_machine_routes_skip_the_browser_middleware_and_pages_keep_it(live_port):
+    conn = http.client.HTTPConnection("127.0.0.1", live_port, timeout=10)
+
+    conn.request("GET", "/health")
+    health = conn.getresponse()
+    health.read()
+    conn.request("GET", "/")
+    page = conn.getresponse()
+
+    assert health.status == 200 and page.status == 302  # to the sign-in page
+    # Sign-in and clickjacking protection are for pages; the health check (like ingest) skips them.
+    assert page.getheader("X-Frame-Options") == "DENY"
+    assert health.getheader("X-Frame-Options") is None
 
 
 def test_chunked_body_without_content_length_is_read_and_stored(live_port):
