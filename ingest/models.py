@@ -34,7 +34,6 @@ class Event(models.Model):
         ]
         indexes = [
             models.Index(fields=["application", "timestamp"], name="event_app_time_idx"),
-            models.Index(fields=["organization", "timestamp"], name="event_org_time_idx"),
             # The live tail filtered by type: newest events of one type, however rare, without a scan.
             models.Index(fields=["application", "event_type", "timestamp"], name="event_app_type_time_idx"),
         ]
