@@ -118,13 +118,19 @@ class OrganizationScopedAdmin(admin.ModelAdmin):
             totals.update(self.deletion_summary(obj))
         shown = [format_html("{} <strong>{}</strong>", self.opts.verbose_name.capitalize(), obj) for obj in objs]
         shown += [f"{count:,} {kind if count != 1 else kind.removesuffix('s')}" for kind, count in totals.items()]
-        return shown, {kind: count for kind, count in totals.items() if count}, set(), []
+        # The bulk action checks the permission for the model only: each object's organization and the
+        # user's role in it decide too. Django refuses the deletion while this set is not empty.
+        refused = {f"{self.opts.verbose_name} {obj}" for obj in objs if not self.has_delete_permission(request, obj)}
+        return shown, {kind: count for kind, count in totals.items() if count}, refused, []
 
     def delete_model(self, request, obj):
         self.delete_audited(obj, by=request.user, source=Source.from_request(request))
 
     def delete_queryset(self, request, queryset):
-        for obj in queryset:
+        objs = list(queryset)
+        if not all(self.has_delete_permission(request, obj) for obj in objs):
+            raise PermissionDenied
+        for obj in objs:
             self.delete_model(request, obj)
 
 

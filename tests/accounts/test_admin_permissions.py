@@ -1,6 +1,8 @@
 """Every role against its own organization and another one, for each admin operation."""
 
 import pytest
+from django.contrib import admin
+from django.core.exceptions import PermissionDenied
 from django.urls import reverse
 
 from accounts.models import Application, AuditEntry, Credential, Membership
@@ -177,3 +179,65 @@ def test_every_change_is_in_the_audit_log(client, world):
     assert sorted(actions) == ["credential_issued", "credential_revoked", "credential_rotated", "sign_in"]
     changes = AuditEntry.objects.filter(actor=user).exclude(action="sign_in")
     assert set(changes.values_list("organization_id", flat=True)) == {world["own"].pk}
+
+
+def bulk_delete(client, model, objects, **extra):
+    return client.post(reverse(f"admin:accounts_{model}_changelist"),
+                       {"action": "delete_selected", "_selected_action": [obj.pk for obj in objects], **extra})
+
+
+def test_bulk_delete_is_refused_when_one_object_is_of_an_organization_the_user_only_views(client, world):
+    user = member(client, world, "admin")
+    Membership.objects.create(user=user, organization=world["other"], role="viewer")
+
+    response = bulk_delete(client, "application", [world["own_app"], world["other_app"]], post="yes")
+
+    assert response.status_code == 403
+    assert Application.objects.filter(pk__in=[world["own_app"].pk, world["other_app"].pk]).count() == 2
+    assert not AuditEntry.objects.filter(action="application_deleted").exists()
+
+
+def test_bulk_delete_confirmation_names_the_objects_the_user_may_not_delete(client, world):
+    user = member(client, world, "admin")
+    Membership.objects.create(user=user, organization=world["other"], role="viewer")
+
+    response = bulk_delete(client, "application", [world["own_app"], world["other_app"]])
+
+    assert response.status_code == 200
+    assert b"Cannot delete" in response.content
+    assert b"other-app" in response.content
+    assert b'name="post"' not in response.content
+
+
+def test_bulk_delete_of_memberships_needs_owner_of_each_organization(client, world):
+    user = member(client, world, "owner")
+    Membership.objects.create(user=user, organization=world["other"], role="admin")
+    other_member = Membership.objects.create(user=UserFactory(), organization=world["other"], role="viewer")
+
+    response = bulk_delete(client, "membership", [other_member], post="yes")
+
+    assert response.status_code == 403
+    assert Membership.objects.filter(pk=other_member.pk).exists()
+
+
+def test_bulk_delete_of_objects_the_user_manages_deletes_and_audits_them(client, world):
+    member(client, world, "admin")
+    second = ApplicationFactory(organization=world["own"], name="second-app")
+
+    response = bulk_delete(client, "application", [world["own_app"], second], post="yes")
+
+    assert response.status_code == 302
+    assert not Application.objects.filter(organization=world["own"]).exists()
+    assert AuditEntry.objects.filter(action="application_deleted").count() == 2
+
+
+def test_deleting_a_queryset_refuses_all_of_it_when_one_object_is_not_deletable(world, rf):
+    request = rf.post("/")
+    request.user = UserFactory(is_staff=True)
+    Membership.objects.create(user=request.user, organization=world["own"], role="admin")
+    Membership.objects.create(user=request.user, organization=world["other"], role="viewer")
+
+    with pytest.raises(PermissionDenied):
+        admin.site._registry[Application].delete_queryset(request, Application.objects.order_by("-name"))
+
+    assert Application.objects.count() == 2
