@@ -36,9 +36,16 @@ INGEST_MAX_EVENT_AGE_DAYS = env.int("APP_INGESTION__MAX_EVENT_AGE_DAYS", 0, mini
 
 # Request signing.
 SECURITY_TIMESTAMP_TOLERANCE = env.int("APP_SECURITY__TIMESTAMP_TOLERANCE", 300, minimum=1)
-SECURITY_NONCE_TTL = env.int("APP_SECURITY__NONCE_TTL", 600, minimum=1)
 SECURITY_ACCEPT_LEGACY_SIGNATURE = env.bool("APP_SECURITY__ACCEPT_LEGACY_SIGNATURE", False)
 SECURITY_LEGACY_TIMESTAMP_TOLERANCE = 600
+# A nonce is remembered as long as a request bearing it could be accepted: its timestamp may be up to
+# the tolerance ahead of the server's clock when first seen, and as far behind at a replay. A shorter
+# configured time would reopen that window, so it is raised to twice the widest tolerance in force.
+SECURITY_NONCE_TTL = max(
+    env.int("APP_SECURITY__NONCE_TTL", 600, minimum=1),
+    2 * SECURITY_TIMESTAMP_TOLERANCE,
+    2 * SECURITY_LEGACY_TIMESTAMP_TOLERANCE if SECURITY_ACCEPT_LEGACY_SIGNATURE else 0,
+)
 # Served over HTTPS (usually behind a TLS-terminating proxy that sets X-Forwarded-Proto).
 SECURITY_HTTPS = env.bool("APP_SECURITY__HTTPS", False)
 # Failed sign-ins (per username and address) before sign-in is refused for the cool-off.

@@ -80,3 +80,26 @@ def test_each_request_is_logged_once_as_json_without_secrets(app_keys, signed_po
     assert jsonlib.loads(line)["path"] == app_keys.url
     assert app_keys.api_token not in line and app_keys.hmac_secret not in line and "command" not in line
     assert response.status_code == 200
+
+
+def effective_setting(tmp_path, name, **env) -> str:
+    environment = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    environment.update(APP_DATA_DIR=str(tmp_path), **env)
+    result = subprocess.run([sys.executable, "manage.py", "shell", "--no-imports", "-c",
+                             f"from django.conf import settings; print(settings.{name})"],
+                            cwd=ROOT, env=environment, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, "600"),
+        ({"APP_SECURITY__NONCE_TTL": "3600"}, "3600"),
+        ({"APP_SECURITY__TIMESTAMP_TOLERANCE": "900", "APP_SECURITY__NONCE_TTL": "600"}, "1800"),
+        ({"APP_SECURITY__ACCEPT_LEGACY_SIGNATURE": "true", "APP_SECURITY__NONCE_TTL": "600"}, "1200"),
+    ],
+)
+def test_nonce_is_remembered_as_long_as_a_request_bearing_it_could_be_accepted(tmp_path, env, expected):
+    assert effective_setting(tmp_path, "SECURITY_NONCE_TTL", **env) == expected
