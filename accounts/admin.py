@@ -532,9 +532,10 @@ class AuditEntryAdmin(admin.ModelAdmin):
         queryset = super().get_queryset(request)
         if request.user.is_superuser:
             return queryset
-        # Their organizations' entries, and their own sign-ins (which belong to no organization).
+        # Their organizations' entries, and their own sign-ins (which belong to no organization); not
+        # what they did in an organization they have left.
         return queryset.filter(Q(organization_id__in=selectors.organizations_of(user=request.user).values("pk"))
-                               | Q(actor=request.user))
+                               | Q(actor=request.user, organization_id__isnull=True))
 
     def get_object(self, request, object_id, from_field=None):
         obj = super().get_object(request, object_id, from_field)

@@ -6,7 +6,7 @@ from django.core.exceptions import PermissionDenied
 from django.urls import reverse
 
 from accounts.models import Application, AuditEntry, Credential, Membership
-from accounts.services import credential_issue
+from accounts.services import audit_record, credential_issue
 from tests.factories import ApplicationFactory, OrganizationFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -241,3 +241,27 @@ def test_deleting_a_queryset_refuses_all_of_it_when_one_object_is_not_deletable(
         admin.site._registry[Application].delete_queryset(request, Application.objects.order_by("-name"))
 
     assert Application.objects.count() == 2
+
+
+def test_audit_log_hides_what_the_user_did_in_an_organization_they_left(client, world):
+    user = member(client, world, "admin")
+    left = Membership.objects.create(user=user, organization=world["other"], role="admin")
+    credential_issue(application=world["other_app"], by=user)
+    left.delete()
+
+    response = client.get(reverse("admin:accounts_auditentry_changelist"))
+
+    assert response.status_code == 200
+    assert b"other-app" not in response.content
+    assert b"Other Org" not in response.content
+
+
+def test_audit_log_shows_the_users_own_sign_ins(client, world):
+    user = member(client, world, "viewer")
+    audit_record(action=AuditEntry.Action.SIGN_IN, actor=user, target="signed-in-from-the-test")
+    audit_record(action=AuditEntry.Action.SIGN_IN, actor=UserFactory(), target="someone-else-signed-in")
+
+    response = client.get(reverse("admin:accounts_auditentry_changelist"))
+
+    assert b"signed-in-from-the-test" in response.content
+    assert b"someone-else-signed-in" not in response.content
