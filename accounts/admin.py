@@ -161,10 +161,13 @@ class UserByNameField(forms.CharField):
 
     def clean(self, value):
         value = super().clean(value).strip()
-        user = User.objects.filter(username=value).first() or User.objects.filter(email__iexact=value).first()
-        if user is None:
+        # The same answer whichever of the two was meant, so neither kind can be probed apart.
+        users = User.objects.filter(username=value)[:1] or User.objects.filter(email__iexact=value)[:2]
+        if not users:
             raise forms.ValidationError("No user with that username or e-mail; a superuser creates accounts.")
-        return user
+        if len(users) > 1:
+            raise forms.ValidationError("Several accounts have that e-mail address; enter the username instead.")
+        return users[0]
 
 
 class MembershipForm(forms.ModelForm):

@@ -265,3 +265,41 @@ def test_audit_log_shows_the_users_own_sign_ins(client, world):
 
     assert b"signed-in-from-the-test" in response.content
     assert b"someone-else-signed-in" not in response.content
+
+
+def add_member(client, world, user_field):
+    return client.post(reverse("admin:accounts_membership_add"),
+                       {"user": user_field, "organization": world["own"].pk, "role": "viewer"})
+
+
+def test_adding_a_member_by_an_e_mail_several_accounts_share_is_refused(client, world):
+    member(client, world, "owner")
+    UserFactory(username="first", email="shared@example.com")
+    UserFactory(username="second", email="Shared@example.com")
+
+    response = add_member(client, world, "shared@example.com")
+
+    assert response.status_code == 200
+    assert b"Several accounts have that e-mail address; enter the username instead." in response.content
+    assert not Membership.objects.filter(user__email__iexact="shared@example.com").exists()
+
+
+def test_adding_a_member_by_e_mail_finds_the_one_account_with_it(client, world):
+    member(client, world, "owner")
+    UserFactory(username="someone", email="someone@example.com")
+
+    response = add_member(client, world, "SOMEONE@example.com")
+
+    assert response.status_code == 302
+    assert Membership.objects.filter(user__username="someone", organization=world["own"]).exists()
+
+
+@pytest.mark.parametrize("user_field", ["nobody", "nobody@example.com"])
+def test_adding_an_unknown_member_answers_alike_for_usernames_and_e_mails(client, world, user_field):
+    member(client, world, "owner")
+
+    response = add_member(client, world, user_field)
+
+    assert response.status_code == 200
+    assert b"No user with that username or e-mail; a superuser creates accounts." in response.content
+    assert not Membership.objects.filter(organization=world["own"], role="viewer").exists()
