@@ -159,6 +159,10 @@ class UserByNameField(forms.CharField):
             return user.get_username() if user else ""
         return value.get_username() if isinstance(value, User) else value
 
+    def has_changed(self, initial, data):
+        # The initial value is the user's id and the posted one a name: compare them as names.
+        return (self.prepare_value(initial) or "") != (data or "").strip()
+
     def clean(self, value):
         value = super().clean(value).strip()
         # The same answer whichever of the two was meant, so neither kind can be probed apart.
@@ -264,7 +268,7 @@ class OrganizationAdmin(OrganizationScopedAdmin):
             return super().save_formset(request, form, formset, change)
         source = Source.from_request(request)
         for membership in formset.save(commit=False):
-            changes = next((f.initial for f in formset.forms if f.instance is membership), {})
+            changes = next((self._changes(f) for f in formset.forms if f.instance is membership), {})
             services.membership_save(membership=membership, changes=changes, by=request.user, source=source)
         for membership in formset.deleted_objects:
             services.membership_remove(membership=membership, by=request.user, source=source)

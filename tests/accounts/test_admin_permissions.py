@@ -303,3 +303,55 @@ def test_adding_an_unknown_member_answers_alike_for_usernames_and_e_mails(client
     assert response.status_code == 200
     assert b"No user with that username or e-mail; a superuser creates accounts." in response.content
     assert not Membership.objects.filter(organization=world["own"], role="viewer").exists()
+
+
+def organization_form(organization, memberships, **fields) -> dict:
+    data = {"name": organization.name, "contact_email": organization.contact_email,
+            "memberships-TOTAL_FORMS": str(len(memberships)), "memberships-INITIAL_FORMS": str(len(memberships)),
+            "applications-TOTAL_FORMS": "0", "applications-INITIAL_FORMS": "0", **fields}
+    for index, membership in enumerate(memberships):
+        data.update({f"memberships-{index}-id": membership.pk, f"memberships-{index}-organization": organization.pk,
+                     f"memberships-{index}-user": membership.user.username,
+                     f"memberships-{index}-role": membership.role})
+    return data
+
+
+def test_saving_an_organization_audits_only_the_memberships_that_changed(client, world):
+    owner = member(client, world, "owner")
+    organization = world["own"]
+    unchanged = Membership.objects.get(user=owner)
+    promoted = Membership.objects.create(user=UserFactory(username="promoted"), organization=organization,
+                                         role="viewer")
+    promoted.role = "admin"
+
+    response = client.post(reverse("admin:accounts_organization_change", args=[organization.pk]),
+                           organization_form(organization, [unchanged, promoted]))
+
+    assert response.status_code == 302
+    entry = AuditEntry.objects.get(action="membership_changed")
+    assert entry.details == {"user": "promoted", "role": "admin", "previous_role": "viewer"}
+    assert Membership.objects.get(pk=promoted.pk).role == "admin"
+
+
+def test_saving_an_unchanged_organization_writes_no_membership_audit_entry(client, world):
+    owner = member(client, world, "owner")
+    organization = world["own"]
+
+    response = client.post(reverse("admin:accounts_organization_change", args=[organization.pk]),
+                           organization_form(organization, [Membership.objects.get(user=owner)]))
+
+    assert response.status_code == 302
+    assert not AuditEntry.objects.filter(action="membership_changed").exists()
+
+
+def test_a_membership_row_added_and_left_blank_is_ignored(client, world):
+    owner = member(client, world, "owner")
+    organization = world["own"]
+    data = organization_form(organization, [Membership.objects.get(user=owner)])
+    data.update({"memberships-TOTAL_FORMS": "2", "memberships-1-organization": organization.pk,
+                 "memberships-1-user": "", "memberships-1-role": "viewer"})
+
+    response = client.post(reverse("admin:accounts_organization_change", args=[organization.pk]), data)
+
+    assert response.status_code == 302
+    assert Membership.objects.filter(organization=organization).count() == 1
