@@ -10,6 +10,7 @@ from datetime import timedelta
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.auth.admin import UserAdmin
 from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied
@@ -508,7 +509,14 @@ class AuditOrganizationFilter(admin.SimpleListFilter):
         return sorted(set(visible.values_list("organization_id", "organization_name")), key=lambda pair: pair[1])
 
     def queryset(self, request, queryset):
-        return queryset.filter(organization_id=self.value()) if self.value() else queryset
+        if not self.value():
+            return queryset
+        try:
+            organization_id = int(self.value())
+        except ValueError:
+            # Django's answer to any malformed filter: back to the list with an error flag.
+            raise IncorrectLookupParameters(f"organization={self.value()!r} is not an id") from None
+        return queryset.filter(organization_id=organization_id)
 
 
 @admin.register(AuditEntry)

@@ -355,3 +355,24 @@ def test_a_membership_row_added_and_left_blank_is_ignored(client, world):
 
     assert response.status_code == 302
     assert Membership.objects.filter(organization=organization).count() == 1
+
+
+@pytest.mark.parametrize("value", ["abc", "1.5"])
+def test_audit_log_filtered_by_a_malformed_organization_redirects_like_any_bad_filter(client, world, value):
+    member(client, world, "viewer")
+
+    response = client.get(reverse("admin:accounts_auditentry_changelist"), {"organization": value})
+
+    assert response.status_code == 302
+    assert response["Location"].endswith("?e=1")
+
+
+def test_audit_log_filtered_by_organization_shows_only_its_entries(client, world):
+    user = member(client, world, "admin")
+    Membership.objects.create(user=user, organization=world["other"], role="viewer")
+
+    response = client.get(reverse("admin:accounts_auditentry_changelist"), {"organization": world["own"].pk})
+
+    assert response.status_code == 200
+    assert b"own-app" in response.content
+    assert b"other-app" not in response.content
