@@ -260,8 +260,10 @@ class OrganizationAdmin(OrganizationScopedAdmin):
         if change:
             services.organization_update(organization=obj, changes=self._changes(form), by=request.user, source=source)
         else:
-            created = services.organization_create(name=obj.name, tier=obj.tier, contact_email=obj.contact_email,
-                                                   by=request.user, source=source)
+            created = services.organization_create(
+                name=obj.name, tier=obj.tier, contact_email=obj.contact_email,
+                quota_monitor_only=obj.quota_monitor_only, extra_quota=obj.extra_quota,
+                extra_quota_month=obj.extra_quota_month, by=request.user, source=source)
             obj.pk, obj.public_id, obj.created_at = created.pk, created.public_id, created.created_at
 
     def save_formset(self, request, form, formset, change):

@@ -70,11 +70,15 @@ def audit_record(*, action: str, actor=None, organization: Organization | None =
 
 
 @transaction.atomic
-def organization_create(*, name: str, tier: Tier, contact_email: str = "", by=None,
+def organization_create(*, name: str, tier: Tier, contact_email: str = "", quota_monitor_only: bool = False,
+                        extra_quota: int = 0, extra_quota_month: str = "", by=None,
                         source: Source = COMMAND_LINE) -> Organization:
-    organization = Organization.objects.create(name=name, tier=tier, contact_email=contact_email)
+    organization = Organization.objects.create(
+        name=name, tier=tier, contact_email=contact_email, quota_monitor_only=quota_monitor_only,
+        extra_quota=extra_quota, extra_quota_month=extra_quota_month)
     audit_record(action=Action.ORGANIZATION_CREATED, actor=by, organization=organization, target=str(organization),
-                 source=source, details={"tier": tier.slug})
+                 source=source, details={"tier": tier.slug, "quota_monitor_only": quota_monitor_only,
+                                         "extra_quota": extra_quota, "extra_quota_month": extra_quota_month})
     return organization
 
 

@@ -5,7 +5,7 @@ from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.urls import reverse
 
-from accounts.models import Application, AuditEntry, Credential, Membership
+from accounts.models import Application, AuditEntry, Credential, Membership, Organization, Tier
 from accounts.services import audit_record, credential_issue
 from tests.factories import ApplicationFactory, OrganizationFactory, UserFactory
 
@@ -376,3 +376,22 @@ def test_audit_log_filtered_by_organization_shows_only_its_entries(client, world
     assert response.status_code == 200
     assert b"own-app" in response.content
     assert b"other-app" not in response.content
+
+
+def test_superuser_creates_an_organization_with_its_quota_grants(client):
+    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+
+    response = client.post(reverse("admin:accounts_organization_add"), {
+        "name": "Granted Org", "tier": Tier.objects.get(slug="self-hosted").pk, "contact_email": "",
+        "quota_monitor_only": "on", "extra_quota": "5000", "extra_quota_month": "2026-12",
+        "memberships-TOTAL_FORMS": "0", "memberships-INITIAL_FORMS": "0",
+        "applications-TOTAL_FORMS": "0", "applications-INITIAL_FORMS": "0",
+    })
+
+    assert response.status_code == 302
+    organization = Organization.objects.get(name="Granted Org")
+    assert (organization.quota_monitor_only, organization.extra_quota, organization.extra_quota_month) == (
+        True, 5000, "2026-12")
+    entry = AuditEntry.objects.get(action="organization_created", organization_id=organization.pk)
+    assert entry.details == {"tier": "self-hosted", "quota_monitor_only": True, "extra_quota": 5000,
+                             "extra_quota_month": "2026-12"}
