@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from django.core.mail import send_mail
 from django.db import transaction
+from django.db.models import Model
 from django.utils import timezone
 
 from accounts import selectors
@@ -98,7 +99,7 @@ def organization_update(*, organization: Organization, changes: dict, by=None,
                         source: Source = COMMAND_LINE) -> Organization:
     """Saves changed fields (``changes`` maps field name to its old value) and records them."""
     organization.save()
-    described = {name: [_plain(old), _plain(getattr(organization, name))] for name, old in changes.items()}
+    described = _diff(organization, changes)
     if "tier" in described:
         audit_record(action=Action.TIER_CHANGED, actor=by, organization=organization, target=str(organization),
                      source=source, details={"tier": described.pop("tier")})
@@ -122,7 +123,7 @@ def organization_delete(*, organization: Organization, by=None, source: Source =
 def tier_update(*, tier: Tier, changes: dict, by=None, source: Source = COMMAND_LINE) -> Tier:
     tier.save()
     audit_record(action=Action.TIER_CHANGED, actor=by, target=str(tier), source=source,
-                 details={name: [_plain(old), _plain(getattr(tier, name))] for name, old in changes.items()})
+                 details=_diff(tier, changes))
     return tier
 
 
@@ -221,8 +222,7 @@ def application_update(*, application: Application, changes: dict, by=None,
                        source: Source = COMMAND_LINE) -> Application:
     application.save()
     audit_record(action=Action.APPLICATION_CHANGED, actor=by, organization=application.organization,
-                 target=str(application), source=source,
-                 details={name: [_plain(old), _plain(getattr(application, name))] for name, old in changes.items()})
+                 target=str(application), source=source, details=_diff(application, changes))
     return application
 
 
@@ -291,3 +291,15 @@ def _plain(value):
     if hasattr(value, "pk"):
         return str(value)
     return value
+
+
+def _diff(instance: Model, changes: dict) -> dict:
+    """Each changed field of ``instance`` as [old, new] in the audit log's plain terms; a form gives a
+    foreign key's old value as an id, which is read back so both sides name the object alike."""
+    described = {}
+    for name, old in changes.items():
+        field = instance._meta.get_field(name)
+        if field.many_to_one and old is not None and not isinstance(old, Model):
+            old = field.related_model._default_manager.filter(pk=old).first()
+        described[name] = [_plain(old), _plain(getattr(instance, name))]
+    return described

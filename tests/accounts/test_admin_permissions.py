@@ -395,3 +395,16 @@ def test_superuser_creates_an_organization_with_its_quota_grants(client):
     entry = AuditEntry.objects.get(action="organization_created", organization_id=organization.pk)
     assert entry.details == {"tier": "self-hosted", "quota_monitor_only": True, "extra_quota": 5000,
                              "extra_quota_month": "2026-12"}
+
+
+def test_tier_change_is_audited_by_tier_slug_before_and_after(client, world):
+    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    organization = world["own"]
+
+    response = client.post(reverse("admin:accounts_organization_change", args=[organization.pk]),
+                           organization_form(organization, [], tier=Tier.objects.get(slug="pro").pk,
+                                             extra_quota="0", extra_quota_month=""))
+
+    assert response.status_code == 302
+    entry = AuditEntry.objects.get(action="tier_changed", organization_id=organization.pk)
+    assert entry.details == {"tier": ["self-hosted", "pro"]}
