@@ -197,12 +197,14 @@ def credential_rotate(*, application: Application, overlap: timedelta = DEFAULT_
 
 @transaction.atomic
 def credential_revoke(*, credential: Credential, by=None, source: Source = COMMAND_LINE) -> Credential:
-    """Stops a credential at once (every server process drops it within the target cache's seconds)."""
-    if credential.revoked_at is None:
-        credential.revoked_at = timezone.now()
-        credential.save(update_fields=["revoked_at"])
-        audit_record(action=Action.CREDENTIAL_REVOKED, actor=by, organization=credential.application.organization,
-                     target=f"{credential.application} {credential}", source=source)
+    """Stops a credential at once (every server process drops it within the target cache's seconds);
+    a credential already revoked is left as it is."""
+    if credential.revoked_at is not None:
+        return credential
+    credential.revoked_at = timezone.now()
+    credential.save(update_fields=["revoked_at"])
+    audit_record(action=Action.CREDENTIAL_REVOKED, actor=by, organization=credential.application.organization,
+                 target=f"{credential.application} {credential}", source=source)
     _credentials_changed()
     return credential
 

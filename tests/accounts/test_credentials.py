@@ -5,6 +5,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import Application, AuditEntry, Credential, Membership
+from accounts.selectors import credentials_generation
 from accounts.services import credential_revoke, credential_rotate
 from ingest.models import Event
 from tests.conftest import AppKeys, make_event
@@ -91,3 +92,17 @@ def test_deleting_an_organization_deletes_everything_under_it(app_keys, signed_p
     assert b"1 event<" in confirm.content and b"1 application<" in confirm.content
     assert response.status_code == 302
     assert not Event.objects.exists() and not Credential.objects.exists() and not Membership.objects.exists()
+
+
+def test_revoking_a_revoked_credential_changes_nothing(app_keys, django_capture_on_commit_callbacks):
+    credential = app_keys.application.credentials.get()
+    with django_capture_on_commit_callbacks(execute=True):
+        credential_revoke(credential=credential)
+    revoked_at, generation = credential.revoked_at, credentials_generation()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        credential_revoke(credential=Credential.objects.get(pk=credential.pk))
+
+    assert Credential.objects.get(pk=credential.pk).revoked_at == revoked_at
+    assert credentials_generation() == generation
+    assert AuditEntry.objects.filter(action="credential_revoked").count() == 1
