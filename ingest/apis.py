@@ -135,19 +135,19 @@ class IngestApi(APIView):
     def _store(self, meta, target: IngestTarget, body: bytes, reserved: int | None):
         try:
             verification.content_type_check(meta)
-            raw_events = _batch_decode(body)
-            if len(raw_events) > settings.INGEST_MAX_BATCH_SIZE:
+            events = _batch_decode(body)
+            if len(events) > settings.INGEST_MAX_BATCH_SIZE:
                 raise PayloadTooLarge(
-                    f"Batch has {len(raw_events)} events; the limit is {settings.INGEST_MAX_BATCH_SIZE}")
+                    f"Batch has {len(events)} events; the limit is {settings.INGEST_MAX_BATCH_SIZE}")
             declared = _batch_size_header(meta)
-            if declared is not None and declared != len(raw_events):
-                raise BadRequest(f"X-Batch-Size is {declared} but the body has {len(raw_events)} events")
+            if declared is not None and declared != len(events):
+                raise BadRequest(f"X-Batch-Size is {declared} but the body has {len(events)} events")
         except ApiError as error:
             self._settle(target, Counter({(Kind.INVALID, error.code): _declared_events(meta)}), reserved or 0, 0)
             raise
 
         max_age_days = settings.INGEST_MAX_EVENT_AGE_DAYS
-        checked = batch_check(raw_events, now=timezone.now(),
+        checked = batch_check(events, now=timezone.now(),
                               max_age=timedelta(days=max_age_days) if max_age_days else None)
         wanted = len(checked.valid)
         if reserved is None:
@@ -171,7 +171,7 @@ class IngestApi(APIView):
             raise QuotaExceeded("The organization's monthly event quota is spent",
                                 headers={"Retry-After": str(seconds_to_month_end(utc_now()))})
         errors = sorted(checked.errors + result.errors + over_quota, key=lambda error: error.index)
-        return _batch_response(total=len(raw_events), errors=errors)
+        return _batch_response(total=len(events), errors=errors)
 
 
 def _batch_decode(body: bytes):

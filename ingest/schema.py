@@ -80,14 +80,26 @@ class BatchFormatError(ValueError):
     """The body is not JSON, or not an object with an ``events`` array."""
 
 
+class EnvelopeBatch(msgspec.Struct):
+    events: list[Envelope]
+
+
 _batch_decoder = msgspec.json.Decoder(Batch)
+_envelope_batch_decoder = msgspec.json.Decoder(EnvelopeBatch)
 _envelope_decoder = msgspec.json.Decoder(Envelope)
+_NUL_ESCAPE = b"\\u0000"
 
 
-def batch_decode(body: bytes) -> list[msgspec.Raw]:
+def batch_decode(body: bytes) -> list[Envelope] | list[msgspec.Raw]:
+    """The batch's events: decoded envelopes when every event is well formed (one pass over the
+    body), else each event's raw JSON, for ``event_check`` to decode and report one by one."""
     try:
-        # Raw values are not checked by the decoder, and their bytes go to storage as text.
-        body.decode("utf-8")
+        body.decode("utf-8")  # Raw values are not checked by the decoder, and go to storage as text
+        if _NUL_ESCAPE not in body:  # with one, each event is checked on its own bytes
+            try:
+                return _envelope_batch_decoder.decode(body).events
+            except msgspec.ValidationError:
+                pass
         return _batch_decoder.decode(body).events
     except msgspec.ValidationError as exc:
         raise BatchFormatError(f'Body must be a JSON object {{"events": [...]}}: {exc}') from None
@@ -125,31 +137,34 @@ def _decode_failure(index: int, raw: bytes, exc: msgspec.ValidationError) -> Eve
     return EventError(index, _raw_event_id(raw), code, text)
 
 
-def event_check(index: int, raw: bytes, *, now: datetime, max_age: timedelta | None):
-    """Decodes and checks one event; returns an ``Envelope`` or an ``EventError``."""
-    try:
-        envelope = _envelope_decoder.decode(raw)
-    except msgspec.ValidationError as exc:
-        return _decode_failure(index, raw, exc)
+def event_check(index: int, item: Envelope | msgspec.Raw, *, now: datetime, max_age: timedelta | None):
+    """Checks one event (decoding it first when it comes raw); returns an ``Envelope`` or an ``EventError``."""
+    raw = None
+    if isinstance(item, msgspec.Raw):
+        raw = item
+        try:
+            item = _envelope_decoder.decode(raw)
+        except msgspec.ValidationError as exc:
+            return _decode_failure(index, raw, exc)
+    envelope = item
 
     event_id = envelope.event_id or envelope.id
-    shown_id = str(event_id) if event_id else None
     if event_id is None:
         return EventError(index, None, "invalid_event_id", "event_id (or id) is required and must be a UUID")
     if envelope.schema_version != SCHEMA_VERSION:
-        return EventError(index, shown_id, "unsupported_schema_version",
+        return EventError(index, str(event_id), "unsupported_schema_version",
                           f"Unsupported schema version: {envelope.schema_version[:20]}")
     if max_age is not None and abs(now - envelope.timestamp) > max_age:
-        return EventError(index, shown_id, "timestamp_out_of_range",
+        return EventError(index, str(event_id), "timestamp_out_of_range",
                           f"timestamp must be within {max_age.days} days of the server's time")
-    # JSON can carry NUL (which PostgreSQL's text and jsonb refuse) only as the escape \u0000: an
-    # event without one needs no closer look.
-    if b"\\u0000" in bytes(raw):
+    # JSON can carry NUL (which PostgreSQL's text and jsonb refuse) only as the escape \u0000, and
+    # batches with one come raw: an event without one needs no closer look.
+    if raw is not None and _NUL_ESCAPE in bytes(raw):
         service, body = envelope.service, envelope.event
         if _has_nul(envelope.session_id, service.name, service.version, service.language, body.type, body.category):
-            return EventError(index, shown_id, "invalid_text", "text fields must not contain NUL characters")
+            return EventError(index, str(event_id), "invalid_text", "text fields must not contain NUL characters")
         if _JSON_NUL.search(body.data):
-            return EventError(index, shown_id, "invalid_data", "event.data must not contain \\u0000")
+            return EventError(index, str(event_id), "invalid_data", "event.data must not contain \\u0000")
     envelope.event_id = event_id
     return envelope
 
@@ -162,21 +177,22 @@ class CheckedBatch:
     duplicates: int
 
 
-def batch_check(raw_events: list[msgspec.Raw], *, now: datetime, max_age: timedelta | None) -> CheckedBatch:
+def batch_check(events: list[Envelope] | list[msgspec.Raw], *, now: datetime,
+                max_age: timedelta | None) -> CheckedBatch:
     """Splits a batch into valid envelopes (first occurrence of each event id) and errors."""
     valid: list[Envelope] = []
     indexes: list[int] = []
     errors: list[EventError] = []
-    seen: set[uuid.UUID] = set()
+    seen: set[int] = set()  # event ids as integers: hashing a UUID object runs Python code
     duplicates = 0
-    for index, raw in enumerate(raw_events):
-        result = event_check(index, raw, now=now, max_age=max_age)
+    for index, item in enumerate(events):
+        result = event_check(index, item, now=now, max_age=max_age)
         if isinstance(result, EventError):
             errors.append(result)
-        elif result.event_id in seen:
+        elif (key := result.event_id.int) in seen:
             duplicates += 1
         else:
-            seen.add(result.event_id)
+            seen.add(key)
             valid.append(result)
             indexes.append(index)
     return CheckedBatch(valid, indexes, errors, duplicates)

@@ -6,6 +6,7 @@ import pytest
 from django.test import override_settings
 
 from ingest.models import Event
+from ingest.services import COPY_MIN_EVENTS
 from tests.conftest import USER_ID, app_keys_create, batch_body, make_event, signed_headers
 
 pytestmark = pytest.mark.django_db
@@ -123,6 +124,37 @@ def test_resent_event_counts_as_accepted_and_is_stored_once(app_keys, signed_pos
     assert Event.objects.count() == 2
 
 
+# Batches of COPY_MIN_EVENTS or more go to PostgreSQL by COPY, smaller ones by INSERT: both paths.
+SIZES = pytest.mark.parametrize("size", [3, COPY_MIN_EVENTS], ids=["insert", "copy"])
+
+
+@SIZES
+def test_every_field_of_a_batch_is_stored_by_either_path(app_keys, signed_post, size):
+    events = [make_event(event={"type": "build", "category": "cli", "data": {"n": i, "ok": True}}) for i in range(size)]
+
+    response = signed_post(app_keys, events, HTTP_X_SDK_VERSION="telemetry-kit-rust/0.4.0")
+
+    assert response.json()["accepted"] == size
+    stored = {str(row.event_id): row for row in Event.objects.all()}
+    for i, event in enumerate(events):
+        row = stored[event["event_id"]]
+        assert (row.event_type, row.category, row.data, row.sdk_version) == (
+            "build", "cli", {"n": i, "ok": True}, "telemetry-kit-rust/0.4.0")
+        assert (row.timestamp.isoformat(), row.user_id, row.service_name) == (
+            "2026-11-20T10:30:00+00:00", USER_ID, "my-app")
+
+
+@SIZES
+def test_resent_batch_with_new_events_stores_each_event_once(app_keys, signed_post, size):
+    events = [make_event() for _ in range(size)]
+    signed_post(app_keys, events)
+
+    response = signed_post(app_keys, events + [make_event(), make_event()])
+
+    assert response.json()["accepted"] == size + 2
+    assert Event.objects.count() == size + 2
+
+
 def test_duplicate_event_within_one_batch_is_stored_once(app_keys, signed_post):
     event = make_event()
 
@@ -205,23 +237,25 @@ def test_backslash_before_u0000_text_in_data_is_ordinary_text(app_keys, signed_p
     assert Event.objects.get().data == {"path": "C:\\u0000dir"}
 
 
-def test_number_the_database_cannot_hold_rejects_only_that_event(app_keys, signed_post):
-    good = make_event()
+@SIZES
+def test_number_the_database_cannot_hold_rejects_only_that_event(app_keys, signed_post, size):
+    good = [make_event() for _ in range(size - 1)]
     huge_id = str(uuid.uuid4())
-    body = batch_body([good]).replace(
+    body = batch_body(good).replace(
         b"]}",
         b', {"event_id": "' + huge_id.encode() + b'", "schema_version": "1.0.0", "timestamp": "2026-11-20T10:30:00Z",'
         b' "user_id": "' + USER_ID.encode() + b'", "service": {"name": "x"},'
         b' "event": {"type": "t", "data": {"n": 1e999999}}}]}',
     )
 
-    response = signed_post(app_keys, body, batch_size=2)
+    response = signed_post(app_keys, body, batch_size=size)
 
     assert response.status_code == 207
     assert response.json()["errors"] == [{
-        "index": 1, "event_id": huge_id, "error": "invalid_data", "message": response.json()["errors"][0]["message"],
+        "index": size - 1, "event_id": huge_id, "error": "invalid_data",
+        "message": response.json()["errors"][0]["message"],
     }]
-    assert stored_ids(app_keys) == {good["event_id"]}
+    assert stored_ids(app_keys) == {event["event_id"] for event in good}
 
 
 def test_batch_where_every_event_is_invalid_is_answered_422(app_keys, signed_post):

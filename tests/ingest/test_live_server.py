@@ -1,11 +1,13 @@
 """The production server (``python -m telemetry.server``) against the test database, over real HTTP."""
 
 import http.client
+import json
 import socket
 
 import pytest
 
 from ingest.models import Event
+from ingest.services import COPY_MIN_EVENTS
 from tests.conftest import app_keys_create, batch_body, make_event, signed_headers
 from tests.server import running_server, database_env_for_server, wsgi_to_http
 
@@ -47,6 +49,23 @@ def test_machine_routes_skip_the_browser_middleware_and_pages_keep_it(live_port)
     # Sign-in and clickjacking protection are for pages; the health check (like ingest) skips them.
     assert page.getheader("X-Frame-Options") == "DENY"
     assert health.getheader("X-Frame-Options") is None
+
+
+def test_large_batch_resent_with_new_events_is_stored_once_each(live_port):
+    keys = app_keys_create()
+    events = [make_event() for _ in range(COPY_MIN_EVENTS)]  # large enough to go by COPY
+    conn = http.client.HTTPConnection("127.0.0.1", live_port, timeout=10)
+    answers = []
+
+    for batch in (events, events + [make_event()]):  # the second time the COPY meets stored events
+        body = batch_body(batch)
+        conn.request("POST", keys.url, body=body, headers={"Content-Type": "application/json",
+                                                           **wsgi_to_http(signed_headers(keys, body))})
+        response = conn.getresponse()
+        answers.append((response.status, json.loads(response.read())["accepted"]))
+
+    assert answers == [(200, COPY_MIN_EVENTS), (200, COPY_MIN_EVENTS + 1)]
+    assert Event.objects.filter(application=keys.application).count() == COPY_MIN_EVENTS + 1
 
 
 def test_chunked_body_without_content_length_is_read_and_stored(live_port):
