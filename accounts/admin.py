@@ -339,9 +339,12 @@ class ApplicationAdmin(OrganizationScopedAdmin):
     inlines = [CredentialInline]
     change_form_template = "admin/accounts/application/change_form.html"
 
-    @admin.display(description="Active credentials")
+    def get_queryset(self, request):
+        return selectors.applications_with_active_credential_counts(super().get_queryset(request))
+
+    @admin.display(description="Active credentials", ordering="active_credential_count")
     def active_credentials(self, application):
-        return selectors.credentials_active(application=application).count()
+        return application.active_credential_count
 
     @admin.display(description="Ingest URL")
     def ingest_url(self, application):

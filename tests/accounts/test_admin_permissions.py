@@ -1,12 +1,17 @@
 """Every role against its own organization and another one, for each admin operation."""
 
+import re
+from datetime import timedelta
+
 import pytest
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from accounts.models import Application, AuditEntry, Credential, Membership, Organization, Tier
-from accounts.services import audit_record, credential_issue
+from accounts.services import audit_record, credential_issue, credential_revoke, credential_rotate
 from tests.factories import ApplicationFactory, OrganizationFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -408,3 +413,36 @@ def test_tier_change_is_audited_by_tier_slug_before_and_after(client, world):
     assert response.status_code == 302
     entry = AuditEntry.objects.get(action="tier_changed", organization_id=organization.pk)
     assert entry.details == {"tier": ["self-hosted", "pro"]}
+
+
+def application_list(client):
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(reverse("admin:accounts_application_changelist"))
+    assert response.status_code == 200
+    return response, len(queries)
+
+
+def test_application_list_reads_active_credentials_without_a_query_per_application(client, world):
+    member(client, world, "admin")
+    _, queries_for_one = application_list(client)
+    for _ in range(5):
+        credential_issue(application=ApplicationFactory(organization=world["own"]))
+
+    _, queries_for_six = application_list(client)
+
+    assert queries_for_six == queries_for_one
+
+
+def test_application_list_counts_only_credentials_that_verify_requests_now(client, world):
+    member(client, world, "admin")
+    application = world["own_app"]
+    credential_issue(application=application)
+    credential_revoke(credential=credential_issue(application=application).credential)
+    credential_rotate(application=ApplicationFactory(organization=world["own"], name="rotated-app"),
+                      overlap=timedelta(0))
+
+    response, _ = application_list(client)
+
+    column = dict(re.findall(r'<th class="field-name"><a [^>]*>([^<]+)</a></th>.*?'
+                             r'<td class="field-active_credentials">(\d+)</td>', response.content.decode()))
+    assert column == {"own-app": "2", "rotated-app": "1"}
