@@ -7,7 +7,7 @@ Hot path: a batch of up to a thousand events is decoded by msgspec into compiled
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import msgspec
@@ -154,6 +154,14 @@ def event_check(index: int, item: Envelope | msgspec.Raw, *, now: datetime, max_
     if envelope.schema_version != SCHEMA_VERSION:
         return EventError(index, str(event_id), "unsupported_schema_version",
                           f"Unsupported schema version: {envelope.schema_version[:20]}")
+    # An offset moves a time by less than a day, so only the calendar's first and last years can fall
+    # outside it in UTC, where they are stored and read back: the others skip the conversion.
+    if envelope.timestamp.year in (1, 9999):
+        try:
+            envelope.timestamp.astimezone(UTC)
+        except OverflowError:
+            return EventError(index, str(event_id), "invalid_timestamp",
+                              "timestamp is out of range once converted to UTC")
     if max_age is not None and abs(now - envelope.timestamp) > max_age:
         return EventError(index, str(event_id), "timestamp_out_of_range",
                           f"timestamp must be within {max_age.days} days of the server's time")

@@ -209,6 +209,19 @@ def test_invalid_event_is_reported_with_a_stable_code(app_keys, signed_post, cha
     assert Event.objects.count() == 1
 
 
+@pytest.mark.parametrize("timestamp", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:00:00-05:00"])
+def test_timestamp_beyond_the_calendar_once_in_utc_is_rejected_as_invalid(app_keys, signed_post, timestamp):
+    bad = make_event(timestamp=timestamp)
+
+    response = signed_post(app_keys, [make_event(), bad])
+
+    assert response.status_code == 207
+    assert response.json()["errors"] == [{"index": 1, "event_id": bad["event_id"], "error": "invalid_timestamp",
+                                          "message": "timestamp is out of range once converted to UTC"}]
+    assert Event.objects.count() == 1
+    assert not Event.objects.filter(event_id=bad["event_id"]).exists()
+
+
 def test_event_missing_a_required_field_names_it(app_keys, signed_post):
     bad = make_event()
     del bad["user_id"]
