@@ -37,6 +37,11 @@ admin.site.register(User, UserAdmin)
 admin.site.unregister(Group)
 
 
+def form_changes(form) -> dict:
+    """The fields a form changed, each with its value before, as the services' ``changes`` expect."""
+    return {name: form.initial.get(name) for name in form.changed_data}
+
+
 class OrganizationScopedAdmin(admin.ModelAdmin):
     """Filters every list, form and URL to the user's organizations and checks their role.
 
@@ -102,9 +107,6 @@ class OrganizationScopedAdmin(admin.ModelAdmin):
             kwargs["queryset"] = selectors.organizations_of(user=request.user, roles=self.manage_roles)
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
-    def _changes(self, form) -> dict:
-        return {name: form.initial.get(name) for name in form.changed_data}
-
     def deletion_summary(self, obj) -> dict[str, int]:
         """What deleting ``obj`` takes with it, by kind."""
         return {}
@@ -144,8 +146,8 @@ class TierAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         if change:
-            services.tier_update(tier=obj, changes={n: form.initial.get(n) for n in form.changed_data},
-                                 by=request.user, source=Source.from_request(request))
+            services.tier_update(tier=obj, changes=form_changes(form), by=request.user,
+                                 source=Source.from_request(request))
         else:
             super().save_model(request, obj, form, change)
 
@@ -258,7 +260,7 @@ class OrganizationAdmin(OrganizationScopedAdmin):
     def save_model(self, request, obj, form, change):
         source = Source.from_request(request)
         if change:
-            services.organization_update(organization=obj, changes=self._changes(form), by=request.user, source=source)
+            services.organization_update(organization=obj, changes=form_changes(form), by=request.user, source=source)
         else:
             created = services.organization_create(
                 name=obj.name, tier=obj.tier, contact_email=obj.contact_email,
@@ -271,7 +273,7 @@ class OrganizationAdmin(OrganizationScopedAdmin):
             return super().save_formset(request, form, formset, change)
         source = Source.from_request(request)
         for membership in formset.save(commit=False):
-            changes = next((self._changes(f) for f in formset.forms if f.instance is membership), {})
+            changes = next((form_changes(f) for f in formset.forms if f.instance is membership), {})
             services.membership_save(membership=membership, changes=changes, by=request.user, source=source)
         for membership in formset.deleted_objects:
             services.membership_remove(membership=membership, by=request.user, source=source)
@@ -368,7 +370,7 @@ class ApplicationAdmin(OrganizationScopedAdmin):
     def save_model(self, request, obj, form, change):
         source = Source.from_request(request)
         if change:
-            services.application_update(application=obj, changes=self._changes(form), by=request.user, source=source)
+            services.application_update(application=obj, changes=form_changes(form), by=request.user, source=source)
             return
         issued = services.application_create(organization=obj.organization, name=obj.name, by=request.user,
                                              source=source)
@@ -498,7 +500,7 @@ class MembershipAdmin(OrganizationScopedAdmin):
     form = MembershipForm
 
     def save_model(self, request, obj, form, change):
-        services.membership_save(membership=obj, changes=self._changes(form), by=request.user,
+        services.membership_save(membership=obj, changes=form_changes(form), by=request.user,
                                  source=Source.from_request(request))
 
     def delete_audited(self, obj, *, by, source):

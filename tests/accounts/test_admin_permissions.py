@@ -446,3 +446,16 @@ def test_application_list_counts_only_credentials_that_verify_requests_now(clien
     column = dict(re.findall(r'<th class="field-name"><a [^>]*>([^<]+)</a></th>.*?'
                              r'<td class="field-active_credentials">(\d+)</td>', response.content.decode()))
     assert column == {"own-app": "2", "rotated-app": "1"}
+
+
+def test_superuser_tier_change_is_audited_with_each_changed_value_before_and_after(client):
+    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    tier = Tier.objects.get(slug="pro")
+
+    response = client.post(reverse("admin:accounts_tier_change", args=[tier.pk]), {
+        "name": "Pro", "slug": "pro", "monthly_event_quota": "2000000", "requests_per_minute": "100",
+        "retention_days": "90"})
+
+    assert response.status_code == 302
+    entry = AuditEntry.objects.get(action="tier_changed")
+    assert (entry.target, entry.details) == ("Pro", {"monthly_event_quota": [1_000_000, 2_000_000]})
