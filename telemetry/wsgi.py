@@ -5,6 +5,7 @@ routes (settings.MACHINE_PATHS: ingest, health, readiness, metrics) go through t
 middleware chain of settings.MACHINE_MIDDLEWARE, every other request through settings.MIDDLEWARE.
 """
 
+import gc
 import os
 
 import django
@@ -47,3 +48,7 @@ def application(environ, start_response):
         return [response.content]
     finally:
         response.close()
+
+# Everything loaded so far lives as long as the process: leave it out of the garbage collector's
+# full passes, which otherwise walk it all and pause every request thread meanwhile.
+gc.freeze()
