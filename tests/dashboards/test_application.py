@@ -120,14 +120,15 @@ def test_csv_download_has_a_row_per_bucket_with_the_rollup_counts(client, signed
     assert sum(int(row[3]) for row in rows[1:]) == 3
 
 
-@pytest.mark.parametrize("page", ["dashboards:application", "dashboards:application_tail"])
-def test_application_pages_of_another_organization_answer_404(client, page):
+@pytest.mark.parametrize(("page", "query"), [("dashboards:application", ""), ("dashboards:application", "?format=csv"),
+                                             ("dashboards:application_tail", "")])
+def test_application_pages_of_another_organization_answer_404(client, page, query):
     mine, theirs = app_keys_create(), app_keys_create()
     viewer(client, mine)
 
-    assert client.get(reverse(page, args=[theirs.org_id, theirs.app_id])).status_code == 404
+    assert client.get(reverse(page, args=[theirs.org_id, theirs.app_id]) + query).status_code == 404
     # An application of another organization under one's own organization's id is not found either.
-    assert client.get(reverse(page, args=[mine.org_id, theirs.app_id])).status_code == 404
+    assert client.get(reverse(page, args=[mine.org_id, theirs.app_id]) + query).status_code == 404
 
 
 @pytest.mark.parametrize(("role", "shown"), [("viewer", b"Ask an owner or admin"), ("admin", b"credentials/issue/")])
