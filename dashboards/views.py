@@ -75,18 +75,12 @@ def application(request, org_id: str, app_id: str):
     series = selectors.event_series(window=window, application=application, event_type=event_type)
     if request.GET.get("format") == "csv":
         return _csv(application, window, event_type, series)
+
     def breakdown(by, of_type=event_type):
         return selectors.application_breakdown(application=application, window=window, by=by, event_type=of_type)
 
     types = breakdown("event_type", of_type=None)
     events = selectors.latest_events(application=application, event_type=event_type)
-    first_event = None
-    if not events and not event_type:  # nothing ever arrived: say how to send a first event
-        first_event = {
-            "curl": curl_snippet(ingest_url=ingest_url(application.organization.public_id, application.public_id),
-                                 api_token="YOUR_API_TOKEN", hmac_secret="YOUR_HMAC_SECRET"),
-            "can_issue": role_in(user=request.user, organization_id=application.organization_id) in ("owner", "admin"),
-        }
     return render(request, "dashboards/application.html", {
         **_page_context(request, window, application.organization, series, application),
         "application": application,
@@ -99,8 +93,17 @@ def application(request, org_id: str, app_id: str):
             ("SDK versions", "SDK", breakdown("sdk")),
         ],
         "events": events,
-        "first_event": first_event,
+        # Nothing ever arrived: say how to send a first event.
+        "first_event": None if events or event_type else _first_event_help(request.user, application),
     })
+
+
+def _first_event_help(user, application: Application) -> dict:
+    return {
+        "curl": curl_snippet(ingest_url=ingest_url(application.organization.public_id, application.public_id),
+                             api_token="YOUR_API_TOKEN", hmac_secret="YOUR_HMAC_SECRET"),
+        "can_issue": role_in(user=user, organization_id=application.organization_id) in ("owner", "admin"),
+    }
 
 
 @login_required
