@@ -17,6 +17,7 @@ from ingest.admission import (Admission, outcomes_record, quota_release, quota_r
 from ingest.errors import ApiError, BadRequest, PayloadTooLarge, QuotaExceeded, RateLimited, Unauthorized, error_body
 from ingest.models import Outcome
 from ingest.negotiation import JsonOnly
+from ingest.openapi import ingest_schema
 from ingest.schema import BatchFormatError, EventError, batch_check, batch_decode
 from ingest.services import events_store, nonce_claim_in_database, nonce_key, nonce_release
 from telemetry.metrics import EVENTS_FAILED, EVENTS_INGESTED
@@ -46,6 +47,7 @@ class IngestApi(APIView):
 
     content_negotiation_class = JsonOnly
 
+    @ingest_schema  # sets an attribute for /api/schema/; the method runs as it is
     def post(self, request, org_id: str, app_id: str):
         meta = request.META
         try:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import environ
 
+import telemetry
 from telemetry.lib.config import EnvReader
 from telemetry.lib.secret_key import persistent_secret_key
 
@@ -104,6 +105,8 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "axes",
     "django_celery_beat",
     "accounts",
@@ -211,6 +214,21 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": [],
     "UNAUTHENTICATED_USER": None,
     "EXCEPTION_HANDLER": "ingest.errors.api_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+
+# The OpenAPI schema at /api/schema/ (drf-spectacular); the plain views (health, readiness, metrics)
+# and the optional bearer token are added by ingest.openapi.machine_routes_add.
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Telemetry ingest API",
+    "DESCRIPTION": "Signed batches of telemetry-kit events, and the health, readiness and metrics "
+                   "endpoints. Every response carries `X-Clacks-Overhead: GNU Terry Pratchett`.",
+    "VERSION": telemetry.__version__,
+    "SERVE_INCLUDE_SCHEMA": False,
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
+                             "ingest.openapi.machine_routes_add"],
+    "ENUM_NAME_OVERRIDES": {"EventErrorCode": "ingest.openapi.EVENT_ERROR_CODES",
+                            "BatchStatus": "ingest.openapi.BATCH_STATUSES"},
 }
 
 # Celery: Redis when configured, else kombu's filesystem transport, which needs no server.

@@ -1,0 +1,284 @@
+"""The OpenAPI description of the machine routes (drf-spectacular): documentation only.
+
+The ingest view reads and answers its JSON itself, for speed (ingest/apis.py); the serializers here
+describe that wire format for /api/schema/ and are never run on a request. Examples are real
+answers, checked against the server by tests/test_api_docs.py.
+"""
+
+from django.conf import settings
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers
+
+from ingest.schema import FIELD_ERROR_CODES, SCHEMA_VERSION
+
+EVENT_ERROR_CODES = sorted({*FIELD_ERROR_CODES.values(), "timestamp_out_of_range", "missing_field", "invalid_text",
+                            "invalid_data", "over_quota"})
+BATCH_STATUSES = ["success", "partial", "rejected"]
+USER_ID_PATTERN = r"^(anon_[0-9a-fA-F]{64}|client_[0-9a-fA-F]{64})$"
+INGEST_PATH = "/v1/ingest/{org_id}/{app_id}"
+
+
+class ServiceSerializer(serializers.Serializer):
+    name = serializers.CharField(min_length=1, max_length=255)
+    version = serializers.CharField(max_length=255, required=False)
+    language = serializers.CharField(max_length=64, required=False)
+    language_version = serializers.CharField(required=False, help_text="Accepted, not stored.")
+
+
+class EventBodySerializer(serializers.Serializer):
+    type = serializers.CharField(min_length=1, max_length=255)
+    category = serializers.CharField(max_length=255, required=False)
+    data = serializers.JSONField(required=False, help_text="Any JSON; stored as sent. Default `{}`.")
+
+
+class EventMetadataSerializer(serializers.Serializer):
+    transmission_timestamp = serializers.DateTimeField(required=False)
+    batch_size = serializers.IntegerField(min_value=0, required=False)
+    retry_count = serializers.IntegerField(min_value=0, required=False)
+
+
+class EventSerializer(serializers.Serializer):
+    event_id = serializers.UUIDField(required=False, help_text="The event's key in its application (or `id`); "
+                                                               "a re-sent event is counted as accepted, stored once.")
+    id = serializers.UUIDField(required=False, help_text="Seed 000's name for `event_id`.")
+    schema_version = serializers.ChoiceField(choices=[SCHEMA_VERSION])
+    timestamp = serializers.DateTimeField(help_text="RFC 3339 with a time zone.")
+    user_id = serializers.RegexField(USER_ID_PATTERN, help_text="`client_` or `anon_` and 64 hex digits.")
+    session_id = serializers.CharField(min_length=1, max_length=255, required=False, help_text="`sess_` + 32 hex.")
+    service = ServiceSerializer()
+    event = EventBodySerializer()
+    metadata = EventMetadataSerializer(required=False, help_text="Accepted, not stored.")
+
+
+class BatchSerializer(serializers.Serializer):
+    events = serializers.ListField(child=EventSerializer(), max_length=settings.INGEST_MAX_BATCH_SIZE)
+
+
+class EventErrorSerializer(serializers.Serializer):
+    index = serializers.IntegerField(min_value=0, help_text="The event's position in the batch.")
+    event_id = serializers.CharField(allow_null=True)
+    error = serializers.ChoiceField(choices=EVENT_ERROR_CODES)
+    message = serializers.CharField()
+
+
+class BatchResultSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=BATCH_STATUSES)
+    accepted = serializers.IntegerField(min_value=0)
+    rejected = serializers.IntegerField(min_value=0)
+    message = serializers.CharField()
+    errors = EventErrorSerializer(many=True)
+
+
+class ErrorDetailSerializer(serializers.Serializer):
+    code = serializers.CharField(help_text="Stable, for programs: bad_request, unauthorized, payload_too_large, "
+                                           "rate_limit_exceeded, quota_exceeded, validation_error, "
+                                           "service_unavailable, not_found, forbidden.")
+    message = serializers.CharField(help_text="For people; may change.")
+
+
+class ErrorSerializer(serializers.Serializer):
+    error = ErrorDetailSerializer()
+
+
+class BatchRejectedSerializer(BatchResultSerializer):
+    error = ErrorDetailSerializer()
+
+
+def _header(name: str, description: str, *, required: bool = False, pattern: str | None = None,
+            response=False, type=str) -> OpenApiParameter:
+    return OpenApiParameter(name, type, OpenApiParameter.HEADER, required=required, description=description,
+                            pattern=pattern, response=response)
+
+
+_LIMITED = [200, 207, 422, 429]
+HEADERS = [
+    _header("X-Signature", "Lowercase hex HMAC-SHA256 of `{X-Timestamp}:{X-Nonce}:{raw body}`, keyed with the "
+            "HMAC secret's UTF-8 bytes (not base64-decoded).", required=True, pattern=r"^[0-9a-fA-F]{64}$"),
+    _header("X-Timestamp", "Unix time in seconds, within APP_SECURITY__TIMESTAMP_TOLERANCE of the server's.",
+            required=True, pattern=r"^[0-9]{1,12}$"),
+    _header("X-Nonce", "A UUID v4, never reused for the application within APP_SECURITY__NONCE_TTL.",
+            required=True),
+    _header("X-Batch-Size", "Optional; when sent, must equal the number of events.", type=int),
+    _header("X-SDK-Version", "Optional; stored with each event, e.g. `telemetry-kit-rust/0.3.0`."),
+    _header("X-Schema-Version", "Optional, e.g. `1.0.0`; each event carries its own `schema_version`."),
+    _header("DNT", "`1`: after authentication nothing is stored and the answer is 204 with no body.",
+            pattern="^[01]$"),
+    _header("RateLimit-Limit", "Requests a minute allowed to the application (absent when unlimited).",
+            response=_LIMITED, type=int),
+    _header("RateLimit-Remaining", "Requests left in the current minute.", response=_LIMITED, type=int),
+    _header("RateLimit-Reset", "Seconds until the current minute's count starts again.", response=_LIMITED,
+            type=int),
+    _header("Retry-After", "Seconds to wait before sending again.", response=[429, 503], type=int),
+]
+
+EVENT = {
+    "event_id": "3f2b8c1e-4d5a-4e6f-9a7b-1c2d3e4f5a6b",
+    "schema_version": "1.0.0",
+    "timestamp": "2026-11-20T10:30:00Z",
+    "user_id": "client_" + "ab" * 32,
+    "session_id": "sess_" + "c" * 32,
+    "service": {"name": "my-app", "version": "1.2.3", "language": "rust", "language_version": "1.95.0"},
+    "event": {"type": "command", "category": "cli", "data": {"command": "build", "success": True}},
+    "metadata": {"transmission_timestamp": "2026-11-20T10:31:00Z", "batch_size": 2, "retry_count": 0},
+}
+SECOND_EVENT = {**EVENT, "event_id": "5a6b7c8d-9e0f-4a1b-8c2d-3e4f5a6b7c8d",
+                "event": {"type": "feature", "category": "ui", "data": {"name": "dark_mode"}}}
+BAD_USER_ID = {**EVENT, "event_id": "7c6d5e4f-3a2b-4c1d-8e9f-0a1b2c3d4e5f", "user_id": "user_123"}
+BAD_SCHEMA = {**EVENT, "event_id": "9d8c7b6a-5f4e-4d3c-a2b1-0f9e8d7c6b5a", "schema_version": "2.0.0"}
+USER_ID_ERROR = {"index": 1, "event_id": BAD_USER_ID["event_id"], "error": "invalid_user_id",
+                 "message": f"Expected `str` matching regex '{USER_ID_PATTERN}' - at `$.user_id`"}
+
+# Request examples, named like the answer each one gets.
+REQUEST_EXAMPLES = [
+    OpenApiExample("success", summary="Two events", value={"events": [EVENT, SECOND_EVENT]}, request_only=True),
+    OpenApiExample("partial", summary="One valid event, one with a bad user_id",
+                   value={"events": [EVENT, BAD_USER_ID]}, request_only=True),
+    OpenApiExample("rejected", summary="No valid event",
+                   value={"events": [BAD_SCHEMA, BAD_USER_ID]}, request_only=True),
+]
+
+
+def _error(name: str, code: str, message: str, status: int) -> OpenApiExample:
+    return OpenApiExample(name, value={"error": {"code": code, "message": message}}, response_only=True,
+                          status_codes=[status])
+
+
+RESPONSES = {
+    200: OpenApiResponse(BatchResultSerializer, "Every event accepted (stored, or already stored).", examples=[
+        OpenApiExample("success", value={"status": "success", "accepted": 2, "rejected": 0,
+                                         "message": "2 of 2 events accepted", "errors": []},
+                       response_only=True, status_codes=[200]),
+    ]),
+    204: OpenApiResponse(description="`DNT: 1`: nothing stored, empty body."),
+    207: OpenApiResponse(BatchResultSerializer, "Some events accepted; `errors` names each rejected one.",
+                         examples=[OpenApiExample("partial", value={
+                             "status": "partial", "accepted": 1, "rejected": 1,
+                             "message": "1 of 2 events accepted, 1 rejected", "errors": [USER_ID_ERROR]},
+                             response_only=True, status_codes=[207])]),
+    400: OpenApiResponse(ErrorSerializer, "`bad_request`: not JSON, not `{\"events\": [...]}`, wrong "
+                         "Content-Type, or X-Batch-Size disagrees with the body.", examples=[
+        _error("batch size mismatch", "bad_request", "X-Batch-Size is 3 but the body has 2 events", 400),
+        _error("not JSON", "bad_request", "Body is not valid JSON: JSON is malformed: invalid character (byte 4)",
+               400),
+    ]),
+    401: OpenApiResponse(ErrorSerializer, "`unauthorized`: signing headers missing or malformed, timestamp "
+                         "out of tolerance, nonce reused, bad signature or token, or unknown application.",
+                         examples=[
+                             _error("replayed nonce", "unauthorized", "X-Nonce was already used", 401),
+                             _error("bad signature", "unauthorized", "Invalid credentials or signature", 401),
+                         ]),
+    413: OpenApiResponse(ErrorSerializer, "`payload_too_large`: the body (refused from Content-Length, unread) "
+                         "or the batch is over its limit.", examples=[
+        _error("too many events", "payload_too_large",
+               f"Batch has {settings.INGEST_MAX_BATCH_SIZE + 1} events; the limit is {settings.INGEST_MAX_BATCH_SIZE}",
+               413),
+    ]),
+    422: OpenApiResponse(BatchRejectedSerializer, "`validation_error`: no event is valid; nothing stored.",
+                         examples=[OpenApiExample("rejected", value={
+                             "status": "rejected", "accepted": 0, "rejected": 2,
+                             "message": "All 2 events were rejected",
+                             "errors": [{"index": 0, "event_id": BAD_SCHEMA["event_id"],
+                                         "error": "unsupported_schema_version",
+                                         "message": "Unsupported schema version: 2.0.0"}, USER_ID_ERROR],
+                             "error": {"code": "validation_error", "message": "All 2 events were rejected"}},
+                             response_only=True, status_codes=[422])]),
+    429: OpenApiResponse(ErrorSerializer, "`rate_limit_exceeded` (requests a minute) or `quota_exceeded` "
+                         "(the organization's monthly events); retry after `Retry-After` seconds.", examples=[
+        _error("rate limited", "rate_limit_exceeded", "More than 10 requests a minute for this application", 429),
+        _error("quota spent", "quota_exceeded", "The organization's monthly event quota is spent", 429),
+    ]),
+    503: OpenApiResponse(ErrorSerializer, "`service_unavailable`: PostgreSQL or Redis unreachable; nothing "
+                         "stored, retry after `Retry-After` seconds.", examples=[
+        _error("unavailable", "service_unavailable", "The service is unavailable; retry later.", 503),
+    ]),
+}
+
+ingest_schema = extend_schema(
+    operation_id="ingest_batch",
+    summary="Send a signed batch of events",
+    description="Valid events are committed before the answer. A batch is answered 200, 207 or 422 with "
+                "the same body, so an SDK re-sends only on 429 and 5xx.",
+    tags=["ingest"],
+    parameters=[
+        OpenApiParameter("org_id", str, OpenApiParameter.PATH, description="The organization's public id."),
+        OpenApiParameter("app_id", str, OpenApiParameter.PATH, description="The application's id, `app_` + 8 hex."),
+        *HEADERS,
+    ],
+    request={"application/json": BatchSerializer},
+    responses=RESPONSES,
+    examples=REQUEST_EXAMPLES,
+)
+
+_ERROR_REF = {"$ref": "#/components/schemas/Error"}
+_TIMESTAMP = {"type": "string", "format": "date-time"}
+_CHECK = {"type": "string", "enum": ["ok", "down", "not configured"]}
+_RETRY_AFTER = {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait."}}
+
+
+def _json(schema: dict, example: dict) -> dict:
+    return {"application/json": {"schema": schema, "example": example}}
+
+
+MACHINE_PATHS = {
+    "/health": {"get": {
+        "operationId": "health", "tags": ["operations"], "summary": "Liveness",
+        "description": "Answers without touching the database or Redis.",
+        "responses": {"200": {"description": "Alive.", "content": _json(
+            {"type": "object", "required": ["status", "version", "timestamp"], "properties": {
+                "status": {"type": "string", "enum": ["healthy"]}, "version": {"type": "string"},
+                "timestamp": _TIMESTAMP}},
+            {"status": "healthy", "version": "0.1.0", "timestamp": "2026-11-25T06:30:00Z"})}},
+    }},
+    "/ready": {"get": {
+        "operationId": "ready", "tags": ["operations"], "summary": "Readiness",
+        "description": "Checks the database and, when configured, Redis.",
+        "responses": {
+            "200": {"description": "Ready.", "content": _json(
+                {"$ref": "#/components/schemas/Readiness"},
+                {"status": "ready", "checks": {"database": "ok", "redis": "ok"},
+                 "timestamp": "2026-11-25T06:30:00Z"})},
+            "503": {"description": "`service_unavailable`, naming what is down.", "headers": _RETRY_AFTER,
+                    "content": _json({"$ref": "#/components/schemas/Readiness"}, {
+                        "status": "unavailable", "checks": {"database": "down", "redis": "ok"},
+                        "timestamp": "2026-11-25T06:30:00Z",
+                        "error": {"code": "service_unavailable", "message": "Unavailable: database"}})},
+        },
+    }},
+    "/metrics": {"get": {
+        "operationId": "metrics", "tags": ["operations"], "summary": "Prometheus metrics",
+        "description": "For `Authorization: Bearer <APP_OBSERVABILITY__METRICS_TOKEN>`, or without a token set, "
+                       "for APP_OBSERVABILITY__METRICS_ALLOWED_NETWORKS.",
+        "security": [{}, {"metricsToken": []}],
+        "responses": {
+            "200": {"description": "Prometheus text format.", "content": {
+                "text/plain; version=0.0.4; charset=utf-8": {"schema": {"type": "string"},
+                                                              "example": "events_ingested_total 42.0\n"}}},
+            "403": {"description": "`forbidden`.", "content": _json(_ERROR_REF, {
+                "error": {"code": "forbidden", "message": "Metrics are not served to you"}})},
+        },
+    }},
+}
+
+READINESS = {
+    "type": "object", "required": ["status", "checks", "timestamp"], "properties": {
+        "status": {"type": "string", "enum": ["ready", "unavailable"]},
+        "checks": {"type": "object", "properties": {"database": _CHECK, "redis": _CHECK}},
+        "timestamp": _TIMESTAMP,
+        "error": {"$ref": "#/components/schemas/ErrorDetail"},
+    },
+}
+
+
+def machine_routes_add(result, generator, request, public):
+    """Postprocessing hook: adds the plain Django views (kept off DRF to stay cheap) and the token schemes."""
+    result["paths"].update(MACHINE_PATHS)
+    components = result.setdefault("components", {})
+    components.setdefault("schemas", {})["Readiness"] = READINESS
+    components["securitySchemes"] = {
+        "applicationToken": {"type": "http", "scheme": "bearer",
+                             "description": "Optional: when sent, must be the application's API token (`tk_…`)."},
+        "metricsToken": {"type": "http", "scheme": "bearer", "description": "APP_OBSERVABILITY__METRICS_TOKEN."},
+    }
+    result["paths"][INGEST_PATH]["post"]["security"] = [{}, {"applicationToken": []}]
+    return result

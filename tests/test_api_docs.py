@@ -1,0 +1,159 @@
+"""The API documents itself: the OpenAPI schema and the docs page."""
+
+import json
+import re
+
+import pytest
+from django.contrib.staticfiles import finders
+from openapi_spec_validator import validate
+
+from tests.conftest import batch_body, signed_headers
+
+pytestmark = pytest.mark.django_db
+
+INGEST = "/v1/ingest/{org_id}/{app_id}"
+
+
+@pytest.fixture
+def schema(client) -> dict:
+    response = client.get("/api/schema/", HTTP_ACCEPT="application/json")
+    assert response.status_code == 200
+    return json.loads(response.content)
+
+
+def ingest_operation(schema: dict) -> dict:
+    return schema["paths"][INGEST]["post"]
+
+
+def examples(content: dict) -> dict:
+    return {name: example["value"] for name, example in content["application/json"]["examples"].items()}
+
+
+# --- the schema --------------------------------------------------------------------------------
+
+def test_schema_is_valid_openapi_3(client):
+    response = client.get("/api/schema/", HTTP_ACCEPT="application/json")
+
+    assert response.status_code == 200
+    schema = json.loads(response.content)
+    assert schema["openapi"].startswith("3.")
+    validate(schema)
+
+
+def test_schema_in_yaml_is_the_default_answer(client):
+    response = client.get("/api/schema/")
+
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("application/vnd.oai.openapi")
+    assert b"/v1/ingest/{org_id}/{app_id}:" in response.content
+
+
+def test_schema_lists_the_machine_routes_and_no_pages(schema):
+    assert set(schema["paths"]) == {INGEST, "/health", "/ready", "/metrics"}
+
+
+def test_schema_documents_every_answer_of_the_ingest_endpoint(schema):
+    responses = ingest_operation(schema)["responses"]
+
+    assert set(responses) == {"200", "204", "207", "400", "401", "413", "422", "429", "503"}
+    assert "content" not in responses["204"]
+    for status in ("400", "401", "413", "429", "503"):
+        content = responses[status]["content"]["application/json"]
+        assert content["schema"] == {"$ref": "#/components/schemas/Error"}
+        assert {example["error"]["code"] for example in examples(responses[status]["content"]).values()}
+    assert {"Retry-After", "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"} <= set(responses["429"]["headers"])
+    assert "Retry-After" in responses["503"]["headers"]
+    assert "RateLimit-Remaining" in responses["200"]["headers"]
+
+
+def test_schema_documents_the_signing_headers_and_the_optional_token(schema):
+    operation = ingest_operation(schema)
+    headers = {parameter["name"]: parameter for parameter in operation["parameters"] if parameter["in"] == "header"}
+
+    assert set(headers) == {"X-Signature", "X-Timestamp", "X-Nonce", "X-Batch-Size", "X-SDK-Version",
+                            "X-Schema-Version", "DNT"}
+    assert [name for name, header in headers.items() if header.get("required")] == ["X-Nonce", "X-Signature",
+                                                                                     "X-Timestamp"]
+    assert operation["security"] == [{}, {"applicationToken": []}]
+    assert schema["components"]["securitySchemes"]["applicationToken"] == {
+        "type": "http", "scheme": "bearer", "description": "Optional: when sent, must be the application's API "
+                                                           "token (`tk_…`)."}
+
+
+def test_schema_describes_the_event_as_the_sdk_sends_it(schema):
+    event = schema["components"]["schemas"]["Event"]
+
+    assert set(event["required"]) == {"schema_version", "timestamp", "user_id", "service", "event"}
+    assert {"event_id", "id", "session_id", "metadata"} <= set(event["properties"])
+
+
+@pytest.mark.parametrize(("example", "status"), [("Success", "200"), ("Partial", "207"), ("Rejected", "422")])
+def test_documented_request_example_gets_the_documented_answer(schema, app_keys, client, example, status):
+    operation = ingest_operation(schema)
+    body = batch_body(examples(operation["requestBody"]["content"])[example]["events"])
+
+    response = client.post(app_keys.url, data=body, content_type="application/json",
+                           **signed_headers(app_keys, body))
+
+    assert str(response.status_code) == status
+    assert response.json() == examples(operation["responses"][status]["content"])[example]
+
+
+def test_documented_batch_size_error_is_the_real_answer(schema, app_keys, client):
+    operation = ingest_operation(schema)
+    body = batch_body(examples(operation["requestBody"]["content"])["Success"]["events"])
+
+    response = client.post(app_keys.url, data=body, content_type="application/json",
+                           **signed_headers(app_keys, body, batch_size=3))
+
+    assert response.status_code == 400
+    assert response.json() == examples(operation["responses"]["400"]["content"])["BatchSizeMismatch"]
+
+
+def test_documented_replay_error_is_the_real_answer(schema, app_keys, client):
+    body = batch_body([])
+    headers = signed_headers(app_keys, body)
+    client.post(app_keys.url, data=body, content_type="application/json", **headers)
+
+    replay = client.post(app_keys.url, data=body, content_type="application/json", **headers)
+
+    assert replay.status_code == 401
+    assert replay.json() == examples(ingest_operation(schema)["responses"]["401"]["content"])["ReplayedNonce"]
+
+
+def test_documented_health_and_readiness_answers_have_the_real_fields(schema, client):
+    for path in ("/health", "/ready"):
+        documented = schema["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]["example"]
+
+        assert set(client.get(path).json()) == set(documented)
+
+
+# --- the docs page -----------------------------------------------------------------------------
+
+def test_docs_page_loads_swagger_ui_from_local_static_files_only(client):
+    response = client.get("/api/docs/")
+
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert 'data-schema-url="/api/schema/?format=json"' in page
+    references = re.findall(r'(?:src|href)="([^"]+)"', page)
+    assets = [reference for reference in references if not reference.startswith("/api/schema/")]
+    assert "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js" in assets
+    assert all(asset.startswith("/static/") for asset in assets), assets
+    for asset in assets:
+        assert finders.find(asset.removeprefix("/static/")), asset
+
+
+def test_docs_page_has_no_inline_script(client):
+    page = client.get("/api/docs/").content.decode()
+
+    scripts = re.findall(r"<script([^>]*)>(.*?)</script>", page, flags=re.S)
+    assert len(scripts) == 2
+    assert all('src="/static/' in attributes and not body.strip() for attributes, body in scripts)
+    assert not re.search(r"\son[a-z]+=", page)
+
+
+def test_swagger_ui_licence_ships_with_it():
+    licence = finders.find("drf_spectacular_sidecar/swagger-ui-dist/LICENSE")
+
+    assert licence and "Apache License" in open(licence).read()
