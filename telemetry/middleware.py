@@ -1,10 +1,11 @@
-"""Service-wide middleware: the Clacks header and turning outages into 503 answers."""
+"""Service-wide middleware: request metrics and logs, the Clacks header, CORS, and outages as 503 answers."""
 
 import logging
 import time
 import zoneinfo
 
 import redis
+from corsheaders.middleware import CorsMiddleware
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import JsonResponse
@@ -100,6 +101,22 @@ def user_time_zone(get_response):
                 timezone.deactivate()
         else:
             timezone.deactivate()
+        return get_response(request)
+
+    return middleware
+
+
+def cors(get_response):
+    """CORS for the ingest routes (django-cors-headers), only while CORS_ALLOWED_ORIGINS names origins.
+
+    Off, as by default, a request costs one settings lookup and its answer carries no CORS header
+    (not even ``Vary: Origin``), and a preflight reaches the view like any OPTIONS request.
+    """
+    with_cors = CorsMiddleware(get_response)
+
+    def middleware(request):
+        if settings.CORS_ALLOWED_ORIGINS:
+            return with_cors(request)
         return get_response(request)
 
     return middleware

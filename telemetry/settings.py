@@ -21,6 +21,8 @@ DEBUG = env.bool("DEBUG", False)
 SECRET_KEY = env.str("SECRET_KEY", "") or persistent_secret_key(DATA_DIR / "secret_key")
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", [])
+# Browser origins (scheme://host[:port]) allowed to call the ingest API; empty: CORS is off.
+CORS_ALLOWED_ORIGINS = env.origin_list("APP_CORS__ALLOWED_ORIGINS", [])
 
 # Server (seed 000's names).
 SERVER_HOST = env.str("APP_SERVER__HOST", "127.0.0.1")
@@ -107,6 +109,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "corsheaders",
     "axes",
     "django_celery_beat",
     "accounts",
@@ -117,6 +120,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "telemetry.middleware.request_observe",
     "telemetry.middleware.clacks_overhead",
+    "telemetry.middleware.cors",
     "telemetry.middleware.service_unavailable",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -136,6 +140,7 @@ MIDDLEWARE = [
 MACHINE_MIDDLEWARE = [
     "telemetry.middleware.request_observe",
     "telemetry.middleware.clacks_overhead",
+    "telemetry.middleware.cors",
     "telemetry.middleware.service_unavailable",
     "django.middleware.security.SecurityMiddleware",
 ]
@@ -230,6 +235,14 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {"EventErrorCode": "ingest.openapi.EVENT_ERROR_CODES",
                             "BatchStatus": "ingest.openapi.BATCH_STATUSES"},
 }
+
+# CORS (django-cors-headers) on the ingest routes only, and only when origins are configured
+# (telemetry.middleware.cors). Browsers may send the signing headers and read the limit headers.
+CORS_URLS_REGEX = r"^/v1/ingest/"
+CORS_ALLOW_METHODS = ("POST", "OPTIONS")
+CORS_ALLOW_HEADERS = ("content-type", "authorization", "dnt", "x-signature", "x-timestamp", "x-nonce",
+                      "x-batch-size", "x-sdk-version", "x-schema-version")
+CORS_EXPOSE_HEADERS = ("Retry-After", "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset")
 
 # Celery: Redis when configured, else kombu's filesystem transport, which needs no server.
 if REDIS_URL:

@@ -1,17 +1,22 @@
-"""The API documents itself: the OpenAPI schema and the docs page."""
+"""The API documents itself: the OpenAPI schema, the docs page, and CORS on the ingest routes."""
 
+import http.client
 import json
 import re
 
 import pytest
 from django.contrib.staticfiles import finders
+from django.test import Client, override_settings
 from openapi_spec_validator import validate
 
 from tests.conftest import batch_body, signed_headers
+from tests.server import running_server
 
 pytestmark = pytest.mark.django_db
 
 INGEST = "/v1/ingest/{org_id}/{app_id}"
+ORIGIN = "https://app.example.com"
+SIGNING_HEADERS = "content-type,x-signature,x-timestamp,x-nonce,x-batch-size,x-sdk-version,x-schema-version"
 
 
 @pytest.fixture
@@ -157,3 +162,72 @@ def test_swagger_ui_licence_ships_with_it():
     licence = finders.find("drf_spectacular_sidecar/swagger-ui-dist/LICENSE")
 
     assert licence and "Apache License" in open(licence).read()
+
+
+# --- CORS on the ingest routes -----------------------------------------------------------------
+
+def preflight(client, url, origin=ORIGIN):
+    return client.options(url, HTTP_ORIGIN=origin, HTTP_ACCESS_CONTROL_REQUEST_METHOD="POST",
+                          HTTP_ACCESS_CONTROL_REQUEST_HEADERS=SIGNING_HEADERS)
+
+
+def cors_headers(response) -> dict:
+    return {name.lower(): value for name, value in response.headers.items() if name.lower().startswith("access-control")}
+
+
+@override_settings(CORS_ALLOWED_ORIGINS=[ORIGIN])
+def test_preflight_from_an_allowed_origin_may_send_the_signing_headers(app_keys):
+    response = preflight(Client(), app_keys.url)
+
+    assert response.status_code == 200
+    assert response["Access-Control-Allow-Origin"] == ORIGIN
+    assert set(response["Access-Control-Allow-Headers"].split(", ")) >= set(SIGNING_HEADERS.split(","))
+    assert "POST" in response["Access-Control-Allow-Methods"].split(", ")
+
+
+@override_settings(CORS_ALLOWED_ORIGINS=[ORIGIN])
+def test_signed_post_from_an_allowed_origin_can_read_the_answer_and_the_limits(app_keys, signed_post):
+    response = signed_post(app_keys, [], HTTP_ORIGIN=ORIGIN)
+
+    assert response.status_code == 200
+    assert response["Access-Control-Allow-Origin"] == ORIGIN
+    assert "RateLimit-Remaining" in response["Access-Control-Expose-Headers"]
+    assert "Retry-After" in response["Access-Control-Expose-Headers"]
+
+
+@override_settings(CORS_ALLOWED_ORIGINS=[ORIGIN])
+def test_preflight_from_another_origin_gets_no_allow_headers(app_keys):
+    response = preflight(Client(), app_keys.url, origin="https://evil.example.net")
+
+    assert "Access-Control-Allow-Origin" not in response
+    assert "Access-Control-Allow-Headers" not in response
+
+
+@override_settings(CORS_ALLOWED_ORIGINS=[ORIGIN])
+def test_cors_applies_to_the_ingest_routes_only():
+    client = Client()
+
+    for path in ("/health", "/api/schema/"):
+        assert cors_headers(client.get(path, HTTP_ORIGIN=ORIGIN)) == {}
+
+
+@override_settings(CORS_ALLOWED_ORIGINS=[])
+def test_without_allowed_origins_no_cors_header_is_added(app_keys, signed_post):
+    answers = [preflight(Client(), app_keys.url), signed_post(app_keys, [], HTTP_ORIGIN=ORIGIN)]
+
+    assert [cors_headers(answer) for answer in answers] == [{}, {}]
+    assert all("Origin" not in answer.get("Vary", "") for answer in answers)
+
+
+def test_production_server_answers_a_preflight_on_its_machine_route_chain(tmp_path):
+    url = "/v1/ingest/org_x/app_00000000"
+    with running_server(tmp_path, DATABASE_URL="", REDIS_URL="", APP_CORS__ALLOWED_ORIGINS=ORIGIN) as port:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("OPTIONS", url, headers={"Origin": ORIGIN, "Access-Control-Request-Method": "POST",
+                                              "Access-Control-Request-Headers": SIGNING_HEADERS})
+        response = conn.getresponse()
+
+    assert response.status == 200
+    assert response.getheader("Access-Control-Allow-Origin") == ORIGIN
+    assert "x-signature" in response.getheader("Access-Control-Allow-Headers")
+    assert response.getheader("X-Clacks-Overhead") == "GNU Terry Pratchett"

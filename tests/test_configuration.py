@@ -26,6 +26,8 @@ def manage_check(tmp_path, **env) -> subprocess.CompletedProcess:
         ("DEBUG", "perhaps"),
         ("DATABASE_URL", "mysql://db/telemetry"),
         ("REDIS_URL", "localhost:6379"),
+        ("APP_CORS__ALLOWED_ORIGINS", "app.example.com"),
+        ("APP_CORS__ALLOWED_ORIGINS", "https://app.example.com/path"),
     ],
 )
 def test_invalid_setting_stops_start_up_naming_the_variable(tmp_path, name, value):

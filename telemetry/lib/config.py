@@ -55,6 +55,15 @@ class EnvReader:
     def list(self, name, default):
         return self._read(self.env.list, name, default, "a comma-separated list")
 
+    def origin_list(self, name, default):
+        origins = self.list(name, default)
+        for origin in origins:
+            scheme, _, host = origin.partition("://")
+            if scheme not in ("http", "https") or not host or "/" in host:
+                self.errors.append(f"{name}={origin!r} is not valid: expected origins like https://app.example.com")
+                return default
+        return origins
+
     def db_url(self, name, default):
         if not self.env.str(name, default=""):
             return default
