@@ -206,13 +206,8 @@ def stored_count(database_url, app_id) -> int:
             "WHERE a.public_id = %s", (app_id,)).fetchone()[0]
 
 
-def cpu_seconds_by_program() -> dict[str, float]:
-    """CPU time used so far by the server's processes, PostgreSQL's and Redis's (from /proc).
-
-    CPU per request is steadier than requests/s on a machine whose speed drifts, and it says which
-    program the time goes to."""
-    tick = os.sysconf("SC_CLK_TCK")
-    totals = {"server": 0.0, "postgres": 0.0, "redis": 0.0}
+def processes():
+    """(pid, name, command line, resident MB) of every process, from /proc."""
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -221,9 +216,26 @@ def cpu_seconds_by_program() -> dict[str, float]:
                 stat = handle.read()
             with open(f"/proc/{entry}/cmdline", "rb") as handle:
                 command = handle.read()
+            with open(f"/proc/{entry}/status") as handle:
+                rss = re.search(r"VmRSS:\s+(\d+)", handle.read())
         except OSError:
             continue
-        name = stat[stat.index("(") + 1:stat.rindex(")")]
+        yield int(entry), stat[stat.index("(") + 1:stat.rindex(")")], command, int(rss.group(1)) / 1024 if rss else 0.0
+
+
+def cpu_seconds_by_program() -> dict[str, float]:
+    """CPU time used so far by the server's processes, PostgreSQL's and Redis's (from /proc).
+
+    CPU per request is steadier than requests/s on a machine whose speed drifts, and it says which
+    program the time goes to."""
+    tick = os.sysconf("SC_CLK_TCK")
+    totals = {"server": 0.0, "postgres": 0.0, "redis": 0.0}
+    for pid, name, command, _ in processes():
+        try:
+            with open(f"/proc/{pid}/stat") as handle:
+                stat = handle.read()
+        except OSError:
+            continue
         fields = stat[stat.rindex(")") + 2:].split()
         seconds = (int(fields[11]) + int(fields[12])) / tick
         if b"telemetry.server" in command:
@@ -247,19 +259,18 @@ def cpu_calibration_ms() -> float:
 
 def worker_rss_mb() -> list[float]:
     """Resident memory of each web worker process (granian's children running the application)."""
+    ours = f"PPid:\t{os.getpid()}\n"
     sizes = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
+    for pid, _, command, rss in processes():
+        if b"telemetry.server" not in command:
             continue
         try:
-            with open(f"/proc/{entry}/cmdline", "rb") as handle:
-                command = handle.read()
-            with open(f"/proc/{entry}/status") as handle:
-                status = handle.read()
+            with open(f"/proc/{pid}/status") as handle:
+                if ours in handle.read():  # the main process, which serves nothing
+                    continue
         except OSError:
             continue
-        if b"telemetry.server" in command and f"PPid:\t{os.getpid()}\n" not in status:  # not the main process
-            sizes.append(int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) / 1024)
+        sizes.append(rss)
     return sizes
 
 
