@@ -3,12 +3,13 @@
 import hashlib
 import json
 import re
+import uuid
 from datetime import datetime, timezone
 
 import pytest
 
-from telemetry_kit.events import (event_encode, kept_random_id, rfc3339, service_describe, session_id_new,
-                                  user_id_derive, with_metadata)
+from telemetry_kit.events import (EventEncoder, kept_random_id, rfc3339, service_describe, session_id_new,
+                                  user_id_derive, uuid4_text, with_metadata)
 
 MACHINE = "4c4c4544004d3510804cb4c04f4a3332"
 
@@ -53,12 +54,15 @@ def test_rfc3339_is_utc_with_milliseconds():
     assert rfc3339(moment) == "2026-11-20T10:30:00.123Z"
 
 
-def encoded(**overrides):
-    arguments = {"event_type": "command", "data": {"name": "build"}, "category": "cli",
-                 "user_id": "client_" + "a" * 64, "session_id": "sess_" + "b" * 32,
-                 "service": service_describe("my-app", "1.2.3"), "now": 1732003200.5}
+def encoder(service=None) -> EventEncoder:
+    return EventEncoder(user_id="client_" + "a" * 64, session_id="sess_" + "b" * 32,
+                        service=service or service_describe("my-app", "1.2.3"))
+
+
+def encoded(service=None, **overrides):
+    arguments = {"event_type": "command", "data": {"name": "build"}, "category": "cli", "now": 1732003200.5}
     arguments.update(overrides)
-    event_id, text = event_encode(**arguments)
+    event_id, text = encoder(service).encode(**arguments)
     return event_id, json.loads(text)
 
 
@@ -98,9 +102,21 @@ def test_event_type_must_be_a_non_empty_string(event_type):
         encoded(event_type=event_type)
 
 
+def test_event_ids_are_uuid4_text():
+    ids = {uuid4_text() for _ in range(1000)}
+
+    assert len(ids) == 1000
+    assert all(uuid.UUID(event_id).version == 4 and str(uuid.UUID(event_id)) == event_id for event_id in ids)
+
+
+def test_event_type_and_data_are_escaped_as_json():
+    _, event = encoded(event_type='say "hi"\n', data={"quote": '"', "unicode": "é"})
+
+    assert event["event"] == {"type": 'say "hi"\n', "category": "cli", "data": {"quote": '"', "unicode": "é"}}
+
+
 def test_metadata_is_appended_when_sent():
-    _, text = event_encode(event_type="command", data={"n": 1}, category=None, user_id="client_" + "a" * 64,
-                           session_id="sess_" + "b" * 32, service=service_describe("my-app", None))
+    _, text = encoder().encode("command", {"n": 1}, None)
 
     sent = json.loads(with_metadata(text, transmission_timestamp="2026-11-20T10:31:00.000Z", batch_size=3,
                                     retry_count=2))

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from telemetry_kit.config import Config
-from telemetry_kit.events import (event_encode, machine_id, rfc3339, service_describe, session_id_new,
+from telemetry_kit.events import (EventEncoder, machine_id, rfc3339, service_describe, session_id_new,
                                   user_id_derive, with_metadata)
 from telemetry_kit.queue import OfflineQueue, Row
 from telemetry_kit.retry import backoff_delay
@@ -84,9 +84,9 @@ class Client:
             logger.error("telemetry-kit: not sending telemetry: %s", "; ".join(problems))
             return
         queue_file = config.queue_file()
-        self._user_id = user_id_derive(machine_id(queue_file.parent), config.app_id)
-        self._session_id = session_id_new()
-        self._service = service_describe(config.service_name, config.service_version)
+        self._encoder = EventEncoder(user_id=user_id_derive(machine_id(queue_file.parent), config.app_id),
+                                     session_id=session_id_new(),
+                                     service=service_describe(config.service_name, config.service_version))
         self._queue = OfflineQueue(queue_file, max_events=config.max_queue_events,
                                    max_bytes=config.max_queue_bytes,
                                    lease_seconds=2 * config.request_timeout + 30)
@@ -106,8 +106,7 @@ class Client:
         if not self.enabled:
             return None
         try:
-            event_id, text = event_encode(event_type=event_type, data=data, category=category,
-                                          user_id=self._user_id, session_id=self._session_id, service=self._service)
+            event_id, text = self._encoder.encode(event_type, data, category)
         except (TypeError, ValueError) as error:
             self._report([Dropped(None, "not_json", f"{event_type!r}: {error}")])
             return None
