@@ -33,11 +33,15 @@ def endpoint(django_db_setup, tmp_path_factory):
         yield f"http://127.0.0.1:{port}"
 
 
+def sdk_settings(keys, endpoint: str, queue_path) -> dict:
+    """Settings for a client of ``keys``' application that sends and retries quickly, so tests stay short."""
+    return {"endpoint": endpoint, "org_id": keys.org_id, "app_id": keys.app_id, "secret": keys.hmac_secret,
+            "token": keys.api_token, "service_name": "sdk-e2e", "service_version": "2.1.0",
+            "queue_path": str(queue_path), "flush_interval": 0.2, "backoff_base": 0.1, "backoff_max": 0.5}
+
+
 def sdk_client(keys, endpoint: str, queue_path, **settings) -> Client:
-    """A client of ``keys``' application that sends and retries quickly, so tests stay short."""
-    return Client(endpoint=endpoint, org_id=keys.org_id, app_id=keys.app_id, secret=keys.hmac_secret,
-                  token=keys.api_token, service_name="sdk-e2e", service_version="2.1.0", queue_path=str(queue_path),
-                  flush_interval=0.2, backoff_base=0.1, backoff_max=0.5, **settings)
+    return Client(**sdk_settings(keys, endpoint, queue_path), **settings)
 
 
 def stored_ids(keys) -> list[str]:
@@ -76,7 +80,7 @@ def test_async_client_delivers_from_a_running_event_loop(endpoint, tmp_path):
     keys = app_keys_create()
 
     async def main():
-        async with AsyncClient(sdk_client(keys, endpoint, tmp_path / "queue.sqlite3").config) as telemetry:
+        async with AsyncClient(**sdk_settings(keys, endpoint, tmp_path / "queue.sqlite3")) as telemetry:
             tracked = [telemetry.track("request", {"n": n}) for n in range(3)]
             return tracked, await telemetry.flush(timeout=30)
 
