@@ -120,6 +120,21 @@ def test_batch_over_the_servers_size_limit_is_split_and_an_event_too_large_alone
     assert [(item.event_id, item.reason) for item in dropped] == [(too_large, "payload_too_large")]
 
 
+def test_batch_the_server_cuts_off_unread_is_sent_again_in_smaller_batches(tmp_path):
+    keys = app_keys_create()
+    with running_server(tmp_path / "server", APP_INGESTION__MAX_PAYLOAD_SIZE="250000",
+                        **database_env_for_server()) as port:
+        client = sdk_client(keys, f"http://127.0.0.1:{port}", tmp_path / "queue.sqlite3", batch_size=64,
+                            max_batch_bytes=16_000_000)
+        # 8 MB in one batch: refused from its Content-Length, the connection closed before it is all sent.
+        tracked = [client.track("upload", {"padding": "x" * 125_000, "n": n}) for n in range(64)]
+        delivered = client.flush(timeout=60)
+        client.close()
+
+    assert delivered
+    assert stored_ids(keys) == sorted(tracked)
+
+
 def test_server_stopped_and_restarted_mid_stream_loses_nothing(tmp_path, monkeypatch):
     keys = app_keys_create()
     port = unused_port()

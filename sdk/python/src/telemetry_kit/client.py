@@ -313,6 +313,8 @@ class Client:
         failed = answer.verdict is Verdict.FAILED
         exhausted = self._queue.release([row.id for row in rows], failed=failed, max_failures=config.max_failures)
         self._failures += 1
+        if answer.code == "connection_lost":
+            self._batch_limit = max(1, len(rows) // 2)
         with self._cond:
             self._counts["failed_attempts"] += 1
         # A configuration the server refuses will not fix itself soon: wait as long as backoff ever does.

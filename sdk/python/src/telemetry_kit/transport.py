@@ -34,7 +34,7 @@ class Answer:
     verdict: Verdict
     status: int | None
     message: str
-    code: str = ""  # the server's machine code for the answer, else "http_<status>" or "unreachable"
+    code: str = ""  # the server's machine code, else "http_<status>", "unreachable" or "connection_lost"
     accepted: int = 0
     errors: list[dict] = field(default_factory=list)  # the server's per-event errors, each with "index"
     retry_after: float | None = None
@@ -71,7 +71,11 @@ def batch_post(*, url: str, secret: str, token: str | None, body: bytes, batch_s
             return answer_read(error.code, error.headers, raw)
     except (OSError, HTTPException) as error:  # URLError and timeouts are OSErrors
         reason = getattr(error, "reason", error)
-        return Answer(Verdict.UNAVAILABLE, None, f"cannot reach {url}: {reason}", code="unreachable")
+        # A connection cut while the body is sent is also how a server refuses a body over its size
+        # limit without reading it: the client retries in smaller batches.
+        lost = isinstance(reason, (BrokenPipeError, ConnectionResetError, ConnectionAbortedError))
+        return Answer(Verdict.UNAVAILABLE, None, f"cannot reach {url}: {reason}",
+                      code="connection_lost" if lost else "unreachable")
     except ValueError as error:  # not an http(s) URL
         return Answer(Verdict.MISCONFIGURED, None, f"cannot send to {url!r}: {error}", code="bad_endpoint")
 
