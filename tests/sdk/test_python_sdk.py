@@ -93,8 +93,9 @@ def test_async_client_delivers_from_a_running_event_loop(endpoint, tmp_path):
 def test_events_tracked_just_before_a_script_exits_are_delivered(endpoint, tmp_path):
     keys = app_keys_create()
     script = "from telemetry_kit import Client\nprint(Client(service_name='exiting-script').track('done', {'ok': True}))\n"
-    environment = {**os.environ, "TK_ENDPOINT": endpoint, "TK_ORG_ID": keys.org_id, "TK_APP_ID": keys.app_id,
-                   "TK_SECRET": keys.hmac_secret, "TK_QUEUE_PATH": str(tmp_path / "queue.sqlite3")}
+    environment = {name: value for name, value in os.environ.items() if not name.startswith("TK_")}
+    environment.update({"TK_ENDPOINT": endpoint, "TK_ORG_ID": keys.org_id, "TK_APP_ID": keys.app_id,
+                        "TK_SECRET": keys.hmac_secret, "TK_QUEUE_PATH": str(tmp_path / "queue.sqlite3")})
 
     finished = subprocess.run([sys.executable, "-c", script], env=environment, capture_output=True, text=True,
                               timeout=60, check=True)
