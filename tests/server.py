@@ -33,9 +33,10 @@ def database_env_for_server() -> dict[str, str]:
 
 
 @contextmanager
-def running_server(data_dir, **env_overrides):
-    """Starts ``python -m telemetry.server`` on a free port with the given environment; yields the port."""
-    port = unused_port()
+def running_server(data_dir, port: int | None = None, **env_overrides):
+    """Starts ``python -m telemetry.server`` on ``port`` (by default a free one) with the given
+    environment; yields the port."""
+    port = port or unused_port()
     env = {**os.environ, "APP_SERVER__WORKERS": "1", **env_overrides, "APP_SERVER__PORT": str(port),
            "APP_DATA_DIR": str(data_dir)}
     process = subprocess.Popen([sys.executable, "-m", "telemetry.server"], cwd=ROOT, env=env,

@@ -10,7 +10,6 @@ import time
 import pytest
 from telemetry_kit import AsyncClient, Client
 
-import tests.server
 from accounts.models import Tier
 from ingest.admission import outcomes_flush
 from ingest.models import Event, Outcome
@@ -136,20 +135,18 @@ def test_batch_the_server_cuts_off_unread_is_sent_again_in_smaller_batches(tmp_p
     assert stored_ids(keys) == sorted(tracked)
 
 
-def test_server_stopped_and_restarted_mid_stream_loses_nothing(tmp_path, monkeypatch):
+def test_server_stopped_and_restarted_mid_stream_loses_nothing(tmp_path):
     keys = app_keys_create()
-    port = unused_port()
-    # The restarted server has to listen where the client sends: the same port both times.
-    monkeypatch.setattr(tests.server, "unused_port", lambda: port)
+    port = unused_port()  # the restarted server listens where the client sends: the same port both times
     client = sdk_client(keys, f"http://127.0.0.1:{port}", tmp_path / "queue.sqlite3", batch_size=5)
     tracked = []
 
-    with running_server(tmp_path / "first", **database_env_for_server()):
+    with running_server(tmp_path / "first", port, **database_env_for_server()):
         tracked += [client.track("step", {"phase": "before", "n": n}) for n in range(10)]
         eventually(lambda: len(stored_ids(keys)) == 10)
     tracked += [client.track("step", {"phase": "while down", "n": n}) for n in range(10)]
     eventually(lambda: client.stats().failed_attempts >= 1)
-    with running_server(tmp_path / "second", **database_env_for_server()):
+    with running_server(tmp_path / "second", port, **database_env_for_server()):
         tracked += [client.track("step", {"phase": "after", "n": n}) for n in range(10)]
         eventually(lambda: client.stats().pending == 0 and len(stored_ids(keys)) == 30)
 
