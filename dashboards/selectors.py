@@ -4,6 +4,7 @@ import calendar
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
+from django.conf import settings
 from django.db.models import Sum
 
 from accounts.models import Application, Organization
@@ -11,6 +12,11 @@ from accounts.selectors import organizations_of
 from ingest.models import Event, EventRollup, Outcome
 
 SPARKLINE_DAYS = 14
+
+
+def _read(model):
+    """Rollups, outcomes and events for the pages, from the replica when one is configured."""
+    return model.objects.using(settings.DASHBOARD_DATABASE)
 
 
 @dataclass(frozen=True)
@@ -61,7 +67,7 @@ def _day_start(day: date) -> datetime:
 def organization_quota_usage(*, organization: Organization, now: datetime) -> QuotaUsage:
     """Accepted events this calendar month (UTC) and the month-end forecast at the month's rate so far."""
     month_start = datetime(now.year, now.month, 1, tzinfo=UTC)
-    used = Outcome.objects.filter(organization_id=organization.pk, outcome=Outcome.Kind.ACCEPTED,
+    used = _read(Outcome).filter(organization_id=organization.pk, outcome=Outcome.Kind.ACCEPTED,
                                   hour__gte=month_start).aggregate(total=Sum("count"))["total"] or 0
     days_in_month = calendar.monthrange(now.year, now.month)[1]
     elapsed_days = max((now - month_start) / timedelta(days=1), 1 / 24)
@@ -77,11 +83,12 @@ def overview(*, user, now: datetime) -> list[OrganizationSummary]:
     today = now.astimezone(UTC).date()
     first_day = today - timedelta(days=SPARKLINE_DAYS - 1)
     organizations = list(organizations_of(user=user).select_related("tier").order_by("name"))
-    applications = Application.objects.filter(organization__in=organizations).order_by("name")
+    applications = list(Application.objects.filter(organization__in=organizations).order_by("name"))
     daily = {}
     for application_id, bucket, count in (
-            EventRollup.objects.filter(application_id__in=applications.values("pk"), dimension=EventRollup.Dimension.TYPE,
-                                       granularity=EventRollup.Granularity.DAY, bucket__gte=_day_start(first_day))
+            _read(EventRollup).filter(application_id__in=[application.pk for application in applications],
+                                      dimension=EventRollup.Dimension.TYPE, granularity=EventRollup.Granularity.DAY,
+                                      bucket__gte=_day_start(first_day))
             .values("application_id", "bucket").annotate(total=Sum("count"))
             .values_list("application_id", "bucket", "total")):
         daily[(application_id, bucket.astimezone(UTC).date())] = count
@@ -141,7 +148,7 @@ def window_for(*, range_key: str | None, granularity: str | None, now: datetime)
 
 
 def _rollups(window: Window, organization, application, event_type, dimension=EventRollup.Dimension.TYPE):
-    rollups = EventRollup.objects.filter(granularity=window.granularity, dimension=dimension,
+    rollups = _read(EventRollup).filter(granularity=window.granularity, dimension=dimension,
                                          bucket__gte=window.since, bucket__lte=window.until)
     if organization is not None:
         rollups = rollups.filter(organization_id=organization.pk)
@@ -165,7 +172,7 @@ OUTCOME_ORDER = ["accepted", "duplicate", "invalid", "rate_limited", "over_quota
 
 
 def _outcomes(organization: Organization, application: Application | None, since: datetime):
-    outcomes = Outcome.objects.filter(organization_id=organization.pk, hour__gte=since)
+    outcomes = _read(Outcome).filter(organization_id=organization.pk, hour__gte=since)
     return outcomes if application is None else outcomes.filter(application_id=application.pk)
 
 
@@ -225,7 +232,7 @@ def application_breakdown(*, application: Application, window: Window, by: str, 
 
 def latest_events(*, application: Application, event_type: str | None = None, limit: int = 25):
     """The newest events by timestamp, through the (application, timestamp) index."""
-    events = Event.objects.filter(application_id=application.pk)
+    events = _read(Event).filter(application_id=application.pk)
     if event_type:
         events = events.filter(event_type=event_type)
     return events.order_by("-timestamp").only(

@@ -76,6 +76,12 @@ DATABASES = {
         "NAME": str(DATA_DIR / "telemetry.sqlite3"),
     })
 }
+# Optional: a streaming replica of DATABASE_URL that the dashboards read their charts and tables
+# from (access checks stay on the primary). Reads there lag the primary by the replication delay.
+_replica = env.db_url("DATABASE_REPLICA_URL", None)
+if _replica:
+    DATABASES["replica"] = {**_replica, "TEST": {"MIRROR": "default"}}
+DASHBOARD_DATABASE = "replica" if _replica else "default"
 REDIS_URL = env.redis_url("REDIS_URL")
 env.raise_if_invalid()
 # EMAIL_BACKEND, EMAIL_HOST, EMAIL_PORT, EMAIL_HOST_USER, ... as django-environ parsed them from EMAIL_URL.
@@ -94,8 +100,9 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
 else:
     # Persistent connections without a per-request health check (a round trip each): after a
     # PostgreSQL restart the first request on a stale connection answers 503 and the client retries.
-    _db.setdefault("CONN_MAX_AGE", 300)
-    _db.setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
+    for _alias in DATABASES.values():
+        _alias.setdefault("CONN_MAX_AGE", 300)
+        _alias.setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
 
 INSTALLED_APPS = [
     "django.contrib.admin",

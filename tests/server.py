@@ -52,3 +52,26 @@ def running_server(data_dir, port: int | None = None, **env_overrides):
     finally:
         process.terminate()
         process.wait(timeout=20)
+
+
+def collect_static(data_dir, env: dict) -> None:
+    """Pages name hashed static files from collectstatic's manifest: collect them for a server."""
+    subprocess.run([sys.executable, "manage.py", "collectstatic", "--noinput", "-v", "0"], cwd=ROOT, check=True,
+                   env={**os.environ, "APP_DATA_DIR": str(data_dir), **env}, timeout=120)
+
+
+def signed_in_cookie(organization, role: str = "viewer") -> str:
+    """A Cookie header value for a new member of ``organization``, as signing in would have made it."""
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+    from django.contrib.sessions.backends.db import SessionStore
+
+    from accounts.models import Membership
+    from tests.factories import UserFactory
+
+    user = UserFactory(is_staff=True)
+    Membership.objects.create(user=user, organization=organization, role=role)
+    session = SessionStore()
+    session.update({SESSION_KEY: str(user.pk), BACKEND_SESSION_KEY: "django.contrib.auth.backends.ModelBackend",
+                    HASH_SESSION_KEY: user.get_session_auth_hash()})
+    session.create()
+    return f"sessionid={session.session_key}"

@@ -7,21 +7,16 @@ acknowledged event is stored and the client's retries of the refused batches sto
 
 import http.client
 import json
-import os
 import subprocess
-import sys
 import time
 from contextlib import contextmanager
 
 import pytest
-from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
-from django.contrib.sessions.backends.db import SessionStore
 
-from accounts.models import Membership
 from ingest.models import Event
 from tests.conftest import app_keys_create, batch_body, make_event, signed_headers
-from tests.factories import UserFactory
-from tests.server import ROOT, database_env_for_server, running_server, unused_port, wsgi_to_http
+from tests.server import (collect_static, database_env_for_server, running_server, signed_in_cookie, unused_port,
+                          wsgi_to_http)
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
@@ -41,24 +36,12 @@ def private_redis(port: int):
         process.wait(timeout=10)
 
 
-def signed_in_cookie(organization) -> str:
-    """A session of a member of ``organization``, as the sign-in form would have made it."""
-    user = UserFactory(is_staff=True)
-    Membership.objects.create(user=user, organization=organization, role="viewer")
-    session = SessionStore()
-    session.update({SESSION_KEY: str(user.pk), BACKEND_SESSION_KEY: "django.contrib.auth.backends.ModelBackend",
-                    HASH_SESSION_KEY: user.get_session_auth_hash()})
-    session.create()
-    return f"sessionid={session.session_key}"
-
-
 def test_ingest_fails_closed_while_redis_is_down_and_nothing_is_lost(tmp_path):
     keys = app_keys_create()
     cookie = signed_in_cookie(keys.application.organization)
     redis_port = unused_port()
     env = {**database_env_for_server(), "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0"}
-    subprocess.run([sys.executable, "manage.py", "collectstatic", "--noinput", "-v", "0"], cwd=ROOT, check=True,
-                   env={**os.environ, "APP_DATA_DIR": str(tmp_path), **env}, timeout=120)
+    collect_static(tmp_path, env)
     batches = [[make_event() for _ in range(5)] for _ in range(12)]
     answers = {}
 
