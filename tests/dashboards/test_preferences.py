@@ -34,3 +34,13 @@ def test_an_unknown_time_zone_is_refused(client):
     assert response.status_code == 200
     user.refresh_from_db()
     assert user.time_zone == "UTC"
+
+
+def test_pages_carry_a_content_security_policy_without_inline_scripts_or_styles(client):
+    client.force_login(UserFactory(is_staff=True))
+
+    policy = client.get("/")["Content-Security-Policy"]
+
+    directives = dict(part.strip().split(" ", 1) for part in policy.split(";"))
+    assert directives["script-src"] == "'self'" and directives["style-src"] == "'self'"
+    assert "unsafe-inline" not in policy and directives["frame-ancestors"] == "'none'"
