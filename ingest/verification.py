@@ -85,7 +85,10 @@ def body_read(request) -> bytes:
     """The raw body, at most the payload limit; a chunked body (no Content-Length) is read from the
     server's stream, since Django reads nothing past a missing length."""
     limit = settings.INGEST_MAX_PAYLOAD_SIZE
-    stream = request if request.META.get("CONTENT_LENGTH") else request.META["wsgi.input"]
+    meta = request.META
+    if not meta.get("CONTENT_LENGTH") and "chunked" not in meta.get("HTTP_TRANSFER_ENCODING", "").lower():
+        return b""  # neither a length nor chunks: HTTP says there is no body
+    stream = request if meta.get("CONTENT_LENGTH") else meta["wsgi.input"]
     body = stream.read(limit + 1)
     if len(body) > limit:
         raise PayloadTooLarge(f"Body exceeds the limit of {limit} bytes")
