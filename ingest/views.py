@@ -2,6 +2,7 @@
 
 import logging
 from datetime import UTC, datetime
+from functools import wraps
 
 import hmac
 import ipaddress
@@ -22,6 +23,21 @@ def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _get_only(view):
+    """GET and HEAD only; any other method gets a JSON 405 naming the allowed ones."""
+    @wraps(view)
+    def checked(request, *args, **kwargs):
+        if request.method not in ("GET", "HEAD"):
+            response = JsonResponse({"error": {"code": "method_not_allowed",
+                                               "message": f"{request.method} is not allowed; use GET"}}, status=405)
+            response["Allow"] = "GET, HEAD"
+            return response
+        return view(request, *args, **kwargs)
+
+    return checked
+
+
+@_get_only
 def health(request):
     """Liveness: answers without touching the database or Redis."""
     return JsonResponse({"status": "healthy", "version": telemetry.__version__, "timestamp": _now()})
@@ -49,6 +65,7 @@ def _redis_ok() -> bool | None:
         return False
 
 
+@_get_only
 def metrics(request):
     """Prometheus metrics, for a bearer of the metrics token or, without one, the allowed networks."""
     if settings.METRICS_TOKEN:
@@ -64,6 +81,7 @@ def metrics(request):
     return HttpResponse(metrics_text(), content_type=CONTENT_TYPE_LATEST)
 
 
+@_get_only
 def ready(request):
     """Readiness: checks the database and, when configured, Redis; 503 names what is down."""
     checks = {"database": _database_ok(), "redis": _redis_ok()}

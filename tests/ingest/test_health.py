@@ -22,3 +22,11 @@ def test_ready_reports_database_and_redis_ok(client):
 
     assert response.status_code == 200
     assert response.json()["checks"] == {"database": "ok", "redis": "ok"}
+
+
+@pytest.mark.parametrize("path", ["/health", "/ready", "/metrics"])
+def test_health_routes_refuse_other_methods_with_a_json_405(client, path):
+    response = client.post(path)
+
+    assert response.status_code == 405 and response["Allow"] == "GET, HEAD"
+    assert response.json()["error"]["code"] == "method_not_allowed"
