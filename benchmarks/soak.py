@@ -23,11 +23,19 @@ CONNECTIONS = 16
 ROUND_SECONDS = 60
 
 
-def rss_by_process() -> dict[str, float]:
-    """Resident MB of each server process, and the sums of PostgreSQL's and Redis's."""
+def parent_of(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return int(handle.read().rsplit(")", 1)[1].split()[1])
+    except OSError:
+        return 0
+
+
+def rss_by_process(server_pid: int) -> dict[str, float]:
+    """Resident MB of this server's processes (main and workers), and the sums of PostgreSQL's and Redis's."""
     sizes = {"postgres (all, shared memory in each)": 0.0, "redis": 0.0}
     for pid, name, command, rss in bench.processes():
-        if b"telemetry.server" in command:
+        if pid == server_pid or parent_of(pid) == server_pid:
             sizes[f"server {pid}"] = rss
         elif name == "postgres":
             sizes["postgres (all, shared memory in each)"] += rss
@@ -53,7 +61,7 @@ def main() -> int:
         unanswered += maximum["unanswered"]
         rate = top_rate / 2
         print(f"maximum {top_rate:,.0f} requests/s; soaking at {rate:,.0f} for {options.minutes:g} minutes")
-        start = rss_by_process()
+        start = rss_by_process(server.pid)
         deadline = time.monotonic() + options.minutes * 60
         rounds = 0
         while time.monotonic() < deadline:
@@ -68,7 +76,7 @@ def main() -> int:
             unanswered += result["unanswered"]
             rounds += 1
             print(f"  round {rounds}: {result['statuses']}, p99 {result['p99']:.1f} ms", flush=True)
-        end = rss_by_process()
+        end = rss_by_process(server.pid)
     finally:
         server.terminate()
         server.wait(timeout=30)
