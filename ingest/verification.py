@@ -86,9 +86,12 @@ def body_read(request) -> bytes:
     server's stream, since Django reads nothing past a missing length."""
     limit = settings.INGEST_MAX_PAYLOAD_SIZE
     meta = request.META
-    if not meta.get("CONTENT_LENGTH") and "chunked" not in meta.get("HTTP_TRANSFER_ENCODING", "").lower():
+    if meta.get("CONTENT_LENGTH"):
+        stream = request
+    elif "chunked" in meta.get("HTTP_TRANSFER_ENCODING", "").lower():
+        stream = meta["wsgi.input"]
+    else:
         return b""  # neither a length nor chunks: HTTP says there is no body
-    stream = request if meta.get("CONTENT_LENGTH") else meta["wsgi.input"]
     body = stream.read(limit + 1)
     if len(body) > limit:
         raise PayloadTooLarge(f"Body exceeds the limit of {limit} bytes")

@@ -13,6 +13,7 @@ from django.http import HttpResponse, JsonResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
 import telemetry
+from ingest.errors import error_body
 from telemetry.lib.redis import get_redis
 from telemetry.metrics import metrics_text
 
@@ -28,8 +29,8 @@ def _get_only(view):
     @wraps(view)
     def checked(request, *args, **kwargs):
         if request.method not in ("GET", "HEAD"):
-            response = JsonResponse({"error": {"code": "method_not_allowed",
-                                               "message": f"{request.method} is not allowed; use GET"}}, status=405)
+            response = JsonResponse(error_body("method_not_allowed", f"{request.method} is not allowed; use GET"),
+                                    status=405)
             response["Allow"] = "GET, HEAD"
             return response
         return view(request, *args, **kwargs)
