@@ -31,6 +31,7 @@ import urllib.parse
 import urllib.request
 import uuid
 from pathlib import Path
+from typing import NamedTuple
 
 import psycopg
 
@@ -206,8 +207,18 @@ def stored_count(database_url, app_id) -> int:
             "WHERE a.public_id = %s", (app_id,)).fetchone()[0]
 
 
+class Process(NamedTuple):
+    pid: int
+    parent: int
+    name: str
+    command: bytes
+    rss_mb: float
+    cpu_seconds: float
+
+
 def processes():
-    """(pid, name, command line, resident MB) of every process, from /proc."""
+    """Every process, read once from /proc: its parent, name, command line, resident memory and CPU time."""
+    tick = os.sysconf("SC_CLK_TCK")
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -220,7 +231,9 @@ def processes():
                 rss = re.search(r"VmRSS:\s+(\d+)", handle.read())
         except OSError:
             continue
-        yield int(entry), stat[stat.index("(") + 1:stat.rindex(")")], command, int(rss.group(1)) / 1024 if rss else 0.0
+        fields = stat[stat.rindex(")") + 2:].split()
+        yield Process(int(entry), int(fields[1]), stat[stat.index("(") + 1:stat.rindex(")")], command,
+                      int(rss.group(1)) / 1024 if rss else 0.0, (int(fields[11]) + int(fields[12])) / tick)
 
 
 def cpu_seconds_by_program() -> dict[str, float]:
@@ -228,22 +241,14 @@ def cpu_seconds_by_program() -> dict[str, float]:
 
     CPU per request is steadier than requests/s on a machine whose speed drifts, and it says which
     program the time goes to."""
-    tick = os.sysconf("SC_CLK_TCK")
     totals = {"server": 0.0, "postgres": 0.0, "redis": 0.0}
-    for pid, name, command, _ in processes():
-        try:
-            with open(f"/proc/{pid}/stat") as handle:
-                stat = handle.read()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2:].split()
-        seconds = (int(fields[11]) + int(fields[12])) / tick
-        if b"telemetry.server" in command:
-            totals["server"] += seconds
-        elif name == "postgres":
-            totals["postgres"] += seconds
-        elif name.startswith("redis-server"):
-            totals["redis"] += seconds
+    for process in processes():
+        if b"telemetry.server" in process.command:
+            totals["server"] += process.cpu_seconds
+        elif process.name == "postgres":
+            totals["postgres"] += process.cpu_seconds
+        elif process.name.startswith("redis-server"):
+            totals["redis"] += process.cpu_seconds
     return totals
 
 
@@ -258,20 +263,10 @@ def cpu_calibration_ms() -> float:
 
 
 def worker_rss_mb() -> list[float]:
-    """Resident memory of each web worker process (granian's children running the application)."""
-    ours = f"PPid:\t{os.getpid()}\n"
-    sizes = []
-    for pid, _, command, rss in processes():
-        if b"telemetry.server" not in command:
-            continue
-        try:
-            with open(f"/proc/{pid}/status") as handle:
-                if ours in handle.read():  # the main process, which serves nothing
-                    continue
-        except OSError:
-            continue
-        sizes.append(rss)
-    return sizes
+    """Resident memory of each web worker process (granian's children running the application); the
+    main process, started by this script, serves nothing."""
+    return [process.rss_mb for process in processes()
+            if b"telemetry.server" in process.command and process.parent != os.getpid()]
 
 
 def health_server_ms(port: int, seconds: int = 5) -> float:

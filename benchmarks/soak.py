@@ -23,24 +23,16 @@ CONNECTIONS = 16
 ROUND_SECONDS = 60
 
 
-def parent_of(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return int(handle.read().rsplit(")", 1)[1].split()[1])
-    except OSError:
-        return 0
-
-
 def rss_by_process(server_pid: int) -> dict[str, float]:
     """Resident MB of this server's processes (main and workers), and the sums of PostgreSQL's and Redis's."""
     sizes = {"postgres (all, shared memory in each)": 0.0, "redis": 0.0}
-    for pid, name, command, rss in bench.processes():
-        if pid == server_pid or parent_of(pid) == server_pid:
-            sizes[f"server {pid}"] = rss
-        elif name == "postgres":
-            sizes["postgres (all, shared memory in each)"] += rss
-        elif name.startswith("redis-server"):
-            sizes["redis"] += rss
+    for process in bench.processes():
+        if server_pid in (process.pid, process.parent):
+            sizes[f"server {process.pid}"] = process.rss_mb
+        elif process.name == "postgres":
+            sizes["postgres (all, shared memory in each)"] += process.rss_mb
+        elif process.name.startswith("redis-server"):
+            sizes["redis"] += process.rss_mb
     return sizes
 
 
