@@ -68,7 +68,7 @@ def organization_quota_usage(*, organization: Organization, now: datetime) -> Qu
     """Accepted events this calendar month (UTC) and the month-end forecast at the month's rate so far."""
     month_start = datetime(now.year, now.month, 1, tzinfo=UTC)
     used = _read(Outcome).filter(organization_id=organization.pk, outcome=Outcome.Kind.ACCEPTED,
-                                  hour__gte=month_start).aggregate(total=Sum("count"))["total"] or 0
+                                 hour__gte=month_start).aggregate(total=Sum("count"))["total"] or 0
     days_in_month = calendar.monthrange(now.year, now.month)[1]
     elapsed_days = max((now - month_start) / timedelta(days=1), 1 / 24)
     forecast = round(used / elapsed_days * days_in_month)
@@ -149,7 +149,7 @@ def window_for(*, range_key: str | None, granularity: str | None, now: datetime)
 
 def _rollups(window: Window, organization, application, event_type, dimension=EventRollup.Dimension.TYPE):
     rollups = _read(EventRollup).filter(granularity=window.granularity, dimension=dimension,
-                                         bucket__gte=window.since, bucket__lte=window.until)
+                                        bucket__gte=window.since, bucket__lte=window.until)
     if organization is not None:
         rollups = rollups.filter(organization_id=organization.pk)
     if application is not None:

@@ -49,6 +49,7 @@ def application(environ, start_response):
     finally:
         response.close()
 
+
 # Everything loaded so far lives as long as the process: leave it out of the garbage collector's
 # full passes, which otherwise walk it all and pause every request thread meanwhile.
 gc.freeze()
