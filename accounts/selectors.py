@@ -74,6 +74,7 @@ def applications_with_active_credential_counts(applications):
 def ingest_targets_forget() -> None:
     """Drops this process's cached ingest targets, after a credential change made here."""
     _target_cache.clear()
+    _token_cache.clear()
 
 
 def application_deletion_summary(*, application: Application) -> dict[str, int]:
@@ -155,6 +156,27 @@ def ingest_target_get(*, org_public_id: str, app_public_id: str, fresh: bool = F
         _target_cache.clear()
     _target_cache[cache_key] = (now + TARGET_CACHE_SECONDS, target)
     return target
+
+
+
+_token_cache: dict[str, tuple[float, tuple[str, str] | None]] = {}
+
+
+def token_owner(*, token: str) -> tuple[str, str] | None:
+    """The (organization, application) public ids whose active credential has this API token, for
+    clients that name no application in their URL; None for an unknown, revoked or expired token.
+    Read through the same short per-process cache as ``ingest_target_get``."""
+    digest = crypto.token_hash(token)
+    now = time.monotonic()
+    cached = _token_cache.get(digest)
+    if cached is not None and cached[0] > now:
+        return cached[1]
+    owner = (_active(Credential.objects.filter(token_hash=digest))
+             .values_list("application__organization__public_id", "application__public_id").first())
+    if len(_token_cache) >= _TARGET_CACHE_MAX:
+        _token_cache.clear()
+    _token_cache[digest] = (now + TARGET_CACHE_SECONDS, owner)
+    return owner
 
 
 MANAGE_ROLES = ("owner", "admin")

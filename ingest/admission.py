@@ -26,7 +26,8 @@ from telemetry.lib.redis import get_redis
 PENDING_OUTCOMES_KEY = "tk:outcomes:pending"
 _QUOTA_TTL = 40 * 24 * 3600
 
-# KEYS: nonce, credentials generation, rate window, quota; ARGV: nonce ttl, rate limit (0: none),
+# KEYS: nonce, credentials generation, rate window, quota; ARGV: nonce ttl (0: no nonce, for clients
+# that do not sign), rate limit (0: none),
 # quota (-1: none), events to reserve, whether a spent quota refuses (1) or only counts (0).
 # Returns {nonce fresh, generation, verdict, requests this window, events granted, quota used after}
 # where verdict is
@@ -35,7 +36,8 @@ _QUOTA_TTL = 40 * 24 * 3600
 # gives its nonce back. Reserving the batch's declared size here saves a round trip; what the batch
 # does not use is given back after storing.
 _ADMIT = """
-if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return {0, 0, 0, 0, 0} end
+local signed = ARGV[1] ~= '0'
+if signed and not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return {0, 0, 0, 0, 0} end
 local generation = tonumber(redis.call('GET', KEYS[2]) or '0')
 local limit = tonumber(ARGV[2])
 local count = 0
@@ -44,7 +46,7 @@ if limit > 0 then
   if count == 1 then redis.call('EXPIRE', KEYS[3], 120) end
   if count > limit then
     redis.call('DECR', KEYS[3])
-    redis.call('DEL', KEYS[1])
+    if signed then redis.call('DEL', KEYS[1]) end
     return {1, generation, 2, limit, 0}
   end
 end
@@ -54,7 +56,7 @@ local used = redis.call('GET', KEYS[4])
 if not used then return {1, generation, 1, count, -1} end
 used = tonumber(used)
 if used >= quota and ARGV[5] == '1' then
-  redis.call('DEL', KEYS[1])
+  if signed then redis.call('DEL', KEYS[1]) end
   return {1, generation, 3, count, 0}
 end
 local granted = math.max(0, math.min(tonumber(ARGV[4]), quota - used))
@@ -128,9 +130,11 @@ def _quota_key(target: IngestTarget, now: datetime) -> str:
 _NO_REFUSAL_QUOTA = 10**15  # monitor-only: counted against a limit never reached
 
 
-def request_admit(*, target: IngestTarget, nonce_key: str, nonce_ttl: int, reserve: int | None) -> Admission | None:
-    """Claims the nonce, applies the rate limit and reserves ``reserve`` events of the monthly quota
-    (None: reserve later, once the batch is parsed), all in one round trip.
+def request_admit(*, target: IngestTarget, reserve: int | None, nonce_key: str = "", nonce_ttl: int = 0
+                  ) -> Admission | None:
+    """Claims the nonce (unless ``nonce_ttl`` is 0: a client that does not sign), applies the rate limit
+    and reserves ``reserve`` events of the monthly quota (None: reserve later, once the batch is
+    parsed), all in one round trip.
 
     None without Redis: the caller then claims the nonce in the database and enforces nothing.
     """
@@ -145,7 +149,7 @@ def request_admit(*, target: IngestTarget, nonce_key: str, nonce_ttl: int, reser
         quota = target.monthly_quota if target.quota_refuses else _NO_REFUSAL_QUOTA
     utc_now = datetime.fromtimestamp(now, UTC)
     fresh, generation, verdict, count, granted, *used = _script("admit", _ADMIT)(
-        keys=[nonce_key, CREDENTIALS_GENERATION_KEY, f"tk:rate:{target.application_id}:{int(now // 60)}",
+        keys=[nonce_key or "tk:no-nonce", CREDENTIALS_GENERATION_KEY, f"tk:rate:{target.application_id}:{int(now // 60)}",
               _quota_key(target, utc_now)],
         args=[nonce_ttl, limit or 0, quota, reserve or 0, int(target.quota_refuses)])
     if used and int(granted) > 0:

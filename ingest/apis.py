@@ -12,15 +12,14 @@ from rest_framework.views import APIView
 from accounts.selectors import IngestTarget, ingest_target_get
 from accounts.services import credential_touch
 from ingest import verification
-from ingest.admission import (Admission, outcomes_record, quota_release, quota_reserve, request_admit,
-                              seconds_to_month_end, utc_now)
-from ingest.errors import ApiError, BadRequest, PayloadTooLarge, QuotaExceeded, RateLimited, Unauthorized, error_body
+from ingest.admission import Admission, outcomes_record, quota_release, request_admit, seconds_to_month_end, utc_now
+from ingest.errors import ApiError, BadRequest, PayloadTooLarge, QuotaExceeded, Unauthorized, error_body
 from ingest.models import Outcome
 from ingest.negotiation import JsonOnly
 from ingest.openapi import ingest_schema
-from ingest.schema import BatchFormatError, EventError, batch_check, batch_decode
-from ingest.services import events_store, nonce_claim_in_database, nonce_key, nonce_release
-from telemetry.metrics import EVENTS_FAILED, EVENTS_INGESTED
+from ingest.intake import admission_enforce, rate_limit_headers
+from ingest.schema import BatchFormatError, batch_check, batch_decode
+from ingest.services import events_accept, nonce_claim_in_database, nonce_key, nonce_release, outcomes_count
 
 _encode = msgspec.json.Encoder().encode
 Kind = Outcome.Kind
@@ -71,7 +70,7 @@ class IngestApi(APIView):
         fresh = admission.nonce_fresh if admission else nonce_claim_in_database(
             key=replay_key, ttl=settings.SECURITY_NONCE_TTL)
         if not fresh:
-            self._count(target, Counter({(Kind.REFUSED, "nonce_reused"): 1}))
+            outcomes_count(target=target, counts=Counter({(Kind.REFUSED, "nonce_reused"): 1}))
             raise Unauthorized("X-Nonce was already used")
         if admission and admission.credentials_generation != target.generation:
             # Credentials changed somewhere since this process cached them: verify against the database.
@@ -86,15 +85,8 @@ class IngestApi(APIView):
             target = fresh_target
         credential_touch(credential_id=key.credential_id)
 
-        limit_headers = _rate_limit_headers(admission)
-        if admission and admission.verdict == "rate_limited":
-            self._count(target, Counter({(Kind.RATE_LIMITED, ""): _declared_events(meta)}))
-            raise RateLimited(f"More than {admission.rate_limit} requests a minute for this application",
-                              headers={**limit_headers, "Retry-After": str(admission.rate_reset)})
-        if admission and admission.verdict == "quota_spent":
-            self._count(target, Counter({(Kind.OVER_QUOTA, ""): _declared_events(meta)}))
-            raise QuotaExceeded("The organization's monthly event quota is spent",
-                                headers={**limit_headers, "Retry-After": str(admission.quota_reset)})
+        limit_headers = rate_limit_headers(admission)
+        admission_enforce(target=target, admission=admission, refused=_declared_events(meta))
         try:
             response = self._ingest(meta, target, body, admission, do_not_track)
         except ApiError as error:
@@ -108,33 +100,11 @@ class IngestApi(APIView):
             response[name] = value
         return response
 
-    def _count(self, target: IngestTarget, counts: Counter, quota_unused: int = 0) -> None:
-        for (outcome, reason), count in counts.items():
-            if count:
-                EVENTS_FAILED.labels(outcome, reason).inc(count)
-        outcomes_record(organization_id=target.organization_id, application_id=target.application_id,
-                        counts=counts, quota_unused=quota_unused, target=target)
-
     def _ingest(self, meta, target: IngestTarget, body: bytes, admission: Admission | None, do_not_track: bool):
         if do_not_track:
-            self._count(target, Counter({(Kind.DNT, ""): _declared_events(meta)}))
+            outcomes_count(target=target, counts=Counter({(Kind.DNT, ""): _declared_events(meta)}))
             return HttpResponse(status=204)
-        # Quota reserved and not yet settled; given back if this request fails on the server's side,
-        # so the client's retry finds it. (A view instance serves one request.)
-        self._unsettled = admission.reserved or 0 if admission else 0
-        try:
-            return self._store(meta, target, body, admission.reserved if admission else None)
-        except Exception:
-            if self._unsettled:
-                quota_release(target=target, unused=self._unsettled)
-            raise
-
-    def _settle(self, target: IngestTarget, counts: Counter, reserved: int, stored: int) -> None:
-        self._unsettled = 0
-        # Quota is spent only by events stored: what was reserved for others is given back.
-        self._count(target, counts, quota_unused=reserved - stored)
-
-    def _store(self, meta, target: IngestTarget, body: bytes, reserved: int | None):
+        reserved = admission.reserved if admission else None
         try:
             verification.content_type_check(meta)
             events = _batch_decode(body)
@@ -144,36 +114,23 @@ class IngestApi(APIView):
             declared = _batch_size_header(meta)
             if declared is not None and declared != len(events):
                 raise BadRequest(f"X-Batch-Size is {declared} but the body has {len(events)} events")
+            max_age_days = settings.INGEST_MAX_EVENT_AGE_DAYS
+            checked = batch_check(events, now=timezone.now(),
+                                  max_age=timedelta(days=max_age_days) if max_age_days else None)
         except ApiError as error:
-            self._settle(target, Counter({(Kind.INVALID, error.code): _declared_events(meta)}), reserved or 0, 0)
+            outcomes_count(target=target, counts=Counter({(Kind.INVALID, error.code): _declared_events(meta)}),
+                           quota_unused=reserved or 0)
             raise
-
-        max_age_days = settings.INGEST_MAX_EVENT_AGE_DAYS
-        checked = batch_check(events, now=timezone.now(),
-                              max_age=timedelta(days=max_age_days) if max_age_days else None)
-        wanted = len(checked.valid)
-        if reserved is None:
-            reserved = granted = self._unsettled = quota_reserve(target=target, wanted=wanted)
-        else:
-            granted = min(wanted, reserved)
-        over_quota = [EventError(index, str(event.event_id), "over_quota",
-                                 "The organization's monthly event quota is spent")
-                      for index, event in zip(checked.indexes[granted:], checked.valid[granted:])]
-        result = events_store(target=target, events=checked.valid[:granted], indexes=checked.indexes[:granted],
-                              sdk_version=meta.get("HTTP_X_SDK_VERSION", "")[:100] or None)
-
-        EVENTS_INGESTED.inc(result.stored)
-        # Accepted events are counted from the events table (rollups_update), not here.
-        counts = Counter({(Kind.OVER_QUOTA, ""): len(over_quota),
-                          (Kind.DUPLICATE, ""): granted - result.stored - len(result.errors) + checked.duplicates})
-        for error in checked.errors + result.errors:
-            counts[(Kind.INVALID, error.error)] += 1
-        self._settle(target, counts, reserved, result.stored)
-        if wanted and not granted:
+        except Exception:
+            if reserved:
+                quota_release(target=target, unused=reserved)
+            raise
+        accepted = events_accept(target=target, checked=checked, reserved=reserved,
+                                 sdk_version=meta.get("HTTP_X_SDK_VERSION", "")[:100] or None)
+        if accepted.wanted and not accepted.granted:
             raise QuotaExceeded("The organization's monthly event quota is spent",
                                 headers={"Retry-After": str(seconds_to_month_end(utc_now()))})
-        errors = sorted(checked.errors + result.errors + over_quota, key=lambda error: error.index)
-        return _batch_response(total=len(events), errors=errors)
+        return _batch_response(total=len(events), errors=accepted.errors)
 
 
 def _batch_decode(body: bytes):
@@ -181,13 +138,6 @@ def _batch_decode(body: bytes):
         return batch_decode(body)
     except BatchFormatError as error:
         raise BadRequest(str(error)) from None
-
-
-def _rate_limit_headers(admission: Admission | None) -> dict[str, str]:
-    if admission is None or admission.rate_limit is None:
-        return {}
-    return {"RateLimit-Limit": str(admission.rate_limit), "RateLimit-Remaining": str(admission.rate_remaining),
-            "RateLimit-Reset": str(admission.rate_reset)}
 
 
 def _batch_response(*, total: int, errors: list) -> HttpResponse:

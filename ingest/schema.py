@@ -204,3 +204,29 @@ def batch_check(events: list[Envelope] | list[msgspec.Raw], *, now: datetime,
             valid.append(result)
             indexes.append(index)
     return CheckedBatch(valid, indexes, errors, duplicates)
+
+
+def _text(value: str | None, limit: int = 255) -> str | None:
+    return None if value is None else value.replace("\x00", "")[:limit]
+
+
+def envelope_make(*, source: str, event_type: str, data: bytes, timestamp: datetime, service_name: str = "",
+                  category: str | None = None, service_version: str | None = None, session_id: str | None = None,
+                  event_id: uuid.UUID | None = None) -> Envelope:
+    """An event of a client family other than the SDK (streams, Lambda, OTLP, Malti), shaped for
+    ``events_accept``: texts cut to their columns and freed of NUL, a new event id unless one is
+    given, no user id. ``source`` ("stream/1", "lambda/1", ...) is stored as the schema version, so
+    each family's events can be told apart. ``data`` is JSON text, stored as it is."""
+    return Envelope(
+        schema_version=source, timestamp=timestamp, user_id="", session_id=_text(session_id),
+        service=Service(name=_text(service_name), version=_text(service_version)),
+        event=EventBody(type=_text(event_type) or "unknown", category=_text(category), data=msgspec.Raw(data)),
+        event_id=event_id or uuid.uuid4())
+
+
+def batch_of(envelopes: list[Envelope], *, indexes: list[int] | None = None,
+             errors: list[EventError] | None = None) -> CheckedBatch:
+    """Envelopes made by ``envelope_make`` as a checked batch, with their places in the request
+    (default: in order from 0) and the errors found while making them."""
+    return CheckedBatch(valid=envelopes, indexes=list(range(len(envelopes))) if indexes is None else indexes,
+                        errors=errors or [], duplicates=0)

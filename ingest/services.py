@@ -1,6 +1,7 @@
-"""Writes of the ingest path: nonces and events."""
+"""Writes of the ingest path: nonces, events and their outcomes."""
 
 import logging
+from collections import Counter
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -11,9 +12,11 @@ from django.db import DataError, IntegrityError, connection, transaction
 from django.utils import timezone
 
 from accounts.selectors import IngestTarget
-from ingest.models import Event, Nonce
-from ingest.schema import Envelope, EventError
+from ingest.admission import outcomes_record, quota_release, quota_reserve
+from ingest.models import Event, Nonce, Outcome
+from ingest.schema import CheckedBatch, Envelope, EventError
 from telemetry.lib.redis import get_redis
+from telemetry.metrics import EVENTS_FAILED, EVENTS_INGESTED
 
 logger = logging.getLogger(__name__)
 
@@ -194,3 +197,55 @@ def events_store(*, target: IngestTarget, events: list[Envelope], indexes: list[
                 errors.append(EventError(index, str(event.event_id), "invalid_data",
                                          f"event could not be stored: {str(exc).splitlines()[0]}"))
     return StoreResult(stored, errors)
+
+
+def outcomes_count(*, target: IngestTarget, counts: Counter, quota_unused: int = 0) -> None:
+    """Counts a request's events that were not accepted, in the metrics and the outcomes, and gives
+    back ``quota_unused`` events of the month's quota."""
+    for (outcome, reason), count in counts.items():
+        if count:
+            EVENTS_FAILED.labels(outcome, reason).inc(count)
+    outcomes_record(organization_id=target.organization_id, application_id=target.application_id,
+                    counts=counts, quota_unused=quota_unused, target=target)
+
+
+@dataclass(frozen=True)
+class Accepted:
+    stored: int  # new events stored
+    wanted: int  # valid events offered
+    granted: int  # of those, how many the month's quota admitted
+    errors: list[EventError]  # every refused event in batch order: invalid, refused by the database, over quota
+
+
+def events_accept(*, target: IngestTarget, checked: CheckedBatch, reserved: int | None,
+                  sdk_version: str | None = None) -> Accepted:
+    """Stores the valid events of a checked batch that the month's quota admits, then settles the
+    batch: outcomes counted and unused quota given back (also when storing fails, so that the
+    client's retry finds it). ``reserved``: quota already reserved at admission; None to reserve here.
+
+    Accepted events are counted from the events table (``rollups_update``), not here, so the common
+    batch, all accepted, costs no outcome round trip.
+    """
+    wanted = len(checked.valid)
+    try:
+        if reserved is None:
+            reserved = quota_reserve(target=target, wanted=wanted)
+        granted = min(wanted, reserved)
+        result = events_store(target=target, events=checked.valid[:granted], indexes=checked.indexes[:granted],
+                              sdk_version=sdk_version)
+    except Exception:
+        if reserved:
+            quota_release(target=target, unused=reserved)
+        raise
+    over_quota = [EventError(index, str(event.event_id), "over_quota", "The organization's monthly event quota is spent")
+                  for index, event in zip(checked.indexes[granted:], checked.valid[granted:])]
+    EVENTS_INGESTED.inc(result.stored)
+    Kind = Outcome.Kind
+    counts = Counter({(Kind.OVER_QUOTA, ""): len(over_quota),
+                      (Kind.DUPLICATE, ""): granted - result.stored - len(result.errors) + checked.duplicates})
+    for error in checked.errors + result.errors:
+        counts[(Kind.INVALID, error.error)] += 1
+    # Quota is spent only by events stored: what was reserved for others is given back.
+    outcomes_count(target=target, counts=counts, quota_unused=reserved - result.stored)
+    errors = sorted(checked.errors + result.errors + over_quota, key=lambda error: error.index)
+    return Accepted(stored=result.stored, wanted=wanted, granted=granted, errors=errors)

@@ -1,0 +1,89 @@
+"""The way in for clients that do not sign their requests: event streams, AWS Lambda, OTLP, Malti.
+
+They authenticate with an application's API token instead of an HMAC signature, and then meet the
+same rules as the signed ingest: the application's rate limit, the organization's monthly quota,
+outcomes counted, and storage through ``events_accept``. Each client family keeps its own wire
+format for errors; these functions raise ``ApiError``s whose status and code it maps.
+"""
+
+from collections import Counter
+
+from django.utils import timezone
+
+from accounts.selectors import IngestTarget, ingest_target_get, token_owner
+from accounts.services import credential_touch
+from ingest.admission import Admission, outcomes_record, request_admit
+from ingest.errors import QuotaExceeded, RateLimited, Unauthorized
+from ingest.models import Outcome
+from ingest.services import outcomes_count
+from telemetry.lib.crypto import token_hash
+
+Kind = Outcome.Kind
+
+
+def bearer_token(meta, *header_names: str) -> str | None:
+    """The token of ``Authorization: Bearer ...`` or, failing that, of the first given header present
+    (``"HTTP_X_API_KEY"`` and the like)."""
+    authorization = meta.get("HTTP_AUTHORIZATION", "")
+    scheme, _, value = authorization.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    for name in header_names:
+        if value := meta.get(name, "").strip():
+            return value
+    return None
+
+
+def token_authenticate(*, token: str | None, org_public_id: str | None = None,
+                       app_public_id: str | None = None) -> IngestTarget:
+    """The application whose active credential has ``token``; with the ids given (a per-application
+    URL), that application only. Unknown ids, a wrong token and a missing one are answered alike, so
+    ids cannot be probed; each refusal is counted as an outcome."""
+    target = None
+    if token:
+        if org_public_id is None or app_public_id is None:
+            owner = token_owner(token=token)
+            if owner is not None:
+                org_public_id, app_public_id = owner
+        if org_public_id is not None and app_public_id is not None:
+            target = ingest_target_get(org_public_id=org_public_id, app_public_id=app_public_id)
+    if target is not None:
+        digest = token_hash(token)
+        for key in target.active_keys(timezone.now()):
+            if key.token_hash == digest:
+                credential_touch(credential_id=key.credential_id)
+                return target
+    error = Unauthorized("Missing or invalid API token" if token else "An API token is required")
+    outcomes_record(organization_id=0, application_id=0, counts=Counter({(Kind.REFUSED, error.code): 1}))
+    raise error
+
+
+def rate_limit_headers(admission: Admission | None) -> dict[str, str]:
+    if admission is None or admission.rate_limit is None:
+        return {}
+    return {"RateLimit-Limit": str(admission.rate_limit), "RateLimit-Remaining": str(admission.rate_remaining),
+            "RateLimit-Reset": str(admission.rate_reset)}
+
+
+def admission_enforce(*, target: IngestTarget, admission: Admission | None, refused: int) -> None:
+    """Raises ``RateLimited`` or ``QuotaExceeded`` (with ``Retry-After``) when admission refused the
+    request, after counting its ``refused`` events in the outcomes."""
+    if admission is None or admission.verdict == "admitted":
+        return
+    headers = rate_limit_headers(admission)
+    if admission.verdict == "rate_limited":
+        outcomes_count(target=target, counts=Counter({(Kind.RATE_LIMITED, ""): refused}))
+        raise RateLimited(f"More than {admission.rate_limit} requests a minute for this application",
+                          headers={**headers, "Retry-After": str(admission.rate_reset)})
+    outcomes_count(target=target, counts=Counter({(Kind.OVER_QUOTA, ""): refused}))
+    raise QuotaExceeded("The organization's monthly event quota is spent",
+                        headers={**headers, "Retry-After": str(admission.quota_reset)})
+
+
+def request_admit_unsigned(*, target: IngestTarget, events: int | None) -> Admission | None:
+    """Applies the rate limit and reserves quota for ``events`` (None: reserve once they are known,
+    through ``events_accept``); raises as ``admission_enforce`` does. None on the embedded default,
+    which enforces neither."""
+    admission = request_admit(target=target, reserve=events)
+    admission_enforce(target=target, admission=admission, refused=events or 1)
+    return admission
