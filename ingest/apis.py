@@ -7,6 +7,7 @@ import msgspec
 from django.conf import settings
 from django.http import HttpResponse
 from django.utils import timezone
+from rest_framework.exceptions import MethodNotAllowed
 from rest_framework.views import APIView
 
 from accounts.selectors import IngestTarget, ingest_target_get
@@ -14,10 +15,11 @@ from accounts.services import credential_touch
 from ingest import verification
 from ingest.admission import Admission, outcomes_record, quota_release, request_admit, seconds_to_month_end, utc_now
 from ingest.errors import ApiError, BadRequest, PayloadTooLarge, QuotaExceeded, Unauthorized, error_body
-from ingest.models import Outcome
+from ingest.models import Outcome, Stream
 from ingest.negotiation import JsonOnly
-from ingest.openapi import ingest_schema
-from ingest.intake import admission_enforce, rate_limit_headers
+from ingest.openapi import ingest_schema, stream_schema, stream_upgrade_schema
+from ingest import streams
+from ingest.intake import admission_enforce, bearer_token, rate_limit_headers, request_admit_unsigned, token_authenticate
 from ingest.schema import BatchFormatError, batch_check, batch_decode
 from ingest.services import events_accept, nonce_claim_in_database, nonce_key, nonce_release, outcomes_count
 
@@ -160,3 +162,55 @@ def _batch_response(*, total: int, errors: list) -> HttpResponse:
         body.update(error_body("validation_error", message))
     # Rendered here rather than by DRF's renderer: the same JSON, at a fraction of the cost per request.
     return HttpResponse(_encode(body), status=code, content_type="application/json")
+
+
+class StreamApi(APIView):
+    """``POST /v1/streams/{org_id}/{app_id}``: an event stream (seed 002), JSON values one per line,
+    each stored as an event while the body arrives; the answer is the count stored, as text. The
+    same path takes WebSockets on the server's WebSocket listener (``ingest.sockets``)."""
+
+    content_negotiation_class = JsonOnly
+
+    @stream_schema
+    def post(self, request, org_id: str, app_id: str):
+        meta = request.META
+        target = token_authenticate(token=bearer_token(meta, "HTTP_X_API_KEY"), org_public_id=org_id,
+                                    app_public_id=app_id)
+        admission = request_admit_unsigned(target=target, events=None)
+        stream = streams.stream_open(target=target, transport=Stream.Transport.HTTP,
+                                     headers=streams.headers_kept((name[5:].replace("_", "-"), value)
+                                                                  for name, value in meta.items()
+                                                                  if name.startswith("HTTP_")))
+        stored, status, ending, headers = 0, 200, Stream.Ending.COMPLETED, rate_limit_headers(admission)
+        try:
+            for values in streams.values_read(verification.body_stream(request._request).read,
+                                              max_value_bytes=settings.STREAM_MAX_VALUE_SIZE):
+                accepted = streams.stream_values_store(target=target, stream=stream, values=values)
+                stored += accepted.stored
+                if accepted.granted < accepted.wanted:
+                    status, ending = 429, Stream.Ending.OVER_QUOTA
+                    headers.update({"Retry-After": str(seconds_to_month_end(utc_now())),
+                                    "X-Error-Code": QuotaExceeded.code})
+                    break
+        except streams.StreamStopped as stop:
+            status, ending = (413 if stop.code == "payload_too_large" else 400), stop.code
+            headers.update({"X-Error-Code": stop.code, "X-Error-Message": str(stop)})
+        except Exception:
+            streams.stream_close(stream=stream, ending=Stream.Ending.FAILED)
+            raise
+        streams.stream_close(stream=stream, ending=ending)
+        # As seed 002's clients read it: the count stored, even when the stream stopped early.
+        return HttpResponse(str(stored), status=status, content_type="text/plain; charset=utf-8", headers=headers)
+
+    # GET is here only to point a WebSocket upgrade at the WebSocket listener, not a method of the resource.
+    allowed_methods = ["POST", "OPTIONS"]
+
+    @stream_upgrade_schema
+    def get(self, request, org_id: str, app_id: str):
+        if request.META.get("HTTP_UPGRADE", "").lower() != "websocket":
+            raise MethodNotAllowed("GET")
+        url = f"{settings.PUBLIC_WEBSOCKET_URL.rstrip('/')}{request.path}"
+        return HttpResponse(_encode(error_body(
+            "websocket_elsewhere", f"WebSocket streams are served at {url}" if settings.SERVER_WEBSOCKET_PORT
+            else "WebSocket streams are not enabled on this server")), status=426,
+            content_type="application/json", headers={"Upgrade": "websocket"} if settings.SERVER_WEBSOCKET_PORT else {})

@@ -27,6 +27,7 @@ class Event(models.Model):
     service_version = models.CharField(max_length=255, null=True, blank=True)
     service_language = models.CharField(max_length=64, null=True, blank=True)
     sdk_version = models.CharField(max_length=100, null=True, blank=True)
+    stream_id = models.BigIntegerField(null=True, blank=True, help_text="The Stream it came on (event streams only).")
 
     class Meta:
         constraints = [
@@ -36,6 +37,8 @@ class Event(models.Model):
             models.Index(fields=["application", "timestamp"], name="event_app_time_idx"),
             # The live tail filtered by type: newest events of one type, however rare, without a scan.
             models.Index(fields=["application", "event_type", "timestamp"], name="event_app_type_time_idx"),
+            # A stream's newest events; partial, so the other clients' events cost it nothing.
+            models.Index(fields=["stream_id", "id"], name="event_stream_idx", condition=models.Q(stream_id__isnull=False)),
         ]
 
     def __str__(self):
@@ -137,3 +140,37 @@ class RollupCursor(models.Model):
     name = models.CharField(max_length=50, primary_key=True)
     last_event_id = models.BigIntegerField(default=0)
     updated_at = models.DateTimeField(auto_now=True)
+
+
+class Stream(models.Model):
+    """One connection of an event-stream client (seed 002): an HTTP POST of JSON values or a
+    WebSocket, with the headers that opened it. Its events point back to it by ``Event.stream_id``."""
+
+    class Transport(models.TextChoices):
+        HTTP = "http", "HTTP POST"
+        WEBSOCKET = "websocket", "WebSocket"
+
+    class Ending(models.TextChoices):
+        OPEN = "", "Open"
+        COMPLETED = "completed", "Completed"
+        INVALID = "invalid_json", "Stopped at a malformed value"
+        TOO_LARGE = "payload_too_large", "Stopped at a value over the size limit"
+        OVER_QUOTA = "quota_exceeded", "Stopped: monthly quota spent"
+        DISCONNECTED = "disconnected", "Client went away"
+        FAILED = "server_error", "Stopped by a server error"
+
+    organization = models.ForeignKey("accounts.Organization", on_delete=models.CASCADE, related_name="streams")
+    application = models.ForeignKey("accounts.Application", on_delete=models.CASCADE, related_name="streams")
+    transport = models.CharField(max_length=10, choices=Transport.choices)
+    headers = models.JSONField(help_text="The request's headers, names lowercased, credentials removed.")
+    started_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+    ending = models.CharField(max_length=20, choices=Ending.choices, blank=True)
+    event_count = models.PositiveBigIntegerField(default=0)
+    last_event_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["application", "-started_at"], name="stream_app_started_idx")]
+
+    def __str__(self):
+        return f"{self.get_transport_display()} stream {self.pk}"

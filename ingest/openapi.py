@@ -6,6 +6,7 @@ answers, checked against the server by tests/test_api_docs.py.
 """
 
 from django.conf import settings
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
 
@@ -16,6 +17,7 @@ EVENT_ERROR_CODES = sorted({*FIELD_ERROR_CODES.values(), "timestamp_out_of_range
 BATCH_STATUSES = ["success", "partial", "rejected"]
 USER_ID_PATTERN = r"^(anon_[0-9a-fA-F]{64}|client_[0-9a-fA-F]{64})$"
 INGEST_PATH = "/v1/ingest/{org_id}/{app_id}"
+STREAM_PATH = "/v1/streams/{org_id}/{app_id}"
 
 
 class ServiceSerializer(serializers.Serializer):
@@ -209,6 +211,61 @@ ingest_schema = extend_schema(
     examples=REQUEST_EXAMPLES,
 )
 
+_STREAM_ERROR_HEADERS = [
+    _header("X-Error-Code", "Why the stream stopped: `invalid_json`, `payload_too_large` or `quota_exceeded`.",
+            response=[400, 413, 429]),
+    _header("X-Error-Message", "The same, for people.", response=[400, 413]),
+]
+
+
+def _count(description: str, example: str) -> OpenApiResponse:
+    """A stream's answer: the count stored, as text."""
+    return OpenApiResponse(OpenApiTypes.STR, description,
+                           examples=[OpenApiExample("count", value=example, response_only=True)])
+
+
+_STREAM_PATH_PARAMETERS = [
+    OpenApiParameter("org_id", str, OpenApiParameter.PATH, description="The organization's public id."),
+    OpenApiParameter("app_id", str, OpenApiParameter.PATH, description="The application's id, `app_` + 8 hex."),
+]
+
+stream_schema = extend_schema(
+    operation_id="stream_events",
+    summary="Stream events (newline-delimited JSON)",
+    description="Seed 002's event streams: each JSON value of the body is one event, stored while the body "
+                "arrives (chunked bodies welcome, no length limit). The answer is the number of events stored, "
+                "as text; a stream that stops early keeps what was stored before. Authenticated by the "
+                "application's API token (`Authorization: Bearer tk_...` or `X-API-Key`).\n\n"
+                "**WebSocket**: the same path on the server's WebSocket listener (APP_PUBLIC_WEBSOCKET_URL; "
+                "token also as `?token=`) takes one event per text or binary message and answers each run "
+                "of messages with the count stored so far; an empty binary message hangs up. A GET upgrade "
+                "sent here is answered 426 naming the listener.",
+    tags=["streams"],
+    parameters=[*_STREAM_PATH_PARAMETERS, *_STREAM_ERROR_HEADERS, *HEADERS[-4:]],
+    request={"application/x-ndjson": OpenApiTypes.STR, "application/json": OpenApiTypes.STR,
+             "text/plain": OpenApiTypes.STR},
+    examples=[OpenApiExample("two values", value='{"time": "2026-11-25T10:00:00Z", "level": "INFO", "msg": "hi"}\n'
+                                                 '{"type": "metric", "name": "queue", "value": 3}\n',
+                             request_only=True)],
+    responses={
+        (200, "text/plain"): _count("Every value stored; the body is their count.", "2"),
+        (400, "text/plain"): _count("`invalid_json`: stopped at a malformed value; the body is the count stored "
+                                    "before it.", "1"),
+        (401, "application/json"): OpenApiResponse(ErrorSerializer, "`unauthorized`: missing or invalid API token, or unknown "
+                             "application.", examples=[
+                                 _error("bad token", "unauthorized", "Missing or invalid API token", 401)]),
+        (413, "text/plain"): _count("`payload_too_large`: stopped at a value over "
+                                    "APP_INGESTION__STREAM_MAX_VALUE_SIZE; the body is the count stored before it.",
+                                    "0"),
+        (429, "text/plain"): _count("`quota_exceeded` during the stream; the body is the count stored.", "5"),
+        (429, "application/json"): OpenApiResponse(ErrorSerializer, "`rate_limit_exceeded` or `quota_exceeded` "
+                                                   "before anything is read."),
+        (503, "application/json"): RESPONSES[503],
+    },
+)
+# A WebSocket is not an HTTP operation OpenAPI can describe: the POST's description names it.
+stream_upgrade_schema = extend_schema(exclude=True)
+
 _ERROR_REF = {"$ref": "#/components/schemas/Error"}
 _TIMESTAMP = {"type": "string", "format": "date-time"}
 _CHECK = {"type": "string", "enum": ["ok", "down", "not configured"]}
@@ -278,6 +335,12 @@ def machine_routes_add(result, generator, request, public):
         "applicationToken": {"type": "http", "scheme": "bearer",
                              "description": "Optional: when sent, must be the application's API token (`tk_…`)."},
         "metricsToken": {"type": "http", "scheme": "bearer", "description": "APP_OBSERVABILITY__METRICS_TOKEN."},
+        "apiToken": {"type": "http", "scheme": "bearer",
+                     "description": "The application's API token (`tk_…`), for clients that do not sign."},
+        "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key",
+                   "description": "The application's API token (`tk_…`) in a header of its own."},
     }
     result["paths"][INGEST_PATH]["post"]["security"] = [{}, {"applicationToken": []}]
+    for operation in result["paths"][STREAM_PATH].values():
+        operation["security"] = [{"apiToken": []}, {"apiKey": []}]
     return result

@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 _COLUMNS = (
     "organization_id", "application_id", "event_id", "schema_version", "user_id", "session_id",
     "event_type", "category", "data", "timestamp", "received_at", "service_name", "service_version",
-    "service_language", "sdk_version",
+    "service_language", "sdk_version", "stream_id",
 )
 _TABLE = Event._meta.db_table
 # A large batch goes to PostgreSQL by binary COPY (_pg_copy). A small one, or one holding an event
@@ -34,7 +34,7 @@ _PG_INSERT = (
     f"INSERT INTO {_TABLE} ({', '.join(_COLUMNS)}) "
     "SELECT %s, %s, e.event_id, e.schema_version, e.user_id, e.session_id, e.event->>'type', "
     "e.event->>'category', (e.event->'data')::jsonb, e.\"timestamp\", %s, e.service->>'name', "
-    "e.service->>'version', e.service->>'language', %s "
+    "e.service->>'version', e.service->>'language', %s, %s "
     "FROM json_to_recordset(%s::json) AS e(event_id uuid, schema_version text, \"timestamp\" timestamptz, "
     "user_id text, session_id text, service json, event json) "
     "ON CONFLICT (application_id, event_id) DO NOTHING"
@@ -97,13 +97,13 @@ class _RawJsonbDumper(psycopg.adapt.Dumper):
 _COPY = f"COPY {_TABLE} ({', '.join(_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
 _COPY_TYPES = [psycopg.adapters.types[name].oid for name in (
     "int8", "int8", "uuid", "text", "text", "text", "text", "text", "jsonb", "timestamptz", "timestamptz",
-    "text", "text", "text", "text")]
+    "text", "text", "text", "text", "int8")]
 # Below this many events one prepared INSERT costs less in all: COPY saves PostgreSQL work per
 # event, but costs a round trip and Python work of its own (benchmarks/README.md).
 COPY_MIN_EVENTS = 50
 
 
-def _pg_copy(target: IngestTarget, events: list[Envelope], received_at: datetime, sdk_version: str | None,
+def _pg_copy(target: IngestTarget, events: list[Envelope], received_at: datetime, per_batch: tuple,
              cursor) -> int:
     cursor.adapters.register_dumper(None, _RawJsonbDumper)  # this cursor only, looked up by COPY's types
     organization_id, application_id = target.organization_id, target.application_id
@@ -113,38 +113,38 @@ def _pg_copy(target: IngestTarget, events: list[Envelope], received_at: datetime
             service, body = e.service, e.event
             copy.write_row((organization_id, application_id, e.event_id, e.schema_version, e.user_id, e.session_id,
                             body.type, body.category, body.data, e.timestamp, received_at, service.name,
-                            service.version, service.language, sdk_version))
+                            service.version, service.language, *per_batch))
     return cursor.rowcount
 
 
-def _pg_insert(target: IngestTarget, events: list[Envelope], received_at: datetime, sdk_version: str | None,
+def _pg_insert(target: IngestTarget, events: list[Envelope], received_at: datetime, per_batch: tuple,
                cursor) -> int:
-    cursor.execute(_PG_INSERT, (target.organization_id, target.application_id, received_at, sdk_version,
+    cursor.execute(_PG_INSERT, (target.organization_id, target.application_id, received_at, *per_batch,
                                 _encode(events).decode()), prepare=True)
     return cursor.rowcount
 
 
-def _pg_store(target: IngestTarget, events: list[Envelope], received_at: datetime, sdk_version: str | None) -> int:
+def _pg_store(target: IngestTarget, events: list[Envelope], received_at: datetime, per_batch: tuple) -> int:
     """Large batches go by binary COPY, which costs PostgreSQL about half of what INSERT does per
     event, but stops at the first event already stored; such a batch (a client's retry) goes again
     by INSERT ... ON CONFLICT DO NOTHING, which skips those events."""
     if len(events) >= COPY_MIN_EVENTS:
         try:
             with _statement() as cursor:
-                return _pg_copy(target, events, received_at, sdk_version, cursor)
+                return _pg_copy(target, events, received_at, per_batch, cursor)
         except IntegrityError:
             pass
     with _statement() as cursor:
-        return _pg_insert(target, events, received_at, sdk_version, cursor)
+        return _pg_insert(target, events, received_at, per_batch, cursor)
 
 
-def _sqlite_store(target: IngestTarget, events: list[Envelope], received_at: datetime, sdk_version: str | None) -> int:
+def _sqlite_store(target: IngestTarget, events: list[Envelope], received_at: datetime, per_batch: tuple) -> int:
     as_stored = connection.ops.adapt_datetimefield_value  # Django's own text form, so SQL compares right
     received = as_stored(received_at)
     rows = [
         (target.organization_id, target.application_id, e.event_id.hex, e.schema_version, e.user_id, e.session_id,
          e.event.type, e.event.category, bytes(e.event.data).decode(), as_stored(e.timestamp),
-         received, e.service.name, e.service.version, e.service.language, sdk_version)
+         received, e.service.name, e.service.version, e.service.language, *per_batch)
         for e in events
     ]
     with transaction.atomic(), connection.cursor() as cursor:
@@ -172,7 +172,7 @@ def _statement():
 
 
 def events_store(*, target: IngestTarget, events: list[Envelope], indexes: list[int],
-                 sdk_version: str | None) -> StoreResult:
+                 sdk_version: str | None, stream_id: int | None = None) -> StoreResult:
     """Stores valid events atomically; returns how many were new.
 
     Events already stored for the application (same event id) are skipped, not errors. Should the
@@ -183,16 +183,17 @@ def events_store(*, target: IngestTarget, events: list[Envelope], indexes: list[
     if not events:
         return StoreResult(0, [])
     received_at = timezone.now()
+    per_batch = (sdk_version, stream_id)  # the last columns, the same for every event of the batch
     store = _pg_store if connection.vendor == "postgresql" else _sqlite_store
     try:
-        return StoreResult(store(target, events, received_at, sdk_version), [])
+        return StoreResult(store(target, events, received_at, per_batch), [])
     except DataError:
         logger.info("batch refused by the database; storing its events one by one")
     stored, errors = 0, []
     with transaction.atomic():
         for index, event in zip(indexes, events):
             try:
-                stored += store(target, [event], received_at, sdk_version)
+                stored += store(target, [event], received_at, per_batch)
             except DataError as exc:
                 errors.append(EventError(index, str(event.event_id), "invalid_data",
                                          f"event could not be stored: {str(exc).splitlines()[0]}"))
@@ -218,7 +219,7 @@ class Accepted:
 
 
 def events_accept(*, target: IngestTarget, checked: CheckedBatch, reserved: int | None,
-                  sdk_version: str | None = None) -> Accepted:
+                  sdk_version: str | None = None, stream_id: int | None = None) -> Accepted:
     """Stores the valid events of a checked batch that the month's quota admits, then settles the
     batch: outcomes counted and unused quota given back (also when storing fails, so that the
     client's retry finds it). ``reserved``: quota already reserved at admission; None to reserve here.
@@ -232,7 +233,7 @@ def events_accept(*, target: IngestTarget, checked: CheckedBatch, reserved: int 
             reserved = quota_reserve(target=target, wanted=wanted)
         granted = min(wanted, reserved)
         result = events_store(target=target, events=checked.valid[:granted], indexes=checked.indexes[:granted],
-                              sdk_version=sdk_version)
+                              sdk_version=sdk_version, stream_id=stream_id)
     except Exception:
         if reserved:
             quota_release(target=target, unused=reserved)

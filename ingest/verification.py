@@ -81,18 +81,27 @@ def content_type_check(meta) -> None:
         raise BadRequest("Content-Type must be application/json")
 
 
-def body_read(request) -> bytes:
-    """The raw body, at most the payload limit; a chunked body (no Content-Length) is read from the
-    server's stream, since Django reads nothing past a missing length."""
-    limit = settings.INGEST_MAX_PAYLOAD_SIZE
+class _NoBody:
+    @staticmethod
+    def read(size: int = -1) -> bytes:
+        return b""
+
+
+def body_stream(request):
+    """Something to ``read(size)`` the raw body from: a chunked body (no Content-Length) is read
+    from the server's stream, since Django reads nothing past a missing length."""
     meta = request.META
     if meta.get("CONTENT_LENGTH"):
-        stream = request
-    elif "chunked" in meta.get("HTTP_TRANSFER_ENCODING", "").lower():
-        stream = meta["wsgi.input"]
-    else:
-        return b""  # neither a length nor chunks: HTTP says there is no body
-    body = stream.read(limit + 1)
+        return request
+    if "chunked" in meta.get("HTTP_TRANSFER_ENCODING", "").lower():
+        return meta["wsgi.input"]
+    return _NoBody  # neither a length nor chunks: HTTP says there is no body
+
+
+def body_read(request) -> bytes:
+    """The raw body, at most the payload limit."""
+    limit = settings.INGEST_MAX_PAYLOAD_SIZE
+    body = body_stream(request).read(limit + 1)
     if len(body) > limit:
         raise PayloadTooLarge(f"Body exceeds the limit of {limit} bytes")
     return body

@@ -4,11 +4,43 @@ Granian (Rust, HTTP/1.1 and 2) serves the WSGI application from a few processes,
 requests on a small pool of threads: a request is short CPU work between waits on PostgreSQL and
 Redis, so threads keep a process busy while one waits. Measured on 2 cores it answers 25-50%
 more ingest requests a second than gunicorn's sync workers (benchmarks/README.md).
+
+A second Granian, started as a child process, serves WebSocket event streams (``telemetry.asgi``)
+on APP_SERVER__WEBSOCKET_PORT from one asyncio process; it stops with the first.
 """
 
 import os
+import subprocess
+import sys
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "telemetry.settings")
+
+
+def _die_with_parent() -> None:
+    """In the child: Linux stops it when the server dies, even killed without a chance to clean up."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _websocket_listener(settings) -> None:
+    from granian import Granian
+    from granian.constants import Interfaces
+
+    Granian(
+        "telemetry.asgi:application",
+        address=settings.SERVER_HOST,
+        port=settings.SERVER_WEBSOCKET_PORT,
+        interface=Interfaces.ASGI,
+        workers=1,
+        websockets=True,
+        respawn_failed_workers=True,
+        log_level=settings.LOG_LEVEL,
+    ).serve()
 
 
 def main() -> None:
@@ -19,6 +51,9 @@ def main() -> None:
     django.setup()
     from django.conf import settings
 
+    if sys.argv[1:] == ["--websockets"]:
+        _websocket_listener(settings)
+        return
     # Worker processes share their metrics through files here; a restart starts them from zero.
     metrics_dir = settings.DATA_DIR / "metrics"
     shutil.rmtree(metrics_dir, ignore_errors=True)
@@ -27,17 +62,26 @@ def main() -> None:
     from granian import Granian
     from granian.constants import Interfaces
 
-    Granian(
-        "telemetry.wsgi:application",
-        address=settings.SERVER_HOST,
-        port=settings.SERVER_PORT,
-        interface=Interfaces.WSGI,
-        workers=settings.SERVER_WORKERS,
-        blocking_threads=settings.SERVER_THREADS,
-        websockets=False,
-        respawn_failed_workers=True,
-        log_level=settings.LOG_LEVEL,
-    ).serve()
+    websockets = None
+    if settings.SERVER_WEBSOCKET_PORT:
+        websockets = subprocess.Popen([sys.executable, "-m", "telemetry.server", "--websockets"],
+                                      preexec_fn=_die_with_parent)
+    try:
+        Granian(
+            "telemetry.wsgi:application",
+            address=settings.SERVER_HOST,
+            port=settings.SERVER_PORT,
+            interface=Interfaces.WSGI,
+            workers=settings.SERVER_WORKERS,
+            blocking_threads=settings.SERVER_THREADS,
+            websockets=False,
+            respawn_failed_workers=True,
+            log_level=settings.LOG_LEVEL,
+        ).serve()
+    finally:
+        if websockets is not None:
+            websockets.terminate()
+            websockets.wait(timeout=30)
 
 
 if __name__ == "__main__":

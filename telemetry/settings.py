@@ -30,10 +30,15 @@ SERVER_PORT = env.int("APP_SERVER__PORT", 8080, minimum=1, maximum=65535)
 SERVER_WORKERS = env.int("APP_SERVER__WORKERS", os.cpu_count() or 1, minimum=1)
 SERVER_THREADS = env.int("APP_SERVER__THREADS", 4, minimum=1)
 PUBLIC_URL = env.str("APP_PUBLIC_URL", "") or f"http://{SERVER_HOST}:{SERVER_PORT}"
+# WebSocket event streams are served by a second listener of the same server (0: none).
+SERVER_WEBSOCKET_PORT = env.int("APP_SERVER__WEBSOCKET_PORT", SERVER_PORT + 1, minimum=0, maximum=65535)
+PUBLIC_WEBSOCKET_URL = env.str("APP_PUBLIC_WEBSOCKET_URL", "") or f"ws://{SERVER_HOST}:{SERVER_WEBSOCKET_PORT}"
 
 # Ingestion limits.
 INGEST_MAX_BATCH_SIZE = env.int("APP_INGESTION__MAX_BATCH_SIZE", 1000, minimum=1)
 INGEST_MAX_PAYLOAD_SIZE = env.int("APP_INGESTION__MAX_PAYLOAD_SIZE", 5 * 1024 * 1024, minimum=1024)
+# One value of an event stream (a stream itself has no length limit: it is stored as it arrives).
+STREAM_MAX_VALUE_SIZE = env.int("APP_INGESTION__STREAM_MAX_VALUE_SIZE", 1024 * 1024, minimum=1024)
 # 0 keeps events of any age: the SDK queues offline and may send days later (COMPAT.md 1).
 INGEST_MAX_EVENT_AGE_DAYS = env.int("APP_INGESTION__MAX_EVENT_AGE_DAYS", 0, minimum=0)
 

@@ -37,7 +37,8 @@ def running_server(data_dir, port: int | None = None, **env_overrides):
     """Starts ``python -m telemetry.server`` on ``port`` (by default a free one) with the given
     environment; yields the port."""
     port = port or unused_port()
-    env = {**os.environ, "APP_SERVER__WORKERS": "1", **env_overrides, "APP_SERVER__PORT": str(port),
+    env = {**os.environ, "APP_SERVER__WORKERS": "1", "APP_SERVER__WEBSOCKET_PORT": "0", **env_overrides,
+           "APP_SERVER__PORT": str(port),
            "APP_DATA_DIR": str(data_dir)}
     process = subprocess.Popen([sys.executable, "-m", "telemetry.server"], cwd=ROOT, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

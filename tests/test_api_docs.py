@@ -62,7 +62,7 @@ def test_schema_in_yaml_is_the_default_answer(client):
 
 
 def test_schema_lists_the_machine_routes_and_no_pages(schema):
-    assert set(schema["paths"]) == {INGEST, "/health", "/ready", "/metrics"}
+    assert set(schema["paths"]) == {INGEST, "/v1/streams/{org_id}/{app_id}", "/health", "/ready", "/metrics"}
 
 
 def test_schema_documents_every_answer_of_the_ingest_endpoint(schema):
