@@ -29,6 +29,7 @@ class TelemetryMiddleware:
         self.recorder = RequestRecorder(client, **options)
         self._consumer_headers = tuple(name.encode("latin-1") for name in self.recorder.consumer_headers)
         self._mount_patterns: dict[str, str | None] = {}
+        self._endpoint_patterns: dict | None = None  # for Starlette before 1.7, which names no route
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http" or not self.recorder.enabled:
@@ -72,6 +73,8 @@ class TelemetryMiddleware:
     def _endpoint(self, scope, routes_owner) -> str | None:
         """The pattern of the route that answered, with the patterns of the mounts it sits in."""
         route = scope.get("route")
+        if route is None:
+            return self._endpoint_pattern(scope.get("endpoint"), routes_owner)
         path_format = getattr(route, "path_format", None)
         if path_format is None:
             return None
@@ -91,6 +94,31 @@ class TelemetryMiddleware:
                 self._mount_patterns.clear()
             self._mount_patterns[prefix] = _mount_pattern_find(routes, prefix)
         return self._mount_patterns[prefix]
+
+
+    def _endpoint_pattern(self, endpoint, routes_owner) -> str | None:
+        """The pattern of the one route that ``endpoint`` answers; None for a handler of several routes."""
+        if endpoint is None:
+            return None
+        if self._endpoint_patterns is None:
+            self._endpoint_patterns = {}
+            _endpoint_patterns_collect(getattr(routes_owner, "routes", ()), "", self._endpoint_patterns)
+        return self._endpoint_patterns.get(endpoint)
+
+
+def _endpoint_patterns_collect(routes, prefix: str, found: dict) -> None:
+    for route in routes:
+        if isinstance(route, Mount) and route.routes:
+            _endpoint_patterns_collect(route.routes, prefix + route.path_format[:-len("/{path}")], found)
+            continue
+        endpoint = route.app if isinstance(route, Mount) else getattr(route, "endpoint", None)
+        path_format = getattr(route, "path_format", None)
+        if endpoint is None or path_format is None:
+            continue
+        try:
+            found[endpoint] = None if endpoint in found else prefix + path_format
+        except TypeError:  # an endpoint that cannot be a key
+            continue
 
 
 def _mount_pattern_find(routes, prefix: str) -> str | None:
