@@ -35,8 +35,8 @@ class TelemetryMiddleware:
         if scope["type"] != "http" or not self.recorder.enabled:
             await self.app(scope, receive, send)
             return
-        # The request path's whole cost: a closure, two clock readings and track(), which only
-        # encodes the event and appends it to the sender thread's buffer.
+        # The request path's whole cost: a closure, two clock readings, a look at the headers and the
+        # matched route, and track(), which only encodes the event and appends it to the sender's buffer.
         status = 500  # what the client gets when the app raises before it answers
         routes_owner = scope.get("app") or self.app  # the routers below overwrite scope["app"]
 
