@@ -9,7 +9,7 @@ from django.db.models import Sum
 
 from accounts.models import Application, Organization
 from accounts.selectors import organizations_of
-from ingest.models import Event, EventRollup, Outcome
+from ingest.models import Event, EventRollup, Outcome, Stream
 
 SPARKLINE_DAYS = 14
 
@@ -236,4 +236,15 @@ def latest_events(*, application: Application, event_type: str | None = None, li
     if event_type:
         events = events.filter(event_type=event_type)
     return events.order_by("-timestamp").only(
+        "event_id", "timestamp", "event_type", "category", "service_name", "service_version", "data")[:limit]
+
+
+def application_streams(*, application: Application, limit: int = 50):
+    """The application's newest event streams."""
+    return _read(Stream).filter(application_id=application.pk).order_by("-started_at", "-id")[:limit]
+
+
+def stream_events(*, stream: Stream, limit: int = 25):
+    """A stream's newest events (in arrival order), through the partial (stream_id, id) index."""
+    return _read(Event).filter(stream_id=stream.pk).order_by("-id").only(
         "event_id", "timestamp", "event_type", "category", "service_name", "service_version", "data")[:limit]

@@ -9,4 +9,7 @@ urlpatterns = [
     path("orgs/<str:org_id>/", views.organization, name="organization"),
     path("orgs/<str:org_id>/apps/<str:app_id>/", views.application, name="application"),
     path("orgs/<str:org_id>/apps/<str:app_id>/tail/", views.application_tail, name="application_tail"),
+    path("orgs/<str:org_id>/apps/<str:app_id>/streams/", views.streams, name="streams"),
+    path("orgs/<str:org_id>/apps/<str:app_id>/streams/<int:stream_id>/", views.stream, name="stream"),
+    path("orgs/<str:org_id>/apps/<str:app_id>/streams/<int:stream_id>/tail/", views.stream_tail, name="stream_tail"),
 ]

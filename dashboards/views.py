@@ -4,10 +4,12 @@ import csv
 import zoneinfo
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import Application
@@ -113,6 +115,46 @@ def application_tail(request, org_id: str, app_id: str):
     return render(request, "dashboards/_event_rows.html", {
         "events": selectors.latest_events(application=application, event_type=request.GET.get("type") or None),
     })
+
+
+@login_required
+def streams(request, org_id: str, app_id: str):
+    application = _application(request, org_id, app_id)
+    return render(request, "dashboards/streams.html", {
+        "organization": application.organization,
+        "application": application,
+        "streams": selectors.application_streams(application=application),
+        "http_url": f"{settings.PUBLIC_URL.rstrip('/')}{_stream_path(application)}",
+        "websocket_url": f"{settings.PUBLIC_WEBSOCKET_URL.rstrip('/')}{_stream_path(application)}"
+        if settings.SERVER_WEBSOCKET_PORT else None,
+    })
+
+
+def _stream_path(application: Application) -> str:
+    return reverse("stream", args=[application.organization.public_id, application.public_id])
+
+
+def _stream(request, org_id: str, app_id: str, stream_id: int):
+    application = _application(request, org_id, app_id)
+    return application, get_object_or_404(selectors.application_streams(application=application, limit=None),
+                                          pk=stream_id)
+
+
+@login_required
+def stream(request, org_id: str, app_id: str, stream_id: int):
+    application, stream = _stream(request, org_id, app_id, stream_id)
+    return render(request, "dashboards/stream.html", {
+        "organization": application.organization, "application": application, "stream": stream,
+        "headers": sorted(stream.headers.items()), "events": selectors.stream_events(stream=stream),
+    })
+
+
+@login_required
+def stream_tail(request, org_id: str, app_id: str, stream_id: int):
+    """A stream's newest events, as table rows, for the stream page's live view."""
+    _, stream = _stream(request, org_id, app_id, stream_id)
+    return render(request, "dashboards/_event_rows.html", {
+        "events": selectors.stream_events(stream=stream), "empty": "No events on this stream yet."})
 
 
 def _csv(application, window, event_type, series) -> HttpResponse:

@@ -164,6 +164,15 @@ def _batch_response(*, total: int, errors: list) -> HttpResponse:
     return HttpResponse(_encode(body), status=code, content_type="application/json")
 
 
+def _request_headers(meta):
+    """The request's headers from WSGI's environ, where two of them lack the HTTP_ prefix."""
+    for name, value in meta.items():
+        if name.startswith("HTTP_"):
+            yield name[5:].replace("_", "-"), value
+        elif name in ("CONTENT_TYPE", "CONTENT_LENGTH") and value:
+            yield name.replace("_", "-"), value
+
+
 class StreamApi(APIView):
     """``POST /v1/streams/{org_id}/{app_id}``: an event stream (seed 002), JSON values one per line,
     each stored as an event while the body arrives; the answer is the count stored, as text. The
@@ -178,9 +187,7 @@ class StreamApi(APIView):
                                     app_public_id=app_id)
         admission = request_admit_unsigned(target=target, events=None)
         stream = streams.stream_open(target=target, transport=Stream.Transport.HTTP,
-                                     headers=streams.headers_kept((name[5:].replace("_", "-"), value)
-                                                                  for name, value in meta.items()
-                                                                  if name.startswith("HTTP_")))
+                                     headers=streams.headers_kept(_request_headers(meta)))
         stored, status, ending, headers = 0, 200, Stream.Ending.COMPLETED, rate_limit_headers(admission)
         try:
             for values in streams.values_read(verification.body_stream(request._request).read,

@@ -174,3 +174,7 @@ class Stream(models.Model):
 
     def __str__(self):
         return f"{self.get_transport_display()} stream {self.pk}"
+
+    @property
+    def user_agent(self) -> str:
+        return self.headers.get("user-agent", "")

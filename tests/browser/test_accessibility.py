@@ -2,12 +2,14 @@
 loads under the Content-Security-Policy without anything refused."""
 
 import time
+import urllib.request
 
 import pytest
 from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import expect, sync_playwright
 
 from accounts.models import Membership, Tier, User
+from ingest.models import Stream
 from ingest.rollups import rollups_update
 from tests.browser.test_dashboards import send
 from tests.conftest import app_keys_create, make_event
@@ -29,6 +31,16 @@ def keys():
     return keys, empty
 
 
+def stream_send(site, keys, body: bytes) -> int:
+    """Sends an event stream over HTTP; returns the stream's id."""
+    request = urllib.request.Request(f"{site}/v1/streams/{keys.org_id}/{keys.app_id}", data=body, method="POST",
+                                     headers={"Authorization": f"Bearer {keys.api_token}",
+                                              "Content-Type": "application/x-ndjson", "User-Agent": "demo-agent/2.0"})
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        assert answer.read() == str(body.count(b"\n")).encode()
+    return Stream.objects.filter(application=keys.application).latest("pk").pk
+
+
 def sign_in(page, site):
     page.goto(site + "/")
     page.fill("#id_username", "ana")
@@ -44,9 +56,10 @@ def test_dashboard_pages_have_no_wcag_violations(keys, site, sync_orm_beside_pla
     assert send(site, keys, [make_event(timestamp=now), make_event(timestamp=now, user_id="bad")]) == 207
     rollups_update(lag_seconds=0)
     org, app = keys.org_id, keys.app_id
+    stream = stream_send(site, keys, b'{"level": "INFO", "msg": "hi mom"}\n{"type": "metric", "value": 3}\n')
     pages = ["/", f"/orgs/{org}/", f"/orgs/{org}/?range=1h", f"/orgs/{org}/apps/{app}/",
              f"/orgs/{org}/apps/{app}/?range=30d&by=day&type=command", f"/orgs/{org}/apps/{empty.app_id}/",
-             "/preferences/"]
+             "/preferences/", f"/orgs/{org}/apps/{app}/streams/", f"/orgs/{org}/apps/{app}/streams/{stream}/"]
     with sync_playwright() as playwright:
         browser = launch_chromium(playwright)
         page = browser.new_page()
@@ -60,6 +73,8 @@ def test_dashboard_pages_have_no_wcag_violations(keys, site, sync_orm_beside_pla
             page.wait_for_load_state("networkidle")
             if path == "/":
                 page.screenshot(path=str(screenshots / "overview-with-quota.png"), full_page=True)
+            if "/streams/" in path:
+                page.screenshot(path=str(screenshots / f"streams-{path.count('/')}.png"), full_page=True)
             violations = Axe().run(page, options=WCAG).response["violations"]
             if violations:
                 found[path] = [(v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3]) for v in violations]

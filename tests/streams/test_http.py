@@ -42,6 +42,7 @@ def test_each_value_is_stored_as_an_event_of_the_stream(client, app_keys):
     assert {event.stream_id for event in events} == {stream.pk}
     assert (stream.transport, stream.ending, stream.event_count) == ("http", "completed", 3)
     assert stream.headers["user-agent"] == "Go-http-client/1.1"
+    assert stream.headers["content-type"] == "application/x-ndjson"
     assert not {"authorization", "cookie", "x-api-key"} & set(stream.headers)
     assert all(name == name.lower() for name in stream.headers)
 
