@@ -24,7 +24,7 @@ COPY --chown=telemetry . .
 # Static files are collected into the image (served by whitenoise); the key is for this step only.
 RUN SECRET_KEY=collectstatic-only python manage.py collectstatic --noinput --verbosity 0
 USER telemetry
-EXPOSE 8080
+EXPOSE 8080 8081
 HEALTHCHECK --interval=15s --timeout=3s --start-period=20s \
     CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/health', timeout=2)"
 CMD ["python", "-m", "telemetry.server"]

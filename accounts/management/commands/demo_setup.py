@@ -65,6 +65,10 @@ class Command(BaseCommand):
         out(f"  API token:       {demo['api_token']}")
         out(f"  HMAC secret:     {demo['hmac_secret']}")
         out(f"  Ingest URL:      {demo['ingest_url']}")
+        stream_path = f"/v1/streams/{demo['org_id']}/{demo['app_id']}"
+        out(f"  Event streams:   {base}{stream_path}" + (
+            f"   WebSocket {settings.PUBLIC_WEBSOCKET_URL.rstrip('/')}{stream_path}"
+            if settings.SERVER_WEBSOCKET_PORT else ""))
         out(f"  (kept in {path}, readable only by you)\n")
         out("Send a signed batch (paste into a shell):\n")
         out(curl_snippet(ingest_url=demo["ingest_url"], api_token=demo["api_token"], hmac_secret=demo["hmac_secret"]))
