@@ -304,6 +304,10 @@ class LambdaStats:
         return self.percentile(0.99)
 
     @property
+    def billed_seconds(self) -> float:
+        return self.billed_ms / 1000
+
+    @property
     def error_percent(self) -> float | None:
         return 100.0 * self.errors / self.invocations if self.invocations else None
 
