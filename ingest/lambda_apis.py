@@ -5,6 +5,7 @@ through ``ingest.intake`` and store through ``events_accept``, like every client
 """
 
 from collections import Counter
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
@@ -103,10 +104,11 @@ class LambdaTelemetryApi(APIView):
         return response
 
 
-class OtlpError(Exception):
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
-        super().__init__(message)
-        self.status, self.message, self.headers = status, message, headers or {}
+@dataclass(frozen=True)
+class OtlpError:
+    status: int
+    message: str
+    headers: dict[str, str]
 
 
 _OUTAGES = (OperationalError, InterfaceError, RedisError, ServiceUnavailable)
@@ -122,32 +124,26 @@ class OtlpApi(APIView):
 
     @otlp_schema
     def post(self, request, org_id: str, app_id: str):
-        meta = request.META
+        media = otlp.media_type(request.META.get("CONTENT_TYPE", ""))
         try:
-            media = otlp.media_type(meta.get("CONTENT_TYPE", ""))
-        except otlp.UnsupportedMediaType as exc:
-            media = otlp.JSON
-            error = OtlpError(415, str(exc))
-        else:
-            try:
-                return self._export(request, org_id, app_id, media)
-            except ApiError as api_error:
-                error = OtlpError(api_error.status, api_error.message, api_error.headers)
-            except OtlpError as otlp_error:
-                error = otlp_error
-            except _OUTAGES:  # as the service-wide 503, but a Status the exporter understands
-                error = OtlpError(503, "The service is unavailable; retry later.",
-                                  {"Retry-After": str(RETRY_AFTER_SECONDS)})
+            return self._export(request, org_id, app_id, media)
+        except ApiError as api_error:
+            error = OtlpError(api_error.status, api_error.message, api_error.headers)
+        except _OUTAGES:  # as the service-wide 503, but a Status the exporter understands
+            error = OtlpError(503, "The service is unavailable; retry later.", {"Retry-After": str(RETRY_AFTER_SECONDS)})
+        media = media or otlp.JSON
         response = HttpResponse(otlp.status_body(error.status, error.message, media), status=error.status,
                                 content_type=media)
         for name, value in error.headers.items():
             response[name] = value
         return response
 
-    def _export(self, request, org_id: str, app_id: str, media: str) -> HttpResponse:
+    def _export(self, request, org_id: str, app_id: str, media: str | None) -> HttpResponse:
         meta, signal = request.META, self.signal
         target = token_authenticate(token=bearer_token(meta, "HTTP_X_API_KEY"), org_public_id=org_id,
                                     app_public_id=app_id)
+        if media is None:
+            raise _invalid(target, UnsupportedMediaType(f"Content-Type must be {otlp.PROTOBUF} or {otlp.JSON}"))
         limit = settings.INGEST_MAX_PAYLOAD_SIZE
         try:
             verification.content_length_check(meta)

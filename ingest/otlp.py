@@ -43,10 +43,6 @@ class OtlpFormatError(ValueError):
     """The body cannot be decoded as the signal's export request."""
 
 
-class UnsupportedMediaType(ValueError):
-    """Neither protobuf nor JSON."""
-
-
 @dataclass(frozen=True)
 class Signal:
     name: str  # traces, metrics, logs
@@ -68,12 +64,10 @@ SIGNALS = {
 }
 
 
-def media_type(content_type: str) -> str:
-    """PROTOBUF or JSON, from a Content-Type header; raises ``UnsupportedMediaType`` otherwise."""
+def media_type(content_type: str) -> str | None:
+    """PROTOBUF or JSON, from a Content-Type header; None for anything else."""
     value = content_type.split(";", 1)[0].strip().lower()
-    if value in (PROTOBUF, JSON):
-        return value
-    raise UnsupportedMediaType(f"Content-Type must be {PROTOBUF} or {JSON}")
+    return value if value in (PROTOBUF, JSON) else None
 
 
 def gunzip(body: bytes, *, limit: int) -> bytes:
