@@ -124,8 +124,17 @@ def _facts(source: str, event_type: str, data) -> _Facts | None:
     if event_type == "otel.span":
         return _otlp_span_facts(data)
     resource = data.get("resource") if isinstance(data.get("resource"), dict) else {}
-    memory = _number(resource.get("faas.max_memory"))
-    return _otlp_metric_facts(data, memory / _MB if memory else None)
+    return _otlp_metric_facts(data, _configured_mb(resource.get("faas.max_memory")))
+
+
+def _configured_mb(value) -> float | None:
+    """``faas.max_memory`` in MB. The convention says bytes, but some detectors copy
+    AWS_LAMBDA_FUNCTION_MEMORY_SIZE (MB) as it is; Lambda has no function under 128 MB, so a value
+    under 1 MiB can only be megabytes."""
+    memory = _number(value)
+    if not memory:
+        return None
+    return memory / _MB if memory >= _MB else memory
 
 
 def lambda_events(events):

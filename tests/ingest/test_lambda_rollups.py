@@ -87,10 +87,10 @@ def test_other_lambda_types_and_other_sources_do_not_count_as_invocations(app_ke
 
 
 def extension_export(keys, request_id: str, *, duration: float, billed: float, used_mb: int, status: str,
-                     init: float | None = None, at: int):
+                     init: float | None = None, at: int, max_memory: int = 512 * 1024 * 1024):
     """What seed 003's extension exports for one platform.report: gauges, and a lambda.invoke span."""
     lambda_resource = {"service.name": "resize", "faas.name": "resize", "faas.version": "$LATEST",
-                       "faas.max_memory": 512 * 1024 * 1024, "cloud.provider": "aws"}
+                       "faas.max_memory": max_memory, "cloud.provider": "aws"}
     invocation = {"faas.invocation_id": request_id}
 
     def gauge(name: str, unit: str, value: float) -> metrics_pb2.Metric:
@@ -120,3 +120,14 @@ def test_the_extensions_otlp_export_feeds_the_same_rollups(app_keys):
     assert (row.duration_ms, row.billed_ms, row.max_memory_used_mb, row.memory_size_mb) == (200.0, 202.0, 95, 512)
     assert row.gb_seconds == pytest.approx(0.202 * 0.5)
     assert sum(LambdaDurationBucket.objects.filter(granularity="hour").values_list("count", flat=True)) == 2
+
+
+def test_configured_memory_in_megabytes_is_read_as_megabytes(app_keys):
+    at = int(datetime(2026, 11, 20, 10, 12, tzinfo=UTC).timestamp() * 1e9)
+    extension_export(app_keys, "a", duration=120.0, billed=1000.0, used_mb=90, status="success", at=at,
+                     max_memory=1024)
+
+    rollups_update(lag_seconds=0)
+
+    row = rollup(function="resize")
+    assert (row.memory_size_mb, row.gb_seconds) == (1024, 1.0)
