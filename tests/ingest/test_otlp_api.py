@@ -299,3 +299,13 @@ def test_an_empty_export_is_answered_200_and_stores_nothing(app_keys):
     assert response.status_code == 200
     assert not Event.objects.exists()
     assert not Outcome.objects.filter(application_id=app_keys.application.pk).exists()
+
+
+def test_more_items_than_an_export_may_hold_are_refused_with_413(app_keys, monkeypatch):
+    monkeypatch.setattr("ingest.lambda_apis.OTLP_MAX_ITEMS", 2)
+
+    response = export(app_keys, "logs", logs("a", "b", "c").SerializeToString())
+
+    assert response.status_code == 413
+    assert "limit is 2" in status_pb2.Status.FromString(response.content).message
+    assert not Event.objects.exists()
