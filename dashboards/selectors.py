@@ -360,8 +360,7 @@ def lambda_panel(*, application: Application, window: Window) -> LambdaPanel:
                        per_period.get(_period_of(bucket, since, step))):
             if target is not None:
                 target.durations[bound] = target.durations.get(bound, 0) + count
-    series = {name: [getattr(per_period[p], name) for p in periods] for name in ("invocations", "errors", "cold_starts")}
-    for name in ("p50", "p95", "p99"):
-        series[name] = [getattr(per_period[p], name) for p in periods]
+    series = {name: [getattr(per_period[p], name) for p in periods]
+              for name in ("invocations", "errors", "cold_starts", "p50", "p95", "p99")}
     functions = sorted(per_function.values(), key=lambda stats: (-stats.invocations, stats.function, stats.version))
     return LambdaPanel(periods=periods, series=series, functions=functions, total=total)

@@ -130,7 +130,8 @@ class OtlpApi(APIView):
         except ApiError as api_error:
             error = OtlpError(api_error.status, api_error.message, api_error.headers)
         except _OUTAGES:  # as the service-wide 503, but a Status the exporter understands
-            error = OtlpError(503, "The service is unavailable; retry later.", {"Retry-After": str(RETRY_AFTER_SECONDS)})
+            error = OtlpError(503, "The service is unavailable; retry later.",
+                              {"Retry-After": str(RETRY_AFTER_SECONDS)})
         media = media or otlp.JSON
         response = HttpResponse(otlp.status_body(error.status, error.message, media), status=error.status,
                                 content_type=media)

@@ -43,7 +43,8 @@ def _number(value) -> float | None:
 def _buckets(moment: datetime) -> list[tuple[str, datetime]]:
     moment = moment.astimezone(UTC)
     hour = moment.replace(minute=0, second=0, microsecond=0)
-    return [(Granularity.HOUR, hour), (Granularity.FIVE_MINUTES, hour.replace(minute=moment.minute - moment.minute % 5))]
+    five_minutes = hour.replace(minute=moment.minute - moment.minute % 5)
+    return [(Granularity.HOUR, hour), (Granularity.FIVE_MINUTES, five_minutes)]
 
 
 class _Facts:

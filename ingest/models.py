@@ -176,9 +176,9 @@ class LambdaRollup(models.Model):
     memory_size_mb = models.PositiveIntegerField(default=0, help_text="Configured memory (the largest seen).")
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["application_id", "granularity", "bucket", "function", "version"],
-                                               name="lambda_rollup_unique")]
-        indexes = [models.Index(fields=["application_id", "granularity", "bucket"], name="lambda_rollup_app_idx")]
+        # Its index also serves the panel's reads: one application, one granularity, a range of buckets.
+        constraints = [models.UniqueConstraint(
+            fields=["application_id", "granularity", "bucket", "function", "version"], name="lambda_rollup_unique")]
 
 
 class LambdaDurationBucket(models.Model):
