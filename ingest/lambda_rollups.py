@@ -19,12 +19,13 @@ are parsed defensively, since a row that cannot be read must not stop the job.
 import math
 from bisect import bisect_left
 from collections import defaultdict
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from django.db import connection
 from django.db.models import Q
+from django.utils import timezone
 
-from ingest.models import LAMBDA_DURATION_BOUNDS_MS, LambdaDurationBucket, LambdaRollup
+from ingest.models import LAMBDA_DURATION_BOUNDS_MS, EventRollup, LambdaDurationBucket, LambdaRollup
 
 Granularity = LambdaRollup.Granularity
 _MB = 1024 * 1024
@@ -40,9 +41,17 @@ def _number(value) -> float | None:
     return float(value) if math.isfinite(value) and 0 <= value < 1e15 else None
 
 
-def _buckets(moment: datetime) -> list[tuple[str, datetime]]:
+def five_minute_rollups_since() -> datetime:
+    """5-minute rows are kept (and built) for events younger than this, as minute rollups are: the
+    panel shows 5 minutes over a day at most."""
+    return timezone.now() - timedelta(hours=EventRollup.MINUTE_ROLLUPS_HOURS)
+
+
+def _buckets(moment: datetime, five_minutes_since: datetime) -> list[tuple[str, datetime]]:
     moment = moment.astimezone(UTC)
     hour = moment.replace(minute=0, second=0, microsecond=0)
+    if moment < five_minutes_since:
+        return [(Granularity.HOUR, hour)]
     five_minutes = hour.replace(minute=moment.minute - moment.minute % 5)
     return [(Granularity.HOUR, hour), (Granularity.FIVE_MINUTES, five_minutes)]
 
@@ -155,6 +164,7 @@ def lambda_rollups_add(events) -> None:
     """Adds the Lambda invocations among ``events`` to the rollups (one pass, two upserts)."""
     rows: dict[tuple, dict] = defaultdict(dict)
     histogram: dict[tuple, int] = defaultdict(int)
+    five_minutes_since = five_minute_rollups_since()
     for organization_id, application_id, timestamp, source, event_type, name, version, data in (
             lambda_events(events).values_list("organization_id", "application_id", "timestamp", "schema_version",
                                               "event_type", "service_name", "service_version", "data")
@@ -163,7 +173,7 @@ def lambda_rollups_add(events) -> None:
         if facts is None:
             continue
         function, function_version = _function(data, name, version, source)
-        for granularity, bucket in _buckets(timestamp):
+        for granularity, bucket in _buckets(timestamp, five_minutes_since):
             key = (organization_id, application_id, granularity, bucket, function, function_version)
             row = rows[key]
             for column, value in facts.sums.items():
@@ -174,6 +184,24 @@ def lambda_rollups_add(events) -> None:
                 histogram[(*key, duration_bound(facts.duration))] += 1
     _upsert_rows(rows)
     _upsert_histogram(histogram)
+
+
+def lambda_rollups_replace(*, events, since: datetime, until: datetime) -> None:
+    """Recomputes the rows of buckets in [since, until) from ``events`` (those of that range), for
+    ``rollups_rebuild``."""
+    for model in (LambdaRollup, LambdaDurationBucket):
+        model.objects.filter(bucket__gte=since, bucket__lt=until).delete()
+    lambda_rollups_add(events)
+
+
+def five_minute_rollups_prune() -> int:
+    """Deletes 5-minute rows older than the panel shows; returns how many went."""
+    deleted = 0
+    for model in (LambdaRollup, LambdaDurationBucket):
+        count, _ = model.objects.filter(granularity=Granularity.FIVE_MINUTES,
+                                        bucket__lt=five_minute_rollups_since()).delete()
+        deleted += count
+    return deleted
 
 
 def _greatest(a: str, b: str) -> str:

@@ -1,12 +1,14 @@
 """Lambda rollups: from Telemetry API reports and from the OTLP seed 003's extension exports."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from io import StringIO
 
 import pytest
+from django.core.management import call_command
 
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 
-from ingest.lambda_rollups import duration_bound
+from ingest.lambda_rollups import duration_bound, five_minute_rollups_prune
 from ingest.models import LAMBDA_DURATION_BOUNDS_MS, Event, LambdaDurationBucket, LambdaRollup
 from ingest.rollups import rollups_update
 from tests.conftest import make_event
@@ -15,7 +17,8 @@ from tests.ingest.test_otlp_api import attribute, export, metrics, span, traces
 
 pytestmark = pytest.mark.django_db
 
-HOUR = datetime(2026, 11, 20, 10, tzinfo=UTC)
+# Two hours ago: recent enough for 5-minute rows, which are kept for MINUTE_ROLLUPS_HOURS.
+HOUR = (datetime.now(UTC) - timedelta(hours=2)).replace(minute=0, second=0, microsecond=0)
 
 
 def report(minute: int, duration: float, *, status: str = "success", billed: int = 0, memory: int = 128,
@@ -24,7 +27,7 @@ def report(minute: int, duration: float, *, status: str = "success", billed: int
                "maxMemoryUsedMB": used}
     if init is not None:
         metrics["initDurationMs"] = init
-    return {**SEED_REPORT, "time": f"2026-11-20T10:{minute:02d}:00.000Z",
+    return {**SEED_REPORT, "time": f"{HOUR:%Y-%m-%dT%H}:{minute:02d}:00.000Z",
             "record": {"requestId": f"r-{minute}-{duration}", "status": status, "metrics": metrics}}
 
 
@@ -131,3 +134,33 @@ def test_configured_memory_in_megabytes_is_read_as_megabytes(app_keys):
 
     row = rollup(function="resize")
     assert (row.memory_size_mb, row.gb_seconds) == (1024, 1.0)
+
+
+def test_five_minute_rows_are_built_and_kept_for_recent_events_only(app_keys):
+    old = {**report(1, 10.0), "time": "2026-01-15T08:31:00.000Z"}
+    post_array(app_keys, [report(1, 10.0), old])
+    rollups_update(lag_seconds=0)
+    LambdaRollup.objects.filter(granularity="5min").update(bucket=HOUR - timedelta(hours=49))
+    LambdaDurationBucket.objects.filter(granularity="5min").update(bucket=HOUR - timedelta(hours=49))
+
+    assert five_minute_rollups_prune() == 2
+
+    assert set(LambdaRollup.objects.values_list("granularity", "bucket")) == {
+        ("hour", HOUR), ("hour", datetime(2026, 1, 15, 8, tzinfo=UTC))}
+
+
+def test_the_rebuild_command_recomputes_the_lambda_rollups(app_keys):
+    post_array(app_keys, [report(1, 10.0, init=100.0), report(7, 300.0, status="error")])
+    rollups_update(lag_seconds=0)
+    expected = sorted(LambdaRollup.objects.values_list("granularity", "bucket", "invocations", "errors",
+                                                       "cold_starts", "duration_ms"))
+    histogram = sorted(LambdaDurationBucket.objects.values_list("granularity", "bucket", "bound", "count"))
+    LambdaRollup.objects.update(invocations=999)
+    LambdaDurationBucket.objects.update(count=999)
+
+    call_command("rebuild_rollups", "--since", (HOUR - timedelta(days=1)).date().isoformat(),
+                 "--until", (HOUR + timedelta(days=2)).date().isoformat(), stdout=StringIO())
+
+    assert sorted(LambdaRollup.objects.values_list("granularity", "bucket", "invocations", "errors", "cold_starts",
+                                                   "duration_ms")) == expected
+    assert sorted(LambdaDurationBucket.objects.values_list("granularity", "bucket", "bound", "count")) == histogram
