@@ -309,3 +309,20 @@ def test_more_items_than_an_export_may_hold_are_refused_with_413(app_keys, monke
     assert response.status_code == 413
     assert "limit is 2" in status_pb2.Status.FromString(response.content).message
     assert not Event.objects.exists()
+
+
+def test_gzip_json_is_inflated_and_answered_in_json(app_keys):
+    body = gzip.compress(json.dumps(json_format.MessageToDict(logs("zipped json"))).encode())
+
+    response = export(app_keys, "logs", body, content_type="application/json", HTTP_CONTENT_ENCODING="gzip")
+
+    assert response.status_code == 200
+    assert response.json() == {}
+    assert Event.objects.get().data["body"] == "zipped json"
+
+
+def test_a_body_that_is_not_gzip_is_answered_400(app_keys):
+    response = export(app_keys, "logs", logs("plain").SerializeToString(), HTTP_CONTENT_ENCODING="gzip")
+
+    assert response.status_code == 400
+    assert "gzip" in status_pb2.Status.FromString(response.content).message
