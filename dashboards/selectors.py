@@ -9,7 +9,8 @@ from django.db.models import Sum
 
 from accounts.models import Application, Organization
 from accounts.selectors import organizations_of
-from ingest.models import Event, EventRollup, Outcome, Stream
+from ingest.models import (LAMBDA_DURATION_BOUNDS_MS, Event, EventRollup, LambdaDurationBucket, LambdaRollup, Outcome,
+                           Stream)
 
 SPARKLINE_DAYS = 14
 
@@ -248,3 +249,129 @@ def stream_events(*, stream: Stream, limit: int = 25):
     """A stream's newest events (in arrival order), through the partial (stream_id, id) index."""
     return _read(Event).filter(stream_id=stream.pk).order_by("-id").only(
         "event_id", "timestamp", "event_type", "category", "service_name", "service_version", "data")[:limit]
+
+# The Lambda panel: which rollup rows each of the range picker's granularities reads, and the
+# period they are shown by (minutes are shown by 5, days added up from hours).
+LAMBDA_PERIODS = {"minute": ("5min", timedelta(minutes=5)), "hour": ("hour", timedelta(hours=1)),
+                  "day": ("hour", timedelta(days=1))}
+_LAMBDA_SUMS = ("invocations", "errors", "cold_starts", "init_ms", "duration_ms", "billed_ms", "gb_seconds")
+_LAMBDA_MAXIMA = ("max_memory_used_mb", "memory_size_mb")
+
+
+def duration_percentile(counts: dict[int, int], quantile: float) -> float | None:
+    """A duration percentile (ms) from histogram bucket counts, interpolated inside its bucket; a
+    percentile in the last, open bucket is its lower bound."""
+    total = sum(counts.values())
+    if not total:
+        return None
+    rank, seen = quantile * total, 0
+    for bound in sorted(counts):
+        count = counts[bound]
+        if seen + count >= rank:
+            lower = LAMBDA_DURATION_BOUNDS_MS[bound - 1] if bound else 0.0
+            if bound == len(LAMBDA_DURATION_BOUNDS_MS):
+                return float(lower)
+            return lower + (LAMBDA_DURATION_BOUNDS_MS[bound] - lower) * (rank - seen) / count
+        seen += count
+    return None
+
+
+@dataclass
+class LambdaStats:
+    """Invocations of one function version (or all) over a range."""
+
+    function: str = ""
+    version: str = ""
+    invocations: int = 0
+    errors: int = 0
+    cold_starts: int = 0
+    init_ms: float = 0.0
+    duration_ms: float = 0.0
+    billed_ms: float = 0.0
+    gb_seconds: float = 0.0
+    max_memory_used_mb: int = 0
+    memory_size_mb: int = 0
+    durations: dict[int, int] = field(default_factory=dict)  # histogram bucket -> invocations
+
+    def add(self, row) -> None:
+        for name in _LAMBDA_SUMS:
+            setattr(self, name, getattr(self, name) + getattr(row, name))
+        for name in _LAMBDA_MAXIMA:
+            setattr(self, name, max(getattr(self, name), getattr(row, name)))
+
+    def percentile(self, quantile: float) -> float | None:
+        return duration_percentile(self.durations, quantile)
+
+    @property
+    def p50(self):
+        return self.percentile(0.50)
+
+    @property
+    def p95(self):
+        return self.percentile(0.95)
+
+    @property
+    def p99(self):
+        return self.percentile(0.99)
+
+    @property
+    def billed_seconds(self) -> float:
+        return self.billed_ms / 1000
+
+    @property
+    def error_percent(self) -> float | None:
+        return 100.0 * self.errors / self.invocations if self.invocations else None
+
+    @property
+    def init_average_ms(self) -> float | None:
+        return self.init_ms / self.cold_starts if self.cold_starts else None
+
+    @property
+    def memory_percent(self) -> float | None:
+        return 100.0 * self.max_memory_used_mb / self.memory_size_mb if self.memory_size_mb else None
+
+
+@dataclass
+class LambdaPanel:
+    periods: list[datetime]
+    series: dict[str, list]  # invocations, errors, cold_starts, p50, p95, p99: one value a period
+    functions: list[LambdaStats]  # busiest first
+    total: LambdaStats
+
+
+def _period_of(moment: datetime, since: datetime, step: timedelta) -> datetime:
+    return since + (moment.astimezone(UTC) - since) // step * step
+
+
+def lambda_panel(*, application: Application, window: Window) -> LambdaPanel:
+    """The application's Lambda invocations over ``window``: per period and per function version."""
+    granularity, step = LAMBDA_PERIODS[window.granularity]
+    since = window.since  # already at the start of its minute, hour or day
+    if window.granularity == "minute":
+        since = since.replace(minute=since.minute - since.minute % 5)
+    periods = []
+    while since + len(periods) * step <= window.until:
+        periods.append(since + len(periods) * step)
+    rows = _read(LambdaRollup).filter(application_id=application.pk, granularity=granularity,
+                                      bucket__gte=since, bucket__lte=window.until)
+    per_period = {period: LambdaStats() for period in periods}
+    per_function: dict[tuple[str, str], LambdaStats] = {}
+    total = LambdaStats()
+    for row in rows:
+        key = (row.function, row.version)
+        stats = per_function.setdefault(key, LambdaStats(function=row.function, version=row.version))
+        for target in (stats, total, per_period.get(_period_of(row.bucket, since, step))):
+            if target is not None:
+                target.add(row)
+    for bucket, function, version, bound, count in (
+            _read(LambdaDurationBucket).filter(application_id=application.pk, granularity=granularity,
+                                               bucket__gte=since, bucket__lte=window.until)
+            .values_list("bucket", "function", "version", "bound", "count")):
+        for target in (per_function.get((function, version)), total,
+                       per_period.get(_period_of(bucket, since, step))):
+            if target is not None:
+                target.durations[bound] = target.durations.get(bound, 0) + count
+    series = {name: [getattr(per_period[p], name) for p in periods]
+              for name in ("invocations", "errors", "cold_starts", "p50", "p95", "p99")}
+    functions = sorted(per_function.values(), key=lambda stats: (-stats.invocations, stats.function, stats.version))
+    return LambdaPanel(periods=periods, series=series, functions=functions, total=total)

@@ -181,3 +181,23 @@ def preferences(request):
         messages.success(request, "Saved. Times are now shown in " + form.cleaned_data["time_zone"] + ".")
         return redirect("dashboards:preferences")
     return render(request, "dashboards/preferences.html", {"form": form})
+
+
+@login_required
+def application_lambda(request, org_id: str, app_id: str):
+    """The Lambda panel: invocations, errors, cold starts, durations, cost and memory per function."""
+    application = _application(request, org_id, app_id)
+    window = selectors.window_for(range_key=request.GET.get("range"), granularity=request.GET.get("by"),
+                                  now=timezone.now())
+    panel = selectors.lambda_panel(application=application, window=window)
+    return render(request, "dashboards/lambda.html", {
+        "organization": application.organization,
+        "application": application,
+        "window": window,
+        "ranges": [(key, granularities) for key, (_, granularities) in selectors.RANGES.items()],
+        "period": {"minute": "5 minutes", "hour": "hour", "day": "day"}[window.granularity],
+        "panel": panel,
+        "time_zone": request.user.time_zone,
+        "charts": {"x": _epoch(panel.periods), **panel.series},
+        "base_url": request.build_absolute_uri("/").rstrip("/"),
+    })

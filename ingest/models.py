@@ -178,3 +178,63 @@ class Stream(models.Model):
     @property
     def user_agent(self) -> str:
         return self.headers.get("user-agent", "")
+
+# Upper bounds (ms) of the Lambda duration histogram's buckets; one more bucket holds longer
+# durations (Lambda stops a function at 900 s). Fixed, so buckets of any rows merge by addition.
+LAMBDA_DURATION_BOUNDS_MS = (
+    1, 2, 3, 5, 7, 10, 15, 20, 30, 40, 50, 70, 100, 150, 200, 300, 400, 500, 700, 1_000, 1_500, 2_000, 3_000,
+    5_000, 7_000, 10_000, 15_000, 20_000, 30_000, 60_000, 120_000, 300_000, 900_000)
+
+
+class LambdaRollup(models.Model):
+    """AWS Lambda invocations per application, function and version, per 5 minutes or hour (of the
+    event's timestamp): what the Lambda panel reads.
+
+    Built incrementally by ``ingest.lambda_rollups`` inside ``rollups_update``, from the Telemetry
+    API's ``platform.report`` events and from the OTLP metrics and spans seed 003's extension
+    exports. Sums add and maxima take the greater, so rows of any span merge.
+    """
+
+    class Granularity(models.TextChoices):
+        FIVE_MINUTES = "5min", "5 minutes"
+        HOUR = "hour", "Hour"
+
+    organization_id = models.BigIntegerField()
+    application_id = models.BigIntegerField()
+    granularity = models.CharField(max_length=4, choices=Granularity.choices)
+    bucket = models.DateTimeField()
+    function = models.CharField(max_length=255)
+    version = models.CharField(max_length=255, blank=True)
+    invocations = models.PositiveBigIntegerField(default=0)
+    errors = models.PositiveBigIntegerField(default=0, help_text="Invocations whose status was not success.")
+    cold_starts = models.PositiveBigIntegerField(default=0)
+    init_ms = models.FloatField(default=0, help_text="Init duration of the cold starts, summed.")
+    duration_ms = models.FloatField(default=0, help_text="Summed over the invocations.")
+    billed_ms = models.FloatField(default=0)
+    gb_seconds = models.FloatField(default=0, help_text="Billed seconds times configured memory in GB, summed.")
+    max_memory_used_mb = models.PositiveIntegerField(default=0)
+    memory_size_mb = models.PositiveIntegerField(default=0, help_text="Configured memory (the largest seen).")
+
+    class Meta:
+        # Its index also serves the panel's reads: one application, one granularity, a range of buckets.
+        constraints = [models.UniqueConstraint(
+            fields=["application_id", "granularity", "bucket", "function", "version"], name="lambda_rollup_unique")]
+
+
+class LambdaDurationBucket(models.Model):
+    """Invocations per duration bucket (``LAMBDA_DURATION_BOUNDS_MS``), beside ``LambdaRollup``:
+    percentiles of any range come from the added counts."""
+
+    organization_id = models.BigIntegerField()
+    application_id = models.BigIntegerField()
+    granularity = models.CharField(max_length=4, choices=LambdaRollup.Granularity.choices)
+    bucket = models.DateTimeField()
+    function = models.CharField(max_length=255)
+    version = models.CharField(max_length=255, blank=True)
+    bound = models.PositiveSmallIntegerField(help_text="Index in LAMBDA_DURATION_BOUNDS_MS; its length: longer.")
+    count = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(
+            fields=["application_id", "granularity", "bucket", "function", "version", "bound"],
+            name="lambda_duration_unique")]

@@ -343,4 +343,101 @@ def machine_routes_add(result, generator, request, public):
     result["paths"][INGEST_PATH]["post"]["security"] = [{}, {"applicationToken": []}]
     for operation in result["paths"][STREAM_PATH].values():
         operation["security"] = [{"apiToken": []}, {"apiKey": []}]
+    components["securitySchemes"]["apiToken"] = {
+        "type": "http", "scheme": "bearer", "description": "The application's API token (`tk_…`); the Lambda "
+        "endpoint also takes it as `X-API-Key`."}
+    for path in (LAMBDA_PATH, *OTLP_PATHS):
+        result["paths"][path]["post"]["security"] = [{"apiToken": []}]
     return result
+
+
+# AWS Lambda and OTLP (ingest/lambda_apis.py): token-authenticated, documented here the same way.
+LAMBDA_PATH = "/v1/lambda/{org_id}/{app_id}"
+OTLP_PATHS = [f"/v1/otlp/{{org_id}}/{{app_id}}/v1/{signal}" for signal in ("traces", "metrics", "logs")]
+_IDS = [
+    OpenApiParameter("org_id", str, OpenApiParameter.PATH, description="The organization's public id."),
+    OpenApiParameter("app_id", str, OpenApiParameter.PATH, description="The application's id, `app_` + 8 hex."),
+]
+_API_KEY = _header("X-API-Key", "The application's API token, when `Authorization: Bearer` is not sent.")
+LAMBDA_EXAMPLE = [
+    {"type": "platform.start", "time": "2026-11-20T10:30:00.000Z",
+     "record": {"requestId": "6d68ca91-49c9-448d-89b8-7ca3e6dc66aa", "version": "$LATEST"}},
+    {"type": "platform.report", "time": "2026-11-20T10:30:00.250Z",
+     "record": {"requestId": "6d68ca91-49c9-448d-89b8-7ca3e6dc66aa", "status": "success",
+                "metrics": {"durationMs": 100.5, "billedDurationMs": 101, "memorySizeMB": 128,
+                            "maxMemoryUsedMB": 64}}},
+    {"type": "function", "time": "2026-11-20T10:30:00.100Z", "record": "Hello from Lambda!"},
+]
+
+lambda_schema = extend_schema(
+    operation_id="lambda_telemetry",
+    summary="Send an array the AWS Lambda Telemetry API pushed",
+    description="Each element becomes an event of its `type` (unknown types are kept), at its `time`, its "
+                "data the element as sent. The function is named by `X-Lambda-Function-Name` (or "
+                "`?function=`, or the array's `platform.initStart`); its version by `X-Lambda-Function-Version` "
+                "(or `?version=`, or `platform.start`). `platform.report` elements feed the Lambda panel, and "
+                "must carry numeric metrics. Answered like the signed ingest: 200, 207 or 422 with the same body.",
+    tags=["lambda"],
+    parameters=[
+        *_IDS, _API_KEY,
+        _header("X-Lambda-Function-Name", "The function's name (AWS_LAMBDA_FUNCTION_NAME)."),
+        _header("X-Lambda-Function-Version", "The function's version (AWS_LAMBDA_FUNCTION_VERSION)."),
+        OpenApiParameter("function", str, OpenApiParameter.QUERY, required=False,
+                         description="The function's name, when the header is not sent."),
+        OpenApiParameter("version", str, OpenApiParameter.QUERY, required=False,
+                         description="The function's version, when the header is not sent."),
+        *[h for h in HEADERS if h.name.startswith("RateLimit") or h.name == "Retry-After"],
+    ],
+    request={"application/json": {"type": "array", "maxItems": settings.INGEST_MAX_BATCH_SIZE, "items": {
+        "type": "object", "required": ["type", "time"], "properties": {
+            "type": {"type": "string", "minLength": 1, "maxLength": 255},
+            "time": {"type": "string", "format": "date-time"},
+            "record": {}}}}},
+    responses={
+        200: RESPONSES[200], 207: RESPONSES[207], 422: RESPONSES[422],
+        400: OpenApiResponse(ErrorSerializer, "`bad_request`: not a JSON array, wrong Content-Type, or no "
+                             "function name."),
+        401: OpenApiResponse(ErrorSerializer, "`unauthorized`: a missing or wrong token, or ids that are not "
+                             "the token's application."),
+        413: OpenApiResponse(ErrorSerializer, "`payload_too_large`: the body or the array is over its limit."),
+        429: RESPONSES[429], 503: RESPONSES[503],
+    },
+    examples=[OpenApiExample("array", value=LAMBDA_EXAMPLE, request_only=True)],
+)
+
+_STATUS = {"type": "object", "description": "google.rpc.Status", "properties": {
+    "code": {"type": "integer"}, "message": {"type": "string"}, "details": {"type": "array"}}}
+_BINARY = {"type": "string", "format": "binary"}
+
+
+def _otlp_answers(answers: dict[int, tuple[str, dict]]) -> dict:
+    """Each answer in both encodings: the request's own is the one sent."""
+    responses = {}
+    for status, (description, json_schema) in answers.items():
+        responses[(status, "application/json")] = OpenApiResponse(json_schema, description)
+        responses[(status, "application/x-protobuf")] = OpenApiResponse(_BINARY, description)
+    return responses
+
+
+otlp_schema = extend_schema(
+    summary="OTLP/HTTP export (traces, metrics or logs)",
+    description="An Export{Trace,Metrics,Logs}ServiceRequest in binary protobuf (`application/x-protobuf`) or "
+                "OTLP's JSON mapping (`application/json`), optionally `Content-Encoding: gzip`. Each span, log "
+                "record or metric data point becomes an `otel.span`, `otel.log` or `otel.metric` event. Answered "
+                "in the request's encoding: 200 with an Export*ServiceResponse (`partialSuccess` counts what "
+                "was rejected and says why), or a google.rpc.Status.",
+    tags=["otlp"],
+    parameters=[*_IDS, _API_KEY, _header("Content-Encoding", "`gzip`, or none.", pattern="^(gzip|identity)$"),
+                *[h for h in HEADERS if h.name.startswith("RateLimit") or h.name == "Retry-After"]],
+    request={"application/x-protobuf": _BINARY, "application/json": {"type": "object"}},
+    responses=_otlp_answers({
+        200: ("Stored; `partialSuccess` when some items were rejected.",
+              {"type": "object", "properties": {"partialSuccess": {"type": "object"}}}),
+        400: ("The body cannot be decoded.", _STATUS),
+        401: ("A missing or wrong token, or ids that are not the token's application.", _STATUS),
+        413: ("The body (inflated) or the item count is over its limit.", _STATUS),
+        415: ("Content-Type or Content-Encoding not supported.", _STATUS),
+        429: ("Rate limited or quota spent; retry after `Retry-After` seconds.", _STATUS),
+        503: ("PostgreSQL or Redis unreachable; retry after `Retry-After` seconds.", _STATUS),
+    }),
+)

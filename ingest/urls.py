@@ -1,6 +1,6 @@
 from django.urls import path
 
-from ingest import apis, views
+from ingest import apis, lambda_apis, views
 
 urlpatterns = [
     path("health", views.health, name="health"),
@@ -8,4 +8,9 @@ urlpatterns = [
     path("metrics", views.metrics, name="metrics"),
     path("v1/ingest/<str:org_id>/<str:app_id>", apis.IngestApi.as_view(), name="ingest"),
     path("v1/streams/<str:org_id>/<str:app_id>", apis.StreamApi.as_view(), name="stream"),
+    path("v1/lambda/<str:org_id>/<str:app_id>", lambda_apis.LambdaTelemetryApi.as_view(), name="lambda"),
+    # OTLP's exporters add /v1/<signal> to their OTEL_EXPORTER_OTLP_ENDPOINT: the base is per application.
+    path("v1/otlp/<str:org_id>/<str:app_id>/v1/traces", lambda_apis.otlp_view("traces"), name="otlp_traces"),
+    path("v1/otlp/<str:org_id>/<str:app_id>/v1/metrics", lambda_apis.otlp_view("metrics"), name="otlp_metrics"),
+    path("v1/otlp/<str:org_id>/<str:app_id>/v1/logs", lambda_apis.otlp_view("logs"), name="otlp_logs"),
 ]

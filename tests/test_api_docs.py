@@ -16,6 +16,8 @@ from tests.server import running_server
 pytestmark = pytest.mark.django_db
 
 INGEST = "/v1/ingest/{org_id}/{app_id}"
+LAMBDA = "/v1/lambda/{org_id}/{app_id}"
+OTLP = [f"/v1/otlp/{{org_id}}/{{app_id}}/v1/{signal}" for signal in ("traces", "metrics", "logs")]
 ORIGIN = "https://app.example.com"
 SIGNING_HEADERS = "content-type,x-signature,x-timestamp,x-nonce,x-batch-size,x-sdk-version,x-schema-version"
 
@@ -62,7 +64,24 @@ def test_schema_in_yaml_is_the_default_answer(client):
 
 
 def test_schema_lists_the_machine_routes_and_no_pages(schema):
-    assert set(schema["paths"]) == {INGEST, "/v1/streams/{org_id}/{app_id}", "/health", "/ready", "/metrics"}
+    assert set(schema["paths"]) == {INGEST, "/v1/streams/{org_id}/{app_id}", LAMBDA, *OTLP, "/health", "/ready",
+                                    "/metrics"}
+
+
+def test_schema_documents_the_lambda_and_otlp_endpoints_with_their_token(schema, app_keys, client):
+    for path in (LAMBDA, *OTLP):
+        assert schema["paths"][path]["post"]["security"] == [{"apiToken": []}]
+    for status in ("200", "400", "401", "413", "415", "429", "503"):
+        assert set(schema["paths"][OTLP[0]]["post"]["responses"][status]["content"]) == {
+            "application/json", "application/x-protobuf"}
+    example = examples(schema["paths"][LAMBDA]["post"]["requestBody"]["content"])["Array"]
+
+    response = client.post(LAMBDA.format(org_id=app_keys.org_id, app_id=app_keys.app_id) + "?function=f",
+                           data=json.dumps(example), content_type="application/json",
+                           HTTP_AUTHORIZATION=f"Bearer {app_keys.api_token}")
+
+    assert response.status_code == 200
+    assert response.json()["accepted"] == len(example)
 
 
 def test_schema_documents_every_answer_of_the_ingest_endpoint(schema):

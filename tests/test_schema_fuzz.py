@@ -11,6 +11,8 @@ from hypothesis import HealthCheck, settings
 
 from telemetry.wsgi import application
 
+# OTLP bodies in binary protobuf are generated as arbitrary bytes, sent as they are.
+schemathesis.serializer.alias("application/x-protobuf", "application/octet-stream")
 schema = schemathesis.openapi.from_wsgi("/api/schema/", application)
 
 

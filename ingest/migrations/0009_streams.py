@@ -8,7 +8,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('accounts', '0007_user_time_zone'),
-        ('ingest', '0007_drop_event_org_time_index'),
+        ('ingest', '0008_lambda_rollups'),
     ]
 
     operations = [

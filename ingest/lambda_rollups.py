@@ -1,0 +1,236 @@
+"""AWS Lambda rollups, added from the events ``rollups_update`` reads, in its transaction.
+
+Two sources describe an invocation:
+
+- the Telemetry API's ``platform.report`` (source ``lambda/1``): status, duration, billed duration,
+  configured and used memory, and init duration on a cold start, all in one record;
+- seed 003's extension over OTLP (source ``otlp/1``), which turns that report into gauges:
+  ``faas.invocation.duration`` (one per invocation), ``aws.lambda.billed_duration``,
+  ``aws.lambda.max_memory_used`` (bytes) and ``aws.lambda.init_duration`` (cold starts), with the
+  configured memory as the resource's ``faas.max_memory`` (bytes); and a ``lambda.invoke`` span
+  whose ``faas.invocation.status`` (or an error status) marks a failed invocation.
+
+The function is the ``faas.name`` resource attribute, else the service name; its version
+``faas.version``, else the service version. A function should send by one way only, or its
+invocations count twice. Events are read once each, so these rows are only added to; the values
+are parsed defensively, since a row that cannot be read must not stop the job.
+"""
+
+import math
+from bisect import bisect_left
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+
+from django.db import connection
+from django.db.models import Q
+from django.utils import timezone
+
+from ingest.models import LAMBDA_DURATION_BOUNDS_MS, EventRollup, LambdaDurationBucket, LambdaRollup
+
+Granularity = LambdaRollup.Granularity
+_MB = 1024 * 1024
+_OTLP_METRICS = ("faas.invocation.duration", "aws.lambda.billed_duration", "aws.lambda.max_memory_used",
+                 "aws.lambda.init_duration")
+_SUMS = ("invocations", "errors", "cold_starts", "init_ms", "duration_ms", "billed_ms", "gb_seconds")
+_MAXIMA = ("max_memory_used_mb", "memory_size_mb")
+
+
+def _number(value) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) and 0 <= value < 1e15 else None
+
+
+def five_minute_rollups_since() -> datetime:
+    """5-minute rows are kept (and built) for events younger than this, as minute rollups are: the
+    panel shows 5 minutes over a day at most."""
+    return timezone.now() - timedelta(hours=EventRollup.MINUTE_ROLLUPS_HOURS)
+
+
+def _buckets(moment: datetime, five_minutes_since: datetime) -> list[tuple[str, datetime]]:
+    moment = moment.astimezone(UTC)
+    hour = moment.replace(minute=0, second=0, microsecond=0)
+    if moment < five_minutes_since:
+        return [(Granularity.HOUR, hour)]
+    five_minutes = hour.replace(minute=moment.minute - moment.minute % 5)
+    return [(Granularity.HOUR, hour), (Granularity.FIVE_MINUTES, five_minutes)]
+
+
+class _Facts:
+    """One event's contribution to its function's row."""
+
+    __slots__ = ("duration", "sums", "maxima")
+
+    def __init__(self):
+        self.duration: float | None = None  # one invocation's duration, for the histogram
+        self.sums: dict[str, float] = {}
+        self.maxima: dict[str, int] = {}
+
+
+def _gb_seconds(billed_ms: float | None, memory_mb: float | None) -> float:
+    return billed_ms / 1000 * memory_mb / 1024 if billed_ms is not None and memory_mb else 0.0
+
+
+def _report_facts(data: dict) -> _Facts | None:
+    record = data.get("record") if isinstance(data, dict) else None
+    metrics = record.get("metrics") if isinstance(record, dict) else None
+    if not isinstance(metrics, dict):
+        return None
+    facts = _Facts()
+    facts.duration = _number(metrics.get("durationMs"))
+    billed, memory = _number(metrics.get("billedDurationMs")), _number(metrics.get("memorySizeMB"))
+    init = _number(metrics.get("initDurationMs"))
+    facts.sums = {"invocations": 1, "errors": int(record.get("status") != "success"),
+                  "duration_ms": facts.duration or 0.0, "billed_ms": billed or 0.0,
+                  "gb_seconds": _gb_seconds(billed, memory),
+                  "cold_starts": int(init is not None), "init_ms": init or 0.0}
+    facts.maxima = {"memory_size_mb": int(memory or 0),
+                    "max_memory_used_mb": int(_number(metrics.get("maxMemoryUsedMB")) or 0)}
+    return facts
+
+
+def _otlp_metric_facts(data: dict, memory_mb: float | None) -> _Facts | None:
+    value = _number(data.get("value"))
+    if value is None:
+        return None
+    facts, name = _Facts(), data.get("name")
+    if name == "faas.invocation.duration":
+        facts.duration = value
+        facts.sums = {"invocations": 1, "duration_ms": value}
+    elif name == "aws.lambda.billed_duration":
+        facts.sums = {"billed_ms": value, "gb_seconds": _gb_seconds(value, memory_mb)}
+    elif name == "aws.lambda.max_memory_used":
+        facts.maxima = {"max_memory_used_mb": round(value / _MB)}
+    elif name == "aws.lambda.init_duration":
+        facts.sums = {"cold_starts": 1, "init_ms": value}
+    if memory_mb:
+        facts.maxima["memory_size_mb"] = int(memory_mb)
+    return facts
+
+
+def _otlp_span_facts(data: dict) -> _Facts:
+    attributes = data.get("attributes") if isinstance(data.get("attributes"), dict) else {}
+    status = data.get("status") if isinstance(data.get("status"), dict) else {}
+    outcome = attributes.get("faas.invocation.status")
+    failed = outcome != "success" if outcome is not None else status.get("code") == "STATUS_CODE_ERROR"
+    facts = _Facts()
+    facts.sums = {"errors": int(failed)}
+    return facts
+
+
+def _function(data: dict, service_name: str, service_version: str | None, source: str) -> tuple[str, str]:
+    if source == "otlp/1":
+        resource = data.get("resource") if isinstance(data.get("resource"), dict) else {}
+        name, version = resource.get("faas.name"), resource.get("faas.version")
+        return (str(name) if name else service_name)[:255], (str(version) if version else service_version or "")[:255]
+    return service_name, service_version or ""
+
+
+def _facts(source: str, event_type: str, data) -> _Facts | None:
+    if not isinstance(data, dict):
+        return None
+    if source == "lambda/1":
+        return _report_facts(data)
+    if event_type == "otel.span":
+        return _otlp_span_facts(data)
+    resource = data.get("resource") if isinstance(data.get("resource"), dict) else {}
+    return _otlp_metric_facts(data, _configured_mb(resource.get("faas.max_memory")))
+
+
+def _configured_mb(value) -> float | None:
+    """``faas.max_memory`` in MB. The convention says bytes, but some detectors copy
+    AWS_LAMBDA_FUNCTION_MEMORY_SIZE (MB) as it is; Lambda has no function under 128 MB, so a value
+    under 1 MiB can only be megabytes."""
+    memory = _number(value)
+    if not memory:
+        return None
+    return memory / _MB if memory >= _MB else memory
+
+
+def lambda_events(events):
+    """The events of ``events`` that describe Lambda invocations (see the module's docstring)."""
+    return events.filter(
+        Q(schema_version="lambda/1", event_type="platform.report")
+        | Q(schema_version="otlp/1", event_type="otel.metric", category__in=_OTLP_METRICS)
+        | Q(schema_version="otlp/1", event_type="otel.span", category="lambda.invoke"))
+
+
+def duration_bound(duration_ms: float) -> int:
+    """The histogram bucket of a duration: the index of its upper bound."""
+    return bisect_left(LAMBDA_DURATION_BOUNDS_MS, duration_ms)
+
+
+def lambda_rollups_add(events) -> None:
+    """Adds the Lambda invocations among ``events`` to the rollups (one pass, two upserts)."""
+    rows: dict[tuple, dict] = defaultdict(dict)
+    histogram: dict[tuple, int] = defaultdict(int)
+    five_minutes_since = five_minute_rollups_since()
+    for organization_id, application_id, timestamp, source, event_type, name, version, data in (
+            lambda_events(events).values_list("organization_id", "application_id", "timestamp", "schema_version",
+                                              "event_type", "service_name", "service_version", "data")
+            .iterator(chunk_size=5000)):
+        facts = _facts(source, event_type, data)
+        if facts is None:
+            continue
+        function, function_version = _function(data, name, version, source)
+        for granularity, bucket in _buckets(timestamp, five_minutes_since):
+            key = (organization_id, application_id, granularity, bucket, function, function_version)
+            row = rows[key]
+            for column, value in facts.sums.items():
+                row[column] = row.get(column, 0) + value
+            for column, value in facts.maxima.items():
+                row[column] = max(row.get(column, 0), value)
+            if facts.duration is not None:
+                histogram[(*key, duration_bound(facts.duration))] += 1
+    _upsert_rows(rows)
+    _upsert_histogram(histogram)
+
+
+def lambda_rollups_replace(*, events, since: datetime, until: datetime) -> None:
+    """Recomputes the rows of buckets in [since, until) from ``events`` (those of that range), for
+    ``rollups_rebuild``."""
+    for model in (LambdaRollup, LambdaDurationBucket):
+        model.objects.filter(bucket__gte=since, bucket__lt=until).delete()
+    lambda_rollups_add(events)
+
+
+def five_minute_rollups_prune() -> int:
+    """Deletes 5-minute rows older than the panel shows; returns how many went."""
+    deleted = 0
+    for model in (LambdaRollup, LambdaDurationBucket):
+        count, _ = model.objects.filter(granularity=Granularity.FIVE_MINUTES,
+                                        bucket__lt=five_minute_rollups_since()).delete()
+        deleted += count
+    return deleted
+
+
+def _greatest(a: str, b: str) -> str:
+    return f"GREATEST({a}, {b})" if connection.vendor == "postgresql" else f"MAX({a}, {b})"
+
+
+_KEY = ["organization_id", "application_id", "granularity", "bucket", "function", "version"]
+_UNIQUE = "application_id, granularity, bucket, function, version"
+
+
+def _upsert_rows(rows: dict[tuple, dict]) -> None:
+    if not rows:
+        return
+    table = LambdaRollup._meta.db_table
+    columns = [*_KEY, *_SUMS, *_MAXIMA]
+    updates = [f"{c} = {table}.{c} + excluded.{c}" for c in _SUMS] + [
+        f"{c} = {_greatest(f'{table}.{c}', f'excluded.{c}')}" for c in _MAXIMA]
+    sql = (f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))}) "
+           f"ON CONFLICT ({_UNIQUE}) DO UPDATE SET {', '.join(updates)}")
+    values = [(*key, *(row.get(c, 0) for c in _SUMS), *(row.get(c, 0) for c in _MAXIMA)) for key, row in rows.items()]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, values)
+
+
+def _upsert_histogram(histogram: dict[tuple, int]) -> None:
+    if not histogram:
+        return
+    table = LambdaDurationBucket._meta.db_table
+    sql = (f"INSERT INTO {table} ({', '.join(_KEY)}, bound, count) VALUES ({', '.join(['%s'] * (len(_KEY) + 2))}) "
+           f"ON CONFLICT ({_UNIQUE}, bound) DO UPDATE SET count = {table}.count + excluded.count")
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, [(*key, count) for key, count in histogram.items()])
