@@ -76,7 +76,7 @@ def test_the_lambda_panel_shows_a_functions_invocations(keys, site, screenshots,
         page.fill("#id_password", "a-long-member-password")
         page.click("input[type=submit]")
         page.goto(f"{site}/orgs/{keys.org_id}/apps/{keys.app_id}/")
-        page.click("text=AWS Lambda panel")
+        page.get_by_role("link", name="AWS Lambda", exact=True).click()
 
         expect(page.locator("h1")).to_contain_text("AWS Lambda")
         expect(page.locator("#invocations-chart canvas")).to_be_visible()
