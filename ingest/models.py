@@ -4,8 +4,11 @@ from django.db import models
 class Event(models.Model):
     """One stored telemetry event (seed 001's table, plus service and SDK versions).
 
-    Written only by the bulk path in ``ingest.services.events_store``; (application, event_id)
-    is unique so a re-sent event is stored once.
+    Written only by the bulk path in ``ingest.services.events_store``; (application, event_id,
+    timestamp) is unique so a re-sent event (same id, same timestamp) is stored once. On PostgreSQL
+    the table is partitioned by month of ``timestamp`` (``ingest.partitions``), which every unique
+    constraint must include; there the primary key is (id, timestamp), id still unique by its
+    sequence.
     """
 
     # No database-level foreign keys: checking two per inserted row costs a fifth of the insert, and
@@ -30,7 +33,8 @@ class Event(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["application", "event_id"], name="event_unique_per_application"),
+            models.UniqueConstraint(fields=["application", "event_id", "timestamp"],
+                                    name="event_unique_per_application"),
         ]
         indexes = [
             models.Index(fields=["application", "timestamp"], name="event_app_time_idx"),
