@@ -370,9 +370,14 @@ def archive_run(*, now: datetime | None = None, max_seconds: float | None = None
                         archive = _day_prepare(application, day, now)
                         if archive is not None:
                             written.append(archive)
+                dropped = _partition_retire(partition, written)
             except _Held:
                 continue
-            if _partition_retire(partition, written):
+            except ArchiveCorrupt:
+                # Nothing was deleted; the day-by-day pass below retries, and discards what does not verify.
+                logger.exception("partition %s was not archived whole", partition.name)
+                continue
+            if dropped:
                 result.partitions_dropped.append(partition.name)
                 for archive in written:
                     done(archive)

@@ -13,7 +13,7 @@ from accounts.models import Tier
 from ingest import archive, partitions
 from ingest.archive import archive_restore, archive_run, archive_write
 from ingest.models import Archive, Event, EventRollup
-from ingest.rollups import rollups_update
+from ingest.rollups import rollups_rebuild, rollups_update
 from tests.factories import ApplicationFactory, OrganizationFactory
 from tests.ingest.archive_helpers import events_add, free_application, stored
 
@@ -69,6 +69,19 @@ def test_rollups_are_kept_when_their_events_are_archived():
     archive_run(now=NOW)
 
     assert not Event.objects.exists()
+    assert sorted(EventRollup.objects.values_list("granularity", "dimension", "bucket", "count")) == before
+
+
+def test_rebuilding_rollups_leaves_archived_days_as_they_were():
+    application = free_application()
+    events_add(application, OLD, 3)
+    Event.objects.update(received_at=NOW - timedelta(minutes=5))
+    rollups_update()
+    archive_run(now=NOW)
+    before = sorted(EventRollup.objects.values_list("granularity", "dimension", "bucket", "count"))
+
+    rollups_rebuild(since=archive.day_start(OLD), until=archive.day_start(OLD) + timedelta(days=1))
+
     assert sorted(EventRollup.objects.values_list("granularity", "dimension", "bucket", "count")) == before
 
 
