@@ -163,7 +163,8 @@ def _store(archive: Archive, cursor, query: sql.Composable) -> None:
     storage.save(archive.manifest_path, ContentFile(_manifest(archive)))
 
 
-def _files_delete(path: str) -> None:
+def files_delete(path: str) -> None:
+    """Deletes an archive file and its manifest, if they are there."""
     storage = archive_storage()
     for name in (path, f"{path}.manifest.json"):
         if storage.exists(name):
@@ -181,7 +182,7 @@ def archive_write(*, application: Application, start: datetime, end: datetime) -
     with transaction.atomic(), connection.cursor() as cursor:
         _store(archive, cursor.cursor, _events_query(application.pk, start, end))
     if archive.row_count == 0:
-        _files_delete(archive.path)
+        files_delete(archive.path)
         archive.delete()
         return None
     archive.state = State.WRITTEN
@@ -189,7 +190,7 @@ def archive_write(*, application: Application, start: datetime, end: datetime) -
     return archive
 
 
-def _load(cursor, archive: Archive, *, append: bool = False) -> int:
+def archive_rows_load(cursor, archive: Archive, *, append: bool = False) -> int:
     """Reads ``archive``'s file into the temporary table ``archive_rows`` (within the caller's
     transaction), checking it against its manifest and record; returns its row count."""
     storage = archive_storage()
@@ -229,7 +230,7 @@ def archive_verify(*, archive: Archive) -> bool:
     """Reads ``archive``'s file back and records whether it matches its manifest."""
     try:
         with transaction.atomic(), connection.cursor() as cursor:
-            _load(cursor.cursor, archive)
+            archive_rows_load(cursor.cursor, archive)
     except ArchiveCorrupt:
         _mark_checksum_failed(archive)
         return False
@@ -242,7 +243,7 @@ def archive_retire(*, archive: Archive) -> int:
     archived, in one transaction (step 3 above); returns how many rows went."""
     now = timezone.now()
     with transaction.atomic(), connection.cursor() as cursor:
-        _load(cursor.cursor, archive)
+        archive_rows_load(cursor.cursor, archive)
         cursor.execute(f'DELETE FROM {TABLE} e USING archive_rows a WHERE e.application_id = %s '
                        f'AND e."timestamp" >= %s AND e."timestamp" < %s '
                        f'AND e.id = a.id AND e."timestamp" = a."timestamp"',
@@ -265,7 +266,7 @@ def _partition_retire(partition: partitions.Partition, archives: list[Archive]) 
         if in_table != sum(archive.row_count for archive in archives):
             return False
         for number, archive in enumerate(archives):
-            _load(cursor.cursor, archive, append=number > 0)
+            archive_rows_load(cursor.cursor, archive, append=number > 0)
         cursor.execute(f'SELECT count(*) FROM archive_rows a JOIN {partition.name} e '
                        f'ON e.id = a.id AND e."timestamp" = a."timestamp"')
         if cursor.fetchone()[0] != in_table:
@@ -323,10 +324,10 @@ class ArchiveRun:
 def _recover() -> None:
     """Clears what a crash left: files of archives never finished, files replaced by an erasure."""
     for archive in Archive.objects.filter(state=State.WRITING):
-        _files_delete(archive.path)
+        files_delete(archive.path)
         archive.delete()
     for archive in Archive.objects.exclude(stale_path=""):
-        _files_delete(archive.stale_path)
+        files_delete(archive.stale_path)
         Archive.objects.filter(pk=archive.pk).update(stale_path="")
 
 
@@ -398,7 +399,7 @@ def archive_run(*, now: datetime | None = None, max_seconds: float | None = None
                     logger.exception("archive of application %s, %s did not verify", application.pk, day)
                     result.failed += 1
                     for broken in Archive.objects.filter(application=application, start=day, state=State.WRITTEN):
-                        _files_delete(broken.path)
+                        files_delete(broken.path)
                         broken.delete()
     return result
 
@@ -420,7 +421,7 @@ def archive_restore(*, archive: Archive) -> int:
     archive job takes them out again."""
     columns = _columns_sql()
     with archive_lock(), transaction.atomic(), connection.cursor() as cursor:
-        _load(cursor.cursor, archive)
+        archive_rows_load(cursor.cursor, archive)
         cursor.execute(sql.SQL("INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE SELECT {} FROM archive_rows "
                                "ON CONFLICT DO NOTHING").format(sql.Identifier(TABLE), columns, columns))
         added = cursor.rowcount
@@ -443,7 +444,7 @@ def _archive_erase_user(archive: Archive, user_id: str) -> int:
     deleted once the archive points at the new); returns how many went."""
     old_path = archive.path
     with transaction.atomic(), connection.cursor() as cursor:
-        _load(cursor.cursor, archive)
+        archive_rows_load(cursor.cursor, archive)
         cursor.execute("DELETE FROM archive_rows WHERE user_id = %s", [user_id])
         erased = cursor.rowcount
         if not erased:
@@ -452,7 +453,7 @@ def _archive_erase_user(archive: Archive, user_id: str) -> int:
         _store(archive, cursor.cursor, sql.SQL("SELECT {} FROM archive_rows ORDER BY id").format(_columns_sql()))
         archive.stale_path = old_path
         archive.save(update_fields=["path", "row_count", "size_bytes", "checksum", "stale_path"])
-    _files_delete(old_path)
+    files_delete(old_path)
     Archive.objects.filter(pk=archive.pk).update(stale_path="")
     return erased
 

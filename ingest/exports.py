@@ -10,7 +10,7 @@ from datetime import datetime
 from django.db import connection, transaction
 
 from accounts.models import Application, Organization
-from ingest.archive import _load, archive_lock, archives_in_range
+from ingest.archive import archive_rows_load, archive_lock, archives_in_range
 from ingest.models import Archive, Event
 
 FORMATS = ("csv", "ndjson")
@@ -89,7 +89,7 @@ def events_export(*, organization: Organization, application: Application | None
             archived = archives_in_range(organization=organization, application=app, since=since, until=until)
             for archive in archived.filter(state=Archive.State.ARCHIVED):
                 with transaction.atomic(), connection.cursor() as cursor:
-                    _load(cursor.cursor, archive)
+                    archive_rows_load(cursor.cursor, archive)
                     written += _query(cursor, "archive_rows", app.pk, since, until, progress, writer, app)
             with transaction.atomic(), connection.chunked_cursor() as cursor:
                 written += _query(cursor, Event._meta.db_table, app.pk, since, until, progress, writer, app)

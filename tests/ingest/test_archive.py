@@ -10,6 +10,7 @@ from django.core.files.storage import storages
 from django.db import DatabaseError, connection
 
 from accounts.models import Tier
+from accounts.services import application_delete
 from ingest import archive, partitions
 from ingest.archive import archive_restore, archive_run, archive_write
 from ingest.models import Archive, Event, EventRollup
@@ -261,6 +262,20 @@ def test_partitions_are_created_ahead_and_only_once():
 
     assert [p.name for p in created] == [f"ingest_event_p2031_{m:02}" for m in range(3, 9)]
     assert partitions.partitions_ensure(months_ahead=5, now=datetime(2031, 3, 15, tzinfo=UTC)) == []
+
+
+def test_deleting_an_application_deletes_its_archive_files(archive_dir, django_capture_on_commit_callbacks):
+    application, other = free_application(), free_application()
+    events_add(application, OLD, 2)
+    events_add(other, OLD, 2)
+    archive_run(now=NOW)
+    kept = Archive.objects.get(application=other)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        application_delete(application=application)
+
+    assert sorted(p.relative_to(archive_dir).as_posix() for p in archive_dir.rglob("*.gz*")) == [
+        kept.path, kept.manifest_path]
 
 
 def test_archives_are_listed_per_organization_only():
