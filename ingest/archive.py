@@ -35,7 +35,7 @@ from django.conf import settings
 from django.core.files import File
 from django.core.files.base import ContentFile
 from django.core.files.storage import storages
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 from psycopg import sql
 
@@ -53,6 +53,7 @@ FORMAT = "csv.gz"
 # others' work whole.
 LOCK_KEY = 7_391_004_011
 State = Archive.State
+PARTITION_LOCK_TIMEOUT = "5s"
 _CHUNK = 1 << 20
 
 
@@ -265,6 +266,9 @@ def _partition_retire(partition: partitions.Partition, archives: list[Archive]) 
     a month wholly past retention goes at once, without deleting row by row."""
     now = timezone.now()
     with transaction.atomic(), connection.cursor() as cursor:
+        # Dropping a partition locks the whole events table for a moment; queued behind a long reader
+        # (an export, say), that moment would hold up every insert. Better to try again next run.
+        cursor.execute(f"SET LOCAL lock_timeout = '{PARTITION_LOCK_TIMEOUT}'")
         # Holds off inserts into this month (an event sent very late) until the partition is gone.
         cursor.execute(f"LOCK TABLE {partition.name} IN ACCESS EXCLUSIVE MODE")
         cursor.execute(f"SELECT count(*) FROM {partition.name}")
@@ -273,10 +277,11 @@ def _partition_retire(partition: partitions.Partition, archives: list[Archive]) 
             return False
         for number, archive in enumerate(archives):
             archive_rows_load(cursor.cursor, archive, append=number > 0)
-        cursor.execute(f'SELECT count(*) FROM archive_rows a JOIN {partition.name} e '
-                       f'ON e.id = a.id AND e."timestamp" = a."timestamp"')
-        if cursor.fetchone()[0] != in_table:
-            return False
+        if archives:
+            cursor.execute(f'SELECT count(*) FROM archive_rows a JOIN {partition.name} e '
+                           f'ON e.id = a.id AND e."timestamp" = a."timestamp"')
+            if cursor.fetchone()[0] != in_table:
+                return False
         cursor.execute(f"DROP TABLE {partition.name}")
         Archive.objects.filter(pk__in=[archive.pk for archive in archives]).update(
             state=State.ARCHIVED, archived_at=now, verified_at=now, checksum_ok=True, restored_at=None)
@@ -304,18 +309,27 @@ class _Held(Exception):
     """The day's events were restored recently; they stay for the hold period."""
 
 
-def _day_prepare(application: Application, day: datetime, now: datetime) -> Archive | None:
-    """Gets ``application``'s events of ``day`` into one written archive: first retires what an
-    earlier run (or a restore past its hold) left written, then writes the rest."""
+def _day_prepare(application: Application, day: datetime, now: datetime, *,
+                 keep_pending: bool = False) -> list[Archive]:
+    """Gets ``application``'s events of ``day`` into written archives and returns them.
+
+    What an earlier run (or a restore past its hold) left written is retired first and the rest
+    written anew; with ``keep_pending``, when those archives hold as many rows as the table, they
+    are returned as they are (a partition about to be dropped checks them row by row).
+    """
     end = day + timedelta(days=1)
     pending = list(Archive.objects.filter(application=application, start=day,
                                           state__in=[State.WRITTEN, State.RESTORED]))
     hold = timedelta(days=settings.ARCHIVE_RESTORE_HOLD_DAYS)
     if any(archive.state == State.RESTORED and archive.restored_at > now - hold for archive in pending):
         raise _Held
+    if keep_pending and pending and sum(archive.row_count for archive in pending) == Event.objects.filter(
+            application=application, timestamp__gte=day, timestamp__lt=end).count():
+        return pending
     for archive in pending:
         archive_retire(archive=archive)
-    return archive_write(application=application, start=day, end=end)
+    written = archive_write(application=application, start=day, end=end)
+    return [written] if written else []
 
 
 @dataclass
@@ -359,14 +373,14 @@ def archive_run(*, now: datetime | None = None, max_seconds: float | None = None
         organizations = Organization.objects.select_related("tier")
         oldest_cutoff = min((retention_cutoff(org, now) for org in organizations), default=None)
 
-        def done(archive: Archive | None) -> None:
-            if archive is not None:
-                result.archives += 1
-                result.events += archive.row_count
-                if progress:
-                    progress(archive)
+        def done(archive: Archive) -> None:
+            result.archives += 1
+            result.events += archive.row_count
+            if progress:
+                progress(archive)
 
         # Months wholly past every organization's retention: written to files, then dropped whole.
+        deferred: list[partitions.Partition] = []
         for partition in partitions.partitions_list():
             if oldest_cutoff is None or partition.end > oldest_cutoff:
                 break
@@ -374,15 +388,18 @@ def archive_run(*, now: datetime | None = None, max_seconds: float | None = None
             try:
                 for application in applications:
                     for day in _days_with_events(application.pk, partition.start, partition.end):
-                        archive = _day_prepare(application, day, now)
-                        if archive is not None:
-                            written.append(archive)
+                        written += _day_prepare(application, day, now, keep_pending=True)
                 dropped = _partition_retire(partition, written)
             except _Held:
                 continue
             except ArchiveCorrupt:
                 # Nothing was deleted; the day-by-day pass below retries, and discards what does not verify.
                 logger.exception("partition %s was not archived whole", partition.name)
+                continue
+            except OperationalError:
+                # The lock was not granted in time: the month stays whole, to be dropped next run.
+                logger.warning("partition %s is busy; dropping it next run", partition.name)
+                deferred.append(partition)
                 continue
             if dropped:
                 result.partitions_dropped.append(partition.name)
@@ -393,11 +410,12 @@ def archive_run(*, now: datetime | None = None, max_seconds: float | None = None
             for day in list(_days_with_events(application.pk, None, cutoffs[application.pk])):
                 if deadline and time.monotonic() > deadline:
                     return result
+                if any(partition.start <= day < partition.end for partition in deferred):
+                    continue
                 try:
-                    archive = _day_prepare(application, day, now)
-                    if archive is not None:
+                    for archive in _day_prepare(application, day, now):
                         archive_retire(archive=archive)
-                    done(archive)
+                        done(archive)
                 except _Held:
                     continue
                 except ArchiveCorrupt:

@@ -5,6 +5,7 @@ import hashlib
 import json
 from datetime import UTC, datetime, timedelta
 
+import psycopg
 import pytest
 from django.core.files.storage import storages
 from django.db import DatabaseError, connection
@@ -287,3 +288,25 @@ def test_archives_are_listed_per_organization_only():
     listed = archive.archives_in_range(organization=mine.organization, since=OLD - timedelta(days=1), until=NOW)
 
     assert [a.application_id for a in listed] == [mine.pk]
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_busy_month_is_not_dropped_under_a_reader_and_goes_whole_next_run():
+    month = datetime(2020, 2, 1, tzinfo=UTC)
+    partitions.partition_create(month=month)
+    application = free_application()
+    events_add(application, month + timedelta(days=3), 2)
+    settings = connection.settings_dict
+    reader = psycopg.connect(dbname=settings["NAME"], host=settings["HOST"], port=settings["PORT"],
+                             user=settings["USER"], password=settings["PASSWORD"])
+    reader.execute("SELECT count(*) FROM ingest_event")  # an export still reading, in its transaction
+
+    try:
+        busy = archive_run(now=NOW)
+    finally:
+        reader.close()
+
+    assert busy.partitions_dropped == [] and busy.events == 0
+    assert Event.objects.count() == 2 and Archive.objects.get().state == Archive.State.WRITTEN
+    assert archive_run(now=NOW).partitions_dropped == ["ingest_event_p2020_02"]
+    assert not Event.objects.exists() and Archive.objects.get().state == Archive.State.ARCHIVED
