@@ -15,8 +15,9 @@ from accounts.services import Source, credential_touch
 from ingest import verification
 from ingest.admission import (Admission, outcomes_record, quota_release, quota_reserve, request_admit,
                               seconds_to_month_end, utc_now)
-from ingest.errors import ApiError, BadRequest, PayloadTooLarge, QuotaExceeded, RateLimited, Unauthorized, error_body
-from ingest.archive import user_events_erase
+from ingest.errors import (ApiError, BadRequest, PayloadTooLarge, QuotaExceeded, RateLimited, StorageUnavailable,
+                           Unauthorized, error_body)
+from ingest.archive import STORAGE_ERRORS, user_events_erase
 from ingest.models import Event, Outcome
 from ingest.negotiation import JsonOnly
 from ingest.openapi import ingest_schema
@@ -250,9 +251,16 @@ class ErasureApi(APIView):
             raise BadRequest(f'Body must be {{"user_id": "<user id>"}}: {error}') from None
         if not 0 < len(user_id) <= Event._meta.get_field("user_id").max_length or "\x00" in user_id:
             raise BadRequest("user_id must be 1 to 71 characters, none of them NUL")
-        erasure = user_events_erase(application=application_for(target), user_id=user_id, via="api",
-                                    source=Source.from_request(request), credential=f"#{key.credential_id}")
-        body = {"status": "erased", "receipt_id": erasure.receipt.pk,
-                "erased_at": erasure.receipt.created_at.isoformat(), "events_erased": erasure.events,
-                "archived_events_erased": erasure.archived_events, "archives_rewritten": erasure.archives_rewritten}
+        try:
+            erasure = user_events_erase(application=application_for(target), user_id=user_id, via="api",
+                                        source=Source.from_request(request), credential=f"#{key.credential_id}")
+        except STORAGE_ERRORS:
+            # What was erased stays erased; the retry finishes the rest and writes the receipt.
+            raise StorageUnavailable("The archive storage cannot be reached; retry later",
+                                     headers={"Retry-After": "60"}) from None
+        body = {"status": "erased" if not erasure.archives_unreadable else "partial",
+                "receipt_id": erasure.receipt.pk, "erased_at": erasure.receipt.created_at.isoformat(),
+                "events_erased": erasure.events, "archived_events_erased": erasure.archived_events,
+                "archives_rewritten": erasure.archives_rewritten,
+                "archives_unreadable": len(erasure.archives_unreadable)}
         return HttpResponse(_encode(body), content_type="application/json")

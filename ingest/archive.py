@@ -37,6 +37,7 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import storages
 from django.db import OperationalError, connection, transaction
 from django.utils import timezone
+from botocore.exceptions import BotoCoreError, ClientError
 from psycopg import sql
 
 from accounts.models import Application, AuditEntry, Organization
@@ -59,6 +60,10 @@ _CHUNK = 1 << 20
 
 class ArchiveCorrupt(Exception):
     """An archive file does not read back as its manifest says."""
+
+
+# What the archive storage raises when it cannot be reached (a full disk, S3 down).
+STORAGE_ERRORS = (OSError, BotoCoreError, ClientError)
 
 
 def archive_storage():
@@ -461,6 +466,7 @@ class Erasure:
     events: int
     archived_events: int
     archives_rewritten: int
+    archives_unreadable: list[int]
 
 
 def _archive_erase_user(archive: Archive, user_id: str) -> int:
@@ -491,18 +497,27 @@ def user_events_erase(*, application: Application, user_id: str, via: str, by=No
     with archive_lock():
         events, _ = Event.objects.filter(application=application, user_id=user_id).delete()
         archived = rewritten = 0
+        unreadable = []
         if _on_postgresql():
             for archive in Archive.objects.filter(application=application).exclude(
                     state=State.WRITING).select_related("application__organization"):
-                erased = _archive_erase_user(archive, user_id)
+                try:
+                    erased = _archive_erase_user(archive, user_id)
+                except (ArchiveCorrupt, FileNotFoundError):
+                    # Said in the receipt, and flagged in the admin: an operator must look at it.
+                    _mark_checksum_failed(archive)
+                    unreadable.append(archive.pk)
+                    continue
                 archived += erased
                 rewritten += bool(erased)
         details = {"application": application.public_id,
                    "user_id_sha256": hashlib.sha256(user_id.encode()).hexdigest(),
                    "events_erased": events, "archived_events_erased": archived, "archives_rewritten": rewritten,
                    "via": via}
+        if unreadable:
+            details["archives_unreadable"] = unreadable
         if credential:
             details["credential"] = credential
         receipt = audit_record(action=AuditEntry.Action.EVENTS_ERASED, actor=by, organization=application.organization,
                                target=str(application), source=source, details=details)
-    return Erasure(receipt, events, archived, rewritten)
+    return Erasure(receipt, events, archived, rewritten, unreadable)

@@ -151,3 +151,18 @@ def test_the_api_answers_a_malformed_body_with_400(client, history_keys, body):
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "bad_request"
     assert not AuditEntry.objects.filter(action=AuditEntry.Action.EVENTS_ERASED).exists()
+
+
+def test_an_unreadable_archive_is_named_in_the_receipt_and_flagged(history, archive_dir, client, history_keys):
+    broken = Archive.objects.get()
+    (archive_dir / broken.path).write_bytes(b"not what the manifest says")
+
+    response = erasure_post(client, history_keys, json.dumps({"user_id": GONE}).encode(),
+                            bearer=history_keys.api_token)
+
+    assert response.status_code == 200
+    assert (response.json()["status"], response.json()["archives_unreadable"]) == ("partial", 1)
+    receipt = AuditEntry.objects.get(action=AuditEntry.Action.EVENTS_ERASED)
+    assert receipt.details["archives_unreadable"] == [broken.pk]
+    assert Archive.objects.get().checksum_ok is False
+    assert not Event.objects.filter(user_id=GONE).exists()
