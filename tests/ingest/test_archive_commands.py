@@ -58,6 +58,19 @@ def test_restore_archive_does_not_reach_another_organizations_archives():
     assert not Event.objects.exists()
 
 
+def test_restore_archive_stops_at_a_file_that_does_not_match_its_manifest(tmp_path):
+    application = free_application()
+    events_add(application, OLD, 3)
+    archive_run(now=NOW)
+    broken = Archive.objects.get()
+    (tmp_path / "archives" / broken.path).write_bytes(b"damaged")
+
+    with pytest.raises(CommandError, match=f"Archive #{broken.pk} does not read back"):
+        call_command("restore_archive", "--org", application.organization.public_id, "--since", day(OLD),
+                     "--until", day(NOW))
+    assert not Event.objects.exists()
+
+
 @pytest.mark.parametrize("arguments, message", [
     (["--org", "nope", "--since", "2026-01-01", "--until", "2026-02-01"], "No organization"),
     (["--since", "yesterday", "--until", "2026-02-01"], "not a date"),

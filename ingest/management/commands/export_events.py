@@ -5,6 +5,7 @@ import sys
 from django.core.management import BaseCommand, CommandError
 from tqdm import tqdm
 
+from ingest.archive import ArchiveCorrupt
 from ingest.exports import FORMATS, events_export, events_export_size
 from ingest.management.options import add_range_arguments, application_get, organization_get
 
@@ -30,6 +31,8 @@ class Command(BaseCommand):
                       desc="Exporting") as bar:
                 written = events_export(organization=organization, application=application, since=since,
                                         until=until, fmt=format, out=out, progress=bar.update)
+        except (ArchiveCorrupt, FileNotFoundError) as error:
+            raise CommandError(f"An archive does not read back as its manifest says: {error}") from None
         finally:
             if output:
                 out.close()

@@ -3,7 +3,7 @@
 from django.core.management import BaseCommand, CommandError
 from tqdm import tqdm
 
-from ingest.archive import archive_restore, archives_in_range
+from ingest.archive import ArchiveCorrupt, archive_restore, archives_in_range
 from ingest.management.options import add_range_arguments, application_get, organization_get
 
 
@@ -24,7 +24,11 @@ class Command(BaseCommand):
         with tqdm(total=sum(a.row_count for a in archives), unit="event", unit_scale=True, file=self.stderr,
                   disable=None, desc="Restoring") as bar:
             for archive in archives:
-                added += archive_restore(archive=archive)
+                try:
+                    added += archive_restore(archive=archive)
+                except (ArchiveCorrupt, FileNotFoundError) as error:
+                    raise CommandError(f"Archive #{archive.pk} does not read back as its manifest says ({error}); "
+                                       f"{added} events restored before it.") from None
                 bar.update(archive.row_count)
         self.stdout.write(f"{len(archives)} archives read, {added} events restored "
                           f"({sum(a.row_count for a in archives) - added} were already in the database).")
