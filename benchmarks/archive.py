@@ -76,8 +76,8 @@ def main() -> int:
             "'duration_ms', n %% 1000), %s + make_interval(secs => (n::float8 * %s / %s)), %s, 'my-app', '1.2.3', "
             "'rust', 'telemetry-kit-rust/0.3.0' FROM generate_series(0, %s - 1) AS n",
             [organization.pk, application.pk, month, seconds, args.events, now, args.events])
-    print(f"loaded {args.events:,} events over {args.days} days in {time.perf_counter() - started:.1f} s "
-          f"({'DEFAULT partition, deleted row by row' if args.delete else f'partition {partitions.partition_name(month)}'})")
+    where = "DEFAULT partition, deleted row by row" if args.delete else f"partition {partitions.partition_name(month)}"
+    print(f"loaded {args.events:,} events over {args.days} days in {time.perf_counter() - started:.1f} s ({where})")
 
     started = time.perf_counter()
     result = archive_run(now=now)

@@ -12,7 +12,8 @@ from accounts import selectors
 from accounts.admin import OrganizationScopedAdmin
 from accounts.models import Application
 from accounts.services import Source
-from ingest.archive import archive_verify, user_events_erase
+from ingest.archive import archive_verify
+from ingest.erasure import user_events_erase
 from ingest.models import Archive, Event
 
 

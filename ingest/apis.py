@@ -17,7 +17,8 @@ from ingest.admission import (Admission, outcomes_record, quota_release, quota_r
                               seconds_to_month_end, utc_now)
 from ingest.errors import (ApiError, BadRequest, PayloadTooLarge, QuotaExceeded, RateLimited, StorageUnavailable,
                            Unauthorized, error_body)
-from ingest.archive import STORAGE_ERRORS, user_events_erase
+from ingest.archive import STORAGE_ERRORS
+from ingest.erasure import user_events_erase
 from ingest.models import Event, Outcome
 from ingest.negotiation import JsonOnly
 from ingest.openapi import ingest_schema

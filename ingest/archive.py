@@ -1,4 +1,4 @@
-"""Archive of events past their tier's retention, restore, and erasure of one user's events.
+"""Archive of events past their tier's retention, and restore.
 
 An archive is one CSV.gz file of an application's events over a UTC day, with a JSON manifest
 beside it, on the archive storage (a local directory, or S3-compatible object storage). Each step
@@ -40,8 +40,7 @@ from django.utils import timezone
 from botocore.exceptions import BotoCoreError, ClientError
 from psycopg import sql
 
-from accounts.models import Application, AuditEntry, Organization
-from accounts.services import COMMAND_LINE, Source, audit_record
+from accounts.models import Application, Organization
 from ingest import partitions
 from ingest.models import Archive, Event
 
@@ -114,13 +113,13 @@ class _HashingWriter:
         self.target.flush()
 
 
-def _columns_sql(columns=COLUMNS) -> sql.Composable:
+def columns_sql(columns=COLUMNS) -> sql.Composable:
     return sql.SQL(", ").join(map(sql.Identifier, columns))
 
 
 def _events_query(application_id: int, start: datetime, end: datetime) -> sql.Composable:
     return sql.SQL('SELECT {} FROM {} WHERE application_id = {} AND "timestamp" >= {} AND "timestamp" < {} '
-                   'ORDER BY id').format(_columns_sql(), sql.Identifier(TABLE), sql.Literal(application_id),
+                   'ORDER BY id').format(columns_sql(), sql.Identifier(TABLE), sql.Literal(application_id),
                                          sql.Literal(start), sql.Literal(end))
 
 
@@ -155,13 +154,13 @@ def _manifest(archive: Archive) -> bytes:
     }, indent=2).encode()
 
 
-def _file_name(application: Application, start: datetime) -> str:
+def archive_file_name(application: Application, start: datetime) -> str:
     # A new name for every file written, so a rewrite never replaces a file that is still referenced.
     return (f"{application.organization.public_id}/{application.public_id}/{start:%Y/%m/%d}/"
             f"{start:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:12]}.{FORMAT}")
 
 
-def _store(archive: Archive, cursor, query: sql.Composable) -> None:
+def archive_file_store(archive: Archive, cursor, query: sql.Composable) -> None:
     """Writes ``query``'s rows as ``archive``'s file and manifest, and fills in its count, size and checksum."""
     storage = archive_storage()
     with tempfile.TemporaryFile() as spool:
@@ -190,9 +189,9 @@ def archive_write(*, application: Application, start: datetime, end: datetime) -
     """
     archive = Archive.objects.create(organization_id=application.organization_id, application=application,
                                      start=start, end=end, state=State.WRITING,
-                                     path=_file_name(application, start))
+                                     path=archive_file_name(application, start))
     with transaction.atomic(), connection.cursor() as cursor:
-        _store(archive, cursor.cursor, _events_query(application.pk, start, end))
+        archive_file_store(archive, cursor.cursor, _events_query(application.pk, start, end))
     if archive.row_count == 0:
         files_delete(archive.path)
         archive.delete()
@@ -224,7 +223,7 @@ def archive_rows_load(cursor, archive: Archive, *, append: bool = False) -> int:
         with gzip.GzipFile(fileobj=spool, mode="rb") as gz:
             columns = next(csv.reader([gz.readline().decode()]))
             with cursor.copy(sql.SQL("COPY archive_rows ({}) FROM STDIN (FORMAT csv)")
-                             .format(_columns_sql(columns))) as copy:
+                             .format(columns_sql(columns))) as copy:
                 while chunk := gz.read(_CHUNK):
                     copy.write(chunk)
     rows = cursor.rowcount
@@ -233,7 +232,7 @@ def archive_rows_load(cursor, archive: Archive, *, append: bool = False) -> int:
     return rows
 
 
-def _mark_checksum_failed(archive: Archive) -> None:
+def checksum_failed_mark(archive: Archive) -> None:
     logger.error("archive %s does not match its manifest", archive.path)
     Archive.objects.filter(pk=archive.pk).update(checksum_ok=False, verified_at=timezone.now())
 
@@ -244,7 +243,7 @@ def archive_verify(*, archive: Archive) -> bool:
         with transaction.atomic(), connection.cursor() as cursor:
             archive_rows_load(cursor.cursor, archive)
     except ArchiveCorrupt:
-        _mark_checksum_failed(archive)
+        checksum_failed_mark(archive)
         return False
     Archive.objects.filter(pk=archive.pk).update(checksum_ok=True, verified_at=timezone.now())
     return True
@@ -448,7 +447,7 @@ def archive_restore(*, archive: Archive) -> int:
     added. Events already there are skipped, so a second restore adds nothing. They keep their ids,
     which the rollups have counted already, and stay ``ARCHIVE_RESTORE_HOLD_DAYS`` before the
     archive job takes them out again."""
-    columns = _columns_sql()
+    columns = columns_sql()
     with archive_lock(), transaction.atomic(), connection.cursor() as cursor:
         archive_rows_load(cursor.cursor, archive)
         cursor.execute(sql.SQL("INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE SELECT {} FROM archive_rows "
@@ -458,66 +457,3 @@ def archive_restore(*, archive: Archive) -> int:
         Archive.objects.filter(pk=archive.pk).update(state=State.RESTORED, restored_at=now, verified_at=now,
                                                      checksum_ok=True)
     return added
-
-
-@dataclass(frozen=True)
-class Erasure:
-    receipt: AuditEntry
-    events: int
-    archived_events: int
-    archives_rewritten: int
-    archives_unreadable: list[int]
-
-
-def _archive_erase_user(archive: Archive, user_id: str) -> int:
-    """Rewrites ``archive`` without ``user_id``'s events (a new file and manifest; the old ones are
-    deleted once the archive points at the new); returns how many went."""
-    old_path = archive.path
-    with transaction.atomic(), connection.cursor() as cursor:
-        archive_rows_load(cursor.cursor, archive)
-        cursor.execute("DELETE FROM archive_rows WHERE user_id = %s", [user_id])
-        erased = cursor.rowcount
-        if not erased:
-            return 0
-        archive.path = _file_name(archive.application, archive.start)
-        _store(archive, cursor.cursor, sql.SQL("SELECT {} FROM archive_rows ORDER BY id").format(_columns_sql()))
-        archive.stale_path = old_path
-        archive.save(update_fields=["path", "row_count", "size_bytes", "checksum", "stale_path"])
-    files_delete(old_path)
-    Archive.objects.filter(pk=archive.pk).update(stale_path="")
-    return erased
-
-
-def user_events_erase(*, application: Application, user_id: str, via: str, by=None,
-                      source: Source = COMMAND_LINE, credential: str = "") -> Erasure:
-    """Erases every event of ``user_id`` in ``application``: from the events table and from its
-    archives (rewritten with their manifests). Rollups hold counts by type and dimension only, never
-    a user id, so they stay. Leaves a receipt in the audit log: what, when, by whom; the user id
-    itself only as its SHA-256, so the receipt does not keep what it erased."""
-    with archive_lock():
-        events, _ = Event.objects.filter(application=application, user_id=user_id).delete()
-        archived = rewritten = 0
-        unreadable = []
-        if _on_postgresql():
-            for archive in Archive.objects.filter(application=application).exclude(
-                    state=State.WRITING).select_related("application__organization"):
-                try:
-                    erased = _archive_erase_user(archive, user_id)
-                except (ArchiveCorrupt, FileNotFoundError):
-                    # Said in the receipt, and flagged in the admin: an operator must look at it.
-                    _mark_checksum_failed(archive)
-                    unreadable.append(archive.pk)
-                    continue
-                archived += erased
-                rewritten += bool(erased)
-        details = {"application": application.public_id,
-                   "user_id_sha256": hashlib.sha256(user_id.encode()).hexdigest(),
-                   "events_erased": events, "archived_events_erased": archived, "archives_rewritten": rewritten,
-                   "via": via}
-        if unreadable:
-            details["archives_unreadable"] = unreadable
-        if credential:
-            details["credential"] = credential
-        receipt = audit_record(action=AuditEntry.Action.EVENTS_ERASED, actor=by, organization=application.organization,
-                               target=str(application), source=source, details=details)
-    return Erasure(receipt, events, archived, rewritten, unreadable)

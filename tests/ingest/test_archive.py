@@ -154,7 +154,8 @@ def failing_deletes():
     with connection.cursor() as cursor:
         cursor.execute("CREATE FUNCTION pg_temp.crash() RETURNS trigger LANGUAGE plpgsql AS "
                        "$$ BEGIN RAISE EXCEPTION 'injected crash'; END $$")
-        cursor.execute("CREATE TRIGGER crash BEFORE DELETE ON ingest_event FOR EACH ROW EXECUTE FUNCTION pg_temp.crash()")
+        cursor.execute("CREATE TRIGGER crash BEFORE DELETE ON ingest_event FOR EACH ROW "
+                       "EXECUTE FUNCTION pg_temp.crash()")
     yield
     with connection.cursor() as cursor:
         cursor.execute("DROP TRIGGER IF EXISTS crash ON ingest_event")

@@ -11,7 +11,8 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from ingest.archive import archive_restore, archive_run, user_events_erase
+from ingest.archive import archive_restore, archive_run
+from ingest.erasure import user_events_erase
 from ingest.models import Archive, Event
 from tests.conftest import USER_ID
 from tests.ingest.archive_helpers import events_add, free_application, stored

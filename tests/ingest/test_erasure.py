@@ -6,11 +6,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.core.management import call_command
-from django.core.files.storage import storages
 
 from accounts.models import AuditEntry
 from accounts.services import credential_issue
-from ingest.archive import archive_restore, archive_run, user_events_erase
+from ingest.archive import archive_restore, archive_run
+from ingest.erasure import user_events_erase
 from ingest.models import Archive, Event
 from tests.conftest import AppKeys, signed_headers
 from tests.ingest.archive_helpers import events_add, free_application

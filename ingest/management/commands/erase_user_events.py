@@ -2,7 +2,7 @@
 
 from django.core.management import BaseCommand, CommandError
 
-from ingest.archive import user_events_erase
+from ingest.erasure import user_events_erase
 from ingest.management.options import application_get, organization_get
 
 
