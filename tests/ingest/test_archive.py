@@ -311,3 +311,25 @@ def test_a_busy_month_is_not_dropped_under_a_reader_and_goes_whole_next_run():
     assert Event.objects.count() == 2 and Archive.objects.get().state == Archive.State.WRITTEN
     assert archive_run(now=NOW).partitions_dropped == ["ingest_event_p2020_02"]
     assert not Event.objects.exists() and Archive.objects.get().state == Archive.State.ARCHIVED
+
+
+def test_partitions_and_archives_have_default_schedules_of_registered_tasks():
+    from django_celery_beat.models import PeriodicTask
+
+    from ingest import tasks as _registers_the_tasks  # noqa: F401
+    from telemetry.celery import app
+
+    tasks = dict(PeriodicTask.objects.values_list("task", "interval__every"))
+
+    assert (tasks["ingest.tasks.partitions_ensure"], tasks["ingest.tasks.archive_run"]) == (86400, 3600)
+    assert {"ingest.tasks.partitions_ensure", "ingest.tasks.archive_run"} <= set(app.tasks)
+
+
+def test_the_archive_task_archives_as_the_job_does():
+    from ingest.tasks import archive_run as archive_task
+
+    application = free_application()
+    events_add(application, NOW - timedelta(days=45), 2)
+
+    assert archive_task() == 2
+    assert Archive.objects.get().state == Archive.State.ARCHIVED
