@@ -31,13 +31,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+import psycopg
+from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 from django.core.files import File
 from django.core.files.base import ContentFile
 from django.core.files.storage import storages
 from django.db import OperationalError, connection, transaction
 from django.utils import timezone
-from botocore.exceptions import BotoCoreError, ClientError
 from psycopg import sql
 
 from accounts.models import Application, Organization
@@ -313,13 +314,12 @@ class _Held(Exception):
     """The day's events were restored recently; they stay for the hold period."""
 
 
-def _day_prepare(application: Application, day: datetime, now: datetime, *,
-                 keep_pending: bool = False) -> list[Archive]:
+def _day_prepare(application: Application, day: datetime, now: datetime) -> list[Archive]:
     """Gets ``application``'s events of ``day`` into written archives and returns them.
 
-    What an earlier run (or a restore past its hold) left written is retired first and the rest
-    written anew; with ``keep_pending``, when those archives hold as many rows as the table, they
-    are returned as they are (a partition about to be dropped checks them row by row).
+    Archives an earlier run (or a restore past its hold) left written are returned as they are when
+    they hold as many rows as the table; otherwise they are retired and the rest written anew.
+    Either way retiring deletes only the rows a file holds, so nothing is lost on a wrong guess.
     """
     end = day + timedelta(days=1)
     pending = list(Archive.objects.filter(application=application, start=day,
@@ -327,7 +327,7 @@ def _day_prepare(application: Application, day: datetime, now: datetime, *,
     hold = timedelta(days=settings.ARCHIVE_RESTORE_HOLD_DAYS)
     if any(archive.state == State.RESTORED and archive.restored_at > now - hold for archive in pending):
         raise _Held
-    if keep_pending and pending and sum(archive.row_count for archive in pending) == Event.objects.filter(
+    if pending and sum(archive.row_count for archive in pending) == Event.objects.filter(
             application=application, timestamp__gte=day, timestamp__lt=end).count():
         return pending
     for archive in pending:
@@ -392,7 +392,7 @@ def archive_run(*, now: datetime | None = None, max_seconds: float | None = None
             try:
                 for application in applications:
                     for day in _days_with_events(application.pk, partition.start, partition.end):
-                        written += _day_prepare(application, day, now, keep_pending=True)
+                        written += _day_prepare(application, day, now)
                 dropped = _partition_retire(partition, written)
             except _Held:
                 continue
@@ -400,7 +400,9 @@ def archive_run(*, now: datetime | None = None, max_seconds: float | None = None
                 # Nothing was deleted; the day-by-day pass below retries, and discards what does not verify.
                 logger.exception("partition %s was not archived whole", partition.name)
                 continue
-            except OperationalError:
+            except OperationalError as error:
+                if not isinstance(error.__cause__, (psycopg.errors.LockNotAvailable, psycopg.errors.DeadlockDetected)):
+                    raise
                 # The lock was not granted in time: the month stays whole, to be dropped next run.
                 logger.warning("partition %s is busy; dropping it next run", partition.name)
                 deferred.append(partition)

@@ -174,8 +174,8 @@ def test_a_crash_while_deleting_rolls_back_and_the_next_run_deletes_each_event_o
     with connection.cursor() as cursor:
         cursor.execute("DROP TRIGGER crash ON ingest_event")
 
-    assert archive_run(now=NOW).events == 0  # already in the written file: retired, not written again
-    archived = Archive.objects.get()
+    assert archive_run(now=NOW).events == 3
+    archived = Archive.objects.get()  # the file already written, retired; no second one
     assert (archived.state, archived.row_count) == (Archive.State.ARCHIVED, 3)
     assert not Event.objects.exists()
 
