@@ -17,7 +17,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     APP_SERVER__PORT=8080 \
     APP_DATA_DIR=/var/lib/telemetry
 RUN useradd --system --home-dir /app --shell /usr/sbin/nologin telemetry \
-    && mkdir -p /var/lib/telemetry && chown telemetry /var/lib/telemetry
+    && mkdir -p /var/lib/telemetry/archives && chown -R telemetry /var/lib/telemetry
 WORKDIR /app
 COPY --from=build /opt/venv /opt/venv
 COPY --chown=telemetry . .

@@ -120,6 +120,7 @@ class AuditEntry(models.Model):
         MEMBERSHIP_CHANGED = "membership_changed", "Membership changed"
         MEMBERSHIP_REMOVED = "membership_removed", "Membership removed"
         TIER_CHANGED = "tier_changed", "Tier changed"
+        EVENTS_ERASED = "events_erased", "A user's events erased"
 
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,

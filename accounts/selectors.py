@@ -197,3 +197,8 @@ def role_in(*, user, organization_id: int) -> str | None:
     if user.is_superuser:
         return "owner"
     return user.memberships.filter(organization_id=organization_id).values_list("role", flat=True).first()
+
+
+def application_for(target: IngestTarget) -> Application:
+    """The application a verified request is for, with its organization."""
+    return Application.objects.select_related("organization").get(pk=target.application_id)

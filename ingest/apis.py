@@ -7,19 +7,22 @@ import msgspec
 from django.conf import settings
 from django.http import HttpResponse
 from django.utils import timezone
+from drf_spectacular.utils import extend_schema
 from rest_framework.exceptions import MethodNotAllowed
 from rest_framework.views import APIView
 
-from accounts.selectors import IngestTarget, ingest_target_get
-from accounts.services import credential_touch
-from ingest import verification
+from accounts.selectors import IngestTarget, application_for, ingest_target_get
+from accounts.services import Source, credential_touch
+from ingest import streams, verification
 from ingest.admission import Admission, outcomes_record, quota_release, request_admit, seconds_to_month_end, utc_now
-from ingest.errors import ApiError, BadRequest, PayloadTooLarge, QuotaExceeded, Unauthorized, error_body
-from ingest.models import Outcome, Stream
+from ingest.archive import STORAGE_ERRORS
+from ingest.erasure import user_events_erase
+from ingest.errors import (ApiError, BadRequest, PayloadTooLarge, QuotaExceeded, StorageUnavailable, Unauthorized,
+                           error_body)
+from ingest.intake import admission_enforce, bearer_token, rate_limit_headers, request_admit_unsigned, token_authenticate
+from ingest.models import Event, Outcome, Stream
 from ingest.negotiation import JsonOnly
 from ingest.openapi import ingest_schema, stream_schema, stream_upgrade_schema
-from ingest import streams
-from ingest.intake import admission_enforce, bearer_token, rate_limit_headers, request_admit_unsigned, token_authenticate
 from ingest.schema import BatchFormatError, batch_check, batch_decode
 from ingest.services import events_accept, nonce_claim_in_database, nonce_key, nonce_release, outcomes_count
 
@@ -221,3 +224,54 @@ class StreamApi(APIView):
             "websocket_elsewhere", f"WebSocket streams are served at {url}" if settings.SERVER_WEBSOCKET_PORT
             else "WebSocket streams are not enabled on this server")), status=426,
             content_type="application/json", headers={"Upgrade": "websocket"} if settings.SERVER_WEBSOCKET_PORT else {})
+
+
+class _ErasureRequest(msgspec.Struct, forbid_unknown_fields=True):
+    user_id: str
+
+
+_decode_erasure = msgspec.json.Decoder(_ErasureRequest).decode
+
+
+class ErasureApi(APIView):
+    """``POST /v1/erasure/{org_id}/{app_id}`` with ``{"user_id": "..."}``: erases that user id's
+    events from the application, stored and archived. Signed as an ingest request, and the
+    application's API token must come as the bearer; answers with the receipt kept in the audit log."""
+
+    content_negotiation_class = JsonOnly
+
+    @extend_schema(exclude=True)  # an operator's tool, documented in the README, not part of the SDKs' API
+    def post(self, request, org_id: str, app_id: str):
+        meta = request.META
+        verification.content_length_check(meta)
+        headers = verification.signed_headers(meta)
+        if headers.bearer is None:
+            raise Unauthorized("Authorization: Bearer <the application's API token> is required")
+        target = ingest_target_get(org_public_id=org_id, app_public_id=app_id, fresh=True)
+        if target is None:
+            raise Unauthorized("Invalid credentials or signature")
+        body = verification.body_read(request._request)
+        key = verification.key_verify(target, headers, body)
+        if not nonce_claim_in_database(key=nonce_key(target.application_id, headers.replay_key),
+                                       ttl=settings.SECURITY_NONCE_TTL):
+            raise Unauthorized("X-Nonce was already used")
+        verification.content_type_check(meta)
+        try:
+            user_id = _decode_erasure(body).user_id
+        except (msgspec.DecodeError, msgspec.ValidationError) as error:
+            raise BadRequest(f'Body must be {{"user_id": "<user id>"}}: {error}') from None
+        if not 0 < len(user_id) <= Event._meta.get_field("user_id").max_length or "\x00" in user_id:
+            raise BadRequest("user_id must be 1 to 71 characters, none of them NUL")
+        try:
+            erasure = user_events_erase(application=application_for(target), user_id=user_id, via="api",
+                                        source=Source.from_request(request), credential=f"#{key.credential_id}")
+        except STORAGE_ERRORS:
+            # What was erased stays erased; the retry finishes the rest and writes the receipt.
+            raise StorageUnavailable("The archive storage cannot be reached; retry later",
+                                     headers={"Retry-After": "60"}) from None
+        body = {"status": "erased" if not erasure.archives_unreadable else "partial",
+                "receipt_id": erasure.receipt.pk, "erased_at": erasure.receipt.created_at.isoformat(),
+                "events_erased": erasure.events, "archived_events_erased": erasure.archived_events,
+                "archives_rewritten": erasure.archives_rewritten,
+                "archives_unreadable": len(erasure.archives_unreadable)}
+        return HttpResponse(_encode(body), content_type="application/json")

@@ -38,6 +38,11 @@ class QuotaExceeded(ApiError):
     code = "quota_exceeded"
 
 
+class StorageUnavailable(ApiError):
+    status = 503
+    code = "storage_unavailable"
+
+
 def error_body(code: str, message: str) -> dict:
     return {"error": {"code": code, "message": message}}
 

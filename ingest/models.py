@@ -4,8 +4,11 @@ from django.db import models
 class Event(models.Model):
     """One stored telemetry event (seed 001's table, plus service and SDK versions).
 
-    Written only by the bulk path in ``ingest.services.events_store``; (application, event_id)
-    is unique so a re-sent event is stored once.
+    Written only by the bulk path in ``ingest.services.events_store``; (application, event_id,
+    timestamp) is unique so a re-sent event (same id, same timestamp) is stored once. On PostgreSQL
+    the table is partitioned by month of ``timestamp`` (``ingest.partitions``), which every unique
+    constraint must include; there the primary key is (id, timestamp), id still unique by its
+    sequence.
     """
 
     # No database-level foreign keys: checking two per inserted row costs a fifth of the insert, and
@@ -31,7 +34,8 @@ class Event(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["application", "event_id"], name="event_unique_per_application"),
+            models.UniqueConstraint(fields=["application", "event_id", "timestamp"],
+                                    name="event_unique_per_application"),
         ]
         indexes = [
             models.Index(fields=["application", "timestamp"], name="event_app_time_idx"),
@@ -238,3 +242,49 @@ class LambdaDurationBucket(models.Model):
         constraints = [models.UniqueConstraint(
             fields=["application_id", "granularity", "bucket", "function", "version", "bound"],
             name="lambda_duration_unique")]
+
+
+class Archive(models.Model):
+    """One compressed file of an application's events over [start, end) on the archive storage.
+
+    Beside it, at ``path + ".manifest.json"``, its manifest (organization, application, range, row
+    count, checksum). The rows leave the events table only once the file reads back as its manifest
+    says (``ingest.archive``).
+    """
+
+    class State(models.TextChoices):
+        WRITING = "writing", "Being written"
+        WRITTEN = "written", "Written, rows still in the database"
+        ARCHIVED = "archived", "Archived"
+        RESTORED = "restored", "Restored into the database"
+
+    organization = models.ForeignKey("accounts.Organization", on_delete=models.CASCADE, related_name="archives")
+    application = models.ForeignKey("accounts.Application", on_delete=models.CASCADE, related_name="archives")
+    start = models.DateTimeField()
+    end = models.DateTimeField()
+    state = models.CharField(max_length=10, choices=State.choices, default=State.WRITING)
+    path = models.CharField(max_length=500, help_text="Name of the CSV.gz file on the archive storage.")
+    row_count = models.PositiveBigIntegerField(default=0)
+    size_bytes = models.PositiveBigIntegerField(default=0)
+    checksum = models.CharField(max_length=71, blank=True, help_text="sha256:<hex> of the file's bytes.")
+    checksum_ok = models.BooleanField(null=True, help_text="Whether the file matched its checksum when last read.")
+    verified_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    archived_at = models.DateTimeField(null=True, blank=True)
+    restored_at = models.DateTimeField(null=True, blank=True)
+    stale_path = models.CharField(max_length=500, blank=True,
+                                  help_text="A file this one replaced (an erasure), still to be deleted.")
+
+    class Meta:
+        ordering = ["-start", "-id"]
+        indexes = [
+            models.Index(fields=["organization", "start"], name="archive_org_start_idx"),
+            models.Index(fields=["application", "start"], name="archive_app_start_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.application_id} {self.start:%Y-%m-%d %H:%M}–{self.end:%Y-%m-%d %H:%M} ({self.row_count} rows)"
+
+    @property
+    def manifest_path(self) -> str:
+        return f"{self.path}.manifest.json"

@@ -16,7 +16,7 @@ from django.db.models.functions import Coalesce, Concat, Trim, Trunc
 from django.utils import timezone
 
 from ingest.lambda_rollups import lambda_rollups_add, lambda_rollups_replace
-from ingest.models import Event, EventRollup, Outcome, RollupCursor
+from ingest.models import Archive, Event, EventRollup, Outcome, RollupCursor
 
 LAG_SECONDS = 10
 CURSOR = "events"
@@ -91,13 +91,20 @@ def rollups_rebuild(*, since: datetime, until: datetime, progress=None) -> int:
     """Recomputes the rollups of events whose timestamp falls in [since, until), a day at a time.
 
     Only events the incremental job has already read are counted (the others it adds itself), and
-    its cursor is locked meanwhile, so the two never count an event twice.
+    its cursor is locked meanwhile, so the two never count an event twice. Days with archived events
+    are left as they are: their rollups are the only count of events no longer in the table.
     """
     day = since.replace(hour=0, minute=0, second=0, microsecond=0)
     rebuilt = 0
     while day < until:
         end = min(day + timedelta(days=1), until)
         start = max(day, since)
+        if Archive.objects.filter(start__lt=day + timedelta(days=1), end__gt=day).exclude(
+                state=Archive.State.WRITING).exists():
+            if progress:
+                progress(day, rebuilt)
+            day += timedelta(days=1)
+            continue
         with transaction.atomic():
             cursor, _ = RollupCursor.objects.select_for_update().get_or_create(name=CURSOR)
             EventRollup.objects.filter(bucket__gte=start, bucket__lt=end).exclude(

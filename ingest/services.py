@@ -37,12 +37,12 @@ _PG_INSERT = (
     "e.service->>'version', e.service->>'language', %s, %s "
     "FROM json_to_recordset(%s::json) AS e(event_id uuid, schema_version text, \"timestamp\" timestamptz, "
     "user_id text, session_id text, service json, event json) "
-    "ON CONFLICT (application_id, event_id) DO NOTHING"
+    'ON CONFLICT (application_id, event_id, "timestamp") DO NOTHING'
 )
 _encode = msgspec.json.Encoder().encode
 _SQLITE_INSERT = (
     f"INSERT INTO {_TABLE} ({', '.join(_COLUMNS)}) VALUES ({', '.join(['%s'] * len(_COLUMNS))}) "
-    "ON CONFLICT (application_id, event_id) DO NOTHING"
+    'ON CONFLICT (application_id, event_id, "timestamp") DO NOTHING'
 )
 
 

@@ -4,7 +4,7 @@ import redis
 from celery import shared_task
 from django.db import OperationalError
 
-from ingest import admission, lambda_rollups, rollups, services
+from ingest import admission, archive, lambda_rollups, partitions, rollups, services
 
 _TRANSIENT = (OperationalError, redis.ConnectionError, redis.TimeoutError)
 
@@ -33,3 +33,17 @@ def rollups_update() -> int:
              retry_backoff=True, retry_backoff_max=300, max_retries=5)
 def quotas_reconcile() -> int:
     return admission.quotas_reconcile()
+
+
+@shared_task(ignore_result=True, soft_time_limit=300, time_limit=360, autoretry_for=_TRANSIENT,
+             retry_backoff=True, retry_backoff_max=300, max_retries=5)
+def partitions_ensure() -> int:
+    return len(partitions.partitions_ensure())
+
+
+# Long by nature: it stops starting new days after 50 minutes, and the next run carries on.
+@shared_task(ignore_result=True, soft_time_limit=3300, time_limit=3500, autoretry_for=_TRANSIENT,
+             retry_backoff=True, retry_backoff_max=300, max_retries=5)
+def archive_run() -> int:
+    partitions.partitions_ensure()
+    return archive.archive_run(max_seconds=3000).events

@@ -88,6 +88,19 @@ if _replica:
     DATABASES["replica"] = {**_replica, "TEST": {"MIRROR": "default"}}
 DASHBOARD_DATABASE = "replica" if _replica else "default"
 REDIS_URL = env.redis_url("REDIS_URL")
+
+# Archives of events past their tier's retention: a local directory, or an S3-compatible bucket.
+ARCHIVE_DIR = (BASE_DIR / env.str("APP_ARCHIVE__DIR", str(DATA_DIR / "archives"))).resolve()
+ARCHIVE_S3_BUCKET = env.str("APP_ARCHIVE__S3_BUCKET", "")
+ARCHIVE_S3_PREFIX = env.str("APP_ARCHIVE__S3_PREFIX", "events")
+ARCHIVE_S3_ENDPOINT_URL = env.str("APP_ARCHIVE__S3_ENDPOINT_URL", "")
+ARCHIVE_S3_REGION = env.str("APP_ARCHIVE__S3_REGION", "")
+ARCHIVE_S3_ACCESS_KEY_ID = env.str("APP_ARCHIVE__S3_ACCESS_KEY_ID", "")
+ARCHIVE_S3_SECRET_ACCESS_KEY = env.str("APP_ARCHIVE__S3_SECRET_ACCESS_KEY", "")
+# Days restored events stay in the database before the archive job takes them out again.
+ARCHIVE_RESTORE_HOLD_DAYS = env.int("APP_ARCHIVE__RESTORE_HOLD_DAYS", 7, minimum=0)
+# Where check_backup looks for the newest pg_dump file.
+BACKUP_DIR = (BASE_DIR / env.str("APP_BACKUP__DIR", str(DATA_DIR / "backups"))).resolve()
 env.raise_if_invalid()
 # EMAIL_BACKEND, EMAIL_HOST, EMAIL_PORT, EMAIL_HOST_USER, ... as django-environ parsed them from EMAIL_URL.
 globals().update(EMAIL_CONFIG)
@@ -238,7 +251,16 @@ STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+    "archives": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": ARCHIVE_DIR}},
 }
+if ARCHIVE_S3_BUCKET:
+    STORAGES["archives"] = {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": {
+        "bucket_name": ARCHIVE_S3_BUCKET, "location": ARCHIVE_S3_PREFIX,
+        "endpoint_url": ARCHIVE_S3_ENDPOINT_URL or None, "region_name": ARCHIVE_S3_REGION or None,
+        "access_key": ARCHIVE_S3_ACCESS_KEY_ID or None, "secret_key": ARCHIVE_S3_SECRET_ACCESS_KEY or None,
+        # Archive names are unique; an existing object is never silently replaced.
+        "file_overwrite": False, "default_acl": None, "querystring_auth": False,
+    }}
 
 # The ingest view reads and bounds the body itself; this only guards Django's own parsers.
 DATA_UPLOAD_MAX_MEMORY_SIZE = INGEST_MAX_PAYLOAD_SIZE

@@ -1,0 +1,91 @@
+"""Archives in the operators' admin: listed per organization, verified on demand; and erasure."""
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import redirect
+from django.template.defaultfilters import filesizeformat
+from django.template.response import TemplateResponse
+from django.urls import path
+
+from accounts import selectors
+from accounts.admin import OrganizationScopedAdmin
+from accounts.models import Application
+from accounts.services import Source
+from ingest.archive import archive_verify
+from ingest.erasure import user_events_erase
+from ingest.models import Archive, Event
+
+
+@admin.register(Archive)
+class ArchiveAdmin(OrganizationScopedAdmin):
+    list_display = ["application", "organization", "start", "end", "row_count", "size", "state", "checksum_state"]
+    list_select_related = ["application", "organization"]
+    list_filter = ["state", ("organization", admin.RelatedOnlyFieldListFilter)]
+    search_fields = ["application__name", "application__public_id", "organization__name"]
+    date_hierarchy = "start"
+    fields = ["organization", "application", "start", "end", "state", "row_count", "size", "checksum",
+              "checksum_state", "path", "created_at", "archived_at", "restored_at"]
+    readonly_fields = fields
+    actions = ["verify_selected"]
+
+    @admin.display(description="Size", ordering="size_bytes")
+    def size(self, archive):
+        return filesizeformat(archive.size_bytes)
+
+    @admin.display(description="Checksum")
+    def checksum_state(self, archive):
+        if archive.checksum_ok is None:
+            return "not read back yet"
+        when = f"{archive.verified_at:%Y-%m-%d %H:%M} UTC" if archive.verified_at else ""
+        return f"{'matches' if archive.checksum_ok else 'DOES NOT MATCH'} ({when})"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        # An archive holds the only copy of its events: it goes with its organization, never alone.
+        return False
+
+    @admin.action(description="Read back and verify the checksums of the selected archives")
+    def verify_selected(self, request, queryset):
+        results = [archive_verify(archive=archive) for archive in queryset.select_related("application__organization")
+                   if self.has_view_permission(request, archive)]
+        failed = results.count(False)
+        self.message_user(request, f"{len(results) - failed} archives match their manifests; {failed} do not.",
+                          messages.ERROR if failed else messages.SUCCESS)
+
+    def get_urls(self):
+        return [path("erase/", self.admin_site.admin_view(self.erase_view), name="ingest_archive_erase")] \
+            + super().get_urls()
+
+    def erase_view(self, request):
+        managed = Application.objects.filter(organization__in=selectors.organizations_of(
+            user=request.user, roles=self.manage_roles)).select_related("organization")
+        if not managed.exists():
+            raise PermissionDenied
+        form = ErasureForm(request.POST or None, applications=managed)
+        if request.method == "POST" and form.is_valid():
+            erasure = user_events_erase(application=form.cleaned_data["application"],
+                                        user_id=form.cleaned_data["user_id"], via="admin", by=request.user,
+                                        source=Source.from_request(request))
+            self.message_user(request, f"Erased {erasure.events} stored and {erasure.archived_events} archived "
+                                       f"events ({erasure.archives_rewritten} archives rewritten). Receipt "
+                                       f"#{erasure.receipt.pk} is in the audit log.", messages.SUCCESS)
+            return redirect("admin:accounts_auditentry_change", erasure.receipt.pk)
+        return TemplateResponse(request, "admin/ingest/archive/erase.html", {
+            **self.admin_site.each_context(request), "opts": self.opts, "form": form,
+            "title": "Erase a user's events"})
+
+
+class ErasureForm(forms.Form):
+    application = forms.ModelChoiceField(queryset=Application.objects.none())
+    user_id = forms.CharField(max_length=Event._meta.get_field("user_id").max_length, strip=True,
+                              help_text="As the SDK sent it, e.g. client_3f2a…")
+
+    def __init__(self, *args, applications, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["application"].queryset = applications

@@ -1,0 +1,77 @@
+"""Erasure of one user id's events from an application: from the events table and its archives."""
+
+import hashlib
+from dataclasses import dataclass
+
+from django.db import connection, transaction
+from psycopg import sql
+
+from accounts.models import Application, AuditEntry
+from accounts.services import COMMAND_LINE, Source, audit_record
+from ingest.archive import (ArchiveCorrupt, State, archive_file_name, archive_file_store, archive_lock,
+                            archive_rows_load, checksum_failed_mark, columns_sql, files_delete)
+from ingest.models import Archive, Event
+
+
+@dataclass(frozen=True)
+class Erasure:
+    receipt: AuditEntry
+    events: int
+    archived_events: int
+    archives_rewritten: int
+    archives_unreadable: list[int]
+
+
+def _archive_erase_user(archive: Archive, user_id: str) -> int:
+    """Rewrites ``archive`` without ``user_id``'s events (a new file and manifest; the old ones are
+    deleted once the archive points at the new); returns how many went."""
+    old_path = archive.path
+    with transaction.atomic(), connection.cursor() as cursor:
+        archive_rows_load(cursor.cursor, archive)
+        cursor.execute("DELETE FROM archive_rows WHERE user_id = %s", [user_id])
+        erased = cursor.rowcount
+        if not erased:
+            return 0
+        archive.path = archive_file_name(archive.application, archive.start)
+        remaining = sql.SQL("SELECT {} FROM archive_rows ORDER BY id").format(columns_sql())
+        archive_file_store(archive, cursor.cursor, remaining)
+        archive.stale_path = old_path
+        archive.save(update_fields=["path", "row_count", "size_bytes", "checksum", "stale_path"])
+    files_delete(old_path)
+    Archive.objects.filter(pk=archive.pk).update(stale_path="")
+    return erased
+
+
+def user_events_erase(*, application: Application, user_id: str, via: str, by=None,
+                      source: Source = COMMAND_LINE, credential: str = "") -> Erasure:
+    """Erases every event of ``user_id`` in ``application``: from the events table and from its
+    archives (rewritten with their manifests). Rollups hold counts by type and dimension only, never
+    a user id, so they stay. Leaves a receipt in the audit log: what, when, by whom; the user id
+    itself only as its SHA-256, so the receipt does not keep what it erased."""
+    with archive_lock():
+        events, _ = Event.objects.filter(application=application, user_id=user_id).delete()
+        archived = rewritten = 0
+        unreadable = []
+        if connection.vendor == "postgresql":
+            for archive in Archive.objects.filter(application=application).exclude(
+                    state=State.WRITING).select_related("application__organization"):
+                try:
+                    erased = _archive_erase_user(archive, user_id)
+                except (ArchiveCorrupt, FileNotFoundError):
+                    # Said in the receipt, and flagged in the admin: an operator must look at it.
+                    checksum_failed_mark(archive)
+                    unreadable.append(archive.pk)
+                    continue
+                archived += erased
+                rewritten += bool(erased)
+        details = {"application": application.public_id,
+                   "user_id_sha256": hashlib.sha256(user_id.encode()).hexdigest(),
+                   "events_erased": events, "archived_events_erased": archived, "archives_rewritten": rewritten,
+                   "via": via}
+        if unreadable:
+            details["archives_unreadable"] = unreadable
+        if credential:
+            details["credential"] = credential
+        receipt = audit_record(action=AuditEntry.Action.EVENTS_ERASED, actor=by, organization=application.organization,
+                               target=str(application), source=source, details=details)
+    return Erasure(receipt, events, archived, rewritten, unreadable)
