@@ -4,7 +4,7 @@ import redis
 from celery import shared_task
 from django.db import OperationalError
 
-from ingest import admission, rollups, services
+from ingest import admission, api_rollups, rollups, services
 
 _TRANSIENT = (OperationalError, redis.ConnectionError, redis.TimeoutError)
 
@@ -25,6 +25,7 @@ def outcomes_flush() -> int:
 def rollups_update() -> int:
     moved = rollups.rollups_update()
     rollups.minute_rollups_prune()
+    api_rollups.five_minute_rollups_prune()
     return moved
 
 
