@@ -9,4 +9,5 @@ urlpatterns = [
     path("orgs/<str:org_id>/", views.organization, name="organization"),
     path("orgs/<str:org_id>/apps/<str:app_id>/", views.application, name="application"),
     path("orgs/<str:org_id>/apps/<str:app_id>/tail/", views.application_tail, name="application_tail"),
+    path("orgs/<str:org_id>/apps/<str:app_id>/api/", views.application_api, name="application_api"),
 ]
