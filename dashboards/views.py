@@ -136,6 +136,7 @@ def application_api(request, org_id: str, app_id: str):
         "organization": application.organization,
         "application": application,
         "window": window,
+        "step": "5 minutes" if window.granularity == "5min" else window.granularity,
         "ranges": [(key, granularities) for key, (_, granularities) in selectors.API_RANGES.items()],
         "time_zone": request.user.time_zone,
         "total": total,
