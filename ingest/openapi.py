@@ -281,8 +281,8 @@ malti_schema = extend_schema(
                              examples=[_error("bad key", "unauthorized", "Missing or invalid API token", 401)]),
         403: OpenApiResponse(ErrorSerializer, "`service_mismatch`: a record names another service than the key's.",
                              examples=[_error("other service", "service_mismatch",
-                                              "Record 0 is for service 'billing', but this batch (and its key) "
-                                              "is for 'orders-api'", 403)]),
+                                              "Record 0 is for service 'orders-api', but this batch (and its "
+                                              "key) is for 'billing'", 403)]),
         413: OpenApiResponse(ErrorSerializer, "`payload_too_large`: the body or the number of records is over "
                              "its limit."),
         422: OpenApiResponse(MaltiInvalidSerializer, "`invalid_record`: malformed records; nothing stored."),

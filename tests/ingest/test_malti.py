@@ -5,6 +5,8 @@ from datetime import UTC, datetime
 
 import pytest
 from django.test import Client
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from accounts.services import credential_issue, credential_revoke
 from ingest.admission import seconds_to_month_end
@@ -236,3 +238,49 @@ def test_the_key_of_one_organization_stores_into_its_own_application_only():
     assert key.events().count() == 1
     assert not other.events().exists()
     assert key.application.organization_id != other.application.organization_id
+
+
+junk = st.one_of(st.none(), st.booleans(), st.integers(min_value=-(10 ** 30), max_value=10 ** 30),
+                 st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=300), st.just("\x00"),
+                 st.just("x" * 2000), st.lists(st.integers(), max_size=3),
+                 st.datetimes(timezones=st.timezones()).map(lambda moment: moment.isoformat()))
+
+
+@st.composite
+def records(draw):
+    """Records close to the client's, with a field or two changed or dropped."""
+    item = record(created_at=draw(st.datetimes(timezones=st.timezones()).map(lambda moment: moment.isoformat())))
+    for field in draw(st.lists(st.sampled_from(sorted(item)), max_size=2)):
+        if draw(st.booleans()):
+            item[field] = draw(junk)
+        else:
+            item.pop(field, None)
+    return item
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                   HealthCheck.too_slow])
+@given(batch=st.lists(records(), max_size=6))
+def test_any_batch_is_answered_without_a_5xx_and_stored_whole_or_not_at_all(batch):
+    key = MaltiKey()
+
+    response = post(key.token, {"requests": batch})
+
+    assert response.status_code in (200, 400, 403, 422)
+    stored = key.events().count()
+    if response.status_code == 200:
+        assert response.json()["count"] == stored == len(batch)
+    else:
+        assert stored == 0
+        assert response.json()["error"]["code"] in ("empty_batch", "service_mismatch", "invalid_record")
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.one_of(st.binary(max_size=200), junk.map(lambda value: json.dumps({"requests": value}).encode())))
+def test_any_body_is_answered_without_a_5xx(body):
+    key = MaltiKey()
+
+    response = post(key.token, body)
+
+    assert response.status_code in (400, 422)
+    assert not key.events().exists()
