@@ -138,6 +138,10 @@ def _add(requests, granularity: str) -> None:
 def api_rollups_add(events) -> None:
     """Adds the HTTP requests among ``events`` to the API rollups (inside the caller's transaction)."""
     requests = events.filter(event_type=EVENT_TYPE)
+    # Each granularity and dimension below is a pass over the run's events: one look first, since
+    # many runs hold no HTTP request at all.
+    if not requests.exists():
+        return
     for granularity in Granularity.values:
         _add(requests, granularity)
 
