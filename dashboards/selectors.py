@@ -144,11 +144,12 @@ def _truncate(moment: datetime, granularity: str) -> datetime:
     return moment
 
 
-def window_for(*, range_key: str | None, granularity: str | None, now: datetime) -> Window:
-    """The window a page shows; unknown values fall back to the last 24 hours by hour."""
-    if range_key not in RANGES:
+def window_for(*, range_key: str | None, granularity: str | None, now: datetime, ranges: dict = RANGES) -> Window:
+    """The window a page shows, of ``ranges``; unknown values fall back to the last 24 hours by
+    that range's first granularity."""
+    if range_key not in ranges:
         range_key = "24h"
-    span, allowed = RANGES[range_key]
+    span, allowed = ranges[range_key]
     if granularity not in allowed:
         granularity = allowed[0]
     return Window(range_key, granularity, _truncate(now - span, granularity), now)
@@ -246,23 +247,13 @@ def latest_events(*, application: Application, event_type: str | None = None, li
         "event_id", "timestamp", "event_type", "category", "service_name", "service_version", "data")[:limit]
 
 
-# The API panel's ranges: its rollups are kept per 5 minutes (for two days) and per hour.
+# The API panel's ranges (for ``window_for``): its rollups are kept per 5 minutes (for two days) and per hour.
 API_RANGES = {
     "1h": (timedelta(hours=1), ("5min",)),
     "24h": (timedelta(hours=24), ("5min", "hour")),
     "7d": (timedelta(days=7), ("hour",)),
     "30d": (timedelta(days=30), ("hour",)),
 }
-
-
-def api_window_for(*, range_key: str | None, granularity: str | None, now: datetime) -> Window:
-    """The window the API panel shows; unknown values fall back to the last 24 hours by 5 minutes."""
-    if range_key not in API_RANGES:
-        range_key = "24h"
-    span, allowed = API_RANGES[range_key]
-    if granularity not in allowed:
-        granularity = allowed[0]
-    return Window(range_key, granularity, _truncate(now - span, granularity), now)
 
 
 def latency_percentile(latency: tuple[int, ...], quantile: float) -> float | None:

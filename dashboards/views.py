@@ -124,8 +124,8 @@ def _api_charts(window, series) -> list[dict]:
 def application_api(request, org_id: str, app_id: str):
     """The API panel: HTTP requests (Malti's and the SDK middleware's) from the API rollups."""
     application = _application(request, org_id, app_id)
-    window = selectors.api_window_for(range_key=request.GET.get("range"), granularity=request.GET.get("by"),
-                                      now=timezone.now())
+    window = selectors.window_for(range_key=request.GET.get("range"), granularity=request.GET.get("by"),
+                                  now=timezone.now(), ranges=selectors.API_RANGES)
     series = selectors.api_series(application=application, window=window)
     total = series.total
 

@@ -6,7 +6,7 @@ import pytest
 from django.urls import reverse
 
 from accounts.models import Membership
-from dashboards.selectors import api_window_for, latency_percentile
+from dashboards.selectors import API_RANGES, latency_percentile, window_for
 from ingest.models import ApiRollup, Event
 from ingest.rollups import rollups_update
 from tests.factories import UserFactory
@@ -35,8 +35,8 @@ def test_percentiles_past_the_last_bound_are_that_bound_and_none_without_request
 def test_the_window_falls_back_to_a_day_by_five_minutes_and_hours_for_long_ranges():
     now = datetime(2026, 11, 25, 10, 47, 12, tzinfo=UTC)
 
-    day = api_window_for(range_key="bogus", granularity="minute", now=now)
-    week = api_window_for(range_key="7d", granularity="5min", now=now)
+    day = window_for(range_key="bogus", granularity="minute", now=now, ranges=API_RANGES)
+    week = window_for(range_key="7d", granularity="5min", now=now, ranges=API_RANGES)
 
     assert (day.key, day.granularity, day.since) == ("24h", "5min", datetime(2026, 11, 24, 10, 45, tzinfo=UTC))
     assert len(day.buckets) == 24 * 12 + 1
