@@ -287,8 +287,8 @@ class OrganizationAdmin(OrganizationScopedAdmin):
 
 class CredentialInline(ReadOnlyMemberInline):
     model = Credential
-    fields = ["token_prefix", "service_name", "status", "created_at", "created_by", "last_used_at", "expires_at", "revoked_at",
-              "revoke_link"]
+    fields = ["token_prefix", "service_name", "status", "created_at", "created_by", "last_used_at", "expires_at",
+              "revoked_at", "revoke_link"]
     readonly_fields = fields
     ordering = ["-created_at"]
     _manages = False  # set per request (inline instances are made per request)
@@ -399,7 +399,7 @@ class ApplicationAdmin(OrganizationScopedAdmin):
         form = IssueForm(request.POST if request.method == "POST" else None)
         if request.method == "POST" and form.is_valid():
             issued = services.credential_issue(application=application,
-                                               service_name=form.cleaned_data["service_name"].strip(),
+                                               service_name=form.cleaned_data["service_name"],
                                                by=request.user, source=Source.from_request(request))
             return self._issued_page(request, application, issued, "Credential issued")
         return TemplateResponse(request, "admin/accounts/application/credential_confirm.html", {
@@ -446,13 +446,13 @@ class ApplicationAdmin(OrganizationScopedAdmin):
 @admin.register(Credential)
 class CredentialAdmin(OrganizationScopedAdmin):
     organization_path = "application__organization"
-    list_display = ["token_prefix", "application", "service_name", "status", "created_at", "created_by", "last_used_at",
-                    "expires_at", "revoked_at"]
+    list_display = ["token_prefix", "application", "service_name", "status", "created_at", "created_by",
+                    "last_used_at", "expires_at", "revoked_at"]
     list_select_related = ["application__organization", "created_by"]
     list_filter = [("application__organization", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["token_prefix", "application__name", "application__public_id"]
-    fields = ["application", "token_prefix", "service_name", "status", "created_at", "created_by", "last_used_at", "expires_at",
-              "revoked_at"]
+    fields = ["application", "token_prefix", "service_name", "status", "created_at", "created_by", "last_used_at",
+              "expires_at", "revoked_at"]
     readonly_fields = fields
     actions = ["revoke_selected"]
 

@@ -110,7 +110,8 @@ def _api_charts(window, series) -> list[dict]:
     stats = series.stats
     return [
         {"id": "api-rate-chart", "x": x, "unit": "/min", "digits": 1, "series": [
-            {"label": "Requests a minute", "color": "#4338ca", "values": [round(s.count / minutes, 2) for s in stats]}]},
+            {"label": "Requests a minute", "color": "#4338ca",
+             "values": [round(s.count / minutes, 2) for s in stats]}]},
         {"id": "api-errors-chart", "x": x, "unit": "%", "digits": 1, "series": [
             {"label": "Error rate", "color": "#dc2626", "values": [_rounded(s.error_percent, 2) for s in stats]}]},
         {"id": "api-latency-chart", "x": x, "unit": " ms", "digits": 0, "series": [

@@ -23,9 +23,10 @@ class Command(BaseCommand):
         if not Tier.objects.filter(slug=tier).exists():
             known = ", ".join(Tier.objects.values_list("slug", flat=True))
             raise CommandError(f"Unknown tier {tier!r}; known tiers: {known}")
+        malti_service = malti_service.strip()
         with transaction.atomic():
             organization, _ = organization_get_or_create(ref=org, tier_slug=tier)
-            issued = application_create(organization=organization, name=name, service_name=malti_service.strip())
+            issued = application_create(organization=organization, name=name, service_name=malti_service)
         app_id = issued.credential.application.public_id
         result = {
             "org_id": organization.public_id,
@@ -34,8 +35,8 @@ class Command(BaseCommand):
             "hmac_secret": issued.hmac_secret,
             "ingest_url": ingest_url(organization.public_id, app_id),
         }
-        if malti_service.strip():
-            result["malti_service"] = malti_service.strip()
+        if malti_service:
+            result["malti_service"] = malti_service
         if json:
             self.stdout.write(jsonlib.dumps(result))
             return
