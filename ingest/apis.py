@@ -51,6 +51,7 @@ class IngestApi(APIView):
     @ingest_schema  # sets an attribute for /api/schema/; the method runs as it is
     def post(self, request, org_id: str, app_id: str):
         meta = request.META
+        records = None
         try:
             verification.content_length_check(meta)
             headers = verification.signed_headers(meta)
@@ -193,6 +194,7 @@ class MaltiIngestApi(APIView):
 
     def _ingest(self, request, target: IngestTarget, key_service: str) -> HttpResponse:
         meta = request.META
+        records = None
         try:
             verification.content_length_check(meta)
             body = verification.body_read(request._request)
@@ -200,11 +202,12 @@ class MaltiIngestApi(APIView):
             records = malti.records_decode(body, max_records=settings.INGEST_MAX_BATCH_SIZE, now=timezone.now(),
                                            max_age=timedelta(days=max_age_days) if max_age_days else None)
             service = malti.batch_service(records, key_service=key_service)
-        except malti.InvalidRecords as error:
-            outcomes_count(target=target, counts=Counter({(Kind.INVALID, error.code): len(error.errors)}))
+        except malti.InvalidRecords as error:  # every record of the batch is refused, not the bad ones alone
+            outcomes_count(target=target, counts=Counter({(Kind.INVALID, error.code): error.total}))
             return _malti_invalid(error)
         except ApiError as error:
-            outcomes_count(target=target, counts=Counter({(Kind.INVALID, error.code): 1}))
+            refused = len(records) if records else 1  # an unread batch counts as one
+            outcomes_count(target=target, counts=Counter({(Kind.INVALID, error.code): refused}))
             raise
         wanted = len(records)
         granted = quota_reserve(target=target, wanted=wanted)

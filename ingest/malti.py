@@ -100,7 +100,7 @@ class InvalidRecords(ApiError):
         first = errors[0]
         super().__init__(f"{len(errors)} of {total} records are malformed; the first, at index {first.index}: "
                          f"{first.message}")
-        self.errors = errors
+        self.errors, self.total = errors, total
 
 
 def key_service(target: IngestTarget, token: str) -> str:
