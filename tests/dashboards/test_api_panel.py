@@ -84,6 +84,7 @@ def test_the_panel_shows_rate_errors_latency_and_breakdowns_from_the_rollups(cli
     context = response.context
     total = context["total"]
     assert (total.count, total.errors, total.error_percent) == (14, 1, pytest.approx(100 / 14))
+    assert total.mean_ms == pytest.approx((10 * 8 + 4 * 400) / 14)
     assert context["per_minute"] == pytest.approx(14 / 60, rel=0.1)
     assert [(row.method, row.endpoint, row.count, row.errors) for row in context["endpoints"]] == [
         ("GET", "/orders/{order_id}", 10, 1), ("POST", "/orders", 4, 0)]
