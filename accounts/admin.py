@@ -287,8 +287,8 @@ class OrganizationAdmin(OrganizationScopedAdmin):
 
 class CredentialInline(ReadOnlyMemberInline):
     model = Credential
-    fields = ["token_prefix", "status", "created_at", "created_by", "last_used_at", "expires_at", "revoked_at",
-              "revoke_link"]
+    fields = ["token_prefix", "service_name", "status", "created_at", "created_by", "last_used_at", "expires_at",
+              "revoked_at", "revoke_link"]
     readonly_fields = fields
     ordering = ["-created_at"]
     _manages = False  # set per request (inline instances are made per request)
@@ -322,6 +322,13 @@ def credential_status(credential) -> str:
     else:
         label, tone = "Active", "active"
     return format_html('<span class="tk-status-{}">{}</span>', tone, label)
+
+
+class IssueForm(forms.Form):
+    service_name = forms.CharField(
+        label="Malti service name", required=False, max_length=255,
+        help_text="Only for a Malti client's MALTI_API_KEY: the one service (MALTI_SERVICE_NAME) its batches "
+                  "may name. Leave blank for the SDKs, which may send any service.")
 
 
 class RotateForm(forms.Form):
@@ -389,13 +396,15 @@ class ApplicationAdmin(OrganizationScopedAdmin):
 
     def issue_view(self, request, object_id):
         application = self._managed_application(request, object_id)
-        if request.method == "POST":
-            issued = services.credential_issue(application=application, by=request.user,
-                                               source=Source.from_request(request))
+        form = IssueForm(request.POST if request.method == "POST" else None)
+        if request.method == "POST" and form.is_valid():
+            issued = services.credential_issue(application=application,
+                                               service_name=form.cleaned_data["service_name"],
+                                               by=request.user, source=Source.from_request(request))
             return self._issued_page(request, application, issued, "Credential issued")
         return TemplateResponse(request, "admin/accounts/application/credential_confirm.html", {
             **self.admin_site.each_context(request), "opts": self.opts, "application": application,
-            "title": f"Issue a credential for {application.name}", "action": "issue",
+            "title": f"Issue a credential for {application.name}", "action": "issue", "form": form,
             "active": selectors.credentials_active(application=application).count(),
         })
 
@@ -421,7 +430,7 @@ class ApplicationAdmin(OrganizationScopedAdmin):
         response = TemplateResponse(request, "admin/accounts/application/credential_issued.html", {
             **self.admin_site.each_context(request), "opts": self.opts, "application": application,
             "title": heading, "issued": issued, "values": values,
-            "snippets": snippets.all_snippets(**values),
+            "snippets": snippets.all_snippets(**values, service_name=issued.credential.service_name),
         })
         # The secret is in this page only: no cache may keep it.
         response["Cache-Control"] = "no-store"
@@ -437,13 +446,13 @@ class ApplicationAdmin(OrganizationScopedAdmin):
 @admin.register(Credential)
 class CredentialAdmin(OrganizationScopedAdmin):
     organization_path = "application__organization"
-    list_display = ["token_prefix", "application", "status", "created_at", "created_by", "last_used_at",
-                    "expires_at", "revoked_at"]
+    list_display = ["token_prefix", "application", "service_name", "status", "created_at", "created_by",
+                    "last_used_at", "expires_at", "revoked_at"]
     list_select_related = ["application__organization", "created_by"]
     list_filter = [("application__organization", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["token_prefix", "application__name", "application__public_id"]
-    fields = ["application", "token_prefix", "status", "created_at", "created_by", "last_used_at", "expires_at",
-              "revoked_at"]
+    fields = ["application", "token_prefix", "service_name", "status", "created_at", "created_by", "last_used_at",
+              "expires_at", "revoked_at"]
     readonly_fields = fields
     actions = ["revoke_selected"]
 

@@ -70,6 +70,9 @@ class Credential(models.Model):
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
+    service_name = models.CharField(
+        max_length=255, blank=True, default="",
+        help_text="Malti clients: the one service this token's batches may name; blank: any service.")
 
     class Meta:
         ordering = ["-created_at"]

@@ -34,6 +34,7 @@ class IngestKey:
     token_hash: str
     hmac_secret: str
     expires_at: datetime | None
+    service_name: str = ""  # Malti: the service this token's batches must name; "": any
 
 
 @dataclass(frozen=True)
@@ -116,13 +117,13 @@ def _ingest_target_read(org_public_id: str, app_public_id: str) -> "IngestTarget
                      "application__organization__tier__requests_per_minute",
                      "application__organization__tier__monthly_event_quota",
                      "application__organization__extra_quota", "application__organization__extra_quota_month",
-                     "application__organization__quota_monitor_only")
+                     "application__organization__quota_monitor_only", "service_name")
     )
     if not rows:
         return None
     try:
         keys = tuple(IngestKey(credential_id=row[5], token_hash=row[2], hmac_secret=crypto.decrypt(row[3]),
-                               expires_at=row[4])
+                               expires_at=row[4], service_name=row[12])
                      for row in rows)
     except InvalidToken:
         raise CredentialsKeyError(

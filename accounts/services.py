@@ -153,10 +153,11 @@ def membership_remove(*, membership: Membership, by=None, source: Source = COMMA
     membership.delete()
 
 
-def _credential_create(application: Application, by) -> IssuedCredential:
+def _credential_create(application: Application, by, service_name: str = "") -> IssuedCredential:
     token, secret = ids.api_token(), ids.hmac_secret()
     credential = Credential.objects.create(
         application=application,
+        service_name=service_name,
         token_hash=crypto.token_hash(token),
         token_prefix=token[:11],
         secret_encrypted=crypto.encrypt(secret),
@@ -166,11 +167,14 @@ def _credential_create(application: Application, by) -> IssuedCredential:
 
 
 @transaction.atomic
-def credential_issue(*, application: Application, by=None, source: Source = COMMAND_LINE) -> IssuedCredential:
-    """Issues a new active credential; the existing ones stay active."""
-    issued = _credential_create(application, by)
+def credential_issue(*, application: Application, service_name: str = "", by=None,
+                     source: Source = COMMAND_LINE) -> IssuedCredential:
+    """Issues a new active credential; the existing ones stay active. ``service_name`` makes its token
+    a Malti key, whose batches must all name that service."""
+    issued = _credential_create(application, by, service_name)
     audit_record(action=Action.CREDENTIAL_ISSUED, actor=by, organization=application.organization,
-                 target=f"{application} {issued.credential}", source=source)
+                 target=f"{application} {issued.credential}", source=source,
+                 details={"service_name": service_name} if service_name else None)
     _credentials_changed()
     return issued
 
@@ -210,13 +214,13 @@ def credential_revoke(*, credential: Credential, by=None, source: Source = COMMA
 
 
 @transaction.atomic
-def application_create(*, organization: Organization, name: str, by=None,
+def application_create(*, organization: Organization, name: str, service_name: str = "", by=None,
                        source: Source = COMMAND_LINE) -> IssuedCredential:
-    """Creates an application with its first credential."""
+    """Creates an application with its first credential (a Malti key for ``service_name``, if given)."""
     application = Application.objects.create(organization=organization, name=name)
     audit_record(action=Action.APPLICATION_CREATED, actor=by, organization=organization, target=str(application),
                  source=source)
-    return credential_issue(application=application, by=by, source=source)
+    return credential_issue(application=application, service_name=service_name, by=by, source=source)
 
 
 @transaction.atomic

@@ -61,6 +61,12 @@ TK_ENDPOINT={endpoint}
 """
 
 
+_MALTI = """MALTI_URL={endpoint}
+MALTI_API_KEY={api_token}
+MALTI_SERVICE_NAME={service_name}
+"""
+
+
 @dataclass(frozen=True)
 class Snippet:
     key: str
@@ -73,11 +79,12 @@ def curl_snippet(*, ingest_url: str, api_token: str, hmac_secret: str, **_) -> s
 
 
 def all_snippets(*, org_id: str, app_id: str, api_token: str, hmac_secret: str, ingest_url: str,
-                 endpoint: str) -> list[Snippet]:
-    """The examples for a freshly issued credential, most likely client first."""
+                 endpoint: str, service_name: str = "") -> list[Snippet]:
+    """The examples for a freshly issued credential, most likely client first (a Malti key's: Malti)."""
     values = {"org_id": org_id, "app_id": app_id, "api_token": api_token, "hmac_secret": hmac_secret,
-              "ingest_url": ingest_url, "endpoint": endpoint}
-    return [
+              "ingest_url": ingest_url, "endpoint": endpoint, "service_name": service_name}
+    malti = [Snippet("malti", "Malti", _MALTI.format(**values))] if service_name else []
+    return malti + [
         Snippet("rust", "Rust SDK", _RUST.format(**values)),
         Snippet("env", "Environment", _ENV.format(**values)),
         Snippet("python", "Python", _PYTHON.format(**values)),

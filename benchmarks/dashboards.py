@@ -78,6 +78,8 @@ def main():
               ("live tail of a rare type", f"/orgs/{org}/apps/{app}/tail/?type=crash"),
               ("live tail of an unknown type", f"/orgs/{org}/apps/{app}/tail/?type=no_such_type"),
               ("CSV of 30 days by hour", f"/orgs/{org}/apps/{app}/?range=30d&by=hour&format=csv")]
+    pages += [(f"API panel {r} by {b}", f"/orgs/{org}/apps/{app}/api/?range={r}&by={b}")
+              for r, b in (("1h", "5min"), ("24h", "5min"), ("24h", "hour"), ("7d", "hour"), ("30d", "hour"))]
     print(f"\n{Event.objects.count():,} events stored; {args.runs} renders a page; target {TARGET_MS} ms\n")
     print(f"{'page':34} {'median ms':>10} {'worst ms':>10}  result")
     failed = False

@@ -9,8 +9,8 @@ from django.db.models import Sum
 
 from accounts.models import Application, Organization
 from accounts.selectors import organizations_of
-from ingest.models import (LAMBDA_DURATION_BOUNDS_MS, Event, EventRollup, LambdaDurationBucket, LambdaRollup, Outcome,
-                           Stream)
+from ingest.models import (LAMBDA_DURATION_BOUNDS_MS, ApiRollup, Event, EventRollup, LambdaDurationBucket, LambdaRollup,
+                           Outcome, Stream)
 
 SPARKLINE_DAYS = 14
 
@@ -110,7 +110,8 @@ RANGES = {
     "7d": (timedelta(days=7), ("hour", "day")),
     "30d": (timedelta(days=30), ("day", "hour")),
 }
-_STEP = {"minute": timedelta(minutes=1), "hour": timedelta(hours=1), "day": timedelta(days=1)}
+_STEP = {"minute": timedelta(minutes=1), "5min": timedelta(minutes=5), "hour": timedelta(hours=1),
+         "day": timedelta(days=1)}
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,10 @@ class Window:
     granularity: str
     since: datetime  # first bucket's start
     until: datetime  # now
+
+    @property
+    def step(self) -> timedelta:
+        return _STEP[self.granularity]
 
     @property
     def buckets(self) -> list[datetime]:
@@ -131,6 +136,8 @@ class Window:
 
 def _truncate(moment: datetime, granularity: str) -> datetime:
     moment = moment.astimezone(UTC).replace(second=0, microsecond=0)
+    if granularity == "5min":
+        moment = moment.replace(minute=moment.minute - moment.minute % 5)
     if granularity in ("hour", "day"):
         moment = moment.replace(minute=0)
     if granularity == "day":
@@ -138,11 +145,12 @@ def _truncate(moment: datetime, granularity: str) -> datetime:
     return moment
 
 
-def window_for(*, range_key: str | None, granularity: str | None, now: datetime) -> Window:
-    """The window a page shows; unknown values fall back to the last 24 hours by hour."""
-    if range_key not in RANGES:
+def window_for(*, range_key: str | None, granularity: str | None, now: datetime, ranges: dict = RANGES) -> Window:
+    """The window a page shows, of ``ranges``; unknown values fall back to the last 24 hours by
+    that range's first granularity."""
+    if range_key not in ranges:
         range_key = "24h"
-    span, allowed = RANGES[range_key]
+    span, allowed = ranges[range_key]
     if granularity not in allowed:
         granularity = allowed[0]
     return Window(range_key, granularity, _truncate(now - span, granularity), now)
@@ -375,3 +383,119 @@ def lambda_panel(*, application: Application, window: Window) -> LambdaPanel:
               for name in ("invocations", "errors", "cold_starts", "p50", "p95", "p99")}
     functions = sorted(per_function.values(), key=lambda stats: (-stats.invocations, stats.function, stats.version))
     return LambdaPanel(periods=periods, series=series, functions=functions, total=total)
+
+
+# The API panel's ranges (for ``window_for``): its rollups are kept per 5 minutes (for two days) and per hour.
+API_RANGES = {
+    "1h": (timedelta(hours=1), ("5min",)),
+    "24h": (timedelta(hours=24), ("5min", "hour")),
+    "7d": (timedelta(days=7), ("hour",)),
+    "30d": (timedelta(days=30), ("hour",)),
+}
+
+
+def latency_percentile(latency: tuple[int, ...], quantile: float) -> float | None:
+    """The response time (ms) below which ``quantile`` of the requests fall, estimated from the
+    rollups' fixed buckets by linear interpolation inside the bucket it lands in; past the last
+    bound, that bound. None without requests."""
+    total = sum(latency)
+    if not total:
+        return None
+    rank, below, lower = quantile * total, 0, 0
+    for upper, count in zip(ApiRollup.LATENCY_BOUNDS, latency):
+        if count and below + count >= rank:
+            return lower + (upper - lower) * (rank - below) / count
+        below, lower = below + count, upper
+    return float(lower)
+
+
+@dataclass(frozen=True)
+class ApiStats:
+    name: str
+    count: int
+    errors: int
+    duration_ms: int
+    latency: tuple[int, ...]  # requests per latency bucket (ApiRollup.LATENCY_FIELDS)
+
+    @property
+    def error_percent(self) -> float | None:
+        return 100.0 * self.errors / self.count if self.count else None
+
+    @property
+    def mean_ms(self) -> float | None:
+        timed = sum(self.latency)
+        return self.duration_ms / timed if timed else None
+
+    @property
+    def p50(self) -> float | None:
+        return latency_percentile(self.latency, 0.50)
+
+    @property
+    def p95(self) -> float | None:
+        return latency_percentile(self.latency, 0.95)
+
+    @property
+    def p99(self) -> float | None:
+        return latency_percentile(self.latency, 0.99)
+
+    @property
+    def method(self) -> str:
+        return self.name.partition(" ")[0]
+
+    @property
+    def endpoint(self) -> str:
+        return self.name.partition(" ")[2]
+
+
+_API_SUMS = {"n": Sum("count"), "e": Sum("errors"), "t": Sum("duration_ms"),
+             **{f"l{i}": Sum(name) for i, name in enumerate(ApiRollup.LATENCY_FIELDS)}}
+
+
+def _api_stats(name: str, row: dict) -> ApiStats:
+    return ApiStats(name, row["n"], row["e"], row["t"],
+                    tuple(row[f"l{i}"] for i in range(len(ApiRollup.LATENCY_FIELDS))))
+
+
+def _api_rollups(application: Application, window: Window, dimension: str):
+    return _read(ApiRollup).filter(application_id=application.pk, granularity=window.granularity,
+                                   dimension=dimension, bucket__gte=window.since, bucket__lte=window.until)
+
+
+def api_breakdown(*, application: Application, window: Window, dimension: str, limit: int | None = None,
+                  by_name: bool = False) -> list[ApiStats]:
+    """Requests over the window by one dimension's value (endpoint, status, node, consumer; "" for
+    the service), every service together, busiest first (``by_name``: in name order)."""
+    rows = (_api_rollups(application, window, dimension).values("value").annotate(**_API_SUMS)
+            .order_by("value" if by_name else "-n", "value"))
+    if limit is not None:
+        rows = rows[:limit]
+    return [_api_stats(row["value"], row) for row in rows]
+
+
+def api_services(*, application: Application, window: Window) -> list[ApiStats]:
+    """Requests over the window per service, busiest first."""
+    rows = (_api_rollups(application, window, ApiRollup.Dimension.SERVICE).values("service_name")
+            .annotate(**_API_SUMS).order_by("-n", "service_name"))
+    return [_api_stats(row["service_name"], row) for row in rows]
+
+
+@dataclass(frozen=True)
+class ApiSeries:
+    buckets: list[datetime]
+    stats: list[ApiStats]  # one per bucket, zeros where no request
+
+    @property
+    def total(self) -> ApiStats:
+        latency = tuple(map(sum, zip(*(s.latency for s in self.stats)))) or (0,) * len(ApiRollup.LATENCY_FIELDS)
+        return ApiStats("", sum(s.count for s in self.stats), sum(s.errors for s in self.stats),
+                        sum(s.duration_ms for s in self.stats), latency)
+
+
+def api_series(*, application: Application, window: Window) -> ApiSeries:
+    """Requests of every service per bucket of the window, from the service rollups."""
+    found = {row["bucket"].astimezone(UTC): _api_stats("", row) for row in
+             _api_rollups(application, window, ApiRollup.Dimension.SERVICE).values("bucket").annotate(**_API_SUMS)
+             .order_by()}
+    empty = ApiStats("", 0, 0, 0, (0,) * len(ApiRollup.LATENCY_FIELDS))
+    buckets = window.buckets
+    return ApiSeries(buckets, [found.get(bucket, empty) for bucket in buckets])

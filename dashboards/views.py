@@ -2,6 +2,7 @@
 
 import csv
 import zoneinfo
+from datetime import timedelta
 
 from django import forms
 from django.conf import settings
@@ -97,6 +98,58 @@ def application(request, org_id: str, app_id: str):
         "events": events,
         # Nothing ever arrived: say how to send a first event.
         "first_event": None if events or event_type else _first_event_help(request.user, application),
+    })
+
+
+def _rounded(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def _api_charts(window, series) -> list[dict]:
+    """The API panel's line charts for charts.js: requests a minute, error rate, latency percentiles."""
+    x = _epoch(series.buckets)
+    minutes = window.step / timedelta(minutes=1)
+    stats = series.stats
+    return [
+        {"id": "api-rate-chart", "x": x, "unit": "/min", "digits": 1, "series": [
+            {"label": "Requests a minute", "color": "#4338ca",
+             "values": [round(s.count / minutes, 2) for s in stats]}]},
+        {"id": "api-errors-chart", "x": x, "unit": "%", "digits": 1, "series": [
+            {"label": "Error rate", "color": "#dc2626", "values": [_rounded(s.error_percent, 2) for s in stats]}]},
+        {"id": "api-latency-chart", "x": x, "unit": " ms", "digits": 0, "series": [
+            {"label": "p50", "color": "#0891b2", "values": [_rounded(s.p50, 1) for s in stats]},
+            {"label": "p95", "color": "#d97706", "values": [_rounded(s.p95, 1) for s in stats]},
+            {"label": "p99", "color": "#b91c1c", "values": [_rounded(s.p99, 1) for s in stats]}]},
+    ]
+
+
+@login_required
+def application_api(request, org_id: str, app_id: str):
+    """The API panel: HTTP requests (Malti's and the SDK middleware's) from the API rollups."""
+    application = _application(request, org_id, app_id)
+    window = selectors.window_for(range_key=request.GET.get("range"), granularity=request.GET.get("by"),
+                                  now=timezone.now(), ranges=selectors.API_RANGES)
+    series = selectors.api_series(application=application, window=window)
+    total = series.total
+
+    def breakdown(dimension, **options):
+        return selectors.api_breakdown(application=application, window=window, dimension=dimension, **options)
+
+    return render(request, "dashboards/api.html", {
+        "organization": application.organization,
+        "application": application,
+        "window": window,
+        "step": "5 minutes" if window.granularity == "5min" else window.granularity,
+        "ranges": [(key, granularities) for key, (_, granularities) in selectors.API_RANGES.items()],
+        "time_zone": request.user.time_zone,
+        "total": total,
+        "per_minute": total.count / ((window.until - window.since) / timedelta(minutes=1)),
+        "services": selectors.api_services(application=application, window=window),
+        "endpoints": breakdown("endpoint", limit=25),
+        "consumers": breakdown("consumer", limit=10),
+        "statuses": breakdown("status", by_name=True),
+        "nodes": breakdown("node", limit=20),
+        "charts": {"lines": _api_charts(window, series)},
     })
 
 

@@ -13,8 +13,9 @@ from rest_framework.views import APIView
 
 from accounts.selectors import IngestTarget, application_for, ingest_target_get
 from accounts.services import Source, credential_touch
-from ingest import streams, verification
-from ingest.admission import Admission, outcomes_record, quota_release, request_admit, seconds_to_month_end, utc_now
+from ingest import malti, streams, verification
+from ingest.admission import (Admission, outcomes_record, quota_release, quota_reserve, request_admit,
+                              seconds_to_month_end, utc_now)
 from ingest.archive import STORAGE_ERRORS
 from ingest.erasure import user_events_erase
 from ingest.errors import (ApiError, BadRequest, PayloadTooLarge, QuotaExceeded, StorageUnavailable, Unauthorized,
@@ -22,7 +23,7 @@ from ingest.errors import (ApiError, BadRequest, PayloadTooLarge, QuotaExceeded,
 from ingest.intake import admission_enforce, bearer_token, rate_limit_headers, request_admit_unsigned, token_authenticate
 from ingest.models import Event, Outcome, Stream
 from ingest.negotiation import JsonOnly
-from ingest.openapi import ingest_schema, stream_schema, stream_upgrade_schema
+from ingest.openapi import ingest_schema, malti_schema, stream_schema, stream_upgrade_schema
 from ingest.schema import BatchFormatError, batch_check, batch_decode
 from ingest.services import events_accept, nonce_claim_in_database, nonce_key, nonce_release, outcomes_count
 
@@ -275,3 +276,70 @@ class ErasureApi(APIView):
                 "archives_rewritten": erasure.archives_rewritten,
                 "archives_unreadable": len(erasure.archives_unreadable)}
         return HttpResponse(_encode(body), content_type="application/json")
+
+
+class MaltiIngestApi(APIView):
+    """``POST /api/v1/ingest``: a batch of Malti request records, by ``X-API-Key`` (COMPAT.md section 4).
+
+    The Malti client drops a batch on any answer but 200, and never resends it: so a batch is stored
+    whole or not at all, and 200 comes only once every record is committed. A batch that the
+    month's quota admits only in part is refused whole (429), since a 200 would tell the client
+    that records we did not store were delivered.
+    """
+
+    content_negotiation_class = JsonOnly
+
+    @malti_schema
+    def post(self, request):
+        meta = request.META
+        token = bearer_token(meta, "HTTP_X_API_KEY")
+        target = token_authenticate(token=token)
+        admission = request_admit_unsigned(target=target, events=None)
+        limit_headers = rate_limit_headers(admission)
+        try:
+            response = self._ingest(request, target, malti.key_service(target, token))
+        except ApiError as error:
+            error.headers = {**limit_headers, **error.headers}
+            raise
+        for name, value in limit_headers.items():
+            response[name] = value
+        return response
+
+    def _ingest(self, request, target: IngestTarget, key_service: str) -> HttpResponse:
+        meta = request.META
+        records = None
+        try:
+            verification.content_length_check(meta)
+            body = verification.body_read(request._request)
+            max_age_days = settings.INGEST_MAX_EVENT_AGE_DAYS
+            records = malti.records_decode(body, max_records=settings.INGEST_MAX_BATCH_SIZE, now=timezone.now(),
+                                           max_age=timedelta(days=max_age_days) if max_age_days else None)
+            service = malti.batch_service(records, key_service=key_service)
+        except malti.InvalidRecords as error:  # every record of the batch is refused, not the bad ones alone
+            outcomes_count(target=target, counts=Counter({(Kind.INVALID, error.code): error.total}))
+            return _malti_invalid(error)
+        except ApiError as error:
+            refused = len(records) if records else 1  # an unread batch counts as one
+            outcomes_count(target=target, counts=Counter({(Kind.INVALID, error.code): refused}))
+            raise
+        wanted = len(records)
+        granted = quota_reserve(target=target, wanted=wanted)
+        if granted < wanted:
+            outcomes_count(target=target, counts=Counter({(Kind.OVER_QUOTA, ""): wanted}), quota_unused=granted)
+            raise QuotaExceeded(f"The organization's monthly event quota has room for {granted} of these "
+                                f"{wanted} requests; nothing was stored",
+                                headers={"Retry-After": str(seconds_to_month_end(utc_now()))})
+        accepted = events_accept(target=target, checked=malti.records_as_events(records), reserved=granted,
+                                 sdk_version=meta.get("HTTP_USER_AGENT", "")[:100] or None)
+        if accepted.errors:  # refused by the database although well formed: say which, never 200
+            return _malti_invalid(malti.InvalidRecords(
+                [malti.RecordError(e.index, None, e.message) for e in accepted.errors], wanted),
+                stored=accepted.stored)
+        return HttpResponse(_encode({"message": f"{wanted} requests stored", "count": wanted, "service": service}),
+                            content_type="application/json")
+
+
+def _malti_invalid(error, *, stored: int = 0) -> HttpResponse:
+    body = {**error_body(error.code, error.message), "count": stored,
+            "errors": [record_error.as_dict() for record_error in error.errors[:100]]}
+    return HttpResponse(_encode(body), status=error.status, content_type="application/json")

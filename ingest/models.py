@@ -288,3 +288,64 @@ class Archive(models.Model):
     @property
     def manifest_path(self) -> str:
         return f"{self.path}.manifest.json"
+
+
+class ApiRollup(models.Model):
+    """HTTP requests (``http_request`` events: Malti's and the SDK middleware's) per application,
+    service and 5-minute or hour bucket of their timestamp: what the API panel reads.
+
+    As in ``EventRollup``, each request is counted once per dimension: under ``dimension=""`` for
+    the service as a whole, and under each other dimension by its value ("GET /orders/{id}" for an
+    endpoint, "404" for a status code, a node's or a consumer's name). Latency is kept as a count
+    per fixed bucket (``ms_1`` counts responses of at most 1 ms, ``ms_2`` those above 1 ms and at
+    most 2 ms, ..., ``ms_more`` those above the last bound), so buckets merge by addition and
+    percentiles are estimated from them. 5-minute rows are kept for ``FIVE_MINUTE_HOURS`` only.
+    """
+
+    class Granularity(models.TextChoices):
+        FIVE_MINUTES = "5min", "5 minutes"
+        HOUR = "hour", "Hour"
+
+    class Dimension(models.TextChoices):
+        SERVICE = "", "Service"
+        ENDPOINT = "endpoint", "Method and endpoint"
+        STATUS = "status", "Status code"
+        NODE = "node", "Node"
+        CONSUMER = "consumer", "Consumer"
+
+    # Upper bounds (ms) of the latency buckets, one column each, and the column past the last.
+    LATENCY_BOUNDS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
+    LATENCY_FIELDS = tuple(f"ms_{bound}" for bound in LATENCY_BOUNDS) + ("ms_more",)
+    FIVE_MINUTE_HOURS = 48
+
+    organization_id = models.BigIntegerField()
+    application_id = models.BigIntegerField()
+    granularity = models.CharField(max_length=4, choices=Granularity.choices)
+    bucket = models.DateTimeField()
+    service_name = models.CharField(max_length=255)
+    dimension = models.CharField(max_length=8, choices=Dimension.choices, blank=True)
+    value = models.CharField(max_length=300, blank=True)
+    count = models.PositiveBigIntegerField(default=0)
+    errors = models.PositiveBigIntegerField(default=0, help_text="Status 400 and above, 401 aside.")
+    duration_ms = models.PositiveBigIntegerField(default=0, help_text="Sum of the response times.")
+    ms_1 = models.PositiveBigIntegerField(default=0)
+    ms_2 = models.PositiveBigIntegerField(default=0)
+    ms_5 = models.PositiveBigIntegerField(default=0)
+    ms_10 = models.PositiveBigIntegerField(default=0)
+    ms_25 = models.PositiveBigIntegerField(default=0)
+    ms_50 = models.PositiveBigIntegerField(default=0)
+    ms_100 = models.PositiveBigIntegerField(default=0)
+    ms_250 = models.PositiveBigIntegerField(default=0)
+    ms_500 = models.PositiveBigIntegerField(default=0)
+    ms_1000 = models.PositiveBigIntegerField(default=0)
+    ms_2500 = models.PositiveBigIntegerField(default=0)
+    ms_5000 = models.PositiveBigIntegerField(default=0)
+    ms_10000 = models.PositiveBigIntegerField(default=0)
+    ms_more = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["application_id", "granularity", "dimension", "bucket", "service_name", "value"],
+                name="api_rollup_unique"),
+        ]

@@ -265,6 +265,88 @@ stream_schema = extend_schema(
 )
 # A WebSocket is not an HTTP operation OpenAPI can describe: the POST's description names it.
 stream_upgrade_schema = extend_schema(exclude=True)
+MALTI_PATH = "/api/v1/ingest"
+
+
+class MaltiRecordSerializer(serializers.Serializer):
+    service = serializers.CharField(min_length=1, max_length=255,
+                                    help_text="MALTI_SERVICE_NAME; every record must name the key's service.")
+    method = serializers.CharField(min_length=1, max_length=32)
+    endpoint = serializers.CharField(max_length=1024, allow_blank=True, help_text="The route pattern.")
+    status = serializers.IntegerField(min_value=100, max_value=599)
+    response_time = serializers.IntegerField(min_value=0, max_value=2**31 - 1, help_text="Milliseconds.")
+    consumer = serializers.CharField(max_length=255, allow_blank=True)
+    node = serializers.CharField(max_length=255, allow_blank=True, allow_null=True, required=False)
+    context = serializers.CharField(max_length=4096, allow_blank=True, allow_null=True, required=False)
+    created_at = serializers.DateTimeField(help_text="ISO 8601 with a time zone.")
+
+
+class MaltiBatchSerializer(serializers.Serializer):
+    requests = serializers.ListField(child=MaltiRecordSerializer(), min_length=1,
+                                     max_length=settings.INGEST_MAX_BATCH_SIZE)
+
+
+class MaltiStoredSerializer(serializers.Serializer):
+    message = serializers.CharField()
+    count = serializers.IntegerField(min_value=1, help_text="Records stored: all of the batch.")
+    service = serializers.CharField()
+
+
+class MaltiRecordErrorSerializer(serializers.Serializer):
+    index = serializers.IntegerField(min_value=0, help_text="The record's position in `requests`.")
+    field = serializers.CharField(allow_null=True)
+    message = serializers.CharField()
+
+
+class MaltiInvalidSerializer(serializers.Serializer):
+    error = ErrorDetailSerializer()
+    count = serializers.IntegerField(min_value=0, help_text="Records stored: 0.")
+    errors = MaltiRecordErrorSerializer(many=True, help_text="Each malformed record (the first 100).")
+
+
+MALTI_RECORD = {"service": "orders-api", "method": "GET", "endpoint": "/orders/{order_id}", "status": 200,
+                "response_time": 42, "consumer": "web-shop", "node": "web-01", "context": None,
+                "created_at": "2026-11-25T10:30:00.123456+00:00"}
+_MALTI_LIMITED = [200, 400, 403, 413, 422, 429]
+
+malti_schema = extend_schema(
+    operation_id="malti_ingest",
+    summary="Send a batch of Malti request records",
+    description="For the Malti client (`MALTI_URL` = this server, `MALTI_API_KEY` = an application's API "
+                "token issued with a service name). The batch is stored whole or not at all; 200 only once "
+                "every record is stored. Each record becomes an `http_request` event.",
+    tags=["ingest"],
+    parameters=[
+        _header("RateLimit-Limit", "Requests a minute allowed to the application (absent when unlimited).",
+                response=_MALTI_LIMITED, type=int),
+        _header("RateLimit-Remaining", "Requests left in the current minute.", response=_MALTI_LIMITED, type=int),
+        _header("RateLimit-Reset", "Seconds until the current minute's count starts again.",
+                response=_MALTI_LIMITED, type=int),
+        _header("Retry-After", "Seconds to wait before sending again.", response=[429, 503], type=int),
+    ],
+    request={"application/json": MaltiBatchSerializer},
+    examples=[OpenApiExample("batch", value={"requests": [MALTI_RECORD]}, request_only=True)],
+    responses={
+        200: OpenApiResponse(MaltiStoredSerializer, "Every record stored.", examples=[OpenApiExample(
+            "stored", value={"message": "1 requests stored", "count": 1, "service": "orders-api"},
+            response_only=True, status_codes=[200])]),
+        400: OpenApiResponse(ErrorSerializer, "`bad_request`: not JSON or not `{\"requests\": [...]}`; "
+                             "`empty_batch`: no records.", examples=[
+            _error("empty", "empty_batch", "The batch has no requests", 400)]),
+        401: OpenApiResponse(ErrorSerializer, "`unauthorized`: X-API-Key missing, unknown, revoked or expired.",
+                             examples=[_error("bad key", "unauthorized", "Missing or invalid API token", 401)]),
+        403: OpenApiResponse(ErrorSerializer, "`service_mismatch`: a record names another service than the key's.",
+                             examples=[_error("other service", "service_mismatch",
+                                              "Record 0 is for service 'orders-api', but this batch (and its "
+                                              "key) is for 'billing'", 403)]),
+        413: OpenApiResponse(ErrorSerializer, "`payload_too_large`: the body or the number of records is over "
+                             "its limit."),
+        422: OpenApiResponse(MaltiInvalidSerializer, "`invalid_record`: malformed records; nothing stored."),
+        429: OpenApiResponse(ErrorSerializer, "`rate_limit_exceeded`, or `quota_exceeded` when the month's quota "
+                             "has no room for the whole batch (nothing stored)."),
+        503: OpenApiResponse(ErrorSerializer, "`service_unavailable`: nothing stored; retry later."),
+    },
+)
 
 _ERROR_REF = {"$ref": "#/components/schemas/Error"}
 _TIMESTAMP = {"type": "string", "format": "date-time"}
@@ -348,6 +430,10 @@ def machine_routes_add(result, generator, request, public):
         "endpoint also takes it as `X-API-Key`."}
     for path in (LAMBDA_PATH, *OTLP_PATHS):
         result["paths"][path]["post"]["security"] = [{"apiToken": []}]
+    components["securitySchemes"]["maltiKey"] = {
+        "type": "apiKey", "in": "header", "name": "X-API-Key",
+        "description": "An application's API token (`tk_…`), issued with a Malti service name."}
+    result["paths"][MALTI_PATH]["post"]["security"] = [{"maltiKey": []}]
     return result
 
 

@@ -15,6 +15,7 @@ from django.db.models import Count, Max, Value
 from django.db.models.functions import Coalesce, Concat, Trim, Trunc
 from django.utils import timezone
 
+from ingest.api_rollups import api_rollups_add, api_rollups_rebuild
 from ingest.lambda_rollups import lambda_rollups_add, lambda_rollups_replace
 from ingest.models import Archive, Event, EventRollup, Outcome, RollupCursor
 
@@ -80,6 +81,7 @@ def rollups_update(*, max_events: int = 500_000, lag_seconds: float = LAG_SECOND
             return 0
         events = Event.objects.filter(id__gt=low, id__lte=high)
         _add_rollups(events)
+        api_rollups_add(events)
         _add_accepted(events)
         lambda_rollups_add(events)
         cursor.last_event_id = high
@@ -119,6 +121,7 @@ def rollups_rebuild(*, since: datetime, until: datetime, progress=None) -> int:
                 _add_granularity(in_range, granularity)
             _add_granularity(day_events, EventRollup.Granularity.DAY)
             lambda_rollups_replace(events=in_range, since=start, until=end)
+            api_rollups_rebuild(in_range, since=start, until=end)
             rebuilt += in_range.count()
         if progress:
             progress(day, rebuilt)

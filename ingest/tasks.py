@@ -4,7 +4,7 @@ import redis
 from celery import shared_task
 from django.db import OperationalError
 
-from ingest import admission, archive, lambda_rollups, partitions, rollups, services
+from ingest import admission, api_rollups, archive, lambda_rollups, partitions, rollups, services
 
 _TRANSIENT = (OperationalError, redis.ConnectionError, redis.TimeoutError)
 
@@ -26,6 +26,7 @@ def rollups_update() -> int:
     moved = rollups.rollups_update()
     rollups.minute_rollups_prune()
     lambda_rollups.five_minute_rollups_prune()
+    api_rollups.five_minute_rollups_prune()
     return moved
 
 

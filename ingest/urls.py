@@ -14,4 +14,5 @@ urlpatterns = [
     path("v1/otlp/<str:org_id>/<str:app_id>/v1/metrics", lambda_apis.otlp_view("metrics"), name="otlp_metrics"),
     path("v1/otlp/<str:org_id>/<str:app_id>/v1/logs", lambda_apis.otlp_view("logs"), name="otlp_logs"),
     path("v1/erasure/<str:org_id>/<str:app_id>", apis.ErasureApi.as_view(), name="erasure"),
+    path("api/v1/ingest", apis.MaltiIngestApi.as_view(), name="malti_ingest"),
 ]

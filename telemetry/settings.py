@@ -160,7 +160,7 @@ MIDDLEWARE = [
     "axes.middleware.AxesMiddleware",
 ]
 
-# The machine routes (ingest, health, readiness, metrics) run through this shorter chain: sessions,
+# The machine routes (both ingests, health, readiness, metrics) run through this shorter chain: sessions,
 # CSRF, messages, sign-in throttling and time zones are for people in a browser, and on a request
 # of a few milliseconds their cost shows in the profile (telemetry/wsgi.py).
 MACHINE_MIDDLEWARE = [
@@ -170,7 +170,7 @@ MACHINE_MIDDLEWARE = [
     "telemetry.middleware.service_unavailable",
     "django.middleware.security.SecurityMiddleware",
 ]
-MACHINE_PATHS = ("/v1/", "/health", "/ready", "/metrics")
+MACHINE_PATHS = ("/v1/", "/api/v1/", "/health", "/ready", "/metrics")
 
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",

@@ -10,7 +10,9 @@ from django.core.management import call_command
 from django.test import Client, override_settings
 from openapi_spec_validator import validate
 
+from accounts.services import credential_issue
 from tests.conftest import batch_body, signed_headers
+from tests.factories import ApplicationFactory
 from tests.server import running_server
 
 pytestmark = pytest.mark.django_db
@@ -18,6 +20,7 @@ pytestmark = pytest.mark.django_db
 INGEST = "/v1/ingest/{org_id}/{app_id}"
 LAMBDA = "/v1/lambda/{org_id}/{app_id}"
 OTLP = [f"/v1/otlp/{{org_id}}/{{app_id}}/v1/{signal}" for signal in ("traces", "metrics", "logs")]
+MALTI = "/api/v1/ingest"
 ORIGIN = "https://app.example.com"
 SIGNING_HEADERS = "content-type,x-signature,x-timestamp,x-nonce,x-batch-size,x-sdk-version,x-schema-version"
 
@@ -64,8 +67,8 @@ def test_schema_in_yaml_is_the_default_answer(client):
 
 
 def test_schema_lists_the_machine_routes_and_no_pages(schema):
-    assert set(schema["paths"]) == {INGEST, "/v1/streams/{org_id}/{app_id}", LAMBDA, *OTLP, "/health", "/ready",
-                                    "/metrics"}
+    assert set(schema["paths"]) == {INGEST, "/v1/streams/{org_id}/{app_id}", LAMBDA, *OTLP, MALTI, "/health",
+                                    "/ready", "/metrics"}
 
 
 def test_schema_documents_the_lambda_and_otlp_endpoints_with_their_token(schema, app_keys, client):
@@ -151,6 +154,35 @@ def test_documented_replay_error_is_the_real_answer(schema, app_keys, client):
 
     assert replay.status_code == 401
     assert replay.json() == examples(ingest_operation(schema)["responses"]["401"]["content"])["ReplayedNonce"]
+
+
+def malti_post(client, schema, *, service_name="orders-api", key=None, records=None):
+    application = ApplicationFactory()
+    token = credential_issue(application=application, service_name=service_name).api_token
+    if records is None:
+        records = examples(schema["paths"][MALTI]["post"]["requestBody"]["content"])["Batch"]["requests"]
+    return client.post(MALTI, data=json.dumps({"requests": records}), content_type="application/json",
+                       HTTP_X_API_KEY=token if key is None else key)
+
+
+@pytest.mark.parametrize(("status", "example", "options"), [
+    ("200", "Stored", {}), ("403", "OtherService", {"service_name": "billing"}),
+    ("401", "BadKey", {"key": "tk_unknown"}), ("400", "Empty", {"records": []})])
+def test_documented_malti_answers_are_the_real_ones(schema, client, status, example, options):
+    response = malti_post(client, schema, **options)
+
+    assert str(response.status_code) == status
+    content = schema["paths"][MALTI]["post"]["responses"][status]["content"]
+    assert response.json() == examples(content)[example]
+
+
+def test_schema_documents_the_malti_key_and_every_answer(schema):
+    operation = schema["paths"][MALTI]["post"]
+
+    assert operation["security"] == [{"maltiKey": []}]
+    assert schema["components"]["securitySchemes"]["maltiKey"]["name"] == "X-API-Key"
+    assert set(operation["responses"]) == {"200", "400", "401", "403", "413", "422", "429", "503"}
+    assert "Retry-After" in operation["responses"]["429"]["headers"]
 
 
 def test_documented_health_and_readiness_answers_have_the_real_fields(schema, client):

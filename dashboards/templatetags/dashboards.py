@@ -22,3 +22,19 @@ def sum_of(values) -> int:
 @register.filter
 def max_of(values) -> int:
     return max(values, default=0)
+
+
+@register.filter
+def ms(value) -> str:
+    """A response time in milliseconds, or a dash when there is none."""
+    if value is None:
+        return "–"
+    if value >= 1000:
+        return f"{value / 1000:.2f} s"
+    return f"{value:.1f} ms" if value < 10 else f"{value:.0f} ms"
+
+
+@register.filter
+def percent(value) -> str:
+    """A share in percent, or a dash when there is none."""
+    return "–" if value is None else f"{value:.1f}%"

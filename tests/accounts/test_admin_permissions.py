@@ -459,3 +459,19 @@ def test_superuser_tier_change_is_audited_with_each_changed_value_before_and_aft
     assert response.status_code == 302
     entry = AuditEntry.objects.get(action="tier_changed")
     assert (entry.target, entry.details) == ("Pro", {"monthly_event_quota": [1_000_000, 2_000_000]})
+
+
+def test_an_owner_issues_a_malti_key_with_its_service_name_and_sees_its_settings(client, world):
+    member(client, world, "owner")
+    application = world["own_app"]
+
+    response = client.post(reverse("admin:accounts_application_issue", args=[application.pk]),
+                           {"service_name": " orders-api "})
+
+    assert response.status_code == 200
+    credential = application.credentials.order_by("-created_at").first()
+    assert credential.service_name == "orders-api"
+    page = response.content.decode()
+    assert "MALTI_SERVICE_NAME=orders-api" in page and "MALTI_API_KEY=tk_" in page
+    assert AuditEntry.objects.get(action="credential_issued", target__contains=credential.token_prefix
+                                  ).details == {"service_name": "orders-api"}

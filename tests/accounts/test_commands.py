@@ -4,6 +4,7 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
+from django.test import Client
 
 from accounts.models import Application, Credential, Organization
 from telemetry.lib.crypto import token_hash
@@ -89,3 +90,15 @@ def test_demo_setup_creates_the_demo_once_and_prints_it_each_time(settings, tmp_
     for out in (first.getvalue(), second.getvalue()):
         assert demo["password"] in out and demo["hmac_secret"] in out and "curl -sS -X POST" in out
     assert (tmp_path / "demo-credentials.json").stat().st_mode & 0o777 == 0o600
+
+
+def test_create_app_with_a_malti_service_issues_a_malti_key_for_it():
+    result = create_app("--org", "Acme", "--name", "orders", "--malti-service", "orders-api")
+
+    assert result["malti_service"] == "orders-api"
+    assert Credential.objects.get(token_hash=token_hash(result["api_token"])).service_name == "orders-api"
+    response = Client().post("/api/v1/ingest", content_type="application/json", HTTP_X_API_KEY=result["api_token"],
+                             data=json.dumps({"requests": [{
+                                 "service": "orders-api", "method": "GET", "endpoint": "/", "status": 200,
+                                 "response_time": 1, "consumer": "anonymous", "created_at": "2026-11-25T10:00:00Z"}]}))
+    assert response.json() == {"message": "1 requests stored", "count": 1, "service": "orders-api"}

@@ -4,7 +4,7 @@ import pytest
 from django.core.management import call_command
 from django.db.models import Sum
 
-from ingest.models import Event, EventRollup
+from ingest.models import ApiRollup, Event, EventRollup
 
 pytestmark = pytest.mark.django_db
 
@@ -26,3 +26,13 @@ def test_loading_twice_adds_to_what_is_there():
     call_command("load_demo_data", "--events", "200", "--apps", "1", "--org", "Twice", stdout=StringIO())
 
     assert Event.objects.count() == 500
+
+
+def test_demo_data_holds_http_requests_for_the_api_panel():
+    call_command("load_demo_data", "--events", "2000", "--apps", "1", "--org", "Requests", stdout=StringIO())
+
+    requests = Event.objects.filter(event_type="http_request")
+    assert requests.count() > 100
+    assert set(requests.first().data) == {"method", "endpoint", "status", "response_time", "consumer", "node"}
+    assert ApiRollup.objects.filter(granularity="hour", dimension="").aggregate(total=Sum("count"))["total"] == (
+        requests.count())

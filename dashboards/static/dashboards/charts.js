@@ -19,10 +19,18 @@
     new ResizeObserver(() => plot.setSize({ width: width(el), height: 240 })).observe(el);
   }
 
-  draw(document.getElementById("events-chart"), {
+  if (data.events) draw(document.getElementById("events-chart"), {
     series: [{}, { label: "Events", stroke: COLORS.events, fill: "rgba(67, 56, 202, 0.12)", width: 2 }],
     axes: [{}, { size: 60 }],
   }, [data.events.x, data.events.y]);
+
+  // Line charts the server describes whole: [{id, x, unit, digits, series: [{label, color, values}]}];
+  // a null value (a bucket with nothing to measure) leaves a gap.
+  (data.lines || []).forEach((chart) => draw(document.getElementById(chart.id), {
+    series: [{}, ...chart.series.map((s) => ({ label: s.label, stroke: s.color, width: 2,
+      value: (u, v) => (v == null ? "–" : v.toFixed(chart.digits) + chart.unit) }))],
+    axes: [{}, { size: 70, values: (u, ticks) => ticks.map((t) => t + chart.unit) }],
+  }, [chart.x, ...chart.series.map((s) => s.values)]));
 
   if (!data.outcomes) return;
   // Stacked: each series is drawn as the running total of itself and those before it.

@@ -13,7 +13,11 @@ from ingest.rollups import rollups_update
 
 EVENT_TYPES = [("page_view", "web", 40), ("command", "cli", 20), ("api_call", "api", 15), ("error", "errors", 5),
                ("feature_used", "product", 10), ("session_start", "lifecycle", 6), ("crash", "errors", 1),
-               ("purchase", "billing", 3)]
+               ("purchase", "billing", 3), ("http_request", "http", 15)]
+# The requests of http_request events (the Malti and SDK middleware shape), with their typical time in ms.
+ROUTES = [("GET", "/orders/{order_id}", 40), ("GET", "/orders", 90), ("POST", "/orders", 250),
+          ("GET", "/products/{sku}", 15), ("DELETE", "/orders/{order_id}", 160)]
+CONSUMERS = ["web-shop", "mobile-app", "partner-feed", "anonymous"]
 VERSIONS = ["1.4.0", "1.4.1", "1.5.0", "1.5.1", "2.0.0-beta.1"]
 # Each application is one service; most of its events come from the newest SDK, some from the one before.
 SERVICES = [("storefront", "rust", ["telemetry-kit-rust/0.3.0", "telemetry-kit-rust/0.2.1"]),
@@ -73,13 +77,15 @@ class Command(BaseCommand):
                         application = applications[number]
                         service, language, sdks = SERVICES[number % len(SERVICES)]
                         kind, category = rng.choices(kinds, weights)[0]
+                        data = _request_data(rng) if kind == "http_request" else (
+                            '{"duration_ms": %d, "ok": %s}' % (rng.randint(1, 3000),
+                                                              "true" if rng.random() > .05 else "false"))
                         # More events recently, as a growing product has.
                         timestamp = now - timedelta(seconds=span * (rng.random() ** 1.6))
                         copy.write_row((
                             application.organization_id, application.pk, uuid.uuid4(),
                             "1.0.0", rng.choice(users), None, kind, category,
-                            '{"duration_ms": %d, "ok": %s}' % (rng.randint(1, 3000), "true" if rng.random() > .05
-                                                                  else "false"),
+                            data,
                             timestamp, timestamp + timedelta(seconds=rng.randint(1, 120)), service,
                             rng.choice(VERSIONS), language, sdks[rng.random() < .2]))
                 done += size
@@ -88,3 +94,12 @@ class Command(BaseCommand):
                 self.stdout.write(f"\r  [{'#' * filled}{'.' * (30 - filled)}] {done:,}/{total:,} events "
                                   f"({rate:,.0f}/s)", ending="")
                 self.stdout.flush()
+
+
+def _request_data(rng: random.Random) -> str:
+    method, endpoint, typical = rng.choice(ROUTES)
+    roll = rng.random()
+    status = 500 if roll < .01 else 404 if roll < .03 else 401 if roll < .04 else 201 if method == "POST" else 200
+    return ('{"method": "%s", "endpoint": "%s", "status": %d, "response_time": %d, "consumer": "%s", "node": "%s"}'
+            % (method, endpoint, status, int(rng.lognormvariate(0, .6) * typical), rng.choice(CONSUMERS),
+               rng.choice(("web-01", "web-02", "web-03"))))

@@ -1,0 +1,196 @@
+"""Malti request telemetry (seed 004, COMPAT.md section 4): its batch format, checked and turned
+into ordinary events.
+
+A Malti record becomes an ``http_request`` event of category ``http`` whose ``data`` is
+``{"method", "endpoint", "status", "response_time", "consumer", "node"}`` (and ``"context"`` when
+sent): the same shape the Python SDK's request middleware sends through the signed ingest, so the
+API panel and its rollups read both alike.
+
+Hot path: a batch of a few hundred records is decoded by msgspec into compiled structs in one
+pass, and each record's ``data`` is encoded by msgspec too; only a batch with a malformed record is
+decoded again record by record, to name every bad one.
+"""
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+import msgspec
+
+from accounts.selectors import IngestTarget
+from ingest.errors import ApiError, BadRequest, PayloadTooLarge
+from ingest.schema import AwareDatetime, CheckedBatch, batch_of, envelope_make
+from telemetry.lib.crypto import token_hash
+
+SOURCE = "malti/1"
+EVENT_TYPE = "http_request"
+CATEGORY = "http"
+
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
+
+
+class Record(msgspec.Struct):
+    service: Name
+    method: Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
+    endpoint: Annotated[str, msgspec.Meta(max_length=1024)]
+    status: Annotated[int, msgspec.Meta(ge=100, le=599)]
+    response_time: Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)]  # milliseconds
+    consumer: Annotated[str, msgspec.Meta(max_length=255)]
+    created_at: AwareDatetime
+    node: Annotated[str, msgspec.Meta(max_length=255)] | None = None
+    context: Annotated[str, msgspec.Meta(max_length=4096)] | None = None
+
+
+class RequestData(msgspec.Struct, omit_defaults=True):
+    """The stored ``data`` of an ``http_request`` event: the contract with the SDK middleware."""
+
+    method: str
+    endpoint: str
+    status: int
+    response_time: int
+    consumer: str
+    node: str | None
+    context: str | None = None
+
+
+class _Batch(msgspec.Struct):
+    requests: list[Record]
+
+
+class _RawBatch(msgspec.Struct):
+    requests: list[msgspec.Raw]
+
+
+_batch_decoder = msgspec.json.Decoder(_Batch)
+_raw_batch_decoder = msgspec.json.Decoder(_RawBatch)
+_record_decoder = msgspec.json.Decoder(Record)
+_encode = msgspec.json.Encoder().encode
+_NUL_ESCAPE = b"\\u0000"
+_AT_FIELD = re.compile(r"at `\$\.([A-Za-z_]+)")
+_MISSING = re.compile(r"missing required field `([^`]+)`")
+
+
+class ServiceMismatch(ApiError):
+    status = 403
+    code = "service_mismatch"
+
+
+class EmptyBatch(BadRequest):
+    code = "empty_batch"
+
+
+@dataclass(frozen=True)
+class RecordError:
+    index: int
+    field: str | None
+    message: str
+
+    def as_dict(self) -> dict:
+        return {"index": self.index, "field": self.field, "message": self.message}
+
+
+class InvalidRecords(ApiError):
+    """Some records are malformed: the batch is refused whole, each bad record named."""
+
+    status = 422
+    code = "invalid_record"
+
+    def __init__(self, errors: list[RecordError], total: int):
+        first = errors[0]
+        super().__init__(f"{len(errors)} of {total} records are malformed; the first, at index {first.index}: "
+                         f"{first.message}")
+        self.errors, self.total = errors, total
+
+
+def key_service(target: IngestTarget, token: str) -> str:
+    """The service name of the credential ``token`` authenticated as ("" when it names none)."""
+    digest = token_hash(token)
+    return next((key.service_name for key in target.keys if key.token_hash == digest), "")
+
+
+def _record_error(index: int, exc: msgspec.ValidationError) -> RecordError:
+    text = str(exc)
+    found = _AT_FIELD.search(text) or _MISSING.search(text)
+    return RecordError(index, found.group(1) if found else None, text)
+
+
+def _record_check(index: int, record: Record, max_age: timedelta | None, now: datetime) -> RecordError | None:
+    # Only the calendar's first and last years can leave its range once converted to UTC.
+    if record.created_at.year in (1, 9999):
+        try:
+            record.created_at.astimezone(UTC)
+        except OverflowError:
+            return RecordError(index, "created_at", "created_at is out of range once converted to UTC")
+    if max_age is not None and abs(now - record.created_at) > max_age:
+        return RecordError(index, "created_at", f"created_at must be within {max_age.days} days of the server's time")
+    return None
+
+
+def _has_nul(record: Record) -> bool:
+    return any(value is not None and "\x00" in value for value in (
+        record.service, record.method, record.endpoint, record.consumer, record.node, record.context))
+
+
+def records_decode(body: bytes, *, max_records: int, max_age: timedelta | None, now: datetime) -> list[Record]:
+    """The batch's records, all well formed, or the reason there are none: ``BadRequest`` (not
+    ``{"requests": [...]}``), ``EmptyBatch``, ``PayloadTooLarge`` (over ``max_records``) or
+    ``InvalidRecords`` naming every malformed record."""
+    try:
+        body.decode("utf-8")
+        records = _batch_decoder.decode(body).requests
+    except UnicodeDecodeError as exc:
+        raise BadRequest(f"Body is not valid UTF-8: {exc}") from None
+    except msgspec.ValidationError:
+        records = None
+    except msgspec.DecodeError as exc:
+        raise BadRequest(f"Body is not valid JSON: {exc}") from None
+    if records is None:
+        try:
+            raw = _raw_batch_decoder.decode(body).requests
+        except msgspec.ValidationError as exc:
+            raise BadRequest(f'Body must be a JSON object {{"requests": [...]}}: {exc}') from None
+        if len(raw) > max_records:
+            raise PayloadTooLarge(f"Batch has {len(raw)} records; the limit is {max_records}")
+        records, errors = [], []
+        for index, item in enumerate(raw):
+            try:
+                records.append(_record_decoder.decode(item))
+            except msgspec.ValidationError as exc:
+                errors.append(_record_error(index, exc))
+        raise InvalidRecords(errors, len(raw))
+    if not records:
+        raise EmptyBatch("The batch has no requests")
+    if len(records) > max_records:
+        raise PayloadTooLarge(f"Batch has {len(records)} records; the limit is {max_records}")
+    nul = _NUL_ESCAPE in body  # PostgreSQL's text and jsonb refuse NUL, which JSON carries only as \u0000
+    errors = []
+    for index, record in enumerate(records):
+        if nul and _has_nul(record):
+            errors.append(RecordError(index, None, "text fields must not contain NUL characters"))
+        elif error := _record_check(index, record, max_age, now):
+            errors.append(error)
+    if errors:
+        raise InvalidRecords(errors, len(records))
+    return records
+
+
+def batch_service(records: list[Record], *, key_service: str) -> str:
+    """The one service the batch is for: the key's, or for a key that names none, the first
+    record's. Raises ``ServiceMismatch`` when any record names another."""
+    service = key_service or records[0].service
+    for index, record in enumerate(records):
+        if record.service != service:
+            raise ServiceMismatch(f"Record {index} is for service {record.service[:100]!r}, but this batch "
+                                  f"(and its key) is for {service[:100]!r}")
+    return service
+
+
+def records_as_events(records: list[Record]) -> CheckedBatch:
+    """The records as ``http_request`` envelopes for ``events_accept``."""
+    return batch_of([
+        envelope_make(source=SOURCE, event_type=EVENT_TYPE, category=CATEGORY, timestamp=r.created_at,
+                      service_name=r.service,
+                      data=_encode(RequestData(r.method, r.endpoint, r.status, r.response_time, r.consumer,
+                                               r.node, r.context)))
+        for r in records])
