@@ -60,3 +60,32 @@ def test_fastapi_requests_arrive_once_each_as_http_request_events(endpoint, tmp_
                                                                 ("GET", "/broken", 500, "anonymous")])
     assert all(event.data["node"] == "web-1" and event.data["response_time"] >= 0 for event in stored)
     assert (client.stats().tracked, client.stats().delivered, client.stats().dropped) == (8, 8, 0)
+
+
+def test_the_middlewares_requests_show_on_the_api_panel(endpoint, tmp_path, client):
+    from django.urls import reverse
+
+    from accounts.models import Membership
+    from ingest.rollups import rollups_update
+    from tests.factories import UserFactory
+
+    keys = app_keys_create()
+    sdk = sdk_client(keys, endpoint, tmp_path / "queue.sqlite3", batch_size=4)
+    browser = TestClient(shop_api(sdk), raise_server_exceptions=False)
+    for n in range(3):
+        browser.get(f"/items/{n}", headers={"X-Consumer-Id": "mobile-app"})
+    browser.get("/broken")
+    assert sdk.flush(timeout=30)
+    sdk.close()
+    rollups_update(lag_seconds=0)
+    user = UserFactory(is_staff=True)
+    Membership.objects.create(user=user, organization=keys.application.organization, role="viewer")
+    client.force_login(user)
+
+    page = client.get(reverse("dashboards:application_api", args=[keys.org_id, keys.app_id]) + "?range=1h")
+
+    assert page.status_code == 200
+    endpoints = {(row.method, row.endpoint): (row.count, row.errors) for row in page.context["endpoints"]}
+    assert endpoints == {("GET", "/items/{item_id}"): (3, 0), ("GET", "/broken"): (1, 1)}
+    assert {row.name: row.count for row in page.context["consumers"]} == {"mobile-app": 3, "anonymous": 1}
+    assert page.context["total"].count == 4
