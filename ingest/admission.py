@@ -245,9 +245,13 @@ def quotas_reconcile() -> int:
 
 
 def quota_release(*, target: IngestTarget, unused: int) -> None:
-    """Gives back reserved quota after a failure (best effort: the failure is the error to report)."""
+    """Gives back reserved quota after a failure (best effort: the failure is the error to report).
+    Unlimited tiers and the embedded default reserve nothing, so have nothing to give back."""
+    client = get_redis()
+    if client is None or target.monthly_quota is None:
+        return
     try:
-        get_redis().decrby(_quota_key(target, utc_now()), unused)
+        client.decrby(_quota_key(target, utc_now()), unused)
     except redis.RedisError:
         pass
 
@@ -276,7 +280,7 @@ def outcomes_record(*, organization_id: int, application_id: int, counts: Counte
         pipeline.hincrby(key, _outcome_field(outcome, reason), count)
     if counts:
         pipeline.sadd(PENDING_OUTCOMES_KEY, key)
-    if quota_unused and target is not None:
+    if quota_unused and target is not None and target.monthly_quota is not None:  # unlimited: nothing reserved
         pipeline.decrby(_quota_key(target, now), quota_unused)
     pipeline.execute()
 

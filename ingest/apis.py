@@ -17,9 +17,9 @@ from ingest import malti, streams, verification
 from ingest.admission import (Admission, outcomes_record, quota_release, quota_reserve, request_admit,
                               seconds_to_month_end, utc_now)
 from ingest.archive import STORAGE_ERRORS
-from ingest.erasure import user_events_erase
-from ingest.errors import (ApiError, BadRequest, PayloadTooLarge, QuotaExceeded, StorageUnavailable, Unauthorized,
-                           error_body)
+from ingest.erasure import ErasureBusy, user_events_erase
+from ingest.errors import (ApiError, BadRequest, PayloadTooLarge, QuotaExceeded, ServiceBusy, StorageUnavailable,
+                           Unauthorized, error_body)
 from ingest.intake import admission_enforce, bearer_token, rate_limit_headers, request_admit_unsigned, token_authenticate
 from ingest.models import Event, Outcome, Stream
 from ingest.negotiation import JsonOnly
@@ -177,6 +177,10 @@ def _request_headers(meta):
             yield name.replace("_", "-"), value
 
 
+# How a stream that stopped early is answered (the body is still the count stored).
+_STREAM_STOP_STATUS = {"payload_too_large": 413, "quota_exceeded": 429, "unauthorized": 401}
+
+
 class StreamApi(APIView):
     """``POST /v1/streams/{org_id}/{app_id}``: an event stream (seed 002), JSON values one per line,
     each stored as an event while the body arrives; the answer is the count stored, as text. The
@@ -187,8 +191,8 @@ class StreamApi(APIView):
     @stream_schema
     def post(self, request, org_id: str, app_id: str):
         meta = request.META
-        target = token_authenticate(token=bearer_token(meta, "HTTP_X_API_KEY"), org_public_id=org_id,
-                                    app_public_id=app_id)
+        token = bearer_token(meta, "HTTP_X_API_KEY")
+        target = token_authenticate(token=token, org_public_id=org_id, app_public_id=app_id)
         admission = request_admit_unsigned(target=target, events=None)
         stream = streams.stream_open(target=target, transport=Stream.Transport.HTTP,
                                      headers=streams.headers_kept(_request_headers(meta)))
@@ -196,16 +200,14 @@ class StreamApi(APIView):
         try:
             for values in streams.values_read(verification.body_stream(request._request).read,
                                               max_value_bytes=settings.STREAM_MAX_VALUE_SIZE):
-                accepted = streams.stream_values_store(target=target, stream=stream, values=values)
-                stored += accepted.stored
-                if accepted.granted < accepted.wanted:
-                    status, ending = 429, Stream.Ending.OVER_QUOTA
-                    headers.update({"Retry-After": str(seconds_to_month_end(utc_now())),
-                                    "X-Error-Code": QuotaExceeded.code})
-                    break
+                stored += streams.stream_values_store(stream=stream, values=values, token=token, org_id=org_id,
+                                                      app_id=app_id)
         except streams.StreamStopped as stop:
-            status, ending = (413 if stop.code == "payload_too_large" else 400), stop.code
-            headers.update({"X-Error-Code": stop.code, "X-Error-Message": str(stop)})
+            stored += stop.stored
+            status, ending = _STREAM_STOP_STATUS.get(stop.code, 400), stop.code
+            headers.update({"X-Error-Code": stop.code, "X-Error-Message": str(stop)[:200]})
+            if stop.code == "quota_exceeded":
+                headers["Retry-After"] = str(seconds_to_month_end(utc_now()))
         except Exception:
             streams.stream_close(stream=stream, ending=Stream.Ending.FAILED)
             raise
@@ -232,6 +234,9 @@ class _ErasureRequest(msgspec.Struct, forbid_unknown_fields=True):
 
 
 _decode_erasure = msgspec.json.Decoder(_ErasureRequest).decode
+
+
+ERASURE_LOCK_WAIT_SECONDS = 10
 
 
 class ErasureApi(APIView):
@@ -265,7 +270,11 @@ class ErasureApi(APIView):
             raise BadRequest("user_id must be 1 to 71 characters, none of them NUL")
         try:
             erasure = user_events_erase(application=application_for(target), user_id=user_id, via="api",
-                                        source=Source.from_request(request), credential=f"#{key.credential_id}")
+                                        source=Source.from_request(request), credential=f"#{key.credential_id}",
+                                        lock_wait=ERASURE_LOCK_WAIT_SECONDS)
+        except ErasureBusy:
+            # Never hold a web thread behind an hour-long archive run: the client retries.
+            raise ServiceBusy("Archive work is in progress; retry later", headers={"Retry-After": "60"}) from None
         except STORAGE_ERRORS:
             # What was erased stays erased; the retry finishes the rest and writes the receipt.
             raise StorageUnavailable("The archive storage cannot be reached; retry later",

@@ -75,15 +75,21 @@ def _on_postgresql() -> bool:
 
 
 @contextmanager
-def archive_lock(*, wait: bool = True) -> Iterator[bool]:
-    """Holds the archive lock (yields False when ``wait`` is off and another process holds it)."""
+def archive_lock(*, wait: bool | float = True) -> Iterator[bool]:
+    """Holds the archive lock. ``wait``: True waits for it; False or a number of seconds gives up at
+    once or after them, and yields False when another process still holds it."""
     if not _on_postgresql():
         yield True
         return
+    deadline = time.monotonic() + (0 if wait is False else wait)
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_lock(%s), true" if wait else "SELECT pg_try_advisory_lock(%s)",
-                       [LOCK_KEY])
-        held = bool(cursor.fetchone()[-1])
+        while True:
+            cursor.execute("SELECT pg_advisory_lock(%s), true" if wait is True else "SELECT pg_try_advisory_lock(%s)",
+                           [LOCK_KEY])
+            held = bool(cursor.fetchone()[-1])
+            if held or time.monotonic() >= deadline:
+                break
+            time.sleep(0.2)
     try:
         yield held
     finally:

@@ -42,13 +42,20 @@ def _archive_erase_user(archive: Archive, user_id: str) -> int:
     return erased
 
 
+class ErasureBusy(Exception):
+    """The archive lock stayed with an archive run, restore or export for longer than allowed."""
+
+
 def user_events_erase(*, application: Application, user_id: str, via: str, by=None,
-                      source: Source = COMMAND_LINE, credential: str = "") -> Erasure:
+                      source: Source = COMMAND_LINE, credential: str = "", lock_wait: float | None = None) -> Erasure:
     """Erases every event of ``user_id`` in ``application``: from the events table and from its
     archives (rewritten with their manifests). Rollups hold counts by type and dimension only, never
     a user id, so they stay. Leaves a receipt in the audit log: what, when, by whom; the user id
-    itself only as its SHA-256, so the receipt does not keep what it erased."""
-    with archive_lock():
+    itself only as its SHA-256, so the receipt does not keep what it erased. With ``lock_wait``
+    (seconds), raises ``ErasureBusy`` rather than wait longer for the archive lock."""
+    with archive_lock(wait=True if lock_wait is None else lock_wait) as held:
+        if not held:
+            raise ErasureBusy("archive work in progress")
         events, _ = Event.objects.filter(application=application, user_id=user_id).delete()
         archived = rewritten = 0
         unreadable = []

@@ -43,6 +43,11 @@ class StorageUnavailable(ApiError):
     code = "storage_unavailable"
 
 
+class ServiceBusy(ApiError):
+    status = 503
+    code = "busy"
+
+
 def error_body(code: str, message: str) -> dict:
     return {"error": {"code": code, "message": message}}
 

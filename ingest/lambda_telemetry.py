@@ -12,13 +12,12 @@ from typing import Annotated
 
 import msgspec
 
-from ingest.schema import AwareDatetime, CheckedBatch, EventError, batch_of, envelope_make
+from ingest.schema import NUL_ESCAPE, AwareDatetime, CheckedBatch, EventError, batch_of, envelope_make, in_calendar
 
 SOURCE = "lambda/1"
 # Event ids derive from the function and the element's bytes, so a forwarder's retry of the same
 # array stores nothing twice.
 _ID_NAMESPACE = uuid.UUID("0f3c5d0e-8a4b-4f57-9a43-2f4c6b1d7e21")
-_NUL_ESCAPE = b"\\u0000"
 
 Millis = Annotated[float, msgspec.Meta(ge=0, le=1e9)]
 Megabytes = Annotated[int, msgspec.Meta(ge=0, le=10**7)]
@@ -119,8 +118,10 @@ def _element_check(index: int, raw: msgspec.Raw, function: Function, seen: dict[
         element = _element_decoder.decode(data)
     except msgspec.ValidationError as exc:
         return EventError(index, None, "invalid_event", f"Each element needs a type and an RFC 3339 time: {exc}")
-    if _NUL_ESCAPE in data:
+    if NUL_ESCAPE in data:
         return EventError(index, None, "invalid_data", "Elements must not contain \\u0000")
+    if not in_calendar(element.time):
+        return EventError(index, None, "invalid_timestamp", "time is out of range once converted to UTC")
     version = function.version
     if element.type == "platform.report":
         try:

@@ -13,14 +13,14 @@ decoded again record by record, to name every bad one.
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Annotated
 
 import msgspec
 
 from accounts.selectors import IngestTarget
 from ingest.errors import ApiError, BadRequest, PayloadTooLarge
-from ingest.schema import AwareDatetime, CheckedBatch, batch_of, envelope_make
+from ingest.schema import NUL_ESCAPE, AwareDatetime, CheckedBatch, batch_of, envelope_make, in_calendar
 from telemetry.lib.crypto import token_hash
 
 SOURCE = "malti/1"
@@ -66,7 +66,6 @@ _batch_decoder = msgspec.json.Decoder(_Batch)
 _raw_batch_decoder = msgspec.json.Decoder(_RawBatch)
 _record_decoder = msgspec.json.Decoder(Record)
 _encode = msgspec.json.Encoder().encode
-_NUL_ESCAPE = b"\\u0000"
 _AT_FIELD = re.compile(r"at `\$\.([A-Za-z_]+)")
 _MISSING = re.compile(r"missing required field `([^`]+)`")
 
@@ -116,12 +115,8 @@ def _record_error(index: int, exc: msgspec.ValidationError) -> RecordError:
 
 
 def _record_check(index: int, record: Record, max_age: timedelta | None, now: datetime) -> RecordError | None:
-    # Only the calendar's first and last years can leave its range once converted to UTC.
-    if record.created_at.year in (1, 9999):
-        try:
-            record.created_at.astimezone(UTC)
-        except OverflowError:
-            return RecordError(index, "created_at", "created_at is out of range once converted to UTC")
+    if not in_calendar(record.created_at):
+        return RecordError(index, "created_at", "created_at is out of range once converted to UTC")
     if max_age is not None and abs(now - record.created_at) > max_age:
         return RecordError(index, "created_at", f"created_at must be within {max_age.days} days of the server's time")
     return None
@@ -158,12 +153,14 @@ def records_decode(body: bytes, *, max_records: int, max_age: timedelta | None, 
                 records.append(_record_decoder.decode(item))
             except msgspec.ValidationError as exc:
                 errors.append(_record_error(index, exc))
+        if not errors:  # each record is fine alone, the batch as a whole is not (a repeated "requests", say)
+            raise BadRequest('Body must be a JSON object with one "requests" array of records')
         raise InvalidRecords(errors, len(raw))
     if not records:
         raise EmptyBatch("The batch has no requests")
     if len(records) > max_records:
         raise PayloadTooLarge(f"Batch has {len(records)} records; the limit is {max_records}")
-    nul = _NUL_ESCAPE in body  # PostgreSQL's text and jsonb refuse NUL, which JSON carries only as \u0000
+    nul = NUL_ESCAPE in body  # PostgreSQL's text and jsonb refuse NUL, which JSON carries only as \u0000
     errors = []
     for index, record in enumerate(records):
         if nul and _has_nul(record):

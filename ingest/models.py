@@ -158,8 +158,10 @@ class Stream(models.Model):
         OPEN = "", "Open"
         COMPLETED = "completed", "Completed"
         INVALID = "invalid_json", "Stopped at a malformed value"
+        NOT_STORABLE = "invalid_data", "Stopped at a value the database refused"
         TOO_LARGE = "payload_too_large", "Stopped at a value over the size limit"
         OVER_QUOTA = "quota_exceeded", "Stopped: monthly quota spent"
+        UNAUTHORIZED = "unauthorized", "Stopped: the API token was revoked"
         DISCONNECTED = "disconnected", "Client went away"
         FAILED = "server_error", "Stopped by a server error"
 

@@ -5,17 +5,22 @@ by ``partitions_ensure``. The DEFAULT partition takes any timestamp without a mo
 event sent long after it happened, or far ahead), so an insert never fails for want of one.
 """
 
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
 from ingest.models import Event
 
+logger = logging.getLogger(__name__)
+
 TABLE = Event._meta.db_table
 DEFAULT_PARTITION = f"{TABLE}_default"
 MONTHS_AHEAD = 3
+LOCK_TIMEOUT = "5s"
+_CREATE_LOCK_KEY = 7_391_004_012
 
 
 def month_start(moment: datetime) -> datetime:
@@ -61,6 +66,13 @@ def partition_create(*, month: datetime) -> Partition:
     partition = Partition(partition_name(month), month, next_month(month))
     bounds = (partition.start, partition.end)
     with transaction.atomic(), connection.cursor() as cursor:
+        # Creating a partition locks the whole events table: give up rather than queue every insert
+        # behind a long reader; one creator at a time, and what another made is not made again.
+        cursor.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_CREATE_LOCK_KEY])
+        cursor.execute("SELECT to_regclass(%s) IS NOT NULL", [partition.name])
+        if cursor.fetchone()[0]:
+            return partition
         cursor.execute(f"LOCK TABLE {DEFAULT_PARTITION} IN SHARE ROW EXCLUSIVE MODE")
         cursor.execute(f'SELECT EXISTS (SELECT 1 FROM {DEFAULT_PARTITION} WHERE "timestamp" >= %s '
                        f'AND "timestamp" < %s)', bounds)
@@ -85,6 +97,9 @@ def partitions_ensure(*, months_ahead: int = MONTHS_AHEAD, now: datetime | None 
     created = []
     for _ in range(months_ahead + 1):
         if partition_name(month) not in existing:
-            created.append(partition_create(month=month))
+            try:
+                created.append(partition_create(month=month))
+            except OperationalError as error:  # the table stayed busy past LOCK_TIMEOUT: the next run tries again
+                logger.warning("partition of %s not created this time: %s", month.strftime("%Y-%m"), error)
         month = next_month(month)
     return created

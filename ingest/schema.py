@@ -87,7 +87,7 @@ class EnvelopeBatch(msgspec.Struct):
 _batch_decoder = msgspec.json.Decoder(Batch)
 _envelope_batch_decoder = msgspec.json.Decoder(EnvelopeBatch)
 _envelope_decoder = msgspec.json.Decoder(Envelope)
-_NUL_ESCAPE = b"\\u0000"
+NUL_ESCAPE = b"\\u0000"  # how JSON carries NUL, which PostgreSQL's text and jsonb refuse
 
 
 def batch_decode(body: bytes) -> list[Envelope] | list[msgspec.Raw]:
@@ -95,7 +95,7 @@ def batch_decode(body: bytes) -> list[Envelope] | list[msgspec.Raw]:
     body), else each event's raw JSON, for ``event_check`` to decode and report one by one."""
     try:
         body.decode("utf-8")  # Raw values are not checked by the decoder, and go to storage as text
-        if _NUL_ESCAPE not in body:  # with one, each event is checked on its own bytes
+        if NUL_ESCAPE not in body:  # with one, each event is checked on its own bytes
             try:
                 return _envelope_batch_decoder.decode(body).events
             except msgspec.ValidationError:
@@ -105,6 +105,19 @@ def batch_decode(body: bytes) -> list[Envelope] | list[msgspec.Raw]:
         raise BatchFormatError(f'Body must be a JSON object {{"events": [...]}}: {exc}') from None
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise BatchFormatError(f"Body is not valid JSON: {exc}") from None
+
+
+def in_calendar(moment: datetime) -> bool:
+    """Whether an aware time stays within years 1 to 9999 once in UTC, where it is stored and read
+    back. An offset moves a time by less than a day, so only the first and last years need the
+    conversion."""
+    if moment.year not in (1, 9999):
+        return True
+    try:
+        moment.astimezone(UTC)
+    except OverflowError:
+        return False
+    return True
 
 
 def _has_nul(*values: str | None) -> bool:
@@ -154,20 +167,14 @@ def event_check(index: int, item: Envelope | msgspec.Raw, *, now: datetime, max_
     if envelope.schema_version != SCHEMA_VERSION:
         return EventError(index, str(event_id), "unsupported_schema_version",
                           f"Unsupported schema version: {envelope.schema_version[:20]}")
-    # An offset moves a time by less than a day, so only the calendar's first and last years can fall
-    # outside it in UTC, where they are stored and read back: the others skip the conversion.
-    if envelope.timestamp.year in (1, 9999):
-        try:
-            envelope.timestamp.astimezone(UTC)
-        except OverflowError:
-            return EventError(index, str(event_id), "invalid_timestamp",
-                              "timestamp is out of range once converted to UTC")
+    if not in_calendar(envelope.timestamp):
+        return EventError(index, str(event_id), "invalid_timestamp", "timestamp is out of range once converted to UTC")
     if max_age is not None and abs(now - envelope.timestamp) > max_age:
         return EventError(index, str(event_id), "timestamp_out_of_range",
                           f"timestamp must be within {max_age.days} days of the server's time")
     # JSON can carry NUL (which PostgreSQL's text and jsonb refuse) only as the escape \u0000, and
     # batches with one come raw: an event without one needs no closer look.
-    if raw is not None and _NUL_ESCAPE in bytes(raw):
+    if raw is not None and NUL_ESCAPE in bytes(raw):
         service, body = envelope.service, envelope.event
         if _has_nul(envelope.session_id, service.name, service.version, service.language, body.type, body.category):
             return EventError(index, str(event_id), "invalid_text", "text fields must not contain NUL characters")

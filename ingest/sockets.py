@@ -19,14 +19,17 @@ from django.db import close_old_connections
 
 from ingest import streams
 from ingest.errors import ApiError
-from ingest.intake import request_admit_unsigned, token_authenticate
+from ingest.intake import bearer_token, request_admit_unsigned, token_authenticate
 from ingest.models import Stream
 
 GROUP_MESSAGES = 500  # most messages stored together
-# Close codes: 1000 normal, 1008 policy (quota), 1009 too big, 1011 server error, 1013 try again later.
-_CLOSE = {"rate_limit_exceeded": 1013, "quota_exceeded": 1008, "payload_too_large": 1009}
+# Close codes: 1000 normal, 1007 data not storable, 1008 policy (quota, token), 1009 too big,
+# 1013 try again later.
+_CLOSE = {"rate_limit_exceeded": 1013, "quota_exceeded": 1008, "unauthorized": 1008, "payload_too_large": 1009,
+          "invalid_data": 1007}
 _HANG_UP = object()
 _GONE = object()
+_TOO_BIG = object()
 
 _database = ThreadPoolExecutor(max_workers=settings.SERVER_THREADS, thread_name_prefix="streams-db")
 
@@ -44,12 +47,8 @@ async def _sync(function, **kwargs):
 
 
 def _token(headers: dict[str, str], query_string: bytes) -> str | None:
-    scheme, _, value = headers.get("authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and value.strip():
-        return value.strip()
-    if headers.get("x-api-key", "").strip():
-        return headers["x-api-key"].strip()
-    return (parse_qs(query_string.decode("latin-1")).get("token") or [None])[0]
+    meta = {"HTTP_" + name.upper().replace("-", "_"): value for name, value in headers.items()}
+    return bearer_token(meta, "HTTP_X_API_KEY") or (parse_qs(query_string.decode("latin-1")).get("token") or [None])[0]
 
 
 async def _read_messages(receive, queue: asyncio.Queue) -> None:
@@ -64,6 +63,9 @@ async def _read_messages(receive, queue: asyncio.Queue) -> None:
         elif payload == b"":  # seed 002: an empty binary message asks the server to hang up
             await queue.put(_HANG_UP)
             return
+        if len(payload) > settings.STREAM_MAX_VALUE_SIZE:
+            await queue.put(_TOO_BIG)
+            return
         await queue.put(payload)
 
 
@@ -72,9 +74,9 @@ async def stream_socket(scope, receive, send, *, org_id: str, app_id: str) -> No
     if (await receive())["type"] != "websocket.connect":
         return
     headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]}
+    token = _token(headers, scope.get("query_string", b""))
     try:
-        target = await _sync(token_authenticate, token=_token(headers, scope.get("query_string", b"")),
-                             org_public_id=org_id, app_public_id=app_id)
+        target = await _sync(token_authenticate, token=token, org_public_id=org_id, app_public_id=app_id)
     except ApiError:
         await send({"type": "websocket.close", "code": 1008})
         return
@@ -91,7 +93,7 @@ async def stream_socket(scope, receive, send, *, org_id: str, app_id: str) -> No
     reader = asyncio.create_task(_read_messages(receive, queue))
     ending, close = Stream.Ending.FAILED, None
     try:
-        ending, close = await _store_messages(queue, send, target, stream)
+        ending, close = await _store_messages(queue, send, stream, token=token, org_id=org_id, app_id=app_id)
     finally:
         reader.cancel()
         # Recorded before the client hears the close, so a client that reads the stream next sees it ended.
@@ -100,7 +102,8 @@ async def stream_socket(scope, receive, send, *, org_id: str, app_id: str) -> No
         await send({"type": "websocket.close", "code": close[0], "reason": close[1]})
 
 
-async def _store_messages(queue: asyncio.Queue, send, target, stream: Stream) -> tuple[str, tuple[int, str] | None]:
+async def _store_messages(queue: asyncio.Queue, send, stream: Stream, **credentials
+                          ) -> tuple[str, tuple[int, str] | None]:
     """Stores the messages as they come, answering each group with the count so far, until the
     client hangs up or goes away or the stream must stop; returns how it ended and the close to send."""
     stored = 0
@@ -108,19 +111,22 @@ async def _store_messages(queue: asyncio.Queue, send, target, stream: Stream) ->
         group, last = [await queue.get()], None
         while len(group) < GROUP_MESSAGES and not queue.empty():
             group.append(queue.get_nowait())
-        if group[-1] is _HANG_UP or group[-1] is _GONE:
+        if group[-1] in (_HANG_UP, _GONE, _TOO_BIG):
             last = group.pop()
+        stop = None
         if group:
             values = [streams.Message.of(payload) for payload in group]
-            too_big = next((i for i, m in enumerate(values) if len(m.raw) > settings.STREAM_MAX_VALUE_SIZE), None)
-            accepted = await _sync(streams.stream_values_store, target=target, stream=stream,
-                                   values=[(m.raw, m.value) for m in values[:too_big]])
-            stored += accepted.stored
+            try:
+                stored += await _sync(streams.stream_values_store, stream=stream,
+                                      values=[(m.raw, m.value) for m in values], **credentials)
+            except streams.StreamStopped as stopped:
+                stored += stopped.stored
+                stop = stopped.code
             await send({"type": "websocket.send", "text": str(stored)})
-            if too_big is not None:
-                return Stream.Ending.TOO_LARGE, (_CLOSE["payload_too_large"], "payload_too_large")
-            if accepted.granted < accepted.wanted:
-                return Stream.Ending.OVER_QUOTA, (_CLOSE["quota_exceeded"], "quota_exceeded")
+        if last is _TOO_BIG:
+            stop = "payload_too_large"
+        if stop is not None:
+            return stop, (_CLOSE.get(stop, 1008), stop)
         if last is _HANG_UP:
             return Stream.Ending.COMPLETED, (1000, "")
         if last is _GONE:

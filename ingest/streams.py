@@ -19,15 +19,16 @@ from django.db.models import F
 from django.utils import timezone
 
 from accounts.selectors import IngestTarget
+from ingest.errors import Unauthorized
+from ingest.intake import token_authenticate
 from ingest.models import Stream
-from ingest.schema import batch_of, envelope_make
-from ingest.services import Accepted, events_accept
+from ingest.schema import NUL_ESCAPE, batch_of, envelope_make, in_calendar
+from ingest.services import events_accept
 
 SOURCE = "stream/1"
 READ_SIZE = 16 * 1024
 # Header names that carry credentials: never stored with a stream.
 _SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "x-api-key"})
-_NUL_ESCAPE = b"\\u0000"  # valid JSON, but PostgreSQL's jsonb cannot hold it
 
 
 def headers_kept(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
@@ -54,7 +55,7 @@ def _timestamp(value: dict) -> datetime | None:
                 moment = datetime.fromisoformat(text)
             except ValueError:
                 continue
-            if moment.tzinfo is not None:
+            if moment.tzinfo is not None and in_calendar(moment):
                 return moment.astimezone(UTC)
     return None
 
@@ -67,57 +68,87 @@ def _envelope(raw: bytes, value, now: datetime):
                          category=level if isinstance(level, str) and level else None)
 
 
-def stream_values_store(*, target: IngestTarget, stream: Stream, values: list[tuple[bytes, object]]) -> Accepted:
-    """Stores decoded values (each with its raw JSON) as events of ``stream``, as far as the month's
-    quota allows; ``Accepted.granted < Accepted.wanted`` means the quota ran out."""
+def stream_values_store(*, stream: Stream, values: list[tuple[bytes, object]], token: str | None,
+                        org_id: str, app_id: str) -> int:
+    """Stores a group of decoded values (each with its raw JSON) as events of ``stream``; returns
+    how many were stored. The token is checked again first, so a credential revoked (or a tier
+    changed) mid-stream takes effect within seconds. Raises ``StreamStopped``, with the count this
+    group stored, when the stream must stop: token no longer valid, the month's quota spent, or a
+    value the database refused."""
+    try:
+        target = token_authenticate(token=token, org_public_id=org_id, app_public_id=app_id)
+    except Unauthorized as error:
+        raise StreamStopped("unauthorized", error.message) from None
     now = timezone.now()
     accepted = events_accept(target=target, checked=batch_of([_envelope(raw, value, now) for raw, value in values]),
                              reserved=None, sdk_version=(stream.headers.get("user-agent") or "")[:100] or None,
                              stream_id=stream.pk)
     if accepted.stored:
         Stream.objects.filter(pk=stream.pk).update(event_count=F("event_count") + accepted.stored, last_event_at=now)
-    return accepted
+    if accepted.granted < accepted.wanted:
+        raise StreamStopped("quota_exceeded", "The organization's monthly event quota is spent",
+                            stored=accepted.stored)
+    if accepted.errors:
+        first = accepted.errors[0]
+        raise StreamStopped(first.error, f"A value could not be stored: {first.message}", stored=accepted.stored)
+    return accepted.stored
 
 
 class StreamStopped(ValueError):
-    """The body holds something that is not a JSON value, or one over the size limit."""
+    """The stream must stop here: a value malformed, too large or refused by the database, the
+    quota spent, or the token no longer valid. ``code`` is the stable error code (and the stream's
+    ending); ``stored`` what the last group stored before the stop."""
 
-    def __init__(self, code: str, message: str):
+    def __init__(self, code: str, message: str, *, stored: int = 0):
         super().__init__(message)
-        self.code = code
+        self.code, self.stored = code, stored
 
 
 _decode = msgspec.json.decode
 
 
-def _line_values(line: bytes) -> list[tuple[bytes, object]]:
-    """The JSON values of one line: usually one; several when the client concatenated them."""
+def _no_constants(name: str):
+    raise ValueError(f"{name} is not JSON")  # Python's decoder takes NaN and Infinity; jsonb does not
+
+
+_python_decoder = json.JSONDecoder(parse_constant=_no_constants)
+
+
+def _values_in(text: bytes) -> tuple[list[tuple[bytes, object]], bytes]:
+    """The JSON values in ``text`` (usually one line holding one), and what follows the last of them
+    when it is a value still unfinished (pretty-printed values span lines); raises ``StreamStopped``
+    at anything else."""
     try:
-        return [(line, _decode(line))]
+        return [(text, _decode(text))], b""
     except (msgspec.DecodeError, UnicodeDecodeError):
         pass
     try:
-        text = line.decode()
+        decoded = text.decode()
     except UnicodeDecodeError:
         raise StreamStopped("invalid_json", "The stream holds bytes that are not UTF-8") from None
-    values, position, decoder = [], 0, json.JSONDecoder()
-    while position < len(text):
+    values, position = [], 0
+    while position < len(decoded):
         try:
-            value, end = decoder.raw_decode(text, position)
+            value, end = _python_decoder.raw_decode(decoded, position)
         except json.JSONDecodeError as error:
+            if error.pos >= len(decoded):  # the value goes on in the next line
+                return values, decoded[position:].encode()
             raise StreamStopped("invalid_json", f"Malformed JSON value: {error}") from None
-        values.append((text[position:end].encode(), value))
+        except ValueError as error:
+            raise StreamStopped("invalid_json", f"Malformed JSON value: {error}") from None
+        values.append((decoded[position:end].encode(), value))
         position = end
-        while position < len(text) and text[position].isspace():
+        while position < len(decoded) and decoded[position].isspace():
             position += 1
-    return values
+    return values, b""
 
 
 def values_read(read, *, max_value_bytes: int) -> Iterator[list[tuple[bytes, object]]]:
     """Reads a body of JSON values (one per line in practice) through ``read(size)`` and yields
     them in the groups in which they should be stored. At a malformed value, or one longer than
     ``max_value_bytes``, it yields the values before it and then raises ``StreamStopped``."""
-    rest = b""
+    rest = b""  # the body after the last newline read
+    unfinished = b""  # the lines so far of a value that spans lines
     while True:
         pending: list[tuple[bytes, object]] = []
         chunk = read(READ_SIZE)
@@ -125,22 +156,23 @@ def values_read(read, *, max_value_bytes: int) -> Iterator[list[tuple[bytes, obj
         rest = b"" if not chunk else lines.pop()
         try:
             for line in lines:
-                line = line.strip()
-                if not line:
+                text = (unfinished + b"\n" + line if unfinished else line).strip()
+                if not text:
                     continue
-                if len(line) > max_value_bytes:
+                if len(text) > max_value_bytes:
                     raise StreamStopped("payload_too_large", f"A value is over the limit of {max_value_bytes} bytes")
-                if _NUL_ESCAPE in line:
+                if NUL_ESCAPE in text:
                     raise StreamStopped("invalid_json", "A value holds \\u0000, which cannot be stored")
-                pending.extend(_line_values(line))
+                values, unfinished = _values_in(text)
+                pending.extend(values)
+            if len(rest) + len(unfinished) > max_value_bytes:
+                raise StreamStopped("payload_too_large", f"A value is over the limit of {max_value_bytes} bytes")
+            if not chunk and unfinished:
+                raise StreamStopped("invalid_json", "The body ends inside a JSON value")
         except StreamStopped:
             if pending:
                 yield pending
             raise
-        if len(rest) > max_value_bytes:
-            if pending:
-                yield pending
-            raise StreamStopped("payload_too_large", f"A value is over the limit of {max_value_bytes} bytes")
         if pending:
             yield pending
         if not chunk:
@@ -158,7 +190,7 @@ class Message:
     @classmethod
     def of(cls, payload: bytes | str) -> "Message":
         data = payload.encode() if isinstance(payload, str) else payload
-        if _NUL_ESCAPE not in data:
+        if NUL_ESCAPE not in data:
             try:
                 return cls(data, _decode(data))
             except (msgspec.DecodeError, UnicodeDecodeError):

@@ -27,6 +27,37 @@ def _die_with_parent() -> None:
         pass
 
 
+class _Supervised:
+    """A child process started again whenever it exits, until ``stop``: the WebSocket listener must
+    not vanish while HTTP goes on serving."""
+
+    def __init__(self, command: list[str]):
+        import threading
+
+        self._command, self._stopping = command, threading.Event()
+        self._process = self._start()
+        threading.Thread(target=self._watch, name="websocket-listener", daemon=True).start()
+
+    def _start(self) -> subprocess.Popen:
+        return subprocess.Popen(self._command, preexec_fn=_die_with_parent)
+
+    def _watch(self) -> None:
+        while not self._stopping.is_set():
+            code = self._process.wait()
+            if self._stopping.wait(1.0):  # also paces restarts of a listener that cannot start
+                return
+            print(f"WebSocket listener exited with {code}; starting it again", file=sys.stderr, flush=True)
+            self._process = self._start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._process.terminate()
+        try:
+            self._process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+
+
 def _websocket_listener(settings) -> None:
     from granian import Granian
     from granian.constants import Interfaces
@@ -62,10 +93,8 @@ def main() -> None:
     from granian import Granian
     from granian.constants import Interfaces
 
-    websockets = None
-    if settings.SERVER_WEBSOCKET_PORT:
-        websockets = subprocess.Popen([sys.executable, "-m", "telemetry.server", "--websockets"],
-                                      preexec_fn=_die_with_parent)
+    listener = _Supervised([sys.executable, "-m", "telemetry.server", "--websockets"]) \
+        if settings.SERVER_WEBSOCKET_PORT else None
     try:
         Granian(
             "telemetry.wsgi:application",
@@ -79,9 +108,8 @@ def main() -> None:
             log_level=settings.LOG_LEVEL,
         ).serve()
     finally:
-        if websockets is not None:
-            websockets.terminate()
-            websockets.wait(timeout=30)
+        if listener is not None:
+            listener.stop()
 
 
 if __name__ == "__main__":

@@ -166,3 +166,24 @@ def test_an_unreadable_archive_is_named_in_the_receipt_and_flagged(history, arch
     assert receipt.details["archives_unreadable"] == [broken.pk]
     assert Archive.objects.get().checksum_ok is False
     assert not Event.objects.filter(user_id=GONE).exists()
+
+
+def test_the_api_answers_503_rather_than_wait_behind_archive_work(client, history_keys, monkeypatch):
+    import psycopg
+    from django.db import connection
+
+    from ingest import apis
+    from ingest.archive import LOCK_KEY
+
+    monkeypatch.setattr(apis, "ERASURE_LOCK_WAIT_SECONDS", 0.5)
+    db = connection.settings_dict
+    with psycopg.connect(host=db["HOST"], port=db["PORT"], user=db["USER"], dbname=db["NAME"]) as archive_run:
+        archive_run.execute("SELECT pg_advisory_lock(%s)", [LOCK_KEY])  # an archive run holds the lock
+
+        response = erasure_post(client, history_keys, json.dumps({"user_id": GONE}).encode(),
+                                bearer=history_keys.api_token)
+
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "busy"
+    assert response["Retry-After"] == "60"
+    assert Event.objects.filter(user_id=GONE).exists()

@@ -229,3 +229,12 @@ def test_a_time_without_zone_is_refused(app_keys):
 
     assert response.status_code == 422
     assert not Event.objects.exists()
+
+
+@pytest.mark.parametrize("time", ["9999-12-31T23:00:00-05:00", "0001-01-01T00:00:00+01:00"])
+def test_a_time_that_leaves_the_calendar_in_utc_is_refused_alone(app_keys, time):
+    response = post_array(app_keys, [SEED_FUNCTION, {**SEED_FUNCTION, "time": time}])
+
+    assert response.status_code == 207
+    assert [(error["index"], error["error"]) for error in response.json()["errors"]] == [(1, "invalid_timestamp")]
+    assert Event.objects.filter(application=app_keys.application).count() == 1

@@ -284,3 +284,14 @@ def test_any_body_is_answered_without_a_5xx(body):
 
     assert response.status_code in (400, 422)
     assert not key.events().exists()
+
+
+def test_a_repeated_requests_key_that_hides_a_bad_batch_is_a_bad_request():
+    key = MaltiKey()
+    body = b'{"requests": [{"service": 1}], "requests": [' + json.dumps(record()).encode() + b"]}"
+
+    response = post(key.token, body)
+
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "bad_request"
+    assert not key.events().exists()

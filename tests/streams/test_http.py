@@ -139,3 +139,33 @@ def test_a_websocket_upgrade_on_the_http_port_is_told_where_websockets_are(clien
     assert response.status_code == 426
     assert response.json()["error"]["message"] == (
         f"WebSocket streams are served at wss://telemetry.example.com/v1/streams/{app_keys.org_id}/{app_keys.app_id}")
+
+
+def test_pretty_printed_values_spanning_lines_are_one_event_each(client, app_keys):
+    response = post(client, app_keys, b'{\n  "a": 1,\n  "b": [1,\n 2]\n}\n{"c": 3}\n')
+
+    assert (response.status_code, response.content) == (200, b"2")
+    assert [event.data for event in stored(app_keys)] == [{"a": 1, "b": [1, 2]}, {"c": 3}]
+
+
+@pytest.mark.parametrize("body", [b'{"a": 1}\n{"b": NaN}\n', b'{"a": 1}\n{"b": Infinity}\n', b'{"a": 1}\n{"b": \n'])
+def test_values_that_are_not_json_or_never_end_stop_the_stream(client, app_keys, body):
+    response = post(client, app_keys, body)
+
+    assert (response.status_code, response.content) == (400, b"1")
+    assert response["X-Error-Code"] == "invalid_json"
+
+
+def test_a_value_the_database_refuses_stops_the_stream_and_says_so(client, app_keys):
+    response = post(client, app_keys, b'{"a": 1}\n"\\ud800"\n')
+
+    assert (response.status_code, response.content) == (400, b"1")
+    assert response["X-Error-Code"] == "invalid_data"
+    assert Stream.objects.get().ending == "invalid_data"
+
+
+def test_a_time_outside_the_calendar_in_utc_falls_back_to_arrival_time(client, app_keys):
+    response = post(client, app_keys, b'{"time": "0001-01-01T00:00:00+01:00"}\n{"time": "9999-12-31T23:00:00-05:00"}\n')
+
+    assert (response.status_code, response.content) == (200, b"2")
+    assert all(event.timestamp.year == Stream.objects.get().started_at.year for event in stored(app_keys))

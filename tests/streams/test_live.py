@@ -180,3 +180,43 @@ def test_a_websocket_over_the_rate_limit_is_closed_with_try_again_later(live):
     assert close.code == 1013
     assert close.reason.startswith("rate_limit_exceeded")
     assert Stream.objects.filter(application=keys.application).count() == 1
+
+
+def test_revoking_the_token_stops_a_stream_in_progress(live):
+    from accounts.selectors import TARGET_CACHE_SECONDS
+    from accounts.services import credential_revoke
+
+    keys = app_keys_create()
+    lines: queue.Queue = queue.Queue()
+
+    def body():
+        while (chunk := lines.get()) is not None:
+            yield chunk
+
+    conn = http.client.HTTPConnection("127.0.0.1", live[0], timeout=30)
+    answer = {}
+
+    def send():
+        conn.request("POST", f"/v1/streams/{keys.org_id}/{keys.app_id}", body=body(), encode_chunked=True,
+                     headers={"Authorization": f"Bearer {keys.api_token}"})
+        response = conn.getresponse()
+        answer.update(status=response.status, body=response.read(), code=response.getheader("X-Error-Code"))
+
+    sender = threading.Thread(target=send, daemon=True)
+    sender.start()
+    padding = b"x" * 100
+    try:
+        for n in range(300):
+            lines.put(b'{"n": %d, "pad": "%s"}\n' % (n, padding))
+        wait_until(lambda: stream_events(keys) >= 100, "the first values stored")
+        credential_revoke(credential=keys.application.credentials.get())
+        time.sleep(TARGET_CACHE_SECONDS + 0.5)  # the server's processes read credentials through this cache
+        for n in range(300, 1000):
+            lines.put(b'{"n": %d, "pad": "%s"}\n' % (n, padding))
+    finally:
+        lines.put(None)
+    sender.join(timeout=30)
+
+    assert (answer["status"], answer["code"]) == (401, "unauthorized")
+    assert int(answer["body"]) == stream_events(keys) < 1000
+    assert Stream.objects.get(application=keys.application).ending == "unauthorized"
