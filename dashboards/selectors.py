@@ -266,22 +266,26 @@ _LAMBDA_SUMS = ("invocations", "errors", "cold_starts", "init_ms", "duration_ms"
 _LAMBDA_MAXIMA = ("max_memory_used_mb", "memory_size_mb")
 
 
-def duration_percentile(counts: dict[int, int], quantile: float) -> float | None:
-    """A duration percentile (ms) from histogram bucket counts, interpolated inside its bucket; a
-    percentile in the last, open bucket is its lower bound."""
-    total = sum(counts.values())
+def histogram_percentile(counts, bounds, quantile: float) -> float | None:
+    """The value below which ``quantile`` of the counted items fall, from counts per fixed bucket
+    (``counts[i]`` items of at most ``bounds[i]``, one more bucket past the last bound), by linear
+    interpolation inside the bucket it lands in; past the last bound, that bound. None when nothing
+    was counted. Rollups keep such counts because they merge by addition, as percentiles do not."""
+    total = sum(counts)
     if not total:
         return None
-    rank, seen = quantile * total, 0
-    for bound in sorted(counts):
-        count = counts[bound]
-        if seen + count >= rank:
-            lower = LAMBDA_DURATION_BOUNDS_MS[bound - 1] if bound else 0.0
-            if bound == len(LAMBDA_DURATION_BOUNDS_MS):
-                return float(lower)
-            return lower + (LAMBDA_DURATION_BOUNDS_MS[bound] - lower) * (rank - seen) / count
-        seen += count
-    return None
+    rank, below, lower = quantile * total, 0, 0
+    for upper, count in zip(bounds, counts):
+        if count and below + count >= rank:
+            return lower + (upper - lower) * (rank - below) / count
+        below, lower = below + count, upper
+    return float(lower)
+
+
+def duration_percentile(counts: dict[int, int], quantile: float) -> float | None:
+    """A Lambda duration percentile (ms) from histogram bucket -> invocations."""
+    return histogram_percentile([counts.get(bucket, 0) for bucket in range(len(LAMBDA_DURATION_BOUNDS_MS) + 1)],
+                                LAMBDA_DURATION_BOUNDS_MS, quantile)
 
 
 @dataclass
@@ -395,18 +399,8 @@ API_RANGES = {
 
 
 def latency_percentile(latency: tuple[int, ...], quantile: float) -> float | None:
-    """The response time (ms) below which ``quantile`` of the requests fall, estimated from the
-    rollups' fixed buckets by linear interpolation inside the bucket it lands in; past the last
-    bound, that bound. None without requests."""
-    total = sum(latency)
-    if not total:
-        return None
-    rank, below, lower = quantile * total, 0, 0
-    for upper, count in zip(ApiRollup.LATENCY_BOUNDS, latency):
-        if count and below + count >= rank:
-            return lower + (upper - lower) * (rank - below) / count
-        below, lower = below + count, upper
-    return float(lower)
+    """A response-time percentile (ms) from the API rollups' latency columns."""
+    return histogram_percentile(latency, ApiRollup.LATENCY_BOUNDS, quantile)
 
 
 @dataclass(frozen=True)

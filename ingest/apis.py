@@ -14,8 +14,7 @@ from rest_framework.views import APIView
 from accounts.selectors import IngestTarget, application_for, ingest_target_get
 from accounts.services import Source, credential_touch
 from ingest import malti, streams, verification
-from ingest.admission import (Admission, outcomes_record, quota_release, quota_reserve, request_admit,
-                              seconds_to_month_end, utc_now)
+from ingest.admission import Admission, outcomes_record, quota_release, request_admit, seconds_to_month_end, utc_now
 from ingest.archive import STORAGE_ERRORS
 from ingest.erasure import ErasureBusy, user_events_erase
 from ingest.errors import (ApiError, BadRequest, PayloadTooLarge, QuotaExceeded, ServiceBusy, StorageUnavailable,
@@ -136,7 +135,7 @@ class IngestApi(APIView):
         if accepted.wanted and not accepted.granted:
             raise QuotaExceeded("The organization's monthly event quota is spent",
                                 headers={"Retry-After": str(seconds_to_month_end(utc_now()))})
-        return _batch_response(total=len(events), errors=accepted.errors)
+        return batch_response(total=len(events), errors=accepted.errors)
 
 
 def _batch_decode(body: bytes):
@@ -146,7 +145,7 @@ def _batch_decode(body: bytes):
         raise BadRequest(str(error)) from None
 
 
-def _batch_response(*, total: int, errors: list) -> HttpResponse:
+def batch_response(*, total: int, errors: list) -> HttpResponse:
     rejected = len(errors)
     accepted = total - rejected
     if rejected == 0:
@@ -332,14 +331,8 @@ class MaltiIngestApi(APIView):
             outcomes_count(target=target, counts=Counter({(Kind.INVALID, error.code): refused}))
             raise
         wanted = len(records)
-        granted = quota_reserve(target=target, wanted=wanted)
-        if granted < wanted:
-            outcomes_count(target=target, counts=Counter({(Kind.OVER_QUOTA, ""): wanted}), quota_unused=granted)
-            raise QuotaExceeded(f"The organization's monthly event quota has room for {granted} of these "
-                                f"{wanted} requests; nothing was stored",
-                                headers={"Retry-After": str(seconds_to_month_end(utc_now()))})
-        accepted = events_accept(target=target, checked=malti.records_as_events(records), reserved=granted,
-                                 sdk_version=meta.get("HTTP_USER_AGENT", "")[:100] or None)
+        accepted = malti.records_store(target=target, records=records,
+                                       sdk_version=meta.get("HTTP_USER_AGENT", "")[:100] or None)
         if accepted.errors:  # refused by the database although well formed: say which, never 200
             return _malti_invalid(malti.InvalidRecords(
                 [malti.RecordError(e.index, None, e.message) for e in accepted.errors], wanted),

@@ -16,7 +16,7 @@ from rest_framework.views import APIView
 from accounts.selectors import IngestTarget
 from ingest import lambda_telemetry, otlp, verification
 from ingest.admission import seconds_to_month_end, utc_now
-from ingest.apis import _batch_response
+from ingest.apis import batch_response
 from ingest.errors import ApiError, BadRequest, PayloadTooLarge, QuotaExceeded
 from ingest.intake import bearer_token, rate_limit_headers, request_admit_unsigned, token_authenticate
 from ingest.models import Outcome
@@ -98,7 +98,7 @@ class LambdaTelemetryApi(APIView):
             raise _invalid(target, BadRequest(
                 "Name the function: X-Lambda-Function-Name header or ?function= (see the README)"))
         accepted, headers = _accept(meta, target, lambda_telemetry.lambda_batch(elements, function=function))
-        response = _batch_response(total=len(elements), errors=accepted.errors)
+        response = batch_response(total=len(elements), errors=accepted.errors)
         for name, value in headers.items():
             response[name] = value
         return response

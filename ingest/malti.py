@@ -12,6 +12,7 @@ decoded again record by record, to name every bad one.
 """
 
 import re
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated
@@ -19,8 +20,11 @@ from typing import Annotated
 import msgspec
 
 from accounts.selectors import IngestTarget
-from ingest.errors import ApiError, BadRequest, PayloadTooLarge
+from ingest.admission import quota_reserve, seconds_to_month_end, utc_now
+from ingest.errors import ApiError, BadRequest, PayloadTooLarge, QuotaExceeded
+from ingest.models import Outcome
 from ingest.schema import NUL_ESCAPE, AwareDatetime, CheckedBatch, batch_of, envelope_make, in_calendar
+from ingest.services import Accepted, events_accept, outcomes_count
 from telemetry.lib.crypto import token_hash
 
 SOURCE = "malti/1"
@@ -183,7 +187,22 @@ def batch_service(records: list[Record], *, key_service: str) -> str:
     return service
 
 
-def records_as_events(records: list[Record]) -> CheckedBatch:
+def records_store(*, target: IngestTarget, records: list[Record], sdk_version: str | None) -> Accepted:
+    """Stores a checked batch whole, or nothing: the Malti client counts a batch delivered on 200
+    and never sends it again, so a batch the month's quota can hold only in part is refused whole
+    (``QuotaExceeded``, its records counted over quota and its reservation given back)."""
+    wanted = len(records)
+    granted = quota_reserve(target=target, wanted=wanted)
+    if granted < wanted:
+        outcomes_count(target=target, counts=Counter({(Outcome.Kind.OVER_QUOTA, ""): wanted}), quota_unused=granted)
+        raise QuotaExceeded(f"The organization's monthly event quota has room for {granted} of these "
+                            f"{wanted} requests; nothing was stored",
+                            headers={"Retry-After": str(seconds_to_month_end(utc_now()))})
+    return events_accept(target=target, checked=_records_as_events(records), reserved=granted,
+                         sdk_version=sdk_version)
+
+
+def _records_as_events(records: list[Record]) -> CheckedBatch:
     """The records as ``http_request`` envelopes for ``events_accept``."""
     return batch_of([
         envelope_make(source=SOURCE, event_type=EVENT_TYPE, category=CATEGORY, timestamp=r.created_at,

@@ -48,25 +48,32 @@ def stream_events(keys) -> int:
     return Event.objects.filter(application=keys.application, stream_id__isnull=False).count()
 
 
-def test_a_chunked_stream_is_stored_while_it_arrives(live):
-    keys = app_keys_create()
+def chunked_stream(port: int, keys) -> tuple[queue.Queue, threading.Thread, dict]:
+    """Starts a chunked POST of an event stream whose body is what is put in the queue (None ends it);
+    returns the queue, the sending thread and the dict the answer lands in."""
     lines: queue.Queue = queue.Queue()
 
     def body():
         while (chunk := lines.get()) is not None:
             yield chunk
 
-    conn = http.client.HTTPConnection("127.0.0.1", live[0], timeout=30)
     answer = {}
 
     def send():
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         conn.request("POST", f"/v1/streams/{keys.org_id}/{keys.app_id}", body=body(), encode_chunked=True,
                      headers={"Authorization": f"Bearer {keys.api_token}", "Content-Type": "application/x-ndjson"})
         response = conn.getresponse()
-        answer.update(status=response.status, body=response.read())
+        answer.update(status=response.status, body=response.read(), code=response.getheader("X-Error-Code"))
 
     sender = threading.Thread(target=send, daemon=True)
     sender.start()
+    return lines, sender, answer
+
+
+def test_a_chunked_stream_is_stored_while_it_arrives(live):
+    keys = app_keys_create()
+    lines, sender, answer = chunked_stream(live[0], keys)
     padding = "x" * 100
     try:
         for n in range(600):  # about 64 KB: several of the server's reads
@@ -187,23 +194,7 @@ def test_revoking_the_token_stops_a_stream_in_progress(live):
     from accounts.services import credential_revoke
 
     keys = app_keys_create()
-    lines: queue.Queue = queue.Queue()
-
-    def body():
-        while (chunk := lines.get()) is not None:
-            yield chunk
-
-    conn = http.client.HTTPConnection("127.0.0.1", live[0], timeout=30)
-    answer = {}
-
-    def send():
-        conn.request("POST", f"/v1/streams/{keys.org_id}/{keys.app_id}", body=body(), encode_chunked=True,
-                     headers={"Authorization": f"Bearer {keys.api_token}"})
-        response = conn.getresponse()
-        answer.update(status=response.status, body=response.read(), code=response.getheader("X-Error-Code"))
-
-    sender = threading.Thread(target=send, daemon=True)
-    sender.start()
+    lines, sender, answer = chunked_stream(live[0], keys)
     padding = b"x" * 100
     try:
         for n in range(300):
