@@ -140,6 +140,20 @@ def _ingest_target_read(org_public_id: str, app_public_id: str) -> "IngestTarget
     )
 
 
+def _read_through(cache: dict, key, read, *, fresh: bool = False):
+    """``read()``, kept in ``cache`` for ``TARGET_CACHE_SECONDS`` (a bounded per-process cache, emptied
+    whole when full); ``fresh`` reads again whatever is kept."""
+    now = time.monotonic()
+    cached = cache.get(key)
+    if cached is not None and cached[0] > now and not fresh:
+        return cached[1]
+    value = read()
+    if len(cache) >= _TARGET_CACHE_MAX:
+        cache.clear()
+    cache[key] = (now + TARGET_CACHE_SECONDS, value)
+    return value
+
+
 def ingest_target_get(*, org_public_id: str, app_public_id: str, fresh: bool = False) -> IngestTarget | None:
     """The application ``app_public_id`` of organization ``org_public_id`` with its active credentials.
 
@@ -147,17 +161,8 @@ def ingest_target_get(*, org_public_id: str, app_public_id: str, fresh: bool = F
     caller answers all of these alike, so ids cannot be probed. Read through a short per-process
     cache (``TARGET_CACHE_SECONDS``) unless ``fresh``.
     """
-    cache_key = (org_public_id, app_public_id)
-    now = time.monotonic()
-    cached = _target_cache.get(cache_key)
-    if cached is not None and cached[0] > now and not fresh:
-        return cached[1]
-    target = _ingest_target_read(org_public_id, app_public_id)
-    if len(_target_cache) >= _TARGET_CACHE_MAX:
-        _target_cache.clear()
-    _target_cache[cache_key] = (now + TARGET_CACHE_SECONDS, target)
-    return target
-
+    return _read_through(_target_cache, (org_public_id, app_public_id),
+                         lambda: _ingest_target_read(org_public_id, app_public_id), fresh=fresh)
 
 
 _token_cache: dict[str, tuple[float, tuple[str, str] | None]] = {}
@@ -168,16 +173,9 @@ def token_owner(*, token: str) -> tuple[str, str] | None:
     clients that name no application in their URL; None for an unknown, revoked or expired token.
     Read through the same short per-process cache as ``ingest_target_get``."""
     digest = crypto.token_hash(token)
-    now = time.monotonic()
-    cached = _token_cache.get(digest)
-    if cached is not None and cached[0] > now:
-        return cached[1]
-    owner = (_active(Credential.objects.filter(token_hash=digest))
-             .values_list("application__organization__public_id", "application__public_id").first())
-    if len(_token_cache) >= _TARGET_CACHE_MAX:
-        _token_cache.clear()
-    _token_cache[digest] = (now + TARGET_CACHE_SECONDS, owner)
-    return owner
+    return _read_through(_token_cache, digest, lambda: (
+        _active(Credential.objects.filter(token_hash=digest))
+        .values_list("application__organization__public_id", "application__public_id").first()))
 
 
 MANAGE_ROLES = ("owner", "admin")
