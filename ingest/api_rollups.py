@@ -6,14 +6,13 @@ never a Python object per event. Events come from any client through the signed 
 field that is absent or not of its JSON type counts as unknown ("" or NULL) rather than failing the job.
 """
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from django.db import connection
 from django.db.models import BigIntegerField, CharField, Count, DateTimeField, F, Func, Q, Sum, Value
 from django.db.models.functions import Cast, Coalesce, Concat, Left, Trunc
-from django.utils import timezone
 
-from ingest.models import ApiRollup
+from ingest.models import ApiRollup, EventRollup
 
 EVENT_TYPE = "http_request"
 VALUE_LENGTH = ApiRollup._meta.get_field("value").max_length
@@ -110,14 +109,9 @@ def _latency_counts() -> dict:
     return counts
 
 
-def five_minute_since() -> datetime:
-    """5-minute rollups are kept (and built) for events younger than this."""
-    return timezone.now() - timedelta(hours=ApiRollup.FIVE_MINUTE_HOURS)
-
-
 def _add(requests, granularity: str) -> None:
     if granularity == Granularity.FIVE_MINUTES:
-        requests = requests.filter(timestamp__gte=five_minute_since())
+        requests = requests.filter(timestamp__gte=EventRollup.minute_rollups_since())
     requests = requests.annotate(st=_DataNumber("status", 999), rt=_DataNumber("response_time", 10**12))
     table = ApiRollup._meta.db_table
     updates = ", ".join(f"{name} = {table}.{name} + excluded.{name}" for name in _MEASURES)
@@ -155,5 +149,5 @@ def api_rollups_rebuild(events, *, since: datetime, until: datetime) -> None:
 def five_minute_rollups_prune() -> int:
     """Deletes 5-minute API rollups older than the panel shows; returns how many rows went."""
     deleted, _ = ApiRollup.objects.filter(granularity=Granularity.FIVE_MINUTES,
-                                          bucket__lt=five_minute_since()).delete()
+                                          bucket__lt=EventRollup.minute_rollups_since()).delete()
     return deleted

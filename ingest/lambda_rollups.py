@@ -19,11 +19,10 @@ are parsed defensively, since a row that cannot be read must not stop the job.
 import math
 from bisect import bisect_left
 from collections import defaultdict
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from django.db import connection
 from django.db.models import Q
-from django.utils import timezone
 
 from ingest.models import LAMBDA_DURATION_BOUNDS_MS, EventRollup, LambdaDurationBucket, LambdaRollup
 
@@ -39,12 +38,6 @@ def _number(value) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     return float(value) if math.isfinite(value) and 0 <= value < 1e15 else None
-
-
-def five_minute_rollups_since() -> datetime:
-    """5-minute rows are kept (and built) for events younger than this, as minute rollups are: the
-    panel shows 5 minutes over a day at most."""
-    return timezone.now() - timedelta(hours=EventRollup.MINUTE_ROLLUPS_HOURS)
 
 
 def _buckets(moment: datetime, five_minutes_since: datetime) -> list[tuple[str, datetime]]:
@@ -164,7 +157,7 @@ def lambda_rollups_add(events) -> None:
     """Adds the Lambda invocations among ``events`` to the rollups (one pass, two upserts)."""
     rows: dict[tuple, dict] = defaultdict(dict)
     histogram: dict[tuple, int] = defaultdict(int)
-    five_minutes_since = five_minute_rollups_since()
+    five_minutes_since = EventRollup.minute_rollups_since()
     for organization_id, application_id, timestamp, source, event_type, name, version, data in (
             lambda_events(events).values_list("organization_id", "application_id", "timestamp", "schema_version",
                                               "event_type", "service_name", "service_version", "data")
@@ -199,7 +192,7 @@ def five_minute_rollups_prune() -> int:
     deleted = 0
     for model in (LambdaRollup, LambdaDurationBucket):
         count, _ = model.objects.filter(granularity=Granularity.FIVE_MINUTES,
-                                        bucket__lt=five_minute_rollups_since()).delete()
+                                        bucket__lt=EventRollup.minute_rollups_since()).delete()
         deleted += count
     return deleted
 

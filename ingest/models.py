@@ -1,4 +1,7 @@
+from datetime import datetime, timedelta
+
 from django.db import models
+from django.utils import timezone
 
 
 class Event(models.Model):
@@ -126,7 +129,14 @@ class EventRollup(models.Model):
     value = models.CharField(max_length=511, blank=True)
     count = models.PositiveBigIntegerField(default=0)
 
+    # Minute rows, and the 5-minute rows of the Lambda and API rollups, cover this much time: the
+    # pages show their finest buckets over a day at most.
     MINUTE_ROLLUPS_HOURS = 48
+
+    @classmethod
+    def minute_rollups_since(cls) -> datetime:
+        """Rollup rows finer than an hour are kept (and built) for events younger than this."""
+        return timezone.now() - timedelta(hours=cls.MINUTE_ROLLUPS_HOURS)
 
     class Meta:
         constraints = [
@@ -301,7 +311,7 @@ class ApiRollup(models.Model):
     endpoint, "404" for a status code, a node's or a consumer's name). Latency is kept as a count
     per fixed bucket (``ms_1`` counts responses of at most 1 ms, ``ms_2`` those above 1 ms and at
     most 2 ms, ..., ``ms_more`` those above the last bound), so buckets merge by addition and
-    percentiles are estimated from them. 5-minute rows are kept for ``FIVE_MINUTE_HOURS`` only.
+    percentiles are estimated from them. 5-minute rows are kept as long as ``EventRollup``'s minute rows.
     """
 
     class Granularity(models.TextChoices):
@@ -318,7 +328,6 @@ class ApiRollup(models.Model):
     # Upper bounds (ms) of the latency buckets, one column each, and the column past the last.
     LATENCY_BOUNDS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
     LATENCY_FIELDS = tuple(f"ms_{bound}" for bound in LATENCY_BOUNDS) + ("ms_more",)
-    FIVE_MINUTE_HOURS = 48
 
     organization_id = models.BigIntegerField()
     application_id = models.BigIntegerField()

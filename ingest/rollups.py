@@ -44,11 +44,6 @@ _DIMENSION_VALUES = {
 }
 
 
-def minute_rollups_since() -> datetime:
-    """Minute rollups are kept (and built) for events younger than this."""
-    return timezone.now() - timedelta(hours=EventRollup.MINUTE_ROLLUPS_HOURS)
-
-
 def _add_rollups(events) -> None:
     for granularity in EventRollup.Granularity.values:
         _add_granularity(events, granularity)
@@ -57,7 +52,7 @@ def _add_rollups(events) -> None:
 def minute_rollups_prune() -> int:
     """Deletes minute rollups older than the pages show; returns how many rows went."""
     deleted, _ = EventRollup.objects.filter(granularity=EventRollup.Granularity.MINUTE,
-                                            bucket__lt=minute_rollups_since()).delete()
+                                            bucket__lt=EventRollup.minute_rollups_since()).delete()
     return deleted
 
 
@@ -131,7 +126,7 @@ def rollups_rebuild(*, since: datetime, until: datetime, progress=None) -> int:
 
 def _add_granularity(events, granularity: str) -> None:
     if granularity == EventRollup.Granularity.MINUTE:
-        events = events.filter(timestamp__gte=minute_rollups_since())
+        events = events.filter(timestamp__gte=EventRollup.minute_rollups_since())
     for dimension, value in _DIMENSION_VALUES.items():
         grouped = (events.annotate(g=Value(granularity), d=Value(dimension.value),
                                    b=Trunc("timestamp", granularity, tzinfo=UTC), v=value)
