@@ -87,6 +87,9 @@ _replica = env.db_url("DATABASE_REPLICA_URL", None)
 if _replica:
     DATABASES["replica"] = {**_replica, "TEST": {"MIRROR": "default"}}
 DASHBOARD_DATABASE = "replica" if _replica else "default"
+# The ingest INSERT is prepared once per PostgreSQL connection (planned once, not on every batch).
+# Off for a pooler that cannot keep prepared statements: PgBouncer in transaction mode before 1.21.
+DATABASE_PREPARED_STATEMENTS = env.bool("APP_DATABASE__PREPARED_STATEMENTS", True)
 REDIS_URL = env.redis_url("REDIS_URL")
 
 # Archives of events past their tier's retention: a local directory, or an S3-compatible bucket.
@@ -121,6 +124,10 @@ else:
     for _alias in DATABASES.values():
         _alias.setdefault("CONN_MAX_AGE", 300)
         _alias.setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
+        # Django turns psycopg's prepared statements off unless given a threshold. Its own cursors
+        # bind on the client and never prepare; the threshold reaches the ingest's server-side cursor.
+        if DATABASE_PREPARED_STATEMENTS:
+            _alias["OPTIONS"].setdefault("prepare_threshold", 5)
 
 INSTALLED_APPS = [
     "django.contrib.admin",

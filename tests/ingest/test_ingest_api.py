@@ -144,6 +144,19 @@ def test_every_field_of_a_batch_is_stored_by_either_path(app_keys, signed_post, 
             "2026-11-20T10:30:00+00:00", USER_ID, "my-app")
 
 
+def test_small_batches_reuse_one_prepared_insert_per_database_connection(app_keys, signed_post):
+    from django.db import connection
+
+    for _ in range(3):
+        assert signed_post(app_keys, [make_event()]).json()["accepted"] == 1
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements WHERE statement LIKE 'INSERT INTO ingest_event%%'")
+        prepared = cursor.fetchall()
+    assert len(prepared) == 1
+    assert Event.objects.count() == 3
+
+
 @SIZES
 def test_resent_batch_with_new_events_stores_each_event_once(app_keys, signed_post, size):
     events = [make_event() for _ in range(size)]
