@@ -1,4 +1,6 @@
-"""The ingest API: thin views over verification, admission, the schema and the storage service."""
+"""The ingest API: thin views over verification, admission, the schema and the storage service.
+
+Their OpenAPI annotations live in ingest.openapi, put on them only when a schema is generated."""
 
 from collections import Counter
 from datetime import timedelta
@@ -7,7 +9,6 @@ import msgspec
 from django.conf import settings
 from django.http import HttpResponse
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema
 from rest_framework.exceptions import MethodNotAllowed
 from rest_framework.views import APIView
 
@@ -22,7 +23,6 @@ from ingest.errors import (ApiError, BadRequest, PayloadTooLarge, QuotaExceeded,
 from ingest.intake import admission_enforce, bearer_token, rate_limit_headers, request_admit_unsigned, token_authenticate
 from ingest.models import Event, Outcome, Stream
 from ingest.negotiation import JsonOnly
-from ingest.openapi import ingest_schema, malti_schema, stream_schema, stream_upgrade_schema
 from ingest.schema import BatchFormatError, batch_check, batch_decode
 from ingest.services import events_accept, nonce_claim_in_database, nonce_key, nonce_release, outcomes_count
 
@@ -51,7 +51,6 @@ class IngestApi(APIView):
 
     content_negotiation_class = JsonOnly
 
-    @ingest_schema  # sets an attribute for /api/schema/; the method runs as it is
     def post(self, request, org_id: str, app_id: str):
         meta = request.META
         try:
@@ -187,7 +186,6 @@ class StreamApi(APIView):
 
     content_negotiation_class = JsonOnly
 
-    @stream_schema
     def post(self, request, org_id: str, app_id: str):
         meta = request.META
         token = bearer_token(meta, "HTTP_X_API_KEY")
@@ -217,7 +215,6 @@ class StreamApi(APIView):
     # GET is here only to point a WebSocket upgrade at the WebSocket listener, not a method of the resource.
     allowed_methods = ["POST", "OPTIONS"]
 
-    @stream_upgrade_schema
     def get(self, request, org_id: str, app_id: str):
         if request.META.get("HTTP_UPGRADE", "").lower() != "websocket":
             raise MethodNotAllowed("GET")
@@ -245,7 +242,6 @@ class ErasureApi(APIView):
 
     content_negotiation_class = JsonOnly
 
-    @extend_schema(exclude=True)  # an operator's tool, documented in the README, not part of the SDKs' API
     def post(self, request, org_id: str, app_id: str):
         meta = request.META
         verification.content_length_check(meta)
@@ -297,7 +293,6 @@ class MaltiIngestApi(APIView):
 
     content_negotiation_class = JsonOnly
 
-    @malti_schema
     def post(self, request):
         meta = request.META
         token = bearer_token(meta, "HTTP_X_API_KEY")

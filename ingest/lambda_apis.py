@@ -21,7 +21,6 @@ from ingest.errors import ApiError, BadRequest, PayloadTooLarge, QuotaExceeded
 from ingest.intake import bearer_token, rate_limit_headers, request_admit_unsigned, token_authenticate
 from ingest.models import Outcome
 from ingest.negotiation import JsonOnly
-from ingest.openapi import lambda_schema, otlp_schema
 from ingest.schema import CheckedBatch
 from ingest.services import Accepted, events_accept, outcomes_count
 from telemetry.lib.errors import ServiceUnavailable
@@ -76,7 +75,6 @@ class LambdaTelemetryApi(APIView):
 
     content_negotiation_class = JsonOnly
 
-    @lambda_schema
     def post(self, request, org_id: str, app_id: str):
         meta = request.META
         target = token_authenticate(token=bearer_token(meta, "HTTP_X_API_KEY"), org_public_id=org_id,
@@ -122,7 +120,6 @@ class OtlpApi(APIView):
     content_negotiation_class = JsonOnly
     signal: otlp.Signal | None = None  # set per route by otlp_view
 
-    @otlp_schema
     def post(self, request, org_id: str, app_id: str):
         media = otlp.media_type(request.META.get("CONTENT_TYPE", ""))
         try:

@@ -3,6 +3,11 @@
 The ingest view reads and answers its JSON itself, for speed (ingest/apis.py); the serializers here
 describe that wire format for /api/schema/ and are never run on a request. Examples are real
 answers, checked against the server by tests/test_api_docs.py.
+
+The annotations are put on the views by ``views_annotate``, a preprocessing hook, when a schema is
+generated (the /api/schema/ view, ``manage.py spectacular``), not where the views are defined: this
+module and drf-spectacular's generator, which its annotations load, are ~20 MB that web workers
+would otherwise carry without ever serving a schema.
 """
 
 from django.conf import settings
@@ -406,6 +411,26 @@ READINESS = {
         "error": {"$ref": "#/components/schemas/ErrorDetail"},
     },
 }
+
+
+_annotated = False
+
+
+def views_annotate(endpoints):
+    """Preprocessing hook: puts each view's annotation on it, once per process."""
+    global _annotated
+    if not _annotated:
+        from ingest.apis import ErasureApi, IngestApi, MaltiIngestApi, StreamApi
+        from ingest.lambda_apis import LambdaTelemetryApi, OtlpApi
+
+        for annotate, method in ((ingest_schema, IngestApi.post), (stream_schema, StreamApi.post),
+                                 (stream_upgrade_schema, StreamApi.get), (malti_schema, MaltiIngestApi.post),
+                                 (lambda_schema, LambdaTelemetryApi.post), (otlp_schema, OtlpApi.post),
+                                 # an operator's tool, documented in the README, not part of the SDKs' API
+                                 (extend_schema(exclude=True), ErasureApi.post)):
+            annotate(method)  # extend_schema marks the function itself
+        _annotated = True
+    return endpoints
 
 
 def machine_routes_add(result, generator, request, public):
