@@ -38,6 +38,7 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/telemetry_bench"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/14"
+PRODUCTION_VENV = ROOT / "var" / "bench-venv"
 
 EVENT_TEMPLATE = (
     '{"event_id":"%s","schema_version":"1.0.0","timestamp":"2026-11-20T10:30:00Z",'
@@ -62,6 +63,9 @@ def parse_args():
     parser.add_argument("--unlimited", action="store_true",
                         help="put the application on an unlimited tier (no rate limit or quota work)")
     parser.add_argument("--port", type=int, default=8181)
+    parser.add_argument("--dev-venv", action="store_true",
+                        help="run the server from this environment, test tools included, instead of one "
+                             "with the production dependencies only (var/bench-venv)")
     parser.add_argument("--delay-ms", type=float, default=0, help="wrk: pause of each connection between requests")
     parser.add_argument("--health", action="store_true", help="also measure /health's server time after the load")
     parser.add_argument("--scenarios", action="store_true",
@@ -91,10 +95,25 @@ def ensure_database(url: str) -> None:
             conn.execute(f'CREATE DATABASE "{name}"')
 
 
+def production_python() -> str:
+    """The interpreter of an environment holding what production installs (``pip install .``, as the
+    Dockerfile does) and nothing more. The development environment also holds the test tools, and
+    some libraries the server uses import them when present (DRF imports requests and pygments: ~7 MB
+    a worker), which would skew the memory figures. Built on first use and when pyproject.toml changes."""
+    python, stamp = PRODUCTION_VENV / "bin" / "python", PRODUCTION_VENV / ".installed"
+    if not stamp.exists() or stamp.stat().st_mtime < (ROOT / "pyproject.toml").stat().st_mtime:
+        print(f"installing the production dependencies into {PRODUCTION_VENV.relative_to(ROOT)} ...", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(PRODUCTION_VENV)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-e", str(ROOT)],
+                       check=True)
+        stamp.touch()
+    return str(python)
+
+
 def start_server(args):
     env = server_env(args)
     ensure_database(env["DATABASE_URL"])
-    python = sys.executable
+    python = sys.executable if args.dev_venv else production_python()
     subprocess.run([python, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
     # A limited tier whose limits are never reached: every request pays for rate limit and quota.
     subprocess.run([python, "manage.py", "shell", "-v", "0", "-c",
