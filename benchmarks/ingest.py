@@ -110,22 +110,27 @@ def production_python() -> str:
     return str(python)
 
 
-def start_server(args):
-    env = server_env(args)
+def application_create(python: str, env: dict, unlimited: bool = False) -> dict:
+    """Migrates the database and creates a fresh application; returns its credentials (create_app --json)."""
     ensure_database(env["DATABASE_URL"])
-    python = sys.executable if args.dev_venv else production_python()
     subprocess.run([python, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
     # A limited tier whose limits are never reached: every request pays for rate limit and quota.
     subprocess.run([python, "manage.py", "shell", "-v", "0", "-c",
                     "from accounts.models import Tier; Tier.objects.update_or_create(slug='benchmark', defaults="
                     "dict(name='Benchmark', monthly_event_quota=10**15, requests_per_minute=10**9, "
                     "retention_days=30, is_unlimited=False))"], cwd=ROOT, env=env, check=True)
-    org = "Benchmark unlimited" if args.unlimited else "Benchmark"
-    tier = "self-hosted" if args.unlimited else "benchmark"
+    org = "Benchmark unlimited" if unlimited else "Benchmark"
+    tier = "self-hosted" if unlimited else "benchmark"
     created = subprocess.run([python, "manage.py", "create_app", "--org", org, "--tier", tier, "--name",
                               f"bench-{uuid.uuid4().hex[:6]}", "--json"],
                              cwd=ROOT, env=env, check=True, capture_output=True, text=True)
-    credentials = json.loads(created.stdout)
+    return json.loads(created.stdout)
+
+
+def start_server(args):
+    env = server_env(args)
+    python = sys.executable if args.dev_venv else production_python()
+    credentials = application_create(python, env, unlimited=args.unlimited)
     server = subprocess.Popen([python, "-m", "telemetry.server"], cwd=ROOT, env=env)
     base = f"http://127.0.0.1:{args.port}"
     for _ in range(300):
