@@ -237,11 +237,13 @@ class Process(NamedTuple):
     name: str
     command: bytes
     rss_mb: float
-    cpu_seconds: float
+    cpu_seconds: float  # its own, and that of its children which have exited and been waited for
 
 
 def processes():
-    """Every process, read once from /proc: its parent, name, command line, resident memory and CPU time."""
+    """Every process, read once from /proc: its parent, name, command line, resident memory and CPU
+    time. The CPU time includes the children it has reaped: PostgreSQL's backends come and go (a
+    connection lives CONN_MAX_AGE seconds) and their time would otherwise leave the sums with them."""
     tick = os.sysconf("SC_CLK_TCK")
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -257,7 +259,7 @@ def processes():
             continue
         fields = stat[stat.rindex(")") + 2:].split()
         yield Process(int(entry), int(fields[1]), stat[stat.index("(") + 1:stat.rindex(")")], command,
-                      int(rss.group(1)) / 1024 if rss else 0.0, (int(fields[11]) + int(fields[12])) / tick)
+                      int(rss.group(1)) / 1024 if rss else 0.0, sum(map(int, fields[11:15])) / tick)
 
 
 def cpu_seconds_by_program() -> dict[str, float]:
