@@ -87,10 +87,15 @@ def test_old_event_is_accepted_when_no_age_window_is_configured(app_keys, signed
 
 @override_settings(INGEST_MAX_EVENT_AGE_DAYS=7)
 def test_event_outside_a_configured_age_window_is_rejected(app_keys, signed_post):
-    response = signed_post(app_keys, [make_event(timestamp="2020-01-01T00:00:00Z"), make_event()])
+    an_hour_ago = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 3600))
+    too_old = make_event(timestamp="2020-01-01T00:00:00Z")
+    response = signed_post(app_keys, [too_old, make_event(timestamp=an_hour_ago)])
 
     assert response.status_code == 207
-    assert response.json()["errors"][0]["error"] == "timestamp_out_of_range"
+    assert response.json()["errors"] == [
+        {"index": 0, "event_id": too_old["event_id"], "error": "timestamp_out_of_range",
+         "message": "timestamp must be within 7 days of the server's time"}]
+    assert Event.objects.count() == 1
 
 
 def test_bearer_token_of_the_application_is_accepted(app_keys, signed_post):
