@@ -31,7 +31,7 @@ _spec.loader.exec_module(load_test)
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch-size", type=int, default=10)
-    parser.add_argument("--requests", type=int, default=3000, help="requests per run (two runs: timed, profiled)")
+    parser.add_argument("--requests", type=int, default=3000, help="requests per run (a warm-up run, the timed runs, then a profiled run)")
     parser.add_argument("--top", type=int, default=25, help="functions listed per ordering")
     parser.add_argument("--runs", type=int, default=1, help="timed runs, unprofiled")
     parser.add_argument("--no-cprofile", action="store_true",
@@ -66,23 +66,26 @@ def main():
     def start_response(status, headers, exc_info=None):
         statuses[status] = statuses.get(status, 0) + 1
 
-    def run() -> float:
-        requests = [environ_for(path, *load_test.signed_request(secret, args.batch_size)) for _ in range(args.requests)]
+    def signed() -> list[dict]:
+        return [environ_for(path, *load_test.signed_request(secret, args.batch_size)) for _ in range(args.requests)]
+
+    def run(requests: list[dict]) -> float:
         started = time.process_time()
         for environ in requests:
             application(environ, start_response)
         return (time.process_time() - started) * 1000 / len(requests)
 
-    run()  # warm up: connections, caches, prepared statements
+    run(signed())  # warm up: modules, connections, caches, prepared statements
     statuses.clear()
-    cpu_ms = [run() for _ in range(args.runs)]
+    cpu_ms = [run(signed()) for _ in range(args.runs)]
     print(f"batch size {args.batch_size}, {args.requests} requests a run, statuses {statuses}")
     print("Python CPU per request, unprofiled: " + ", ".join(f"{ms:.3f}" for ms in cpu_ms) + " ms")
     if args.no_cprofile:
         return
+    requests = signed()  # signed outside the profile
     profile = cProfile.Profile(time.process_time)
     profile.enable()
-    run()
+    run(requests)
     profile.disable()
 
     for order in ("tottime", "cumulative"):
