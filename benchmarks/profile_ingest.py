@@ -2,8 +2,8 @@
 
 Creates an application (on the limited tier ``benchmarks/ingest.py`` uses, so rate limit and quota
 work is done), signs requests beforehand, then calls the WSGI application (``telemetry.wsgi``) on
-them from one thread. Prints the Python CPU time per request, unprofiled, and the top functions of
-a cProfile of a second run, by own time and by cumulative time.
+them from one thread. Prints the Python CPU time per request of the unprofiled runs (after one to
+warm up), and the top functions of a cProfile of one more run, by own time and by cumulative time.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/telemetry_bench REDIS_URL=redis://127.0.0.1:6379/14 \\
         .venv/bin/python benchmarks/profile_ingest.py --batch-size 10 --requests 3000
@@ -31,7 +31,8 @@ _spec.loader.exec_module(load_test)
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch-size", type=int, default=10)
-    parser.add_argument("--requests", type=int, default=3000, help="requests per run (a warm-up run, the timed runs, then a profiled run)")
+    parser.add_argument("--requests", type=int, default=3000,
+                        help="requests per run (a warm-up run, the timed runs, then a profiled run)")
     parser.add_argument("--top", type=int, default=25, help="functions listed per ordering")
     parser.add_argument("--runs", type=int, default=1, help="timed runs, unprofiled")
     parser.add_argument("--no-cprofile", action="store_true",
