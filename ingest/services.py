@@ -26,23 +26,25 @@ _COLUMNS = (
     "service_language", "sdk_version", "stream_id",
 )
 _TABLE = Event._meta.db_table
-# A large batch goes to PostgreSQL by binary COPY (_pg_copy). A small one, or one holding an event
-# already stored, goes as one JSON document, encoded by msgspec in C and unpacked by
-# json_to_recordset, with ON CONFLICT making re-sent events no-ops: one prepared statement, one
-# round trip and no per-event Python work.
+# A large batch goes to PostgreSQL by binary COPY (_pg_copy), a small one as one JSON document,
+# encoded by msgspec in C and unpacked by json_to_recordset (_pg_insert): one prepared statement,
+# one round trip and no per-event Python work. Both are plain inserts, which stop at an event
+# already stored; such a batch (a client's retry) goes again with ON CONFLICT making the re-sent
+# events no-ops. The first try goes without it: checking for a conflict before each row costs
+# PostgreSQL a tenth of a small batch's INSERT (benchmarks/README.md), and retries are rare.
 _PG_INSERT = (
     f"INSERT INTO {_TABLE} ({', '.join(_COLUMNS)}) "
     "SELECT %s, %s, e.event_id, e.schema_version, e.user_id, e.session_id, e.event->>'type', "
     "e.event->>'category', (e.event->'data')::jsonb, e.\"timestamp\", %s, e.service->>'name', "
     "e.service->>'version', e.service->>'language', %s, %s "
     "FROM json_to_recordset(%s::json) AS e(event_id uuid, schema_version text, \"timestamp\" timestamptz, "
-    "user_id text, session_id text, service json, event json) "
-    'ON CONFLICT (application_id, event_id, "timestamp") DO NOTHING'
+    "user_id text, session_id text, service json, event json)"
 )
+_ON_CONFLICT_SKIP = ' ON CONFLICT (application_id, event_id, "timestamp") DO NOTHING'
+_PG_INSERT_SKIPPING_STORED = _PG_INSERT + _ON_CONFLICT_SKIP
 _encode = msgspec.json.Encoder().encode
 _SQLITE_INSERT = (
-    f"INSERT INTO {_TABLE} ({', '.join(_COLUMNS)}) VALUES ({', '.join(['%s'] * len(_COLUMNS))}) "
-    'ON CONFLICT (application_id, event_id, "timestamp") DO NOTHING'
+    f"INSERT INTO {_TABLE} ({', '.join(_COLUMNS)}) VALUES ({', '.join(['%s'] * len(_COLUMNS))})" + _ON_CONFLICT_SKIP
 )
 
 
@@ -118,24 +120,25 @@ def _pg_copy(target: IngestTarget, events: list[Envelope], received_at: datetime
 
 
 def _pg_insert(target: IngestTarget, events: list[Envelope], received_at: datetime, per_batch: tuple,
-               cursor) -> int:
-    cursor.execute(_PG_INSERT, (target.organization_id, target.application_id, received_at, *per_batch,
-                                _encode(events).decode()), prepare=True)
+               cursor, skip_stored: bool = False) -> int:
+    cursor.execute(_PG_INSERT_SKIPPING_STORED if skip_stored else _PG_INSERT,
+                   (target.organization_id, target.application_id, received_at, *per_batch,
+                    _encode(events).decode()), prepare=True)
     return cursor.rowcount
 
 
 def _pg_store(target: IngestTarget, events: list[Envelope], received_at: datetime, per_batch: tuple) -> int:
-    """Large batches go by binary COPY, which costs PostgreSQL about half of what INSERT does per
-    event, but stops at the first event already stored; such a batch (a client's retry) goes again
-    by INSERT ... ON CONFLICT DO NOTHING, which skips those events."""
-    if len(events) >= COPY_MIN_EVENTS:
-        try:
-            with _statement() as cursor:
-                return _pg_copy(target, events, received_at, per_batch, cursor)
-        except IntegrityError:
-            pass
+    """Stores by COPY from COPY_MIN_EVENTS events on (about half of what INSERT costs PostgreSQL per
+    event), by INSERT below; should the batch meet an event already stored, again by INSERT skipping
+    those events."""
+    insert = _pg_copy if len(events) >= COPY_MIN_EVENTS else _pg_insert
+    try:
+        with _statement() as cursor:
+            return insert(target, events, received_at, per_batch, cursor)
+    except IntegrityError:
+        pass
     with _statement() as cursor:
-        return _pg_insert(target, events, received_at, per_batch, cursor)
+        return _pg_insert(target, events, received_at, per_batch, cursor, skip_stored=True)
 
 
 def _sqlite_store(target: IngestTarget, events: list[Envelope], received_at: datetime, per_batch: tuple) -> int:
