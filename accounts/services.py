@@ -49,9 +49,13 @@ def _credentials_changed() -> None:
     """Makes every server process drop its cached credentials: this one now, the others at their next
     request (through the generation counter in Redis) once the change is committed."""
     selectors.ingest_targets_forget()
+    transaction.on_commit(_credentials_generation_bump)
+
+
+def _credentials_generation_bump() -> None:
     client = get_redis()
     if client is not None:
-        transaction.on_commit(lambda: client.incr(selectors.CREDENTIALS_GENERATION_KEY))
+        client.incr(selectors.CREDENTIALS_GENERATION_KEY)
 
 
 def audit_record(*, action: str, actor=None, organization: Organization | None = None, target: str = "",

@@ -21,7 +21,7 @@ from django.db.models import F, Sum
 
 from accounts.selectors import CREDENTIALS_GENERATION_KEY, IngestTarget
 from ingest.models import FlushReceipt, Outcome
-from telemetry.lib.redis import get_redis
+from telemetry.lib.redis import get_redis, redis_script
 
 PENDING_OUTCOMES_KEY = "tk:outcomes:pending"
 _QUOTA_TTL = 40 * 24 * 3600
@@ -89,18 +89,6 @@ def utc_now() -> datetime:
     return datetime.fromtimestamp(clock(), UTC)
 
 
-_scripts: dict[tuple[int, str], object] = {}
-
-
-def _script(name: str, source: str):
-    """The Lua script registered with the current Redis client (EVALSHA, loaded once)."""
-    client = get_redis()
-    key = (id(client), name)
-    if key not in _scripts:
-        _scripts[key] = client.register_script(source)
-    return _scripts[key]
-
-
 @dataclass(frozen=True)
 class Admission:
     nonce_fresh: bool
@@ -148,7 +136,7 @@ def request_admit(*, target: IngestTarget, reserve: int | None, nonce_key: str =
     else:
         quota = target.monthly_quota if target.quota_refuses else _NO_REFUSAL_QUOTA
     utc_now = datetime.fromtimestamp(now, UTC)
-    fresh, generation, verdict, count, granted, *used = _script("admit", _ADMIT)(
+    fresh, generation, verdict, count, granted, *used = redis_script(_ADMIT)(
         keys=[nonce_key or "tk:no-nonce", CREDENTIALS_GENERATION_KEY, f"tk:rate:{target.application_id}:{int(now // 60)}",
               _quota_key(target, utc_now)],
         args=[nonce_ttl, limit or 0, quota, reserve or 0, int(target.quota_refuses)])
@@ -182,7 +170,7 @@ def quota_reserve(*, target: IngestTarget, wanted: int) -> int:
     now = utc_now()
     quota = target.monthly_quota if target.quota_refuses else _NO_REFUSAL_QUOTA
     key = _quota_key(target, now)
-    reserve = _script("reserve", _RESERVE)
+    reserve = redis_script(_RESERVE)
     granted, used = reserve(keys=[key], args=[quota, wanted, _QUOTA_TTL, ""])
     if granted == -1:
         # Redis lost the counter (or the month just began): start from what the database knows.
@@ -237,7 +225,7 @@ def quotas_reconcile() -> int:
     usage = dict(Outcome.objects.filter(hour__gte=start, outcome=Outcome.Kind.ACCEPTED)
                  .values_list("organization_id").annotate(total=Sum("count")))
     raised = 0
-    raise_to = _script("raise_to", _RAISE_TO)
+    raise_to = redis_script(_RAISE_TO)
     for organization_id in Organization.objects.filter(tier__is_unlimited=False).values_list("pk", flat=True):
         key = f"tk:quota:{organization_id}:{month_key(now)}"
         raised += raise_to(keys=[key], args=[usage.get(organization_id, 0), _QUOTA_TTL])
@@ -247,11 +235,12 @@ def quotas_reconcile() -> int:
 def quota_release(*, target: IngestTarget, unused: int) -> None:
     """Gives back reserved quota after a failure (best effort: the failure is the error to report).
     Unlimited tiers and the embedded default reserve nothing, so have nothing to give back."""
-    client = get_redis()
-    if client is None or target.monthly_quota is None:
+    if target.monthly_quota is None:
         return
     try:
-        client.decrby(_quota_key(target, utc_now()), unused)
+        client = get_redis()
+        if client is not None:
+            client.decrby(_quota_key(target, utc_now()), unused)
     except redis.RedisError:
         pass
 

@@ -56,11 +56,10 @@ def _database_ok() -> bool:
 
 
 def _redis_ok() -> bool | None:
-    client = get_redis()
-    if client is None:
+    if not settings.REDIS_URL:
         return None
     try:
-        return bool(client.ping())
+        return bool(get_redis().ping())
     except Exception:
         logger.warning("readiness: redis unreachable", exc_info=True)
         return False

@@ -1,0 +1,44 @@
+"""Redis clients: each thread holds one connection, and gives it back when it ends."""
+
+import threading
+
+from ingest.admission import _ADMIT
+from telemetry.lib.redis import get_redis, redis_script
+
+
+def open_connections() -> int:
+    """Connections to the test suite's Redis database, from every client of this machine."""
+    client = get_redis()
+    db = str(client.connection_pool.connection_kwargs.get("db", 0))
+    return sum(1 for entry in client.client_list() if entry["db"] == db)
+
+
+def test_a_thread_uses_one_connection_for_every_command_and_script():
+    get_redis().ping()
+    before = open_connections()
+
+    for _ in range(20):
+        get_redis().incr("tk:test:thread")
+        redis_script(_ADMIT)(keys=["tk:test:nonce", "tk:test:generation", "tk:test:rate", "tk:test:quota"],
+                             args=[0, 0, -1, 0, 0])
+
+    assert open_connections() == before
+    assert get_redis() is get_redis()
+
+
+def test_short_lived_threads_leave_no_connection_behind():
+    # The development server answers each request from a thread of its own.
+    get_redis().ping()
+    before = open_connections()
+
+    def request():
+        redis_script(_ADMIT)(keys=["tk:test:nonce", "tk:test:generation", "tk:test:rate", "tk:test:quota"],
+                             args=[0, 0, -1, 0, 0])
+
+    for _ in range(20):
+        thread = threading.Thread(target=request)
+        thread.start()
+        thread.join()
+
+    # Each thread's connection went back to the pool as it ended, and the next thread took it again.
+    assert open_connections() <= before + 1
