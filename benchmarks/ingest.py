@@ -139,6 +139,13 @@ def start_server(args):
             break
         except OSError:
             time.sleep(0.1)
+    # One worker answering does not mean all have loaded: wait for the server's processes to go
+    # quiet, so that their start-up is not counted as CPU spent on requests.
+    for _ in range(60):
+        before = cpu_seconds_by_program()["server"]
+        time.sleep(0.5)
+        if cpu_seconds_by_program()["server"] - before < 0.02:
+            break
     credentials["ingest_url"] = f"{base}/v1/ingest/{credentials['org_id']}/{credentials['app_id']}"
     return server, credentials, env["DATABASE_URL"]
 
@@ -201,25 +208,33 @@ def run_wrk(args, credentials, load_started) -> dict:
     path = urllib.parse.urlsplit(credentials["ingest_url"]).path
     count = int(args.max_rate * args.duration)
     threads = min(4, args.concurrency)
-    with tempfile.NamedTemporaryFile("wb", suffix=".requests", delete=False) as handle:
-        for _ in range(count):
-            body, headers = signed_request(secret, args.batch_size)
-            handle.write(f"{path} {headers['X-Nonce']} {headers['X-Timestamp']} {headers['X-Signature']} "
-                         f"{args.batch_size} {len(body)}\n".encode() + body + b"\n")
-    base = credentials["ingest_url"][: -len(path)]
-    env = dict(os.environ, WRK_REQUESTS_FILE=handle.name, WRK_THREADS=str(threads), WRK_DELAY_MS=str(args.delay_ms))
-    load_started()
+    # One file per wrk thread: wrk starts each thread as soon as that thread has read its requests,
+    # while the next ones still read theirs, so the reading is kept short.
+    prefix = Path(tempfile.mkdtemp(prefix="wrk-ingest-")) / "requests"
+    files = [open(f"{prefix}.{number}", "wb") for number in range(1, threads + 1)]
     try:
+        for index in range(count):
+            body, headers = signed_request(secret, args.batch_size)
+            files[index % threads].write(
+                f"{path} {headers['X-Nonce']} {headers['X-Timestamp']} {headers['X-Signature']} "
+                f"{args.batch_size} {len(body)}\n".encode() + body + b"\n")
+        for handle in files:
+            handle.close()
+        base = credentials["ingest_url"][: -len(path)]
+        env = dict(os.environ, WRK_REQUESTS_FILE=str(prefix), WRK_DELAY_MS=str(args.delay_ms))
+        load_started()
         output = subprocess.run(
             ["wrk", "-t", str(threads), "-c", str(args.concurrency), "-d", f"{int(args.duration)}s", "--timeout", "10s",
              "-s", str(Path(__file__).with_name("wrk_ingest.lua")), base],
             env=env, check=True, capture_output=True, text=True).stdout
     finally:
-        os.unlink(handle.name)
+        shutil.rmtree(prefix.parent)
     fields = dict(re.findall(r"(\w+)=(\S+)", output.split("WRK_RESULT", 1)[1]))
     statuses = {key[len("status_"):]: int(value) for key, value in fields.items() if key.startswith("status_")}
     answered = sum(count for status, count in statuses.items() if status != "exhausted")
-    return {"statuses": statuses, "accepted": int(fields["accepted"]), "elapsed": float(fields["duration_s"]),
+    # From the first signed request sent to the last answer read, over every thread: wrk's own
+    # duration starts once its last thread has started, after the first ones began sending.
+    return {"statuses": statuses, "accepted": int(fields["accepted"]), "elapsed": float(fields["load_s"]),
             "p50": float(fields["p50_ms"]), "p99": float(fields["p99_ms"]),
             "unanswered": int(fields["sent"]) - answered}
 
@@ -290,9 +305,11 @@ def cpu_calibration_ms() -> float:
 
 def worker_rss_mb() -> list[float]:
     """Resident memory of each web worker process (granian's children running the application); the
-    main process, started by this script, serves nothing."""
+    main process, started by this script, serves nothing, and the WebSocket listener (``--websockets``,
+    a process of its own and its worker) has no part in this load."""
     return [process.rss_mb for process in processes()
-            if b"telemetry.server" in process.command and process.parent != os.getpid()]
+            if b"telemetry.server" in process.command and b"--websockets" not in process.command
+            and process.parent != os.getpid()]
 
 
 def health_server_ms(port: int, seconds: int = 5) -> float:

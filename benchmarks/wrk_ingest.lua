@@ -1,10 +1,27 @@
 -- Serves pre-signed requests (written by benchmarks/ingest.py) to wrk, each exactly once, and
 -- counts answers by status and the events they accepted. wrk stops with requests still in flight:
--- "sent" lets the caller account for them. Thread k takes every k-th request, so no
--- two threads share a nonce.
+-- "sent" lets the caller account for them. Thread k reads file WRK_REQUESTS_FILE.k, so no two
+-- threads share a nonce.
+--
+-- wrk starts each thread once its init has run, and starts its clock after the last one, so the
+-- first threads send before wrk's duration begins. Each thread notes when it sent its first
+-- signed request and read its last answer; done() reports the span over all threads (load_s).
+local ffi = require("ffi")
+ffi.cdef[[
+typedef struct { long tv_sec; long tv_usec; } wrk_timeval;
+int gettimeofday(wrk_timeval *tv, void *tz);
+]]
+local clock = ffi.new("wrk_timeval")
+local function now_us()
+  ffi.C.gettimeofday(clock, nil)
+  return tonumber(clock.tv_sec) * 1e6 + tonumber(clock.tv_usec)
+end
+
 statuses = {}
 accepted = 0
 sent = 0
+first_sent_us = 0
+last_answer_us = 0
 local requests, threads = {}, {}
 local next_index = 1
 local counter = 0
@@ -16,22 +33,17 @@ function setup(thread)
 end
 
 function init(args)
-  local count = tonumber(os.getenv("WRK_THREADS"))
-  local file = assert(io.open(os.getenv("WRK_REQUESTS_FILE"), "rb"))
-  local index = 0
+  local file = assert(io.open(os.getenv("WRK_REQUESTS_FILE") .. "." .. thread_number, "rb"))
   while true do
     local header = file:read("*l")
     if not header then break end
     local url, nonce, timestamp, signature, batch, length = header:match("^(%S+) (%S+) (%S+) (%S+) (%S+) (%d+)$")
     local body = file:read(tonumber(length))
     file:read("*l")
-    if index % count == thread_number - 1 then
-      table.insert(requests, wrk.format("POST", url, {
-        ["Content-Type"] = "application/json", ["X-Nonce"] = nonce, ["X-Timestamp"] = timestamp,
-        ["X-Signature"] = signature, ["X-Batch-Size"] = batch, ["X-SDK-Version"] = "telemetry-kit-rust/0.3.0",
-        ["X-Schema-Version"] = "1.0.0"}, body))
-    end
-    index = index + 1
+    table.insert(requests, wrk.format("POST", url, {
+      ["Content-Type"] = "application/json", ["X-Nonce"] = nonce, ["X-Timestamp"] = timestamp,
+      ["X-Signature"] = signature, ["X-Batch-Size"] = batch, ["X-SDK-Version"] = "telemetry-kit-rust/0.3.0",
+      ["X-Schema-Version"] = "1.0.0"}, body))
   end
   file:close()
 end
@@ -52,6 +64,7 @@ function request()
     return wrk.format("GET", "/health")
   end
   next_index = next_index + 1
+  if sent == 0 then first_sent_us = now_us() end
   sent = sent + 1
   return r
 end
@@ -62,20 +75,23 @@ function response(status, headers, body)
   if status == 200 and not n then return end
   statuses[status] = (statuses[status] or 0) + 1
   if n then accepted = accepted + tonumber(n) end
+  last_answer_us = now_us()
 end
 
 function done(summary, latency, requests_summary)
-  local totals, accepted_total, sent_total = {}, 0, 0
+  local totals, accepted_total, sent_total, first, last = {}, 0, 0, math.huge, 0
   for _, thread in ipairs(threads) do
     accepted_total = accepted_total + thread:get("accepted")
     sent_total = sent_total + thread:get("sent")
+    if thread:get("sent") > 0 then first = math.min(first, thread:get("first_sent_us")) end
+    last = math.max(last, thread:get("last_answer_us"))
     for status, n in pairs(thread:get("statuses")) do
       totals[tostring(status)] = (totals[tostring(status)] or 0) + n
     end
   end
   io.write("WRK_RESULT accepted=", accepted_total, " sent=", sent_total, " ")
   for status, n in pairs(totals) do io.write("status_", status, "=", n, " ") end
-  io.write(string.format("p50_ms=%.3f p99_ms=%.3f mean_ms=%.3f duration_s=%.3f\n",
+  io.write(string.format("p50_ms=%.3f p99_ms=%.3f mean_ms=%.3f duration_s=%.3f load_s=%.3f\n",
     latency:percentile(50) / 1000, latency:percentile(99) / 1000, latency.mean / 1000,
-    summary.duration / 1e6))
+    summary.duration / 1e6, math.max(last - first, 0) / 1e6))
 end
