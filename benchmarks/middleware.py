@@ -15,14 +15,12 @@
 
 import argparse
 import asyncio
-import importlib.util
 import io
 import os
 import socket
 import statistics
 import tempfile
 import time
-from pathlib import Path
 
 import django
 from django.conf import settings
@@ -37,9 +35,7 @@ from starlette.routing import Route
 from telemetry_kit import Client
 from telemetry_kit.asgi import TelemetryMiddleware
 
-spec = importlib.util.spec_from_file_location("ingest_benchmark", Path(__file__).with_name("ingest.py"))
-ingest_bench = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(ingest_bench)
+from load_test import load_test as ingest_bench
 
 CONSUMER = [(b"x-consumer-id", b"mobile-app")]
 # A sample for the middleware's event: what track() encodes on each request.

@@ -13,18 +13,12 @@ on this machine (its backend's CPU is read from /proc).
 """
 
 import argparse
-import importlib.util
 import os
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-_spec = importlib.util.spec_from_file_location("ingest_benchmark", ROOT / "benchmarks" / "ingest.py")
-load_test = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(load_test)
+from load_test import load_test
 
 
 def parse_args():

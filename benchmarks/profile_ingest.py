@@ -11,21 +11,13 @@ warm up), and the top functions of a cProfile of one more run, by own time and b
 
 import argparse
 import cProfile
-import importlib.util
 import io
 import os
 import pstats
 import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-# The load test's helpers, loaded by path: its module name is the same as the ingest app's.
-_spec = importlib.util.spec_from_file_location("ingest_benchmark", ROOT / "benchmarks" / "ingest.py")
-load_test = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(load_test)
+from load_test import load_test
 
 
 def parse_args():

@@ -10,14 +10,10 @@ events accepted.
 """
 
 import argparse
-import importlib.util
 import sys
 import time
-from pathlib import Path
 
-spec = importlib.util.spec_from_file_location("ingest_benchmark", Path(__file__).with_name("ingest.py"))
-bench = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(bench)
+from load_test import load_test as bench
 
 CONNECTIONS = 16
 ROUND_SECONDS = 60
