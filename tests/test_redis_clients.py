@@ -1,9 +1,13 @@
-"""Redis clients: each thread holds one connection, and gives it back when it ends."""
+"""Redis clients: each thread holds one connection, replaces it when the server closed it, and gives it
+back when the thread ends."""
 
 import threading
+import time
+
+import redis
 
 from ingest.admission import _ADMIT
-from telemetry.lib.redis import get_redis, redis_script
+from telemetry.lib.redis import IDLE_CHECK_SECONDS, get_redis, redis_script
 
 
 def open_connections() -> int:
@@ -42,3 +46,15 @@ def test_short_lived_threads_leave_no_connection_behind():
 
     # Each thread's connection went back to the pool as it ended, and the next thread took it again.
     assert open_connections() <= before + 1
+
+
+def test_a_connection_the_server_closed_while_idle_is_replaced_before_the_next_command(settings):
+    client = get_redis()
+    first_id = client.client_id()
+    # As a Redis restart would: the server closes this thread's connection while it sits unused.
+    with redis.Redis.from_url(settings.REDIS_URL) as other:
+        other.client_kill_filter(_id=first_id)
+    time.sleep(IDLE_CHECK_SECONDS * 2)
+
+    assert get_redis().incr("tk:test:after-close") >= 1  # no ConnectionError
+    assert get_redis().client_id() != first_id

@@ -1,18 +1,24 @@
 """Redis clients: one connection pool per process, and in each thread a client holding one of its
 connections.
 
-A client that holds its connection sends each command straight down it. A client drawing from the
-pool for every command first checks the connection it takes out for unread data (two system calls
-and a failed read): a fifth to a quarter of the client's CPU for the one command of an ingest
-request (benchmarks/README.md). Pipelines still draw a connection of their own from the pool.
+A client drawing from the pool for every command first checks the connection it takes out for
+unread data or a close by the server (two system calls and a failed read): a fifth to a quarter of
+the client's CPU for the one command of an ingest request (benchmarks/README.md). A thread's own
+connection is checked so only when the thread has not used it for a while (IDLE_CHECK_SECONDS): a
+busy thread sends each command straight down it, and an idle one still finds out that Redis
+restarted meanwhile before sending, not by failing. Pipelines draw a connection from the pool.
 """
 
 import os
 import threading
+import time
 from functools import lru_cache
 
 import redis
 from django.conf import settings
+
+# A thread's connection unused for longer than this is checked before its next command.
+IDLE_CHECK_SECONDS = 0.1
 
 _thread = threading.local()
 # A forked child must not share its parent's socket: the thread that forked makes a new client
@@ -34,10 +40,25 @@ def get_redis() -> redis.Redis | None:
     url = settings.REDIS_URL
     if not url:
         return None
+    now = time.monotonic()
     if getattr(_thread, "url", None) != url:
         _thread.client = redis.Redis(connection_pool=_pool(url), single_connection_client=True)
         _thread.url, _thread.scripts = url, {}
+    elif now - _thread.used > IDLE_CHECK_SECONDS:
+        _connection_check(_thread.client.connection)
+    _thread.used = now
     return _thread.client
+
+
+def _connection_check(connection: redis.Connection) -> None:
+    """Drops a connection the server has closed (or that holds a reply nobody read); the next
+    command opens a new one. The same check the pool makes on every checkout."""
+    try:
+        stale = connection.can_read()
+    except (redis.ConnectionError, redis.TimeoutError, OSError):
+        stale = True
+    if stale:
+        connection.disconnect()
 
 
 def redis_script(source: str):
