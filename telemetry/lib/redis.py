@@ -2,7 +2,7 @@
 connections.
 
 A client drawing from the pool for every command first checks the connection it takes out for
-unread data or a close by the server (two system calls and a failed read): a fifth to a quarter of
+unread data or a close by the server (two system calls and a failed read): a tenth to a fifth of
 the client's CPU for the one command of an ingest request (benchmarks/README.md). A thread's own
 connection is checked so only when the thread has not used it for a while (IDLE_CHECK_SECONDS): a
 busy thread sends each command straight down it, and an idle one still finds out that Redis
