@@ -233,8 +233,10 @@ def run_wrk(args, credentials, load_started) -> dict:
     statuses = {key[len("status_"):]: int(value) for key, value in fields.items() if key.startswith("status_")}
     answered = sum(count for status, count in statuses.items() if status != "exhausted")
     # From the first signed request sent to the last answer read, over every thread: wrk's own
-    # duration starts once its last thread has started, after the first ones began sending.
-    return {"statuses": statuses, "accepted": int(fields["accepted"]), "elapsed": float(fields["load_s"]),
+    # duration starts once its last thread has started, after the first ones began sending. (With
+    # no answer at all there is no span: wrk's duration then.)
+    elapsed = float(fields["load_s"]) or float(fields["duration_s"])
+    return {"statuses": statuses, "accepted": int(fields["accepted"]), "elapsed": elapsed,
             "p50": float(fields["p50_ms"]), "p99": float(fields["p99_ms"]),
             "unanswered": int(fields["sent"]) - answered}
 
