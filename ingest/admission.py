@@ -126,8 +126,8 @@ def request_admit(*, target: IngestTarget, reserve: int | None, nonce_key: str =
 
     None without Redis: the caller then claims the nonce in the database and enforces nothing.
     """
-    client = get_redis()
-    if client is None:
+    admit = redis_script(_ADMIT)
+    if admit is None:
         return None
     now = clock()
     limit = target.requests_per_minute
@@ -136,7 +136,7 @@ def request_admit(*, target: IngestTarget, reserve: int | None, nonce_key: str =
     else:
         quota = target.monthly_quota if target.quota_refuses else _NO_REFUSAL_QUOTA
     utc_now = datetime.fromtimestamp(now, UTC)
-    fresh, generation, verdict, count, granted, *used = redis_script(_ADMIT)(
+    fresh, generation, verdict, count, granted, *used = admit(
         keys=[nonce_key or "tk:no-nonce", CREDENTIALS_GENERATION_KEY, f"tk:rate:{target.application_id}:{int(now // 60)}",
               _quota_key(target, utc_now)],
         args=[nonce_ttl, limit or 0, quota, reserve or 0, int(target.quota_refuses)])
@@ -164,13 +164,12 @@ def month_usage_from_database(*, organization_id: int, now: datetime) -> int:
 def quota_reserve(*, target: IngestTarget, wanted: int) -> int:
     """Reserves up to ``wanted`` events of this month's quota, atomically across processes; returns
     how many were granted. Unlimited tiers (and the embedded default) are granted everything."""
-    client = get_redis()
-    if client is None or target.monthly_quota is None or wanted == 0:
+    reserve = redis_script(_RESERVE)
+    if reserve is None or target.monthly_quota is None or wanted == 0:
         return wanted
     now = utc_now()
     quota = target.monthly_quota if target.quota_refuses else _NO_REFUSAL_QUOTA
     key = _quota_key(target, now)
-    reserve = redis_script(_RESERVE)
     granted, used = reserve(keys=[key], args=[quota, wanted, _QUOTA_TTL, ""])
     if granted == -1:
         # Redis lost the counter (or the month just began): start from what the database knows.
@@ -217,15 +216,14 @@ def quotas_reconcile() -> int:
     for this month (after a Redis restart, say); returns how many counters it raised."""
     from accounts.models import Organization
 
-    client = get_redis()
-    if client is None:
+    raise_to = redis_script(_RAISE_TO)
+    if raise_to is None:
         return 0
     now = utc_now()
     start = datetime(now.year, now.month, 1, tzinfo=UTC)
     usage = dict(Outcome.objects.filter(hour__gte=start, outcome=Outcome.Kind.ACCEPTED)
                  .values_list("organization_id").annotate(total=Sum("count")))
     raised = 0
-    raise_to = redis_script(_RAISE_TO)
     for organization_id in Organization.objects.filter(tier__is_unlimited=False).values_list("pk", flat=True):
         key = f"tk:quota:{organization_id}:{month_key(now)}"
         raised += raise_to(keys=[key], args=[usage.get(organization_id, 0), _QUOTA_TTL])
