@@ -1,4 +1,4 @@
-"""``benchmarks/ingest.py`` for the other benchmark scripts: ``from load_test import ROOT, load_test``.
+"""``benchmarks/ingest.py`` for the other benchmark scripts: ``from load_test import load_test``.
 
 Its file name is the ingest app's, so it is loaded by path under another name. Importing this also
 puts the repository ahead of ``benchmarks/`` on ``sys.path``, so that ``import ingest`` finds the app.

@@ -17,14 +17,19 @@ def open_connections() -> int:
     return sum(1 for entry in client.client_list() if entry["db"] == db)
 
 
+def admit_unsigned():
+    """The admission script as an unsigned, unlimited request runs it (nothing is counted)."""
+    redis_script(_ADMIT)(keys=["tk:test:nonce", "tk:test:generation", "tk:test:rate", "tk:test:quota"],
+                         args=[0, 0, -1, 0, 0])
+
+
 def test_a_thread_uses_one_connection_for_every_command_and_script():
     get_redis().ping()
     before = open_connections()
 
     for _ in range(20):
         get_redis().incr("tk:test:thread")
-        redis_script(_ADMIT)(keys=["tk:test:nonce", "tk:test:generation", "tk:test:rate", "tk:test:quota"],
-                             args=[0, 0, -1, 0, 0])
+        admit_unsigned()
 
     assert open_connections() == before
     assert get_redis() is get_redis()
@@ -35,12 +40,8 @@ def test_short_lived_threads_leave_no_connection_behind():
     get_redis().ping()
     before = open_connections()
 
-    def request():
-        redis_script(_ADMIT)(keys=["tk:test:nonce", "tk:test:generation", "tk:test:rate", "tk:test:quota"],
-                             args=[0, 0, -1, 0, 0])
-
     for _ in range(20):
-        thread = threading.Thread(target=request)
+        thread = threading.Thread(target=admit_unsigned)
         thread.start()
         thread.join()
 
