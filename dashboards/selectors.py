@@ -240,7 +240,7 @@ def application_breakdown(*, application: Application, window: Window, by: str, 
 
 
 def latest_events(*, application: Application, event_type: str | None = None, limit: int = 25):
-    """The newest events by timestamp, through the (application, timestamp) index."""
+    """The newest events by timestamp, through the (application, timestamp, event_id) unique index."""
     events = _read(Event).filter(application_id=application.pk)
     if event_type:
         events = events.filter(event_type=event_type)

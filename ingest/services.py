@@ -40,7 +40,7 @@ _PG_INSERT = (
     "FROM json_to_recordset(%s::json) AS e(event_id uuid, schema_version text, \"timestamp\" timestamptz, "
     "user_id text, session_id text, service json, event json)"
 )
-_ON_CONFLICT_SKIP = ' ON CONFLICT (application_id, event_id, "timestamp") DO NOTHING'
+_ON_CONFLICT_SKIP = ' ON CONFLICT (application_id, "timestamp", event_id) DO NOTHING'
 _PG_INSERT_SKIPPING_STORED = _PG_INSERT + _ON_CONFLICT_SKIP
 _encode = msgspec.json.Encoder().encode
 _SQLITE_INSERT = (
