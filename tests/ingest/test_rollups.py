@@ -37,7 +37,8 @@ def send_mixed_traffic(signed_post, app_keys):
     repeated = make_event(timestamp=now)
     signed_post(app_keys, [repeated, make_event(timestamp=now, event={"type": "start"}),
                            make_event(timestamp=now, service={"name": "x", "version": "2.0.0"})])
-    signed_post(app_keys, [repeated, make_event(timestamp="2026-01-15T08:30:00Z")],  # a duplicate and a late event
+    late = (datetime.now(UTC) - timedelta(days=40)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    signed_post(app_keys, [repeated, make_event(timestamp=late)],  # a duplicate and a late event
                 HTTP_X_SDK_VERSION="telemetry-kit-rust/0.4.0")
 
 
@@ -109,7 +110,9 @@ def test_rebuild_command_recomputes_the_same_rollups(app_keys, signed_post):
     EventRollup.objects.update(count=999)
     out = StringIO()
 
-    call_command("rebuild_rollups", "--since", "2026-01-01", "--until", "2027-01-01", stdout=out)
+    today = datetime.now(UTC).date()
+    call_command("rebuild_rollups", "--since", str(today - timedelta(days=41)), "--until",
+                 str(today + timedelta(days=1)), stdout=out)
 
     assert {key: rollup_counts(*key) for key in everything} == expected
     assert "Rollups rebuilt from 4 events" in out.getvalue()
