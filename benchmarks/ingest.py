@@ -325,14 +325,26 @@ def worker_rss_mb() -> list[float]:
             and process.parent != os.getpid()]
 
 
+def server_histogram(port: int, route: str) -> dict[str, float]:
+    """The server's own request-time histogram of one route: cumulative counts by upper bound in
+    seconds ("+Inf" included), and "sum" and "count". The server's time runs from the application
+    receiving the request to its answer, so it leaves out waiting in sockets and for a worker thread."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    figures = {}
+    for part, labels, value in re.findall(r"^http_request_duration_seconds_(bucket|sum|count)\{([^}]*)\} (\S+)$",
+                                          text, re.MULTILINE):
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', labels))
+        if labels["route"] == route:
+            figures[labels["le"] if part == "bucket" else part] = float(value)
+    return figures
+
+
 def health_server_ms(port: int, seconds: int = 5) -> float:
     """Mean server time of GET /health under wrk, from the server's own request histogram."""
     subprocess.run(["wrk", "-t", "2", "-c", "4", "-d", f"{seconds}s", f"http://127.0.0.1:{port}/health"],
                    check=True, capture_output=True)
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
-    total = float(re.search(r'http_request_duration_seconds_sum\{route="health"\} (\S+)', text).group(1))
-    count = float(re.search(r'http_request_duration_seconds_count\{route="health"\} (\S+)', text).group(1))
-    return 1000 * total / count
+    histogram = server_histogram(port, "health")
+    return 1000 * histogram["sum"] / histogram["count"]
 
 
 def run(args) -> dict:
@@ -348,6 +360,7 @@ def run(args) -> dict:
         early.cancel()
         cpu_after = cpu_seconds_by_program()
         rss_end = worker_rss_mb()
+        ingest_times = server_histogram(args.port, "ingest")
         health_ms = health_server_ms(args.port) if args.health else None
     finally:
         server.terminate()
@@ -364,6 +377,10 @@ def run(args) -> dict:
     print(f"  requests/s    {requests / elapsed:,.0f}")
     print(f"  events/s      {accepted / elapsed:,.0f}")
     print(f"  latency ms    p50 {result['p50']:.1f}  p99 {result['p99']:.1f}")
+    # Where a slow answer's time went: in the application (the server's histogram), or before it.
+    over = {bound: 1 - ingest_times[bound] / max(ingest_times["count"], 1) for bound in ("0.05", "0.1")}
+    print(f"  server time   mean {1000 * ingest_times['sum'] / max(ingest_times['count'], 1):.1f} ms, "
+          f"over 50 ms {100 * over['0.05']:.2f}%, over 100 ms {100 * over['0.1']:.2f}% of requests")
     # The client's own work (signing) is not in these: only the server's, PostgreSQL's and Redis's.
     print("  CPU ms/request " + "  ".join(f"{name} {1000 * (cpu_after[name] - cpu_before[name]) / max(requests, 1):.2f}"
                                           for name in cpu_before))
