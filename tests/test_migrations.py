@@ -11,5 +11,5 @@ def test_every_model_change_has_its_migration():
     out = StringIO()
     try:
         call_command("makemigrations", "--check", "--dry-run", stdout=out)
-    except SystemExit as exit:
-        raise AssertionError(f"models differ from the migrations:\n{out.getvalue()}") from exit
+    except SystemExit as error:
+        raise AssertionError(f"models differ from the migrations:\n{out.getvalue()}") from error
