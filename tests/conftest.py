@@ -4,6 +4,7 @@ import json
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import pytest
 from django.test import Client
@@ -61,6 +62,11 @@ def _static_files_without_collectstatic(settings):
 @pytest.fixture
 def app_keys(db) -> AppKeys:
     return app_keys_create()
+
+
+def iso(moment: datetime) -> str:
+    """A time as the SDK writes an event's timestamp: UTC, to the second, with a Z."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def make_event(**overrides) -> dict:

@@ -1,6 +1,6 @@
 import csv
 import io
-from datetime import UTC, timedelta
+from datetime import timedelta
 
 import pytest
 from django.urls import reverse
@@ -10,14 +10,10 @@ from accounts.models import Membership
 from dashboards.selectors import application_breakdown, window_for
 from ingest.admission import outcomes_flush
 from ingest.rollups import rollups_update
-from tests.conftest import app_keys_create, make_event
+from tests.conftest import app_keys_create, iso, make_event
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
-
-
-def iso(moment):
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def viewer(client, keys):

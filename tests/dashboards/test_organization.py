@@ -1,4 +1,4 @@
-from datetime import UTC, timedelta
+from datetime import timedelta
 
 import pytest
 from django.urls import reverse
@@ -9,14 +9,10 @@ from dashboards.selectors import event_series, outcome_series, window_for
 from ingest.admission import outcomes_flush
 from ingest.models import Event
 from ingest.rollups import rollups_update
-from tests.conftest import app_keys_create, make_event
+from tests.conftest import app_keys_create, iso, make_event
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
-
-
-def iso(moment):
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @pytest.mark.parametrize(("range_key", "by"), [("1h", "minute"), ("24h", "hour"), ("7d", "day"), ("30d", "hour")])

@@ -1,4 +1,4 @@
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from django.urls import reverse
@@ -8,14 +8,10 @@ from accounts.models import Membership, Tier
 from dashboards.selectors import organization_quota_usage, overview
 from ingest.models import Event
 from ingest.rollups import rollups_update
-from tests.conftest import app_keys_create, make_event
+from tests.conftest import app_keys_create, iso, make_event
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
-
-
-def iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def member_of(organization, role="viewer"):

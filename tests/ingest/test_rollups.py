@@ -7,7 +7,7 @@ from django.core.management import call_command
 
 from ingest.models import Event, EventRollup, Outcome
 from ingest.rollups import minute_rollups_prune, rollups_update
-from tests.conftest import make_event
+from tests.conftest import iso, make_event
 
 pytestmark = pytest.mark.django_db
 
@@ -33,12 +33,11 @@ def counts_from_raw_events(granularity: str, dimension: str = "") -> Counter:
 
 
 def send_mixed_traffic(signed_post, app_keys):
-    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    now = iso(datetime.now(UTC))
     repeated = make_event(timestamp=now)
     signed_post(app_keys, [repeated, make_event(timestamp=now, event={"type": "start"}),
                            make_event(timestamp=now, service={"name": "x", "version": "2.0.0"})])
-    late = (datetime.now(UTC) - timedelta(days=40)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    signed_post(app_keys, [repeated, make_event(timestamp=late)],  # a duplicate and a late event
+    signed_post(app_keys, [repeated, make_event(timestamp=iso(datetime.now(UTC) - timedelta(days=40)))],  # a duplicate and a late event
                 HTTP_X_SDK_VERSION="telemetry-kit-rust/0.4.0")
 
 
@@ -55,7 +54,7 @@ def test_rollups_equal_counts_from_raw_events_after_late_and_duplicate_events(ap
 
 
 def test_minute_rollups_older_than_two_days_are_pruned_and_the_rest_kept(app_keys, signed_post):
-    signed_post(app_keys, [make_event(timestamp=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))])
+    signed_post(app_keys, [make_event(timestamp=iso(datetime.now(UTC)))])
     rollups_update(lag_seconds=0)
     recent = set(EventRollup.objects.values_list("granularity", "bucket"))
     old = EventRollup.objects.filter(granularity="minute").first()
