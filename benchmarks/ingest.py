@@ -378,8 +378,10 @@ def run(args) -> dict:
     print(f"  events/s      {accepted / elapsed:,.0f}")
     print(f"  latency ms    p50 {result['p50']:.1f}  p99 {result['p99']:.1f}")
     # Where a slow answer's time went: in the application (the server's histogram), or before it.
-    over = {bound: 1 - ingest_times[bound] / max(ingest_times["count"], 1) for bound in ("0.05", "0.1")}
-    print(f"  server time   mean {1000 * ingest_times['sum'] / max(ingest_times['count'], 1):.1f} ms, "
+    # (A run that reached no ingest request has no histogram lines for it: zeros.)
+    answered = max(ingest_times.get("count", 0), 1)
+    over = {bound: 1 - ingest_times.get(bound, answered) / answered for bound in ("0.05", "0.1")}
+    print(f"  server time   mean {1000 * ingest_times.get('sum', 0) / answered:.1f} ms, "
           f"over 50 ms {100 * over['0.05']:.2f}%, over 100 ms {100 * over['0.1']:.2f}% of requests")
     # The client's own work (signing) is not in these: only the server's, PostgreSQL's and Redis's.
     print("  CPU ms/request " + "  ".join(f"{name} {1000 * (cpu_after[name] - cpu_before[name]) / max(requests, 1):.2f}"
