@@ -26,42 +26,54 @@ from telemetry.lib.redis import get_redis, redis_script
 PENDING_OUTCOMES_KEY = "tk:outcomes:pending"
 _QUOTA_TTL = 40 * 24 * 3600
 
-# KEYS: nonce, credentials generation, rate window, quota; ARGV: nonce ttl (0: no nonce, for clients
-# that do not sign), rate limit (0: none),
-# quota (-1: none), events to reserve, whether a spent quota refuses (1) or only counts (0).
-# Returns {nonce fresh, generation, verdict, requests this window, events granted, quota used after}
-# where verdict is
-# 1 admitted, 2 rate limited, 3 quota spent, and granted is -1 when nothing was reserved (no quota,
-# or its counter is missing). The rate limit comes first (its wait is the shorter); a refused request
-# gives its nonce back. Reserving the batch's declared size here saves a round trip; what the batch
-# does not use is given back after storing.
+# KEYS: nonce, credentials generation, rate limit state, quota; ARGV: nonce ttl (0: no nonce, for
+# clients that do not sign), rate limit in requests a minute (0: none), quota (-1: none), events to
+# reserve, whether a spent quota refuses (1) or only counts (0).
+# Returns {nonce fresh, generation, verdict, requests remaining, rate reset ms, events granted, quota
+# used after} where verdict is 1 admitted, 2 rate limited, 3 quota spent; granted is -1 when nothing
+# was reserved (no quota, or its counter is missing). The rate limit comes first (its wait is the
+# shorter); a refused request gives its nonce back. Reserving the batch's declared size here saves a
+# round trip; what the batch does not use is given back after storing.
+#
+# The rate limit is a generic cell rate algorithm (GCRA): a minute's allowance may be spent at once,
+# and it comes back one request every 60/limit seconds, so a client waits a fraction of a minute
+# rather than until the clock minute ends, and no two minutes' allowances meet at a minute's edge.
+# The state is one number, the time (ms, Redis's clock, the same for every server) at which the
+# requests admitted so far are paid back; a request is admitted while that stays within a minute of
+# now. Rate reset: for an admitted request, ms until the whole allowance is back; for a refused
+# one, ms until one more request fits.
 _ADMIT = """
 local signed = ARGV[1] ~= '0'
-if signed and not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return {0, 0, 0, 0, 0} end
+if signed and not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return {0, 0, 0, 0, 0, 0} end
 local generation = tonumber(redis.call('GET', KEYS[2]) or '0')
 local limit = tonumber(ARGV[2])
-local count = 0
+local remaining, reset = 0, 0
 if limit > 0 then
-  count = redis.call('INCR', KEYS[3])
-  if count == 1 then redis.call('EXPIRE', KEYS[3], 120) end
-  if count > limit then
-    redis.call('DECR', KEYS[3])
+  local time = redis.call('TIME')
+  local now = tonumber(time[1]) * 1000 + tonumber(time[2]) / 1000
+  local interval = 60000 / limit
+  local paid_back = math.max(tonumber(redis.call('GET', KEYS[3]) or '0'), now) + interval
+  local in_use = paid_back - now
+  if in_use > 60000.001 then
     if signed then redis.call('DEL', KEYS[1]) end
-    return {1, generation, 2, limit, 0}
+    return {1, generation, 2, 0, math.ceil(in_use - 60000), 0}
   end
+  redis.call('SET', KEYS[3], string.format('%.3f', paid_back), 'PX', math.ceil(in_use))
+  remaining = math.floor((60000 - in_use) / interval + 0.000001)
+  reset = math.ceil(in_use)
 end
 local quota = tonumber(ARGV[3])
-if quota < 0 then return {1, generation, 1, count, -1} end
+if quota < 0 then return {1, generation, 1, remaining, reset, -1} end
 local used = redis.call('GET', KEYS[4])
-if not used then return {1, generation, 1, count, -1} end
+if not used then return {1, generation, 1, remaining, reset, -1} end
 used = tonumber(used)
 if used >= quota and ARGV[5] == '1' then
   if signed then redis.call('DEL', KEYS[1]) end
-  return {1, generation, 3, count, 0}
+  return {1, generation, 3, remaining, reset, 0}
 end
 local granted = math.max(0, math.min(tonumber(ARGV[4]), quota - used))
 if granted > 0 then redis.call('INCRBY', KEYS[4], granted) end
-return {1, generation, 1, count, granted, used + granted}
+return {1, generation, 1, remaining, reset, granted, used + granted}
 """
 
 # KEYS: quota; ARGV: quota, events wanted, ttl, usage to start from when the key is missing ('' to
@@ -81,7 +93,8 @@ return {granted, used + granted}
 
 
 def clock() -> float:
-    """Seconds since the epoch: the one clock that windows, months and hours are cut from."""
+    """Seconds since the epoch: the one clock that quota months and outcome hours are cut from (the
+    rate limit reads Redis's, the same for every server)."""
     return time.time()
 
 
@@ -97,7 +110,7 @@ class Admission:
     reserved: int | None  # quota reserved for the batch's declared events; None: not reserved here
     rate_limit: int | None
     rate_remaining: int | None
-    rate_reset: int  # seconds until the rate window ends
+    rate_reset: int  # seconds until the whole rate allowance is back (refused: until a request fits)
     quota_reset: int  # seconds until the quota month ends
 
 
@@ -129,16 +142,15 @@ def request_admit(*, target: IngestTarget, reserve: int | None, nonce_key: str =
     admit = redis_script(_ADMIT)
     if admit is None:
         return None
-    now = clock()
+    now = utc_now()
     limit = target.requests_per_minute
     if target.monthly_quota is None or reserve is None:
         quota = -1
     else:
         quota = target.monthly_quota if target.quota_refuses else _NO_REFUSAL_QUOTA
-    utc_now = datetime.fromtimestamp(now, UTC)
-    fresh, generation, verdict, count, granted, *used = admit(
-        keys=[nonce_key or "tk:no-nonce", CREDENTIALS_GENERATION_KEY, f"tk:rate:{target.application_id}:{int(now // 60)}",
-              _quota_key(target, utc_now)],
+    fresh, generation, verdict, remaining, reset_ms, granted, *used = admit(
+        keys=[nonce_key or "tk:no-nonce", CREDENTIALS_GENERATION_KEY, f"tk:rate:{target.application_id}",
+              _quota_key(target, now)],
         args=[nonce_ttl, limit or 0, quota, reserve or 0, int(target.quota_refuses)])
     if used and int(granted) > 0:
         quota_thresholds_check(target=target, before=int(used[0]) - int(granted), after=int(used[0]))
@@ -148,9 +160,9 @@ def request_admit(*, target: IngestTarget, reserve: int | None, nonce_key: str =
         verdict={1: "admitted", 2: "rate_limited", 3: "quota_spent"}.get(int(verdict), "admitted"),
         reserved=None if int(granted) < 0 else int(granted),
         rate_limit=limit,
-        rate_remaining=max(0, limit - int(count)) if limit else None,
-        rate_reset=60 - int(now) % 60,
-        quota_reset=seconds_to_month_end(utc_now),
+        rate_remaining=int(remaining) if limit else None,
+        rate_reset=max(1, (int(reset_ms) + 999) // 1000),
+        quota_reset=seconds_to_month_end(now),
     )
 
 

@@ -98,6 +98,9 @@ def _header(name: str, description: str, *, required: bool = False, pattern: str
 
 
 _LIMITED = [200, 207, 422, 429]
+_RATE_REMAINING = ("Requests that may be sent now. A minute's allowance may be spent at once; it comes back "
+                   "one request every 60/limit seconds.")
+_RATE_RESET = "Seconds until the whole allowance is back; on a 429, until one more request is admitted (as Retry-After)."
 HEADERS = [
     _header("X-Signature", "Lowercase hex HMAC-SHA256 of `{X-Timestamp}:{X-Nonce}:{raw body}`, keyed with the "
             "HMAC secret's UTF-8 bytes (not base64-decoded).", required=True, pattern=r"^[0-9a-fA-F]{64}$"),
@@ -112,9 +115,8 @@ HEADERS = [
             pattern="^[01]$"),
     _header("RateLimit-Limit", "Requests a minute allowed to the application (absent when unlimited).",
             response=_LIMITED, type=int),
-    _header("RateLimit-Remaining", "Requests left in the current minute.", response=_LIMITED, type=int),
-    _header("RateLimit-Reset", "Seconds until the current minute's count starts again.", response=_LIMITED,
-            type=int),
+    _header("RateLimit-Remaining", _RATE_REMAINING, response=_LIMITED, type=int),
+    _header("RateLimit-Reset", _RATE_RESET, response=_LIMITED, type=int),
     _header("Retry-After", "Seconds to wait before sending again.", response=[429, 503], type=int),
 ]
 
@@ -324,8 +326,8 @@ malti_schema = extend_schema(
     parameters=[
         _header("RateLimit-Limit", "Requests a minute allowed to the application (absent when unlimited).",
                 response=_MALTI_LIMITED, type=int),
-        _header("RateLimit-Remaining", "Requests left in the current minute.", response=_MALTI_LIMITED, type=int),
-        _header("RateLimit-Reset", "Seconds until the current minute's count starts again.",
+        _header("RateLimit-Remaining", _RATE_REMAINING, response=_MALTI_LIMITED, type=int),
+        _header("RateLimit-Reset", _RATE_RESET,
                 response=_MALTI_LIMITED, type=int),
         _header("Retry-After", "Seconds to wait before sending again.", response=[429, 503], type=int),
     ],

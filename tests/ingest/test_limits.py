@@ -25,13 +25,6 @@ def keys_on(tier_):
     return app_keys_create(organization__tier=tier_)
 
 
-def within_one_rate_window():
-    """Rate limits count per clock minute: start a test that must stay in one window early in a minute."""
-    into_minute = time.time() % 60
-    if into_minute > 50:
-        time.sleep(60.5 - into_minute)
-
-
 def outcome_totals(keys) -> dict:
     outcomes_flush()
     rollups_update(lag_seconds=0)
@@ -105,7 +98,6 @@ def test_extra_quota_granted_for_this_month_raises_the_limit(signed_post):
 
 def test_rate_limit_counts_down_in_headers_then_answers_429(signed_post):
     keys = keys_on(tier(requests_per_minute=3))
-    within_one_rate_window()
 
     answers = [signed_post(keys, [make_event()]) for _ in range(4)]
 
@@ -119,6 +111,22 @@ def test_rate_limit_counts_down_in_headers_then_answers_429(signed_post):
     assert int(refused["RateLimit-Reset"]) == int(refused["Retry-After"])
 
 
+def test_a_spent_rate_allowance_comes_back_one_request_at_a_time(signed_post):
+    keys = keys_on(tier(requests_per_minute=12))  # a minute's 12 at once, then one every 5 s
+    assert {signed_post(keys, [make_event()]).status_code for _ in range(12)} == {200}
+
+    refused = signed_post(keys, [make_event()])
+    assert refused.status_code == 429
+    assert 1 <= int(refused["Retry-After"]) <= 5  # the wait for one request, not for the minute's end
+    time.sleep(int(refused["Retry-After"]))
+    again = signed_post(keys, [make_event()])
+    one_too_many = signed_post(keys, [make_event()])
+
+    assert again.status_code == 200
+    assert again["RateLimit-Remaining"] == "0"
+    assert one_too_many.status_code == 429
+
+
 def test_unlimited_tier_is_never_limited(signed_post):
     keys = keys_on(tier(monthly_event_quota=1, requests_per_minute=1, is_unlimited=True))
 
@@ -127,7 +135,6 @@ def test_unlimited_tier_is_never_limited(signed_post):
 
 def test_every_event_sent_ends_in_exactly_one_counted_outcome(signed_post):
     keys = keys_on(tier(monthly_event_quota=4, requests_per_minute=4))
-    within_one_rate_window()
     event = make_event()
     signed_post(keys, [event, event, make_event(), make_event(user_id="bad")])  # 2 stored, 1 duplicate, 1 invalid
     signed_post(keys, [make_event(), make_event(), make_event()])  # 2 stored, 1 over quota

@@ -5,7 +5,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 
 import pytest
 from telemetry_kit import AsyncClient
@@ -137,20 +136,21 @@ def test_events_queued_while_the_server_is_unreachable_are_sent_by_the_next_run(
 
 
 def test_rate_limited_batch_waits_for_retry_after_and_then_arrives_once(endpoint, tmp_path):
-    one_a_minute = Tier.objects.create(slug="one-a-minute", name="One a minute", monthly_event_quota=1_000_000,
-                                       requests_per_minute=1, retention_days=30)
-    keys = app_keys_create(organization__tier=one_a_minute)
+    # A minute's 12 requests at once, then one every 5 s: the 13th waits a few seconds.
+    twelve_a_minute = Tier.objects.create(slug="twelve-a-minute", name="Twelve a minute",
+                                          monthly_event_quota=1_000_000, requests_per_minute=12, retention_days=30)
+    keys = app_keys_create(organization__tier=twelve_a_minute)
     client = sdk_client(keys, endpoint, tmp_path / "queue.sqlite3")
-    if time.time() % 60 > 55:  # both requests below must fall in one clock minute, the rate window
-        time.sleep(60.5 - time.time() % 60)
 
-    first = client.track("command", {"n": 1})
-    assert client.flush(timeout=10)  # the minute's one request
-    second = client.track("command", {"n": 2})
-    delivered = client.flush(timeout=75)  # answered 429, and sent again once the Retry-After has passed
+    sent = []
+    for n in range(12):  # the allowance, one request each
+        sent.append(client.track("command", {"n": n}))
+        assert client.flush(timeout=10)
+    last = client.track("command", {"n": 12})
+    delivered = client.flush(timeout=30)  # answered 429, and sent again once the Retry-After has passed
 
     assert delivered
-    assert stored_ids(keys) == sorted([first, second])
+    assert stored_ids(keys) == sorted([*sent, last])
     # One 429 in all: the client did not try again before the Retry-After had passed.
     outcomes_flush()
     refused = Outcome.objects.filter(application_id=keys.application.pk, outcome=Outcome.Kind.RATE_LIMITED)
