@@ -58,7 +58,8 @@ if limit > 0 then
     if signed then redis.call('DEL', KEYS[1]) end
     return {1, generation, 2, 0, math.ceil(in_use - 60000), 0}
   end
-  redis.call('SET', KEYS[3], string.format('%.3f', paid_back), 'PX', math.ceil(in_use))
+  -- At least 1 ms: an interval of a huge limit is lost in a double of epoch milliseconds.
+  redis.call('SET', KEYS[3], string.format('%.3f', paid_back), 'PX', math.max(1, math.ceil(in_use)))
   remaining = math.floor((60000 - in_use) / interval + 0.000001)
   reset = math.ceil(in_use)
 end

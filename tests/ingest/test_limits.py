@@ -127,6 +127,15 @@ def test_a_spent_rate_allowance_comes_back_one_request_at_a_time(signed_post):
     assert one_too_many.status_code == 429
 
 
+def test_a_limit_far_beyond_any_clients_rate_admits_every_request(signed_post):
+    keys = keys_on(tier(requests_per_minute=10**9))  # one request's share is below a millisecond's precision
+
+    answers = [signed_post(keys, [make_event()]) for _ in range(3)]
+
+    assert [a.status_code for a in answers] == [200, 200, 200]
+    assert {a["RateLimit-Limit"] for a in answers} == {str(10**9)}
+
+
 def test_unlimited_tier_is_never_limited(signed_post):
     keys = keys_on(tier(monthly_event_quota=1, requests_per_minute=1, is_unlimited=True))
 
