@@ -308,6 +308,14 @@ def cpu_seconds_by_program() -> dict[str, float]:
     return totals
 
 
+def machine_ticks() -> tuple[int, int, int]:
+    """The machine's CPU time so far, in clock ticks over all CPUs: (total, idle, stolen). Stolen
+    time is when this virtual machine was ready to run and its host ran something else."""
+    with open("/proc/stat") as handle:
+        user, nice, system, idle, iowait, irq, softirq, steal = map(int, handle.readline().split()[1:9])
+    return user + nice + system + idle + iowait + irq + softirq + steal, idle + iowait, steal
+
+
 def cpu_calibration_ms() -> float:
     """Milliseconds for a fixed CPU-bound task: this machine's speed varies from run to run, and this
     figure shows how fast it was while the numbers were taken."""
@@ -357,10 +365,10 @@ def run(args) -> dict:
         # Memory is read a fifth into the load (after the workers warmed up) and at its end.
         rss_start: list[float] = []
         early = threading.Timer(args.duration / 5, lambda: rss_start.extend(worker_rss_mb()))
-        cpu_before = cpu_seconds_by_program()
+        cpu_before, ticks_before = cpu_seconds_by_program(), machine_ticks()
         result = (run_wrk if client == "wrk" else run_python)(args, credentials, early.start)
         early.cancel()
-        cpu_after = cpu_seconds_by_program()
+        cpu_after, ticks_after = cpu_seconds_by_program(), machine_ticks()
         rss_end = worker_rss_mb()
         ingest_times = server_histogram(args.port, "ingest")
         health_ms = health_server_ms(args.port) if args.health else None
@@ -400,6 +408,11 @@ def run(args) -> dict:
     # The client's own work (signing) is not in these: only the server's, PostgreSQL's and Redis's.
     print("  CPU ms/request " + "  ".join(f"{name} {1000 * (cpu_after[name] - cpu_before[name]) / max(requests, 1):.2f}"
                                           for name in cpu_before))
+    # On a virtual machine, time the host gave to others while this one had work: a run with much
+    # of it measured a slower machine than its calibration says.
+    total, idle, stolen = (after - before for before, after in zip(ticks_before, ticks_after))
+    print(f"  machine       {100 * (total - idle - stolen) / max(total, 1):.0f}% busy, "
+          f"{100 * stolen / max(total, 1):.1f}% stolen by the host")
     print(f"  worker RSS MB {' '.join(f'{size:.0f}' for size in rss_start)} a fifth into the load, "
           f"{' '.join(f'{size:.0f}' for size in rss_end)} at end")
     if health_ms is not None:
