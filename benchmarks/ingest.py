@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/telemetry_bench"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/14"
 PRODUCTION_VENV = ROOT / "var" / "bench-venv"
-STEADY_MIN_S = 5  # wrk: fewer whole seconds with every connection sending, and the span's rate is given
+STEADY_MIN_S = 5  # wrk: a run with fewer whole seconds of every thread sending reports the span's rate
 
 # Each event carries its own id and the time it was made, as an SDK's events do: the time matters to
 # PostgreSQL, whose indexes on (application, timestamp, ...) take increasing keys at their right end.

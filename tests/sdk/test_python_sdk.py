@@ -136,17 +136,17 @@ def test_events_queued_while_the_server_is_unreachable_are_sent_by_the_next_run(
 
 
 def test_rate_limited_batch_waits_for_retry_after_and_then_arrives_once(endpoint, tmp_path):
-    # A minute's 12 requests at once, then one every 5 s: the 13th waits a few seconds.
-    twelve_a_minute = Tier.objects.create(slug="twelve-a-minute", name="Twelve a minute",
-                                          monthly_event_quota=1_000_000, requests_per_minute=12, retention_days=30)
-    keys = app_keys_create(organization__tier=twelve_a_minute)
+    # A minute's 6 requests at once, then one every 10 s: the 7th waits up to 10 s.
+    six_a_minute = Tier.objects.create(slug="six-a-minute", name="Six a minute",
+                                       monthly_event_quota=1_000_000, requests_per_minute=6, retention_days=30)
+    keys = app_keys_create(organization__tier=six_a_minute)
     client = sdk_client(keys, endpoint, tmp_path / "queue.sqlite3")
 
     sent = []
-    for n in range(12):  # the allowance, one request each
+    for n in range(6):  # the allowance, one request each
         sent.append(client.track("command", {"n": n}))
         assert client.flush(timeout=10)
-    last = client.track("command", {"n": 12})
+    last = client.track("command", {"n": 6})
     delivered = client.flush(timeout=30)  # answered 429, and sent again once the Retry-After has passed
 
     assert delivered
