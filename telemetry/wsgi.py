@@ -15,6 +15,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "telemetry.settings")
 django.setup(set_prefix=False)
 
 from django.conf import settings  # noqa: E402  (after setup)
+from django.urls import get_resolver  # noqa: E402
 
 
 def _handler_with(middleware: list[str]) -> WSGIHandler:
@@ -49,6 +50,11 @@ def application(environ, start_response):
     finally:
         response.close()
 
+
+# Django imports the URLconf, and with it every view module, on the first request: 0.17 s of a
+# worker's first request here (0.2 s in all, against 2 ms for the next). Import it now, before
+# any client waits, and before the freeze below, which then covers those modules too.
+get_resolver().url_patterns
 
 # Everything loaded so far lives as long as the process: leave it out of the garbage collector's
 # full passes, which otherwise walk it all and pause every request thread meanwhile.

@@ -1,0 +1,18 @@
+"""The WSGI entry point as a web worker loads it."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VIEW_MODULES = ["telemetry.urls", "ingest.apis", "dashboards.views"]
+
+
+def test_a_web_worker_has_imported_every_view_before_its_first_request():
+    # A fresh interpreter, as a worker starts: loading the application must import the URLconf and
+    # the views it names, which Django would otherwise do while the first request waits.
+    program = f"import sys, telemetry.wsgi; print(*[m for m in {VIEW_MODULES!r} if m in sys.modules])"
+    loaded = subprocess.run([sys.executable, "-c", program], cwd=ROOT, capture_output=True, text=True,
+                            check=True).stdout.split()
+
+    assert loaded == VIEW_MODULES
