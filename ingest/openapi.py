@@ -101,6 +101,20 @@ _LIMITED = [200, 207, 422, 429]
 _RATE_REMAINING = ("Requests that may be sent now. A minute's allowance may be spent at once; it comes back "
                    "one request every 60/limit seconds.")
 _RATE_RESET = "Seconds until the whole allowance is back; on a 429, until one more request is admitted (as Retry-After)."
+
+
+def _rate_limit_headers(limited: list[int]) -> list[OpenApiParameter]:
+    """The rate limit's answer headers, on the statuses ``limited`` of an endpoint, and Retry-After."""
+    return [
+        _header("RateLimit-Limit", "Requests a minute allowed to the application (absent when unlimited).",
+                response=limited, type=int),
+        _header("RateLimit-Remaining", _RATE_REMAINING, response=limited, type=int),
+        _header("RateLimit-Reset", _RATE_RESET, response=limited, type=int),
+        _header("Retry-After", "Seconds to wait before sending again.", response=[429, 503], type=int),
+    ]
+
+
+_RATE_LIMIT_HEADERS = _rate_limit_headers(_LIMITED)
 HEADERS = [
     _header("X-Signature", "Lowercase hex HMAC-SHA256 of `{X-Timestamp}:{X-Nonce}:{raw body}`, keyed with the "
             "HMAC secret's UTF-8 bytes (not base64-decoded).", required=True, pattern=r"^[0-9a-fA-F]{64}$"),
@@ -113,11 +127,7 @@ HEADERS = [
     _header("X-Schema-Version", "Optional, e.g. `1.0.0`; each event carries its own `schema_version`."),
     _header("DNT", "`1`: after authentication nothing is stored and the answer is 204 with no body.",
             pattern="^[01]$"),
-    _header("RateLimit-Limit", "Requests a minute allowed to the application (absent when unlimited).",
-            response=_LIMITED, type=int),
-    _header("RateLimit-Remaining", _RATE_REMAINING, response=_LIMITED, type=int),
-    _header("RateLimit-Reset", _RATE_RESET, response=_LIMITED, type=int),
-    _header("Retry-After", "Seconds to wait before sending again.", response=[429, 503], type=int),
+    *_RATE_LIMIT_HEADERS,
 ]
 
 EVENT = {
@@ -248,7 +258,7 @@ stream_schema = extend_schema(
                 "of messages with the count stored so far; an empty binary message hangs up. A GET upgrade "
                 "sent here is answered 426 naming the listener.",
     tags=["streams"],
-    parameters=[*_STREAM_PATH_PARAMETERS, *_STREAM_ERROR_HEADERS, *HEADERS[-4:]],
+    parameters=[*_STREAM_PATH_PARAMETERS, *_STREAM_ERROR_HEADERS, *_RATE_LIMIT_HEADERS],
     request={"application/x-ndjson": OpenApiTypes.STR, "application/json": OpenApiTypes.STR,
              "text/plain": OpenApiTypes.STR},
     examples=[OpenApiExample("two values", value='{"time": "2026-11-25T10:00:00Z", "level": "INFO", "msg": "hi"}\n'
@@ -323,14 +333,7 @@ malti_schema = extend_schema(
                 "token issued with a service name). The batch is stored whole or not at all; 200 only once "
                 "every record is stored. Each record becomes an `http_request` event.",
     tags=["ingest"],
-    parameters=[
-        _header("RateLimit-Limit", "Requests a minute allowed to the application (absent when unlimited).",
-                response=_MALTI_LIMITED, type=int),
-        _header("RateLimit-Remaining", _RATE_REMAINING, response=_MALTI_LIMITED, type=int),
-        _header("RateLimit-Reset", _RATE_RESET,
-                response=_MALTI_LIMITED, type=int),
-        _header("Retry-After", "Seconds to wait before sending again.", response=[429, 503], type=int),
-    ],
+    parameters=_rate_limit_headers(_MALTI_LIMITED),
     request={"application/json": MaltiBatchSerializer},
     examples=[OpenApiExample("batch", value={"requests": [MALTI_RECORD]}, request_only=True)],
     responses={
@@ -499,7 +502,7 @@ lambda_schema = extend_schema(
                          description="The function's name, when the header is not sent."),
         OpenApiParameter("version", str, OpenApiParameter.QUERY, required=False,
                          description="The function's version, when the header is not sent."),
-        *[h for h in HEADERS if h.name.startswith("RateLimit") or h.name == "Retry-After"],
+        *_RATE_LIMIT_HEADERS,
     ],
     request={"application/json": {"type": "array", "maxItems": settings.INGEST_MAX_BATCH_SIZE, "items": {
         "type": "object", "required": ["type", "time"], "properties": {
@@ -541,7 +544,7 @@ otlp_schema = extend_schema(
                 "was rejected and says why), or a google.rpc.Status.",
     tags=["otlp"],
     parameters=[*_IDS, _API_KEY, _header("Content-Encoding", "`gzip`, or none.", pattern="^(gzip|identity)$"),
-                *[h for h in HEADERS if h.name.startswith("RateLimit") or h.name == "Retry-After"]],
+                *_RATE_LIMIT_HEADERS],
     request={"application/x-protobuf": _BINARY, "application/json": {"type": "object"}},
     responses=_otlp_answers({
         200: ("Stored; `partialSuccess` when some items were rejected.",
