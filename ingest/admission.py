@@ -59,9 +59,9 @@ if limit > 0 then
     return {1, generation, 2, 0, math.ceil(in_use - 60000), 0}
   end
   -- At least 1 ms: an interval of a huge limit is lost in a double of epoch milliseconds.
-  redis.call('SET', KEYS[3], string.format('%.3f', paid_back), 'PX', math.max(1, math.ceil(in_use)))
+  reset = math.max(1, math.ceil(in_use))
+  redis.call('SET', KEYS[3], string.format('%.3f', paid_back), 'PX', reset)
   remaining = math.floor((60000 - in_use) / interval + 0.000001)
-  reset = math.ceil(in_use)
 end
 local quota = tonumber(ARGV[3])
 if quota < 0 then return {1, generation, 1, remaining, reset, -1} end
