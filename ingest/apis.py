@@ -10,7 +10,6 @@ from django.conf import settings
 from django.http import HttpResponse
 from django.utils import timezone
 from rest_framework.exceptions import MethodNotAllowed
-from rest_framework.views import APIView
 
 from accounts.selectors import IngestTarget, application_for, ingest_target_get
 from accounts.services import Source, credential_touch
@@ -22,7 +21,7 @@ from ingest.errors import (ApiError, BadRequest, PayloadTooLarge, QuotaExceeded,
                            Unauthorized, error_body)
 from ingest.intake import admission_enforce, bearer_token, rate_limit_headers, request_admit_unsigned, token_authenticate
 from ingest.models import Event, Outcome, Stream
-from ingest.negotiation import JsonOnly
+from ingest.negotiation import MachineApi
 from ingest.schema import BatchFormatError, batch_check, batch_decode
 from ingest.services import events_accept, nonce_claim_in_database, nonce_key, nonce_release, outcomes_count
 
@@ -46,10 +45,9 @@ def _declared_events(meta) -> int:
     return 1 if count is None else min(count, settings.INGEST_MAX_BATCH_SIZE)
 
 
-class IngestApi(APIView):
+class IngestApi(MachineApi):
     """``POST /v1/ingest/{org_id}/{app_id}``: a signed batch of telemetry-kit events."""
 
-    content_negotiation_class = JsonOnly
 
     def post(self, request, org_id: str, app_id: str):
         meta = request.META
@@ -179,12 +177,11 @@ def _request_headers(meta):
 _STREAM_STOP_STATUS = {"payload_too_large": 413, "quota_exceeded": 429, "unauthorized": 401}
 
 
-class StreamApi(APIView):
+class StreamApi(MachineApi):
     """``POST /v1/streams/{org_id}/{app_id}``: an event stream (seed 002), JSON values one per line,
     each stored as an event while the body arrives; the answer is the count stored, as text. The
     same path takes WebSockets on the server's WebSocket listener (``ingest.sockets``)."""
 
-    content_negotiation_class = JsonOnly
 
     def post(self, request, org_id: str, app_id: str):
         meta = request.META
@@ -235,12 +232,11 @@ _decode_erasure = msgspec.json.Decoder(_ErasureRequest).decode
 ERASURE_LOCK_WAIT_SECONDS = 10
 
 
-class ErasureApi(APIView):
+class ErasureApi(MachineApi):
     """``POST /v1/erasure/{org_id}/{app_id}`` with ``{"user_id": "..."}``: erases that user id's
     events from the application, stored and archived. Signed as an ingest request, and the
     application's API token must come as the bearer; answers with the receipt kept in the audit log."""
 
-    content_negotiation_class = JsonOnly
 
     def post(self, request, org_id: str, app_id: str):
         meta = request.META
@@ -282,7 +278,7 @@ class ErasureApi(APIView):
         return HttpResponse(_encode(body), content_type="application/json")
 
 
-class MaltiIngestApi(APIView):
+class MaltiIngestApi(MachineApi):
     """``POST /api/v1/ingest``: a batch of Malti request records, by ``X-API-Key`` (COMPAT.md section 4).
 
     The Malti client drops a batch on any answer but 200, and never resends it: so a batch is stored
@@ -291,7 +287,6 @@ class MaltiIngestApi(APIView):
     that records we did not store were delivered.
     """
 
-    content_negotiation_class = JsonOnly
 
     def post(self, request):
         meta = request.META

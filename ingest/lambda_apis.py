@@ -11,7 +11,6 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from django.http import HttpResponse
 from redis import RedisError
-from rest_framework.views import APIView
 
 from accounts.selectors import IngestTarget
 from ingest import lambda_telemetry, otlp, verification
@@ -20,7 +19,7 @@ from ingest.apis import batch_response
 from ingest.errors import ApiError, BadRequest, PayloadTooLarge, QuotaExceeded
 from ingest.intake import bearer_token, rate_limit_headers, request_admit_unsigned, token_authenticate
 from ingest.models import Outcome
-from ingest.negotiation import JsonOnly
+from ingest.negotiation import MachineApi
 from ingest.schema import CheckedBatch
 from ingest.services import Accepted, events_accept, outcomes_count
 from telemetry.lib.errors import ServiceUnavailable
@@ -70,10 +69,9 @@ def _function(request, elements) -> lambda_telemetry.Function:
     return lambda_telemetry.Function(found.name, version[:255] or found.version)
 
 
-class LambdaTelemetryApi(APIView):
+class LambdaTelemetryApi(MachineApi):
     """``POST /v1/lambda/{org_id}/{app_id}``: an array the Lambda Telemetry API pushed."""
 
-    content_negotiation_class = JsonOnly
 
     def post(self, request, org_id: str, app_id: str):
         meta = request.META
@@ -112,12 +110,11 @@ class OtlpError:
 _OUTAGES = (OperationalError, InterfaceError, RedisError, ServiceUnavailable)
 
 
-class OtlpApi(APIView):
+class OtlpApi(MachineApi):
     """``POST /v1/otlp/{org_id}/{app_id}/v1/{traces,metrics,logs}``: OTLP/HTTP, answered as the
     OTLP specification says: Export*ServiceResponse (with ``partial_success``) or google.rpc.Status,
     in the request's encoding."""
 
-    content_negotiation_class = JsonOnly
     signal: otlp.Signal | None = None  # set per route by otlp_view
 
     def post(self, request, org_id: str, app_id: str):
