@@ -48,7 +48,6 @@ def _declared_events(meta) -> int:
 class IngestApi(MachineApi):
     """``POST /v1/ingest/{org_id}/{app_id}``: a signed batch of telemetry-kit events."""
 
-
     def post(self, request, org_id: str, app_id: str):
         meta = request.META
         try:
@@ -182,7 +181,6 @@ class StreamApi(MachineApi):
     each stored as an event while the body arrives; the answer is the count stored, as text. The
     same path takes WebSockets on the server's WebSocket listener (``ingest.sockets``)."""
 
-
     def post(self, request, org_id: str, app_id: str):
         meta = request.META
         token = bearer_token(meta, "HTTP_X_API_KEY")
@@ -237,7 +235,6 @@ class ErasureApi(MachineApi):
     events from the application, stored and archived. Signed as an ingest request, and the
     application's API token must come as the bearer; answers with the receipt kept in the audit log."""
 
-
     def post(self, request, org_id: str, app_id: str):
         meta = request.META
         verification.content_length_check(meta)
@@ -286,7 +283,6 @@ class MaltiIngestApi(MachineApi):
     month's quota admits only in part is refused whole (429), since a 200 would tell the client
     that records we did not store were delivered.
     """
-
 
     def post(self, request):
         meta = request.META

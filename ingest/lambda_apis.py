@@ -72,7 +72,6 @@ def _function(request, elements) -> lambda_telemetry.Function:
 class LambdaTelemetryApi(MachineApi):
     """``POST /v1/lambda/{org_id}/{app_id}``: an array the Lambda Telemetry API pushed."""
 
-
     def post(self, request, org_id: str, app_id: str):
         meta = request.META
         target = token_authenticate(token=bearer_token(meta, "HTTP_X_API_KEY"), org_public_id=org_id,
