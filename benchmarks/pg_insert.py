@@ -73,8 +73,8 @@ def main():
             work = batches()
             server, client = backend_cpu_seconds(pid), time.process_time()
             for events in work:
-                with services._statement() as cursor:
-                    store(target, events, timezone.now(), per_batch, cursor)
+                with services._statement() as conn:
+                    store(target, events, timezone.now(), per_batch, conn)
             results[name].append(((backend_cpu_seconds(pid) - server) * 1e6 / args.batches,
                                   (time.process_time() - client) * 1e6 / args.batches))
     print("CPU µs per batch, each round: PostgreSQL + this process (psycopg, encoding, the socket)")

@@ -1,6 +1,8 @@
 """Writes of the ingest path: nonces, events and their outcomes."""
 
 import logging
+import re
+import weakref
 from collections import Counter
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -43,7 +45,6 @@ _PG_INSERT = (
     "user_id text, session_id text, service jsonb, event jsonb)"
 )
 _ON_CONFLICT_SKIP = ' ON CONFLICT (application_id, "timestamp", event_id) DO NOTHING'
-_PG_INSERT_SKIPPING_STORED = _PG_INSERT + _ON_CONFLICT_SKIP
 _encode = msgspec.json.Encoder().encode
 _SQLITE_INSERT = (
     f"INSERT INTO {_TABLE} ({', '.join(_COLUMNS)}) VALUES ({', '.join(['%s'] * len(_COLUMNS))})" + _ON_CONFLICT_SKIP
@@ -108,25 +109,69 @@ COPY_MIN_EVENTS = 50
 
 
 def _pg_copy(target: IngestTarget, events: list[Envelope], received_at: datetime, per_batch: tuple,
-             cursor) -> int:
-    cursor.adapters.register_dumper(None, _RawJsonbDumper)  # this cursor only, looked up by COPY's types
+             conn: psycopg.Connection) -> int:
     organization_id, application_id = target.organization_id, target.application_id
-    with cursor.copy(_COPY) as copy:
-        copy.set_types(_COPY_TYPES)
-        for e in events:
-            service, body = e.service, e.event
-            copy.write_row((organization_id, application_id, e.event_id, e.schema_version, e.user_id, e.session_id,
-                            body.type, body.category, body.data, e.timestamp, received_at, service.name,
-                            service.version, service.language, *per_batch))
-    return cursor.rowcount
+    with psycopg.Cursor(conn) as cursor:
+        cursor.adapters.register_dumper(None, _RawJsonbDumper)  # this cursor only, looked up by COPY's types
+        with cursor.copy(_COPY) as copy:
+            copy.set_types(_COPY_TYPES)
+            for e in events:
+                service, body = e.service, e.event
+                copy.write_row((organization_id, application_id, e.event_id, e.schema_version, e.user_id,
+                                e.session_id, body.type, body.category, body.data, e.timestamp, received_at,
+                                service.name, service.version, service.language, *per_batch))
+        return cursor.rowcount
+
+
+class _PreparedInsert:
+    """One of the INSERTs above, prepared once per database connection under a name of its own and
+    run by libpq's PQexecPrepared (psycopg's ``pq`` layer, which lets go of the GIL while it waits):
+    the parameters go as bytes already, so none of a cursor's per-statement work (adapting each
+    value, converting the query, managing prepared statements, its result generators) is paid on
+    every small batch; it was half of the web worker's CPU for storing one (benchmarks/README.md).
+    A prepared statement is not transactional, so one prepared in a transaction rolled back stays.
+    """
+
+    # Parameters: organization, application, received at, SDK version, stream, the events. The
+    # texts go in binary format, i.e. as their bytes with their length: a NUL in them is refused by
+    # PostgreSQL (a DataError, as with any cursor), where libpq would cut a text-format value short.
+    _TYPES = tuple(psycopg.adapters.types[name].oid for name in ("int8", "int8", "timestamptz", "text", "int8", "jsonb"))
+    _FORMATS = [0, 0, 0, 1, 0, 1]
+
+    def __init__(self, name: str, sql: str):
+        self.name = name.encode()
+        numbered = iter(range(1, sql.count("%s") + 1))
+        self.sql = re.sub("%s", lambda _: f"${next(numbered)}", sql).encode()
+        self._prepared_on = weakref.WeakSet()  # psycopg connections holding it
+
+    def run(self, conn: psycopg.Connection, target: IngestTarget, events: list[Envelope], received_at: datetime,
+            per_batch: tuple) -> int:
+        pgconn = conn.pgconn
+        if conn not in self._prepared_on:
+            self._check(conn, pgconn.prepare(self.name, self.sql, self._TYPES))
+            self._prepared_on.add(conn)
+        sdk_version, stream_id = per_batch
+        result = pgconn.exec_prepared(self.name, [
+            b"%d" % target.organization_id, b"%d" % target.application_id, received_at.isoformat().encode(),
+            None if sdk_version is None else sdk_version.encode(), None if stream_id is None else b"%d" % stream_id,
+            b"\x01" + _encode(events),  # jsonb's binary format: a version byte, then the JSON text
+        ], self._FORMATS)
+        self._check(conn, result)
+        return result.command_tuples or 0
+
+    @staticmethod
+    def _check(conn: psycopg.Connection, result) -> None:
+        if result.status != psycopg.pq.ExecStatus.COMMAND_OK:
+            raise psycopg.errors.error_from_result(result, encoding=conn.info.encoding)
+
+
+_INSERT = _PreparedInsert("ingest_events_insert", _PG_INSERT)
+_INSERT_SKIPPING_STORED = _PreparedInsert("ingest_events_insert_skipping_stored", _PG_INSERT + _ON_CONFLICT_SKIP)
 
 
 def _pg_insert(target: IngestTarget, events: list[Envelope], received_at: datetime, per_batch: tuple,
-               cursor, skip_stored: bool = False) -> int:
-    cursor.execute(_PG_INSERT_SKIPPING_STORED if skip_stored else _PG_INSERT,
-                   (target.organization_id, target.application_id, received_at, *per_batch,
-                    _encode(events).decode()), prepare=True)
-    return cursor.rowcount
+               conn: psycopg.Connection, skip_stored: bool = False) -> int:
+    return (_INSERT_SKIPPING_STORED if skip_stored else _INSERT).run(conn, target, events, received_at, per_batch)
 
 
 def _pg_store(target: IngestTarget, events: list[Envelope], received_at: datetime, per_batch: tuple) -> int:
@@ -135,12 +180,12 @@ def _pg_store(target: IngestTarget, events: list[Envelope], received_at: datetim
     those events."""
     insert = _pg_copy if len(events) >= COPY_MIN_EVENTS else _pg_insert
     try:
-        with _statement() as cursor:
-            return insert(target, events, received_at, per_batch, cursor)
+        with _statement() as conn:
+            return insert(target, events, received_at, per_batch, conn)
     except IntegrityError:
         pass
-    with _statement() as cursor:
-        return _pg_insert(target, events, received_at, per_batch, cursor, skip_stored=True)
+    with _statement() as conn:
+        return _pg_insert(target, events, received_at, per_batch, conn, skip_stored=True)
 
 
 def _sqlite_store(target: IngestTarget, events: list[Envelope], received_at: datetime, per_batch: tuple) -> int:
@@ -165,15 +210,14 @@ class StoreResult:
 
 @contextmanager
 def _statement():
-    """A psycopg cursor for one statement, with server-side binding: parameters travel as binary and
-    a statement is prepared once per connection (Django's own cursor inlines every value into the
-    SQL text). Outside a transaction the statement is atomic by itself, with no BEGIN/COMMIT round
-    trips; inside a caller's, a savepoint keeps a refused statement from aborting it. Errors
+    """Django's psycopg connection, for one statement sent by psycopg itself (Django's cursor inlines
+    every value into the SQL text). Outside a transaction the statement is atomic by itself, with no
+    BEGIN/COMMIT round trips; inside a caller's, a savepoint (whose SAVEPOINT also opens the
+    transaction, psycopg sending BEGIN first) keeps a refused statement from aborting it. Errors
     surface as Django's database exceptions."""
     connection.ensure_connection()
-    with (transaction.atomic() if connection.in_atomic_block else nullcontext()), \
-            connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
-        yield cursor
+    with (transaction.atomic() if connection.in_atomic_block else nullcontext()), connection.wrap_database_errors:
+        yield connection.connection
 
 
 def events_store(*, target: IngestTarget, events: list[Envelope], indexes: list[int],
