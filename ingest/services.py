@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 
 import msgspec
 import psycopg
-from django.db import DataError, IntegrityError, connection, transaction
+from django.db import DEFAULT_DB_ALIAS, DataError, IntegrityError, connection, connections, transaction
 from django.utils import timezone
 
 from accounts.selectors import IngestTarget
@@ -215,9 +215,10 @@ def _statement():
     BEGIN/COMMIT round trips; inside a caller's, a savepoint (whose SAVEPOINT also opens the
     transaction, psycopg sending BEGIN first) keeps a refused statement from aborting it. Errors
     surface as Django's database exceptions."""
-    connection.ensure_connection()
-    with (transaction.atomic() if connection.in_atomic_block else nullcontext()), connection.wrap_database_errors:
-        yield connection.connection
+    db = connections[DEFAULT_DB_ALIAS]  # looked up once: each attribute of django.db.connection looks it up again
+    db.ensure_connection()
+    with (transaction.atomic() if db.in_atomic_block else nullcontext()), db.wrap_database_errors:
+        yield db.connection
 
 
 def events_store(*, target: IngestTarget, events: list[Envelope], indexes: list[int],
