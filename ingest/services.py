@@ -161,8 +161,11 @@ class _PreparedInsert:
 
     @staticmethod
     def _check(conn: psycopg.Connection, result) -> None:
-        if result.status != psycopg.pq.ExecStatus.COMMAND_OK:
-            raise psycopg.errors.error_from_result(result, encoding=conn.info.encoding)
+        if result.status == psycopg.pq.ExecStatus.COMMAND_OK:
+            return
+        if conn.pgconn.status == psycopg.pq.ConnStatus.BAD:  # the server went away: no SQLSTATE to go by
+            raise psycopg.OperationalError(result.get_error_message("utf-8"))
+        raise psycopg.errors.error_from_result(result, encoding=conn.info.encoding)
 
 
 _INSERT = _PreparedInsert("ingest_events_insert", _PG_INSERT)
