@@ -130,6 +130,8 @@ class _PreparedInsert:
     value, converting the query, managing prepared statements, its result generators) is paid on
     every small batch; it was half of the web worker's CPU for storing one (benchmarks/README.md).
     A prepared statement is not transactional, so one prepared in a transaction rolled back stays.
+    On a connection that prepares nothing (APP_DATABASE__PREPARED_STATEMENTS=false, for a pooler
+    that cannot keep prepared statements), it goes unnamed by PQexecParams: planned on every batch.
     """
 
     # Parameters: organization, application, received at, SDK version, stream, the events. The
@@ -147,15 +149,19 @@ class _PreparedInsert:
     def run(self, conn: psycopg.Connection, target: IngestTarget, events: list[Envelope], received_at: datetime,
             per_batch: tuple) -> int:
         pgconn = conn.pgconn
-        if conn not in self._prepared_on:
-            self._check(conn, pgconn.prepare(self.name, self.sql, self._TYPES))
-            self._prepared_on.add(conn)
         sdk_version, stream_id = per_batch
-        result = pgconn.exec_prepared(self.name, [
+        params = [
             b"%d" % target.organization_id, b"%d" % target.application_id, received_at.isoformat().encode(),
             None if sdk_version is None else sdk_version.encode(), None if stream_id is None else b"%d" % stream_id,
             b"\x01" + _encode(events),  # jsonb's binary format: a version byte, then the JSON text
-        ], self._FORMATS)
+        ]
+        if conn.prepare_threshold is None:  # Django's OPTIONS leave it unset when prepared statements are off
+            result = pgconn.exec_params(self.sql, params, self._TYPES, self._FORMATS)
+        else:
+            if conn not in self._prepared_on:
+                self._check(conn, pgconn.prepare(self.name, self.sql, self._TYPES))
+                self._prepared_on.add(conn)
+            result = pgconn.exec_prepared(self.name, params, self._FORMATS)
         self._check(conn, result)
         return result.command_tuples or 0
 

@@ -1,4 +1,5 @@
 import json
+import threading
 import time
 import uuid
 
@@ -162,6 +163,32 @@ def test_small_batches_reuse_one_prepared_insert_per_database_connection(app_key
     assert len(prepared) == 1
     assert Event.objects.count() == 3
 
+
+
+@pytest.mark.django_db(transaction=True)
+def test_with_prepared_statements_off_small_batches_are_stored_and_nothing_is_prepared(app_keys, signed_post):
+    from django.db import connections
+
+    seen = {}
+
+    def on_a_connection_of_its_own():  # Django's connections are per thread
+        db = connections["default"]
+        db.ensure_connection()
+        db.connection.prepare_threshold = None  # what APP_DATABASE__PREPARED_STATEMENTS=false leaves it
+        try:
+            seen["accepted"] = [signed_post(app_keys, [make_event()]).json()["accepted"] for _ in range(3)]
+            with db.cursor() as cursor:
+                cursor.execute("SELECT count(*) FROM pg_prepared_statements")
+                seen["prepared"] = cursor.fetchone()[0]
+        finally:
+            db.close()
+
+    thread = threading.Thread(target=on_a_connection_of_its_own)
+    thread.start()
+    thread.join()
+
+    assert seen == {"accepted": [1, 1, 1], "prepared": 0}
+    assert Event.objects.count() == 3
 
 @SIZES
 def test_resent_batch_with_new_events_stores_each_event_once(app_keys, signed_post, size):
