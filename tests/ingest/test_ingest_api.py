@@ -165,7 +165,7 @@ def test_small_batches_reuse_one_prepared_insert_per_database_connection(app_key
 
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)  # the thread's connection commits
 def test_with_prepared_statements_off_small_batches_are_stored_and_nothing_is_prepared(app_keys, signed_post):
     from django.db import connections
 
