@@ -219,8 +219,8 @@ class StoreResult:
 
 @contextmanager
 def _statement():
-    """Django's psycopg connection, for one statement sent by psycopg itself (Django's cursor inlines
-    every value into the SQL text). Outside a transaction the statement is atomic by itself, with no
+    """Django's psycopg connection, for one statement sent through psycopg rather than Django's cursor
+    (which inlines every value into the SQL text). Outside a transaction the statement is atomic by itself, with no
     BEGIN/COMMIT round trips; inside a caller's, a savepoint (whose SAVEPOINT also opens the
     transaction, psycopg sending BEGIN first) keeps a refused statement from aborting it. Errors
     surface as Django's database exceptions."""

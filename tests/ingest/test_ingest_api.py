@@ -164,7 +164,6 @@ def test_small_batches_reuse_one_prepared_insert_per_database_connection(app_key
     assert Event.objects.count() == 3
 
 
-
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)  # the thread's connection commits
 def test_with_prepared_statements_off_small_batches_are_stored_and_nothing_is_prepared(app_keys, signed_post):
     from django.db import connections
@@ -189,6 +188,7 @@ def test_with_prepared_statements_off_small_batches_are_stored_and_nothing_is_pr
 
     assert seen == {"accepted": [1, 1, 1], "prepared": 0}
     assert Event.objects.count() == 3
+
 
 @SIZES
 def test_resent_batch_with_new_events_stores_each_event_once(app_keys, signed_post, size):
