@@ -4,6 +4,7 @@ back when the thread ends."""
 import threading
 import time
 
+import pytest
 import redis
 
 from ingest.admission import _ADMIT
@@ -58,4 +59,27 @@ def test_a_connection_the_server_closed_while_idle_is_replaced_before_the_next_c
     time.sleep(IDLE_CHECK_SECONDS * 2)
 
     assert get_redis().incr("tk:test:after-close") >= 1  # no ConnectionError
+    assert get_redis().client_id() != first_id
+
+
+def test_scripts_run_again_after_the_server_forgets_them():
+    # As after a Redis restart: the server no longer holds the scripts this thread has run.
+    admit_unsigned()
+    get_redis().script_flush()
+
+    admit_unsigned()  # no NoScriptError
+
+    assert get_redis().incr("tk:test:after-flush") >= 1  # and the connection is in step
+
+
+def test_a_script_whose_connection_broke_raises_once_and_the_next_call_reconnects(settings):
+    admit = redis_script(_ADMIT)  # fetched now, so no idle check stands between the kill and the call
+    first_id = get_redis().client_id()
+    with redis.Redis.from_url(settings.REDIS_URL) as other:
+        other.client_kill_filter(_id=first_id)
+
+    with pytest.raises(redis.ConnectionError):  # not resent: a resend could count the request twice
+        admit(keys=["tk:test:nonce", "tk:test:generation", "tk:test:rate", "tk:test:quota"], args=[0, 0, -1, 0, 0])
+    admit_unsigned()
+
     assert get_redis().client_id() != first_id
