@@ -204,7 +204,7 @@ def quota_thresholds_check(*, target: IngestTarget, before: int, after: int) -> 
     for level in QUOTA_WARNING_LEVELS:
         threshold = -(-quota * level // 100)
         if before < threshold <= after:
-            from accounts.tasks import quota_notify  # here, not per call: this runs on every reservation
+            from accounts.tasks import quota_notify  # only once a level is crossed: this runs on every reservation
 
             transaction.on_commit(partial(quota_notify.delay, organization_id=target.organization_id,
                                           month=utc_now().strftime("%Y-%m"), level=level))

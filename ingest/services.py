@@ -1,7 +1,6 @@
 """Writes of the ingest path: nonces, events and their outcomes."""
 
 import logging
-import re
 import weakref
 from collections import Counter
 from contextlib import contextmanager, nullcontext
@@ -142,8 +141,7 @@ class _PreparedInsert:
 
     def __init__(self, name: str, sql: str):
         self.name = name.encode()
-        numbered = iter(range(1, sql.count("%s") + 1))
-        self.sql = re.sub("%s", lambda _: f"${next(numbered)}", sql).encode()
+        self.sql = (sql % tuple(f"${n}" for n in range(1, sql.count("%s") + 1))).encode()  # libpq's $1, $2…
         self._prepared_on = weakref.WeakSet()  # psycopg connections holding it
 
     def run(self, conn: psycopg.Connection, target: IngestTarget, events: list[Envelope], received_at: datetime,
@@ -219,11 +217,11 @@ class StoreResult:
 
 @contextmanager
 def _statement():
-    """Django's psycopg connection, for one statement sent through psycopg rather than Django's cursor
-    (which inlines every value into the SQL text). Outside a transaction the statement is atomic by itself, with no
-    BEGIN/COMMIT round trips; inside a caller's, a savepoint (whose SAVEPOINT also opens the
-    transaction, psycopg sending BEGIN first) keeps a refused statement from aborting it. Errors
-    surface as Django's database exceptions."""
+    """Django's psycopg connection, for one statement sent through psycopg rather than Django's
+    cursor (which inlines every value into the SQL text). Outside a transaction the statement is
+    atomic by itself, with no BEGIN/COMMIT round trips; inside a caller's, a savepoint (whose
+    SAVEPOINT also opens the transaction, psycopg sending BEGIN first) keeps a refused statement
+    from aborting it. Errors surface as Django's database exceptions."""
     db = connections[DEFAULT_DB_ALIAS]  # looked up once: each attribute of django.db.connection looks it up again
     db.ensure_connection()
     with (transaction.atomic() if db.in_atomic_block else nullcontext()), db.wrap_database_errors:
