@@ -12,7 +12,7 @@ import os
 
 import django
 from django.core.exceptions import ImproperlyConfigured
-from django.core.handlers.wsgi import WSGIHandler
+from django.core.handlers.wsgi import WSGIHandler, get_path_info
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "telemetry.settings")
 django.setup(set_prefix=False)
@@ -57,8 +57,9 @@ class _DirectRoute(WSGIHandler):
                 "The direct ingest route calls its view without view or template-response middleware")
         self._pattern = pattern
 
-    def match(self, path: str):
-        return self._pattern.resolve(path[1:])  # PATH_INFO starts with a slash, URL patterns do not
+    def match(self, environ):
+        # The path as Django reads it (UTF-8); it starts with a slash, URL patterns do not.
+        return self._pattern.resolve(get_path_info(environ)[1:])
 
     def serve(self, environ, start_response, match) -> list[bytes]:
         close_old_connections()
@@ -101,9 +102,8 @@ def application(environ, start_response):
     by chunk through Python; a list lets granian send the body in one write. Streaming and file
     responses are passed through as they are.
     """
-    path = environ.get("PATH_INFO", "")
-    if path.startswith(_machine_paths):
-        match = _ingest.match(path)
+    if environ.get("PATH_INFO", "").startswith(_machine_paths):
+        match = _ingest.match(environ)
         if match is not None:
             return _ingest.serve(environ, start_response, match)
         handler = _machine

@@ -109,6 +109,17 @@ def test_other_methods_and_paths_are_answered_as_before():
     assert deeper_status == 404 and json.loads(deeper_content)["error"]["code"] == "not_found"
 
 
+def test_ids_in_the_path_are_read_as_utf8_as_django_reads_them(caplog):
+    # A WSGI server hands the path over as bytes in a latin-1 string.
+    path = "/v1/ingest/örg_1/app_1".encode().decode("latin-1")
+
+    with caplog.at_level(logging.INFO, logger="telemetry.access"):
+        status, _, _ = call("POST", path, batch_body([make_event()]))
+
+    assert status == 401
+    assert [record.org_id for record in caplog.records if record.name == "telemetry.access"] == ["örg_1"]
+
+
 def test_a_database_connection_past_its_age_is_replaced_before_and_closed_after_the_request():
     keys = app_keys_create()
     connection.ensure_connection()
