@@ -9,6 +9,7 @@ import time
 import pytest
 from django.db import connection
 from django.test import override_settings
+from django.utils.datastructures import CaseInsensitiveMapping
 from prometheus_client.parser import text_string_to_metric_families
 
 from ingest.models import Event
@@ -22,11 +23,11 @@ from tests.server import unused_port
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
 
-def call(method: str, path: str, body: bytes = b"", **meta) -> tuple[int, dict, bytes]:
+def call(method: str, path: str, body: bytes = b"", **meta) -> tuple[int, CaseInsensitiveMapping, bytes]:
     answer = {}
 
     def start_response(status, headers, exc_info=None):
-        answer["status"], answer["headers"] = int(status.split()[0]), dict(headers)
+        answer["status"], answer["headers"] = int(status.split()[0]), CaseInsensitiveMapping(dict(headers))
 
     environ = {"REQUEST_METHOD": method, "PATH_INFO": path, "SCRIPT_NAME": "", "QUERY_STRING": "",
                "SERVER_NAME": "testserver", "SERVER_PORT": "80", "REMOTE_ADDR": "127.0.0.1",
@@ -36,7 +37,7 @@ def call(method: str, path: str, body: bytes = b"", **meta) -> tuple[int, dict, 
     return answer["status"], answer["headers"], content
 
 
-def post_signed(keys, events: list, **meta) -> tuple[int, dict, bytes]:
+def post_signed(keys, events: list, **meta) -> tuple[int, CaseInsensitiveMapping, bytes]:
     body = batch_body(events)
     return call("POST", keys.url, body, **signed_headers(keys, body, batch_size=len(events)), **meta)
 
@@ -96,6 +97,18 @@ def test_redis_unreachable_answers_503_with_retry_after_and_stores_nothing():
     assert json.loads(content)["error"]["code"] == "service_unavailable"
     assert int(headers["Retry-After"]) > 0
     assert not Event.objects.exists()
+
+
+def test_a_signed_post_from_an_allowed_origin_gets_the_cors_headers():
+    keys = app_keys_create()
+    origin = "https://app.example.com"
+
+    with override_settings(CORS_ALLOWED_ORIGINS=[origin]):
+        status, headers, _ = post_signed(keys, [make_event()], HTTP_ORIGIN=origin)
+
+    assert status == 200
+    assert headers["Access-Control-Allow-Origin"] == origin
+    assert "Retry-After" in headers["Access-Control-Expose-Headers"]
 
 
 def test_other_methods_and_paths_are_answered_as_before():
