@@ -10,13 +10,13 @@ import pytest
 from django.db import connection
 from django.test import override_settings
 from django.utils.datastructures import CaseInsensitiveMapping
-from prometheus_client.parser import text_string_to_metric_families
 
 from ingest.models import Event
 from telemetry.metrics import metrics_text
 from telemetry.wsgi import application
 from tests.conftest import app_keys_create, batch_body, make_event, signed_headers
 from tests.server import unused_port
+from tests.test_metrics import samples, total
 
 # The application closes obsolete database connections around each request, as a server's would;
 # inside a test's transaction that would roll it back, so these tests commit.
@@ -43,9 +43,7 @@ def post_signed(keys, events: list, **meta) -> tuple[int, CaseInsensitiveMapping
 
 
 def requests_counted(**labels) -> float:
-    return sum(sample.value for family in text_string_to_metric_families(metrics_text().decode())
-               for sample in family.samples
-               if sample.name == "http_requests_total" and all(sample.labels.get(k) == v for k, v in labels.items()))
+    return total(samples(metrics_text().decode()), "http_requests_total", **labels)
 
 
 def test_a_signed_batch_is_stored_and_answered_with_the_machine_routes_headers():
