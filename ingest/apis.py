@@ -48,6 +48,8 @@ def _declared_events(meta) -> int:
 class IngestApi(MachineApi):
     """``POST /v1/ingest/{org_id}/{app_id}``: a signed batch of telemetry-kit events."""
 
+    plain_methods = frozenset({"POST"})
+
     def post(self, request, org_id: str, app_id: str):
         meta = request.META
         try:
@@ -56,7 +58,7 @@ class IngestApi(MachineApi):
             target = ingest_target_get(org_public_id=org_id, app_public_id=app_id)
             if target is None:
                 raise Unauthorized("Invalid credentials or signature")
-            body = verification.body_read(request._request)
+            body = verification.body_read(request)
             key = verification.key_verify(target, headers, body)
         except ApiError as error:
             outcomes_record(organization_id=0, application_id=0, counts=Counter({(Kind.REFUSED, error.code): 1}))

@@ -1,5 +1,6 @@
 """The DRF edge shared by the machine APIs (ingest, streams, erasure, Lambda, OTLP)."""
 
+from django.core.exceptions import ImproperlyConfigured
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.renderers import JSONRenderer
 from rest_framework.views import APIView
@@ -20,9 +21,48 @@ class JsonOnly(BaseContentNegotiation):
 class MachineApi(APIView):
     """A view that clients and agents call, speaking JSON only. Each view authenticates its own
     requests (signature, API key or bearer token); DRF's ``request.user`` is never read, so it is
-    not resolved up front on every request (DRF resolves it lazily when this step is skipped)."""
+    not resolved up front on every request (DRF resolves it lazily when this step is skipped).
+
+    ``plain_methods`` names the methods whose handlers read only what Django's own request holds
+    (headers, path and raw body): they are called with it, and a successful answer skips DRF's
+    Request wrapper, its content negotiation and its per-request Allow header, about 6% of a signed
+    10-event batch's CPU in the web worker (benchmarks/README.md). An exception they raise goes the
+    way DRF's dispatch sends it (its Request, negotiation, exception handler and response headers),
+    and every other method (OPTIONS, the 405s) goes through DRF's dispatch as before.
+    """
 
     content_negotiation_class = JsonOnly
+    plain_methods: frozenset[str] = frozenset()
+
+    @classmethod
+    def as_view(cls, **initkwargs):
+        # Plain methods skip DRF's checks before the handler: a view must not count on any.
+        if cls.plain_methods and (cls.authentication_classes or cls.permission_classes or cls.throttle_classes
+                                  or cls.versioning_class):
+            raise ImproperlyConfigured(f"{cls.__name__} has plain methods, so DRF's checks would not run on them")
+        return super().as_view(**initkwargs)
 
     def perform_authentication(self, request):
         pass
+
+    def dispatch(self, request, *args, **kwargs):
+        if request.method not in self.plain_methods:
+            return super().dispatch(request, *args, **kwargs)
+        self.args, self.kwargs = args, kwargs
+        try:
+            response = getattr(self, request.method.lower())(request, *args, **kwargs)
+        except Exception as exc:
+            self.request = request = self.initialize_request(request, *args, **kwargs)
+            self.headers = self.default_response_headers
+            self.initial(request, *args, **kwargs)
+            return self.finalize_response(request, self.handle_exception(exc), *args, **kwargs)
+        for name, value in self._response_headers().items():
+            response[name] = value
+        return response
+
+    @classmethod
+    def _response_headers(cls) -> dict[str, str]:
+        """The headers DRF adds to every answer of this view (``Allow``), computed once per class."""
+        if "_headers_for_plain_methods" not in cls.__dict__:
+            cls._headers_for_plain_methods = cls().default_response_headers
+        return cls._headers_for_plain_methods

@@ -4,11 +4,15 @@ import time
 import uuid
 
 import pytest
+from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
+from rest_framework.throttling import AnonRateThrottle
 
+from ingest.apis import IngestApi
 from ingest.models import Event
 from ingest.services import COPY_MIN_EVENTS
 from tests.conftest import USER_ID, app_keys_create, batch_body, make_event, signed_headers
+from tests.server import unused_port
 
 pytestmark = pytest.mark.django_db
 
@@ -547,3 +551,44 @@ def test_do_not_track_with_a_huge_declared_batch_is_still_204(app_keys, signed_p
     response = signed_post(app_keys, [make_event()], HTTP_DNT="1", HTTP_X_BATCH_SIZE="9" * 30)
 
     assert response.status_code == 204
+
+
+# The view is DRF's: a signed POST is called with Django's request, its errors and every other
+# method take DRF's way, and all its answers carry what DRF gives them.
+
+
+def test_accepted_refused_and_invalid_batches_all_carry_drfs_allow_header(app_keys, signed_post):
+    accepted = signed_post(app_keys, [make_event()])
+    refused = signed_post(app_keys, [make_event()], HTTP_X_SIGNATURE="0" * 64)
+    invalid = signed_post(app_keys, [make_event(schema_version="9.9.9")])
+
+    assert [accepted.status_code, refused.status_code, invalid.status_code] == [200, 401, 422]
+    assert {accepted["Allow"], refused["Allow"], invalid["Allow"]} == {"POST, OPTIONS"}
+
+
+def test_options_on_the_ingest_route_is_answered_by_drf(app_keys, client):
+    response = client.options(app_keys.url)
+
+    assert response.status_code == 200
+    assert response["Allow"] == "POST, OPTIONS"
+    assert response.json()["renders"] == ["application/json"]
+
+
+@override_settings(DEBUG=True)
+def test_an_outage_with_debug_on_is_still_answered_503(app_keys, signed_post):
+    # With DEBUG on, DRF reads the negotiated renderer of the request before re-raising an error
+    # its exception handler does not answer; the outage middleware then answers it.
+    with override_settings(REDIS_URL=f"redis://127.0.0.1:{unused_port()}/0"):
+        response = signed_post(app_keys, [make_event()])
+
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "service_unavailable"
+    assert not Event.objects.exists()
+
+
+def test_a_machine_api_with_plain_methods_cannot_also_count_on_drfs_checks():
+    class Throttled(IngestApi):
+        throttle_classes = [AnonRateThrottle]
+
+    with pytest.raises(ImproperlyConfigured):
+        Throttled.as_view()
