@@ -1,5 +1,7 @@
 """The DRF edge shared by the machine APIs (ingest, streams, erasure, Lambda, OTLP)."""
 
+import functools
+
 from django.core.exceptions import ImproperlyConfigured
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.renderers import JSONRenderer
@@ -61,8 +63,7 @@ class MachineApi(APIView):
         return response
 
     @classmethod
+    @functools.cache
     def _response_headers(cls) -> dict[str, str]:
         """The headers DRF adds to every answer of this view (``Allow``), computed once per class."""
-        if "_headers_for_plain_methods" not in cls.__dict__:
-            cls._headers_for_plain_methods = cls().default_response_headers
-        return cls._headers_for_plain_methods
+        return cls().default_response_headers
