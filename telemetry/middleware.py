@@ -3,6 +3,7 @@
 import logging
 import time
 import zoneinfo
+from http import HTTPStatus
 
 import redis
 from corsheaders.middleware import CorsMiddleware
@@ -22,6 +23,11 @@ _OUTAGES = (OperationalError, InterfaceError, redis.ConnectionError, redis.Timeo
 
 access_logger = logging.getLogger("telemetry.access")
 
+# Every label value is a time series kept until restart: anything a client chooses (a made-up method,
+# an unregistered status code) folds into one value, so no request can add series of its own.
+_METRIC_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"})
+_METRIC_STATUSES = frozenset(HTTPStatus)
+
 
 def request_observe(get_response):
     """Counts and times every request for /metrics, and logs one line for it: method, path, status,
@@ -34,7 +40,9 @@ def request_observe(get_response):
         elapsed = time.perf_counter() - started
         match = request.resolver_match
         route = (match.view_name if match is not None else "") or "unmatched"
-        metrics.HTTP_REQUESTS.labels(request.method, route, response.status_code).inc()
+        method = request.method if request.method in _METRIC_METHODS else "other"
+        status = response.status_code if response.status_code in _METRIC_STATUSES else "other"
+        metrics.HTTP_REQUESTS.labels(method, route, status).inc()
         metrics.HTTP_DURATION.labels(route).observe(elapsed)
         if settings.LOG_REQUESTS:
             ids = match.kwargs if match is not None else {}
