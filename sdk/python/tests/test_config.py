@@ -45,3 +45,36 @@ def test_default_queue_is_a_file_per_application(monkeypatch, tmp_path):
     monkeypatch.setattr("sys.platform", "linux")
 
     assert Config.from_env(ENVIRONMENT).queue_file() == tmp_path / "telemetry-kit" / "org_abc-app_e963188b.sqlite3"
+
+
+def test_repr_hides_the_secret_and_the_token():
+    config = Config.from_env(ENVIRONMENT)
+
+    shown = repr(config)
+
+    assert ENVIRONMENT["TK_SECRET"] not in shown and ENVIRONMENT["TK_TOKEN"] not in shown
+    assert "org_abc" in shown  # the rest is still there to debug with
+
+
+def test_plain_http_to_a_remote_host_is_a_problem():
+    for endpoint in ("http://telemetry.example.com", "http://10.0.0.5:8000", "HTTP://[2001:db8::1]/",
+                     "http://localhost.example.com", "http://127.0.0.1.nip.io"):
+        problems = Config.from_env({**ENVIRONMENT, "TK_ENDPOINT": endpoint}).problems()
+
+        assert problems == ["endpoint must be an https:// URL: http:// sends events in the clear, so it is "
+                            "allowed only to localhost, 127.0.0.0/8 and ::1, or with allow_insecure_http "
+                            "(TK_ALLOW_INSECURE_HTTP=1)"], endpoint
+
+
+def test_plain_http_to_a_loopback_host_is_allowed():
+    for endpoint in ("http://localhost:8000", "http://LOCALHOST", "http://127.0.0.1:8000", "http://127.8.9.10",
+                     "http://[::1]:8000/"):
+        assert Config.from_env({**ENVIRONMENT, "TK_ENDPOINT": endpoint}).problems() == [], endpoint
+
+
+def test_plain_http_to_a_remote_host_may_be_allowed_explicitly():
+    in_code = Config.from_env({**ENVIRONMENT, "TK_ENDPOINT": "http://telemetry.internal"}, allow_insecure_http=True)
+    by_environment = Config.from_env({**ENVIRONMENT, "TK_ENDPOINT": "http://telemetry.internal",
+                                      "TK_ALLOW_INSECURE_HTTP": "1"})
+
+    assert in_code.problems() == [] and by_environment.problems() == []

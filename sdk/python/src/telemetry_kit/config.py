@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
+from urllib.parse import urlsplit
 
 # The server's own limit on events per batch (APP_INGESTION__MAX_BATCH_SIZE's default).
 MAX_BATCH_SIZE = 1000
@@ -22,6 +24,8 @@ _ENVIRONMENT = {
     "service_version": "TK_SERVICE_VERSION",
     "queue_path": "TK_QUEUE_PATH",
 }
+_INSECURE_HTTP = ("endpoint must be an https:// URL: http:// sends events in the clear, so it is allowed only to "
+                  "localhost, 127.0.0.0/8 and ::1, or with allow_insecure_http (TK_ALLOW_INSECURE_HTTP=1)")
 
 
 @dataclass(frozen=True)
@@ -29,12 +33,14 @@ class Config:
     endpoint: str = ""  # the server's base URL: https://telemetry.example.com
     org_id: str = ""
     app_id: str = ""
-    secret: str = ""  # the HMAC secret, used as the UTF-8 string it is
-    token: str | None = None  # optional; sent as a bearer token when set
+    # Kept out of repr: a Config in a log line or a traceback must not leak what signs the events.
+    secret: str = field(default="", repr=False)  # the HMAC secret, used as the UTF-8 string it is
+    token: str | None = field(default=None, repr=False)  # optional; sent as a bearer token when set
     service_name: str = ""
     service_version: str | None = None
     queue_path: str | None = None  # the SQLite offline queue; default: a per-application file in the user's cache
     do_not_track: bool = False
+    allow_insecure_http: bool = False  # http:// to a host other than loopback: events and signatures in the clear
     batch_size: int = 100  # events per request, at most MAX_BATCH_SIZE
     flush_interval: float = 5.0  # seconds between sends of a batch that is not full
     max_buffer_events: int = 10_000  # in memory, waiting for the sender thread
@@ -60,6 +66,8 @@ class Config:
         given.setdefault("service_name", _script_name())
         if environ.get("DO_NOT_TRACK", "").strip().lower() in _TRUE:
             given["do_not_track"] = True
+        if "allow_insecure_http" not in given and environ.get("TK_ALLOW_INSECURE_HTTP", "").strip().lower() in _TRUE:
+            given["allow_insecure_http"] = True
         return cls(**given)
 
     def replace(self, **changes) -> Config:
@@ -80,8 +88,11 @@ class Config:
         for name in ("org_id", "app_id", "secret"):
             if not getattr(self, name):
                 found.append(f"{name} is not set ({_ENVIRONMENT[name]})")
-        if not self.endpoint.startswith(("http://", "https://")):
+        scheme = self.endpoint.partition("://")[0].lower() if "://" in self.endpoint else ""
+        if scheme not in ("http", "https"):
             found.append("endpoint must be an http:// or https:// URL (TK_ENDPOINT)")
+        elif scheme == "http" and not self.allow_insecure_http and not _loopback(self.endpoint):
+            found.append(_INSECURE_HTTP)
         if not 1 <= len(self.service_name) <= 255 or len(self.service_version or "") > 255:
             found.append("service_name must have 1 to 255 characters, service_version at most 255")
         if not 1 <= self.batch_size <= MAX_BATCH_SIZE:
@@ -92,6 +103,20 @@ class Config:
             if not getattr(self, name) > 0:
                 found.append(f"{name} must be positive")
         return found
+
+
+def _loopback(url: str) -> bool:
+    """Whether the URL's host is this machine by name or address, so plain HTTP never leaves it."""
+    try:
+        host = urlsplit(url).hostname or ""
+    except ValueError:
+        return False
+    if host == "localhost":  # urlsplit lowercases it
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _script_name() -> str:
