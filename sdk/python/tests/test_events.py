@@ -2,7 +2,9 @@
 
 import hashlib
 import json
+import os
 import re
+import stat
 import uuid
 from datetime import datetime, timezone
 
@@ -41,6 +43,17 @@ def test_machine_without_an_id_of_its_own_gets_a_random_one_kept_for_next_time(t
 
     assert re.fullmatch(r"[0-9a-f]{32}", first)
     assert kept_random_id(tmp_path / "cache" / "machine-id") == first
+
+
+def test_the_kept_machine_id_is_readable_by_its_user_only_whatever_the_umask(tmp_path):
+    previous = os.umask(0o002)
+    try:
+        kept_random_id(tmp_path / "cache" / "machine-id")
+    finally:
+        os.umask(previous)
+
+    assert [stat.S_IMODE(path.stat().st_mode) for path in (tmp_path / "cache", tmp_path / "cache" / "machine-id")] == [
+        0o700, 0o600]
 
 
 def test_session_id_is_sess_and_32_hex_new_each_time():

@@ -1,6 +1,8 @@
 """The offline queue, on a real SQLite file."""
 
+import os
 import sqlite3
+import stat
 
 from telemetry_kit.queue import OfflineQueue
 
@@ -124,3 +126,30 @@ def test_unwritable_place_falls_back_to_memory(tmp_path):
 
     assert queue.path == ":memory:"
     assert len(queue) == 1
+
+
+def test_queue_files_and_new_directories_are_private_whatever_the_umask(tmp_path):
+    previous = os.umask(0o002)
+    try:
+        queue = queue_at(tmp_path / "custom" / "place" / "q.sqlite3")
+        queue.push(events("a"))
+    finally:
+        os.umask(previous)
+
+    modes = {path.relative_to(tmp_path).as_posix(): stat.S_IMODE(path.stat().st_mode)
+             for path in tmp_path.rglob("*")}
+    assert modes == {"custom": 0o700, "custom/place": 0o700, "custom/place/q.sqlite3": 0o600,
+                     "custom/place/q.sqlite3-wal": 0o600, "custom/place/q.sqlite3-shm": 0o600}
+
+
+def test_an_existing_queue_file_readable_by_others_is_made_private(tmp_path):
+    path = tmp_path / "q.sqlite3"
+    queue_at(path).push(events("a"))
+    path.chmod(0o644)
+    directory_mode = stat.S_IMODE(tmp_path.stat().st_mode)
+
+    reopened = queue_at(path)
+
+    assert len(reopened) == 1
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(tmp_path.stat().st_mode) == directory_mode  # a directory it did not make is left alone

@@ -13,6 +13,7 @@ import time
 import uuid
 from pathlib import Path
 
+from telemetry_kit.files import private_directory, private_file
 from telemetry_kit.signing import SCHEMA_VERSION
 
 # Fixed, so the same machine and application always give the same user id; part of the hashed
@@ -53,8 +54,9 @@ def kept_random_id(path: Path) -> str:
     if kept:
         return kept
     value = uuid.uuid4().hex
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    private_directory(path.parent)
     partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    private_file(partial)
     partial.write_text(value)
     os.replace(partial, path)  # whole or not at all, should two processes race
     return value

@@ -15,6 +15,8 @@ import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
+from telemetry_kit.files import private_directory, private_file
+
 logger = logging.getLogger("telemetry_kit")
 
 _SCHEMA = """
@@ -71,7 +73,7 @@ class OfflineQueue:
         if self.path == ":memory:":
             return self._connect(self.path)
         try:
-            Path(self.path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            private_directory(Path(self.path).parent)
             try:
                 return self._connect(self.path)
             except sqlite3.DatabaseError as error:
@@ -89,6 +91,8 @@ class OfflineQueue:
 
     @staticmethod
     def _connect(path: str) -> sqlite3.Connection:
+        if path != ":memory:":
+            private_file(path)  # before SQLite creates it with the umask's mode
         connection = sqlite3.connect(path, timeout=10, isolation_level=None, check_same_thread=False)
         try:
             if path != ":memory:":
