@@ -12,6 +12,7 @@ from django.utils import timezone
 from accounts import selectors
 from accounts.models import Application, AuditEntry, Credential, Membership, Organization, QuotaNotice, Tier
 from telemetry.lib import crypto, ids
+from telemetry.lib.addresses import client_address
 from telemetry.lib.redis import get_redis
 
 DEFAULT_TIER = "self-hosted"
@@ -28,7 +29,7 @@ class Source:
 
     @classmethod
     def from_request(cls, request) -> "Source":
-        return cls(ip=request.META.get("REMOTE_ADDR") or None,
+        return cls(ip=client_address(request) or None,
                    user_agent=request.META.get("HTTP_USER_AGENT", "")[:300])
 
 

@@ -14,6 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 import telemetry
 from ingest.errors import error_body
+from telemetry.lib.addresses import client_address
 from telemetry.lib.redis import get_redis
 from telemetry.metrics import metrics_text
 
@@ -72,7 +73,7 @@ def metrics(request):
         given = request.META.get("HTTP_AUTHORIZATION", "").removeprefix("Bearer ").strip()
         allowed = hmac.compare_digest(given.encode(), settings.METRICS_TOKEN.encode())
     else:
-        address = ipaddress.ip_address(request.META.get("REMOTE_ADDR") or "0.0.0.0")
+        address = ipaddress.ip_address(client_address(request) or "0.0.0.0")
         allowed = any(address in ipaddress.ip_network(network, strict=False)
                       for network in settings.METRICS_ALLOWED_NETWORKS)
     if not allowed:

@@ -29,6 +29,9 @@ SERVER_HOST = env.str("APP_SERVER__HOST", "127.0.0.1")
 SERVER_PORT = env.int("APP_SERVER__PORT", 8080, minimum=1, maximum=65535)
 SERVER_WORKERS = env.int("APP_SERVER__WORKERS", os.cpu_count() or 1, minimum=1)
 SERVER_THREADS = env.int("APP_SERVER__THREADS", 4, minimum=1)
+# Reverse proxies (addresses or CIDR networks) whose X-Forwarded-For is believed for the client's
+# address (sign-in throttling, the audit log, /metrics' networks); empty: REMOTE_ADDR is the client.
+SERVER_TRUSTED_PROXIES = env.network_list("APP_SERVER__TRUSTED_PROXIES", [])
 PUBLIC_URL = env.str("APP_PUBLIC_URL", "") or f"http://{SERVER_HOST}:{SERVER_PORT}"
 # WebSocket event streams are served by a second listener of the same server (0: none).
 SERVER_WEBSOCKET_PORT = env.int("APP_SERVER__WEBSOCKET_PORT", SERVER_PORT + 1, minimum=0, maximum=65535)
@@ -186,7 +189,9 @@ AUTHENTICATION_BACKENDS = [
 # Sign-in throttling (django-axes): lock a username from one address after repeated failures.
 AXES_FAILURE_LIMIT = SECURITY_SIGN_IN_ATTEMPTS
 AXES_COOLOFF_TIME = timedelta(minutes=SECURITY_SIGN_IN_COOLOFF_MINUTES)
+# Keyed on both, so failures from one address cannot lock the account out for everyone else.
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_CLIENT_IP_CALLABLE = "telemetry.lib.addresses.client_address"
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "admin/locked_out.html"
 AXES_VERBOSE = False

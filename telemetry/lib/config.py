@@ -1,5 +1,7 @@
 """Typed reading of settings from the environment that reports every bad value at once."""
 
+import ipaddress
+
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
@@ -63,6 +65,17 @@ class EnvReader:
                 self.errors.append(f"{name}={origin!r} is not valid: expected origins like https://app.example.com")
                 return default
         return origins
+
+    def network_list(self, name, default):
+        """Addresses and CIDR networks (a bare address is a network of one)."""
+        networks = []
+        for entry in self.list(name, default):
+            try:
+                networks.append(ipaddress.ip_network(entry.strip(), strict=False))
+            except ValueError:
+                self.errors.append(f"{name}={entry!r} is not valid: expected addresses or networks like 10.0.0.0/8")
+                return []
+        return networks
 
     def db_url(self, name, default):
         if not self.env.str(name, default=""):
