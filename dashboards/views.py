@@ -18,6 +18,7 @@ from accounts.selectors import ingest_url, organizations_of, role_in
 from accounts.snippets import curl_snippet
 from accounts.services import user_time_zone_set
 from dashboards import selectors
+from ingest.exports import csv_cell
 
 
 @login_required
@@ -217,7 +218,7 @@ def _csv(application, window, event_type, series) -> HttpResponse:
     writer = csv.writer(response)
     writer.writerow(["bucket_start_utc", "granularity", "event_type", "events"])
     for bucket, count in zip(window.buckets, series):
-        writer.writerow([bucket.isoformat(), window.granularity, event_type or "all", count])
+        writer.writerow([bucket.isoformat(), window.granularity, csv_cell(event_type or "all"), count])
     return response
 
 

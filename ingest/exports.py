@@ -3,6 +3,7 @@
 import csv
 import io
 import json
+import re
 import uuid
 from collections.abc import Callable
 from datetime import datetime
@@ -18,6 +19,19 @@ FIELDS = ["event_id", "schema_version", "user_id", "session_id", "event_type", "
           "received_at", "service_name", "service_version", "service_language", "sdk_version"]
 _SELECT = ", ".join('CAST(data AS TEXT)' if name == "data" else f'"{name}"' for name in FIELDS)
 _BATCH = 5000
+# A cell starting with one of these is a formula to Excel, LibreOffice or Google Sheets (the tab and
+# carriage return are skipped before one; the full-width forms are read as their ASCII twins).
+_FORMULA_START = tuple("=+-@\t\r＝＋－＠")
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
+
+def csv_cell(value):
+    """``value`` as a CSV cell that a spreadsheet shows as the text it is: one that would start a
+    formula gets a leading apostrophe (which spreadsheets take as "text" and do not show); numbers,
+    which cannot run anything, are left as they are."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START) and not _NUMBER.fullmatch(value):
+        return "'" + value
+    return value
 
 
 def _text(value) -> str | None:
@@ -30,7 +44,9 @@ class _Writer:
     def __init__(self, out, fmt: str):
         self.out, self.fmt = out, fmt
         self.buffer = io.StringIO()
-        self.csv = csv.writer(self.buffer, lineterminator="\n")
+        # CRLF ends a row, as RFC 4180 says: the writer quotes a cell holding any character of the line
+        # terminator, so a value's lone carriage return cannot start a row of its own making.
+        self.csv = csv.writer(self.buffer, lineterminator="\r\n")
         if fmt == "csv":
             self.csv.writerow(["application", *FIELDS])
 
@@ -39,7 +55,7 @@ class _Writer:
             values = [_text(value) for value in row]
             values[0] = str(uuid.UUID(values[0]))  # SQLite keeps the 32 hex digits only
             if self.fmt == "csv":
-                self.csv.writerow([application.public_id, *values])
+                self.csv.writerow([application.public_id, *map(csv_cell, values)])
             else:
                 record = dict(zip(FIELDS, values))
                 data = record.pop("data")
