@@ -13,7 +13,8 @@ from accounts.admin import OrganizationScopedAdmin
 from accounts.models import Application
 from accounts.services import Source
 from ingest.archive import archive_verify
-from ingest.erasure import user_events_erase
+from ingest import erasure
+from ingest.erasure import ErasureBusy, user_events_erase
 from ingest.models import Archive, Event
 
 
@@ -28,6 +29,10 @@ class ArchiveAdmin(OrganizationScopedAdmin):
               "checksum_state", "path", "created_at", "archived_at", "restored_at"]
     readonly_fields = fields
     actions = ["verify_selected"]
+
+    def has_verify_permission(self, request):
+        # Reading archives back costs their full size in I/O: for those who manage them, not viewers.
+        return self._manages_any(request)
 
     @admin.display(description="Size", ordering="size_bytes")
     def size(self, archive):
@@ -50,10 +55,11 @@ class ArchiveAdmin(OrganizationScopedAdmin):
         # An archive holds the only copy of its events: it goes with its organization, never alone.
         return False
 
-    @admin.action(description="Read back and verify the checksums of the selected archives")
+    @admin.action(description="Read back and verify the checksums of the selected archives",
+                  permissions=["verify"])
     def verify_selected(self, request, queryset):
         results = [archive_verify(archive=archive) for archive in queryset.select_related("application__organization")
-                   if self.has_view_permission(request, archive)]
+                   if self._role(request, archive) in self.manage_roles]
         failed = results.count(False)
         self.message_user(request, f"{len(results) - failed} archives match their manifests; {failed} do not.",
                           messages.ERROR if failed else messages.SUCCESS)
@@ -69,13 +75,19 @@ class ArchiveAdmin(OrganizationScopedAdmin):
             raise PermissionDenied
         form = ErasureForm(request.POST or None, applications=managed)
         if request.method == "POST" and form.is_valid():
-            erasure = user_events_erase(application=form.cleaned_data["application"],
-                                        user_id=form.cleaned_data["user_id"], via="admin", by=request.user,
-                                        source=Source.from_request(request))
-            self.message_user(request, f"Erased {erasure.events} stored and {erasure.archived_events} archived "
-                                       f"events ({erasure.archives_rewritten} archives rewritten). Receipt "
-                                       f"#{erasure.receipt.pk} is in the audit log.", messages.SUCCESS)
-            return redirect("admin:accounts_auditentry_change", erasure.receipt.pk)
+            try:
+                erased = user_events_erase(application=form.cleaned_data["application"],
+                                           user_id=form.cleaned_data["user_id"], via="admin", by=request.user,
+                                           source=Source.from_request(request),
+                                           lock_wait=erasure.REQUEST_LOCK_WAIT_SECONDS)
+            except ErasureBusy:
+                form.add_error(None, "Archive work is in progress (an archive run, restore or export): nothing "
+                                     "was erased. Try again in a few minutes.")
+            else:
+                self.message_user(request, f"Erased {erased.events} stored and {erased.archived_events} archived "
+                                           f"events ({erased.archives_rewritten} archives rewritten). Receipt "
+                                           f"#{erased.receipt.pk} is in the audit log.", messages.SUCCESS)
+                return redirect("admin:accounts_auditentry_change", erased.receipt.pk)
         return TemplateResponse(request, "admin/ingest/archive/erase.html", {
             **self.admin_site.each_context(request), "opts": self.opts, "form": form,
             "title": "Erase a user's events"})

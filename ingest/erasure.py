@@ -46,6 +46,11 @@ class ErasureBusy(Exception):
     """The archive lock stayed with an archive run, restore or export for longer than allowed."""
 
 
+# An erasure asked for over HTTP holds a request thread while it waits: archive work can keep the
+# lock for many minutes, so a request gives up after this and the person retries.
+REQUEST_LOCK_WAIT_SECONDS = 10
+
+
 def user_events_erase(*, application: Application, user_id: str, via: str, by=None,
                       source: Source = COMMAND_LINE, credential: str = "", lock_wait: float | None = None) -> Erasure:
     """Erases every event of ``user_id`` in ``application``: from the events table and from its

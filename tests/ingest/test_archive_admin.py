@@ -1,11 +1,15 @@
 """Archives in the admin: each member sees their organizations' only; managers erase a user's events."""
 
+import threading
 from datetime import UTC, datetime, timedelta
 
+import psycopg
 import pytest
+from django.db import connection
 
 from accounts.models import AuditEntry, Membership
-from ingest.archive import archive_run
+from ingest import erasure
+from ingest.archive import LOCK_KEY, archive_run
 from ingest.models import Archive
 from tests.factories import UserFactory
 from tests.ingest.archive_helpers import events_add, free_application
@@ -92,3 +96,49 @@ def test_a_viewer_cannot_erase(client, two_organizations):
     assert client.get("/admin/ingest/archive/erase/").status_code == 403
     assert client.post("/admin/ingest/archive/erase/", {"application": mine.pk, "user_id": GONE}).status_code == 403
     assert Archive.objects.get(application=mine).row_count == 2
+
+
+def test_a_viewer_cannot_run_the_verify_action(client, two_organizations):
+    mine, _ = two_organizations
+    client.force_login(member(mine, Membership.Role.VIEWER))
+    archive = Archive.objects.get(application=mine)
+
+    listing = client.get("/admin/ingest/archive/")
+    response = client.post("/admin/ingest/archive/", {"action": "verify_selected", "_selected_action": [archive.pk]},
+                           follow=True)
+
+    assert b"verify_selected" not in listing.content
+    assert "archives match their manifests" not in response.content.decode()
+    assert Archive.objects.get(pk=archive.pk).verified_at == archive.verified_at
+
+
+@pytest.mark.django_db(transaction=True)
+def test_erasing_from_the_admin_gives_up_while_archive_work_holds_the_lock(client, two_organizations, monkeypatch):
+    mine, _ = two_organizations
+    client.force_login(member(mine))
+    monkeypatch.setattr(erasure, "REQUEST_LOCK_WAIT_SECONDS", 0.5)
+    answers = []
+
+    def erase():
+        try:
+            answers.append(client.post("/admin/ingest/archive/erase/", {"application": mine.pk, "user_id": GONE}))
+        finally:
+            connection.close()
+
+    # An archive run, restore or export elsewhere holds the lock for longer than anyone should wait.
+    with psycopg.connect(dbname=connection.settings_dict["NAME"], user=connection.settings_dict["USER"],
+                         host=connection.settings_dict["HOST"], port=connection.settings_dict["PORT"],
+                         autocommit=True) as other:
+        other.execute("SELECT pg_advisory_lock(%s)", [LOCK_KEY])
+        request = threading.Thread(target=erase)
+        request.start()
+        request.join(timeout=60)
+        answered = not request.is_alive()
+        other.execute("SELECT pg_advisory_unlock(%s)", [LOCK_KEY])
+    request.join()
+
+    assert answered
+    assert answers[0].status_code == 200
+    assert "Archive work is in progress" in answers[0].content.decode()
+    assert Archive.objects.get(application=mine).row_count == 2
+    assert not AuditEntry.objects.filter(action=AuditEntry.Action.EVENTS_ERASED).exists()
