@@ -10,56 +10,81 @@ from datetime import UTC, datetime
 
 from django.db import connection
 from django.db.models import BigIntegerField, CharField, Count, DateTimeField, F, Func, Q, Sum, Value
-from django.db.models.functions import Cast, Coalesce, Concat, Left, Trunc
+from django.db.models.functions import Cast, Coalesce, Concat, Least, Left, Trunc
 
 from ingest.models import ApiRollup, EventRollup
 
 EVENT_TYPE = "http_request"
 VALUE_LENGTH = ApiRollup._meta.get_field("value").max_length
+# One request's response time counts as at most a day: a client's claim of more says nothing, and
+# bounding each one keeps the sums far from the columns' limit (which they saturate at besides).
+MAX_RESPONSE_MS = 86_400_000
+BIGINT_MAX = 2**63 - 1
 Dimension = ApiRollup.Dimension
 Granularity = ApiRollup.Granularity
 
 
-class _DataNumber(Func):
-    """``data[key]`` as an integer clamped to [0, upper] when it is a JSON number, else NULL."""
+# JSON paths: PostgreSQL's text[] for #> and #>>, SQLite's "$.a.b" (each key quoted: OTLP's have dots).
+def _pg_path(path: tuple[str, ...]) -> str:
+    return "{" + ",".join(f'"{key}"' for key in path) + "}"
+
+
+def _sqlite_path(path: tuple[str, ...]) -> str:
+    return "$" + "".join(f'."{key}"' for key in path)
+
+
+class DataNumber(Func):
+    """``data`` at ``path`` clamped to [lower, upper] when it is a JSON number, else NULL.
+
+    Clamped in the database, so a number of any size or sign never reaches a column or Python."""
 
     output_field = BigIntegerField()
 
-    def __init__(self, key: str, upper: int):
-        super().__init__(F("data"))
-        self.key, self.upper = key, upper
+    def __init__(self, *path: str, lower: int = 0, upper: int, output_field=None):
+        super().__init__(F("data"), output_field=output_field)
+        self.path, self.lower, self.upper = path, lower, upper
 
     def as_postgresql(self, compiler, connection, **extra):
         data, params = compiler.compile(self.source_expressions[0])
-        sql = (f"CASE WHEN jsonb_typeof({data} -> %s) = 'number' "
-               f"THEN LEAST(GREATEST(({data} ->> %s)::numeric, 0), {self.upper})::bigint END")
-        return sql, (*params, self.key, *params, self.key)
+        value = f"({data} #> %s)"
+        cast = "bigint" if isinstance(self.output_field, BigIntegerField) else "double precision"
+        sql = (f"CASE WHEN jsonb_typeof({value}) = 'number' "
+               f"THEN LEAST(GREATEST({value}::numeric, {self.lower}), {self.upper})::{cast} END")
+        path = _pg_path(self.path)
+        return sql, (*params, path, *params, path)
 
     def as_sqlite(self, compiler, connection, **extra):
         data, params = compiler.compile(self.source_expressions[0])
-        path = f"$.{self.key}"
+        path = _sqlite_path(self.path)
+        cast = "INTEGER" if isinstance(self.output_field, BigIntegerField) else "REAL"
         sql = (f"CASE WHEN json_type({data}, %s) IN ('integer', 'real') "
-               f"THEN CAST(MIN(MAX(json_extract({data}, %s), 0), {self.upper}) AS INTEGER) END")
+               f"THEN CAST(MIN(MAX(json_extract({data}, %s), {self.lower}), {self.upper}) AS {cast}) END")
         return sql, (*params, path, *params, path)
 
 
-class _DataText(Func):
-    """``data[key]`` when it is a JSON string, else NULL (a JSON null included, on every database)."""
+class DataText(Func):
+    """``data`` at ``path`` when it is a JSON string, else NULL (a JSON null included, on every database);
+    with ``any_type``, any JSON value but null as text (a version may be sent as a number)."""
 
     output_field = CharField()
 
-    def __init__(self, key: str):
+    def __init__(self, *path: str, any_type: bool = False):
         super().__init__(F("data"))
-        self.key = key
+        self.path, self.any_type = path, any_type
 
     def as_postgresql(self, compiler, connection, **extra):
         data, params = compiler.compile(self.source_expressions[0])
-        return f"CASE WHEN jsonb_typeof({data} -> %s) = 'string' THEN {data} ->> %s END", (
-            *params, self.key, *params, self.key)
+        path = _pg_path(self.path)
+        if self.any_type:
+            return f"{data} #>> %s", (*params, path)
+        return f"CASE WHEN jsonb_typeof({data} #> %s) = 'string' THEN {data} #>> %s END", (
+            *params, path, *params, path)
 
     def as_sqlite(self, compiler, connection, **extra):
         data, params = compiler.compile(self.source_expressions[0])
-        path = f"$.{self.key}"
+        path = _sqlite_path(self.path)
+        if self.any_type:
+            return f"json_extract({data}, %s)", (*params, path)
         return f"CASE WHEN json_type({data}, %s) = 'text' THEN json_extract({data}, %s) END", (
             *params, path, *params, path)
 
@@ -79,7 +104,7 @@ class _FiveMinutes(Func):
 
 
 def _text(key: str):
-    return Coalesce(_DataText(key), Value(""), output_field=CharField())
+    return Coalesce(DataText(key), Value(""), output_field=CharField())
 
 
 _VALUES = {
@@ -112,21 +137,29 @@ def _latency_counts() -> dict:
 def _add(requests, granularity: str) -> None:
     if granularity == Granularity.FIVE_MINUTES:
         requests = requests.filter(timestamp__gte=EventRollup.minute_rollups_since())
-    requests = requests.annotate(st=_DataNumber("status", 999), rt=_DataNumber("response_time", 10**12))
+    requests = requests.annotate(st=DataNumber("status", upper=999), rt=DataNumber("response_time", upper=MAX_RESPONSE_MS))
     table = ApiRollup._meta.db_table
-    updates = ", ".join(f"{name} = {table}.{name} + excluded.{name}" for name in _MEASURES)
+    updates = ", ".join(f"{name} = {_saturating_sum(f'{table}.{name}', f'excluded.{name}')}"
+                        if name == "duration_ms" else f"{name} = {table}.{name} + excluded.{name}"
+                        for name in _MEASURES)
     for dimension, value in _VALUES.items():
         grouped = (requests.annotate(g=Value(granularity), b=_BUCKETS[granularity](), d=Value(dimension.value),
                                      s=F("service_name"), v=value)
                    .values(*_KEY)
                    .annotate(n=Count("id"), e=Count("id", filter=Q(st__gte=400) & ~Q(st=401)),
-                             t=Coalesce(Sum("rt"), 0), **_latency_counts())
+                             t=Least(Coalesce(Sum("rt"), 0), Value(BIGINT_MAX)), **_latency_counts())
                    .order_by())
         select_sql, params = grouped.query.sql_with_params()
         sql = (f"INSERT INTO {table} ({', '.join(_COLUMNS + _MEASURES)}) {select_sql} "
                f"ON CONFLICT ({', '.join(_UNIQUE)}) DO UPDATE SET {updates}")
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
+
+
+def _saturating_sum(a: str, b: str) -> str:
+    if connection.vendor == "postgresql":
+        return f"LEAST({a}::numeric + {b}, {BIGINT_MAX})::bigint"
+    return f"MIN({a} + {b}, {BIGINT_MAX})"  # SQLite turns an overflowing integer sum into a real
 
 
 def api_rollups_add(events) -> None:

@@ -12,18 +12,20 @@ Two sources describe an invocation:
 
 The function is the ``faas.name`` resource attribute, else the service name; its version
 ``faas.version``, else the service version. A function should send by one way only, or its
-invocations count twice. Events are read once each, so these rows are only added to; the values
-are parsed defensively, since a row that cannot be read must not stop the job.
+invocations count twice. Events are read once each, so these rows are only added to. Only the
+fields counted are read, in SQL and bounded there: a value of the wrong type counts as absent, a
+number past its bound as the bound, since a row that cannot be read must not stop the job.
 """
 
-import math
 from bisect import bisect_left
 from collections import defaultdict
 from datetime import UTC, datetime
 
 from django.db import connection
-from django.db.models import Q
+from django.db.models import FloatField, Q
+from django.db.models.functions import Left
 
+from ingest.api_rollups import DataNumber, DataText
 from ingest.models import LAMBDA_DURATION_BOUNDS_MS, EventRollup, LambdaDurationBucket, LambdaRollup
 
 Granularity = LambdaRollup.Granularity
@@ -32,12 +34,41 @@ _OTLP_METRICS = ("faas.invocation.duration", "aws.lambda.billed_duration", "aws.
                  "aws.lambda.init_duration")
 _SUMS = ("invocations", "errors", "cold_starts", "init_ms", "duration_ms", "billed_ms", "gb_seconds")
 _MAXIMA = ("max_memory_used_mb", "memory_size_mb")
+# Bounds of one event's numbers: a duration counts as at most a day (Lambda stops a function at 15
+# minutes), memory as at most the Telemetry API's own limit; past them a value says nothing more.
+MAX_DURATION_MS = 86_400_000
+MAX_MEMORY_MB = 10**7
+# Numbers are clamped in SQL to [-1, _READ_LIMIT] first, so any JSON number reads as a float.
+_READ_LIMIT = 10**15
+_NAME_LENGTH = LambdaRollup._meta.get_field("function").max_length
 
 
-def _number(value) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) if math.isfinite(value) and 0 <= value < 1e15 else None
+def _number(path: tuple[str, ...]) -> DataNumber:
+    return DataNumber(*path, lower=-1, upper=_READ_LIMIT, output_field=FloatField())
+
+
+def _text(path: tuple[str, ...], length: int = 64) -> Left:
+    return Left(DataText(*path, any_type=True), length)
+
+
+_REPORT_METRICS = ("durationMs", "billedDurationMs", "memorySizeMB", "initDurationMs", "maxMemoryUsedMB")
+# The few fields of ``data`` these rollups count, read in SQL: an event's ``data`` may be megabytes
+# (a resource's attributes, copied into each OTLP point) and never needs to reach Python.
+_FIELDS = {
+    "report_status": _text(("record", "status")),
+    **{f"report_{key}": _number(("record", "metrics", key)) for key in _REPORT_METRICS},
+    "metric_name": _text(("name",)),
+    "metric_value": _number(("value",)),
+    "faas_name": _text(("resource", "faas.name"), _NAME_LENGTH),
+    "faas_version": _text(("resource", "faas.version"), _NAME_LENGTH),
+    "faas_max_memory": _number(("resource", "faas.max_memory")),
+    "invocation_status": _text(("attributes", "faas.invocation.status")),
+    "status_code": _text(("status", "code")),
+}
+
+
+def _positive(value: float | None, upper: float) -> float | None:
+    return None if value is None or value < 0 else min(value, upper)
 
 
 def _buckets(moment: datetime, five_minutes_since: datetime) -> list[tuple[str, datetime]]:
@@ -64,80 +95,74 @@ def _gb_seconds(billed_ms: float | None, memory_mb: float | None) -> float:
     return billed_ms / 1000 * memory_mb / 1024 if billed_ms is not None and memory_mb else 0.0
 
 
-def _report_facts(data: dict) -> _Facts | None:
-    record = data.get("record") if isinstance(data, dict) else None
-    metrics = record.get("metrics") if isinstance(record, dict) else None
-    if not isinstance(metrics, dict):
+def _report_facts(fields: dict) -> _Facts | None:
+    if all(fields[f"report_{key}"] is None for key in _REPORT_METRICS):
         return None
     facts = _Facts()
-    facts.duration = _number(metrics.get("durationMs"))
-    billed, memory = _number(metrics.get("billedDurationMs")), _number(metrics.get("memorySizeMB"))
-    init = _number(metrics.get("initDurationMs"))
-    facts.sums = {"invocations": 1, "errors": int(record.get("status") != "success"),
+    facts.duration = _positive(fields["report_durationMs"], MAX_DURATION_MS)
+    billed = _positive(fields["report_billedDurationMs"], MAX_DURATION_MS)
+    memory = _positive(fields["report_memorySizeMB"], MAX_MEMORY_MB)
+    init = _positive(fields["report_initDurationMs"], MAX_DURATION_MS)
+    facts.sums = {"invocations": 1, "errors": int(fields["report_status"] != "success"),
                   "duration_ms": facts.duration or 0.0, "billed_ms": billed or 0.0,
                   "gb_seconds": _gb_seconds(billed, memory),
                   "cold_starts": int(init is not None), "init_ms": init or 0.0}
     facts.maxima = {"memory_size_mb": int(memory or 0),
-                    "max_memory_used_mb": int(_number(metrics.get("maxMemoryUsedMB")) or 0)}
+                    "max_memory_used_mb": int(_positive(fields["report_maxMemoryUsedMB"], MAX_MEMORY_MB) or 0)}
     return facts
 
 
-def _otlp_metric_facts(data: dict, memory_mb: float | None) -> _Facts | None:
-    value = _number(data.get("value"))
+def _otlp_metric_facts(fields: dict) -> _Facts | None:
+    value = _positive(fields["metric_value"], _READ_LIMIT)
     if value is None:
         return None
-    facts, name = _Facts(), data.get("name")
+    memory_mb = _configured_mb(fields["faas_max_memory"])
+    facts, name = _Facts(), fields["metric_name"]
     if name == "faas.invocation.duration":
-        facts.duration = value
-        facts.sums = {"invocations": 1, "duration_ms": value}
+        facts.duration = min(value, MAX_DURATION_MS)
+        facts.sums = {"invocations": 1, "duration_ms": facts.duration}
     elif name == "aws.lambda.billed_duration":
-        facts.sums = {"billed_ms": value, "gb_seconds": _gb_seconds(value, memory_mb)}
+        billed = min(value, MAX_DURATION_MS)
+        facts.sums = {"billed_ms": billed, "gb_seconds": _gb_seconds(billed, memory_mb)}
     elif name == "aws.lambda.max_memory_used":
-        facts.maxima = {"max_memory_used_mb": round(value / _MB)}
+        facts.maxima = {"max_memory_used_mb": min(round(value / _MB), MAX_MEMORY_MB)}
     elif name == "aws.lambda.init_duration":
-        facts.sums = {"cold_starts": 1, "init_ms": value}
+        facts.sums = {"cold_starts": 1, "init_ms": min(value, MAX_DURATION_MS)}
     if memory_mb:
         facts.maxima["memory_size_mb"] = int(memory_mb)
     return facts
 
 
-def _otlp_span_facts(data: dict) -> _Facts:
-    attributes = data.get("attributes") if isinstance(data.get("attributes"), dict) else {}
-    status = data.get("status") if isinstance(data.get("status"), dict) else {}
-    outcome = attributes.get("faas.invocation.status")
-    failed = outcome != "success" if outcome is not None else status.get("code") == "STATUS_CODE_ERROR"
+def _otlp_span_facts(fields: dict) -> _Facts:
+    outcome = fields["invocation_status"]
+    failed = outcome != "success" if outcome is not None else fields["status_code"] == "STATUS_CODE_ERROR"
     facts = _Facts()
     facts.sums = {"errors": int(failed)}
     return facts
 
 
-def _function(data: dict, service_name: str, service_version: str | None, source: str) -> tuple[str, str]:
+def _function(fields: dict, service_name: str, service_version: str | None, source: str) -> tuple[str, str]:
     if source == "otlp/1":
-        resource = data.get("resource") if isinstance(data.get("resource"), dict) else {}
-        name, version = resource.get("faas.name"), resource.get("faas.version")
-        return (str(name) if name else service_name)[:255], (str(version) if version else service_version or "")[:255]
+        name, version = fields["faas_name"], fields["faas_version"]
+        return name or service_name, version or service_version or ""
     return service_name, service_version or ""
 
 
-def _facts(source: str, event_type: str, data) -> _Facts | None:
-    if not isinstance(data, dict):
-        return None
+def _facts(source: str, event_type: str, fields: dict) -> _Facts | None:
     if source == "lambda/1":
-        return _report_facts(data)
+        return _report_facts(fields)
     if event_type == "otel.span":
-        return _otlp_span_facts(data)
-    resource = data.get("resource") if isinstance(data.get("resource"), dict) else {}
-    return _otlp_metric_facts(data, _configured_mb(resource.get("faas.max_memory")))
+        return _otlp_span_facts(fields)
+    return _otlp_metric_facts(fields)
 
 
-def _configured_mb(value) -> float | None:
+def _configured_mb(value: float | None) -> float | None:
     """``faas.max_memory`` in MB. The convention says bytes, but some detectors copy
     AWS_LAMBDA_FUNCTION_MEMORY_SIZE (MB) as it is; Lambda has no function under 128 MB, so a value
     under 1 MiB can only be megabytes."""
-    memory = _number(value)
-    if not memory:
+    if not value or value < 0:
         return None
-    return memory / _MB if memory >= _MB else memory
+    return min(value / _MB if value >= _MB else value, MAX_MEMORY_MB)
 
 
 def lambda_events(events):
@@ -158,14 +183,17 @@ def lambda_rollups_add(events) -> None:
     rows: dict[tuple, dict] = defaultdict(dict)
     histogram: dict[tuple, int] = defaultdict(int)
     five_minutes_since = EventRollup.minute_rollups_since()
-    for organization_id, application_id, timestamp, source, event_type, name, version, data in (
-            lambda_events(events).values_list("organization_id", "application_id", "timestamp", "schema_version",
-                                              "event_type", "service_name", "service_version", "data")
+    names = list(_FIELDS)
+    for organization_id, application_id, timestamp, source, event_type, name, version, *values in (
+            lambda_events(events).annotate(**_FIELDS)
+            .values_list("organization_id", "application_id", "timestamp", "schema_version", "event_type",
+                         "service_name", "service_version", *names)
             .iterator(chunk_size=5000)):
-        facts = _facts(source, event_type, data)
+        fields = dict(zip(names, values))
+        facts = _facts(source, event_type, fields)
         if facts is None:
             continue
-        function, function_version = _function(data, name, version, source)
+        function, function_version = _function(fields, name, version, source)
         for granularity, bucket in _buckets(timestamp, five_minutes_since):
             key = (organization_id, application_id, granularity, bucket, function, function_version)
             row = rows[key]
