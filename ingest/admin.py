@@ -1,4 +1,7 @@
-"""Archives in the operators' admin: listed per organization, verified on demand; and erasure."""
+"""Archives in the operators' admin: listed per organization, verified on demand; erasure; and the
+events the rollup job had to skip."""
+
+from datetime import timedelta
 
 from django import forms
 from django.contrib import admin, messages
@@ -15,7 +18,7 @@ from accounts.services import Source
 from ingest.archive import archive_verify
 from ingest import erasure
 from ingest.erasure import ErasureBusy, user_events_erase
-from ingest.models import Archive, Event
+from ingest.models import Archive, Event, RollupSkip
 
 
 @admin.register(Archive)
@@ -101,3 +104,26 @@ class ErasureForm(forms.Form):
     def __init__(self, *args, applications, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["application"].queryset = applications
+
+
+@admin.register(RollupSkip)
+class RollupSkipAdmin(OrganizationScopedAdmin):
+    list_display = ["created_at", "organization", "application", "kind", "events", "first_timestamp",
+                    "last_timestamp", "rebuild"]
+    list_select_related = ["application", "organization"]
+    list_filter = ["kind", ("organization", admin.RelatedOnlyFieldListFilter)]
+    date_hierarchy = "created_at"
+    fields = ["organization", "application", "kind", "events", "first_event_id", "last_event_id",
+              "first_timestamp", "last_timestamp", "error", "rebuild", "created_at"]
+    readonly_fields = fields
+
+    @admin.display(description="To count them again")
+    def rebuild(self, skip):
+        until = skip.last_timestamp + timedelta(days=1)
+        return f"manage.py rebuild_rollups --since {skip.first_timestamp:%Y-%m-%d} --until {until:%Y-%m-%d}"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

@@ -159,6 +159,37 @@ class RollupCursor(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
 
+class RollupSkip(models.Model):
+    """One application's events of one chunk that a rollup kind could not count, so ``rollups_update``
+    went on without them (a value the database refused, a statement past its timeout).
+
+    The other applications of the chunk, and this one's other kinds, were counted as usual.
+    ``rebuild_rollups`` over [first_timestamp, last_timestamp] counts the skipped events again.
+    """
+
+    class Kind(models.TextChoices):
+        EVENTS = "events", "Event counts"
+        API = "api", "API requests"
+        LAMBDA = "lambda", "Lambda invocations"
+
+    organization = models.ForeignKey("accounts.Organization", on_delete=models.CASCADE, related_name="+")
+    application = models.ForeignKey("accounts.Application", on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    first_event_id = models.BigIntegerField(help_text="The chunk's ids, inclusive.")
+    last_event_id = models.BigIntegerField()
+    events = models.PositiveIntegerField(help_text="The application's events in the chunk.")
+    first_timestamp = models.DateTimeField()
+    last_timestamp = models.DateTimeField()
+    error = models.CharField(max_length=500)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self):
+        return f"{self.get_kind_display()} of app {self.application_id}, events {self.first_event_id}–{self.last_event_id}"
+
+
 class Stream(models.Model):
     """One connection of an event-stream client (seed 002): an HTTP POST of JSON values or a
     WebSocket, with the headers that opened it. Its events point back to it by ``Event.stream_id``."""

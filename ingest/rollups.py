@@ -2,23 +2,29 @@
 
 ``rollups_update`` reads the events stored since its last run (ids past its cursor), adds their
 counts to the rollups (per minute, hour and day of the event's timestamp; by type, and by type
-and each other dimension) and to the ``accepted`` outcomes (per hour received), and moves the cursor, all in one
-transaction: a crash changes nothing, a re-run adds nothing twice, and late events (old
-timestamps) land in their old buckets. Events younger than ``LAG_SECONDS`` wait for the next run,
-so an insert still committing with a lower id is not passed over.
-"""
+and each other dimension) and to the ``accepted`` outcomes (per hour received), and moves the
+cursor, one chunk of events per transaction: a crash changes nothing of the chunk it was in, a
+re-run adds nothing twice, and late events (old timestamps) land in their old buckets. Events
+younger than ``LAG_SECONDS`` wait for the next run, so an insert still committing with a lower id
+is not passed over. One application's events never hold back the others': what cannot be counted
+is skipped and recorded (``RollupSkip``), and the cursor moves on."""
 
+import logging
+import time
 from datetime import UTC, datetime, timedelta
 
-from django.db import connection, transaction
-from django.db.models import Count, Max, Value
+from django.conf import settings
+from django.db import DatabaseError, OperationalError, connection, transaction
+from django.db.models import Count, Max, Min, Value
 from django.db.models.functions import Coalesce, Concat, Trim, Trunc
 from django.utils import timezone
+from psycopg.errors import QueryCanceled
 
 from ingest.api_rollups import api_rollups_add, api_rollups_rebuild
 from ingest.lambda_rollups import lambda_rollups_add, lambda_rollups_replace
-from ingest.models import Archive, Event, EventRollup, Outcome, RollupCursor
+from ingest.models import Archive, Event, EventRollup, Outcome, RollupCursor, RollupSkip
 
+logger = logging.getLogger(__name__)
 LAG_SECONDS = 10
 CURSOR = "events"
 
@@ -65,23 +71,92 @@ def _add_accepted(events) -> None:
 
 
 def rollups_update(*, max_events: int = 500_000, lag_seconds: float = LAG_SECONDS) -> int:
-    """Adds the events stored since the last run; returns how many ids it moved past."""
+    """Adds the events stored since the last run, a chunk of them per transaction; returns how many
+    ids it moved past.
+
+    A run stops starting chunks after ``ROLLUPS_RUN_SECONDS``, so the task's time limit, if it
+    strikes, loses one chunk, and the next run carries on.
+    """
+    deadline = time.monotonic() + settings.ROLLUPS_RUN_SECONDS
+    horizon = timezone.now() - timedelta(seconds=lag_seconds)
+    moved, remaining = 0, max_events
+    while remaining > 0 and time.monotonic() < deadline:
+        chunk = min(settings.ROLLUPS_CHUNK_EVENTS, remaining)
+        step = _chunk_add(chunk=chunk, horizon=horizon)
+        if not step:
+            break
+        moved += step
+        remaining -= chunk
+    return moved
+
+
+def _chunk_add(*, chunk: int, horizon: datetime) -> int:
     with transaction.atomic():
         cursor, _ = RollupCursor.objects.select_for_update().get_or_create(name=CURSOR)
         low = cursor.last_event_id
-        horizon = timezone.now() - timedelta(seconds=lag_seconds)
-        high = Event.objects.filter(id__gt=low, id__lte=low + max_events,
-                                    received_at__lt=horizon).aggregate(high=Max("id"))["high"]
+        # The next ``chunk`` ids rather than an id range, so a gap in the sequence is passed over.
+        ids = Event.objects.filter(id__gt=low, received_at__lt=horizon).order_by("id").values("id")[:chunk]
+        high = Event.objects.filter(id__in=ids).aggregate(high=Max("id"))["high"]
         if high is None:
             return 0
+        if connection.vendor == "postgresql":
+            with connection.cursor() as db:
+                db.execute("SELECT set_config('statement_timeout', %s, true)",
+                           [f"{settings.ROLLUPS_STATEMENT_TIMEOUT}s"])
         events = Event.objects.filter(id__gt=low, id__lte=high)
-        _add_rollups(events)
-        api_rollups_add(events)
         _add_accepted(events)
-        lambda_rollups_add(events)
+        _add_isolated(events, first_id=low + 1, last_id=high)
         cursor.last_event_id = high
         cursor.save(update_fields=["last_event_id", "updated_at"])
         return high - low
+
+
+_KINDS = {RollupSkip.Kind.EVENTS: _add_rollups, RollupSkip.Kind.API: api_rollups_add,
+          RollupSkip.Kind.LAMBDA: lambda_rollups_add}
+
+
+def _add_isolated(events, *, first_id: int, last_id: int) -> None:
+    """Adds a chunk's events to the rollups of every kind. If that fails on the data (a value the
+    database refuses, a statement past its timeout), each application's events are tried again, kind
+    by kind; what still fails is recorded as a ``RollupSkip`` and left out, and the rest is counted."""
+    try:
+        with transaction.atomic():
+            for add in _KINDS.values():
+                add(events)
+        return
+    except Exception as error:
+        if not _poisoned(error):
+            raise
+    for application_id in events.order_by().values_list("application_id", flat=True).distinct():
+        theirs = events.filter(application_id=application_id)
+        for kind, add in _KINDS.items():
+            try:
+                with transaction.atomic():
+                    add(theirs)
+            except Exception as error:
+                if not _poisoned(error):
+                    raise
+                _skip_record(theirs, kind=kind, first_id=first_id, last_id=last_id, error=error)
+
+
+def _poisoned(error: Exception) -> bool:
+    """Whether an error comes from the events' data rather than an outage (which the task retries)."""
+    if isinstance(error, OperationalError):
+        return isinstance(error.__cause__, QueryCanceled)
+    return isinstance(error, (DatabaseError, ValueError, TypeError, ArithmeticError))
+
+
+def _skip_record(events, *, kind: str, first_id: int, last_id: int, error: Exception) -> RollupSkip:
+    span = events.aggregate(n=Count("id"), first=Min("timestamp"), last=Max("timestamp"),
+                            organization_id=Max("organization_id"), application_id=Max("application_id"))
+    skip = RollupSkip.objects.create(
+        organization_id=span["organization_id"], application_id=span["application_id"], kind=kind,
+        first_event_id=first_id, last_event_id=last_id, events=span["n"], first_timestamp=span["first"],
+        last_timestamp=span["last"], error=f"{type(error).__name__}: {error}"[:500])
+    logger.error("rollups skipped", extra={
+        "kind": kind, "organization_id": skip.organization_id, "application_id": skip.application_id,
+        "first_event_id": first_id, "last_event_id": last_id, "events": skip.events, "error": skip.error})
+    return skip
 
 
 def rollups_rebuild(*, since: datetime, until: datetime, progress=None) -> int:

@@ -105,6 +105,12 @@ ARCHIVE_S3_ACCESS_KEY_ID = env.str("APP_ARCHIVE__S3_ACCESS_KEY_ID", "")
 ARCHIVE_S3_SECRET_ACCESS_KEY = env.str("APP_ARCHIVE__S3_SECRET_ACCESS_KEY", "")
 # Days restored events stay in the database before the archive job takes them out again.
 ARCHIVE_RESTORE_HOLD_DAYS = env.int("APP_ARCHIVE__RESTORE_HOLD_DAYS", 7, minimum=0)
+# The rollup job (ingest.rollups): events per transaction, so a failure or a timeout loses one
+# chunk, not the run; seconds after which a run starts no new chunk (the task stops at 100); and
+# seconds after which one statement is cancelled and the application whose rows it read is skipped.
+ROLLUPS_CHUNK_EVENTS = env.int("APP_ROLLUPS__CHUNK_EVENTS", 50_000, minimum=1)
+ROLLUPS_RUN_SECONDS = env.int("APP_ROLLUPS__RUN_SECONDS", 60, minimum=1)
+ROLLUPS_STATEMENT_TIMEOUT = env.int("APP_ROLLUPS__STATEMENT_TIMEOUT", 15, minimum=1)
 # Where check_backup looks for the newest pg_dump file.
 BACKUP_DIR = (BASE_DIR / env.str("APP_BACKUP__DIR", str(DATA_DIR / "backups"))).resolve()
 env.raise_if_invalid()
