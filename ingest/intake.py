@@ -10,7 +10,7 @@ from collections import Counter
 
 from django.utils import timezone
 
-from accounts.selectors import IngestTarget, ingest_target_get, token_owner
+from accounts.selectors import IngestTarget, credentials_generation, ingest_target_get, token_owner
 from accounts.services import credential_touch
 from ingest.admission import Admission, outcomes_record, request_admit
 from ingest.errors import QuotaExceeded, RateLimited, Unauthorized
@@ -38,7 +38,9 @@ def token_authenticate(*, token: str | None, org_public_id: str | None = None,
                        app_public_id: str | None = None) -> IngestTarget:
     """The application whose active credential has ``token``; with the ids given (a per-application
     URL), that application only. Unknown ids, a wrong token and a missing one are answered alike, so
-    ids cannot be probed; each refusal is counted as an outcome."""
+    ids cannot be probed; each refusal is counted as an outcome. With Redis, a credential changed
+    anywhere is seen at the next call (one GET of the credentials generation); without, within the
+    target cache's seconds."""
     target = None
     if token:
         if org_public_id is None or app_public_id is None:
@@ -47,6 +49,10 @@ def token_authenticate(*, token: str | None, org_public_id: str | None = None,
                 org_public_id, app_public_id = owner
         if org_public_id is not None and app_public_id is not None:
             target = ingest_target_get(org_public_id=org_public_id, app_public_id=app_public_id)
+            if target is not None and target.generation != credentials_generation():
+                # Credentials changed in some process since this one cached them (a revocation takes effect
+                # at once): read them again, as the signed ingest does on the generation admission returns.
+                target = ingest_target_get(org_public_id=org_public_id, app_public_id=app_public_id, fresh=True)
     if target is not None:
         digest = token_hash(token)
         for key in target.active_keys(timezone.now()):
