@@ -95,8 +95,8 @@ def _chunk_add(*, chunk: int, horizon: datetime) -> int:
         cursor, _ = RollupCursor.objects.select_for_update().get_or_create(name=CURSOR)
         low = cursor.last_event_id
         # The next ``chunk`` ids rather than an id range, so a gap in the sequence is passed over.
-        ids = Event.objects.filter(id__gt=low, received_at__lt=horizon).order_by("id").values("id")[:chunk]
-        high = Event.objects.filter(id__in=ids).aggregate(high=Max("id"))["high"]
+        high = (Event.objects.filter(id__gt=low, received_at__lt=horizon).order_by("id").values("id")[:chunk]
+                .aggregate(high=Max("id"))["high"])
         if high is None:
             return 0
         if connection.vendor == "postgresql":
