@@ -112,7 +112,7 @@ def test_a_viewer_cannot_run_the_verify_action(client, two_organizations):
     assert Archive.objects.get(pk=archive.pk).verified_at == archive.verified_at
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_erasing_from_the_admin_gives_up_while_archive_work_holds_the_lock(client, two_organizations, monkeypatch):
     mine, _ = two_organizations
     client.force_login(member(mine))
