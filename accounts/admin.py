@@ -166,12 +166,17 @@ class UserByNameField(forms.CharField):
         # The initial value is the user's id and the posted one a name: compare them as names.
         return (self.prepare_value(initial) or "") != (data or "").strip()
 
+    # The accounts this field may find: set per request by the form (selectors.member_candidates).
+    users = User.objects.none()
+
     def clean(self, value):
         value = super().clean(value).strip()
-        # The same answer whichever of the two was meant, so neither kind can be probed apart.
-        users = User.objects.filter(username=value)[:1] or User.objects.filter(email__iexact=value)[:2]
+        # The same answer whichever of the two was meant, and for an account that exists outside the
+        # candidates as for none at all, so neither can be probed.
+        users = self.users.filter(username=value)[:1] or self.users.filter(email__iexact=value)[:2]
         if not users:
-            raise forms.ValidationError("No user with that username or e-mail; a superuser creates accounts.")
+            raise forms.ValidationError("No one in your organizations has that username or e-mail; "
+                                        "a superuser adds new people.")
         if len(users) > 1:
             raise forms.ValidationError("Several accounts have that e-mail address; enter the username instead.")
         return users[0]
@@ -184,6 +189,18 @@ class MembershipForm(forms.ModelForm):
         model = Membership
         fields = ["user", "organization", "role"]
 
+    candidates = User.objects.none()
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["user"].users = self.candidates
+
+
+def membership_form(request) -> type[MembershipForm]:
+    """The membership form for this request's user, finding only the accounts they may add."""
+    return type("MembershipForm", (MembershipForm,),
+                {"candidates": selectors.member_candidates(user=request.user)})
+
 
 class MembershipInline(admin.TabularInline):
     model = Membership
@@ -191,6 +208,9 @@ class MembershipInline(admin.TabularInline):
     extra = 0
     fields = ["user", "role", "created_at"]
     readonly_fields = ["created_at"]
+
+    def get_formset(self, request, obj=None, **kwargs):
+        return super().get_formset(request, obj, **{**kwargs, "form": membership_form(request)})
 
     def _is_owner(self, request, obj) -> bool:
         return obj is not None and selectors.role_in(user=request.user, organization_id=obj.pk) == "owner"
@@ -507,6 +527,9 @@ class MembershipAdmin(OrganizationScopedAdmin):
     list_filter = ["role", ("organization", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["user__username", "user__email", "organization__name"]
     form = MembershipForm
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        return super().get_form(request, obj, change, **{**kwargs, "form": membership_form(request)})
 
     def save_model(self, request, obj, form, change):
         services.membership_save(membership=obj, changes=form_changes(form), by=request.user,

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from accounts.models import Application, Credential, Organization
+from accounts.models import Application, Credential, Organization, User
 from telemetry.lib import crypto
 from telemetry.lib.errors import ServiceUnavailable
 from telemetry.lib.redis import get_redis
@@ -189,6 +189,19 @@ def organizations_of(*, user, roles: tuple[str, ...] | None = None):
     if roles is not None:
         memberships = memberships.filter(role__in=roles)
     return Organization.objects.filter(pk__in=memberships.values("organization_id"))
+
+
+def admin_access(*, user) -> bool:
+    """Whether ``user`` may enter the admin: superusers and members of any organization."""
+    return user.is_superuser or user.memberships.exists()
+
+
+def member_candidates(*, user):
+    """Accounts ``user`` may add to an organization: anyone for a superuser, else the members of their
+    own organizations, so that adding cannot probe which other accounts exist."""
+    if user.is_superuser:
+        return User.objects.all()
+    return User.objects.filter(memberships__organization__in=organizations_of(user=user)).distinct()
 
 
 def role_in(*, user, organization_id: int) -> str | None:

@@ -138,10 +138,6 @@ def membership_save(*, membership: Membership, changes: dict | None = None, by=N
     """Adds a member or changes a role."""
     created = membership.pk is None
     membership.save()
-    if not membership.user.is_staff:
-        # Members work in the admin, which only staff may enter.
-        membership.user.is_staff = True
-        membership.user.save(update_fields=["is_staff"])
     details = {"user": membership.user.get_username(), "role": membership.role}
     if not created and changes and "role" in changes:
         details["previous_role"] = changes["role"]
@@ -206,8 +202,9 @@ def credential_rotate(*, application: Application, overlap: timedelta = DEFAULT_
 
 @transaction.atomic
 def credential_revoke(*, credential: Credential, by=None, source: Source = COMMAND_LINE) -> Credential:
-    """Stops a credential at once (every server process drops it within the target cache's seconds);
-    a credential already revoked is left as it is."""
+    """Stops a credential at once: with Redis, every server process refuses it from its next request
+    on, on every endpoint (without, within the target cache's seconds); a credential already revoked
+    is left as it is."""
     if credential.revoked_at is not None:
         return credential
     credential.revoked_at = timezone.now()

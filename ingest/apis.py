@@ -193,7 +193,8 @@ class StreamApi(MachineApi):
         stored, status, ending, headers = 0, 200, Stream.Ending.COMPLETED, rate_limit_headers(admission)
         try:
             for values in streams.values_read(verification.body_stream(request._request).read,
-                                              max_value_bytes=settings.STREAM_MAX_VALUE_SIZE):
+                                              max_value_bytes=settings.STREAM_MAX_VALUE_SIZE,
+                                              max_body_bytes=settings.STREAM_MAX_BODY_SIZE):
                 stored += streams.stream_values_store(stream=stream, values=values, token=token, org_id=org_id,
                                                       app_id=app_id)
         except streams.StreamStopped as stop:

@@ -118,7 +118,7 @@ async def _store_messages(queue: asyncio.Queue, send, stream: Stream, **credenti
             values = [streams.Message.of(payload) for payload in group]
             try:
                 stored += await _sync(streams.stream_values_store, stream=stream,
-                                      values=[(m.raw, m.value) for m in values], **credentials)
+                                      values=[(m.raw, m.fields) for m in values], **credentials)
             except streams.StreamStopped as stopped:
                 stored += stopped.stored
                 stop = stopped.code

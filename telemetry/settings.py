@@ -139,7 +139,7 @@ else:
             _alias["OPTIONS"].setdefault("prepare_threshold", 5)
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "accounts.admin_app.MemberAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

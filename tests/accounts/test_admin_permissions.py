@@ -277,21 +277,29 @@ def add_member(client, world, user_field):
                        {"user": user_field, "organization": world["own"].pk, "role": "viewer"})
 
 
+def colleague(world, owner, **fields):
+    """An account in another organization that ``owner`` owns, so the owner may add it to theirs."""
+    user = UserFactory(**fields)
+    elsewhere = Membership.objects.create(user=owner, organization=OrganizationFactory(), role="owner").organization
+    Membership.objects.create(user=user, organization=elsewhere, role="viewer")
+    return user
+
+
 def test_adding_a_member_by_an_e_mail_several_accounts_share_is_refused(client, world):
-    member(client, world, "owner")
-    UserFactory(username="first", email="shared@example.com")
-    UserFactory(username="second", email="Shared@example.com")
+    owner = member(client, world, "owner")
+    colleague(world, owner, username="first", email="shared@example.com")
+    colleague(world, owner, username="second", email="Shared@example.com")
 
     response = add_member(client, world, "shared@example.com")
 
     assert response.status_code == 200
     assert b"Several accounts have that e-mail address; enter the username instead." in response.content
-    assert not Membership.objects.filter(user__email__iexact="shared@example.com").exists()
+    assert not Membership.objects.filter(user__email__iexact="shared@example.com", organization=world["own"]).exists()
 
 
 def test_adding_a_member_by_e_mail_finds_the_one_account_with_it(client, world):
-    member(client, world, "owner")
-    UserFactory(username="someone", email="someone@example.com")
+    owner = member(client, world, "owner")
+    colleague(world, owner, username="someone", email="someone@example.com")
 
     response = add_member(client, world, "SOMEONE@example.com")
 
@@ -306,8 +314,74 @@ def test_adding_an_unknown_member_answers_alike_for_usernames_and_e_mails(client
     response = add_member(client, world, user_field)
 
     assert response.status_code == 200
-    assert b"No user with that username or e-mail; a superuser creates accounts." in response.content
+    assert NO_SUCH_MEMBER in response.content
     assert not Membership.objects.filter(organization=world["own"], role="viewer").exists()
+
+
+NO_SUCH_MEMBER = b"No one in your organizations has that username or e-mail; a superuser adds new people."
+
+
+@pytest.mark.parametrize("user_field", ["outsider", "outsider@example.com", "loner", "loner@example.com"])
+def test_an_owner_cannot_tell_whether_an_account_outside_their_organizations_exists(client, world, user_field):
+    member(client, world, "owner")
+    outsider = UserFactory(username="outsider")
+    Membership.objects.create(user=outsider, organization=world["other"], role="viewer")
+    UserFactory(username="loner")
+
+    response = add_member(client, world, user_field)
+
+    # The same answer as for an account that does not exist at all.
+    assert response.status_code == 200
+    assert NO_SUCH_MEMBER in response.content
+    assert not Membership.objects.filter(organization=world["own"], role="viewer").exists()
+
+
+def test_a_superuser_adds_any_account_to_an_organization(client, world):
+    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    UserFactory(username="newcomer")
+
+    response = add_member(client, world, "newcomer")
+
+    assert response.status_code == 302
+    assert Membership.objects.filter(user__username="newcomer", organization=world["own"]).exists()
+
+
+def test_adding_a_member_does_not_make_their_account_staff(client, world):
+    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    newcomer = UserFactory(username="newcomer")
+
+    add_member(client, world, "newcomer")
+
+    newcomer.refresh_from_db()
+    assert Membership.objects.filter(user=newcomer, organization=world["own"]).exists()
+    assert not newcomer.is_staff
+
+
+def sign_in(client, user):
+    user.set_password("right-password-123")
+    user.save()
+    return client.post(reverse("admin:login"), {"username": user.username, "password": "right-password-123",
+                                                "next": "/admin/"})
+
+
+def test_a_member_signs_in_to_the_admin_without_staff_status(client, world):
+    user = UserFactory()
+    Membership.objects.create(user=user, organization=world["own"], role="viewer")
+
+    response = sign_in(client, user)
+
+    assert response.status_code == 302 and response["Location"] == "/admin/"
+    assert client.get("/admin/").status_code == 200
+    assert client.get(reverse("admin:accounts_application_changelist")).status_code == 200
+
+
+def test_an_account_in_no_organization_cannot_enter_the_admin_even_as_staff(client, world):
+    user = UserFactory(is_staff=True)  # a member once, since removed
+
+    response = sign_in(client, user)
+
+    assert response.status_code == 200 and b"errornote" in response.content
+    assert client.get("/admin/").status_code == 302
 
 
 def organization_form(organization, memberships, **fields) -> dict:

@@ -10,9 +10,9 @@ from cryptography.fernet import Fernet
 from django.core.management import call_command
 from django.urls import reverse
 
-from accounts.models import AuditEntry
+from accounts.models import AuditEntry, Membership
 from tests.conftest import make_event
-from tests.factories import UserFactory
+from tests.factories import OrganizationFactory, UserFactory
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -49,7 +49,8 @@ def test_sign_in_is_refused_after_repeated_failures_even_with_the_right_password
 
 @pytest.mark.django_db
 def test_successful_sign_in_is_audited_with_its_source(client):
-    user = UserFactory(is_staff=True)
+    user = UserFactory()
+    Membership.objects.create(user=user, organization=OrganizationFactory(), role="viewer")
     user.set_password("right-password-123")
     user.save()
 

@@ -147,7 +147,8 @@ def test_pretty_printed_values_spanning_lines_are_one_event_each(client, app_key
     assert [event.data for event in stored(app_keys)] == [{"a": 1, "b": [1, 2]}, {"c": 3}]
 
 
-@pytest.mark.parametrize("body", [b'{"a": 1}\n{"b": NaN}\n', b'{"a": 1}\n{"b": Infinity}\n', b'{"a": 1}\n{"b": \n'])
+@pytest.mark.parametrize("body", [b'{"a": 1}\n{"b": NaN}\n', b'{"a": 1}\n{"b": Infinity}\n', b'{"a": 1}\n{"b": \n',
+                                  b'{"a": 1}\n"\\ud800"\n', b'{"a": 1}\n{"b": "\xff"}\n', b'{"a": 1}\n{"b": "x\n'])
 def test_values_that_are_not_json_or_never_end_stop_the_stream(client, app_keys, body):
     response = post(client, app_keys, body)
 
@@ -156,7 +157,7 @@ def test_values_that_are_not_json_or_never_end_stop_the_stream(client, app_keys,
 
 
 def test_a_value_the_database_refuses_stops_the_stream_and_says_so(client, app_keys):
-    response = post(client, app_keys, b'{"a": 1}\n"\\ud800"\n')
+    response = post(client, app_keys, b'{"a": 1}\n{"n": 1e999999}\n')  # JSON, past what numeric can hold
 
     assert (response.status_code, response.content) == (400, b"1")
     assert response["X-Error-Code"] == "invalid_data"
