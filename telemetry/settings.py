@@ -40,8 +40,10 @@ PUBLIC_WEBSOCKET_URL = env.str("APP_PUBLIC_WEBSOCKET_URL", "") or f"ws://{SERVER
 # Ingestion limits.
 INGEST_MAX_BATCH_SIZE = env.int("APP_INGESTION__MAX_BATCH_SIZE", 1000, minimum=1)
 INGEST_MAX_PAYLOAD_SIZE = env.int("APP_INGESTION__MAX_PAYLOAD_SIZE", 5 * 1024 * 1024, minimum=1024)
-# One value of an event stream (a stream itself has no length limit: it is stored as it arrives).
+# One value of an event stream (an HTTP body's line or values, a WebSocket message).
 STREAM_MAX_VALUE_SIZE = env.int("APP_INGESTION__STREAM_MAX_VALUE_SIZE", 1024 * 1024, minimum=1024)
+# An HTTP stream's whole body: past it the stream stops with 413, keeping the values before.
+STREAM_MAX_BODY_SIZE = env.int("APP_INGESTION__STREAM_MAX_BODY_SIZE", 64 * 1024 * 1024, minimum=1024)
 # 0 keeps events of any age: the SDK queues offline and may send days later (COMPAT.md 1).
 INGEST_MAX_EVENT_AGE_DAYS = env.int("APP_INGESTION__MAX_EVENT_AGE_DAYS", 0, minimum=0)
 
