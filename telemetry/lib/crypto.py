@@ -8,12 +8,16 @@ from cryptography.fernet import Fernet, MultiFernet
 from django.conf import settings
 
 
+# Names the key derived from SECRET_KEY in APP_SECURITY__CREDENTIALS_KEYS, where it is the only key
+# by default. Moving off it: list a new key, then "derived", run rotate_credentials_key, and drop
+# "derived" from the list; it then decrypts nothing, like any other key left out.
+DERIVED = "derived"
+
+
 @lru_cache(maxsize=4)
 def _fernet(keys: tuple[str, ...], secret_key: str) -> MultiFernet:
-    # The key derived from SECRET_KEY is the default, and stays last as a fallback for decryption,
-    # so moving to an explicit key is: configure it, then run rotate_credentials_key.
     derived = base64.urlsafe_b64encode(hashlib.sha256(b"telemetry.credentials:" + secret_key.encode()).digest())
-    return MultiFernet([Fernet(key) for key in keys] + [Fernet(derived)])
+    return MultiFernet([Fernet(derived if key == DERIVED else key) for key in keys or (DERIVED,)])
 
 
 def _current() -> MultiFernet:

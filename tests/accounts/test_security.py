@@ -6,11 +6,12 @@ from io import StringIO
 from pathlib import Path
 
 import pytest
-from cryptography.fernet import Fernet
+from cryptography.fernet import Fernet, InvalidToken
 from django.core.management import call_command
 from django.urls import reverse
 
 from accounts.models import AuditEntry, Membership
+from telemetry.lib import crypto
 from tests.conftest import make_event
 from tests.factories import OrganizationFactory, UserFactory
 
@@ -63,11 +64,27 @@ def test_successful_sign_in_is_audited_with_its_source(client):
 
 @pytest.mark.django_db
 def test_rotating_the_encryption_key_keeps_every_credential_working(app_keys, signed_post, settings):
-    settings.CREDENTIALS_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
+    new_key = Fernet.generate_key().decode()
+    settings.CREDENTIALS_ENCRYPTION_KEYS = [new_key, "derived"]
     out = StringIO()
 
     call_command("rotate_credentials_key", stdout=out)
+    settings.CREDENTIALS_ENCRYPTION_KEYS = [new_key]
     settings.SECRET_KEY = "another-secret-key-so-the-old-derived-key-is-gone"
 
     assert "1 secrets now encrypted" in out.getvalue()
     assert signed_post(app_keys, [make_event()]).status_code == 200
+
+
+def test_the_key_derived_from_secret_key_is_retired_once_the_keys_leave_it_out(settings):
+    settings.CREDENTIALS_ENCRYPTION_KEYS = []
+    under_derived = crypto.encrypt("a secret")
+    new_key = Fernet.generate_key().decode()
+
+    settings.CREDENTIALS_ENCRYPTION_KEYS = [new_key, "derived"]
+    during_rotation = crypto.decrypt(under_derived)
+    settings.CREDENTIALS_ENCRYPTION_KEYS = [new_key]
+
+    assert during_rotation == "a secret"
+    with pytest.raises(InvalidToken):
+        crypto.decrypt(under_derived)
