@@ -91,7 +91,7 @@ class IngestApi(MachineApi):
         limit_headers = rate_limit_headers(admission)
         admission_enforce(target=target, admission=admission, refused=_declared_events(meta))
         try:
-            response = self._ingest(meta, target, body, admission, do_not_track)
+            response = self._ingest(meta, target, body, admission, do_not_track, key.service_name)
         except ApiError as error:
             error.headers = {**limit_headers, **error.headers}
             raise
@@ -103,7 +103,8 @@ class IngestApi(MachineApi):
             response[name] = value
         return response
 
-    def _ingest(self, meta, target: IngestTarget, body: bytes, admission: Admission | None, do_not_track: bool):
+    def _ingest(self, meta, target: IngestTarget, body: bytes, admission: Admission | None, do_not_track: bool,
+                bound_service: str):
         if do_not_track:
             outcomes_count(target=target, counts=Counter({(Kind.DNT, ""): _declared_events(meta)}))
             return HttpResponse(status=204)
@@ -120,6 +121,7 @@ class IngestApi(MachineApi):
             max_age_days = settings.INGEST_MAX_EVENT_AGE_DAYS
             checked = batch_check(events, now=timezone.now(),
                                   max_age=timedelta(days=max_age_days) if max_age_days else None)
+            verification.service_binding_check(service=bound_service, checked=checked)
         except ApiError as error:
             outcomes_count(target=target, counts=Counter({(Kind.INVALID, error.code): _declared_events(meta)}),
                            quota_unused=reserved or 0)
@@ -175,7 +177,7 @@ def _request_headers(meta):
 
 
 # How a stream that stopped early is answered (the body is still the count stored).
-_STREAM_STOP_STATUS = {"payload_too_large": 413, "quota_exceeded": 429, "unauthorized": 401}
+_STREAM_STOP_STATUS = {"payload_too_large": 413, "quota_exceeded": 429, "unauthorized": 401, "service_mismatch": 403}
 
 
 class StreamApi(MachineApi):

@@ -42,6 +42,11 @@ def _sdk_version(meta) -> str | None:
 def _accept(meta, target: IngestTarget, checked: CheckedBatch) -> tuple[Accepted, dict[str, str]]:
     """Admits the request for its valid events (rate limit, quota) and stores what the quota grants;
     raises ``QuotaExceeded`` when it grants none of them."""
+    try:
+        verification.service_binding_check(
+            service=verification.bound_service(target, bearer_token(meta, "HTTP_X_API_KEY")), checked=checked)
+    except ApiError as error:
+        raise _invalid(target, error) from None
     admission = request_admit_unsigned(target=target, events=len(checked.valid))
     headers = rate_limit_headers(admission)
     accepted = events_accept(target=target, checked=checked, reserved=admission.reserved if admission else None,

@@ -19,7 +19,8 @@ from django.db.models import F
 from django.utils import timezone
 
 from accounts.selectors import IngestTarget
-from ingest.errors import Unauthorized
+from ingest import verification
+from ingest.errors import ApiError, Unauthorized
 from ingest.intake import token_authenticate
 from ingest.models import Stream
 from ingest.schema import NUL_ESCAPE, batch_of, envelope_make, in_calendar
@@ -100,7 +101,12 @@ def stream_values_store(*, stream: Stream, values: list[tuple[bytes, "_Fields | 
     except Unauthorized as error:
         raise StreamStopped("unauthorized", error.message) from None
     now = timezone.now()
-    accepted = events_accept(target=target, checked=batch_of([_envelope(raw, fields, now) for raw, fields in values]),
+    checked = batch_of([_envelope(raw, fields, now) for raw, fields in values])
+    try:
+        verification.service_binding_check(service=verification.bound_service(target, token), checked=checked)
+    except ApiError as error:  # a stream's values name no service, so a key bound to one cannot stream
+        raise StreamStopped(error.code, error.message) from None
+    accepted = events_accept(target=target, checked=checked,
                              reserved=None, sdk_version=(stream.headers.get("user-agent") or "")[:100] or None,
                              stream_id=stream.pk)
     if accepted.stored:

@@ -8,7 +8,8 @@ from django.conf import settings
 from django.utils import timezone
 
 from accounts.selectors import IngestKey, IngestTarget
-from ingest.errors import BadRequest, PayloadTooLarge, Unauthorized
+from ingest.errors import ApiError, BadRequest, PayloadTooLarge, Unauthorized
+from ingest.schema import CheckedBatch
 from telemetry.lib.crypto import token_hash
 from telemetry.lib.signing import signature, signature_matches
 
@@ -117,3 +118,28 @@ def key_verify(target: IngestTarget, headers: SignedHeaders, body: bytes) -> Ing
         if signature_matches(signature(key.hmac_secret, headers.timestamp, headers.nonce, body), headers.signature):
             return key
     raise Unauthorized("Invalid credentials or signature")
+
+
+class ServiceMismatch(ApiError):
+    status = 403
+    code = "service_mismatch"
+
+
+def bound_service(target: IngestTarget, token: str | None) -> str:
+    """The service that the key with API token ``token`` is bound to ("": none, any service)."""
+    if not token:
+        return ""
+    digest = token_hash(token)
+    return next((key.service_name for key in target.keys if key.token_hash == digest), "")
+
+
+def service_binding_check(*, service: str, checked: CheckedBatch) -> None:
+    """Refuses, whole, a batch holding an event of another service than ``service``, the one its
+    key is bound to (a Malti key); "" binds nothing. Every way in that stores events by a key runs
+    this before storing, whatever the family's own format says the service is."""
+    if not service:
+        return
+    for index, envelope in zip(checked.indexes, checked.valid):
+        if envelope.service.name != service:
+            named = f"service {envelope.service.name[:100]!r}" if envelope.service.name else "no service"
+            raise ServiceMismatch(f"Event {index} names {named}, but this key is bound to service {service[:100]!r}")
