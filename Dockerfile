@@ -15,13 +15,15 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     APP_SERVER__HOST=0.0.0.0 \
     APP_SERVER__PORT=8080 \
-    APP_DATA_DIR=/var/lib/telemetry
+    APP_DATA_DIR=/var/lib/telemetry \
+    APP_SECURITY__SECRET_KEY_REQUIRED=true
 RUN useradd --system --home-dir /app --shell /usr/sbin/nologin telemetry \
     && mkdir -p /var/lib/telemetry/archives && chown -R telemetry /var/lib/telemetry
 WORKDIR /app
 COPY --from=build /opt/venv /opt/venv
 COPY --chown=telemetry . .
 # Static files are collected into the image (served by whitenoise); the key is for this step only.
+# Every container must be given the same SECRET_KEY: one generated per container would differ.
 RUN SECRET_KEY=collectstatic-only python manage.py collectstatic --noinput --verbosity 0
 USER telemetry
 EXPOSE 8080 8081

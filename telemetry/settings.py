@@ -18,7 +18,14 @@ env = EnvReader(environ.Env())
 DATA_DIR = (BASE_DIR / env.str("APP_DATA_DIR", "var")).resolve()
 
 DEBUG = env.bool("DEBUG", False)
-SECRET_KEY = env.str("SECRET_KEY", "") or persistent_secret_key(DATA_DIR / "secret_key")
+# Containers set this (the Dockerfile does): each would otherwise generate a key in its own file
+# system, and sessions, CSRF tokens and the derived credentials key would differ between them.
+SECRET_KEY_REQUIRED = env.bool("APP_SECURITY__SECRET_KEY_REQUIRED", False)
+SECRET_KEY = env.str("SECRET_KEY", "")
+if not SECRET_KEY and SECRET_KEY_REQUIRED:
+    env.errors.append("SECRET_KEY is not set: set it (50+ random characters) to the same value for every process")
+elif not SECRET_KEY:
+    SECRET_KEY = persistent_secret_key(DATA_DIR / "secret_key")
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", [])
 # Browser origins (scheme://host[:port]) allowed to call the ingest API; empty: CORS is off.

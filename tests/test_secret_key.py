@@ -1,12 +1,18 @@
 import multiprocessing
+import os
 import stat
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
+import yaml
 from django.core.exceptions import ImproperlyConfigured
 
 from telemetry.lib.secret_key import persistent_secret_key
 
 PROCESSES = 16
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _read_key_at_the_same_time(path, barrier, results):
@@ -44,3 +50,26 @@ def test_an_empty_key_file_stops_start_up_instead_of_being_used(tmp_path):
 
     with pytest.raises(ImproperlyConfigured, match="secret_key is empty"):
         persistent_secret_key(tmp_path / "secret_key")
+
+
+def _manage_check(tmp_path, **env):
+    base = {k: v for k, v in os.environ.items() if k != "SECRET_KEY"}
+    return subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60, env={**base, "APP_DATA_DIR": str(tmp_path), **env})
+
+
+def test_a_container_without_secret_key_refuses_to_start_and_says_why(tmp_path):
+    # The image sets this: each container would otherwise generate a key of its own.
+    result = _manage_check(tmp_path, APP_SECURITY__SECRET_KEY_REQUIRED="true")
+
+    assert result.returncode != 0
+    assert "SECRET_KEY is not set" in result.stderr
+    assert not (tmp_path / "secret_key").exists()
+
+
+def test_the_image_requires_secret_key_and_compose_refuses_to_start_without_it():
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
+
+    assert "APP_SECURITY__SECRET_KEY_REQUIRED=true" in dockerfile
+    assert compose["x-app"]["environment"]["SECRET_KEY"].startswith("${SECRET_KEY:?")
