@@ -172,8 +172,12 @@ class RollupSkip(models.Model):
         API = "api", "API requests"
         LAMBDA = "lambda", "Lambda invocations"
 
-    organization = models.ForeignKey("accounts.Organization", on_delete=models.CASCADE, related_name="+")
-    application = models.ForeignKey("accounts.Application", on_delete=models.CASCADE, related_name="+")
+    # No database-level foreign keys: the record is written in the rollup job's transaction, which an
+    # application deleted meanwhile must not fail at commit. Django still cascades deletes.
+    organization = models.ForeignKey("accounts.Organization", on_delete=models.CASCADE, db_constraint=False,
+                                     related_name="+")
+    application = models.ForeignKey("accounts.Application", on_delete=models.CASCADE, db_constraint=False,
+                                    related_name="+")
     kind = models.CharField(max_length=8, choices=Kind.choices)
     first_event_id = models.BigIntegerField(help_text="The chunk's ids, inclusive.")
     last_event_id = models.BigIntegerField()
