@@ -19,7 +19,8 @@ from ingest.archive import STORAGE_ERRORS
 from ingest.erasure import ErasureBusy, user_events_erase
 from ingest.errors import (ApiError, BadRequest, PayloadTooLarge, QuotaExceeded, ServiceBusy, StorageUnavailable,
                            Unauthorized, error_body)
-from ingest.intake import admission_enforce, bearer_token, rate_limit_headers, request_admit_unsigned, token_authenticate
+from ingest.intake import (admission_enforce, bearer_token, body_encoding_check, rate_limit_headers,
+                           request_admit_unsigned, token_authenticate)
 from ingest.models import Event, Outcome, Stream
 from ingest.negotiation import MachineApi
 from ingest.schema import BatchFormatError, batch_check, batch_decode
@@ -111,6 +112,7 @@ class IngestApi(MachineApi):
         reserved = admission.reserved if admission else None
         try:
             verification.content_type_check(meta)
+            body_encoding_check(meta)
             events = _batch_decode(body)
             if len(events) > settings.INGEST_MAX_BATCH_SIZE:
                 raise PayloadTooLarge(
@@ -120,7 +122,8 @@ class IngestApi(MachineApi):
                 raise BadRequest(f"X-Batch-Size is {declared} but the body has {len(events)} events")
             max_age_days = settings.INGEST_MAX_EVENT_AGE_DAYS
             checked = batch_check(events, now=timezone.now(),
-                                  max_age=timedelta(days=max_age_days) if max_age_days else None)
+                                  max_age=timedelta(days=max_age_days) if max_age_days else None,
+                                  max_depth=settings.INGEST_MAX_JSON_DEPTH)
             verification.service_binding_check(service=bound_service, checked=checked)
         except ApiError as error:
             outcomes_count(target=target, counts=Counter({(Kind.INVALID, error.code): _declared_events(meta)}),
@@ -310,6 +313,7 @@ class MaltiIngestApi(MachineApi):
         try:
             verification.content_length_check(meta)
             body = verification.body_read(request._request)
+            body_encoding_check(meta)
             max_age_days = settings.INGEST_MAX_EVENT_AGE_DAYS
             records = malti.records_decode(body, max_records=settings.INGEST_MAX_BATCH_SIZE, now=timezone.now(),
                                            max_age=timedelta(days=max_age_days) if max_age_days else None)

@@ -18,6 +18,15 @@ class BadRequest(ApiError):
     pass
 
 
+class NestingTooDeep(BadRequest):
+    code = "nesting_too_deep"
+
+
+class UnsupportedEncoding(ApiError):
+    status = 415
+    code = "unsupported_encoding"
+
+
 class Unauthorized(ApiError):
     status = 401
     code = "unauthorized"

@@ -13,7 +13,7 @@ from django.utils import timezone
 from accounts.selectors import IngestTarget, credentials_generation, ingest_target_get, token_owner
 from accounts.services import credential_touch
 from ingest.admission import Admission, outcomes_record, request_admit
-from ingest.errors import QuotaExceeded, RateLimited, Unauthorized
+from ingest.errors import QuotaExceeded, RateLimited, Unauthorized, UnsupportedEncoding
 from ingest.models import Outcome
 from ingest.services import outcomes_count
 from telemetry.lib.crypto import token_hash
@@ -32,6 +32,17 @@ def bearer_token(meta, *header_names: str) -> str | None:
         if value := meta.get(name, "").strip():
             return value
     return None
+
+
+def body_encoding_check(meta, *, content_encoding: bool = True) -> None:
+    """Refuses (415) a JSON body in another charset than UTF-8, the only one JSON has (RFC 8259),
+    and with ``content_encoding`` a compressed one, which would otherwise be read as JSON as it is."""
+    for parameter in meta.get("CONTENT_TYPE", "").split(";")[1:]:
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "charset" and value.strip().strip('"').lower() not in ("utf-8", "utf8"):
+            raise UnsupportedEncoding("JSON bodies must be UTF-8 (charset=utf-8 or none)")
+    if content_encoding and meta.get("HTTP_CONTENT_ENCODING", "").strip().lower() not in ("", "identity"):
+        raise UnsupportedEncoding("Content-Encoding must be identity or none")
 
 
 def token_authenticate(*, token: str | None, org_public_id: str | None = None,

@@ -17,7 +17,8 @@ from ingest import lambda_telemetry, otlp, verification
 from ingest.admission import seconds_to_month_end, utc_now
 from ingest.apis import batch_response
 from ingest.errors import ApiError, BadRequest, PayloadTooLarge, QuotaExceeded
-from ingest.intake import bearer_token, rate_limit_headers, request_admit_unsigned, token_authenticate
+from ingest.intake import (bearer_token, body_encoding_check, rate_limit_headers, request_admit_unsigned,
+                           token_authenticate)
 from ingest.models import Outcome
 from ingest.negotiation import MachineApi
 from ingest.schema import CheckedBatch
@@ -85,6 +86,7 @@ class LambdaTelemetryApi(MachineApi):
             verification.content_length_check(meta)
             body = verification.body_read(request._request)
             verification.content_type_check(meta)
+            body_encoding_check(meta)
             elements = lambda_telemetry.array_decode(body)
         except lambda_telemetry.ArrayFormatError as error:
             raise _invalid(target, BadRequest(str(error))) from None
@@ -97,7 +99,8 @@ class LambdaTelemetryApi(MachineApi):
         if not function.name:
             raise _invalid(target, BadRequest(
                 "Name the function: X-Lambda-Function-Name header or ?function= (see the README)"))
-        accepted, headers = _accept(meta, target, lambda_telemetry.lambda_batch(elements, function=function))
+        accepted, headers = _accept(meta, target, lambda_telemetry.lambda_batch(
+            elements, function=function, max_depth=settings.INGEST_MAX_JSON_DEPTH))
         response = batch_response(total=len(elements), errors=accepted.errors)
         for name, value in headers.items():
             response[name] = value
@@ -147,6 +150,8 @@ class OtlpApi(MachineApi):
         try:
             verification.content_length_check(meta)
             body = verification.body_read(request._request)
+            if media == otlp.JSON:
+                body_encoding_check(meta, content_encoding=False)  # gzip is OTLP's own, handled below
             encoding = meta.get("HTTP_CONTENT_ENCODING", "").strip().lower()
             if encoding == "gzip":
                 try:
@@ -155,15 +160,14 @@ class OtlpApi(MachineApi):
                     raise PayloadTooLarge(str(exc)) from None
             elif encoding not in ("", "identity"):
                 raise UnsupportedMediaType("Content-Encoding must be gzip or none")
-            checked = otlp.otlp_batch(signal, otlp.request_decode(signal, body, media))
+            checked = otlp.otlp_batch(signal, otlp.request_decode(signal, body, media), max_items=OTLP_MAX_ITEMS)
         except otlp.OtlpFormatError as exc:
             raise _invalid(target, BadRequest(str(exc))) from None
+        except otlp.TooManyItems as exc:
+            raise _invalid(target, PayloadTooLarge(str(exc))) from None
         except ApiError as error:
             raise _invalid(target, error) from None
         total = otlp.batch_size(checked)
-        if total > OTLP_MAX_ITEMS:
-            raise _invalid(target, PayloadTooLarge(
-                f"The request has {total} {signal.name} items; the limit is {OTLP_MAX_ITEMS}"))
         accepted, headers = _accept(meta, target, checked) if total else (None, {})
         rejected = len(accepted.errors) if accepted else 0
         message = ""

@@ -12,7 +12,8 @@ from typing import Annotated
 
 import msgspec
 
-from ingest.schema import NUL_ESCAPE, AwareDatetime, CheckedBatch, EventError, batch_of, envelope_make, in_calendar
+from ingest.schema import (NUL_ESCAPE, AwareDatetime, CheckedBatch, EventError, batch_of, envelope_make, in_calendar,
+                           raw_value_error, too_deep)
 
 SOURCE = "lambda/1"
 # Event ids derive from the function and the element's bytes, so a forwarder's retry of the same
@@ -76,7 +77,8 @@ class ArrayFormatError(ValueError):
 
 
 def array_decode(body: bytes) -> list[msgspec.Raw]:
-    """The array's elements as raw JSON, each checked on its own by ``lambda_batch``."""
+    """The array's elements as raw JSON, each checked on its own by ``lambda_batch``; raises
+    ``ArrayFormatError``, or ``NestingTooDeep`` for a body too deep for the decoder."""
     try:
         body.decode("utf-8")  # raw elements go to storage as text
         return _array_decoder.decode(body)
@@ -84,6 +86,8 @@ def array_decode(body: bytes) -> list[msgspec.Raw]:
         raise ArrayFormatError("Body must be a JSON array of Telemetry API events") from None
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise ArrayFormatError(f"Body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise too_deep() from None
 
 
 @dataclass(frozen=True)
@@ -111,7 +115,7 @@ def _category(event_type: str) -> str:
     return event_type.partition(".")[0]
 
 
-def _element_check(index: int, raw: msgspec.Raw, function: Function, seen: dict[bytes, int]):
+def _element_check(index: int, raw: msgspec.Raw, function: Function, seen: dict[bytes, int], max_depth: int):
     """An envelope for one element, or an ``EventError``."""
     data = bytes(raw)
     try:
@@ -122,6 +126,8 @@ def _element_check(index: int, raw: msgspec.Raw, function: Function, seen: dict[
         return EventError(index, None, "invalid_data", "Elements must not contain \\u0000")
     if not in_calendar(element.time):
         return EventError(index, None, "invalid_timestamp", "time is out of range once converted to UTC")
+    if refused := raw_value_error(data, max_depth=max_depth):
+        return EventError(index, None, *refused)
     version = function.version
     if element.type == "platform.report":
         try:
@@ -141,12 +147,12 @@ def _element_check(index: int, raw: msgspec.Raw, function: Function, seen: dict[
                          category=_category(element.type), event_id=event_id)
 
 
-def lambda_batch(elements: list[msgspec.Raw], *, function: Function) -> CheckedBatch:
+def lambda_batch(elements: list[msgspec.Raw], *, function: Function, max_depth: int) -> CheckedBatch:
     """The array as a checked batch: an envelope per valid element, an error per invalid one."""
     envelopes, indexes, errors = [], [], []
     seen: dict[bytes, int] = {}
     for index, raw in enumerate(elements):
-        result = _element_check(index, raw, function, seen)
+        result = _element_check(index, raw, function, seen, max_depth)
         if isinstance(result, EventError):
             errors.append(result)
         else:

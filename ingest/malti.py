@@ -23,7 +23,7 @@ from accounts.selectors import IngestTarget
 from ingest.admission import quota_reserve, seconds_to_month_end, utc_now
 from ingest.errors import ApiError, BadRequest, PayloadTooLarge, QuotaExceeded
 from ingest.models import Outcome
-from ingest.schema import NUL_ESCAPE, AwareDatetime, CheckedBatch, batch_of, envelope_make, in_calendar
+from ingest.schema import NUL_ESCAPE, AwareDatetime, CheckedBatch, batch_of, envelope_make, in_calendar, too_deep
 from ingest.services import Accepted, events_accept, outcomes_count
 from telemetry.lib.crypto import token_hash
 
@@ -144,11 +144,19 @@ def records_decode(body: bytes, *, max_records: int, max_age: timedelta | None, 
         records = None
     except msgspec.DecodeError as exc:
         raise BadRequest(f"Body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise too_deep() from None
     if records is None:
+        # Decoded again, field by field: the first pass stopped at the first field of the wrong
+        # type, so a later part of the body may still be malformed JSON.
         try:
             raw = _raw_batch_decoder.decode(body).requests
         except msgspec.ValidationError as exc:
             raise BadRequest(f'Body must be a JSON object {{"requests": [...]}}: {exc}') from None
+        except msgspec.DecodeError as exc:
+            raise BadRequest(f"Body is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise too_deep() from None
         if len(raw) > max_records:
             raise PayloadTooLarge(f"Batch has {len(raw)} records; the limit is {max_records}")
         records, errors = [], []

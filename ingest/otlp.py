@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import msgspec
+from django.conf import settings
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError, Message
 from google.rpc import status_pb2
@@ -27,7 +28,8 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
 
-from ingest.schema import CheckedBatch, Envelope, EventError, batch_of, envelope_make
+from ingest.errors import NestingTooDeep
+from ingest.schema import DEPTH_MESSAGE, CheckedBatch, Envelope, EventError, batch_of, envelope_make, too_deep
 
 SOURCE = "otlp/1"
 PROTOBUF = "application/x-protobuf"
@@ -40,6 +42,10 @@ _MAX_NANOS = 253402300799 * 10**9
 
 class OtlpFormatError(ValueError):
     """The body cannot be decoded as the signal's export request."""
+
+
+class TooManyItems(ValueError):
+    """The request holds more spans, log records or data points than one request may."""
 
 
 @dataclass(frozen=True)
@@ -105,13 +111,17 @@ def _hex_ids_as_base64(value):
 
 
 def request_decode(signal: Signal, body: bytes, media: str) -> Message:
+    """The export request; raises ``OtlpFormatError``, or ``NestingTooDeep`` for a JSON body too
+    deep for the decoder (protobuf's own parser stops at 100 levels, a DecodeError)."""
     request = signal.request()
     try:
         if media == PROTOBUF:
             request.ParseFromString(body)
         else:
             json_format.ParseDict(_hex_ids_as_base64(json.loads(body)), request, ignore_unknown_fields=True)
-    except (DecodeError, json_format.ParseError, ValueError, RecursionError, TypeError, AttributeError) as exc:
+    except RecursionError:
+        raise too_deep() from None
+    except (DecodeError, json_format.ParseError, ValueError, TypeError, AttributeError) as exc:
         if isinstance(exc, OtlpFormatError):
             raise
         raise OtlpFormatError(f"Body is not a valid {signal.request.DESCRIPTOR.name}: "
@@ -123,8 +133,8 @@ def _text(value: str) -> str:
     return value.replace("\x00", "")
 
 
-def any_value(value) -> object:
-    """An OTLP AnyValue as plain JSON."""
+def any_value(value, depth: int = 1) -> object:
+    """An OTLP AnyValue as plain JSON; ``depth``: how deep it lies in arrays and lists of pairs."""
     kind = value.WhichOneof("value")
     if kind == "string_value":
         return _text(value.string_value)
@@ -133,17 +143,19 @@ def any_value(value) -> object:
     if kind == "double_value":
         number = value.double_value
         return number if math.isfinite(number) else None
+    if kind in ("array_value", "kvlist_value") and depth >= settings.INGEST_MAX_JSON_DEPTH:
+        raise NestingTooDeep(DEPTH_MESSAGE.format(settings.INGEST_MAX_JSON_DEPTH))
     if kind == "array_value":
-        return [any_value(item) for item in value.array_value.values]
+        return [any_value(item, depth + 1) for item in value.array_value.values]
     if kind == "kvlist_value":
-        return attributes(value.kvlist_value.values)
+        return attributes(value.kvlist_value.values, depth + 1)
     if kind == "bytes_value":
         return value.bytes_value.hex()
     return None
 
 
-def attributes(pairs) -> dict:
-    return {_text(pair.key): any_value(pair.value) for pair in pairs}
+def attributes(pairs, depth: int = 1) -> dict:
+    return {_text(pair.key): any_value(pair.value, depth) for pair in pairs}
 
 
 def _hex(data: bytes) -> str | None:
@@ -156,26 +168,55 @@ def _time(nanos: int) -> datetime | None:
     return datetime.fromtimestamp(nanos // 10**9, UTC).replace(microsecond=nanos % 10**9 // 1000)
 
 
+# The resource attributes that say what sent an item (OpenTelemetry's service and FaaS conventions),
+# kept on every item: the Lambda rollups read faas.* there. The rest of a resource, which may be
+# large, is stored once per request (see _Items.add).
+_IDENTIFYING = ("service.name", "service.namespace", "service.version", "service.instance.id", "faas.name",
+                "faas.version", "faas.instance", "faas.max_memory")
+_SHORT = 255
+
+
+def _short(value):
+    return value[:_SHORT] if isinstance(value, str) else value if isinstance(value, (int, float, bool)) else None
+
+
 @dataclass
 class _Context:
+    """A resource and scope as one request sends them for many items."""
+
     resource: dict
     scope: dict
+    summary: dict  # what every item keeps of the resource and scope
+    partial: bool  # whether the summary leaves something out
     service_name: str
     service_version: str | None
+    digest: bytes  # of the whole resource, for the items' event ids
+    holder: uuid.UUID | None = None  # the event that keeps the whole resource and scope, once stored
 
 
 def _context(resource, scope) -> _Context:
     resource_attributes = attributes(resource.attributes)
     name, version = resource_attributes.get("service.name"), resource_attributes.get("service.version")
+    scope_fields = {"name": _text(scope.name), "version": _text(scope.version)} if scope.name else {}
+    summary = {"resource": {key: _short(resource_attributes[key]) for key in _IDENTIFYING
+                            if key in resource_attributes and _short(resource_attributes[key]) is not None}}
+    if scope_fields:
+        summary["scope"] = {key: value[:_SHORT] for key, value in scope_fields.items()}
+    partial = summary["resource"] != resource_attributes or summary.get("scope", {}) != scope_fields
     return _Context(
-        resource=resource_attributes,
-        scope={"name": _text(scope.name), "version": _text(scope.version)} if scope.name else {},
+        resource=resource_attributes, scope=scope_fields, summary=summary, partial=partial,
         service_name=str(name) if name is not None else "",
-        service_version=str(version) if version is not None else None)
+        service_version=str(version) if version is not None else None,
+        digest=hashlib.sha256(_encode(resource_attributes)).digest())
 
 
 class _Items:
-    """Collects envelopes and errors with each item's place in the request."""
+    """Collects envelopes and errors with each item's place in the request.
+
+    Stored bytes stay a small multiple of the request's: the first valid item of each resource and
+    scope keeps them whole, the others keep their summary (and, when it leaves something out, the
+    event id of that first item as ``resource_event_id``), so a large resource sent once with many
+    items is stored once."""
 
     def __init__(self):
         self.envelopes: list[Envelope] = []
@@ -191,14 +232,21 @@ class _Items:
             self.errors.append(EventError(index, None, "invalid_timestamp",
                                           f"{event_type} #{index} has no valid time (unix nanoseconds)"))
             return
-        fields["resource"] = context.resource
-        if context.scope:
-            fields["scope"] = context.scope
-        digest = hashlib.sha256(identity + _encode(context.resource)).hexdigest()
+        digest = hashlib.sha256(identity + context.digest).hexdigest()
+        event_id = uuid.uuid5(_ID_NAMESPACE, f"{event_type}\x00{digest}")
+        if context.holder is None:
+            context.holder = event_id
+            fields["resource"] = context.resource
+            if context.scope:
+                fields["scope"] = context.scope
+        else:
+            fields.update(context.summary)
+            if context.partial:
+                fields["resource_event_id"] = str(context.holder)
         self.envelopes.append(envelope_make(
             source=SOURCE, event_type=event_type, data=_encode(fields), timestamp=timestamp,
             service_name=context.service_name, service_version=context.service_version, category=category,
-            event_id=uuid.uuid5(_ID_NAMESPACE, f"{event_type}\x00{digest}")))
+            event_id=event_id))
         self.indexes.append(index)
 
     def batch(self) -> CheckedBatch:
@@ -309,18 +357,37 @@ def _metrics(request, items: _Items) -> None:
                                              else data.aggregation_temporality)
                 if kind == "sum":
                     common["is_monotonic"] = data.is_monotonic
-                name = metric.name.encode()
-                for point in data.data_points:
+                # Its texts whole on the metric's first point only: they are the same for every point.
+                described, common = common, {**common, "name": common["name"][:_SHORT],
+                                             "description": common["description"][:_SHORT],
+                                             "unit": common["unit"][:_SHORT]}
+                name = hashlib.sha256(metric.name.encode()).digest()
+                for number, point in enumerate(data.data_points):
                     items.add(context=context, event_type="otel.metric", category=_text(metric.name)[:255],
-                              nanos=point.time_unix_nano, fields={**common, **_point_fields(kind, point)},
+                              nanos=point.time_unix_nano,
+                              fields={**(common if number else described), **_point_fields(kind, point)},
                               identity=name + b"\x00" + point.SerializeToString(deterministic=True))
 
 
 _COLLECT = {"traces": _spans, "metrics": _metrics, "logs": _logs}
 
 
-def otlp_batch(signal: Signal, request: Message) -> CheckedBatch:
-    """The request's spans, log records or metric data points as a checked batch, in request order."""
+def item_count(signal: Signal, request: Message) -> int:
+    """How many spans, log records or data points the request holds, counted without reading them."""
+    if signal.name == "traces":
+        return sum(len(scope.spans) for group in request.resource_spans for scope in group.scope_spans)
+    if signal.name == "logs":
+        return sum(len(scope.log_records) for group in request.resource_logs for scope in group.scope_logs)
+    return sum(len(getattr(metric, kind).data_points) for group in request.resource_metrics
+               for scope in group.scope_metrics for metric in scope.metrics
+               if (kind := metric.WhichOneof("data")) is not None)
+
+
+def otlp_batch(signal: Signal, request: Message, *, max_items: int) -> CheckedBatch:
+    """The request's spans, log records or metric data points as a checked batch, in request order;
+    raises ``TooManyItems`` over ``max_items``, before any item is read."""
+    if (total := item_count(signal, request)) > max_items:
+        raise TooManyItems(f"The request has {total} {signal.name} items; the limit is {max_items}")
     items = _Items()
     _COLLECT[signal.name](request, items)
     return items.batch()

@@ -53,6 +53,8 @@ STREAM_MAX_VALUE_SIZE = env.int("APP_INGESTION__STREAM_MAX_VALUE_SIZE", 1024 * 1
 STREAM_MAX_BODY_SIZE = env.int("APP_INGESTION__STREAM_MAX_BODY_SIZE", 64 * 1024 * 1024, minimum=1024)
 # 0 keeps events of any age: the SDK queues offline and may send days later (COMPAT.md 1).
 INGEST_MAX_EVENT_AGE_DAYS = env.int("APP_INGESTION__MAX_EVENT_AGE_DAYS", 0, minimum=0)
+# How deep a JSON value that is stored (an event's data, an OTLP attribute) may nest arrays and objects.
+INGEST_MAX_JSON_DEPTH = env.int("APP_INGESTION__MAX_JSON_DEPTH", 32, minimum=1)
 
 # Request signing.
 SECURITY_TIMESTAMP_TOLERANCE = env.int("APP_SECURITY__TIMESTAMP_TOLERANCE", 300, minimum=1)
