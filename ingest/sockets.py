@@ -1,35 +1,64 @@
-"""Event streams over WebSocket (seed 002), served by the server's WebSocket listener (ASGI).
+"""Event streams over WebSocket (seed 002), served by the server's WebSocket listener
+(``python -m telemetry.server --websockets``, on APP_SERVER__WEBSOCKET_PORT).
 
 Each text or binary message is one event; an empty binary message hangs up. Messages that arrive
 back to back are stored together, and after each group the server sends the cumulative count
 stored, as text. The database work runs on a small thread pool: the ORM is synchronous.
 
 The token comes from ``Authorization: Bearer``, ``X-API-Key`` or, since browsers cannot set
-headers on a WebSocket, the ``token`` query parameter. A connection refused before it is accepted
-(bad token) gets HTTP 403 from the server; one refused after (rate limit) a close code and reason.
+headers on a WebSocket, the ``token`` query parameter. A bad token is refused with HTTP 403 during
+the handshake; later refusals (rate limit, too many connections) close the connection with a code
+and a reason, which browsers can read.
+
+A client costs no more than it sends. The ``websockets`` library (not granian, which assembles a
+message of up to 64 MiB before anyone can look at it) refuses a message over
+STREAM_MAX_VALUE_SIZE from its frame headers, before reading it (close 1009), and stops reading a
+client whose frames wait unread. Messages wait to be stored up to ``GROUP_BYTES`` and
+``GROUP_MESSAGES``, and are checked without building their objects. A token holds at most
+STREAM_MAX_CONNECTIONS_PER_TOKEN connections, counted in Redis under leases that a process which
+dies stops renewing; a connection silent for STREAM_IDLE_TIMEOUT seconds is closed (1001); and each
+group but the first (which the connection's own admission covers) is a request against the
+application's rate limit.
 """
 
 import asyncio
+import json
+import re
+import signal
+import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from functools import partial
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 from django.conf import settings
 from django.db import close_old_connections
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
 
+from accounts.selectors import IngestTarget
 from ingest import streams
 from ingest.errors import ApiError
 from ingest.intake import bearer_token, request_admit_unsigned, token_authenticate
 from ingest.models import Stream
+from telemetry.lib.crypto import token_hash
+from telemetry.lib.redis import get_redis, redis_script
 
 GROUP_MESSAGES = 500  # most messages stored together
-# Close codes: 1000 normal, 1007 data not storable, 1008 policy (quota, token), 1009 too big,
-# 1013 try again later.
+GROUP_BYTES = 1024 * 1024  # most bytes of messages waiting to be stored (one message may go past)
+QUEUED_FRAMES = 4  # frames websockets holds unread before it stops reading the socket
+OPEN_TIMEOUT_SECONDS = 10  # for the handshake: a client that trickles it holds nothing for long
+# Close codes: 1000 normal, 1001 going away (idle), 1007 data not storable, 1008 policy (quota,
+# token), 1009 too big, 1013 try again later.
 _CLOSE = {"rate_limit_exceeded": 1013, "quota_exceeded": 1008, "unauthorized": 1008, "payload_too_large": 1009,
           "invalid_data": 1007}
-_HANG_UP = object()
-_GONE = object()
-_TOO_BIG = object()
+_PATH = re.compile(r"^/v1/streams/([^/]+)/([^/]+)/?$")
+_HANG_UP = "hang_up"
+_GONE = "gone"
+_TOO_BIG = "too_big"
 
 _database = ThreadPoolExecutor(max_workers=settings.SERVER_THREADS, thread_name_prefix="streams-db")
 
@@ -46,88 +75,218 @@ async def _sync(function, **kwargs):
     return await asyncio.get_running_loop().run_in_executor(_database, partial(_in_thread, function, kwargs))
 
 
-def _token(headers: dict[str, str], query_string: bytes) -> str | None:
-    meta = {"HTTP_" + name.upper().replace("-", "_"): value for name, value in headers.items()}
-    return bearer_token(meta, "HTTP_X_API_KEY") or (parse_qs(query_string.decode("latin-1")).get("token") or [None])[0]
+# A token's open connections: a sorted set of slot -> the end of its lease (ms, Redis' clock).
+_SLOT_CLAIM = """
+local now = redis.call('TIME')
+local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ms)
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
+  return 0
+end
+redis.call('ZADD', KEYS[1], ms + tonumber(ARGV[3]), ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
 
 
-async def _read_messages(receive, queue: asyncio.Queue) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "websocket.disconnect":
-            await queue.put(_GONE)
-            return
-        payload = message.get("bytes")
-        if payload is None:
-            payload = message.get("text") or ""
-        elif payload == b"":  # seed 002: an empty binary message asks the server to hang up
-            await queue.put(_HANG_UP)
-            return
-        if len(payload) > settings.STREAM_MAX_VALUE_SIZE:
-            await queue.put(_TOO_BIG)
-            return
-        await queue.put(payload)
+class _Slot:
+    """One of a token's connections, held (or renewed) in Redis for ``lease`` seconds at a time;
+    always granted on the embedded default, which has no Redis and caps nothing."""
+
+    def __init__(self, token: str):
+        self.key, self.member = f"tk:ws-slots:{token_hash(token)}", uuid.uuid4().hex
+        # Renewed at a group once a third of it is gone, so it outlasts any silence the idle
+        # timeout allows (and a slow store).
+        self.lease = 2 * settings.STREAM_IDLE_TIMEOUT + 30
+        self.renewed = 0.0
+
+    def claim(self) -> bool:
+        script = redis_script(_SLOT_CLAIM)
+        self.renewed = time.monotonic()
+        if script is None:
+            return True
+        return bool(script(keys=[self.key], args=[self.member, settings.STREAM_MAX_CONNECTIONS_PER_TOKEN,
+                                                  self.lease * 1000]))
+
+    def due(self) -> bool:
+        return time.monotonic() - self.renewed > self.lease / 3
+
+    def release(self) -> None:
+        client = get_redis()
+        if client is not None:
+            client.zrem(self.key, self.member)
 
 
-async def stream_socket(scope, receive, send, *, org_id: str, app_id: str) -> None:
-    """Serves one WebSocket event stream of application ``app_id`` until the client hangs up."""
-    if (await receive())["type"] != "websocket.connect":
-        return
-    headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]}
-    token = _token(headers, scope.get("query_string", b""))
+@dataclass(frozen=True)
+class _Opening:
+    """What the handshake found: whose stream this is, and with what token and headers."""
+
+    target: IngestTarget
+    token: str
+    org_id: str
+    app_id: str
+    headers: list[tuple[str, str]]
+
+
+def _json(status: int, code: str, message: str, **headers: str) -> Response:
+    return Response(status, "", Headers({"Content-Type": "application/json", "Connection": "close", **headers}),
+                    json.dumps({"error": {"code": code, "message": message}}).encode())
+
+
+async def _handshake(connection: ServerConnection, request: Request) -> Response | None:
+    """Answers requests that are not a stream's WebSocket, and a bad token, before the handshake."""
+    url = urlsplit(request.path)
+    match = _PATH.match(url.path)
+    if request.headers.get("Upgrade", "").lower() != "websocket":
+        return _json(426, "websocket_only", "This listener serves WebSocket event streams at "
+                     "/v1/streams/{org_id}/{app_id}; HTTP is served on the main port.", Upgrade="websocket")
+    if match is None:
+        return _json(404, "not_found", "WebSocket event streams are at /v1/streams/{org_id}/{app_id}")
+    meta = {"HTTP_" + name.upper().replace("-", "_"): value for name, value in request.headers.raw_items()}
+    token = bearer_token(meta, "HTTP_X_API_KEY") or (parse_qs(url.query).get("token") or [None])[0]
     try:
-        target = await _sync(token_authenticate, token=token, org_public_id=org_id, app_public_id=app_id)
-    except ApiError:
-        await send({"type": "websocket.close", "code": 1008})
-        return
-    await send({"type": "websocket.accept"})
-    try:
-        await _sync(request_admit_unsigned, target=target, events=None)
+        target = await _sync(token_authenticate, token=token, org_public_id=match[1], app_public_id=match[2])
     except ApiError as refused:
-        await send({"type": "websocket.close", "code": _CLOSE.get(refused.code, 1008),
-                    "reason": f"{refused.code}: {refused.message}"[:120]})
-        return
-    stream = await _sync(streams.stream_open, target=target, transport=Stream.Transport.WEBSOCKET,
-                         headers=streams.headers_kept(headers.items()))
-    queue: asyncio.Queue = asyncio.Queue(maxsize=GROUP_MESSAGES)
-    reader = asyncio.create_task(_read_messages(receive, queue))
-    ending, close = Stream.Ending.FAILED, None
+        return _json(403, refused.code, refused.message)
+    connection.opening = _Opening(target=target, token=token, org_id=match[1], app_id=match[2],
+                                  headers=list(request.headers.raw_items()))
+    return None
+
+
+async def stream_socket(connection: ServerConnection) -> None:
+    """Serves one WebSocket event stream, opened by ``_handshake``, until it ends."""
+    opening: _Opening = connection.opening
+    slot = _Slot(opening.token)
     try:
-        ending, close = await _store_messages(queue, send, stream, token=token, org_id=org_id, app_id=app_id)
+        if not await _sync(slot.claim):
+            await connection.close(1013, "too_many_connections")
+            return
+        try:
+            await _sync(request_admit_unsigned, target=opening.target, events=None)
+        except ApiError as refused:
+            await connection.close(_CLOSE.get(refused.code, 1008), f"{refused.code}: {refused.message}"[:120])
+            return
+        stream = await _sync(streams.stream_open, target=opening.target, transport=Stream.Transport.WEBSOCKET,
+                             headers=streams.headers_kept(opening.headers))
+        inbox = _Inbox()
+        reader = asyncio.create_task(_receive(connection, inbox))
+        ending, close = Stream.Ending.FAILED, None
+        try:
+            ending, close = await _store_messages(connection, inbox, stream, opening, slot)
+        finally:
+            reader.cancel()
+            # The slot is freed, and then the stream recorded ended, before the client hears the
+            # close: a client that finds the stream ended may open another at once.
+            await _sync(slot.release)
+            await _sync(streams.stream_close, stream=stream, ending=ending)
+        if close is not None:
+            await connection.close(*close)
     finally:
-        reader.cancel()
-        # Recorded before the client hears the close, so a client that reads the stream next sees it ended.
-        await _sync(streams.stream_close, stream=stream, ending=ending)
-    if close is not None:
-        await send({"type": "websocket.close", "code": close[0], "reason": close[1]})
+        await _sync(slot.release)  # again when it ended before its stream opened: releasing is idempotent
 
 
-async def _store_messages(queue: asyncio.Queue, send, stream: Stream, **credentials
-                          ) -> tuple[str, tuple[int, str] | None]:
+class _Inbox:
+    """Messages received and not yet stored. The reader waits while they hold ``GROUP_BYTES`` or
+    ``GROUP_MESSAGES``; websockets then stops reading the socket, so a client that sends faster
+    than its messages are stored is held back rather than buffered."""
+
+    def __init__(self):
+        self.messages: list[bytes | str] = []
+        self.size = 0
+        self.last: str | None = None  # how the messages end: _HANG_UP, _GONE or _TOO_BIG
+        self.changed = asyncio.Condition()
+
+    async def put(self, message: bytes | str) -> None:
+        async with self.changed:
+            await self.changed.wait_for(lambda: self.size < GROUP_BYTES and len(self.messages) < GROUP_MESSAGES)
+            self.messages.append(message)
+            self.size += len(message)
+            self.changed.notify_all()
+
+    async def end(self, last: str) -> None:
+        async with self.changed:
+            self.last = last
+            self.changed.notify_all()
+
+    async def take(self, timeout: float) -> tuple[list[bytes | str], str | None]:
+        """Everything received, once there is something (``TimeoutError`` after ``timeout`` seconds
+        without), and how the messages end if they have."""
+        async with self.changed:
+            async with asyncio.timeout(timeout):
+                await self.changed.wait_for(lambda: self.messages or self.last is not None)
+            group, self.messages, self.size = self.messages, [], 0
+            self.changed.notify_all()
+            return group, self.last
+
+
+async def _receive(connection: ServerConnection, inbox: _Inbox) -> None:
+    try:
+        while True:
+            message = await connection.recv()
+            if message == b"":  # seed 002: an empty binary message asks the server to hang up
+                await inbox.end(_HANG_UP)
+                return
+            await inbox.put(message)
+    except ConnectionClosed as closed:
+        # websockets closes with 1009 itself when a frame's header announces too much.
+        too_big = closed.sent is not None and closed.sent.code == 1009
+        await inbox.end(_TOO_BIG if too_big else _GONE)
+
+
+def _group_store(*, group: list[bytes | str], **arguments) -> int:
+    return streams.stream_values_store(values=[(message.raw, message.fields) for message in map(
+        streams.Message.of, group)], **arguments)
+
+
+async def _store_messages(connection: ServerConnection, inbox: _Inbox, stream: Stream, opening: _Opening,
+                          slot: _Slot) -> tuple[str, tuple[int, str] | None]:
     """Stores the messages as they come, answering each group with the count so far, until the
-    client hangs up or goes away or the stream must stop; returns how it ended and the close to send."""
-    stored = 0
+    client hangs up, goes away or goes quiet, or the stream must stop; returns how it ended and the
+    close to send."""
+    stored, admitted = 0, True  # the connection's admission covers its first group
     while True:
-        group, last = [await queue.get()], None
-        while len(group) < GROUP_MESSAGES and not queue.empty():
-            group.append(queue.get_nowait())
-        if group[-1] in (_HANG_UP, _GONE, _TOO_BIG):
-            last = group.pop()
+        try:
+            group, last = await inbox.take(settings.STREAM_IDLE_TIMEOUT)
+        except TimeoutError:
+            return "idle_timeout", (1001, "idle_timeout")
         stop = None
         if group:
-            values = [streams.Message.of(payload) for payload in group]
+            if slot.due() and not await _sync(slot.claim):
+                return "too_many_connections", (1013, "too_many_connections")
+            if not admitted:
+                try:
+                    await _sync(request_admit_unsigned, target=opening.target, events=None)
+                except ApiError as refused:
+                    return refused.code, (_CLOSE.get(refused.code, 1008), f"{refused.code}: {refused.message}"[:120])
+            admitted = False
             try:
-                stored += await _sync(streams.stream_values_store, stream=stream,
-                                      values=[(m.raw, m.fields) for m in values], **credentials)
+                stored += await _sync(_group_store, group=group, stream=stream, token=opening.token,
+                                      org_id=opening.org_id, app_id=opening.app_id)
             except streams.StreamStopped as stopped:
                 stored += stopped.stored
                 stop = stopped.code
-            await send({"type": "websocket.send", "text": str(stored)})
-        if last is _TOO_BIG:
-            stop = "payload_too_large"
+            try:
+                await connection.send(str(stored))
+            except ConnectionClosed:
+                return Stream.Ending.DISCONNECTED, None
+        if last == _TOO_BIG:
+            return "payload_too_large", None  # websockets has sent the close (1009) already
         if stop is not None:
             return stop, (_CLOSE.get(stop, 1008), stop)
-        if last is _HANG_UP:
+        if last == _HANG_UP:
             return Stream.Ending.COMPLETED, (1000, "")
-        if last is _GONE:
+        if last == _GONE:
             return Stream.Ending.DISCONNECTED, None
+
+
+async def listen(*, host: str, port: int) -> None:
+    """Serves WebSocket streams until SIGTERM or SIGINT; then open streams are closed (1001) and
+    recorded as ended."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    async with serve(stream_socket, host, port, process_request=_handshake, server_header=None,
+                     max_size=settings.STREAM_MAX_VALUE_SIZE, max_queue=QUEUED_FRAMES, compression=None,
+                     open_timeout=OPEN_TIMEOUT_SECONDS):
+        await stop.wait()

@@ -59,19 +59,13 @@ class _Supervised:
 
 
 def _websocket_listener(settings) -> None:
-    from granian import Granian
-    from granian.constants import Interfaces
+    # The websockets library rather than granian: it bounds a message from its frame headers,
+    # where granian assembles up to 64 MiB first (ingest/sockets.py says what else it bounds).
+    import asyncio
 
-    Granian(
-        "telemetry.asgi:application",
-        address=settings.SERVER_HOST,
-        port=settings.SERVER_WEBSOCKET_PORT,
-        interface=Interfaces.ASGI,
-        workers=1,
-        websockets=True,
-        respawn_failed_workers=True,
-        log_level=settings.LOG_LEVEL,
-    ).serve()
+    from ingest.sockets import listen
+
+    asyncio.run(listen(host=settings.SERVER_HOST, port=settings.SERVER_WEBSOCKET_PORT))
 
 
 def main() -> None:

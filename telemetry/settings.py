@@ -51,6 +51,10 @@ INGEST_MAX_PAYLOAD_SIZE = env.int("APP_INGESTION__MAX_PAYLOAD_SIZE", 5 * 1024 * 
 STREAM_MAX_VALUE_SIZE = env.int("APP_INGESTION__STREAM_MAX_VALUE_SIZE", 1024 * 1024, minimum=1024)
 # An HTTP stream's whole body: past it the stream stops with 413, keeping the values before.
 STREAM_MAX_BODY_SIZE = env.int("APP_INGESTION__STREAM_MAX_BODY_SIZE", 64 * 1024 * 1024, minimum=1024)
+# WebSocket streams open at once with one token (across processes), and seconds one may stay
+# open without a message before the server closes it.
+STREAM_MAX_CONNECTIONS_PER_TOKEN = env.int("APP_INGESTION__STREAM_MAX_CONNECTIONS_PER_TOKEN", 10, minimum=1)
+STREAM_IDLE_TIMEOUT = env.int("APP_INGESTION__STREAM_IDLE_TIMEOUT", 60, minimum=1)
 # 0 keeps events of any age: the SDK queues offline and may send days later (COMPAT.md 1).
 INGEST_MAX_EVENT_AGE_DAYS = env.int("APP_INGESTION__MAX_EVENT_AGE_DAYS", 0, minimum=0)
 # How deep a JSON value that is stored (an event's data, an OTLP attribute) may nest arrays and objects.

@@ -1,13 +1,20 @@
 """Attacks on event streams (seed 002) over real sockets: HTTP bodies against the production server,
 and WebSockets against its WebSocket listener."""
 
+import base64
 import http.client
+import os
+import socket
+import struct
 
 import pytest
+from websockets.sync.client import connect
 
 from ingest.models import Event, Stream
 from tests.conftest import app_keys_create
-from tests.server import database_env_for_server, running_server
+from tests.ingest.test_limits import keys_on, tier
+from tests.server import database_env_for_server, running_server, unused_port
+from tests.streams.test_live import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
@@ -76,5 +83,154 @@ def test_a_stream_keeps_no_header_that_carries_a_client_address(live_port):
     assert (response.status, response.read()) == (200, b"1")
     headers = Stream.objects.get(application=keys.application).headers
     assert (headers["user-agent"], headers["x-request-id"]) == ("seed-002/1", "r-7")
+    assert not {name.lower() for name in ADDRESS_HEADERS} & set(headers)
+    assert "203.0.113" not in repr(headers)
+
+
+# WebSocket streams: each test starts the server with its WebSocket listener on.
+
+
+@pytest.fixture
+def websocket_server(tmp_path):
+    """Starts the server with its WebSocket listener and the given settings; returns the listener's port."""
+    started = []
+
+    def start(**env) -> int:
+        port = unused_port()
+        server = running_server(tmp_path, APP_SERVER__WEBSOCKET_PORT=str(port), **env, **database_env_for_server())
+        server.__enter__()
+        started.append(server)
+        wait_until(lambda: _accepts(port), "the WebSocket listener is up")
+        return port
+
+    yield start
+    for server in started:
+        server.__exit__(None, None, None)
+
+
+def _accepts(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+def stream_url(port: int, keys) -> str:
+    return f"ws://127.0.0.1:{port}/v1/streams/{keys.org_id}/{keys.app_id}?token={keys.api_token}"
+
+
+def closed_with(socket_) -> tuple[int, str]:
+    """Waits (within the client's timeout) for the server to close the connection; its code and reason."""
+    with pytest.raises(Exception):
+        while True:
+            socket_.recv(timeout=20)
+    close = socket_.protocol.close_rcvd
+    return (close.code, close.reason) if close is not None else (None, "")
+
+
+def raw_handshake(port: int, keys) -> socket.socket:
+    """A WebSocket opened by hand, for frames no well-behaved client library would send."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=20)
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall((f"GET /v1/streams/{keys.org_id}/{keys.app_id}?token={keys.api_token} HTTP/1.1\r\n"
+                  f"Host: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                  f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        answer += sock.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 101")
+    return sock
+
+
+def test_a_websocket_message_announced_too_large_is_refused_before_it_arrives(websocket_server):
+    port = websocket_server(APP_INGESTION__STREAM_MAX_VALUE_SIZE=str(64 * 1024))
+    keys = app_keys_create()
+    sock = raw_handshake(port, keys)
+    mask = os.urandom(4)
+    # A binary frame that announces 1 GiB, of which only 64 KiB ever come: the server must not wait
+    # for (or hold) the rest to find out that it is too large.
+    payload = bytes(byte ^ mask[n % 4] for n, byte in enumerate(b"x" * 65_536))
+    sock.sendall(bytes([0x82, 0x80 | 127]) + struct.pack("!Q", 1 << 30) + mask + payload)
+
+    frame = b""
+    while len(frame) < 4:
+        chunk = sock.recv(4096)  # raises on the client's timeout if the server never answers
+        if not chunk:
+            break
+        frame += chunk
+    sock.close()
+
+    assert frame[0] == 0x88  # a close frame
+    assert struct.unpack("!H", frame[2:4])[0] == 1009
+    wait_until(lambda: Stream.objects.filter(application=keys.application).exclude(ending="").exists(),
+               "the stream is closed")
+    assert Stream.objects.get(application=keys.application).ending == "payload_too_large"
+
+
+def test_connections_per_token_are_capped(websocket_server):
+    port = websocket_server(APP_INGESTION__STREAM_MAX_CONNECTIONS_PER_TOKEN="2")
+    keys = app_keys_create()
+    url = stream_url(port, keys)
+
+    with connect(url) as first, connect(url) as second:
+        first.send("{}")
+        second.send("{}")
+        assert (first.recv(timeout=20), second.recv(timeout=20)) == ("1", "1")
+        with connect(url) as third:
+            assert closed_with(third) == (1013, "too_many_connections")
+    wait_until(lambda: not Stream.objects.filter(application=keys.application, ending="").exists(),
+               "the two streams are closed")
+    with connect(url) as again:  # the two before have hung up: their slots are free
+        again.send("{}")
+        assert again.recv(timeout=20) == "1"
+
+    assert Event.objects.filter(application=keys.application).count() == 3
+
+
+def test_an_idle_websocket_is_closed(websocket_server):
+    port = websocket_server(APP_INGESTION__STREAM_IDLE_TIMEOUT="1")
+    keys = app_keys_create()
+
+    with connect(stream_url(port, keys)) as socket_:
+        socket_.send("{}")
+        assert socket_.recv(timeout=20) == "1"
+        code, reason = closed_with(socket_)  # sends nothing more
+
+    assert (code, reason) == (1001, "idle_timeout")
+    wait_until(lambda: Stream.objects.filter(application=keys.application).exclude(ending="").exists(),
+               "the stream is closed")
+    stream = Stream.objects.get(application=keys.application)
+    assert (stream.ending, stream.event_count) == ("idle_timeout", 1)
+
+
+def test_the_rate_limit_counts_what_a_websocket_sends_not_the_connection(websocket_server):
+    port = websocket_server()
+    keys = keys_on(tier(requests_per_minute=3))
+
+    with connect(stream_url(port, keys)) as socket_:
+        counts = []
+        for n in range(3):  # one message at a time: each answered before the next is sent
+            socket_.send('{"n": %d}' % n)
+            counts.append(socket_.recv(timeout=20))
+        socket_.send('{"n": 3}')
+        code, reason = closed_with(socket_)
+
+    # The connection carries the first message; each later one (a group of its own) is a request.
+    assert counts == ["1", "2", "3"]
+    assert (code, reason.split(":")[0]) == (1013, "rate_limit_exceeded")
+    assert Event.objects.filter(application=keys.application).count() == 3
+
+
+def test_a_websocket_keeps_no_header_that_carries_a_client_address(websocket_server):
+    port = websocket_server()
+    keys = app_keys_create()
+
+    with connect(stream_url(port, keys), additional_headers=ADDRESS_HEADERS, user_agent_header="seed-002/1") as ws:
+        ws.send("{}")
+        assert ws.recv(timeout=20) == "1"
+
+    headers = Stream.objects.get(application=keys.application).headers
+    assert headers["user-agent"] == "seed-002/1"
     assert not {name.lower() for name in ADDRESS_HEADERS} & set(headers)
     assert "203.0.113" not in repr(headers)
