@@ -1,9 +1,9 @@
 """The production web server: ``python -m telemetry.server`` (the Procfile's ``web``).
 
-Granian (Rust, HTTP/1.1 and 2) serves the WSGI application from a few processes, each running
-requests on a small pool of threads: a request is short CPU work between waits on PostgreSQL and
-Redis, so threads keep a process busy while one waits. Measured on 2 cores it answers 25-50%
-more ingest requests a second than gunicorn's sync workers (benchmarks/README.md).
+Granian (Rust, HTTP/1.1 and 2) serves the Django application from a few processes. In each, an
+event loop reads requests, bodies included, with deadlines (telemetry/gateway.py), and a small pool
+of threads runs them: a request is short CPU work between waits on PostgreSQL and Redis, so threads
+keep a process busy while one waits, and no thread ever waits on a client.
 
 A second Granian, started as a child process, serves WebSocket event streams (``telemetry.asgi``)
 on APP_SERVER__WEBSOCKET_PORT from one asyncio process; it stops with the first.
@@ -86,17 +86,21 @@ def main() -> None:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     from granian import Granian
     from granian.constants import Interfaces
+    from granian.http import HTTP1Settings
 
     listener = _Supervised([sys.executable, "-m", "telemetry.server", "--websockets"]) \
         if settings.SERVER_WEBSOCKET_PORT else None
     try:
+        # RSGI: bodies are read on each worker's event loop, and Django runs on the gateway's own
+        # threads (telemetry/gateway.py says why).
         Granian(
-            "telemetry.wsgi:application",
+            "telemetry.rsgi:application",
             address=settings.SERVER_HOST,
             port=settings.SERVER_PORT,
-            interface=Interfaces.WSGI,
+            interface=Interfaces.RSGI,
             workers=settings.SERVER_WORKERS,
-            blocking_threads=settings.SERVER_THREADS,
+            backpressure=settings.SERVER_MAX_REQUESTS,
+            http1_settings=HTTP1Settings(header_read_timeout=settings.SERVER_HEADER_TIMEOUT * 1000),
             websockets=False,
             respawn_failed_workers=True,
             log_level=settings.LOG_LEVEL,

@@ -36,6 +36,18 @@ SERVER_HOST = env.str("APP_SERVER__HOST", "127.0.0.1")
 SERVER_PORT = env.int("APP_SERVER__PORT", 8080, minimum=1, maximum=65535)
 SERVER_WORKERS = env.int("APP_SERVER__WORKERS", os.cpu_count() or 1, minimum=1)
 SERVER_THREADS = env.int("APP_SERVER__THREADS", 4, minimum=1)
+# Limits of the server's front (telemetry/gateway.py), so slow or greedy clients hold no thread:
+# seconds to send the headers, then the whole body, and to take each chunk of a large answer.
+SERVER_HEADER_TIMEOUT = env.int("APP_SERVER__HEADER_TIMEOUT", 10, minimum=1)
+SERVER_BODY_TIMEOUT = env.int("APP_SERVER__BODY_TIMEOUT", 30, minimum=1)
+SERVER_SEND_TIMEOUT = env.int("APP_SERVER__SEND_TIMEOUT", 30, minimum=1)
+# Requests one worker process holds at once (reading, queued or running), and of those from one
+# client address (0: no cap); past them a new connection waits, a new request from that address gets 429.
+SERVER_MAX_REQUESTS = env.int("APP_SERVER__MAX_REQUESTS", 1024, minimum=1)
+SERVER_MAX_REQUESTS_PER_ADDRESS = env.int("APP_SERVER__MAX_REQUESTS_PER_ADDRESS", 64, minimum=0)
+# Event streams over HTTP are read as they arrive, each on a thread of this pool (per worker process),
+# never on the request threads above; past it, a new stream is answered 503.
+SERVER_STREAM_THREADS = env.int("APP_SERVER__STREAM_THREADS", 8, minimum=1)
 # Reverse proxies (addresses or CIDR networks) whose X-Forwarded-For is believed for the client's
 # address (sign-in throttling, the audit log, /metrics' networks); empty: REMOTE_ADDR is the client.
 SERVER_TRUSTED_PROXIES = env.network_list("APP_SERVER__TRUSTED_PROXIES", [])
@@ -55,6 +67,8 @@ STREAM_MAX_BODY_SIZE = env.int("APP_INGESTION__STREAM_MAX_BODY_SIZE", 64 * 1024 
 # open without a message before the server closes it.
 STREAM_MAX_CONNECTIONS_PER_TOKEN = env.int("APP_INGESTION__STREAM_MAX_CONNECTIONS_PER_TOKEN", 10, minimum=1)
 STREAM_IDLE_TIMEOUT = env.int("APP_INGESTION__STREAM_IDLE_TIMEOUT", 60, minimum=1)
+# The largest body the server reads at all, whatever the route: above it, 413 from Content-Length.
+SERVER_MAX_BODY_SIZE = INGEST_MAX_PAYLOAD_SIZE
 # 0 keeps events of any age: the SDK queues offline and may send days later (COMPAT.md 1).
 INGEST_MAX_EVENT_AGE_DAYS = env.int("APP_INGESTION__MAX_EVENT_AGE_DAYS", 0, minimum=0)
 # How deep a JSON value that is stored (an event's data, an OTLP attribute) may nest arrays and objects.
