@@ -60,3 +60,17 @@ def test_streams_of_another_organization_answer_404(client, page):
     assert client.get(reverse(page, args=[theirs.org_id, theirs.app_id, stream.pk])).status_code == 404
     # Another organization's stream under one's own application is not found either.
     assert client.get(reverse(page, args=[mine.org_id, mine.app_id, stream.pk])).status_code == 404
+
+
+def test_a_stream_stored_with_address_headers_before_they_were_dropped_does_not_show_them(client):
+    keys = app_keys_create()
+    send(keys, b'{"n": 1}\n')
+    stream = Stream.objects.get()
+    Stream.objects.filter(pk=stream.pk).update(headers={"user-agent": "curl/8", "x-forwarded-for": "203.0.113.7",
+                                                        "forwarded": "for=203.0.113.7", "x-real-ip": "203.0.113.7"})
+    viewer(client, keys)
+
+    page = client.get(reverse("dashboards:stream", args=[keys.org_id, keys.app_id, stream.pk]))
+
+    assert page.context["headers"] == [("user-agent", "curl/8")]
+    assert b"203.0.113.7" not in page.content
