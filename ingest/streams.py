@@ -91,9 +91,9 @@ def _envelope(raw: bytes, fields: "_Fields | None", now: datetime):
 
 def stream_values_store(*, stream: Stream, values: list[tuple[bytes, "_Fields | None"]], token: str | None,
                         org_id: str, app_id: str) -> int:
-    """Stores a group of checked values (each its raw JSON and the members read from it) as events of ``stream``; returns
-    how many were stored. The token is checked again first, so a credential revoked (or a tier
-    changed) mid-stream takes effect within seconds. Raises ``StreamStopped``, with the count this
+    """Stores a group of checked values (each its raw JSON and the members read from it) as events
+    of ``stream``; returns how many were stored. The token is checked again first, so a credential
+    revoked (or a tier changed) mid-stream takes effect within seconds. Raises ``StreamStopped``, with the count this
     group stored, when the stream must stop: token no longer valid, the month's quota spent, or a
     value the database refused."""
     try:
