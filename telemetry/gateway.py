@@ -154,7 +154,10 @@ class Gateway:
         body = _PumpedBody(protocol, loop, self._limits.body_timeout)
         environ = self._environ(scope, address, b"")
         environ["wsgi.input"] = body
-        if "CONTENT_LENGTH" in environ and "content-length" not in scope.headers:
+        length = scope.headers.get("content-length")
+        if length is not None:
+            environ["CONTENT_LENGTH"] = length
+        else:
             del environ["CONTENT_LENGTH"]
             environ["HTTP_TRANSFER_ENCODING"] = "chunked"  # a body of unknown length, as HTTP/1.1 says it
         self._streams += 1
