@@ -5,10 +5,12 @@ import http.client
 import json
 import socket
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 
 import pytest
 
 from ingest.models import Event
+from tests.hostile.conftest import running_nginx, tls_client
 from tests.conftest import app_keys_create, batch_body, make_event, signed_headers
 from tests.server import collect_static, database_env_for_server, running_server, wsgi_to_http
 
@@ -23,12 +25,29 @@ def _attacker(port: int, source: str) -> socket.socket:
     return socket.create_connection(("127.0.0.1", port), timeout=ANSWER_TIMEOUT, source_address=(source, 0))
 
 
+@dataclass
+class Front:
+    """Where clients connect: the server itself, or the shipped nginx before it (TLS)."""
+
+    port: int
+    tls: bool = False
+
+    def connect(self, source: str) -> socket.socket:
+        conn = _attacker(self.port, source)
+        return tls_client().wrap_socket(conn, server_hostname="localhost") if self.tls else conn
+
+    def http(self) -> http.client.HTTPConnection:
+        if self.tls:
+            return http.client.HTTPSConnection("127.0.0.1", self.port, timeout=ANSWER_TIMEOUT, context=tls_client())
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=ANSWER_TIMEOUT)
+
+
 @contextmanager
-def _attackers(port: int, count: int, first_line: bytes, *, sources: int = 16):
+def _attackers(front: Front, count: int, first_line: bytes, *, sources: int = 16):
     """``count`` connections spread over ``sources`` addresses, each having sent ``first_line``."""
     with ExitStack() as stack:
         for i in range(count):
-            conn = stack.enter_context(_attacker(port, f"127.0.1.{1 + i % sources}"))
+            conn = stack.enter_context(front.connect(f"127.0.1.{1 + i % sources}"))
             conn.sendall(first_line)
         yield
 
@@ -42,34 +61,40 @@ def _slow_body(keys) -> bytes:
             f"Content-Length: 5000000\r\n\r\n{{").encode()
 
 
-def _get(port: int, path: str) -> int:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=ANSWER_TIMEOUT)
+def _get(front: Front, path: str) -> int:
+    conn = front.http()
     conn.request("GET", path)
     response = conn.getresponse()
     response.read()
     return response.status
 
 
-def _ingest_ten(port: int, keys) -> tuple[int, dict]:
+def _ingest_ten(front: Front, keys) -> tuple[int, dict]:
     body = batch_body([make_event() for _ in range(10)])
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=ANSWER_TIMEOUT)
+    conn = front.http()
     conn.request("POST", keys.url, body=body, headers={"Content-Type": "application/json",
                                                        **wsgi_to_http(signed_headers(keys, body, batch_size=10))})
     response = conn.getresponse()
     return response.status, json.loads(response.read())
 
 
-@pytest.fixture
-def site_port(tmp_path):
-    """The server with its static files collected, so the admin's sign-in page renders."""
+@pytest.fixture(params=["server", "nginx"])
+def front(request, tmp_path):
+    """The server with its static files collected (the admin's sign-in page renders), reached
+    directly or through the shipped nginx configuration."""
     env = database_env_for_server()
     collect_static(tmp_path, env)
-    with running_server(tmp_path, **env) as port:
-        yield port
+    if request.param == "server":
+        with running_server(tmp_path, **env) as port:
+            yield Front(port)
+    else:
+        with running_server(tmp_path, APP_SERVER__TRUSTED_PROXIES="127.0.0.1", **env) as port, \
+                running_nginx(tmp_path / "nginx", port) as tls_port:
+            yield Front(tls_port, tls=True)
 
 
 @pytest.mark.parametrize("attack", ["body", "headers", "idle"])
-def test_256_slow_connections_leave_health_sign_in_and_ingest_answering(site_port, attack):
+def test_256_slow_connections_leave_health_sign_in_and_ingest_answering(front, attack):
     keys = app_keys_create()
     first_line = {
         "body": _slow_body(keys),
@@ -77,10 +102,10 @@ def test_256_slow_connections_leave_health_sign_in_and_ingest_answering(site_por
         "idle": b"",
     }[attack]
 
-    with _attackers(site_port, 256, first_line):
-        health = _get(site_port, "/health")
-        sign_in = _get(site_port, "/admin/login/")
-        ingest = _ingest_ten(site_port, keys)
+    with _attackers(front, 256, first_line):
+        health = _get(front, "/health")
+        sign_in = _get(front, "/admin/login/")
+        ingest = _ingest_ten(front, keys)
 
     assert (health, sign_in) == (200, 200)
     assert (ingest[0], ingest[1]["accepted"]) == (200, 10)
@@ -111,11 +136,11 @@ def test_one_address_holding_too_many_requests_gets_429_and_others_are_served(tm
     keys = app_keys_create()
     env = {"APP_SERVER__MAX_REQUESTS_PER_ADDRESS": "4", **database_env_for_server()}
     with running_server(tmp_path, **env) as port:
-        with _attackers(port, 4, _slow_body(keys), sources=1):
+        with _attackers(Front(port), 4, _slow_body(keys), sources=1):
             with _attacker(port, "127.0.1.1") as fifth:
                 fifth.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
                 refused = fifth.makefile("rb").read()
-            elsewhere = _get(port, "/health")  # from 127.0.0.1
+            elsewhere = _get(Front(port), "/health")  # from 127.0.0.1
 
     assert refused.startswith(b"HTTP/1.1 429")
     assert b'"code": "too_many_requests"' in refused
@@ -162,8 +187,8 @@ def test_slow_event_streams_hold_no_request_thread_and_are_capped(tmp_path):
     with running_server(tmp_path, **env) as port, ExitStack() as stack:
         for i in range(3):
             stack.enter_context(_open_stream(port, keys, f"127.0.1.{1 + i}"))
-        health = _get(port, "/health")  # more streams open than request threads, and they answer
-        ingest = _ingest_ten(port, keys)
+        health = _get(Front(port), "/health")  # more streams open than request threads, and they answer
+        ingest = _ingest_ten(Front(port), keys)
         with _open_stream(port, keys, "127.0.1.9") as fourth:
             refused = fourth.makefile("rb").read()
 
