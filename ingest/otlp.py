@@ -408,7 +408,7 @@ def response_body(signal: Signal, media: str, *, rejected: int = 0, message: str
 
 
 # google.rpc.Code for each HTTP status the OTLP endpoints answer with.
-_RPC_CODES = {400: 3, 401: 16, 404: 5, 405: 12, 413: 8, 415: 3, 429: 8, 503: 14}
+_RPC_CODES = {400: 3, 401: 16, 403: 7, 404: 5, 405: 12, 413: 8, 415: 3, 429: 8, 503: 14}
 
 
 def status_body(status: int, message: str, media: str) -> bytes:
