@@ -160,7 +160,8 @@ class OtlpApi(MachineApi):
                     raise PayloadTooLarge(str(exc)) from None
             elif encoding not in ("", "identity"):
                 raise UnsupportedMediaType("Content-Encoding must be gzip or none")
-            checked = otlp.otlp_batch(signal, otlp.request_decode(signal, body, media), max_items=OTLP_MAX_ITEMS)
+            checked = otlp.otlp_batch(signal, otlp.request_decode(signal, body, media), max_items=OTLP_MAX_ITEMS,
+                                      body_size=len(body))
         except otlp.OtlpFormatError as exc:
             raise _invalid(target, BadRequest(str(exc))) from None
         except otlp.TooManyItems as exc:

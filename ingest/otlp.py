@@ -45,7 +45,15 @@ class OtlpFormatError(ValueError):
 
 
 class TooManyItems(ValueError):
-    """The request holds more spans, log records or data points than one request may."""
+    """The request holds more spans, log records or data points than one request may, or would
+    store too many times its own size."""
+
+
+# What a request may store: this many times its (decompressed) body, plus a little for the
+# smallest requests. The texts a request shares among its items (resource, scope, metric) are
+# stored whole once; what each item keeps of them is short, so only a hostile request reaches this.
+MAX_AMPLIFICATION = 16
+AMPLIFICATION_ALLOWANCE = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -168,12 +176,12 @@ def _time(nanos: int) -> datetime | None:
     return datetime.fromtimestamp(nanos // 10**9, UTC).replace(microsecond=nanos % 10**9 // 1000)
 
 
-# The resource attributes that say what sent an item (OpenTelemetry's service and FaaS conventions),
-# kept on every item: the Lambda rollups read faas.* there. The rest of a resource, which may be
-# large, is stored once per request (see _Items.add).
-_IDENTIFYING = ("service.name", "service.namespace", "service.version", "service.instance.id", "faas.name",
-                "faas.version", "faas.instance", "faas.max_memory")
-_SHORT = 255
+# The resource attributes kept on every item, as the Lambda rollups read them there (service.name
+# and service.version are the event's own columns). The rest of a resource, and the scope, are
+# stored once per request (see _Items.add). Texts kept on every item are cut to _SHORT characters:
+# a function's name has at most 64 on AWS Lambda, Cloud Functions and Azure Functions.
+_IDENTIFYING = ("faas.name", "faas.version", "faas.max_memory")
+_SHORT = 64
 
 
 def _short(value):
@@ -200,9 +208,7 @@ def _context(resource, scope) -> _Context:
     scope_fields = {"name": _text(scope.name), "version": _text(scope.version)} if scope.name else {}
     summary = {"resource": {key: _short(resource_attributes[key]) for key in _IDENTIFYING
                             if key in resource_attributes and _short(resource_attributes[key]) is not None}}
-    if scope_fields:
-        summary["scope"] = {key: value[:_SHORT] for key, value in scope_fields.items()}
-    partial = summary["resource"] != resource_attributes or summary.get("scope", {}) != scope_fields
+    partial = summary["resource"] != resource_attributes or bool(scope_fields)
     return _Context(
         resource=resource_attributes, scope=scope_fields, summary=summary, partial=partial,
         service_name=str(name) if name is not None else "",
@@ -216,13 +222,14 @@ class _Items:
     Stored bytes stay a small multiple of the request's: the first valid item of each resource and
     scope keeps them whole, the others keep their summary (and, when it leaves something out, the
     event id of that first item as ``resource_event_id``), so a large resource sent once with many
-    items is stored once."""
+    items is stored once. Past ``budget`` bytes to store, ``add`` raises ``TooManyItems``."""
 
-    def __init__(self):
+    def __init__(self, budget: int):
         self.envelopes: list[Envelope] = []
         self.indexes: list[int] = []
         self.errors: list[EventError] = []
         self.count = 0
+        self.budget = budget
 
     def add(self, *, context: _Context, event_type: str, category: str, nanos: int, fields: dict,
             identity: bytes) -> None:
@@ -243,8 +250,13 @@ class _Items:
             fields.update(context.summary)
             if context.partial:
                 fields["resource_event_id"] = str(context.holder)
+        data = _encode(fields)
+        self.budget -= len(data) + len(context.service_name) + len(context.service_version or "") + len(category or "")
+        if self.budget < 0:
+            raise TooManyItems(f"The request's items would store over {MAX_AMPLIFICATION} times its size: "
+                               "texts it shares among them (resource, scope, metric) are too long for so many")
         self.envelopes.append(envelope_make(
-            source=SOURCE, event_type=event_type, data=_encode(fields), timestamp=timestamp,
+            source=SOURCE, event_type=event_type, data=data, timestamp=timestamp,
             service_name=context.service_name, service_version=context.service_version, category=category,
             event_id=event_id))
         self.indexes.append(index)
@@ -359,11 +371,11 @@ def _metrics(request, items: _Items) -> None:
                     common["is_monotonic"] = data.is_monotonic
                 # Its texts whole on the metric's first point only: they are the same for every point.
                 described, common = common, {**common, "name": common["name"][:_SHORT],
-                                             "description": common["description"][:_SHORT],
                                              "unit": common["unit"][:_SHORT]}
+                del common["description"]
                 name = hashlib.sha256(metric.name.encode()).digest()
                 for number, point in enumerate(data.data_points):
-                    items.add(context=context, event_type="otel.metric", category=_text(metric.name)[:255],
+                    items.add(context=context, event_type="otel.metric", category=_text(metric.name)[:_SHORT],
                               nanos=point.time_unix_nano,
                               fields={**(common if number else described), **_point_fields(kind, point)},
                               identity=name + b"\x00" + point.SerializeToString(deterministic=True))
@@ -383,12 +395,13 @@ def item_count(signal: Signal, request: Message) -> int:
                if (kind := metric.WhichOneof("data")) is not None)
 
 
-def otlp_batch(signal: Signal, request: Message, *, max_items: int) -> CheckedBatch:
+def otlp_batch(signal: Signal, request: Message, *, max_items: int, body_size: int) -> CheckedBatch:
     """The request's spans, log records or metric data points as a checked batch, in request order;
-    raises ``TooManyItems`` over ``max_items``, before any item is read."""
+    raises ``TooManyItems`` over ``max_items``, before any item is read, or as soon as its items
+    would store more than MAX_AMPLIFICATION times ``body_size`` (the decompressed body's)."""
     if (total := item_count(signal, request)) > max_items:
         raise TooManyItems(f"The request has {total} {signal.name} items; the limit is {max_items}")
-    items = _Items()
+    items = _Items(MAX_AMPLIFICATION * body_size + AMPLIFICATION_ALLOWANCE)
     _COLLECT[signal.name](request, items)
     return items.batch()
 

@@ -12,6 +12,7 @@ from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 from opentelemetry.proto.resource.v1 import resource_pb2
+from google.rpc import status_pb2
 
 from accounts.services import credential_issue
 from ingest.lambda_apis import OTLP_MAX_ITEMS
@@ -170,7 +171,7 @@ def test_an_otlp_resource_sent_once_is_stored_once_not_in_every_data_point(live_
     holder = Event.objects.get(data__resource__padding__isnull=False)
     others = Event.objects.exclude(pk=holder.pk)
     assert {event.data["resource_event_id"] for event in others} == {str(holder.event_id)}
-    assert {event.data["resource"]["service.name"] for event in others} == {"checkout"}
+    assert {event.service_name for event in others} == {"checkout"}
 
 
 def test_an_otlp_request_over_the_item_cap_is_refused_with_413_and_nothing_stored(live_port):
@@ -201,3 +202,50 @@ def test_broken_gzip_and_protobuf_get_a_4xx(live_port, body, encoding, expected)
 
     assert status == expected
     assert not Event.objects.exists()
+
+
+def otlp_small_points(points: int, *, text: str | None = None) -> bytes:
+    """Metric points of about 20 bytes each; with ``text``, every text the request shares among them
+    (resource attributes, scope, metric name, description and unit) is ``text``."""
+    names = ("service.name", "service.version", "service.instance.id", "faas.name", "faas.version",
+             "faas.max_memory") if text else ("service.name",)
+    resource = resource_pb2.Resource(attributes=[
+        common_pb2.KeyValue(key=name, value=common_pb2.AnyValue(string_value=text or "checkout")) for name in names])
+    now = time.time_ns()
+    metric = metrics_pb2.Metric(name=text or "queue.depth", description=text or "", unit=text or "1",
+                                gauge=metrics_pb2.Gauge(data_points=[
+                                    metrics_pb2.NumberDataPoint(time_unix_nano=now - i, as_int=i) for i in range(points)]))
+    scope = common_pb2.InstrumentationScope(name=text or "checkout.queue", version=text or "1.0")
+    return metrics_service_pb2.ExportMetricsServiceRequest(resource_metrics=[metrics_pb2.ResourceMetrics(
+        resource=resource, scope_metrics=[metrics_pb2.ScopeMetrics(scope=scope, metrics=[metric])])]).SerializeToString()
+
+
+def stored_otlp_bytes() -> tuple[int, int]:
+    """Rows, and the bytes of what they store: their data as JSON, and their text columns."""
+    rows = list(Event.objects.values_list("data", "service_name", "service_version", "category"))
+    return len(rows), sum(len(json.dumps(data, separators=(",", ":")).encode()) + len(name) + len(version or "")
+                          + len(category or "") for data, name, version, category in rows)
+
+
+def test_small_otlp_points_with_ordinary_texts_store_a_small_multiple_of_the_body(live_port):
+    keys = app_keys_create()
+    body = otlp_small_points(1000)
+
+    status, _ = send(live_port, f"/v1/otlp/{keys.org_id}/{keys.app_id}/v1/metrics", body,
+                     {"Content-Type": "application/x-protobuf", "Authorization": f"Bearer {keys.api_token}"})
+
+    rows, stored_bytes = stored_otlp_bytes()
+    assert (status, rows) == (200, 1000)
+    assert stored_bytes < 16 * len(body)  # points of about 20 bytes each, as JSON rows of about 200
+
+
+def test_small_otlp_points_sharing_long_texts_are_refused_rather_than_copied_into_each(live_port):
+    keys = app_keys_create()
+    body = otlp_small_points(1000, text="x" * 255)  # copied to each point: 1 MB stored for 24 KB sent
+
+    status, answer = send(live_port, f"/v1/otlp/{keys.org_id}/{keys.app_id}/v1/metrics", body,
+                          {"Content-Type": "application/x-protobuf", "Authorization": f"Bearer {keys.api_token}"})
+
+    assert status == 413
+    assert "16 times its size" in status_pb2.Status.FromString(answer).message
+    assert stored_otlp_bytes() == (0, 0)
