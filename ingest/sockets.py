@@ -248,11 +248,11 @@ async def _store_messages(connection: ServerConnection, inbox: _Inbox, stream: S
         try:
             group, last = await inbox.take(settings.STREAM_IDLE_TIMEOUT)
         except TimeoutError:
-            return "idle_timeout", (1001, "idle_timeout")
+            return Stream.Ending.IDLE, (1001, "idle_timeout")
         stop = None
         if group:
             if slot.due() and not await _sync(slot.claim):
-                return "too_many_connections", (1013, "too_many_connections")
+                return Stream.Ending.TOO_MANY, (1013, "too_many_connections")
             if not admitted:
                 try:
                     await _sync(request_admit_unsigned, target=opening.target, events=None)

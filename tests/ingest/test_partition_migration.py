@@ -5,21 +5,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.db import IntegrityError, connection, transaction
-from django.db.migrations.executor import MigrationExecutor
 
 from ingest import partitions
+from tests.ingest.migration_helpers import migrate
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
-
-
-def migrate(ingest_migration: str | None = None):
-    """Migrates ingest to ``ingest_migration`` (every other app to its latest); returns the models then."""
-    executor = MigrationExecutor(connection)
-    targets = [node for node in executor.loader.graph.leaf_nodes() if node[0] != "ingest" or not ingest_migration]
-    if ingest_migration:
-        targets.append(("ingest", ingest_migration))
-    executor.migrate(targets)
-    return executor.loader.project_state(targets).apps
 
 
 def partition_of(event_id: int) -> str:

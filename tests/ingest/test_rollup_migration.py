@@ -3,21 +3,10 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
+
+from tests.ingest.migration_helpers import migrate
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
-
-
-
-def migrate(ingest_migration: str | None = None):
-    """Migrates ingest to ``ingest_migration`` (every other app to its latest); returns the models then."""
-    executor = MigrationExecutor(connection)
-    targets = [node for node in executor.loader.graph.leaf_nodes() if node[0] != "ingest" or not ingest_migration]
-    if ingest_migration:
-        targets.append(("ingest", ingest_migration))
-    executor.migrate(targets)
-    return executor.loader.project_state(targets).apps
 
 
 def test_rollups_counted_before_the_migration_are_recomputed_by_each_dimension():
