@@ -229,7 +229,6 @@ def main():
     args = parse_args()
     server, credentials, database_url = bench.start_server(args)
     port = args.port
-    secret = credentials["hmac_secret"].encode()
     ingest_path = urllib.parse.urlsplit(credentials["ingest_url"]).path
     slow_body = (f"POST {ingest_path} HTTP/1.1\r\nHost: 127.0.0.1\r\n").encode() + \
         signed_lines(credentials, b"not this body") + b"Content-Length: 5000000\r\n\r\n{"

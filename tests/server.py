@@ -32,10 +32,20 @@ def database_env_for_server() -> dict[str, str]:
             "SECRET_KEY": settings.SECRET_KEY}
 
 
+def wait_for_port(port: int, attempts: int = 150) -> None:
+    """Until something listens on ``port`` of 127.0.0.1 (at most ``attempts`` tenths of a second)."""
+    for _ in range(attempts):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+
+
 @contextmanager
 def running_server(data_dir, port: int | None = None, **env_overrides):
     """Starts ``python -m telemetry.server`` on ``port`` (by default a free one) with the given
-    environment; yields the port."""
+    environment; yields the port once it, and the WebSocket listener if one is asked for, listen."""
     port = port or unused_port()
     env = {**os.environ, "APP_SERVER__WORKERS": "1", "APP_SERVER__WEBSOCKET_PORT": "0", **env_overrides,
            "APP_SERVER__PORT": str(port),
@@ -43,12 +53,9 @@ def running_server(data_dir, port: int | None = None, **env_overrides):
     process = subprocess.Popen([sys.executable, "-m", "telemetry.server"], cwd=ROOT, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        for _ in range(150):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.1)
+        wait_for_port(port)
+        if int(env["APP_SERVER__WEBSOCKET_PORT"]):
+            wait_for_port(int(env["APP_SERVER__WEBSOCKET_PORT"]))
         yield port
     finally:
         process.terminate()

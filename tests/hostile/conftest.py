@@ -3,10 +3,8 @@ over real sockets, as a hostile client would, directly or through the shipped ng
 
 import datetime
 import shutil
-import socket
 import ssl
 import subprocess
-import time
 from contextlib import contextmanager
 
 import pytest
@@ -15,7 +13,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.server import ROOT, database_env_for_server, running_server, unused_port
+from tests.server import ROOT, database_env_for_server, running_server, unused_port, wait_for_port
 
 
 @pytest.fixture
@@ -74,12 +72,7 @@ http {{
     process = subprocess.Popen([nginx, "-p", str(directory), "-c", str(directory / "nginx.conf")],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", https_port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.1)
+        wait_for_port(https_port)
         yield https_port
     finally:
         process.terminate()

@@ -6,7 +6,6 @@ the database and Redis."""
 
 import http.client
 import json
-import socket
 import time
 from datetime import UTC, datetime
 
@@ -29,12 +28,6 @@ def live(tmp_path):
     """The production server with its WebSocket listener; yields (HTTP port, WebSocket port)."""
     websocket_port = unused_port()
     with running_server(tmp_path, **database_env_for_server(), APP_SERVER__WEBSOCKET_PORT=str(websocket_port)) as port:
-        for _ in range(200):
-            try:
-                socket.create_connection(("127.0.0.1", websocket_port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.05)
         yield port, websocket_port
 
 

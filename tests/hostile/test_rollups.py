@@ -3,16 +3,14 @@ one tenant's events never stop the others' charts."""
 
 import http.client
 import json
-import threading
 from datetime import UTC, datetime, timedelta
 
-import psycopg
 import pytest
-from django.db import connection
 
-from ingest.models import ApiRollup, Event, EventRollup, RollupCursor, RollupSkip
+from ingest.models import ApiRollup, Event, RollupCursor, RollupSkip
 from ingest.rollups import rollups_update
 from tests.conftest import app_keys_create, batch_body, make_event, signed_headers
+from tests.ingest.test_rollups_isolation import hour_count, rollup_rows_held
 from tests.server import wsgi_to_http
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
@@ -34,11 +32,6 @@ def send(port: int, keys, events: list) -> int:
 def http_request(**data) -> dict:
     return make_event(timestamp=AT.strftime("%Y-%m-%dT%H:%M:%SZ"),
                       event={"type": "http_request", "category": "api", "data": {"method": "GET", **data}})
-
-
-def hour_count(keys) -> int:
-    return sum(EventRollup.objects.filter(application_id=keys.application.id, granularity="hour",
-                                          dimension="").values_list("count", flat=True))
 
 
 def test_absurd_numbers_sent_by_one_tenant_neither_overflow_nor_stop_the_others(live_port):
@@ -69,17 +62,8 @@ def test_a_tenant_whose_rollups_cannot_finish_is_skipped_and_the_others_advance(
     assert send(live_port, stuck, [make_event() for _ in range(3)]) == 200
     assert send(live_port, other, [make_event() for _ in range(2)]) == 200
 
-    # Another session holds the stuck tenant's rollup rows: adding to them cannot finish in time.
-    with psycopg.connect(**connection.get_connection_params()) as locker:
-        locker.execute("SELECT 1 FROM ingest_eventrollup WHERE application_id = %s FOR UPDATE",
-                       [stuck.application.id])
-        release = threading.Timer(30, locker.rollback)  # so the test cannot hang
-        release.start()
-        try:
-            rollups_update(lag_seconds=0)
-        finally:
-            release.cancel()
-            locker.rollback()
+    with rollup_rows_held(stuck):
+        rollups_update(lag_seconds=0)
 
     assert hour_count(other) == 2
     assert hour_count(stuck) == 1

@@ -100,20 +100,11 @@ def websocket_server(tmp_path):
         server = running_server(tmp_path, APP_SERVER__WEBSOCKET_PORT=str(port), **env, **database_env_for_server())
         server.__enter__()
         started.append(server)
-        wait_until(lambda: _accepts(port), "the WebSocket listener is up")
         return port
 
     yield start
     for server in started:
         server.__exit__(None, None, None)
-
-
-def _accepts(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        return True
-    except OSError:
-        return False
 
 
 def stream_url(port: int, keys) -> str:

@@ -1,6 +1,7 @@
 """The rollup job against poisoned chunks: one application's events never stop it for the others."""
 
 import threading
+from contextlib import contextmanager
 from datetime import timedelta
 
 import psycopg
@@ -15,6 +16,22 @@ from tests.conftest import app_keys_create, make_event
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
+
+
+@contextmanager
+def rollup_rows_held(keys):
+    """Another session holds the application's rollup rows, so adding to them cannot finish, as
+    with a statement that runs past any limit (released after 30 s anyway, so no test can hang)."""
+    with psycopg.connect(**connection.get_connection_params()) as locker:
+        locker.execute("SELECT 1 FROM ingest_eventrollup WHERE application_id = %s FOR UPDATE",
+                       [keys.application.id])
+        release = threading.Timer(30, locker.rollback)
+        release.start()
+        try:
+            yield
+        finally:
+            release.cancel()
+            locker.rollback()
 
 
 def hour_count(keys) -> int:
@@ -43,18 +60,8 @@ def test_an_application_whose_rollups_cannot_finish_is_skipped_recorded_and_rebu
     assert signed_post(stuck, [make_event()]).status_code == 200
     assert signed_post(other, [make_event()]).status_code == 200
 
-    # Another session holds the stuck application's rollup rows, so adding to them cannot finish,
-    # as with a statement that runs past any limit. (Released in any case, so the test cannot hang.)
-    with psycopg.connect(**connection.get_connection_params()) as locker:
-        locker.execute("SELECT 1 FROM ingest_eventrollup WHERE application_id = %s FOR UPDATE",
-                       [stuck.application.id])
-        release = threading.Timer(30, locker.rollback)
-        release.start()
-        try:
-            rollups_update(lag_seconds=0)
-        finally:
-            release.cancel()
-            locker.rollback()
+    with rollup_rows_held(stuck):
+        rollups_update(lag_seconds=0)
 
     assert hour_count(other) == 1
     assert hour_count(stuck) == 1

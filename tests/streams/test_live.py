@@ -4,7 +4,6 @@ listener, driven by real clients (http.client, websockets)."""
 
 import http.client
 import queue
-import socket
 import threading
 import time
 
@@ -32,16 +31,7 @@ def wait_until(condition, what: str, seconds: float = 20):
 def live(tmp_path):
     websocket_port = unused_port()
     with running_server(tmp_path, **database_env_for_server(), APP_SERVER__WEBSOCKET_PORT=str(websocket_port)) as port:
-        wait_until(lambda: _accepts(websocket_port), "the WebSocket listener is up")
         yield port, websocket_port
-
-
-def _accepts(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        return True
-    except OSError:
-        return False
 
 
 def stream_events(keys) -> int:
