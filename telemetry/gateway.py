@@ -18,6 +18,7 @@ import io
 import ipaddress
 import json
 import logging
+import os
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -61,13 +62,18 @@ def _environ_key(name: str) -> str:
 
 
 class _Answer:
-    """What the WSGI application answered: status, headers and either the whole body or the rest of
-    an iterator to send in chunks."""
+    """What the WSGI application answered: its status, headers, and body whole or file to send."""
 
-    __slots__ = ("status", "headers", "body", "rest")
+    __slots__ = ("status", "headers", "body", "file")
 
     def __init__(self):
-        self.status, self.headers, self.body, self.rest = 500, [], b"", None
+        self.status, self.headers, self.body, self.file = 500, [], b"", None
+
+    def send(self, protocol) -> None:
+        if self.file is not None:
+            protocol.response_file(self.status, self.headers, self.file)
+        else:
+            protocol.response_bytes(self.status, self.headers, self.body)
 
     def start_response(self, status, headers, exc_info=None):
         self.status, self.headers = int(status[:3]), headers
@@ -143,7 +149,7 @@ class Gateway:
         loop = asyncio.get_running_loop()
         answer = await loop.run_in_executor(self._pool, self._run, self._environ(scope, address, body), protocol, loop)
         if answer is not None:
-            protocol.response_bytes(answer.status, answer.headers, answer.body)
+            answer.send(protocol)
 
     async def _serve_streamed(self, scope, protocol, address: str):
         if self._streams >= self._limits.stream_threads:
@@ -172,7 +178,7 @@ class Gateway:
         # as clients read the answer only then; one that keeps sending gets it after the body
         # deadline or the body size limit.
         await body.drain(self._limits.max_body_size, self._limits.body_timeout)
-        protocol.response_bytes(answer.status, answer.headers, answer.body)
+        answer.send(protocol)
 
     async def _read(self, protocol) -> bytes | None:
         """The whole body, or None past the size cap."""
@@ -230,6 +236,12 @@ class Gateway:
             return answer
         if isinstance(result, list):
             answer.body = b"".join(result)
+            return answer
+        path = getattr(getattr(result, "file_to_stream", None), "name", None)
+        if answer.status == 200 and isinstance(path, str) and os.path.isabs(path):
+            # A whole file (static files): granian sends it from disk, whatever the client's pace.
+            answer.file = path
+            result.close()
             return answer
         try:
             chunks, size = [], 0

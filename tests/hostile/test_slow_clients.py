@@ -196,16 +196,3 @@ def test_slow_event_streams_hold_no_request_thread_and_are_capped(tmp_path):
     assert (ingest[0], ingest[1]["accepted"]) == (200, 10)
     assert refused.startswith(b"HTTP/1.1 503")
     assert b'"code": "busy"' in refused
-
-
-def test_an_event_stream_with_a_content_length_is_stored_whole(live_port):
-    keys = app_keys_create()
-    body = b"".join(b'{"n": %d}\n' % n for n in range(50))
-    conn = http.client.HTTPConnection("127.0.0.1", live_port, timeout=ANSWER_TIMEOUT)
-
-    conn.request("POST", f"/v1/streams/{keys.org_id}/{keys.app_id}", body=body,
-                 headers={"X-Api-Key": keys.api_token, "Content-Length": str(len(body))})
-    response = conn.getresponse()
-
-    assert (response.status, response.read()) == (200, b"50")
-    assert Event.objects.filter(application=keys.application).count() == 50
