@@ -18,7 +18,7 @@ from ingest.admission import Admission, outcomes_record, quota_release, request_
 from ingest.archive import STORAGE_ERRORS
 from ingest.erasure import ErasureBusy, user_events_erase
 from ingest.errors import (ApiError, BadRequest, PayloadTooLarge, QuotaExceeded, ServiceBusy, StorageUnavailable,
-                           Unauthorized, error_body)
+                           TooManyStreams, Unauthorized, error_body)
 from ingest.intake import (admission_enforce, bearer_token, body_encoding_check, rate_limit_headers,
                            request_admit_unsigned, token_authenticate)
 from ingest.models import Event, Outcome, Stream
@@ -193,6 +193,17 @@ class StreamApi(MachineApi):
         token = bearer_token(meta, "HTTP_X_API_KEY")
         target = token_authenticate(token=token, org_public_id=org_id, app_public_id=app_id)
         admission = request_admit_unsigned(target=target, events=None)
+        slot = streams.StreamSlot(token)
+        if not slot.claim():
+            raise TooManyStreams(f"{settings.STREAM_MAX_CONNECTIONS_PER_TOKEN} streams are open with this token "
+                                 "already", headers={"Retry-After": "5"})
+        try:
+            return self._stream(request, target, token, admission, slot, org_id, app_id)
+        finally:
+            slot.release()
+
+    def _stream(self, request, target, token: str, admission, slot, org_id: str, app_id: str) -> HttpResponse:
+        meta = request.META
         stream = streams.stream_open(target=target, transport=Stream.Transport.HTTP,
                                      headers=streams.headers_kept(_request_headers(meta)))
         stored, status, ending, headers = 0, 200, Stream.Ending.COMPLETED, rate_limit_headers(admission)
@@ -200,6 +211,8 @@ class StreamApi(MachineApi):
             for values in streams.values_read(verification.body_stream(request._request).read,
                                               max_value_bytes=settings.STREAM_MAX_VALUE_SIZE,
                                               max_body_bytes=settings.STREAM_MAX_BODY_SIZE):
+                if slot.due():
+                    slot.claim()  # renewed, so a long stream keeps its place
                 stored += streams.stream_values_store(stream=stream, values=values, token=token, org_id=org_id,
                                                       app_id=app_id)
         except streams.StreamStopped as stop:

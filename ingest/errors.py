@@ -42,6 +42,11 @@ class RateLimited(ApiError):
     code = "rate_limit_exceeded"
 
 
+class TooManyStreams(ApiError):
+    status = 429
+    code = "too_many_connections"
+
+
 class QuotaExceeded(ApiError):
     status = 429
     code = "quota_exceeded"

@@ -15,18 +15,16 @@ message of up to 64 MiB before anyone can look at it) refuses a message over
 STREAM_MAX_VALUE_SIZE from its frame headers, before reading it (close 1009), and stops reading a
 client whose frames wait unread. Messages wait to be stored up to ``GROUP_BYTES`` and
 ``GROUP_MESSAGES``, and are checked without building their objects. A token holds at most
-STREAM_MAX_CONNECTIONS_PER_TOKEN connections, counted in Redis under leases that a process which
-dies stops renewing; a connection silent for STREAM_IDLE_TIMEOUT seconds is closed (1001); and each
-group but the first (which the connection's own admission covers) is a request against the
-application's rate limit.
+STREAM_MAX_CONNECTIONS_PER_TOKEN streams, HTTP ones included (``streams.StreamSlot``: counted in
+Redis under leases that a process which dies stops renewing); a connection silent for
+STREAM_IDLE_TIMEOUT seconds is closed (1001); and each group but the first (which the
+connection's own admission covers) is a request against the application's rate limit.
 """
 
 import asyncio
 import json
 import re
 import signal
-import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -44,8 +42,6 @@ from ingest import streams
 from ingest.errors import ApiError
 from ingest.intake import bearer_token, request_admit_unsigned, token_authenticate
 from ingest.models import Stream
-from telemetry.lib.crypto import token_hash
-from telemetry.lib.redis import get_redis, redis_script
 
 GROUP_MESSAGES = 500  # most messages stored together
 GROUP_BYTES = 1024 * 1024  # most bytes of messages waiting to be stored (one message may go past)
@@ -73,48 +69,6 @@ def _in_thread(function, kwargs):
 
 async def _sync(function, **kwargs):
     return await asyncio.get_running_loop().run_in_executor(_database, partial(_in_thread, function, kwargs))
-
-
-# A token's open connections: a sorted set of slot -> the end of its lease (ms, Redis' clock).
-_SLOT_CLAIM = """
-local now = redis.call('TIME')
-local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ms)
-if not redis.call('ZSCORE', KEYS[1], ARGV[1]) and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
-  return 0
-end
-redis.call('ZADD', KEYS[1], ms + tonumber(ARGV[3]), ARGV[1])
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-return 1
-"""
-
-
-class _Slot:
-    """One of a token's connections, held (or renewed) in Redis for ``lease`` seconds at a time;
-    always granted on the embedded default, which has no Redis and caps nothing."""
-
-    def __init__(self, token: str):
-        self.key, self.member = f"tk:ws-slots:{token_hash(token)}", uuid.uuid4().hex
-        # Renewed at a group once a third of it is gone, so it outlasts any silence the idle
-        # timeout allows (and a slow store).
-        self.lease = 2 * settings.STREAM_IDLE_TIMEOUT + 30
-        self.renewed = 0.0
-
-    def claim(self) -> bool:
-        script = redis_script(_SLOT_CLAIM)
-        self.renewed = time.monotonic()
-        if script is None:
-            return True
-        return bool(script(keys=[self.key], args=[self.member, settings.STREAM_MAX_CONNECTIONS_PER_TOKEN,
-                                                  self.lease * 1000]))
-
-    def due(self) -> bool:
-        return time.monotonic() - self.renewed > self.lease / 3
-
-    def release(self) -> None:
-        client = get_redis()
-        if client is not None:
-            client.zrem(self.key, self.member)
 
 
 @dataclass(frozen=True)
@@ -156,7 +110,7 @@ async def _handshake(connection: ServerConnection, request: Request) -> Response
 async def stream_socket(connection: ServerConnection) -> None:
     """Serves one WebSocket event stream, opened by ``_handshake``, until it ends."""
     opening: _Opening = connection.opening
-    slot = _Slot(opening.token)
+    slot = streams.StreamSlot(opening.token)
     try:
         if not await _sync(slot.claim):
             await connection.close(1013, "too_many_connections")
@@ -239,7 +193,7 @@ def _group_store(*, group: list[bytes | str], **arguments) -> int:
 
 
 async def _store_messages(connection: ServerConnection, inbox: _Inbox, stream: Stream, opening: _Opening,
-                          slot: _Slot) -> tuple[str, tuple[int, str] | None]:
+                          slot: streams.StreamSlot) -> tuple[str, tuple[int, str] | None]:
     """Stores the messages as they come, answering each group with the count so far, until the
     client hangs up, goes away or goes quiet, or the stream must stop; returns how it ended and the
     close to send."""

@@ -10,11 +10,14 @@ stored before.
 
 import base64
 import re
+import time
+import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import msgspec
+from django.conf import settings
 from django.db.models import F
 from django.utils import timezone
 
@@ -25,6 +28,8 @@ from ingest.intake import token_authenticate
 from ingest.models import Stream
 from ingest.schema import NUL_ESCAPE, batch_of, envelope_make, in_calendar
 from ingest.services import events_accept
+from telemetry.lib.crypto import token_hash
+from telemetry.lib.redis import get_redis, redis_script
 
 SOURCE = "stream/1"
 READ_SIZE = 16 * 1024
@@ -45,6 +50,49 @@ def headers_kept(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
         if name in _KEPT_HEADERS:
             kept[name] = value[:_HEADER_VALUE_LENGTH]
     return kept
+
+
+# A token's open connections: a sorted set of slot -> the end of its lease (ms, Redis' clock).
+_SLOT_CLAIM = """
+local now = redis.call('TIME')
+local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ms)
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
+  return 0
+end
+redis.call('ZADD', KEYS[1], ms + tonumber(ARGV[3]), ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
+
+
+class StreamSlot:
+    """One of a token's open streams (HTTP or WebSocket), held (or renewed) in Redis for ``lease``
+    seconds at a time, at most STREAM_MAX_CONNECTIONS_PER_TOKEN of them; always granted on the
+    embedded default, which has no Redis and caps nothing."""
+
+    def __init__(self, token: str):
+        self.key, self.member = f"tk:stream-slots:{token_hash(token)}", uuid.uuid4().hex
+        # Renewed at a group once a third of it is gone, so it outlasts any silence the idle
+        # timeouts allow (and a slow store).
+        self.lease = 2 * max(settings.STREAM_IDLE_TIMEOUT, settings.SERVER_BODY_TIMEOUT) + 30
+        self.renewed = 0.0
+
+    def claim(self) -> bool:
+        script = redis_script(_SLOT_CLAIM)
+        self.renewed = time.monotonic()
+        if script is None:
+            return True
+        return bool(script(keys=[self.key], args=[self.member, settings.STREAM_MAX_CONNECTIONS_PER_TOKEN,
+                                                  self.lease * 1000]))
+
+    def due(self) -> bool:
+        return time.monotonic() - self.renewed > self.lease / 3
+
+    def release(self) -> None:
+        client = get_redis()
+        if client is not None:
+            client.zrem(self.key, self.member)
 
 
 def stream_open(*, target: IngestTarget, transport: str, headers: dict[str, str]) -> Stream:

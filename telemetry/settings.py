@@ -63,8 +63,8 @@ INGEST_MAX_PAYLOAD_SIZE = env.int("APP_INGESTION__MAX_PAYLOAD_SIZE", 5 * 1024 * 
 STREAM_MAX_VALUE_SIZE = env.int("APP_INGESTION__STREAM_MAX_VALUE_SIZE", 1024 * 1024, minimum=1024)
 # An HTTP stream's whole body: past it the stream stops with 413, keeping the values before.
 STREAM_MAX_BODY_SIZE = env.int("APP_INGESTION__STREAM_MAX_BODY_SIZE", 64 * 1024 * 1024, minimum=1024)
-# WebSocket streams open at once with one token (across processes), and seconds one may stay
-# open without a message before the server closes it.
+# Event streams (HTTP and WebSocket) open at once with one token (across processes), and seconds a
+# WebSocket may stay open without a message before the server closes it.
 STREAM_MAX_CONNECTIONS_PER_TOKEN = env.int("APP_INGESTION__STREAM_MAX_CONNECTIONS_PER_TOKEN", 10, minimum=1)
 STREAM_IDLE_TIMEOUT = env.int("APP_INGESTION__STREAM_IDLE_TIMEOUT", 60, minimum=1)
 # The largest body the server reads at all, whatever the route: above it, 413 from Content-Length.

@@ -3,6 +3,7 @@ and WebSockets against its WebSocket listener."""
 
 import base64
 import http.client
+import json
 import os
 import socket
 import struct
@@ -225,3 +226,25 @@ def test_a_websocket_keeps_no_header_that_carries_a_client_address(websocket_ser
     assert headers["user-agent"] == "seed-002/1"
     assert not {name.lower() for name in ADDRESS_HEADERS} & set(headers)
     assert "203.0.113" not in repr(headers)
+
+
+def test_http_streams_per_token_are_capped_with_the_websockets(tmp_path):
+    keys = app_keys_create()
+    env = {"APP_INGESTION__STREAM_MAX_CONNECTIONS_PER_TOKEN": "2", **database_env_for_server()}
+    opening = (f"POST /v1/streams/{keys.org_id}/{keys.app_id} HTTP/1.1\r\nHost: x\r\nX-Api-Key: {keys.api_token}\r\n"
+               "Transfer-Encoding: chunked\r\n\r\n3\r\n{}\n\r\n").encode()  # one value, and the body goes on
+    with running_server(tmp_path, **env) as port:
+        first, second = (socket.create_connection(("127.0.0.1", port), timeout=20) for _ in range(2))
+        with first, second:
+            for conn in (first, second):
+                conn.sendall(opening)
+            wait_until(lambda: Event.objects.filter(application=keys.application).count() == 2, "both streams open")
+            third = stream_post(port, keys, b"{}\n")
+            refused = (third.status, json.loads(third.read())["error"]["code"])
+            first.sendall(b"0\r\n\r\n")  # the first ends: its place is free again
+            ended = first.makefile("rb").readline()
+        fourth = stream_post(port, keys, b"{}\n")
+
+    assert refused == (429, "too_many_connections")
+    assert ended.startswith(b"HTTP/1.1 200")
+    assert (fourth.status, fourth.read()) == (200, b"1")
