@@ -16,10 +16,11 @@ from cryptography.x509.oid import NameOID
 from tests.server import ROOT, database_env_for_server, running_server, unused_port, wait_for_port
 
 
-@pytest.fixture
-def live_port(tmp_path):
-    """The production server on the test database (PostgreSQL and Redis); yields its port."""
-    with running_server(tmp_path, **database_env_for_server()) as port:
+@pytest.fixture(scope="module")
+def live_port(django_db_setup, tmp_path_factory):
+    """The production server on the test database (PostgreSQL and Redis), one for a module's tests
+    (each makes applications of its own); yields its port."""
+    with running_server(tmp_path_factory.mktemp("server"), **database_env_for_server()) as port:
         yield port
 
 

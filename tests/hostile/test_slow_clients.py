@@ -78,10 +78,11 @@ def _ingest_ten(front: Front, keys) -> tuple[int, dict]:
     return response.status, json.loads(response.read())
 
 
-@pytest.fixture(params=["server", "nginx"])
-def front(request, tmp_path):
+@pytest.fixture(scope="module", params=["server", "nginx"])
+def front(request, django_db_setup, tmp_path_factory):
     """The server with its static files collected (the admin's sign-in page renders), reached
-    directly or through the shipped nginx configuration."""
+    directly or through the shipped nginx configuration; one of each for the module's tests."""
+    tmp_path = tmp_path_factory.mktemp(request.param)
     env = database_env_for_server()
     collect_static(tmp_path, env)
     if request.param == "server":
