@@ -312,7 +312,7 @@ class MaltiIngestApi(MachineApi):
         admission = request_admit_unsigned(target=target, events=None)
         limit_headers = rate_limit_headers(admission)
         try:
-            response = self._ingest(request, target, malti.key_service(target, token))
+            response = self._ingest(request, target, verification.bound_service(target, token))
         except ApiError as error:
             error.headers = {**limit_headers, **error.headers}
             raise

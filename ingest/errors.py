@@ -42,6 +42,12 @@ class RateLimited(ApiError):
     code = "rate_limit_exceeded"
 
 
+class ServiceMismatch(ApiError):
+    """An event or record of another service than the one its key is bound to."""
+    status = 403
+    code = "service_mismatch"
+
+
 class TooManyStreams(ApiError):
     status = 429
     code = "too_many_connections"

@@ -21,11 +21,10 @@ import msgspec
 
 from accounts.selectors import IngestTarget
 from ingest.admission import quota_reserve, seconds_to_month_end, utc_now
-from ingest.errors import ApiError, BadRequest, PayloadTooLarge, QuotaExceeded
+from ingest.errors import ApiError, BadRequest, PayloadTooLarge, QuotaExceeded, ServiceMismatch
 from ingest.models import Outcome
 from ingest.schema import NUL_ESCAPE, AwareDatetime, CheckedBatch, batch_of, envelope_make, in_calendar, too_deep
 from ingest.services import Accepted, events_accept, outcomes_count
-from telemetry.lib.crypto import token_hash
 
 SOURCE = "malti/1"
 EVENT_TYPE = "http_request"
@@ -74,11 +73,6 @@ _AT_FIELD = re.compile(r"at `\$\.([A-Za-z_]+)")
 _MISSING = re.compile(r"missing required field `([^`]+)`")
 
 
-class ServiceMismatch(ApiError):
-    status = 403
-    code = "service_mismatch"
-
-
 class EmptyBatch(BadRequest):
     code = "empty_batch"
 
@@ -104,12 +98,6 @@ class InvalidRecords(ApiError):
         super().__init__(f"{len(errors)} of {total} records are malformed; the first, at index {first.index}: "
                          f"{first.message}")
         self.errors, self.total = errors, total
-
-
-def key_service(target: IngestTarget, token: str) -> str:
-    """The service name of the credential ``token`` authenticated as ("" when it names none)."""
-    digest = token_hash(token)
-    return next((key.service_name for key in target.keys if key.token_hash == digest), "")
 
 
 def _record_error(index: int, exc: msgspec.ValidationError) -> RecordError:

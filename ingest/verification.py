@@ -8,7 +8,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from accounts.selectors import IngestKey, IngestTarget
-from ingest.errors import ApiError, BadRequest, PayloadTooLarge, Unauthorized
+from ingest.errors import BadRequest, PayloadTooLarge, ServiceMismatch, Unauthorized
 from ingest.schema import CheckedBatch
 from telemetry.lib.crypto import token_hash
 from telemetry.lib.signing import signature, signature_matches
@@ -118,11 +118,6 @@ def key_verify(target: IngestTarget, headers: SignedHeaders, body: bytes) -> Ing
         if signature_matches(signature(key.hmac_secret, headers.timestamp, headers.nonce, body), headers.signature):
             return key
     raise Unauthorized("Invalid credentials or signature")
-
-
-class ServiceMismatch(ApiError):
-    status = 403
-    code = "service_mismatch"
 
 
 def bound_service(target: IngestTarget, token: str | None) -> str:
