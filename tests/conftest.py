@@ -12,6 +12,7 @@ from django.test import Client
 from accounts.models import Application
 from accounts.services import credential_issue
 from tests.factories import ApplicationFactory
+from tests.server import database_env_for_server, running_server, unused_port
 
 USER_ID = "client_" + "ab" * 32
 
@@ -57,6 +58,22 @@ def _static_files_without_collectstatic(settings):
     # Production serves hashed names from collectstatic's manifest; tests render pages without one.
     settings.STORAGES = {**settings.STORAGES,
                          "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
+
+
+@pytest.fixture(scope="module")
+def live_port(django_db_setup, tmp_path_factory):
+    """The production server on the test database (PostgreSQL and Redis), one for a module's tests
+    (each makes applications of its own); yields its port."""
+    with running_server(tmp_path_factory.mktemp("server"), **database_env_for_server()) as port:
+        yield port
+
+
+@pytest.fixture
+def live(tmp_path):
+    """The production server with its WebSocket listener; yields (HTTP port, WebSocket port)."""
+    websocket_port = unused_port()
+    with running_server(tmp_path, **database_env_for_server(), APP_SERVER__WEBSOCKET_PORT=str(websocket_port)) as port:
+        yield port, websocket_port
 
 
 @pytest.fixture

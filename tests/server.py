@@ -62,6 +62,11 @@ def running_server(data_dir, port: int | None = None, **env_overrides):
         process.wait(timeout=20)
 
 
+def stream_url(port: int, keys) -> str:
+    """An application's event-stream WebSocket URL on the listener at ``port``, its token in the query."""
+    return f"ws://127.0.0.1:{port}/v1/streams/{keys.org_id}/{keys.app_id}?token={keys.api_token}"
+
+
 def collect_static(data_dir, env: dict) -> None:
     """Pages name hashed static files from collectstatic's manifest: collect them for a server."""
     subprocess.run([sys.executable, "manage.py", "collectstatic", "--noinput", "-v", "0"], cwd=ROOT, check=True,

@@ -12,12 +12,6 @@ from tests.server import collect_static, database_env_for_server, running_server
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
 
-@pytest.fixture
-def live_port(tmp_path):
-    with running_server(tmp_path, **database_env_for_server()) as port:
-        yield port
-
-
 def test_an_event_stream_with_a_content_length_is_stored_whole(live_port):
     keys = app_keys_create()
     body = b"".join(b'{"n": %d}\n' % n for n in range(50))

@@ -7,21 +7,12 @@ import ssl
 import subprocess
 from contextlib import contextmanager
 
-import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.server import ROOT, database_env_for_server, running_server, unused_port, wait_for_port
-
-
-@pytest.fixture(scope="module")
-def live_port(django_db_setup, tmp_path_factory):
-    """The production server on the test database (PostgreSQL and Redis), one for a module's tests
-    (each makes applications of its own); yields its port."""
-    with running_server(tmp_path_factory.mktemp("server"), **database_env_for_server()) as port:
-        yield port
+from tests.server import ROOT, unused_port, wait_for_port
 
 
 def _self_signed(directory) -> None:

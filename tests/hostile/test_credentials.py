@@ -18,17 +18,9 @@ from accounts.services import credential_issue, credential_revoke
 from ingest.models import Event
 from tests.conftest import AppKeys, batch_body, iso, make_event, signed_headers
 from tests.factories import ApplicationFactory
-from tests.server import database_env_for_server, running_server, unused_port, wsgi_to_http
+from tests.server import stream_url, wsgi_to_http
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
-
-
-@pytest.fixture
-def live(tmp_path):
-    """The production server with its WebSocket listener; yields (HTTP port, WebSocket port)."""
-    websocket_port = unused_port()
-    with running_server(tmp_path, **database_env_for_server(), APP_SERVER__WEBSOCKET_PORT=str(websocket_port)) as port:
-        yield port, websocket_port
 
 
 def keys_issue(service_name: str = "") -> AppKeys:
@@ -104,7 +96,7 @@ def test_a_revoked_token_is_refused_on_the_very_next_request(live, endpoint):
 
 def test_a_revoked_token_is_refused_a_new_websocket(live):
     keys = keys_issue()
-    url = f"ws://127.0.0.1:{live[1]}/v1/streams/{keys.org_id}/{keys.app_id}?token={keys.api_token}"
+    url = stream_url(live[1], keys)
     with connect(url) as websocket:
         websocket.send("{}")
         assert websocket.recv(timeout=10) == "1"
@@ -119,7 +111,7 @@ def test_a_revoked_token_is_refused_a_new_websocket(live):
 
 def test_a_websocket_open_when_its_token_is_revoked_stops_at_its_next_message(live):
     keys = keys_issue()
-    url = f"ws://127.0.0.1:{live[1]}/v1/streams/{keys.org_id}/{keys.app_id}?token={keys.api_token}"
+    url = stream_url(live[1], keys)
     with connect(url) as websocket:
         websocket.send("{}")
         assert websocket.recv(timeout=10) == "1"
@@ -168,7 +160,7 @@ def test_a_key_bound_to_a_service_sends_that_services_events(live, endpoint):
 
 def test_a_key_bound_to_a_service_cannot_stream_events_that_name_no_service(live):
     keys = keys_issue(service_name="checkout")
-    url = f"ws://127.0.0.1:{live[1]}/v1/streams/{keys.org_id}/{keys.app_id}?token={keys.api_token}"
+    url = stream_url(live[1], keys)
 
     with connect(url) as websocket:
         websocket.send('{"service": "checkout"}')

@@ -14,7 +14,7 @@ from websockets.sync.client import connect
 from ingest.models import Event, Stream
 from tests.conftest import app_keys_create
 from tests.ingest.test_limits import keys_on, tier
-from tests.server import database_env_for_server, running_server, unused_port
+from tests.server import database_env_for_server, running_server, stream_url, unused_port
 from tests.streams.test_live import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
@@ -106,10 +106,6 @@ def websocket_server(tmp_path):
     yield start
     for server in started:
         server.__exit__(None, None, None)
-
-
-def stream_url(port: int, keys) -> str:
-    return f"ws://127.0.0.1:{port}/v1/streams/{keys.org_id}/{keys.app_id}?token={keys.api_token}"
 
 
 def closed_with(socket_) -> tuple[int, str]:

@@ -9,15 +9,9 @@ import pytest
 from ingest.models import Event
 from ingest.services import COPY_MIN_EVENTS
 from tests.conftest import app_keys_create, batch_body, make_event, signed_headers
-from tests.server import running_server, database_env_for_server, wsgi_to_http
+from tests.server import wsgi_to_http
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
-
-
-@pytest.fixture
-def live_port(tmp_path):
-    with running_server(tmp_path, **database_env_for_server()) as port:
-        yield port
 
 
 def test_signed_batch_sent_over_http_is_stored(live_port):

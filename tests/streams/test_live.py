@@ -13,7 +13,7 @@ from websockets.sync.client import connect
 
 from ingest.models import Event, Stream
 from tests.conftest import app_keys_create
-from tests.server import database_env_for_server, running_server, unused_port
+from tests.server import stream_url
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
@@ -25,13 +25,6 @@ def wait_until(condition, what: str, seconds: float = 20):
             return
         time.sleep(0.05)
     raise AssertionError(f"never happened: {what}")
-
-
-@pytest.fixture
-def live(tmp_path):
-    websocket_port = unused_port()
-    with running_server(tmp_path, **database_env_for_server(), APP_SERVER__WEBSOCKET_PORT=str(websocket_port)) as port:
-        yield port, websocket_port
 
 
 def stream_events(keys) -> int:
@@ -85,7 +78,7 @@ def test_a_chunked_stream_is_stored_while_it_arrives(live):
 
 def test_websocket_messages_are_events_and_the_count_comes_back(live):
     keys = app_keys_create()
-    url = f"ws://127.0.0.1:{live[1]}/v1/streams/{keys.org_id}/{keys.app_id}?token={keys.api_token}"
+    url = stream_url(live[1], keys)
 
     with connect(url, user_agent_header="seed-002-client") as socket_:
         socket_.send('{"level": "INFO", "msg": "hi mom"}')
@@ -142,7 +135,7 @@ def test_a_websocket_stops_when_the_monthly_quota_runs_out(live):
     from tests.ingest.test_limits import keys_on, tier
 
     keys = keys_on(tier(monthly_event_quota=2))
-    url = f"ws://127.0.0.1:{live[1]}/v1/streams/{keys.org_id}/{keys.app_id}?token={keys.api_token}"
+    url = stream_url(live[1], keys)
 
     with connect(url) as socket_:
         for n in range(3):
@@ -163,7 +156,7 @@ def test_a_websocket_over_the_rate_limit_is_closed_with_try_again_later(live):
     from tests.ingest.test_limits import keys_on, tier
 
     keys = keys_on(tier(requests_per_minute=1))
-    url = f"ws://127.0.0.1:{live[1]}/v1/streams/{keys.org_id}/{keys.app_id}?token={keys.api_token}"
+    url = stream_url(live[1], keys)
     with connect(url) as first:
         first.send("{}")
         assert first.recv(timeout=10) == "1"
