@@ -118,10 +118,26 @@ def test_a_body_that_does_not_arrive_in_time_is_refused_with_408(tmp_path):
     with running_server(tmp_path, APP_SERVER__BODY_TIMEOUT="1", **database_env_for_server()) as port:
         with _attacker(port, "127.0.1.1") as conn:
             conn.sendall(_slow_body(keys))
-            answer = conn.makefile("rb").read()  # the server answers, then closes
+            quiet = conn.makefile("rb").read()  # the server answers, then closes
+        with _attacker(port, "127.0.1.2") as conn:
+            # A chunked body that keeps coming, a chunk every 0.2 s: the deadline is the whole body's.
+            conn.sendall(f"POST {keys.url} HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n".encode())
+            conn.settimeout(0.2)
+            trickling = b""
+            for _ in range(50):
+                try:
+                    conn.sendall(b"1\r\n[\r\n")
+                    trickling += conn.recv(4096)
+                except TimeoutError:
+                    continue
+                except OSError:
+                    break  # answered and closed
+                if trickling:
+                    break
 
-    assert answer.startswith(b"HTTP/1.1 408")
-    assert b'"code": "request_timeout"' in answer
+    for answer in (quiet, trickling):
+        assert answer.startswith(b"HTTP/1.1 408")
+        assert b'"code": "request_timeout"' in answer
 
 
 def test_headers_that_do_not_arrive_in_time_close_the_connection(tmp_path):
