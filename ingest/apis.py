@@ -180,13 +180,15 @@ def _request_headers(meta):
 
 
 # How a stream that stopped early is answered (the body is still the count stored).
-_STREAM_STOP_STATUS = {"payload_too_large": 413, "quota_exceeded": 429, "unauthorized": 401, "service_mismatch": 403}
+_STREAM_STOP_STATUS = {"payload_too_large": 413, "quota_exceeded": 429, "rate_limit_exceeded": 429, "unauthorized": 401,
+                       "service_mismatch": 403}
 
 
 class StreamApi(MachineApi):
     """``POST /v1/streams/{org_id}/{app_id}``: an event stream (seed 002), JSON values one per line,
-    each stored as an event while the body arrives; the answer is the count stored, as text. The
-    same path takes WebSockets on the server's WebSocket listener (``ingest.sockets``)."""
+    each stored as an event while the body arrives; the answer is the count stored, as text. Each
+    ``streams.BYTES_PER_REQUEST`` past the first count once more against the rate limit. The same
+    path takes WebSockets on the server's WebSocket listener (``ingest.sockets``)."""
 
     def post(self, request, org_id: str, app_id: str):
         meta = request.META
@@ -207,10 +209,18 @@ class StreamApi(MachineApi):
         stream = streams.stream_open(target=target, transport=Stream.Transport.HTTP,
                                      headers=streams.headers_kept(_request_headers(meta)))
         stored, status, ending, headers = 0, 200, Stream.Ending.COMPLETED, rate_limit_headers(admission)
+        body = streams.MeteredRead(verification.body_stream(request._request).read)
+        admitted = streams.BYTES_PER_REQUEST  # the bytes the stream's admissions so far cover
         try:
-            for values in streams.values_read(verification.body_stream(request._request).read,
-                                              max_value_bytes=settings.STREAM_MAX_VALUE_SIZE,
+            for values in streams.values_read(body.read, max_value_bytes=settings.STREAM_MAX_VALUE_SIZE,
                                               max_body_bytes=settings.STREAM_MAX_BODY_SIZE):
+                while body.size > admitted:
+                    try:
+                        request_admit_unsigned(target=target, events=None)
+                    except ApiError as refused:
+                        headers.update(refused.headers)
+                        raise streams.StreamStopped(refused.code, refused.message) from None
+                    admitted += streams.BYTES_PER_REQUEST
                 if slot.due():
                     slot.claim()  # renewed, so a long stream keeps its place
                 stored += streams.stream_values_store(stream=stream, values=values, token=token, org_id=org_id,

@@ -33,6 +33,9 @@ from telemetry.lib.redis import get_redis, redis_script
 
 SOURCE = "stream/1"
 READ_SIZE = 16 * 1024
+# Past each of these bytes a stream counts once more against the application's rate limit (a
+# WebSocket's groups of messages are at most as large), so a long stream pays for what it sends.
+BYTES_PER_REQUEST = 1024 * 1024
 # The request headers a stream keeps, shown to the application's viewers: what the client is and
 # how it sends. Any other may carry credentials or a client's address (X-Forwarded-For, Forwarded,
 # X-Real-IP, Via, Referer and the like), which are never stored.
@@ -166,6 +169,18 @@ def stream_values_store(*, stream: Stream, values: list[tuple[bytes, "_Fields | 
         first = accepted.errors[0]
         raise StreamStopped(first.error, f"A value could not be stored: {first.message}", stored=accepted.stored)
     return accepted.stored
+
+
+class MeteredRead:
+    """``read`` that counts the bytes it has given."""
+
+    def __init__(self, read):
+        self._read, self.size = read, 0
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self._read(size)
+        self.size += len(chunk)
+        return chunk
 
 
 class StreamStopped(ValueError):

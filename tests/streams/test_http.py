@@ -130,6 +130,27 @@ def test_the_rate_limit_refuses_a_stream_before_reading_it(client):
     assert len(stored(keys)) == 1
 
 
+@pytest.mark.parametrize("per_minute", [2, 3])
+def test_each_mib_past_the_first_counts_against_the_rate_limit(client, per_minute):
+    keys = keys_on(tier(requests_per_minute=per_minute))
+    value = b'{"pad": "' + b"x" * 1000 + b'"}\n'  # 1,012 bytes
+    values = 2600  # 2.5 MiB: the stream's own request, one at 1 MiB, one at 2 MiB
+
+    response = post(client, keys, value * values)
+
+    count = int(response.content)
+    assert count == len(stored(keys))
+    if per_minute == 3:
+        assert (response.status_code, count) == (200, values)
+        assert Stream.objects.get(application=keys.application).ending == "completed"
+    else:  # the third request, past 2 MiB, is refused: what came before it stays stored
+        assert response.status_code == 429
+        assert response["X-Error-Code"] == "rate_limit_exceeded"
+        assert int(response["Retry-After"]) > 0
+        assert 2 * 1024 * 1024 // len(value) - 32 <= count <= 2 * 1024 * 1024 // len(value)
+        assert Stream.objects.get(application=keys.application).ending == "rate_limit_exceeded"
+
+
 def test_a_websocket_upgrade_on_the_http_port_is_told_where_websockets_are(client, app_keys, settings):
     settings.PUBLIC_WEBSOCKET_URL = "wss://telemetry.example.com"
 
