@@ -84,6 +84,29 @@ class Credential(models.Model):
         return f"{self.token_prefix}…"
 
 
+class ReadToken(models.Model):
+    """A bearer token that reads an organization's numbers through the stats API, never writes."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="read_tokens")
+    name = models.CharField(max_length=200, blank=True)
+    applications = models.ManyToManyField(
+        Application, blank=True, related_name="read_tokens",
+        help_text="The applications it may read; none: every application of the organization.")
+    token_hash = models.CharField(max_length=64, unique=True)
+    token_prefix = models.CharField(max_length=16, help_text="Enough of the token to recognise it.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"{self.name} ({self.token_prefix}…)" if self.name else f"{self.token_prefix}…"
+
+
 class Membership(models.Model):
     """A user's role in an organization: owners and admins manage it, viewers only look."""
 
@@ -124,6 +147,8 @@ class AuditEntry(models.Model):
         MEMBERSHIP_REMOVED = "membership_removed", "Membership removed"
         TIER_CHANGED = "tier_changed", "Tier changed"
         EVENTS_ERASED = "events_erased", "A user's events erased"
+        READ_TOKEN_ISSUED = "read_token_issued", "Read token issued"
+        READ_TOKEN_REVOKED = "read_token_revoked", "Read token revoked"
 
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,

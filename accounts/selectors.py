@@ -9,7 +9,7 @@ from django.conf import settings
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from accounts.models import Application, Credential, Organization, User
+from accounts.models import Application, Credential, Organization, ReadToken, User
 from telemetry.lib import crypto
 from telemetry.lib.errors import ServiceUnavailable
 from telemetry.lib.redis import get_redis
@@ -214,3 +214,30 @@ def role_in(*, user, organization_id: int) -> str | None:
 def application_for(target: IngestTarget) -> Application:
     """The application a verified request is for, with its organization."""
     return Application.objects.select_related("organization").get(pk=target.application_id)
+
+
+READ_TOKEN_PREFIX = "rt_"
+
+
+def read_token_find(*, token: str) -> ReadToken | None:
+    """The unrevoked read token with this plaintext; None for anything else, an ingest token included."""
+    if not token.startswith(READ_TOKEN_PREFIX):
+        return None
+    return ReadToken.objects.filter(token_hash=crypto.token_hash(token), revoked_at__isnull=True).first()
+
+
+def read_token_application(*, read_token: ReadToken, org_public_id: str, app_public_id: str) -> Application | None:
+    """The application the token may read under these public ids; None when it belongs to another
+    organization or lies outside the token's applications, so the caller answers both alike."""
+    if read_token.organization.public_id != org_public_id:
+        return None
+    applications = Application.objects.filter(organization_id=read_token.organization_id, public_id=app_public_id)
+    if read_token.applications.exists():
+        applications = applications.filter(read_tokens=read_token)
+    return applications.select_related("organization").first()
+
+
+def organization_find(*, ref: str) -> Organization | None:
+    """An organization by public id or, failing that, by name (case-insensitive), as the commands take it."""
+    return (Organization.objects.filter(public_id=ref).first()
+            or Organization.objects.filter(name__iexact=ref).order_by("pk").first())

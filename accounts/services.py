@@ -6,11 +6,12 @@ from datetime import timedelta
 
 from django.core.mail import send_mail
 from django.db import transaction
-from django.db.models import Model
+from django.db.models import Model, Q
 from django.utils import timezone
 
 from accounts import selectors
-from accounts.models import Application, AuditEntry, Credential, Membership, Organization, QuotaNotice, Tier
+from accounts.models import (Application, AuditEntry, Credential, Membership, Organization, QuotaNotice, ReadToken,
+                             Tier)
 from telemetry.lib import crypto, ids
 from telemetry.lib.addresses import client_address
 from telemetry.lib.redis import get_redis
@@ -215,6 +216,44 @@ def credential_revoke(*, credential: Credential, by=None, source: Source = COMMA
     return credential
 
 
+@dataclass(frozen=True)
+class IssuedReadToken:
+    """A read token with its plaintext: shown once, never stored in the clear."""
+
+    read_token: ReadToken
+    token: str
+
+
+@transaction.atomic
+def read_token_issue(*, organization: Organization, name: str = "", applications=(), by=None,
+                     source: Source = COMMAND_LINE) -> IssuedReadToken:
+    """Issues a token that reads the organization's numbers: of ``applications`` only (which must be
+    the organization's), or of all of them, today's and future ones, when none are given."""
+    applications = list(applications)
+    if any(application.organization_id != organization.pk for application in applications):
+        raise ValueError("a read token may only be limited to applications of its own organization")
+    token = ids.read_token()
+    read_token = ReadToken.objects.create(
+        organization=organization, name=name, token_hash=crypto.token_hash(token), token_prefix=token[:11],
+        created_by=by if by is not None and by.pk else None)
+    read_token.applications.set(applications)
+    audit_record(action=Action.READ_TOKEN_ISSUED, actor=by, organization=organization, target=str(read_token),
+                 source=source, details={"applications": sorted(a.public_id for a in applications)})
+    return IssuedReadToken(read_token=read_token, token=token)
+
+
+@transaction.atomic
+def read_token_revoke(*, read_token: ReadToken, by=None, source: Source = COMMAND_LINE) -> ReadToken:
+    """Stops a read token at once (it is looked up on every request); one already revoked is left as it is."""
+    if read_token.revoked_at is not None:
+        return read_token
+    read_token.revoked_at = timezone.now()
+    read_token.save(update_fields=["revoked_at"])
+    audit_record(action=Action.READ_TOKEN_REVOKED, actor=by, organization=read_token.organization,
+                 target=str(read_token), source=source)
+    return read_token
+
+
 @transaction.atomic
 def application_create(*, organization: Organization, name: str, service_name: str = "", by=None,
                        source: Source = COMMAND_LINE) -> IssuedCredential:
@@ -291,6 +330,22 @@ def credential_touch(*, credential_id: int) -> None:
         return
     _last_used_written[credential_id] = now
     Credential.objects.filter(pk=credential_id).update(last_used_at=timezone.now())
+
+
+_read_token_used_written: dict[int, float] = {}
+
+
+def read_token_touch(*, read_token_id: int) -> None:
+    """Records that a read token answered a request: a write at most once a minute per process, and
+    none when another process wrote within the minute."""
+    now = time.monotonic()
+    if now - _read_token_used_written.get(read_token_id, float("-inf")) < LAST_USED_WRITE_SECONDS:
+        return
+    _read_token_used_written[read_token_id] = now
+    moment = timezone.now()
+    ReadToken.objects.filter(pk=read_token_id).filter(
+        Q(last_used_at__isnull=True) | Q(last_used_at__lt=moment - timedelta(seconds=LAST_USED_WRITE_SECONDS))
+    ).update(last_used_at=moment)
 
 
 def _plain(value):

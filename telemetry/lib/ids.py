@@ -19,5 +19,10 @@ def api_token() -> str:
     return "tk_" + secrets.token_hex(16)
 
 
+def read_token() -> str:
+    # Not tk_: a read token must never pass for an ingest token, nor the other way round.
+    return "rt_" + secrets.token_hex(16)
+
+
 def hmac_secret() -> str:
     return base64.b64encode(secrets.token_bytes(32)).decode("ascii")
