@@ -156,6 +156,12 @@ def window_for(*, range_key: str | None, granularity: str | None, now: datetime,
     return Window(range_key, granularity, _truncate(now - span, granularity), now)
 
 
+def window_between(*, since: datetime, until: datetime, granularity: str) -> Window:
+    """The window of the buckets by ``granularity`` that start in [since, until): the first one may
+    begin before ``since``, as a page's does."""
+    return Window("range", granularity, _truncate(since, granularity), until - timedelta(microseconds=1))
+
+
 def _rollups(window: Window, organization, application, event_type, dimension=EventRollup.Dimension.TYPE):
     rollups = _read(EventRollup).filter(granularity=window.granularity, dimension=dimension,
                                         bucket__gte=window.since, bucket__lte=window.until)

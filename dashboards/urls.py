@@ -1,10 +1,11 @@
 from django.urls import path
 
-from dashboards import views
+from dashboards import apis, views
 
 app_name = "dashboards"
 urlpatterns = [
     path("", views.overview, name="overview"),
+    path("v1/stats/<str:org_id>/<str:app_id>/events", apis.StatsEventsApi.as_view(), name="stats_events"),
     path("preferences/", views.preferences, name="preferences"),
     path("orgs/<str:org_id>/", views.organization, name="organization"),
     path("orgs/<str:org_id>/apps/<str:app_id>/", views.application, name="application"),

@@ -1,0 +1,146 @@
+"""The stats API: an organization's numbers for scripts, notebooks and data sources, read with a
+read token (``rt_…``). Thin views: the numbers come from the dashboards' selectors, so a page and an
+answer for the same range agree. Their OpenAPI annotations live in dashboards.openapi."""
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from django.http import HttpResponse
+from django.utils import timezone
+
+from accounts.selectors import read_token_application, read_token_find
+from accounts.services import read_token_touch
+from dashboards import selectors
+from ingest.errors import ApiError, BadRequest, Unauthorized
+from ingest.intake import bearer_token
+from ingest.negotiation import MachineApi
+
+INTERVALS = ("minute", "hour", "day")
+# Each interval's longest range: enough for its use (two days by minute, a quarter by hour), and an
+# answer of at most a few thousand buckets.
+RANGE_CAPS = {"minute": timedelta(hours=48), "hour": timedelta(days=90), "day": timedelta(days=3 * 366)}
+RANGE_CAP_NAMES = {"minute": "48 hours", "hour": "90 days", "day": "3 years (1098 days)"}
+DEFAULT_INTERVAL = "hour"
+DEFAULT_SPAN = timedelta(hours=24)
+# A range reaching now changes as events arrive; a closed one only with late events.
+OPEN_RANGE_MAX_AGE = 30
+CLOSED_RANGE_MAX_AGE = 300
+
+
+class InvalidRange(BadRequest):
+    code = "invalid_range"
+
+
+class InvalidInterval(BadRequest):
+    code = "invalid_interval"
+
+
+class RangeTooLarge(BadRequest):
+    code = "range_too_large"
+
+
+class NotFound(ApiError):
+    status = 404
+    code = "not_found"
+
+
+@dataclass(frozen=True)
+class EventsQuery:
+    since: datetime
+    until: datetime
+    interval: str
+    event_type: str | None
+    closed: bool  # until is in the past: the answer gets an ETag
+
+
+def rfc3339(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _moment(params, name: str) -> datetime | None:
+    value = params.get(name)
+    if value is None or value == "":
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        hint = " (write + in a query string as %2B)" if " " in value else ""
+        raise InvalidRange(f"{name} must be an RFC 3339 time with a zone, e.g. 2026-12-07T08:00:00Z{hint}") from None
+    if moment.tzinfo is None:
+        raise InvalidRange(f"{name} must carry a time zone, e.g. 2026-12-07T08:00:00Z or +01:00")
+    return moment.astimezone(UTC)
+
+
+def events_query_parse(params, now: datetime) -> EventsQuery:
+    """The query string of the events endpoint as typed values, or the 400 that explains what is wrong."""
+    interval = params.get("interval") or DEFAULT_INTERVAL
+    if interval not in INTERVALS:
+        raise InvalidInterval(f"interval must be one of {', '.join(INTERVALS)}")
+    until = _moment(params, "until") or now
+    since = _moment(params, "since") or until - DEFAULT_SPAN
+    if since >= until:
+        raise InvalidRange("since must be before until")
+    if until - since > RANGE_CAPS[interval]:
+        raise RangeTooLarge(f"A range by {interval} may span at most {RANGE_CAP_NAMES[interval]}")
+    event_type = params.get("type") or None
+    if event_type is not None and len(event_type) > 255:
+        raise BadRequest("type must be at most 255 characters")
+    return EventsQuery(since=since, until=until, interval=interval, event_type=event_type, closed=until < now)
+
+
+def _etag(body: bytes) -> str:
+    return '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+
+
+def _not_modified(request, etag: str) -> bool:
+    sent = request.META.get("HTTP_IF_NONE_MATCH", "")
+    return any(tag.strip().removeprefix("W/") in (etag, "*") for tag in sent.split(",")) if sent else False
+
+
+class StatsApi(MachineApi):
+    """A read of one application's numbers: the read token checked, the application scoped to it."""
+
+    plain_methods = frozenset({"GET"})
+
+    def application(self, request, org_id: str, app_id: str):
+        token = bearer_token(request.META)
+        if token is None:
+            raise Unauthorized("A read token is required: Authorization: Bearer rt_…")
+        read_token = read_token_find(token=token)
+        if read_token is None:
+            raise Unauthorized("Unknown or revoked read token")
+        application = read_token_application(read_token=read_token, org_public_id=org_id, app_public_id=app_id)
+        if application is None:
+            raise NotFound("No such application for this token")
+        read_token_touch(read_token_id=read_token.pk)
+        return application
+
+    def answer(self, request, data: dict, *, closed: bool) -> HttpResponse:
+        body = json.dumps(data, separators=(",", ":")).encode()
+        response = HttpResponse(body, content_type="application/json")
+        response["Cache-Control"] = f"private, max-age={CLOSED_RANGE_MAX_AGE if closed else OPEN_RANGE_MAX_AGE}"
+        if closed:
+            response["ETag"] = _etag(body)
+            if _not_modified(request, response["ETag"]):
+                response.status_code, response.content = 304, b""
+                del response["Content-Type"]
+        return response
+
+
+class StatsEventsApi(StatsApi):
+    """``GET /v1/stats/{org_id}/{app_id}/events``: events per minute, hour or day, zeros included."""
+
+    def get(self, request, org_id: str, app_id: str):
+        application = self.application(request, org_id, app_id)
+        query = events_query_parse(request.GET, timezone.now())
+        window = selectors.window_between(since=query.since, until=query.until, granularity=query.interval)
+        counts = selectors.event_series(window=window, application=application, event_type=query.event_type)
+        return self.answer(request, {
+            "interval": query.interval,
+            "since": rfc3339(window.since),
+            "until": rfc3339(query.until),
+            "series": [{"time": rfc3339(bucket), "count": count} for bucket, count in zip(window.buckets, counts)],
+            "total": sum(counts),
+        }, closed=query.closed)
