@@ -9,6 +9,7 @@ from collections import Counter
 from datetime import timedelta
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.auth.admin import UserAdmin
@@ -24,7 +25,7 @@ from django.utils.html import format_html
 from django.utils.translation import ngettext
 
 from accounts import selectors, services, snippets
-from accounts.models import Application, AuditEntry, Credential, Membership, Organization, Tier, User
+from accounts.models import Application, AuditEntry, Credential, Membership, Organization, ReadToken, Tier, User
 from accounts.services import Source
 
 admin.site.site_header = "Telemetry"
@@ -518,6 +519,127 @@ class CredentialAdmin(OrganizationScopedAdmin):
                                            source=Source.from_request(request))
                 revoked += 1
         self.message_user(request, ngettext("%d credential revoked.", "%d credentials revoked.", revoked) % revoked)
+
+
+class ReadTokenForm(forms.ModelForm):
+    class Meta:
+        model = ReadToken
+        fields = ["organization", "name", "applications"]
+        help_texts = {"name": "What it is for, e.g. grafana or the weekly notebook."}
+
+    def clean(self):
+        cleaned = super().clean()
+        organization = cleaned.get("organization")
+        if organization is not None and any(application.organization_id != organization.pk
+                                            for application in cleaned.get("applications") or ()):
+            raise forms.ValidationError("Choose applications of the token's own organization only.")
+        return cleaned
+
+
+@admin.register(ReadToken)
+class ReadTokenAdmin(OrganizationScopedAdmin):
+    """Read tokens of the stats API: issued here (the token shown once), revoked, never edited or deleted."""
+
+    form = ReadTokenForm
+    list_display = ["__str__", "organization", "scope", "status", "created_at", "created_by", "last_used_at",
+                    "revoke_link"]
+    list_select_related = ["organization", "created_by"]
+    list_filter = [("organization", admin.RelatedOnlyFieldListFilter)]
+    search_fields = ["name", "token_prefix", "organization__name"]
+    actions = ["revoke_selected"]
+    shown_fields = ["organization", "name", "scope", "token_prefix", "status", "created_at", "created_by",
+                    "last_used_at", "revoked_at"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("applications")
+
+    def get_fields(self, request, obj=None):
+        return ReadTokenForm.Meta.fields if obj is None else self.shown_fields
+
+    def get_readonly_fields(self, request, obj=None):
+        return [] if obj is None else self.shown_fields
+
+    def formfield_for_manytomany(self, db_field, request, **kwargs):
+        if db_field.name == "applications" and not request.user.is_superuser:
+            kwargs["queryset"] = Application.objects.filter(
+                organization__in=selectors.organizations_of(user=request.user, roles=self.manage_roles))
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
+
+    @admin.display(description="Applications")
+    def scope(self, read_token):
+        return ", ".join(a.name for a in read_token.applications.all()) or "All"
+
+    @admin.display(description="Status")
+    def status(self, read_token):
+        if read_token.revoked_at is not None:
+            return format_html('<span class="tk-status-stopped">{}</span>', "Revoked")
+        return format_html('<span class="tk-status-active">{}</span>', "Active")
+
+    @admin.display(description="")
+    def revoke_link(self, read_token):
+        if read_token.revoked_at is not None:
+            return ""
+        url = reverse("admin:accounts_readtoken_revoke", args=[read_token.pk])
+        return format_html('<a class="tk-button tk-danger" href="{}">Revoke</a>', url)
+
+    def has_delete_permission(self, request, obj=None):
+        # Revoked, never deleted: its history stays in the list and the audit log.
+        return False
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            return  # nothing of an issued token is editable
+        issued = services.read_token_issue(
+            organization=form.cleaned_data["organization"], name=form.cleaned_data["name"],
+            applications=form.cleaned_data["applications"], by=request.user, source=Source.from_request(request))
+        obj.pk, obj.created_at = issued.read_token.pk, issued.read_token.created_at
+        request.issued_read_token = issued
+
+    def save_related(self, request, form, formsets, change):
+        """The service has set the applications; the form must not write them a second time."""
+
+    def response_add(self, request, obj, post_url_continue=None):
+        issued = request.issued_read_token
+        response = TemplateResponse(request, "admin/accounts/readtoken/issued.html", {
+            **self.admin_site.each_context(request), "opts": self.opts, "title": "Read token issued",
+            "read_token": issued.read_token, "token": issued.token,
+            "events_url": (f"{settings.PUBLIC_URL.rstrip('/')}/v1/stats/{issued.read_token.organization.public_id}"
+                           "/{app_id}/events"),
+        })
+        # The token is in this page only: no cache may keep it.
+        response["Cache-Control"] = "no-store"
+        return response
+
+    def get_urls(self):
+        return [
+            path("<path:object_id>/revoke/", self.admin_site.admin_view(self.revoke_view),
+                 name="accounts_readtoken_revoke"),
+        ] + super().get_urls()
+
+    def revoke_view(self, request, object_id):
+        read_token = self.get_object(request, object_id)
+        if not self.has_change_permission(request, read_token):
+            raise PermissionDenied
+        if request.method == "POST":
+            services.read_token_revoke(read_token=read_token, by=request.user, source=Source.from_request(request))
+            self.message_user(request, f"Read token {read_token} revoked: reads with it now answer 401.",
+                              messages.SUCCESS)
+            return redirect("admin:accounts_readtoken_changelist")
+        if request.method != "GET":
+            return HttpResponseNotAllowed(["GET", "POST"])
+        return TemplateResponse(request, "admin/accounts/readtoken/revoke_confirm.html", {
+            **self.admin_site.each_context(request), "opts": self.opts, "read_token": read_token,
+            "title": f"Revoke read token {read_token}",
+        })
+
+    @admin.action(description="Revoke selected read tokens")
+    def revoke_selected(self, request, queryset):
+        revoked = 0
+        for read_token in queryset.select_related("organization"):
+            if self.has_change_permission(request, read_token) and read_token.revoked_at is None:
+                services.read_token_revoke(read_token=read_token, by=request.user, source=Source.from_request(request))
+                revoked += 1
+        self.message_user(request, ngettext("%d read token revoked.", "%d read tokens revoked.", revoked) % revoked)
 
 
 @admin.register(Membership)
