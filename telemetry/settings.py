@@ -330,9 +330,9 @@ SPECTACULAR_SETTINGS = {
                    "endpoints. Every response carries `X-Clacks-Overhead: GNU Terry Pratchett`.",
     "VERSION": telemetry.__version__,
     "SERVE_INCLUDE_SCHEMA": False,
-    "PREPROCESSING_HOOKS": ["ingest.openapi.views_annotate"],
+    "PREPROCESSING_HOOKS": ["ingest.openapi.views_annotate", "dashboards.openapi.views_annotate"],
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
-                             "ingest.openapi.machine_routes_add"],
+                             "ingest.openapi.machine_routes_add", "dashboards.openapi.read_token_add"],
     "ENUM_NAME_OVERRIDES": {"EventErrorCode": "ingest.openapi.EVENT_ERROR_CODES",
                             "BatchStatus": "ingest.openapi.BATCH_STATUSES"},
 }

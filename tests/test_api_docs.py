@@ -10,7 +10,7 @@ from django.core.management import call_command
 from django.test import Client, override_settings
 from openapi_spec_validator import validate
 
-from accounts.services import credential_issue
+from accounts.services import credential_issue, read_token_issue
 from tests.conftest import batch_body, signed_headers
 from tests.factories import ApplicationFactory
 from tests.server import running_server
@@ -21,6 +21,7 @@ INGEST = "/v1/ingest/{org_id}/{app_id}"
 LAMBDA = "/v1/lambda/{org_id}/{app_id}"
 OTLP = [f"/v1/otlp/{{org_id}}/{{app_id}}/v1/{signal}" for signal in ("traces", "metrics", "logs")]
 MALTI = "/api/v1/ingest"
+STATS_EVENTS = "/v1/stats/{org_id}/{app_id}/events"
 ORIGIN = "https://app.example.com"
 SIGNING_HEADERS = "content-type,x-signature,x-timestamp,x-nonce,x-batch-size,x-sdk-version,x-schema-version"
 
@@ -67,8 +68,8 @@ def test_schema_in_yaml_is_the_default_answer(client):
 
 
 def test_schema_lists_the_machine_routes_and_no_pages(schema):
-    assert set(schema["paths"]) == {INGEST, "/v1/streams/{org_id}/{app_id}", LAMBDA, *OTLP, MALTI, "/health",
-                                    "/ready", "/metrics"}
+    assert set(schema["paths"]) == {INGEST, "/v1/streams/{org_id}/{app_id}", LAMBDA, *OTLP, MALTI, STATS_EVENTS,
+                                    "/health", "/ready", "/metrics"}
 
 
 def test_schema_documents_the_lambda_and_otlp_endpoints_with_their_token(schema, app_keys, client):
@@ -193,6 +194,51 @@ def test_documented_health_and_readiness_answers_have_the_real_fields(schema, cl
 
 
 # --- the docs page -----------------------------------------------------------------------------
+
+def test_schema_documents_the_stats_events_endpoint_with_its_read_token(schema):
+    operation = schema["paths"][STATS_EVENTS]["get"]
+
+    assert operation["security"] == [{"readToken": []}]
+    assert schema["components"]["securitySchemes"]["readToken"]["scheme"] == "bearer"
+    assert {"200", "304", "400", "401", "404"} <= set(operation["responses"])
+    assert {parameter["name"] for parameter in operation["parameters"]} >= {"since", "until", "interval", "type"}
+
+
+@pytest.mark.parametrize(("status", "example", "params", "authorized"), [
+    ("400", "InvalidInterval", {"interval": "week"}, True),
+    ("400", "SinceAfterUntil", {"since": "2026-11-20T11:00:00Z", "until": "2026-11-20T08:00:00Z"}, True),
+    ("400", "RangeTooLarge", {"since": "2026-11-01T00:00:00Z", "until": "2026-11-20T00:00:00Z",
+                              "interval": "minute"}, True),
+    ("401", "NoToken", {}, False),
+])
+def test_documented_stats_errors_are_the_real_answers(schema, client, status, example, params, authorized):
+    application = ApplicationFactory()
+    headers = {"HTTP_AUTHORIZATION": "Bearer " + read_token_issue(organization=application.organization).token
+               } if authorized else {}
+
+    response = client.get(f"/v1/stats/{application.organization.public_id}/{application.public_id}/events", params,
+                          **headers)
+
+    content = schema["paths"][STATS_EVENTS]["get"]["responses"][status]["content"]
+    assert str(response.status_code) == status
+    assert response.json() == examples(content)[example]
+
+
+def test_documented_stats_series_has_the_real_answers_shape(schema, client):
+    application = ApplicationFactory()
+    token = read_token_issue(organization=application.organization).token
+    documented = examples(schema["paths"][STATS_EVENTS]["get"]["responses"]["200"]["content"])["ThreeHours"]
+
+    response = client.get(f"/v1/stats/{application.organization.public_id}/{application.public_id}/events",
+                          {"since": documented["since"], "until": documented["until"], "interval": "hour"},
+                          HTTP_AUTHORIZATION=f"Bearer {token}")
+
+    real = response.json()
+    assert set(real) == set(documented)
+    assert [point["time"] for point in real["series"]] == [point["time"] for point in documented["series"]]
+    assert {k: real[k] for k in ("interval", "since", "until")} == {k: documented[k] for k in ("interval", "since",
+                                                                                                "until")}
+
 
 def test_docs_page_loads_swagger_ui_from_local_static_files_only(client):
     response = client.get("/api/docs/")
