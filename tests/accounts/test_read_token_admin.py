@@ -35,7 +35,8 @@ def test_an_owner_issues_a_token_limited_to_an_application_and_sees_it_once(clie
     stored = read_token_find(token=token)
     assert stored.name == "grafana" and list(stored.applications.all()) == [application]
     assert stored.created_by == user
-    assert AuditEntry.objects.filter(action="read_token_issued", actor=user, organization_id=organization.pk).count() == 1
+    assert AuditEntry.objects.filter(action="read_token_issued", actor=user,
+                                     organization_id=organization.pk).count() == 1
     assert token not in client.get(reverse("admin:accounts_readtoken_change", args=[stored.pk])).content.decode()
 
 
