@@ -223,7 +223,8 @@ def read_token_find(*, token: str) -> ReadToken | None:
     """The unrevoked read token with this plaintext; None for anything else, an ingest token included."""
     if not token.startswith(READ_TOKEN_PREFIX):
         return None
-    return ReadToken.objects.filter(token_hash=crypto.token_hash(token), revoked_at__isnull=True).first()
+    return (ReadToken.objects.filter(token_hash=crypto.token_hash(token), revoked_at__isnull=True)
+            .select_related("organization").first())
 
 
 def read_token_application(*, read_token: ReadToken, org_public_id: str, app_public_id: str) -> Application | None:

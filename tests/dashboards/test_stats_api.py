@@ -276,3 +276,13 @@ def test_a_range_reaching_now_is_cached_briefly_without_an_etag(client, keys):
 
     assert response["Cache-Control"] == "private, max-age=30"
     assert not response.has_header("ETag")
+
+
+def test_a_read_takes_a_fixed_number_of_queries_whatever_the_range(client, keys, django_assert_max_num_queries):
+    token = token_for(keys)
+    read(client, keys, token)  # the first read also records last_used_at
+
+    with django_assert_max_num_queries(4):
+        response = read(client, keys, token, since="2026-09-01T00:00:00Z", until="2026-11-30T00:00:00Z")
+
+    assert len(response.json()["series"]) == 90 * 24
