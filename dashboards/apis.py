@@ -7,15 +7,17 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from django.conf import settings
 from django.http import HttpResponse
 from django.utils import timezone
 
 from accounts.selectors import read_token_application, read_token_find
 from accounts.services import read_token_touch
 from dashboards import selectors
-from ingest.errors import ApiError, BadRequest, Unauthorized
+from ingest.errors import ApiError, BadRequest, RateLimited, Unauthorized
 from ingest.intake import bearer_token
 from ingest.negotiation import MachineApi
+from telemetry.lib.ratelimit import rate_take
 
 INTERVALS = ("minute", "hour", "day")
 # Each interval's longest range: enough for its use (two days by minute, a quarter by hour), and an
@@ -103,14 +105,27 @@ class StatsApi(MachineApi):
     """A read of one application's numbers: the read token checked, the application scoped to it."""
 
     plain_methods = frozenset({"GET"})
+    rate_headers: dict[str, str] = {}
 
-    def application(self, request, org_id: str, app_id: str):
+    def read_token(self, request):
+        """The request's read token, counted against its rate limit (a 404 counts too, so probing
+        for applications is limited as reading is)."""
         token = bearer_token(request.META)
         if token is None:
             raise Unauthorized("A read token is required: Authorization: Bearer rt_…")
         read_token = read_token_find(token=token)
         if read_token is None:
             raise Unauthorized("Unknown or revoked read token")
+        verdict = rate_take(key=f"rt:rate:{read_token.pk}", per_minute=settings.READ_API_REQUESTS_PER_MINUTE)
+        if verdict is not None:
+            self.rate_headers = verdict.headers
+            if not verdict.allowed:
+                raise RateLimited(f"More than {verdict.limit} requests a minute for this read token",
+                                  headers={**verdict.headers, "Retry-After": str(verdict.reset)})
+        return read_token
+
+    def application(self, request, org_id: str, app_id: str):
+        read_token = self.read_token(request)
         application = read_token_application(read_token=read_token, org_public_id=org_id, app_public_id=app_id)
         if application is None:
             raise NotFound("No such application for this token")
@@ -121,6 +136,8 @@ class StatsApi(MachineApi):
         body = json.dumps(data, separators=(",", ":")).encode()
         response = HttpResponse(body, content_type="application/json")
         response["Cache-Control"] = f"private, max-age={CLOSED_RANGE_MAX_AGE if closed else OPEN_RANGE_MAX_AGE}"
+        for name, value in self.rate_headers.items():
+            response[name] = value
         if closed:
             response["ETag"] = _etag(body)
             if _not_modified(request, response["ETag"]):
