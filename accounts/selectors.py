@@ -238,6 +238,16 @@ def read_token_application(*, read_token: ReadToken, org_public_id: str, app_pub
     return applications.select_related("organization").first()
 
 
+def read_token_applications(*, read_token: ReadToken, org_public_id: str) -> list[Application] | None:
+    """The applications an organization-wide read adds up: None for a token of every application
+    (read by organization, later ones included), its applications for a limited one. Raises
+    ``LookupError`` for another organization's id, which callers answer as 404."""
+    if read_token.organization.public_id != org_public_id:
+        raise LookupError(org_public_id)
+    limited = list(read_token.applications.order_by("pk"))
+    return limited or None
+
+
 def organization_find(*, ref: str) -> Organization | None:
     """An organization by public id or, failing that, by name (case-insensitive), as the commands take it."""
     return (Organization.objects.filter(public_id=ref).first()

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.http import HttpResponse
 from django.utils import timezone
 
-from accounts.selectors import read_token_application, read_token_find
+from accounts.selectors import read_token_application, read_token_applications, read_token_find
 from accounts.services import read_token_touch
 from dashboards import selectors
 from ingest.errors import ApiError, BadRequest, RateLimited, Unauthorized
@@ -43,6 +43,14 @@ class RangeTooLarge(BadRequest):
     code = "range_too_large"
 
 
+class InvalidDimension(BadRequest):
+    code = "invalid_dimension"
+
+
+class InvalidLimit(BadRequest):
+    code = "invalid_limit"
+
+
 class NotFound(ApiError):
     status = 404
     code = "not_found"
@@ -55,6 +63,29 @@ class EventsQuery:
     interval: str
     event_type: str | None
     closed: bool  # until is in the past: the answer gets an ETag
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What a read covers: one application, or the organization's applications the token may read."""
+    organization: object
+    application: object = None
+    applications: list | None = None  # None: every application of the organization
+
+    @property
+    def filters(self) -> dict:
+        """The dashboards' selectors' arguments for this scope."""
+        if self.application is not None:
+            return {"application": self.application}
+        return {"organization": self.organization, "applications": self.applications}
+
+
+# The breakdown's dimensions, as the API names them, and as the dashboards' selector does.
+BREAKDOWNS = {"type": "event_type", "category": "category", "service": "service_name",
+              "service_version": "service", "sdk_version": "sdk"}
+BREAKDOWN_LIMIT_DEFAULT, BREAKDOWN_LIMIT_MAX = 20, 100
+# Outcomes are counted by the hour: no minutes.
+OUTCOME_INTERVALS = ("hour", "day")
 
 
 def rfc3339(moment: datetime) -> str:
@@ -90,6 +121,17 @@ def events_query_parse(params, now: datetime) -> EventsQuery:
     if event_type is not None and len(event_type) > 255:
         raise BadRequest("type must be at most 255 characters")
     return EventsQuery(since=since, until=until, interval=interval, event_type=event_type, closed=until < now)
+
+
+def breakdown_query_parse(params) -> tuple[str, int]:
+    """The breakdown's ``by`` (as the selector names it) and ``limit``, or the 400 that explains."""
+    by = params.get("by") or ""
+    if by not in BREAKDOWNS:
+        raise InvalidDimension(f"by must be one of {', '.join(BREAKDOWNS)}")
+    limit = params.get("limit") or str(BREAKDOWN_LIMIT_DEFAULT)
+    if not (limit.isascii() and limit.isdigit() and 1 <= int(limit) <= BREAKDOWN_LIMIT_MAX):
+        raise InvalidLimit(f"limit must be a whole number from 1 to {BREAKDOWN_LIMIT_MAX}")
+    return BREAKDOWNS[by], int(limit)
 
 
 def _etag(body: bytes) -> str:
@@ -132,6 +174,19 @@ class StatsApi(MachineApi):
         read_token_touch(read_token_id=read_token.pk)
         return application
 
+    def scope(self, request, org_id: str, app_id: str | None) -> Scope:
+        """One application's scope, or without ``app_id`` the organization's as the token sees it."""
+        if app_id is not None:
+            application = self.application(request, org_id, app_id)
+            return Scope(organization=application.organization, application=application)
+        read_token = self.read_token(request)
+        try:
+            applications = read_token_applications(read_token=read_token, org_public_id=org_id)
+        except LookupError:
+            raise NotFound("No such organization for this token") from None
+        read_token_touch(read_token_id=read_token.pk)
+        return Scope(organization=read_token.organization, applications=applications)
+
     def answer(self, request, data: dict, *, closed: bool) -> HttpResponse:
         body = json.dumps(data, separators=(",", ":")).encode()
         response = HttpResponse(body, content_type="application/json")
@@ -147,17 +202,66 @@ class StatsApi(MachineApi):
 
 
 class StatsEventsApi(StatsApi):
-    """``GET /v1/stats/{org_id}/{app_id}/events``: events per minute, hour or day, zeros included."""
+    """``GET /v1/stats/{org_id}[/{app_id}]/events``: events per minute, hour or day, zeros included."""
 
-    def get(self, request, org_id: str, app_id: str):
-        application = self.application(request, org_id, app_id)
+    def get(self, request, org_id: str, app_id: str | None = None):
+        scope = self.scope(request, org_id, app_id)
         query = events_query_parse(request.GET, timezone.now())
         window = selectors.window_between(since=query.since, until=query.until, granularity=query.interval)
-        counts = selectors.event_series(window=window, application=application, event_type=query.event_type)
+        counts = selectors.event_series(window=window, event_type=query.event_type, **scope.filters)
         return self.answer(request, {
             "interval": query.interval,
             "since": rfc3339(window.since),
             "until": rfc3339(query.until),
             "series": [{"time": rfc3339(bucket), "count": count} for bucket, count in zip(window.buckets, counts)],
             "total": sum(counts),
+        }, closed=query.closed)
+
+
+class StatsBreakdownApi(StatsApi):
+    """``GET /v1/stats/{org_id}[/{app_id}]/breakdown``: events by one dimension's values over a range,
+    with the previous range of the same length."""
+
+    def get(self, request, org_id: str, app_id: str | None = None):
+        scope = self.scope(request, org_id, app_id)
+        by, limit = breakdown_query_parse(request.GET)
+        query = events_query_parse(request.GET, timezone.now())
+        window = selectors.window_between(since=query.since, until=query.until, granularity=query.interval)
+        rows = selectors.application_breakdown(window=window, by=by, event_type=query.event_type, limit=limit,
+                                               **scope.filters)
+        span = query.until - window.since
+        return self.answer(request, {
+            "by": request.GET["by"],
+            "since": rfc3339(window.since),
+            "until": rfc3339(query.until),
+            "previous_since": rfc3339(window.since - span),
+            "rows": [{"name": row.name, "count": row.count, "previous": row.previous,
+                      "change_percent": None if row.change_percent is None else round(row.change_percent, 1)}
+                     for row in rows],
+        }, closed=query.closed)
+
+
+class StatsOutcomesApi(StatsApi):
+    """``GET /v1/stats/{org_id}[/{app_id}]/outcomes``: what became of the events sent, per hour or
+    day and kind, and the reasons of those not accepted."""
+
+    def get(self, request, org_id: str, app_id: str | None = None):
+        scope = self.scope(request, org_id, app_id)
+        query = events_query_parse(request.GET, timezone.now())
+        if query.interval not in OUTCOME_INTERVALS:
+            raise InvalidInterval(f"interval must be one of {', '.join(OUTCOME_INTERVALS)}: outcomes are "
+                                  "counted by the hour")
+        window = selectors.window_between(since=query.since, until=query.until, granularity=query.interval)
+        filters = {"organization": scope.organization, "application": scope.application,
+                   "applications": scope.applications}
+        periods, series = selectors.outcome_series(window=window, by=query.interval, **filters)
+        reasons = selectors.rejection_reasons(window=window, limit=BREAKDOWN_LIMIT_MAX, **filters)
+        return self.answer(request, {
+            "interval": query.interval,
+            "since": rfc3339(window.since),
+            "until": rfc3339(query.until),
+            "series": [{"time": rfc3339(period), **{kind: counts[i] for kind, counts in series.items()}}
+                       for i, period in enumerate(periods)],
+            "totals": {kind: sum(counts) for kind, counts in series.items()},
+            "reasons": [{"outcome": outcome, "reason": reason, "count": count} for outcome, reason, count in reasons],
         }, closed=query.closed)

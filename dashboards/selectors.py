@@ -162,22 +162,27 @@ def window_between(*, since: datetime, until: datetime, granularity: str) -> Win
     return Window("range", granularity, _truncate(since, granularity), until - timedelta(microseconds=1))
 
 
-def _rollups(window: Window, organization, application, event_type, dimension=EventRollup.Dimension.TYPE):
+def _rollups(window: Window, organization, application, event_type, dimension=EventRollup.Dimension.TYPE,
+             applications=None):
     rollups = _read(EventRollup).filter(granularity=window.granularity, dimension=dimension,
                                         bucket__gte=window.since, bucket__lte=window.until)
     if organization is not None:
         rollups = rollups.filter(organization_id=organization.pk)
     if application is not None:
         rollups = rollups.filter(application_id=application.pk)
+    if applications is not None:
+        rollups = rollups.filter(application_id__in=[each.pk for each in applications])
     if event_type:
         rollups = rollups.filter(event_type=event_type)
     return rollups
 
 
 def event_series(*, window: Window, organization: Organization | None = None,
-                 application: Application | None = None, event_type: str | None = None) -> list[int]:
-    """Events per bucket of ``window`` (by event timestamp), zeros included, from the rollups."""
-    rollups = _rollups(window, organization, application, event_type)
+                 application: Application | None = None, event_type: str | None = None,
+                 applications: list[Application] | None = None) -> list[int]:
+    """Events per bucket of ``window`` (by event timestamp), zeros included, from the rollups; of
+    the organization, one application, or some (``applications``), as given."""
+    rollups = _rollups(window, organization, application, event_type, applications=applications)
     totals = {bucket.astimezone(UTC): count for bucket, count in
               rollups.values("bucket").annotate(total=Sum("count")).values_list("bucket", "total")}
     return [totals.get(bucket, 0) for bucket in window.buckets]
@@ -186,30 +191,36 @@ def event_series(*, window: Window, organization: Organization | None = None,
 OUTCOME_ORDER = ["accepted", "duplicate", "invalid", "rate_limited", "over_quota", "dnt"]
 
 
-def _outcomes(organization: Organization, application: Application | None, since: datetime):
-    outcomes = _read(Outcome).filter(organization_id=organization.pk, hour__gte=since)
+def _outcomes(organization: Organization, application: Application | None, since: datetime, until: datetime,
+              applications=None):
+    outcomes = _read(Outcome).filter(organization_id=organization.pk, hour__gte=since, hour__lte=until)
+    if applications is not None:
+        outcomes = outcomes.filter(application_id__in=[each.pk for each in applications])
     return outcomes if application is None else outcomes.filter(application_id=application.pk)
 
 
-def outcome_series(*, organization: Organization, window: Window, application: Application | None = None
+def outcome_series(*, organization: Organization, window: Window, application: Application | None = None,
+                   applications: list[Application] | None = None, by: str = "hour"
                    ) -> tuple[list[datetime], dict[str, list[int]]]:
-    """Outcomes per hour over the window (outcomes are counted by the hour), by kind."""
-    hours = Window(window.key, "hour", _truncate(window.since, "hour"), window.until).buckets
-    series = {kind: [0] * len(hours) for kind in OUTCOME_ORDER}
-    index = {hour: i for i, hour in enumerate(hours)}
-    for hour, outcome, count in (_outcomes(organization, application, hours[0]).filter(outcome__in=OUTCOME_ORDER)
+    """Outcomes per hour (or, ``by="day"``, per UTC day) over the window, by kind; outcomes are
+    counted by the hour, so finer buckets do not exist."""
+    periods = Window(window.key, by, _truncate(window.since, by), window.until).buckets
+    series = {kind: [0] * len(periods) for kind in OUTCOME_ORDER}
+    index = {period: i for i, period in enumerate(periods)}
+    for hour, outcome, count in (_outcomes(organization, application, periods[0], window.until, applications)
+                                 .filter(outcome__in=OUTCOME_ORDER)
                                  .values("hour", "outcome").annotate(total=Sum("count"))
                                  .values_list("hour", "outcome", "total")):
-        position = index.get(hour.astimezone(UTC))
+        position = index.get(_truncate(hour, by))
         if position is not None:
             series[outcome][position] += count
-    return hours, series
+    return periods, series
 
 
 def rejection_reasons(*, organization: Organization, window: Window, application: Application | None = None,
-                      limit: int = 8) -> list[tuple[str, str, int]]:
+                      applications: list[Application] | None = None, limit: int = 8) -> list[tuple[str, str, int]]:
     """The most frequent reasons events were not accepted over the window."""
-    return list(_outcomes(organization, application, _truncate(window.since, "hour"))
+    return list(_outcomes(organization, application, _truncate(window.since, "hour"), window.until, applications)
                 .exclude(outcome__in=["accepted"]).values("outcome", "reason").annotate(total=Sum("count"))
                 .order_by("-total").values_list("outcome", "reason", "total")[:limit])
 
@@ -230,15 +241,24 @@ def _previous(window: Window) -> Window:
     return Window(window.key, window.granularity, window.since - span, window.since - timedelta(microseconds=1))
 
 
-def application_breakdown(*, application: Application, window: Window, by: str, event_type: str | None = None,
-                          limit: int = 10) -> list[Breakdown]:
+def application_breakdown(*, application: Application | None = None, window: Window, by: str,
+                          event_type: str | None = None, limit: int = 10, organization: Organization | None = None,
+                          applications: list[Application] | None = None) -> list[Breakdown]:
     """Events by type, or by another rollup dimension (category, service, sdk), over the window,
-    with the previous period's count. Missing values are shown as "(none)"."""
-    dimension, field = (EventRollup.Dimension.TYPE, "event_type") if by == "event_type" else (by, "value")
+    with the previous period's count; of one application, or of the organization or some
+    applications. Missing values are shown as "(none)". ``by="service_name"`` adds up the service
+    dimension's "name version" values per name: the rollups keep the two joined, so a name holding
+    a space is cut at it."""
+    dimension, field = (EventRollup.Dimension.TYPE, "event_type") if by == "event_type" else (
+        EventRollup.Dimension.SERVICE if by == "service_name" else by, "value")
 
     def totals(w: Window) -> dict[str, int]:
-        return dict(_rollups(w, None, application, event_type, dimension).values(field)
-                    .annotate(total=Sum("count")).values_list(field, "total"))
+        found: dict[str, int] = {}
+        for value, total in (_rollups(w, organization, application, event_type, dimension, applications)
+                             .values(field).annotate(total=Sum("count")).values_list(field, "total")):
+            name = value.partition(" ")[0] if by == "service_name" else value
+            found[name] = found.get(name, 0) + total
+        return found
 
     now, before = totals(window), totals(_previous(window))
     ranked = sorted(now.items(), key=lambda item: (-item[1], item[0]))[:limit]
