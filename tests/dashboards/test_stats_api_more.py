@@ -216,3 +216,74 @@ def test_a_breakdown_outside_the_tokens_applications_gets_404(client, keys):
     response = get(client, breakdown_path(keys), token_for(keys, applications=[sibling.application]), by="type")
 
     assert response.status_code == 404
+
+
+# --- organization-wide -------------------------------------------------------------------------
+
+def org_path(keys, what: str) -> str:
+    return f"/v1/stats/{keys.org_id}/{what}"
+
+
+@pytest.fixture
+def two_applications(keys, signed_post):
+    """Two applications of one organization with 2 and 3 events in the last hour, rolled up."""
+    sibling = app_keys_create(organization=keys.application.organization)
+    moment = iso(this_hour() - timedelta(minutes=30))
+    signed_post(keys, [make_event(timestamp=moment) for _ in range(2)])
+    signed_post(sibling, [make_event(timestamp=moment, event={"type": "crash"}) for _ in range(3)])
+    outcomes_flush()
+    rollups_update(lag_seconds=0)
+    return sibling
+
+
+def test_organization_events_add_up_every_application_as_the_dashboard_does(client, keys, two_applications):
+    hour = this_hour()
+    window = window_between(since=hour - timedelta(hours=2), until=hour, granularity="hour")
+
+    body = get(client, org_path(keys, "events"), token_for(keys), since=iso(hour - timedelta(hours=2)),
+               until=iso(hour)).json()
+
+    assert [point["count"] for point in body["series"]] == event_series(
+        window=window, organization=keys.application.organization) == [0, 5]
+    assert body["total"] == 5
+
+
+def test_organization_events_of_a_limited_token_leave_out_applications_outside_it(client, keys, two_applications):
+    hour = this_hour()
+
+    body = get(client, org_path(keys, "events"), token_for(keys, applications=[two_applications.application]),
+               since=iso(hour - timedelta(hours=1)), until=iso(hour)).json()
+
+    assert body["total"] == 3
+
+
+def test_organization_breakdown_and_outcomes_of_a_limited_token_leave_out_applications_outside_it(
+        client, keys, two_applications):
+    token = token_for(keys, applications=[keys.application])
+    hour = this_hour()
+    since, until = iso(hour - timedelta(hours=1)), iso(hour + timedelta(hours=1))
+
+    breakdown = get(client, org_path(keys, "breakdown"), token, by="type", since=since, until=until).json()
+    outcomes = get(client, org_path(keys, "outcomes"), token, since=since, until=until).json()
+    everything = get(client, org_path(keys, "breakdown"), token_for(keys), by="type", since=since,
+                     until=until).json()
+
+    assert [(row["name"], row["count"]) for row in breakdown["rows"]] == [("command", 2)]
+    assert outcomes["totals"]["accepted"] == 2
+    assert [(row["name"], row["count"]) for row in everything["rows"]] == [("crash", 3), ("command", 2)]
+
+
+def test_another_organizations_numbers_get_404(client, keys):
+    theirs = app_keys_create()
+
+    for what in ("events", "outcomes"):
+        response = get(client, org_path(theirs, what), token_for(keys))
+
+        assert response.status_code == 404
+        assert response.json()["error"]["code"] == "not_found"
+
+
+def test_organization_reads_need_a_read_token(client, keys):
+    response = client.get(org_path(keys, "events"))
+
+    assert response.status_code == 401
