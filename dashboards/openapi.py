@@ -5,13 +5,16 @@ generated, so web workers never load drf-spectacular's generator. Examples are r
 checked against the server by tests/test_api_docs.py.
 """
 
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import serializers
 
-from dashboards.apis import CLOSED_RANGE_MAX_AGE, INTERVALS, OPEN_RANGE_MAX_AGE, RANGE_CAP_NAMES
+from dashboards.apis import (BREAKDOWN_LIMIT_DEFAULT, BREAKDOWN_LIMIT_MAX, BREAKDOWNS, CLOSED_RANGE_MAX_AGE, INTERVALS,
+                             OPEN_RANGE_MAX_AGE, OUTCOME_INTERVALS, RANGE_CAP_NAMES)
+from dashboards.selectors import OUTCOME_ORDER
+from ingest.models import Outcome
 from ingest.openapi import ErrorSerializer
 
-EVENTS_PATH = "/v1/stats/{org_id}/{app_id}/events"
+STATS_PREFIX = "/v1/stats/"
 
 
 class PointSerializer(serializers.Serializer):
@@ -27,6 +30,47 @@ class EventSeriesSerializer(serializers.Serializer):
     total = serializers.IntegerField(min_value=0, help_text="The sum of the series.")
 
 
+class BreakdownRowSerializer(serializers.Serializer):
+    name = serializers.CharField(help_text='The value; "(none)" for events without one.')
+    count = serializers.IntegerField(min_value=0, help_text="Events with it over the range.")
+    previous = serializers.IntegerField(min_value=0, help_text="Events with it over the range of the same length "
+                                                               "just before.")
+    change_percent = serializers.FloatField(allow_null=True, help_text="The change against `previous`, in percent, "
+                                                                       "to one decimal; null when `previous` is 0.")
+
+
+class BreakdownSerializer(serializers.Serializer):
+    by = serializers.ChoiceField(choices=list(BREAKDOWNS))
+    since = serializers.DateTimeField(help_text="The first bucket's start (`since` rounded down to the interval).")
+    until = serializers.DateTimeField(help_text="The end of the range, excluded.")
+    previous_since = serializers.DateTimeField(help_text="The start of the previous range, which ends at `since`.")
+    rows = BreakdownRowSerializer(many=True, help_text="The busiest values first, at most `limit`.")
+
+
+# One count per outcome kind, in the selectors' order.
+OutcomePointSerializer = type("OutcomePointSerializer", (serializers.Serializer,), {
+    "time": serializers.DateTimeField(help_text="The hour's or day's start, RFC 3339 in UTC."),
+    **{kind: serializers.IntegerField(min_value=0, help_text=f"Events `{kind}` that arrived in the period.")
+       for kind in OUTCOME_ORDER}})
+OutcomeTotalsSerializer = type("OutcomeTotalsSerializer", (serializers.Serializer,), {
+    kind: serializers.IntegerField(min_value=0) for kind in OUTCOME_ORDER})
+
+
+class ReasonSerializer(serializers.Serializer):
+    outcome = serializers.ChoiceField(choices=[kind for kind in Outcome.Kind.values if kind != "accepted"])
+    reason = serializers.CharField(help_text='The stable code of the refusal; "" where the outcome says it all.')
+    count = serializers.IntegerField(min_value=0)
+
+
+class OutcomesSerializer(serializers.Serializer):
+    interval = serializers.ChoiceField(choices=OUTCOME_INTERVALS)
+    since = serializers.DateTimeField(help_text="The first period's start.")
+    until = serializers.DateTimeField(help_text="The end of the range, excluded.")
+    series = OutcomePointSerializer(many=True, help_text="Every hour or day of the range, zeros included.")
+    totals = OutcomeTotalsSerializer(help_text="The sums of the series per outcome.")
+    reasons = ReasonSerializer(many=True, help_text="Why events were not accepted, most frequent first.")
+
+
 def _error(name: str, code: str, message: str, status: int) -> OpenApiExample:
     return OpenApiExample(name, value={"error": {"code": code, "message": message}}, response_only=True,
                           status_codes=[status])
@@ -40,67 +84,203 @@ EVENTS_EXAMPLE = {
     "total": 17,
 }
 
-events_schema = extend_schema(
-    operation_id="stats_events",
-    summary="Events of an application per minute, hour or day",
-    description="The numbers the dashboards show, from the same rollups, counted by each event's timestamp. "
-                "Buckets start in [since, until), in UTC; every bucket is present, 0 where no event. A range "
-                f"may span at most {_CAPS}. Answers carry `Cache-Control: private`: `max-age={OPEN_RANGE_MAX_AGE}` "
-                f"while the range reaches now; for a range that ended, `max-age={CLOSED_RANGE_MAX_AGE}` and an "
-                "`ETag`, and `If-None-Match` with it is answered 304 while the numbers are unchanged.",
-    tags=["stats"],
-    parameters=[
-        OpenApiParameter("org_id", str, OpenApiParameter.PATH, description="The organization's public id."),
-        OpenApiParameter("app_id", str, OpenApiParameter.PATH, description="The application's id, `app_` + 8 hex."),
-        OpenApiParameter("since", str, OpenApiParameter.QUERY, required=False,
-                         description="RFC 3339 with a zone (`Z` or `+01:00`, written `%2B01:00` in a query string). "
-                                     "Default: 24 hours before `until`."),
-        OpenApiParameter("until", str, OpenApiParameter.QUERY, required=False,
-                         description="RFC 3339 with a zone, excluded. Default: now."),
-        OpenApiParameter("interval", str, OpenApiParameter.QUERY, required=False, enum=list(INTERVALS),
-                         description="The buckets' length. Default: `hour`."),
-        OpenApiParameter("type", str, OpenApiParameter.QUERY, required=False,
-                         description="Only events of this type."),
-        OpenApiParameter("If-None-Match", str, OpenApiParameter.HEADER, required=False,
-                         description="An `ETag` of an earlier answer for the same closed range."),
-        OpenApiParameter("ETag", str, OpenApiParameter.HEADER, response=[200, 304],
-                         description="Only when `until` is in the past."),
-        OpenApiParameter("Cache-Control", str, OpenApiParameter.HEADER, response=[200, 304],
-                         description=f"`private, max-age={OPEN_RANGE_MAX_AGE}` or "
-                                     f"`private, max-age={CLOSED_RANGE_MAX_AGE}`."),
-    ],
-    responses={
-        200: OpenApiResponse(EventSeriesSerializer, "The series.", examples=[
+_CAPS = ", ".join(f"{RANGE_CAP_NAMES[interval]} by {interval}" for interval in INTERVALS)
+EVENTS_EXAMPLE = {
+    "interval": "hour", "since": "2026-11-20T08:00:00Z", "until": "2026-11-20T11:00:00Z",
+    "series": [{"time": "2026-11-20T08:00:00Z", "count": 12}, {"time": "2026-11-20T09:00:00Z", "count": 0},
+               {"time": "2026-11-20T10:00:00Z", "count": 5}],
+    "total": 17,
+}
+BREAKDOWN_EXAMPLE = {
+    "by": "type", "since": "2026-11-20T00:00:00Z", "until": "2026-11-21T00:00:00Z",
+    "previous_since": "2026-11-19T00:00:00Z",
+    "rows": [{"name": "command", "count": 120, "previous": 80, "change_percent": 50.0},
+             {"name": "crash", "count": 3, "previous": 0, "change_percent": None}],
+}
+OUTCOMES_EXAMPLE = {
+    "interval": "day", "since": "2026-11-19T00:00:00Z", "until": "2026-11-21T00:00:00Z",
+    "series": [{"time": "2026-11-19T00:00:00Z", "accepted": 80, "duplicate": 2, "invalid": 0, "rate_limited": 0,
+                "over_quota": 0, "dnt": 0},
+               {"time": "2026-11-20T00:00:00Z", "accepted": 123, "duplicate": 0, "invalid": 1, "rate_limited": 0,
+                "over_quota": 0, "dnt": 0}],
+    "totals": {"accepted": 203, "duplicate": 2, "invalid": 1, "rate_limited": 0, "over_quota": 0, "dnt": 0},
+    "reasons": [{"outcome": "duplicate", "reason": "", "count": 2},
+                {"outcome": "invalid", "reason": "invalid_user_id", "count": 1}],
+}
+
+_RANGE_ERRORS = [
+    _error("invalid interval", "invalid_interval", "interval must be one of minute, hour, day", 400),
+    _error("since after until", "invalid_range", "since must be before until", 400),
+    _error("range too large", "range_too_large", "A range by minute may span at most 48 hours", 400),
+]
+_LIMITED = [200, 304, 429]
+
+
+def _query(name: str, description: str, *, required: bool = False, **options) -> OpenApiParameter:
+    return OpenApiParameter(name, str, OpenApiParameter.QUERY, required=required, description=description, **options)
+
+
+def _response_header(name: str, description: str, statuses: list[int], type=str) -> OpenApiParameter:
+    return OpenApiParameter(name, type, OpenApiParameter.HEADER, response=statuses, description=description)
+
+
+def _stats_schema(*, operation_id: str, summary: str, description: str, organization_wide: bool,
+                  parameters: list, ok: OpenApiResponse, bad_request: OpenApiResponse):
+    """One stats operation: what every one shares (scope, range, caching, rate limit, errors) and its own."""
+    of = ("The organization's applications the token may read, added up: all of them for a token of every "
+          "application, only its own for a limited one. " if organization_wide else "")
+    path = [OpenApiParameter("org_id", str, OpenApiParameter.PATH, description="The organization's public id.")]
+    if not organization_wide:
+        path.append(OpenApiParameter("app_id", str, OpenApiParameter.PATH,
+                                     description="The application's id, `app_` + 8 hex."))
+    not_found = ("`not_found`: the organization is not the token's." if organization_wide else
+                 "`not_found`: the application is not the token's organization's, or outside the applications it "
+                 "is limited to.")
+    return extend_schema(
+        operation_id=operation_id,
+        summary=summary,
+        description=of + description + f" A range may span at most {_CAPS}. Answers carry `Cache-Control: "
+                    f"private`: `max-age={OPEN_RANGE_MAX_AGE}` while the range reaches now; for a range that ended, "
+                    f"`max-age={CLOSED_RANGE_MAX_AGE}` and an `ETag`, and `If-None-Match` with it is answered 304 "
+                    "while the numbers are unchanged. Each token may make `APP_READ_API__REQUESTS_PER_MINUTE` "
+                    "requests a minute (120 by default), counted as ingest counts an application's.",
+        tags=["stats"],
+        parameters=[
+            *path,
+            _query("since", "RFC 3339 with a zone (`Z` or `+01:00`, written `%2B01:00` in a query string). "
+                            "Default: 24 hours before `until`."),
+            _query("until", "RFC 3339 with a zone, excluded. Default: now."),
+            *parameters,
+            OpenApiParameter("If-None-Match", str, OpenApiParameter.HEADER, required=False,
+                             description="An `ETag` of an earlier answer for the same closed range."),
+            _response_header("ETag", "Only when `until` is in the past.", [200, 304]),
+            _response_header("Cache-Control", f"`private, max-age={OPEN_RANGE_MAX_AGE}` or "
+                                              f"`private, max-age={CLOSED_RANGE_MAX_AGE}`.", [200, 304]),
+            _response_header("RateLimit-Limit", "Requests a minute allowed to the token.", _LIMITED, int),
+            _response_header("RateLimit-Remaining", "Requests that may be made now; the allowance comes back one "
+                                                    "request every 60/limit seconds.", _LIMITED, int),
+            _response_header("RateLimit-Reset", "Seconds until the whole allowance is back; on a 429, until one "
+                                                "more request is answered.", _LIMITED, int),
+            _response_header("Retry-After", "Seconds until one more request is answered.", [429], int),
+        ],
+        responses={
+            200: ok,
+            304: OpenApiResponse(description="The closed range's numbers are those of `If-None-Match`; empty body."),
+            400: bad_request,
+            401: OpenApiResponse(ErrorSerializer, "`unauthorized`: no read token, or an unknown or revoked one "
+                                 "(an ingest token `tk_…` included).", examples=[
+                _error("no token", "unauthorized", "A read token is required: Authorization: Bearer rt_…", 401),
+                _error("revoked token", "unauthorized", "Unknown or revoked read token", 401),
+            ]),
+            404: OpenApiResponse(ErrorSerializer, not_found, examples=[
+                _error("not found", "not_found", "No such organization for this token" if organization_wide
+                       else "No such application for this token", 404)]),
+            429: OpenApiResponse(ErrorSerializer, "`rate_limit_exceeded`: the token's requests a minute are spent.",
+                                 examples=[_error("rate limited", "rate_limit_exceeded",
+                                                  "More than 120 requests a minute for this read token", 429)]),
+        },
+    )
+
+
+def _events_schema(organization_wide: bool):
+    return _stats_schema(
+        operation_id="stats_org_events" if organization_wide else "stats_events",
+        summary=f"Events of {'an organization' if organization_wide else 'an application'} per minute, hour or day",
+        description="The numbers the dashboards show, from the same rollups, counted by each event's timestamp. "
+                    "Buckets start in [since, until), in UTC; every bucket is present, 0 where no event.",
+        organization_wide=organization_wide,
+        parameters=[
+            _query("interval", "The buckets' length. Default: `hour`.", enum=list(INTERVALS)),
+            _query("type", "Only events of this type."),
+        ],
+        ok=OpenApiResponse(EventSeriesSerializer, "The series.", examples=[
             OpenApiExample("three hours", value=EVENTS_EXAMPLE, response_only=True, status_codes=[200])]),
-        304: OpenApiResponse(description="The closed range's numbers are those of `If-None-Match`; empty body."),
-        400: OpenApiResponse(ErrorSerializer, "`invalid_range`, `invalid_interval` or `range_too_large`.", examples=[
-            _error("invalid interval", "invalid_interval", "interval must be one of minute, hour, day", 400),
-            _error("since after until", "invalid_range", "since must be before until", 400),
-            _error("range too large", "range_too_large", "A range by minute may span at most 48 hours", 400),
-        ]),
-        401: OpenApiResponse(ErrorSerializer, "`unauthorized`: no read token, or an unknown or revoked one "
-                             "(an ingest token `tk_…` included).", examples=[
-            _error("no token", "unauthorized", "A read token is required: Authorization: Bearer rt_…", 401),
-            _error("revoked token", "unauthorized", "Unknown or revoked read token", 401),
-        ]),
-        404: OpenApiResponse(ErrorSerializer, "`not_found`: the application is not the token's organization's, or "
-                             "outside the applications it is limited to.", examples=[
-            _error("not found", "not_found", "No such application for this token", 404)]),
-    },
-)
+        bad_request=OpenApiResponse(ErrorSerializer, "`invalid_range`, `invalid_interval` or `range_too_large`.",
+                                    examples=_RANGE_ERRORS),
+    )
+
+
+def _breakdown_schema(organization_wide: bool):
+    return _stats_schema(
+        operation_id="stats_org_breakdown" if organization_wide else "stats_breakdown",
+        summary=f"Events of {'an organization' if organization_wide else 'an application'} by type, category, "
+                "service or SDK version",
+        description="The dashboards' top lists: events over the range per value of one dimension, busiest first, "
+                    "with the count over the range of the same length just before. `service` adds up the "
+                    "versions of each service; `service_version` keeps them apart.",
+        organization_wide=organization_wide,
+        parameters=[
+            _query("by", "The dimension.", enum=list(BREAKDOWNS), required=True),
+            _query("limit", f"Rows, 1 to {BREAKDOWN_LIMIT_MAX}. Default: {BREAKDOWN_LIMIT_DEFAULT}."),
+            _query("interval", "The resolution of the range's start, which is rounded down to it. Default: `hour`.",
+                   enum=list(INTERVALS)),
+            _query("type", "Only events of this type."),
+        ],
+        ok=OpenApiResponse(BreakdownSerializer, "The rows.", examples=[
+            OpenApiExample("by type", value=BREAKDOWN_EXAMPLE, response_only=True, status_codes=[200])]),
+        bad_request=OpenApiResponse(
+            ErrorSerializer, "`invalid_dimension`, `invalid_limit`, `invalid_range`, `invalid_interval` or "
+                             "`range_too_large`.",
+            examples=[_error("invalid dimension", "invalid_dimension",
+                             f"by must be one of {', '.join(BREAKDOWNS)}", 400),
+                      _error("invalid limit", "invalid_limit",
+                             f"limit must be a whole number from 1 to {BREAKDOWN_LIMIT_MAX}", 400),
+                      *_RANGE_ERRORS]),
+    )
+
+
+def _outcomes_schema(organization_wide: bool):
+    return _stats_schema(
+        operation_id="stats_org_outcomes" if organization_wide else "stats_outcomes",
+        summary=f"What became of {'an organization' if organization_wide else 'an application'}'s events",
+        description="Events per outcome (accepted, duplicate, invalid, rate limited, over quota, do-not-track) per "
+                    "hour or UTC day of arrival, as the dashboards' outcome chart, and the reasons of those not "
+                    "accepted. Outcomes are counted by the hour: `interval=minute` is refused.",
+        organization_wide=organization_wide,
+        parameters=[_query("interval", "The periods' length. Default: `hour`.", enum=list(OUTCOME_INTERVALS))],
+        ok=OpenApiResponse(OutcomesSerializer, "The outcomes.", examples=[
+            OpenApiExample("two days", value=OUTCOMES_EXAMPLE, response_only=True, status_codes=[200])]),
+        bad_request=OpenApiResponse(
+            ErrorSerializer, "`invalid_interval`, `invalid_range` or `range_too_large`.",
+            examples=[_error("by minute", "invalid_interval",
+                             "interval must be one of hour, day: outcomes are counted by the hour", 400),
+                      *_RANGE_ERRORS[1:]]),
+    )
+
 
 _annotated = False
+_organization_views: dict = {}
+
+
+_SCHEMAS = {"events": _events_schema, "breakdown": _breakdown_schema, "outcomes": _outcomes_schema}
+
+
+def _organization_wide(view):
+    """The view as its organization-wide route is documented: the same view serves both routes,
+    and an annotation lives on its class, so the schema gets a subclass of its own."""
+    return type(view.__name__ + "OrganizationWide", (view,), {"__doc__": view.__doc__})
 
 
 def views_annotate(endpoints):
-    """Preprocessing hook: puts each stats view's annotation on it, once per process."""
+    """Preprocessing hook: puts each stats view's annotation on it (once per process), and
+    documents the organization-wide routes with the subclasses that carry theirs."""
     global _annotated
-    if not _annotated:
-        from dashboards.apis import StatsEventsApi
+    from dashboards.apis import StatsBreakdownApi, StatsEventsApi, StatsOutcomesApi
 
-        events_schema(StatsEventsApi.get)
+    views = {"events": StatsEventsApi, "breakdown": StatsBreakdownApi, "outcomes": StatsOutcomesApi}
+    if not _annotated:
+        for name, view in views.items():
+            # The subclass first: its copy of ``get`` would otherwise start from the parent's annotation.
+            _organization_views[name] = extend_schema_view(get=_SCHEMAS[name](True))(_organization_wide(view))
+            _SCHEMAS[name](False)(view.get)
         _annotated = True
-    return endpoints
+    annotated = []
+    for path, path_regex, method, callback in endpoints:
+        what = path.removeprefix(STATS_PREFIX).split("/")
+        if path.startswith(STATS_PREFIX) and len(what) == 2:
+            callback = _organization_views[what[1]].as_view()
+        annotated.append((path, path_regex, method, callback))
+    return annotated
 
 
 def read_token_add(result, generator, request, public):
@@ -108,6 +288,8 @@ def read_token_add(result, generator, request, public):
     result.setdefault("components", {}).setdefault("securitySchemes", {})["readToken"] = {
         "type": "http", "scheme": "bearer",
         "description": "A read token (`rt_…`), issued in the admin or by `manage.py create_read_token`."}
-    for operation in result["paths"][EVENTS_PATH].values():
-        operation["security"] = [{"readToken": []}]
+    for path, operations in result["paths"].items():
+        if path.startswith(STATS_PREFIX):
+            for operation in operations.values():
+                operation["security"] = [{"readToken": []}]
     return result

@@ -22,6 +22,8 @@ LAMBDA = "/v1/lambda/{org_id}/{app_id}"
 OTLP = [f"/v1/otlp/{{org_id}}/{{app_id}}/v1/{signal}" for signal in ("traces", "metrics", "logs")]
 MALTI = "/api/v1/ingest"
 STATS_EVENTS = "/v1/stats/{org_id}/{app_id}/events"
+STATS = [f"/v1/stats/{{org_id}}{app}/{what}" for app in ("/{app_id}", "")
+         for what in ("events", "breakdown", "outcomes")]
 ORIGIN = "https://app.example.com"
 SIGNING_HEADERS = "content-type,x-signature,x-timestamp,x-nonce,x-batch-size,x-sdk-version,x-schema-version"
 
@@ -68,7 +70,7 @@ def test_schema_in_yaml_is_the_default_answer(client):
 
 
 def test_schema_lists_the_machine_routes_and_no_pages(schema):
-    assert set(schema["paths"]) == {INGEST, "/v1/streams/{org_id}/{app_id}", LAMBDA, *OTLP, MALTI, STATS_EVENTS,
+    assert set(schema["paths"]) == {INGEST, "/v1/streams/{org_id}/{app_id}", LAMBDA, *OTLP, MALTI, *STATS,
                                     "/health", "/ready", "/metrics"}
 
 
@@ -222,6 +224,60 @@ def test_documented_stats_errors_are_the_real_answers(schema, client, status, ex
     content = schema["paths"][STATS_EVENTS]["get"]["responses"][status]["content"]
     assert str(response.status_code) == status
     assert response.json() == examples(content)[example]
+
+
+@pytest.mark.parametrize("path", STATS)
+def test_schema_documents_every_stats_route_with_its_token_and_rate_limit(schema, path):
+    operation = schema["paths"][path]["get"]
+
+    assert operation["security"] == [{"readToken": []}]
+    assert {"200", "304", "400", "401", "404", "429"} <= set(operation["responses"])
+    assert ("app_id" in {parameter["name"] for parameter in operation["parameters"]}) == ("{app_id}" in path)
+    assert "RateLimit-Remaining" in operation["responses"]["200"]["headers"]
+    assert "Retry-After" in operation["responses"]["429"]["headers"]
+
+
+@pytest.mark.parametrize(("what", "status", "example", "params", "organization_wide"), [
+    ("breakdown", "400", "InvalidDimension", {"by": "colour"}, False),
+    ("breakdown", "400", "InvalidLimit", {"by": "type", "limit": "500"}, True),
+    ("outcomes", "400", "ByMinute", {"interval": "minute"}, False),
+    ("outcomes", "404", "NotFound", {}, True),
+    ("events", "404", "NotFound", {}, False),
+])
+def test_documented_stats_errors_of_every_route_are_the_real_answers(schema, client, what, status, example, params,
+                                                                     organization_wide):
+    application = ApplicationFactory()
+    token = read_token_issue(organization=application.organization).token
+    org_id = "org_elsewhere" if status == "404" else application.organization.public_id
+    path = f"/v1/stats/{org_id}" + ("" if organization_wide else f"/{application.public_id}") + f"/{what}"
+
+    response = client.get(path, params, HTTP_AUTHORIZATION=f"Bearer {token}")
+
+    documented = "/v1/stats/{org_id}" + ("" if organization_wide else "/{app_id}") + f"/{what}"
+    content = schema["paths"][documented]["get"]["responses"][status]["content"]
+    assert str(response.status_code) == status
+    assert response.json() == examples(content)[example]
+
+
+@pytest.mark.parametrize(("what", "example", "params"), [
+    ("breakdown", "ByType", {"by": "type"}), ("outcomes", "TwoDays", {"interval": "day"})])
+def test_documented_stats_answers_have_the_real_fields(schema, client, what, example, params):
+    application = ApplicationFactory()
+    token = read_token_issue(organization=application.organization).token
+    documented = examples(schema["paths"][f"/v1/stats/{{org_id}}/{{app_id}}/{what}"]["get"]["responses"]["200"]
+                          ["content"])[example]
+
+    real = client.get(f"/v1/stats/{application.organization.public_id}/{application.public_id}/{what}",
+                      {"since": documented["since"], "until": documented["until"], **params},
+                      HTTP_AUTHORIZATION=f"Bearer {token}").json()
+
+    assert set(real) == set(documented)
+    assert {k: real[k] for k in ("since", "until")} == {k: documented[k] for k in ("since", "until")}
+    if what == "outcomes":
+        assert [set(point) for point in real["series"]] == [set(point) for point in documented["series"]]
+        assert set(real["totals"]) == set(documented["totals"])
+    else:
+        assert real["previous_since"] == documented["previous_since"]
 
 
 def test_documented_stats_series_has_the_real_answers_shape(schema, client):
