@@ -178,7 +178,8 @@ def test_outcomes_are_counted_per_kind_and_reason(client, keys, signed_post):
     assert body["series"][-1]["accepted"] == 1
     assert (body["totals"]["accepted"], body["totals"]["duplicate"], body["totals"]["invalid"]) == (1, 1, 1)
     assert sorted(body["reasons"], key=lambda reason: reason["outcome"]) == [
-        {"outcome": "duplicate", "reason": "", "count": 1}, {"outcome": "invalid", "reason": "invalid_user_id", "count": 1}]
+        {"outcome": "duplicate", "reason": "", "count": 1},
+        {"outcome": "invalid", "reason": "invalid_user_id", "count": 1}]
 
 
 def test_outcomes_by_day_add_up_the_hours(client, keys, signed_post):
