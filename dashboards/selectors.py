@@ -237,7 +237,9 @@ class Breakdown:
 
 
 def _previous(window: Window) -> Window:
-    span = window.until - window.since
+    # A window's until is its last instant, not its end: without the microsecond, a range of whole
+    # buckets would have a previous one a bucket short.
+    span = window.until + timedelta(microseconds=1) - window.since
     return Window(window.key, window.granularity, window.since - span, window.since - timedelta(microseconds=1))
 
 

@@ -125,6 +125,18 @@ def test_breakdown_by_type_gives_the_change_against_the_previous_range(client, k
                             {"name": "crash", "count": 1, "previous": 1, "change_percent": 0.0}]
 
 
+def test_the_previous_range_has_as_many_buckets_as_the_range(client, keys, signed_post):
+    hour = this_hour()
+    signed_post(keys, [make_event(timestamp=iso(hour - timedelta(minutes=m))) for m in (30, 90, 170, 350)])
+    rollups_update(lag_seconds=0)
+
+    body = get(client, breakdown_path(keys), token_for(keys), by="type", since=iso(hour - timedelta(hours=3)),
+               until=iso(hour)).json()
+
+    # 350 minutes before: in the previous range's first hour.
+    assert body["rows"] == [{"name": "command", "count": 3, "previous": 1, "change_percent": 200.0}]
+
+
 def test_breakdown_by_service_adds_up_the_versions_of_each_service(client, keys, sent):
     since, until = sent
 
