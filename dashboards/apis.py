@@ -11,6 +11,7 @@ from django.conf import settings
 from django.http import HttpResponse
 from django.utils import timezone
 
+from accounts.models import Application, Organization
 from accounts.selectors import read_token_application, read_token_applications, read_token_find
 from accounts.services import read_token_touch
 from dashboards import selectors
@@ -68,9 +69,9 @@ class EventsQuery:
 @dataclass(frozen=True)
 class Scope:
     """What a read covers: one application, or the organization's applications the token may read."""
-    organization: object
-    application: object = None
-    applications: list | None = None  # None: every application of the organization
+    organization: Organization
+    application: Application | None = None
+    applications: list[Application] | None = None  # None: every application of the organization
 
     @property
     def filters(self) -> dict:
