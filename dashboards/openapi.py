@@ -83,14 +83,6 @@ EVENTS_EXAMPLE = {
                {"time": "2026-11-20T10:00:00Z", "count": 5}],
     "total": 17,
 }
-
-_CAPS = ", ".join(f"{RANGE_CAP_NAMES[interval]} by {interval}" for interval in INTERVALS)
-EVENTS_EXAMPLE = {
-    "interval": "hour", "since": "2026-11-20T08:00:00Z", "until": "2026-11-20T11:00:00Z",
-    "series": [{"time": "2026-11-20T08:00:00Z", "count": 12}, {"time": "2026-11-20T09:00:00Z", "count": 0},
-               {"time": "2026-11-20T10:00:00Z", "count": 5}],
-    "total": 17,
-}
 BREAKDOWN_EXAMPLE = {
     "by": "type", "since": "2026-11-20T00:00:00Z", "until": "2026-11-21T00:00:00Z",
     "previous_since": "2026-11-19T00:00:00Z",
