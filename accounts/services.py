@@ -91,10 +91,7 @@ def organization_create(*, name: str, tier: Tier, contact_email: str = "", quota
 
 def organization_get_or_create(*, ref: str, tier_slug: str = DEFAULT_TIER) -> tuple[Organization, bool]:
     """Finds an organization by public id or name (case-insensitive), else creates one named ``ref``."""
-    existing = (
-        Organization.objects.filter(public_id=ref).first()
-        or Organization.objects.filter(name__iexact=ref).order_by("pk").first()
-    )
+    existing = selectors.organization_find(ref=ref)
     if existing:
         return existing, False
     return organization_create(name=ref, tier=Tier.objects.get(slug=tier_slug)), True
