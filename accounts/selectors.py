@@ -10,7 +10,7 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from accounts.models import Application, Credential, Organization, ReadToken, User
-from telemetry.lib import crypto
+from telemetry.lib import crypto, ids
 from telemetry.lib.errors import ServiceUnavailable
 from telemetry.lib.redis import get_redis
 
@@ -216,12 +216,9 @@ def application_for(target: IngestTarget) -> Application:
     return Application.objects.select_related("organization").get(pk=target.application_id)
 
 
-READ_TOKEN_PREFIX = "rt_"
-
-
 def read_token_find(*, token: str) -> ReadToken | None:
     """The unrevoked read token with this plaintext; None for anything else, an ingest token included."""
-    if not token.startswith(READ_TOKEN_PREFIX):
+    if not token.startswith(ids.READ_TOKEN_PREFIX):
         return None
     return (ReadToken.objects.filter(token_hash=crypto.token_hash(token), revoked_at__isnull=True)
             .select_related("organization").first())

@@ -19,9 +19,12 @@ def api_token() -> str:
     return "tk_" + secrets.token_hex(16)
 
 
+# Not tk_: a read token must never pass for an ingest token, nor the other way round.
+READ_TOKEN_PREFIX = "rt_"
+
+
 def read_token() -> str:
-    # Not tk_: a read token must never pass for an ingest token, nor the other way round.
-    return "rt_" + secrets.token_hex(16)
+    return READ_TOKEN_PREFIX + secrets.token_hex(16)
 
 
 def hmac_secret() -> str:
