@@ -22,7 +22,6 @@ from django.urls import path, reverse
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.html import format_html
-from django.utils.translation import ngettext
 
 from accounts import selectors, services, snippets
 from accounts.models import Application, AuditEntry, Credential, Membership, Organization, ReadToken, Tier, User
@@ -464,8 +463,62 @@ class ApplicationAdmin(OrganizationScopedAdmin):
         services.application_delete(application=obj, by=by, source=source)
 
 
+class RevocableAdmin(OrganizationScopedAdmin):
+    """A secret of an organization's that is revoked, never deleted (its history stays in the list and
+    the audit log): a confirm page at ``<id>/revoke/`` and a bulk action, both through ``revoke``."""
+
+    actions = ["revoke_selected"]
+    revoke_select_related: tuple[str, ...] = ()
+
+    def revoke(self, obj, request) -> None:
+        raise NotImplementedError
+
+    def revoked_message(self, obj) -> str:
+        raise NotImplementedError
+
+    def revoked_redirect(self, obj):
+        raise NotImplementedError
+
+    def revoke_confirm_context(self, obj) -> dict:
+        raise NotImplementedError
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def get_urls(self):
+        return [
+            path("<path:object_id>/revoke/", self.admin_site.admin_view(self.revoke_view),
+                 name=f"{self.opts.app_label}_{self.opts.model_name}_revoke"),
+        ] + super().get_urls()
+
+    def revoke_view(self, request, object_id):
+        obj = self.get_object(request, object_id)
+        if not self.has_change_permission(request, obj):
+            raise PermissionDenied
+        if request.method == "POST":
+            self.revoke(obj, request)
+            self.message_user(request, self.revoked_message(obj), messages.SUCCESS)
+            return self.revoked_redirect(obj)
+        if request.method != "GET":
+            return HttpResponseNotAllowed(["GET", "POST"])
+        return TemplateResponse(request, f"admin/{self.opts.app_label}/{self.opts.model_name}/revoke_confirm.html", {
+            **self.admin_site.each_context(request), "opts": self.opts,
+            "title": f"Revoke {self.opts.verbose_name} {obj}", **self.revoke_confirm_context(obj),
+        })
+
+    @admin.action(description="Revoke selected %(verbose_name_plural)s")
+    def revoke_selected(self, request, queryset):
+        revoked = 0
+        for obj in queryset.select_related(*self.revoke_select_related):
+            if self.has_change_permission(request, obj) and obj.revoked_at is None:
+                self.revoke(obj, request)
+                revoked += 1
+        name = self.opts.verbose_name if revoked == 1 else self.opts.verbose_name_plural
+        self.message_user(request, f"{revoked} {name} revoked.")
+
+
 @admin.register(Credential)
-class CredentialAdmin(OrganizationScopedAdmin):
+class CredentialAdmin(RevocableAdmin):
     organization_path = "application__organization"
     list_display = ["token_prefix", "application", "service_name", "status", "created_at", "created_by",
                     "last_used_at", "expires_at", "revoked_at"]
@@ -475,7 +528,7 @@ class CredentialAdmin(OrganizationScopedAdmin):
     fields = ["application", "token_prefix", "service_name", "status", "created_at", "created_by", "last_used_at",
               "expires_at", "revoked_at"]
     readonly_fields = fields
-    actions = ["revoke_selected"]
+    revoke_select_related = ("application__organization",)
 
     @admin.display(description="Status")
     def status(self, credential):
@@ -484,41 +537,17 @@ class CredentialAdmin(OrganizationScopedAdmin):
     def has_add_permission(self, request):
         return False
 
-    def has_delete_permission(self, request, obj=None):
-        # A credential is revoked, never deleted: its history stays in the audit log and the list.
-        return False
+    def revoke(self, credential, request):
+        services.credential_revoke(credential=credential, by=request.user, source=Source.from_request(request))
 
-    def get_urls(self):
-        return [
-            path("<path:object_id>/revoke/", self.admin_site.admin_view(self.revoke_view),
-                 name="accounts_credential_revoke"),
-        ] + super().get_urls()
+    def revoked_message(self, credential):
+        return f"Credential {credential} revoked: requests signed with it now answer 401."
 
-    def revoke_view(self, request, object_id):
-        credential = self.get_object(request, object_id)
-        if not self.has_change_permission(request, credential):
-            raise PermissionDenied
-        if request.method == "POST":
-            services.credential_revoke(credential=credential, by=request.user, source=Source.from_request(request))
-            self.message_user(request, f"Credential {credential} revoked: requests signed with it now answer 401.",
-                              messages.SUCCESS)
-            return redirect("admin:accounts_application_change", credential.application_id)
-        if request.method != "GET":
-            return HttpResponseNotAllowed(["GET", "POST"])
-        return TemplateResponse(request, "admin/accounts/credential/revoke_confirm.html", {
-            **self.admin_site.each_context(request), "opts": self.opts, "credential": credential,
-            "application": credential.application, "title": f"Revoke credential {credential}",
-        })
+    def revoked_redirect(self, credential):
+        return redirect("admin:accounts_application_change", credential.application_id)
 
-    @admin.action(description="Revoke selected credentials")
-    def revoke_selected(self, request, queryset):
-        revoked = 0
-        for credential in queryset.select_related("application__organization"):
-            if self.has_change_permission(request, credential) and credential.revoked_at is None:
-                services.credential_revoke(credential=credential, by=request.user,
-                                           source=Source.from_request(request))
-                revoked += 1
-        self.message_user(request, ngettext("%d credential revoked.", "%d credentials revoked.", revoked) % revoked)
+    def revoke_confirm_context(self, credential):
+        return {"credential": credential, "application": credential.application}
 
 
 class ReadTokenForm(forms.ModelForm):
@@ -537,7 +566,7 @@ class ReadTokenForm(forms.ModelForm):
 
 
 @admin.register(ReadToken)
-class ReadTokenAdmin(OrganizationScopedAdmin):
+class ReadTokenAdmin(RevocableAdmin):
     """Read tokens of the stats API: issued here (the token shown once), revoked, never edited or deleted."""
 
     form = ReadTokenForm
@@ -546,7 +575,7 @@ class ReadTokenAdmin(OrganizationScopedAdmin):
     list_select_related = ["organization", "created_by"]
     list_filter = [("organization", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["name", "token_prefix", "organization__name"]
-    actions = ["revoke_selected"]
+    revoke_select_related = ("organization",)
     shown_fields = ["organization", "name", "scope", "token_prefix", "status", "created_at", "created_by",
                     "last_used_at", "revoked_at"]
 
@@ -582,10 +611,6 @@ class ReadTokenAdmin(OrganizationScopedAdmin):
         url = reverse("admin:accounts_readtoken_revoke", args=[read_token.pk])
         return format_html('<a class="tk-button tk-danger" href="{}">Revoke</a>', url)
 
-    def has_delete_permission(self, request, obj=None):
-        # Revoked, never deleted: its history stays in the list and the audit log.
-        return False
-
     def save_model(self, request, obj, form, change):
         if change:
             return  # nothing of an issued token is editable
@@ -610,36 +635,17 @@ class ReadTokenAdmin(OrganizationScopedAdmin):
         response["Cache-Control"] = "no-store"
         return response
 
-    def get_urls(self):
-        return [
-            path("<path:object_id>/revoke/", self.admin_site.admin_view(self.revoke_view),
-                 name="accounts_readtoken_revoke"),
-        ] + super().get_urls()
+    def revoke(self, read_token, request):
+        services.read_token_revoke(read_token=read_token, by=request.user, source=Source.from_request(request))
 
-    def revoke_view(self, request, object_id):
-        read_token = self.get_object(request, object_id)
-        if not self.has_change_permission(request, read_token):
-            raise PermissionDenied
-        if request.method == "POST":
-            services.read_token_revoke(read_token=read_token, by=request.user, source=Source.from_request(request))
-            self.message_user(request, f"Read token {read_token} revoked: reads with it now answer 401.",
-                              messages.SUCCESS)
-            return redirect("admin:accounts_readtoken_changelist")
-        if request.method != "GET":
-            return HttpResponseNotAllowed(["GET", "POST"])
-        return TemplateResponse(request, "admin/accounts/readtoken/revoke_confirm.html", {
-            **self.admin_site.each_context(request), "opts": self.opts, "read_token": read_token,
-            "title": f"Revoke read token {read_token}",
-        })
+    def revoked_message(self, read_token):
+        return f"Read token {read_token} revoked: reads with it now answer 401."
 
-    @admin.action(description="Revoke selected read tokens")
-    def revoke_selected(self, request, queryset):
-        revoked = 0
-        for read_token in queryset.select_related("organization"):
-            if self.has_change_permission(request, read_token) and read_token.revoked_at is None:
-                services.read_token_revoke(read_token=read_token, by=request.user, source=Source.from_request(request))
-                revoked += 1
-        self.message_user(request, ngettext("%d read token revoked.", "%d read tokens revoked.", revoked) % revoked)
+    def revoked_redirect(self, read_token):
+        return redirect("admin:accounts_readtoken_changelist")
+
+    def revoke_confirm_context(self, read_token):
+        return {"read_token": read_token}
 
 
 @admin.register(Membership)

@@ -1,11 +1,12 @@
-"""Read tokens in the admin: issued with the token shown once, revoked, scoped to the user's organizations."""
+"""Read tokens in the admin: issued with the token shown once, revoked, scoped to the user's organizations;
+and the revoking that read tokens and credentials share."""
 
 import pytest
 from django.urls import reverse
 
 from accounts.models import AuditEntry, Membership, ReadToken
 from accounts.selectors import read_token_find
-from accounts.services import read_token_issue
+from accounts.services import credential_issue, read_token_issue
 from tests.factories import ApplicationFactory, OrganizationFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -88,3 +89,23 @@ def test_read_tokens_of_another_organization_are_not_listed_and_answer_404(clien
     assert client.get(reverse("admin:accounts_readtoken_change", args=[other.pk])).status_code == 404
     assert client.post(reverse("admin:accounts_readtoken_revoke", args=[other.pk])).status_code == 404
     assert ReadToken.objects.get(pk=other.pk).revoked_at is None
+
+
+@pytest.mark.parametrize("model", ["readtoken", "credential"])
+def test_the_bulk_action_revokes_the_selected_and_says_how_many(client, model):
+    organization = OrganizationFactory()
+    if model == "readtoken":
+        secrets = [read_token_issue(organization=organization).read_token for _ in range(2)]
+    else:
+        application = ApplicationFactory(organization=organization)
+        secrets = [credential_issue(application=application).credential for _ in range(2)]
+    member(client, organization, "owner")
+    changelist = reverse(f"admin:accounts_{model}_changelist")
+
+    assert "Revoke selected" in client.get(changelist).content.decode()
+    response = client.post(changelist, {"action": "revoke_selected", "_selected_action": [s.pk for s in secrets]},
+                           follow=True)
+
+    assert all(type(s).objects.get(pk=s.pk).revoked_at is not None for s in secrets)
+    name = "read tokens" if model == "readtoken" else "credentials"
+    assert f"2 {name} revoked." in [str(m) for m in response.context["messages"]]
