@@ -230,12 +230,11 @@ class StatsBreakdownApi(StatsApi):
         window = selectors.window_between(since=query.since, until=query.until, granularity=query.interval)
         rows = selectors.application_breakdown(window=window, by=by, event_type=query.event_type, limit=limit,
                                                **scope.filters)
-        span = query.until - window.since
         return self.answer(request, {
             "by": request.GET["by"],
             "since": rfc3339(window.since),
             "until": rfc3339(query.until),
-            "previous_since": rfc3339(window.since - span),
+            "previous_since": rfc3339(selectors.previous_window(window).since),
             "rows": [{"name": row.name, "count": row.count, "previous": row.previous,
                       "change_percent": None if row.change_percent is None else round(row.change_percent, 1)}
                      for row in rows],

@@ -236,7 +236,8 @@ class Breakdown:
         return None if not self.previous else 100.0 * (self.count - self.previous) / self.previous
 
 
-def _previous(window: Window) -> Window:
+def previous_window(window: Window) -> Window:
+    """The range of the same length just before ``window``, which a breakdown compares against."""
     # A window's until is its last instant, not its end: without the microsecond, a range of whole
     # buckets would have a previous one a bucket short.
     span = window.until + timedelta(microseconds=1) - window.since
@@ -262,7 +263,7 @@ def application_breakdown(*, application: Application | None = None, window: Win
             found[name] = found.get(name, 0) + total
         return found
 
-    now, before = totals(window), totals(_previous(window))
+    now, before = totals(window), totals(previous_window(window))
     ranked = sorted(now.items(), key=lambda item: (-item[1], item[0]))[:limit]
     return [Breakdown(name or "(none)", count, before.get(name, 0)) for name, count in ranked]
 
