@@ -22,9 +22,10 @@ from telemetry.lib.ratelimit import rate_take
 
 INTERVALS = ("minute", "hour", "day")
 # Each interval's longest range: enough for its use (two days by minute, a quarter by hour), and an
-# answer of at most a few thousand buckets.
-RANGE_CAPS = {"minute": timedelta(hours=48), "hour": timedelta(days=90), "day": timedelta(days=3 * 366)}
-RANGE_CAP_NAMES = {"minute": "48 hours", "hour": "90 days", "day": "3 years (1098 days)"}
+# answer of at most a few thousand buckets. 5-minute rows (Lambda and API) are kept as minutes are.
+RANGE_CAPS = {"minute": timedelta(hours=48), "5min": timedelta(hours=48), "hour": timedelta(days=90),
+              "day": timedelta(days=3 * 366)}
+RANGE_CAP_NAMES = {"minute": "48 hours", "5min": "48 hours", "hour": "90 days", "day": "3 years (1098 days)"}
 DEFAULT_INTERVAL = "hour"
 DEFAULT_SPAN = timedelta(hours=24)
 # A range reaching now changes as events arrive; a closed one only with late events.
@@ -87,6 +88,12 @@ BREAKDOWNS = {"type": "event_type", "category": "category", "service": "service_
 BREAKDOWN_LIMIT_DEFAULT, BREAKDOWN_LIMIT_MAX = 20, 100
 # Outcomes are counted by the hour: no minutes.
 OUTCOME_INTERVALS = ("hour", "day")
+# The Lambda panel's periods as the API names them, and the panel's granularity that reads them.
+LAMBDA_INTERVALS = {"5min": "minute", "hour": "hour", "day": "day"}
+# The API panel's rollups are kept per 5 minutes and per hour.
+API_INTERVALS = ("5min", "hour")
+# The API panel's breakdowns: a dimension of its rollups, or the service (its own rows).
+API_BREAKDOWNS = ("endpoint", "status", "node", "consumer", "service")
 
 
 def rfc3339(moment: datetime) -> str:
@@ -107,11 +114,11 @@ def _moment(params, name: str) -> datetime | None:
     return moment.astimezone(UTC)
 
 
-def events_query_parse(params, now: datetime) -> EventsQuery:
-    """The query string of the events endpoint as typed values, or the 400 that explains what is wrong."""
+def events_query_parse(params, now: datetime, intervals=INTERVALS) -> EventsQuery:
+    """The query string of a stats endpoint's range as typed values, or the 400 that explains what is wrong."""
     interval = params.get("interval") or DEFAULT_INTERVAL
-    if interval not in INTERVALS:
-        raise InvalidInterval(f"interval must be one of {', '.join(INTERVALS)}")
+    if interval not in intervals:
+        raise InvalidInterval(f"interval must be one of {', '.join(intervals)}")
     until = _moment(params, "until") or now
     since = _moment(params, "since") or until - DEFAULT_SPAN
     if since >= until:
@@ -124,15 +131,44 @@ def events_query_parse(params, now: datetime) -> EventsQuery:
     return EventsQuery(since=since, until=until, interval=interval, event_type=event_type, closed=until < now)
 
 
+def limit_parse(params) -> int:
+    """The rows a list may have (``limit``), or the 400 that explains."""
+    limit = params.get("limit") or str(BREAKDOWN_LIMIT_DEFAULT)
+    if not (limit.isascii() and limit.isdigit() and 1 <= int(limit) <= BREAKDOWN_LIMIT_MAX):
+        raise InvalidLimit(f"limit must be a whole number from 1 to {BREAKDOWN_LIMIT_MAX}")
+    return int(limit)
+
+
 def breakdown_query_parse(params) -> tuple[str, int]:
     """The breakdown's ``by`` (as the selector names it) and ``limit``, or the 400 that explains."""
     by = params.get("by") or ""
     if by not in BREAKDOWNS:
         raise InvalidDimension(f"by must be one of {', '.join(BREAKDOWNS)}")
-    limit = params.get("limit") or str(BREAKDOWN_LIMIT_DEFAULT)
-    if not (limit.isascii() and limit.isdigit() and 1 <= int(limit) <= BREAKDOWN_LIMIT_MAX):
-        raise InvalidLimit(f"limit must be a whole number from 1 to {BREAKDOWN_LIMIT_MAX}")
-    return BREAKDOWNS[by], int(limit)
+    return BREAKDOWNS[by], limit_parse(params)
+
+
+def _ms(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+def lambda_figures(stats: selectors.LambdaStats) -> dict:
+    """A function's (or the total's) figures as the Lambda panel shows them."""
+    return {
+        "invocations": stats.invocations, "errors": stats.errors, "error_percent": _ms(stats.error_percent),
+        "cold_starts": stats.cold_starts, "init_average_ms": _ms(stats.init_average_ms),
+        "average_ms": _ms(stats.duration_ms / stats.invocations if stats.invocations else None),
+        "p50_ms": _ms(stats.p50), "p95_ms": _ms(stats.p95), "p99_ms": _ms(stats.p99),
+        "billed_seconds": _ms(stats.billed_seconds), "gb_seconds": round(stats.gb_seconds, 6),
+        "max_memory_used_mb": stats.max_memory_used_mb, "memory_size_mb": stats.memory_size_mb,
+        "memory_percent": _ms(stats.memory_percent),
+    }
+
+
+def api_figures(stats: selectors.ApiStats) -> dict:
+    """Requests' figures (a bucket's, a row's or the total's) as the API panel shows them."""
+    return {"requests": stats.count, "errors": stats.errors, "error_percent": _ms(stats.error_percent),
+            "mean_ms": _ms(stats.mean_ms), "p50_ms": _ms(stats.p50), "p95_ms": _ms(stats.p95),
+            "p99_ms": _ms(stats.p99)}
 
 
 def _etag(body: bytes) -> str:
@@ -264,4 +300,59 @@ class StatsOutcomesApi(StatsApi):
                        for i, period in enumerate(periods)],
             "totals": {kind: sum(counts) for kind, counts in series.items()},
             "reasons": [{"outcome": outcome, "reason": reason, "count": count} for outcome, reason, count in reasons],
+        }, closed=query.closed)
+
+
+class StatsLambdaApi(StatsApi):
+    """``GET /v1/stats/{org_id}/{app_id}/lambda``: the Lambda panel's figures per period and per
+    function version, with duration percentiles."""
+
+    def get(self, request, org_id: str, app_id: str):
+        scope = self.scope(request, org_id, app_id)
+        query = events_query_parse(request.GET, timezone.now(), intervals=tuple(LAMBDA_INTERVALS))
+        limit = limit_parse(request.GET)
+        window = selectors.window_between(since=query.since, until=query.until,
+                                          granularity=LAMBDA_INTERVALS[query.interval])
+        panel = selectors.lambda_panel(application=scope.application, window=window)
+        series = panel.series
+        return self.answer(request, {
+            "interval": query.interval,
+            "since": rfc3339(panel.periods[0]),
+            "until": rfc3339(query.until),
+            "series": [{"time": rfc3339(period), "invocations": series["invocations"][i], "errors": series["errors"][i],
+                        "cold_starts": series["cold_starts"][i], "p50_ms": _ms(series["p50"][i]),
+                        "p95_ms": _ms(series["p95"][i]), "p99_ms": _ms(series["p99"][i])}
+                       for i, period in enumerate(panel.periods)],
+            "total": lambda_figures(panel.total),
+            "functions": [{"function": stats.function, "version": stats.version, **lambda_figures(stats)}
+                          for stats in panel.functions[:limit]],
+        }, closed=query.closed)
+
+
+class StatsApiRequestsApi(StatsApi):
+    """``GET /v1/stats/{org_id}/{app_id}/api``: the API panel's figures (HTTP requests that Malti and
+    the SDK middleware report) per bucket, and by endpoint, status, node, consumer or service."""
+
+    def get(self, request, org_id: str, app_id: str):
+        scope = self.scope(request, org_id, app_id)
+        query = events_query_parse(request.GET, timezone.now(), intervals=API_INTERVALS)
+        by = request.GET.get("by") or "endpoint"
+        if by not in API_BREAKDOWNS:
+            raise InvalidDimension(f"by must be one of {', '.join(API_BREAKDOWNS)}")
+        limit = limit_parse(request.GET)
+        window = selectors.window_between(since=query.since, until=query.until, granularity=query.interval)
+        found = selectors.api_series(application=scope.application, window=window)
+        if by == "service":
+            rows = selectors.api_services(application=scope.application, window=window)[:limit]
+        else:
+            rows = selectors.api_breakdown(application=scope.application, window=window, dimension=by, limit=limit)
+        return self.answer(request, {
+            "interval": query.interval,
+            "since": rfc3339(window.since),
+            "until": rfc3339(query.until),
+            "series": [{"time": rfc3339(bucket), **api_figures(stats)}
+                       for bucket, stats in zip(found.buckets, found.stats)],
+            "total": api_figures(found.total),
+            "by": by,
+            "rows": [{"name": stats.name, **api_figures(stats)} for stats in rows],
         }, closed=query.closed)

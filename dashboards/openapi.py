@@ -8,8 +8,9 @@ checked against the server by tests/test_api_docs.py.
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import serializers
 
-from dashboards.apis import (BREAKDOWN_LIMIT_DEFAULT, BREAKDOWN_LIMIT_MAX, BREAKDOWNS, CLOSED_RANGE_MAX_AGE, INTERVALS,
-                             OPEN_RANGE_MAX_AGE, OUTCOME_INTERVALS, RANGE_CAP_NAMES)
+from dashboards.apis import (API_BREAKDOWNS, API_INTERVALS, BREAKDOWN_LIMIT_DEFAULT, BREAKDOWN_LIMIT_MAX, BREAKDOWNS,
+                             CLOSED_RANGE_MAX_AGE, INTERVALS, LAMBDA_INTERVALS, OPEN_RANGE_MAX_AGE, OUTCOME_INTERVALS,
+                             RANGE_CAP_NAMES)
 from dashboards.selectors import OUTCOME_ORDER
 from ingest.models import Outcome
 from ingest.openapi import ErrorSerializer
@@ -71,12 +72,76 @@ class OutcomesSerializer(serializers.Serializer):
     reasons = ReasonSerializer(many=True, help_text="Why events were not accepted, most frequent first.")
 
 
+def _milliseconds(help_text: str):
+    return serializers.FloatField(allow_null=True, help_text=help_text + " Null when nothing was counted.")
+
+
+def _percentiles(of: str) -> dict:
+    """p50, p95 and p99 fields, estimated from the rollups' histogram buckets."""
+    return {f"p{q}_ms": _milliseconds(f"The {q}th percentile of {of}, in ms, interpolated inside its histogram "
+                                      "bucket.") for q in (50, 95, 99)}
+
+
+LambdaPointSerializer = type("LambdaPointSerializer", (serializers.Serializer,), {
+    "time": serializers.DateTimeField(help_text="The period's start, RFC 3339 in UTC."),
+    "invocations": serializers.IntegerField(min_value=0),
+    "errors": serializers.IntegerField(min_value=0, help_text="Invocations whose status was not success."),
+    "cold_starts": serializers.IntegerField(min_value=0),
+    **_percentiles("the period's durations")})
+LambdaFiguresSerializer = type("LambdaFiguresSerializer", (serializers.Serializer,), {
+    "invocations": serializers.IntegerField(min_value=0),
+    "errors": serializers.IntegerField(min_value=0),
+    "error_percent": _milliseconds("Errors per 100 invocations (not ms)."),
+    "cold_starts": serializers.IntegerField(min_value=0),
+    "init_average_ms": _milliseconds("The cold starts' average init duration."),
+    "average_ms": _milliseconds("The average duration."),
+    **_percentiles("durations"),
+    "billed_seconds": serializers.FloatField(),
+    "gb_seconds": serializers.FloatField(help_text="Billed seconds times the configured memory in GB."),
+    "max_memory_used_mb": serializers.IntegerField(min_value=0),
+    "memory_size_mb": serializers.IntegerField(min_value=0, help_text="The configured memory (the largest seen)."),
+    "memory_percent": _milliseconds("The largest memory used per 100 MB configured (not ms).")})
+LambdaFunctionSerializer = type("LambdaFunctionSerializer", (LambdaFiguresSerializer,), {
+    "function": serializers.CharField(), "version": serializers.CharField(help_text='"" when not given.')})
+
+
+class LambdaSerializer(serializers.Serializer):
+    interval = serializers.ChoiceField(choices=list(LAMBDA_INTERVALS))
+    since = serializers.DateTimeField(help_text="The first period's start.")
+    until = serializers.DateTimeField(help_text="The end of the range, excluded.")
+    series = LambdaPointSerializer(many=True, help_text="Every period of the range, zeros included.")
+    total = LambdaFiguresSerializer(help_text="Every function version over the range.")
+    functions = LambdaFunctionSerializer(many=True, help_text="Per function version, busiest first, at most `limit`.")
+
+
+ApiFiguresSerializer = type("ApiFiguresSerializer", (serializers.Serializer,), {
+    "requests": serializers.IntegerField(min_value=0),
+    "errors": serializers.IntegerField(min_value=0, help_text="Requests answered with a 5xx."),
+    "error_percent": _milliseconds("Errors per 100 requests (not ms)."),
+    "mean_ms": _milliseconds("The mean response time."),
+    **_percentiles("response times")})
+ApiPointSerializer = type("ApiPointSerializer", (ApiFiguresSerializer,), {
+    "time": serializers.DateTimeField(help_text="The bucket's start, RFC 3339 in UTC.")})
+ApiRowSerializer = type("ApiRowSerializer", (ApiFiguresSerializer,), {
+    "name": serializers.CharField(help_text='The value: "GET /orders/{id}" by endpoint, "404" by status, a node, '
+                                            "a consumer or a service.")})
+
+
+class ApiRequestsSerializer(serializers.Serializer):
+    interval = serializers.ChoiceField(choices=list(API_INTERVALS))
+    since = serializers.DateTimeField(help_text="The first bucket's start.")
+    until = serializers.DateTimeField(help_text="The end of the range, excluded.")
+    series = ApiPointSerializer(many=True, help_text="Every bucket of the range, zeros included.")
+    total = ApiFiguresSerializer(help_text="Every request over the range.")
+    by = serializers.ChoiceField(choices=list(API_BREAKDOWNS))
+    rows = ApiRowSerializer(many=True, help_text="Per value of `by`, busiest first, at most `limit`.")
+
+
 def _error(name: str, code: str, message: str, status: int) -> OpenApiExample:
     return OpenApiExample(name, value={"error": {"code": code, "message": message}}, response_only=True,
                           status_codes=[status])
 
 
-_CAPS = ", ".join(f"{RANGE_CAP_NAMES[interval]} by {interval}" for interval in INTERVALS)
 EVENTS_EXAMPLE = {
     "interval": "hour", "since": "2026-11-20T08:00:00Z", "until": "2026-11-20T11:00:00Z",
     "series": [{"time": "2026-11-20T08:00:00Z", "count": 12}, {"time": "2026-11-20T09:00:00Z", "count": 0},
@@ -100,6 +165,30 @@ OUTCOMES_EXAMPLE = {
                 {"outcome": "invalid", "reason": "invalid_user_id", "count": 1}],
 }
 
+_NO_LAMBDA = {"invocations": 0, "errors": 0, "cold_starts": 0, "p50_ms": None, "p95_ms": None, "p99_ms": None}
+_CHECKOUT = {"invocations": 2, "errors": 1, "error_percent": 50.0, "cold_starts": 1, "init_average_ms": 200.0,
+             "average_ms": 75.0, "p50_ms": 50.0, "p95_ms": 95.0, "p99_ms": 99.0, "billed_seconds": 0.152,
+             "gb_seconds": 0.019, "max_memory_used_mb": 100, "memory_size_mb": 128, "memory_percent": 78.125}
+LAMBDA_EXAMPLE = {
+    "interval": "hour", "since": "2026-11-20T08:00:00Z", "until": "2026-11-20T10:00:00Z",
+    "series": [{"time": "2026-11-20T08:00:00Z", **_NO_LAMBDA},
+               {"time": "2026-11-20T09:00:00Z", "invocations": 2, "errors": 1, "cold_starts": 1, "p50_ms": 50.0,
+                "p95_ms": 95.0, "p99_ms": 99.0}],
+    "total": _CHECKOUT,
+    "functions": [{"function": "checkout", "version": "7", **_CHECKOUT}],
+}
+_NO_REQUESTS = {"requests": 0, "errors": 0, "error_percent": None, "mean_ms": None, "p50_ms": None, "p95_ms": None,
+                "p99_ms": None}
+_ORDERS = {"requests": 10, "errors": 1, "error_percent": 10.0, "mean_ms": 8.0, "p50_ms": 7.5, "p95_ms": 9.75,
+           "p99_ms": 9.95}
+API_EXAMPLE = {
+    "interval": "hour", "since": "2026-11-20T08:00:00Z", "until": "2026-11-20T10:00:00Z",
+    "series": [{"time": "2026-11-20T08:00:00Z", **_NO_REQUESTS}, {"time": "2026-11-20T09:00:00Z", **_ORDERS}],
+    "total": _ORDERS,
+    "by": "endpoint",
+    "rows": [{"name": "GET /orders/{order_id}", **_ORDERS}],
+}
+
 _RANGE_ERRORS = [
     _error("invalid interval", "invalid_interval", "interval must be one of minute, hour, day", 400),
     _error("since after until", "invalid_range", "since must be before until", 400),
@@ -117,8 +206,9 @@ def _response_header(name: str, description: str, statuses: list[int], type=str)
 
 
 def _stats_schema(*, operation_id: str, summary: str, description: str, organization_wide: bool,
-                  parameters: list, ok: OpenApiResponse, bad_request: OpenApiResponse):
+                  parameters: list, ok: OpenApiResponse, bad_request: OpenApiResponse, intervals=INTERVALS):
     """One stats operation: what every one shares (scope, range, caching, rate limit, errors) and its own."""
+    caps = ", ".join(f"{RANGE_CAP_NAMES[interval]} by {interval}" for interval in intervals)
     of = ("The organization's applications the token may read, added up: all of them for a token of every "
           "application, only its own for a limited one. " if organization_wide else "")
     path = [OpenApiParameter("org_id", str, OpenApiParameter.PATH, description="The organization's public id.")]
@@ -131,7 +221,7 @@ def _stats_schema(*, operation_id: str, summary: str, description: str, organiza
     return extend_schema(
         operation_id=operation_id,
         summary=summary,
-        description=of + description + f" A range may span at most {_CAPS}. Answers carry `Cache-Control: "
+        description=of + description + f" A range may span at most {caps}. Answers carry `Cache-Control: "
                     f"private`: `max-age={OPEN_RANGE_MAX_AGE}` while the range reaches now; for a range that ended, "
                     f"`max-age={CLOSED_RANGE_MAX_AGE}` and an `ETag`, and `If-None-Match` with it is answered 304 "
                     "while the numbers are unchanged. Each token may make `APP_READ_API__REQUESTS_PER_MINUTE` "
@@ -240,11 +330,62 @@ def _outcomes_schema(organization_wide: bool):
     )
 
 
+def _lambda_schema(organization_wide: bool):
+    return _stats_schema(
+        operation_id="stats_lambda",
+        summary="An application's AWS Lambda invocations: per period and per function version",
+        description="The Lambda panel's figures, from its rollups: invocations, errors, cold starts and duration "
+                    "percentiles per 5 minutes, hour or UTC day, and per function version over the range (busiest "
+                    "first) with init time, billed seconds, GB-seconds and memory.",
+        organization_wide=organization_wide,
+        intervals=tuple(LAMBDA_INTERVALS),
+        parameters=[
+            _query("interval", "The periods' length. Default: `hour`.", enum=list(LAMBDA_INTERVALS)),
+            _query("limit", f"Function versions, 1 to {BREAKDOWN_LIMIT_MAX}. Default: {BREAKDOWN_LIMIT_DEFAULT}."),
+        ],
+        ok=OpenApiResponse(LambdaSerializer, "The figures.", examples=[
+            OpenApiExample("two hours", value=LAMBDA_EXAMPLE, response_only=True, status_codes=[200])]),
+        bad_request=OpenApiResponse(
+            ErrorSerializer, "`invalid_interval`, `invalid_limit`, `invalid_range` or `range_too_large`.",
+            examples=[_error("by minute", "invalid_interval",
+                             f"interval must be one of {', '.join(LAMBDA_INTERVALS)}", 400), *_RANGE_ERRORS[1:]]),
+    )
+
+
+def _api_schema(organization_wide: bool):
+    return _stats_schema(
+        operation_id="stats_api",
+        summary="An application's HTTP API requests: per bucket, and by endpoint, status, node, consumer or service",
+        description="The API panel's figures, from its rollups of the requests Malti and the SDK middleware report: "
+                    "requests, 5xx errors, mean and percentile response times per 5 minutes or hour, and the same "
+                    "per value of one dimension over the range, busiest first.",
+        organization_wide=organization_wide,
+        intervals=API_INTERVALS,
+        parameters=[
+            _query("interval", "The buckets' length. Default: `hour`.", enum=list(API_INTERVALS)),
+            _query("by", "The rows' dimension. Default: `endpoint`.", enum=list(API_BREAKDOWNS)),
+            _query("limit", f"Rows, 1 to {BREAKDOWN_LIMIT_MAX}. Default: {BREAKDOWN_LIMIT_DEFAULT}."),
+        ],
+        ok=OpenApiResponse(ApiRequestsSerializer, "The figures.", examples=[
+            OpenApiExample("two hours", value=API_EXAMPLE, response_only=True, status_codes=[200])]),
+        bad_request=OpenApiResponse(
+            ErrorSerializer, "`invalid_interval`, `invalid_dimension`, `invalid_limit`, `invalid_range` or "
+                             "`range_too_large`.",
+            examples=[_error("by day", "invalid_interval", f"interval must be one of {', '.join(API_INTERVALS)}", 400),
+                      _error("invalid dimension", "invalid_dimension",
+                             f"by must be one of {', '.join(API_BREAKDOWNS)}", 400),
+                      *_RANGE_ERRORS[1:]]),
+    )
+
+
 _annotated = False
 _organization_views: dict = {}
 
 
-_SCHEMAS = {"events": _events_schema, "breakdown": _breakdown_schema, "outcomes": _outcomes_schema}
+_SCHEMAS = {"events": _events_schema, "breakdown": _breakdown_schema, "outcomes": _outcomes_schema,
+            "lambda": _lambda_schema, "api": _api_schema}
+# Each application's only: the panels' selectors read one application.
+_APPLICATION_ONLY = ("lambda", "api")
 
 
 def _organization_wide(view):
@@ -257,13 +398,16 @@ def views_annotate(endpoints):
     """Preprocessing hook: puts each stats view's annotation on it (once per process), and
     documents the organization-wide routes with the subclasses that carry theirs."""
     global _annotated
-    from dashboards.apis import StatsBreakdownApi, StatsEventsApi, StatsOutcomesApi
+    from dashboards.apis import (StatsApiRequestsApi, StatsBreakdownApi, StatsEventsApi, StatsLambdaApi,
+                                 StatsOutcomesApi)
 
-    views = {"events": StatsEventsApi, "breakdown": StatsBreakdownApi, "outcomes": StatsOutcomesApi}
+    views = {"events": StatsEventsApi, "breakdown": StatsBreakdownApi, "outcomes": StatsOutcomesApi,
+             "lambda": StatsLambdaApi, "api": StatsApiRequestsApi}
     if not _annotated:
         for name, view in views.items():
             # The subclass first: its copy of ``get`` would otherwise start from the parent's annotation.
-            _organization_views[name] = extend_schema_view(get=_SCHEMAS[name](True))(_organization_wide(view))
+            if name not in _APPLICATION_ONLY:
+                _organization_views[name] = extend_schema_view(get=_SCHEMAS[name](True))(_organization_wide(view))
             _SCHEMAS[name](False)(view.get)
         _annotated = True
     annotated = []

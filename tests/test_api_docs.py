@@ -23,7 +23,8 @@ OTLP = [f"/v1/otlp/{{org_id}}/{{app_id}}/v1/{signal}" for signal in ("traces", "
 MALTI = "/api/v1/ingest"
 STATS_EVENTS = "/v1/stats/{org_id}/{app_id}/events"
 STATS = [f"/v1/stats/{{org_id}}{app}/{what}" for app in ("/{app_id}", "")
-         for what in ("events", "breakdown", "outcomes")]
+         for what in ("events", "breakdown", "outcomes")] + ["/v1/stats/{org_id}/{app_id}/lambda",
+                                                             "/v1/stats/{org_id}/{app_id}/api"]
 ORIGIN = "https://app.example.com"
 SIGNING_HEADERS = "content-type,x-signature,x-timestamp,x-nonce,x-batch-size,x-sdk-version,x-schema-version"
 
@@ -243,6 +244,10 @@ def test_schema_documents_every_stats_route_with_its_token_and_rate_limit(schema
     ("outcomes", "400", "ByMinute", {"interval": "minute"}, False),
     ("outcomes", "404", "NotFound", {}, True),
     ("events", "404", "NotFound", {}, False),
+    ("lambda", "400", "ByMinute", {"interval": "minute"}, False),
+    ("api", "400", "ByDay", {"interval": "day"}, False),
+    ("api", "400", "InvalidDimension", {"by": "colour"}, False),
+    ("lambda", "404", "NotFound", {}, False),
 ])
 def test_documented_stats_errors_of_every_route_are_the_real_answers(schema, client, what, status, example, params,
                                                                      organization_wide):
@@ -260,7 +265,8 @@ def test_documented_stats_errors_of_every_route_are_the_real_answers(schema, cli
 
 
 @pytest.mark.parametrize(("what", "example", "params"), [
-    ("breakdown", "ByType", {"by": "type"}), ("outcomes", "TwoDays", {"interval": "day"})])
+    ("breakdown", "ByType", {"by": "type"}), ("outcomes", "TwoDays", {"interval": "day"}),
+    ("lambda", "TwoHours", {}), ("api", "TwoHours", {})])
 def test_documented_stats_answers_have_the_real_fields(schema, client, what, example, params):
     application = ApplicationFactory()
     token = read_token_issue(organization=application.organization).token
@@ -276,6 +282,10 @@ def test_documented_stats_answers_have_the_real_fields(schema, client, what, exa
     if what == "outcomes":
         assert [set(point) for point in real["series"]] == [set(point) for point in documented["series"]]
         assert set(real["totals"]) == set(documented["totals"])
+    elif what in ("lambda", "api"):
+        assert [(point["time"], set(point)) for point in real["series"]] == [
+            (point["time"], set(point)) for point in documented["series"]]
+        assert set(real["total"]) == set(documented["total"])
     else:
         assert real["previous_since"] == documented["previous_since"]
 
