@@ -8,15 +8,12 @@ and prints the median and worst server time against the 200 ms target.
 """
 
 import argparse
-import os
 import statistics
-import subprocess
 import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/telemetry_bench_dashboards"
+from demo_database import bench_organization
+
 TARGET_MS = 200
 
 
@@ -30,38 +27,12 @@ def parse_args():
 
 def main():
     args = parse_args()
-    os.environ.setdefault("DATABASE_URL", DEFAULT_DATABASE_URL)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "telemetry.settings")
-    os.environ["ALLOWED_HOSTS"] = "testserver"
-    os.environ["APP_OBSERVABILITY__LOG_LEVEL"] = "warning"
-    sys.path.insert(0, str(ROOT))
-    import psycopg
-
-    base, name = os.environ["DATABASE_URL"].rsplit("/", 1)
-    with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
-    subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, check=True)
-
-    import django
-
-    django.setup()
-    from django.conf import settings
+    organization = bench_organization(events=args.events, apps=args.apps)
     from django.test import Client
 
-    from accounts.models import Membership, Organization, User
+    from accounts.models import Membership, User
     from ingest.models import Event
 
-    settings.STORAGES = {**settings.STORAGES,
-                         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
-    stored = Event.objects.count()
-    if stored < args.events:
-        started = time.monotonic()
-        subprocess.run([sys.executable, "manage.py", "load_demo_data", "--events", str(args.events - stored),
-                        "--apps", str(args.apps), "--org", "Benchmark dashboards"], cwd=ROOT, check=True)
-        print(f"loaded in {time.monotonic() - started:.0f} s")
-        subprocess.run(["psql", os.environ["DATABASE_URL"], "-qc", "VACUUM ANALYZE"], check=True)
-    organization = Organization.objects.get(name="Benchmark dashboards")
     user, _ = User.objects.get_or_create(username="bench-viewer", defaults={"is_staff": True})
     Membership.objects.get_or_create(user=user, organization=organization, defaults={"role": "viewer"})
     application = organization.applications.order_by("pk").first()
