@@ -75,9 +75,10 @@ def _on_postgresql() -> bool:
 
 
 @contextmanager
-def archive_lock(*, wait: bool | float = True) -> Iterator[bool]:
-    """Holds the archive lock. ``wait``: True waits for it; False or a number of seconds gives up at
-    once or after them, and yields False when another process still holds it."""
+def advisory_lock(key: int, *, wait: bool | float = True) -> Iterator[bool]:
+    """Holds the PostgreSQL advisory lock ``key`` for this session. ``wait``: True waits for it; False
+    or a number of seconds gives up at once or after them, and yields False when another process
+    still holds it."""
     if not _on_postgresql():
         yield True
         return
@@ -85,7 +86,7 @@ def archive_lock(*, wait: bool | float = True) -> Iterator[bool]:
     with connection.cursor() as cursor:
         while True:
             cursor.execute("SELECT pg_advisory_lock(%s), true" if wait is True else "SELECT pg_try_advisory_lock(%s)",
-                           [LOCK_KEY])
+                           [key])
             held = bool(cursor.fetchone()[-1])
             if held or time.monotonic() >= deadline:
                 break
@@ -95,7 +96,12 @@ def archive_lock(*, wait: bool | float = True) -> Iterator[bool]:
     finally:
         if held:
             with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_unlock(%s)", [LOCK_KEY])
+                cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
+
+
+def archive_lock(*, wait: bool | float = True):
+    """Holds the archive lock (see ``advisory_lock``)."""
+    return advisory_lock(LOCK_KEY, wait=wait)
 
 
 def day_start(moment: datetime) -> datetime:
@@ -145,20 +151,30 @@ def _copy_out(cursor, query: sql.Composable, target) -> int:
     return cursor.rowcount
 
 
-def _manifest(archive: Archive) -> bytes:
-    application = archive.application
-    return json.dumps({
-        "format": FORMAT,
+def manifest_bytes(*, fmt: str, application: Application, start: datetime, end: datetime, rows: int, size: int,
+                   checksum: str, columns: list[str], created_at: datetime | None) -> bytes:
+    """A file's manifest, as written beside archives and scheduled exports. ``created_at`` None
+    leaves the time out, so that writing the same file again writes the same manifest."""
+    manifest = {
+        "format": fmt,
         "organization": application.organization.public_id,
         "application": application.public_id,
-        "start": archive.start.isoformat(),
-        "end": archive.end.isoformat(),
-        "rows": archive.row_count,
-        "bytes": archive.size_bytes,
-        "checksum": archive.checksum,
-        "columns": COLUMNS,
-        "created_at": timezone.now().isoformat(),
-    }, indent=2).encode()
+        "start": start.isoformat(),
+        "end": end.isoformat(),
+        "rows": rows,
+        "bytes": size,
+        "checksum": checksum,
+        "columns": columns,
+    }
+    if created_at is not None:
+        manifest["created_at"] = created_at.isoformat()
+    return json.dumps(manifest, indent=2).encode()
+
+
+def _manifest(archive: Archive) -> bytes:
+    return manifest_bytes(fmt=FORMAT, application=archive.application, start=archive.start, end=archive.end,
+                          rows=archive.row_count, size=archive.size_bytes, checksum=archive.checksum,
+                          columns=COLUMNS, created_at=timezone.now())
 
 
 def archive_file_name(application: Application, start: datetime) -> str:
