@@ -1,4 +1,4 @@
-"""Streams an organization's events, archived and stored, as CSV or NDJSON."""
+"""Streams an organization's events, archived and stored, as CSV, NDJSON (plain or gzip'd) or Parquet."""
 
 import sys
 
