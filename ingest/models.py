@@ -1,5 +1,7 @@
 from datetime import datetime, timedelta
 
+from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
 from django.db import models
 from django.utils import timezone
 
@@ -402,3 +404,85 @@ class ApiRollup(models.Model):
                 fields=["application_id", "granularity", "dimension", "bucket", "service_name", "value"],
                 name="api_rollup_unique"),
         ]
+
+
+def _today_utc():
+    return timezone.now().date()
+
+
+# An organization's own folder under its exports: letters, digits, dot, dash and underscore, in
+# segments joined by single slashes; no segment starts with a dot, so none is "." or "..".
+EXPORT_PREFIX_PATTERN = r"\A[A-Za-z0-9_-][A-Za-z0-9._-]*(/[A-Za-z0-9_-][A-Za-z0-9._-]*)*\Z"
+
+
+def export_prefix_validate(value: str) -> None:
+    if ".." in value:
+        raise ValidationError("A prefix may not contain “..”.", code="dot_dot")
+    RegexValidator(EXPORT_PREFIX_PATTERN, "Use letters, digits, “.”, “-” and “_”, in folders joined by single "
+                                          "“/”, with no “/” at either end.", code="invalid_prefix")(value)
+
+
+class ExportSchedule(models.Model):
+    """An organization's daily export of its events: a file per application, UTC day and format on
+    the archive storage, each with a manifest (``ingest.scheduled_exports``)."""
+
+    class Format(models.TextChoices):
+        NDJSON_GZ = "ndjson.gz", "NDJSON, gzip'd"
+        PARQUET = "parquet", "Parquet"
+
+    organization = models.ForeignKey("accounts.Organization", on_delete=models.CASCADE,
+                                     related_name="export_schedules")
+    enabled = models.BooleanField(default=True)
+    formats = models.JSONField(default=list, help_text="Any of “ndjson.gz” and “parquet”.")
+    prefix = models.CharField(
+        max_length=200, default="daily", validators=[export_prefix_validate],
+        help_text="The folder the files go in, within the organization's exports, e.g. warehouse/telemetry.")
+    applications = models.ManyToManyField("accounts.Application", blank=True, related_name="export_schedules",
+                                          help_text="None chosen: every application of the organization.")
+    start_date = models.DateField(default=_today_utc,
+                                  help_text="The first UTC day exported; days since then that were missed are "
+                                            "caught up.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["organization", "prefix"], name="export_schedule_prefix")]
+
+    def __str__(self):
+        return f"{self.prefix} ({', '.join(self.formats)})"
+
+
+class ExportRun(models.Model):
+    """One file of a scheduled export: an application's events of one UTC day in one format, and how
+    writing it went. A day exported already is not written again unless asked (state ``pending``)."""
+
+    class State(models.TextChoices):
+        PENDING = "pending", "To be written"
+        RUNNING = "running", "Being written"
+        SUCCEEDED = "succeeded", "Written"
+        FAILED = "failed", "Failed"
+
+    organization = models.ForeignKey("accounts.Organization", on_delete=models.CASCADE, related_name="export_runs")
+    schedule = models.ForeignKey(ExportSchedule, on_delete=models.CASCADE, related_name="runs")
+    application = models.ForeignKey("accounts.Application", on_delete=models.CASCADE, related_name="export_runs")
+    day = models.DateField()
+    format = models.CharField(max_length=10, choices=ExportSchedule.Format.choices)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
+    path = models.CharField(max_length=500, blank=True, help_text="Name of the file on the archive storage.")
+    row_count = models.PositiveBigIntegerField(default=0)
+    size_bytes = models.PositiveBigIntegerField(default=0)
+    checksum = models.CharField(max_length=71, blank=True, help_text="sha256:<hex> of the file's bytes.")
+    error = models.TextField(blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True,
+                                           help_text="When a failed file is tried again; empty once it gives up.")
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-day", "application_id", "format"]
+        constraints = [models.UniqueConstraint(fields=["schedule", "application", "day", "format"],
+                                               name="export_run_unique")]
+        indexes = [models.Index(fields=["organization", "day"], name="export_run_org_day_idx")]
+
+    def __str__(self):
+        return f"{self.application_id} {self.day:%Y-%m-%d} {self.format} ({self.state})"

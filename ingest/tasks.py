@@ -4,7 +4,7 @@ import redis
 from celery import shared_task
 from django.db import OperationalError
 
-from ingest import admission, api_rollups, archive, lambda_rollups, partitions, rollups, services
+from ingest import admission, api_rollups, archive, lambda_rollups, partitions, rollups, scheduled_exports, services
 
 _TRANSIENT = (OperationalError, redis.ConnectionError, redis.TimeoutError)
 
@@ -48,3 +48,11 @@ def partitions_ensure() -> int:
 def archive_run() -> int:
     partitions.partitions_ensure()
     return archive.archive_run(max_seconds=3000).events
+
+
+# Hourly: yesterday's files once the day has ended, missed days caught up a few at a time, failed
+# files retried once their backoff has passed. It stops starting files after 50 minutes.
+@shared_task(ignore_result=True, soft_time_limit=3300, time_limit=3500, autoretry_for=_TRANSIENT,
+             retry_backoff=True, retry_backoff_max=300, max_retries=5)
+def scheduled_exports_run() -> int:
+    return scheduled_exports.scheduled_exports_run(max_seconds=3000).files

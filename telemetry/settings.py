@@ -137,6 +137,10 @@ ARCHIVE_S3_ACCESS_KEY_ID = env.str("APP_ARCHIVE__S3_ACCESS_KEY_ID", "")
 ARCHIVE_S3_SECRET_ACCESS_KEY = env.str("APP_ARCHIVE__S3_SECRET_ACCESS_KEY", "")
 # Days restored events stay in the database before the archive job takes them out again.
 ARCHIVE_RESTORE_HOLD_DAYS = env.int("APP_ARCHIVE__RESTORE_HOLD_DAYS", 7, minimum=0)
+# Scheduled exports (ingest.scheduled_exports): UTC days a schedule catches up per hourly pass (the
+# next pass goes on), and attempts at a file before it stays failed until re-exported.
+EXPORTS_DAYS_PER_RUN = env.int("APP_EXPORTS__DAYS_PER_RUN", 7, minimum=1)
+EXPORTS_MAX_ATTEMPTS = env.int("APP_EXPORTS__MAX_ATTEMPTS", 5, minimum=1)
 # The rollup job (ingest.rollups): events per transaction, so a failure or a timeout loses one
 # chunk, not the run; seconds after which a run starts no new chunk (the task stops at 100); and
 # seconds after which one statement is cancelled and the application whose rows it read is skipped.
