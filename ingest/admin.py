@@ -1,10 +1,11 @@
-"""Archives in the operators' admin: listed per organization, verified on demand; erasure; and the
-events the rollup job had to skip."""
+"""Archives in the operators' admin: listed per organization, verified on demand; erasure; the
+events the rollup job had to skip; and scheduled exports with the files they wrote."""
 
 from datetime import timedelta
 
 from django import forms
 from django.contrib import admin, messages
+from django.db import transaction
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect
 from django.template.defaultfilters import filesizeformat
@@ -18,7 +19,8 @@ from accounts.services import Source
 from ingest.archive import archive_verify
 from ingest import erasure
 from ingest.erasure import ErasureBusy, user_events_erase
-from ingest.models import Archive, Event, RollupSkip
+from ingest import scheduled_exports, tasks
+from ingest.models import Archive, Event, ExportRun, ExportSchedule, RollupSkip
 
 
 @admin.register(Archive)
@@ -127,3 +129,106 @@ class RollupSkipAdmin(OrganizationScopedAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+class ExportScheduleForm(forms.ModelForm):
+    formats = forms.MultipleChoiceField(choices=ExportSchedule.Format.choices, widget=forms.CheckboxSelectMultiple)
+
+    class Meta:
+        model = ExportSchedule
+        fields = ["organization", "enabled", "formats", "prefix", "applications", "start_date"]
+
+    def clean(self):
+        cleaned = super().clean()
+        organization = cleaned.get("organization") or getattr(self.instance, "organization", None)
+        if organization is not None and any(application.organization_id != organization.pk
+                                            for application in cleaned.get("applications") or ()):
+            raise forms.ValidationError("Choose applications of the schedule's own organization only.")
+        return cleaned
+
+
+@admin.register(ExportSchedule)
+class ExportScheduleAdmin(OrganizationScopedAdmin):
+    """Daily exports of an organization's events to the archive storage (``ingest.scheduled_exports``)."""
+
+    form = ExportScheduleForm
+    list_display = ["prefix", "organization", "enabled", "format_list", "scope", "start_date", "folder"]
+    list_select_related = ["organization"]
+    list_filter = ["enabled", ("organization", admin.RelatedOnlyFieldListFilter)]
+    search_fields = ["prefix", "organization__name"]
+    fields = ["organization", "enabled", "formats", "prefix", "folder", "applications", "start_date"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("applications")
+
+    def get_readonly_fields(self, request, obj=None):
+        # Its runs and files belong to the organization it was made for.
+        return ["organization", "folder"] if obj is not None else ["folder"]
+
+    def formfield_for_manytomany(self, db_field, request, **kwargs):
+        if db_field.name == "applications" and not request.user.is_superuser:
+            kwargs["queryset"] = Application.objects.filter(
+                organization__in=selectors.organizations_of(user=request.user, roles=self.manage_roles))
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
+
+    @admin.display(description="Formats")
+    def format_list(self, schedule):
+        return ", ".join(scheduled_exports.schedule_formats(schedule))
+
+    @admin.display(description="Applications")
+    def scope(self, schedule):
+        return ", ".join(a.name for a in schedule.applications.all()) or "All"
+
+    @admin.display(description="Files go to")
+    def folder(self, schedule):
+        if schedule.pk is None:
+            return "-"
+        return f"{scheduled_exports.ROOT}/{schedule.organization.public_id}/{schedule.prefix}/<app id>/YYYY/MM/DD/"
+
+    def delete_audited(self, obj, *, by, source):
+        # The files written stay on the storage; only the schedule and its record of runs go.
+        scheduled_exports.export_schedule_delete(schedule=obj)
+
+
+@admin.register(ExportRun)
+class ExportRunAdmin(OrganizationScopedAdmin):
+    """Files the scheduled exports wrote or failed to write: read-only; re-exported on demand."""
+
+    list_display = ["day", "application", "format", "state", "row_count", "size", "attempts", "next_attempt_at",
+                    "short_error"]
+    list_select_related = ["application", "organization"]
+    list_filter = ["state", "format", ("organization", admin.RelatedOnlyFieldListFilter)]
+    search_fields = ["application__name", "application__public_id", "path"]
+    date_hierarchy = "day"
+    fields = ["organization", "application", "day", "format", "state", "path", "row_count", "size", "checksum",
+              "attempts", "next_attempt_at", "error", "started_at", "finished_at"]
+    readonly_fields = fields
+    actions = ["reexport_selected"]
+
+    @admin.display(description="Size", ordering="size_bytes")
+    def size(self, run):
+        return filesizeformat(run.size_bytes)
+
+    @admin.display(description="Error")
+    def short_error(self, run):
+        return run.error[:120]
+
+    def has_reexport_permission(self, request):
+        return self._manages_any(request)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.action(description="Re-export the selected files", permissions=["reexport"])
+    def reexport_selected(self, request, queryset):
+        managed = queryset if request.user.is_superuser else queryset.filter(
+            organization__in=selectors.organizations_of(user=request.user, roles=self.manage_roles))
+        redone = scheduled_exports.export_runs_redo(runs=managed)
+        transaction.on_commit(tasks.scheduled_exports_run.delay)
+        self.message_user(request, f"{redone} files will be written again in a moment.", messages.SUCCESS)

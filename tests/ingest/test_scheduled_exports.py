@@ -13,12 +13,14 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.core.files.storage import storages
 from django.core.management import call_command
+from django.urls import reverse
 
+from accounts.models import Membership
 from ingest.archive import archive_run, day_start
 from ingest.exports import PARQUET_SCHEMA, ParquetWriter
 from ingest.models import Event, ExportRun, ExportSchedule
 from ingest.scheduled_exports import export_runs_redo, scheduled_exports_run
-from tests.factories import ApplicationFactory
+from tests.factories import ApplicationFactory, UserFactory
 from tests.ingest.archive_helpers import events_add, free_application
 
 pytestmark = pytest.mark.django_db
@@ -364,3 +366,87 @@ def test_scheduled_exports_have_an_hourly_schedule_of_a_registered_task():
     assert PeriodicTask.objects.get(task="ingest.tasks.scheduled_exports_run").interval.every == 3600
     assert "ingest.tasks.scheduled_exports_run" in app.tasks
     assert tasks.scheduled_exports_run() == 1
+
+
+def member(application, role=Membership.Role.ADMIN):
+    user = UserFactory(is_staff=True)
+    Membership.objects.create(user=user, organization=application.organization, role=role)
+    return user
+
+
+def test_members_see_only_their_organization_runs_and_schedules_in_the_admin(client):
+    mine, theirs = ApplicationFactory(name="Mine"), ApplicationFactory(name="Theirs")
+    schedule_for(mine, start=DAY, prefix="mine-folder")
+    schedule_for(theirs, start=DAY, prefix="their-folder")
+    scheduled_exports_run(now=NOW)
+    client.force_login(member(mine, Membership.Role.VIEWER))
+
+    runs = client.get(reverse("admin:ingest_exportrun_changelist")).content.decode()
+    schedules = client.get(reverse("admin:ingest_exportschedule_changelist")).content.decode()
+    my_run = ExportRun.objects.filter(application=mine).first()
+    their_run = ExportRun.objects.filter(application=theirs).first()
+
+    assert "Mine" in runs and "Theirs" not in runs
+    assert "mine-folder" in schedules and "their-folder" not in schedules
+    assert client.get(reverse("admin:ingest_exportrun_change", args=[my_run.pk])).status_code == 200
+    assert client.get(reverse("admin:ingest_exportrun_change", args=[their_run.pk])).status_code == 404
+
+
+def test_a_manager_re_exports_from_the_admin_and_only_their_own_files(client):
+    mine, theirs = ApplicationFactory(), ApplicationFactory()
+    schedule_for(mine, start=DAY, formats=["ndjson.gz"])
+    schedule_for(theirs, start=DAY, formats=["ndjson.gz"])
+    scheduled_exports_run(now=NOW)
+    client.force_login(member(mine))
+
+    response = client.post(reverse("admin:ingest_exportrun_changelist"), {
+        "action": "reexport_selected", "_selected_action": list(ExportRun.objects.values_list("pk", flat=True))})
+
+    assert response.status_code == 302
+    assert set(ExportRun.objects.filter(state=ExportRun.State.PENDING).values_list("application", flat=True)) \
+        == {mine.pk}
+    assert not ExportRun.objects.filter(application=theirs).exclude(state=ExportRun.State.SUCCEEDED).exists()
+
+
+def test_the_admin_form_makes_a_schedule_of_the_manager_organization_only(client):
+    mine, theirs = ApplicationFactory(), ApplicationFactory()
+    client.force_login(member(mine))
+    url = reverse("admin:ingest_exportschedule_add")
+    form = {"organization": mine.organization.pk, "enabled": "on", "formats": ["ndjson.gz", "parquet"],
+            "prefix": "nightly/raw", "start_date": f"{DAY:%Y-%m-%d}"}
+
+    refused = client.post(url, {**form, "applications": [theirs.pk]})
+    wrong_prefix = client.post(url, {**form, "prefix": "../theirs"})
+    other_organization = client.post(url, {**form, "organization": theirs.organization.pk})
+    created = client.post(url, {**form, "applications": [mine.pk]})
+
+    assert refused.status_code == wrong_prefix.status_code == other_organization.status_code == 200
+    assert created.status_code == 302
+    schedule = ExportSchedule.objects.get()
+    assert (schedule.organization, schedule.formats, schedule.prefix, list(schedule.applications.all())) == (
+        mine.organization, ["ndjson.gz", "parquet"], "nightly/raw", [mine])
+
+
+def test_a_viewer_cannot_re_export(client):
+    application = ApplicationFactory()
+    schedule_for(application, start=DAY, formats=["parquet"])
+    scheduled_exports_run(now=NOW)
+    client.force_login(member(application, Membership.Role.VIEWER))
+
+    client.post(reverse("admin:ingest_exportrun_changelist"), {
+        "action": "reexport_selected", "_selected_action": list(ExportRun.objects.values_list("pk", flat=True))})
+
+    assert set(ExportRun.objects.values_list("state", flat=True)) == {ExportRun.State.SUCCEEDED}
+
+
+def test_a_manager_opens_their_schedule_and_not_another_organization(client):
+    mine, theirs = ApplicationFactory(), ApplicationFactory()
+    my_schedule, their_schedule = schedule_for(mine), schedule_for(theirs)
+    client.force_login(member(mine))
+
+    page = client.get(reverse("admin:ingest_exportschedule_change", args=[my_schedule.pk]))
+
+    assert page.status_code == 200
+    assert f"exports/{mine.organization.public_id}/daily/&lt;app id&gt;/YYYY/MM/DD/" in page.content.decode()
+    assert client.get(reverse("admin:ingest_exportschedule_change", args=[their_schedule.pk])).status_code == 404
+    assert client.get(reverse("admin:ingest_exportschedule_add")).status_code == 200
