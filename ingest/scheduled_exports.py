@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.files import File
 from django.core.files.base import ContentFile
@@ -146,7 +147,8 @@ def _file_store(*, application: Application, day: date, fmt: str, path: str) -> 
 def export_file_write(*, schedule: ExportSchedule, application: Application, day: date, fmt: str,
                       now: datetime) -> ExportRun:
     """Writes one scheduled file and records how it went in its ``ExportRun``; a failure is recorded
-    with its error and the time of the next attempt (none once attempts run out), never raised."""
+    with its error and the time of the next attempt (none once attempts run out), and not raised
+    unless it is the task's soft time limit."""
     run, _ = ExportRun.objects.get_or_create(schedule=schedule, application=application, day=day, format=fmt,
                                              defaults={"organization_id": schedule.organization_id})
     run.state, run.attempts, run.started_at, run.finished_at = State.RUNNING, run.attempts + 1, timezone.now(), None
@@ -159,13 +161,19 @@ def export_file_write(*, schedule: ExportSchedule, application: Application, day
     # failure, recorded and retried: it must not hold up the other files and organizations.
     except Exception as error:
         logger.exception("scheduled export %s failed", path)
+        # The file may be gone or partly written: nothing of it is vouched for until a write succeeds.
+        run.path, run.row_count, run.size_bytes, run.checksum = "", 0, 0, ""
         run.state, run.error = State.FAILED, f"{type(error).__name__}: {error}"[:2000]
         run.next_attempt_at = _retry_at(run.attempts, now)
+        failure = error
     else:
         run.state, run.path, run.error, run.next_attempt_at = State.SUCCEEDED, path, "", None
+        failure = None
     run.finished_at = timezone.now()
     run.save(update_fields=["state", "path", "row_count", "size_bytes", "checksum", "error", "next_attempt_at",
                             "finished_at"])
+    if isinstance(failure, SoftTimeLimitExceeded):
+        raise failure  # the task's time is up: recorded, and no other file is started
     return run
 
 
