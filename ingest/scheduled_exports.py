@@ -235,10 +235,10 @@ def export_runs_redo(*, runs) -> int:
 
 def export_days_request(*, organization: Organization, since: date, until: date,
                         application: Application | None = None) -> int:
-    """Asks for ``organization``'s scheduled files of the UTC days in [since, until) (``application``'s
-    only, if given) to be written again, or for the first time; returns how many."""
+    """Asks for the files of ``organization``'s enabled schedules of the UTC days in [since, until)
+    (``application``'s only, if given) to be written again, or for the first time; returns how many."""
     requested = 0
-    for schedule in organization.export_schedules.all():
+    for schedule in organization.export_schedules.filter(enabled=True):
         applications = [app for app in schedule_applications(schedule) if application in (None, app)]
         for day in _days(since, until - timedelta(days=1)):
             for app in applications:

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from django.core.exceptions import ValidationError
 from django.core.files.storage import storages
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.urls import reverse
 
 from accounts.models import Membership
@@ -351,6 +351,16 @@ def test_the_export_days_command_writes_days_again_even_before_the_schedule_star
     assert len(ndjson_records(run_of(application, early, "ndjson.gz"))) == 2
     assert run_of(application, DAY, "ndjson.gz").finished_at > written_at
     assert "1 files written." in errors.getvalue()
+
+
+def test_export_days_refuses_an_organization_without_an_enabled_schedule():
+    application = ApplicationFactory()
+    schedule_for(application, enabled=False)
+
+    with pytest.raises(CommandError, match="no enabled export schedule"):
+        call_command("export_days", "--org", application.organization.public_id, "--since", f"{DAY:%Y-%m-%d}",
+                     "--until", f"{DAY + timedelta(days=1):%Y-%m-%d}", stderr=io.StringIO())
+    assert not ExportRun.objects.exists()
 
 
 def test_scheduled_exports_have_an_hourly_schedule_of_a_registered_task():

@@ -22,7 +22,7 @@ class Command(BaseCommand):
         requested = export_days_request(organization=organization, since=since.date(), until=until.date(),
                                         application=application)
         if not requested:
-            raise CommandError(f"Organization {organization.public_id} has no export schedule for that.")
+            raise CommandError(f"Organization {organization.public_id} has no enabled export schedule for that.")
         written = failed = 0
         while True:
             result = scheduled_exports_run(organization=organization, wait=True)
