@@ -95,7 +95,8 @@ def exports_due(*, schedule: ExportSchedule, now: datetime) -> tuple[list[tuple[
         return True
 
     days = set(_days(schedule.start_date, last)) if schedule.start_date <= last else set()
-    days |= {day for (_, day, _), (state, _) in recorded.items() if state == State.PENDING}
+    # Days before the start asked for by export_days, until they are written.
+    days |= {day for (_, day, _), (state, _) in recorded.items() if state != State.SUCCEEDED}
     files, more = [], False
     taken = 0
     for day in sorted(days):

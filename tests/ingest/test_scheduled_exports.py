@@ -353,6 +353,25 @@ def test_the_export_days_command_writes_days_again_even_before_the_schedule_star
     assert "1 files written." in errors.getvalue()
 
 
+def test_a_day_before_the_start_asked_for_again_is_retried_when_it_fails(archive_dir):
+    application = ApplicationFactory()
+    early = DAY - timedelta(days=10)
+    schedule_for(application, start=DAY, formats=["ndjson.gz"])
+    scheduled_exports_run(now=NOW)
+    blocker = archive_dir / "exports" / application.organization.public_id / "daily" / application.public_id
+    blocker.rename(blocker.with_name("moved"))
+    blocker.write_text("in the way")
+
+    with pytest.raises(CommandError, match="1 files failed"):
+        call_command("export_days", "--org", application.organization.public_id, "--since", f"{early:%Y-%m-%d}",
+                     "--until", f"{early + timedelta(days=1):%Y-%m-%d}", stderr=io.StringIO())
+    blocker.unlink()
+    retried = scheduled_exports_run(now=run_of(application, early, "ndjson.gz").next_attempt_at)
+
+    run = run_of(application, early, "ndjson.gz")
+    assert (retried.files, run.state, run.attempts) == (1, ExportRun.State.SUCCEEDED, 2)
+
+
 def test_export_days_refuses_an_organization_without_an_enabled_schedule():
     application = ApplicationFactory()
     schedule_for(application, enabled=False)
