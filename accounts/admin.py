@@ -596,7 +596,9 @@ class ReadTokenAdmin(RevocableAdmin):
 
     @admin.display(description="Applications")
     def scope(self, read_token):
-        return ", ".join(a.name for a in read_token.applications.all()) or "All"
+        if read_token.every_application:
+            return "All"
+        return ", ".join(a.name for a in read_token.applications.all()) or "None (deleted)"
 
     @admin.display(description="Status")
     def status(self, read_token):

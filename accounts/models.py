@@ -92,6 +92,9 @@ class ReadToken(models.Model):
     applications = models.ManyToManyField(
         Application, blank=True, related_name="read_tokens",
         help_text="The applications it may read; none: every application of the organization.")
+    # Fixed when issued: a limited token whose applications are all deleted reads nothing, rather
+    # than, its list now empty, every application.
+    every_application = models.BooleanField(default=True)
     token_hash = models.CharField(max_length=64, unique=True)
     token_prefix = models.CharField(max_length=16, help_text="Enough of the token to recognise it.")
     created_at = models.DateTimeField(auto_now_add=True)

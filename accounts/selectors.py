@@ -230,7 +230,7 @@ def read_token_application(*, read_token: ReadToken, org_public_id: str, app_pub
     if read_token.organization.public_id != org_public_id:
         return None
     applications = Application.objects.filter(organization_id=read_token.organization_id, public_id=app_public_id)
-    if read_token.applications.exists():
+    if not read_token.every_application:
         applications = applications.filter(read_tokens=read_token)
     return applications.select_related("organization").first()
 
@@ -241,8 +241,9 @@ def read_token_applications(*, read_token: ReadToken, org_public_id: str) -> lis
     ``LookupError`` for another organization's id, which callers answer as 404."""
     if read_token.organization.public_id != org_public_id:
         raise LookupError(org_public_id)
-    limited = list(read_token.applications.order_by("pk"))
-    return limited or None
+    if read_token.every_application:
+        return None
+    return list(read_token.applications.order_by("pk"))
 
 
 def organization_find(*, ref: str) -> Organization | None:

@@ -232,7 +232,7 @@ def read_token_issue(*, organization: Organization, name: str = "", applications
     token = ids.read_token()
     read_token = ReadToken.objects.create(
         organization=organization, name=name, token_hash=crypto.token_hash(token), token_prefix=token[:11],
-        created_by=by if by is not None and by.pk else None)
+        every_application=not applications, created_by=by if by is not None and by.pk else None)
     read_token.applications.set(applications)
     audit_record(action=Action.READ_TOKEN_ISSUED, actor=by, organization=organization, target=str(read_token),
                  source=source, details={"applications": sorted(a.public_id for a in applications)})

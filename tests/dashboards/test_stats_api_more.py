@@ -286,6 +286,19 @@ def test_organization_breakdown_and_outcomes_of_a_limited_token_leave_out_applic
     assert [(row["name"], row["count"]) for row in everything["rows"]] == [("crash", 3), ("command", 2)]
 
 
+def test_a_limited_token_whose_applications_are_all_deleted_reads_nothing(client, keys, two_applications):
+    token = token_for(keys, applications=[two_applications.application])
+    two_applications.application.delete()
+    hour = this_hour()
+
+    organization = get(client, org_path(keys, "events"), token, since=iso(hour - timedelta(hours=1)),
+                       until=iso(hour)).json()
+    other_application = get(client, f"/v1/stats/{keys.org_id}/{keys.app_id}/events", token)
+
+    assert organization["total"] == 0
+    assert other_application.status_code == 404
+
+
 def test_another_organizations_numbers_get_404(client, keys):
     theirs = app_keys_create()
 
