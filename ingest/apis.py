@@ -302,7 +302,8 @@ class ErasureApi(MachineApi):
                 "receipt_id": erasure.receipt.pk, "erased_at": erasure.receipt.created_at.isoformat(),
                 "events_erased": erasure.events, "archived_events_erased": erasure.archived_events,
                 "archives_rewritten": erasure.archives_rewritten,
-                "archives_unreadable": len(erasure.archives_unreadable)}
+                "archives_unreadable": len(erasure.archives_unreadable),
+                "export_files_to_rewrite": erasure.export_files_to_rewrite}
         return HttpResponse(_encode(body), content_type="application/json")
 
 

@@ -68,7 +68,7 @@ def test_erasure_leaves_a_receipt_that_does_not_keep_the_user_id(history):
     assert receipt.details == {"application": history.public_id,
                                "user_id_sha256": hashlib.sha256(GONE.encode()).hexdigest(),
                                "events_erased": 2, "archived_events_erased": 3, "archives_rewritten": 1,
-                               "via": "command"}
+                               "export_files_to_rewrite": 0, "via": "command"}
     assert GONE not in json.dumps(receipt.details) + receipt.target
 
 

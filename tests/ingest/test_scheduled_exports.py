@@ -17,9 +17,11 @@ from django.urls import reverse
 
 from accounts.models import Membership
 from ingest.archive import archive_run, day_start
+from ingest.erasure import user_events_erase
 from ingest.exports import PARQUET_SCHEMA, ParquetWriter
 from ingest.models import Event, ExportRun, ExportSchedule
 from ingest.scheduled_exports import export_runs_redo, scheduled_exports_run
+from tests.conftest import USER_ID
 from tests.factories import ApplicationFactory, UserFactory
 from tests.ingest.archive_helpers import events_add, free_application
 
@@ -479,3 +481,25 @@ def test_a_manager_opens_their_schedule_and_not_another_organization(client):
     assert f"exports/{mine.organization.public_id}/daily/&lt;app id&gt;/YYYY/MM/DD/" in page.content.decode()
     assert client.get(reverse("admin:ingest_exportschedule_change", args=[their_schedule.pk])).status_code == 404
     assert client.get(reverse("admin:ingest_exportschedule_add")).status_code == 200
+
+
+def test_erasing_a_user_rewrites_the_export_files_of_the_days_that_held_them_and_only_those():
+    application = ApplicationFactory()
+    gone = "client_" + "9" * 64
+    events_add(application, DAY + timedelta(hours=2), 3)
+    events_add(application, DAY + timedelta(hours=4), 2, user_id=gone)
+    events_add(application, DAY + timedelta(days=1, hours=2), 1)  # a day without the user
+    schedule_for(application, start=DAY, formats=["ndjson.gz"])
+    scheduled_exports_run(now=NOW)
+    untouched = file_bytes(run_of(application, DAY + timedelta(days=1), "ndjson.gz"))
+
+    erasure = user_events_erase(application=application, user_id=gone, via="command")
+
+    assert erasure.export_files_to_rewrite == 1
+    assert run_of(application, DAY, "ndjson.gz").state == ExportRun.State.PENDING
+    assert scheduled_exports_run(now=NOW).files == 1
+    rewritten = run_of(application, DAY, "ndjson.gz")
+    assert rewritten.state == ExportRun.State.SUCCEEDED and rewritten.row_count == 3
+    assert {record["user_id"] for record in ndjson_records(rewritten)} == {USER_ID}
+    assert manifest(rewritten)["rows"] == 3
+    assert file_bytes(run_of(application, DAY + timedelta(days=1), "ndjson.gz")) == untouched
