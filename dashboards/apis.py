@@ -203,6 +203,14 @@ class StatsApi(MachineApi):
                                   headers={**verdict.headers, "Retry-After": str(verdict.reset)})
         return read_token
 
+    def finalize_response(self, request, response, *args, **kwargs):
+        """An error answered after the token was counted (400, 404) tells its allowance too."""
+        response = super().finalize_response(request, response, *args, **kwargs)
+        for name, value in self.rate_headers.items():
+            if name not in response:
+                response[name] = value
+        return response
+
     def application(self, request, org_id: str, app_id: str):
         read_token = self.read_token(request)
         application = read_token_application(read_token=read_token, org_public_id=org_id, app_public_id=app_id)

@@ -194,7 +194,7 @@ _RANGE_ERRORS = [
     _error("since after until", "invalid_range", "since must be before until", 400),
     _error("range too large", "range_too_large", "A range by minute may span at most 48 hours", 400),
 ]
-_LIMITED = [200, 304, 429]
+_LIMITED = [200, 304, 400, 404, 429]
 
 
 def _query(name: str, description: str, *, required: bool = False, **options) -> OpenApiParameter:

@@ -45,6 +45,20 @@ def test_an_answer_carries_the_tokens_rate_limit_headers(client, keys, settings)
     assert 1 <= int(response["RateLimit-Reset"]) <= 60
 
 
+@pytest.mark.parametrize(("path", "params", "status"), [
+    ("/v1/stats/{org}/{app}/events", {"interval": "week"}, 400),
+    ("/v1/stats/{org}/app_00000000/events", {}, 404),
+])
+def test_an_error_after_the_token_was_counted_carries_the_rate_limit_headers(client, keys, settings, path, params,
+                                                                              status):
+    settings.READ_API_REQUESTS_PER_MINUTE = 60
+
+    response = get(client, path.format(org=keys.org_id, app=keys.app_id), token_for(keys), **params)
+
+    assert response.status_code == status
+    assert (response["RateLimit-Limit"], response["RateLimit-Remaining"]) == ("60", "59")
+
+
 def test_past_the_limit_a_token_gets_429_with_retry_after(client, keys, settings):
     settings.READ_API_REQUESTS_PER_MINUTE = 3
     token = token_for(keys)
