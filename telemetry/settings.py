@@ -331,9 +331,10 @@ REST_FRAMEWORK = {
 # The OpenAPI schema at /api/schema/ (drf-spectacular); the plain views (health, readiness, metrics)
 # and the optional bearer token are added by ingest.openapi.machine_routes_add.
 SPECTACULAR_SETTINGS = {
-    "TITLE": "Telemetry ingest API",
-    "DESCRIPTION": "Signed batches of telemetry-kit events, and the health, readiness and metrics "
-                   "endpoints. Every response carries `X-Clacks-Overhead: GNU Terry Pratchett`.",
+    "TITLE": "Telemetry API",
+    "DESCRIPTION": "Ingest: signed batches of telemetry-kit events, event streams, AWS Lambda, OTLP/HTTP and "
+                   "Malti. Stats: an organization's numbers for a read token. And the health, readiness and "
+                   "metrics endpoints. Every response carries `X-Clacks-Overhead: GNU Terry Pratchett`.",
     "VERSION": telemetry.__version__,
     "SERVE_INCLUDE_SCHEMA": False,
     "PREPROCESSING_HOOKS": ["ingest.openapi.views_annotate", "dashboards.openapi.views_annotate"],
