@@ -192,6 +192,7 @@ INSTALLED_APPS = [
     "accounts",
     "ingest",
     "dashboards",
+    "alerts",
 ]
 
 MIDDLEWARE = [
