@@ -1,0 +1,112 @@
+"""Reads for alert evaluation: rollups and outcomes of many rules' organizations in a few queries,
+never raw events. Each returns plain dictionaries the kinds add up per rule."""
+
+import calendar
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+
+from django.db.models import Sum
+
+from accounts.models import Organization
+from dashboards.selectors import QuotaUsage
+from ingest.models import ApiRollup, EventRollup, LambdaDurationBucket, LambdaRollup, Outcome
+
+# (event type, service version) a rule counts; "" for any.
+EventFilter = tuple[str, str]
+
+
+def _version_of(service_value: str) -> str:
+    """The version in a service rollup's "name version" value; "" when the events had none."""
+    name, _, version = service_value.rpartition(" ")
+    return version if name else ""
+
+
+def event_counts(*, organization_ids, filters: set[EventFilter], granularity: str, since: datetime,
+                 until: datetime) -> dict[tuple[int, int, EventFilter], dict[datetime, int]]:
+    """Events per (organization, application, filter) and bucket of ``granularity`` in [since, until),
+    for each of ``filters``: one query of the type rollups, and one of the service rollups only when
+    a filter names a version."""
+    found: dict[tuple[int, int, EventFilter], dict[datetime, int]] = defaultdict(lambda: defaultdict(int))
+    dimensions = [EventRollup.Dimension.TYPE]
+    if any(version for _, version in filters):
+        dimensions.append(EventRollup.Dimension.SERVICE)
+    rows = (EventRollup.objects.filter(organization_id__in=organization_ids, granularity=granularity,
+                                       dimension__in=dimensions, bucket__gte=since, bucket__lt=until)
+            .values_list("organization_id", "application_id", "dimension", "event_type", "value", "bucket", "count"))
+    for organization_id, application_id, dimension, event_type, value, bucket, count in rows.iterator(chunk_size=5000):
+        version = _version_of(value) if dimension else ""
+        if dimension and not version:
+            continue  # the type rollups count these already
+        for wanted in ((event_type, version), ("", version)):
+            if wanted in filters:
+                found[(organization_id, application_id, wanted)][bucket] += count
+    return found
+
+
+def outcome_counts(*, organization_ids, since: datetime) -> dict[tuple[int, int, datetime], dict[str, int]]:
+    """Events per (organization, application, hour) and outcome, for the hours from ``since`` on;
+    requests refused before an application was known are left out."""
+    found: dict[tuple[int, int, datetime], dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    rows = (Outcome.objects.filter(organization_id__in=organization_ids, hour__gte=since)
+            .exclude(outcome=Outcome.Kind.REFUSED)
+            .values("organization_id", "application_id", "hour", "outcome").annotate(total=Sum("count"))
+            .values_list("organization_id", "application_id", "hour", "outcome", "total"))
+    for organization_id, application_id, hour, outcome, total in rows:
+        found[(organization_id, application_id, hour)][outcome] += total
+    return found
+
+
+def quota_usages(*, organization_ids, now: datetime) -> dict[int, QuotaUsage]:
+    """Each organization's accepted events this month (UTC) and month-end forecast, as the dashboards
+    compute them, in two queries for any number of organizations."""
+    month_start = datetime(now.year, now.month, 1, tzinfo=UTC)
+    used = dict(Outcome.objects.filter(organization_id__in=organization_ids, outcome=Outcome.Kind.ACCEPTED,
+                                       hour__gte=month_start)
+                .values("organization_id").annotate(total=Sum("count")).values_list("organization_id", "total"))
+    days_in_month = calendar.monthrange(now.year, now.month)[1]
+    elapsed_days = max((now - month_start) / timedelta(days=1), 1 / 24)
+    month = now.strftime("%Y-%m")
+    usages = {}
+    for organization in Organization.objects.filter(pk__in=organization_ids).select_related("tier"):
+        tier, count = organization.tier, used.get(organization.pk, 0)
+        quota = None if tier.is_unlimited else tier.monthly_event_quota + (
+            organization.extra_quota if organization.extra_quota_month == month else 0)
+        usages[organization.pk] = QuotaUsage(used=count, quota=quota,
+                                             forecast=round(count / elapsed_days * days_in_month))
+    return usages
+
+
+def lambda_totals(*, organization_ids, since: datetime, with_durations: bool
+                  ) -> dict[tuple[int, int, str], dict]:
+    """Invocations, errors and (``with_durations``) the duration histogram per (organization,
+    application, function) over the 5-minute rollups from ``since`` on."""
+    found: dict[tuple[int, int, str], dict] = {}
+    rows = (LambdaRollup.objects.filter(organization_id__in=organization_ids, granularity="5min", bucket__gte=since)
+            .values("organization_id", "application_id", "function")
+            .annotate(n=Sum("invocations"), e=Sum("errors"))
+            .values_list("organization_id", "application_id", "function", "n", "e"))
+    for organization_id, application_id, function, invocations, errors in rows:
+        found[(organization_id, application_id, function)] = {"count": invocations, "errors": errors, "histogram": {}}
+    if with_durations:
+        for organization_id, application_id, function, bound, count in (
+                LambdaDurationBucket.objects.filter(organization_id__in=organization_ids, granularity="5min",
+                                                    bucket__gte=since)
+                .values("organization_id", "application_id", "function", "bound").annotate(n=Sum("count"))
+                .values_list("organization_id", "application_id", "function", "bound", "n")):
+            totals = found.get((organization_id, application_id, function))
+            if totals is not None:
+                totals["histogram"][bound] = count
+    return found
+
+
+def api_totals(*, organization_ids, since: datetime) -> dict[tuple[int, int, str], dict]:
+    """Requests, errors and latency bucket counts per (organization, application, endpoint) over the
+    5-minute endpoint rollups from ``since`` on, every service together."""
+    sums = {"n": Sum("count"), "e": Sum("errors"),
+            **{f"l{i}": Sum(name) for i, name in enumerate(ApiRollup.LATENCY_FIELDS)}}
+    rows = (ApiRollup.objects.filter(organization_id__in=organization_ids, granularity="5min",
+                                     dimension=ApiRollup.Dimension.ENDPOINT, bucket__gte=since)
+            .values("organization_id", "application_id", "value").annotate(**sums))
+    return {(row["organization_id"], row["application_id"], row["value"]): {
+        "count": row["n"], "errors": row["e"],
+        "latency": tuple(row[f"l{i}"] for i in range(len(ApiRollup.LATENCY_FIELDS)))} for row in rows}

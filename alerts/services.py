@@ -1,0 +1,299 @@
+"""Writes of alerting: evaluating rules into notifications (each exactly once), channels and their
+secrets, acknowledging and muting, and one delivery attempt at a time."""
+
+import base64
+import http.client
+import json
+import secrets
+import smtplib
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import standardwebhooks
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.urls import reverse
+from django.utils import timezone
+
+from accounts.models import Membership, Organization
+from alerts import outbound
+from alerts.kinds import KINDS, Measurement
+from alerts.models import AlertRule, Channel, Delivery, Notification
+from telemetry.lib import crypto
+
+WEBHOOK_SECRET_PREFIX = "whsec_"
+ERROR_LENGTH = 500
+
+
+@dataclass(frozen=True)
+class IssuedChannel:
+    channel: Channel
+    webhook_secret: str  # the whsec_ secret of a signed webhook, shown once; "" for other kinds
+
+
+def webhook_secret_new() -> str:
+    return WEBHOOK_SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode("ascii")
+
+
+@transaction.atomic
+def channel_create(*, organization: Organization, name: str, kind: str, url: str = "",
+                   email_roles: list[str] = (), email_addresses: str = "") -> IssuedChannel:
+    """A channel of the organization; a signed webhook gets a fresh secret, returned here only."""
+    secret = webhook_secret_new() if kind == Channel.Kind.WEBHOOK else ""
+    channel = Channel.objects.create(organization=organization, name=name, kind=kind, url=url,
+                                     email_roles=list(email_roles), email_addresses=email_addresses,
+                                     secret_encrypted=crypto.encrypt(secret) if secret else "")
+    return IssuedChannel(channel=channel, webhook_secret=secret)
+
+
+def channel_secret_rotate(*, channel: Channel) -> str:
+    """A new secret for a signed webhook, replacing the old one at once; returned here only."""
+    secret = webhook_secret_new()
+    Channel.objects.filter(pk=channel.pk).update(secret_encrypted=crypto.encrypt(secret))
+    return secret
+
+
+@transaction.atomic
+def rule_create(*, organization: Organization, name: str, kind: str, parameters: dict | None = None,
+                application=None, event_type: str = "", service_version: str = "", channels=(),
+                renotify_minutes: int = 0) -> AlertRule:
+    """A rule, its parameters checked and completed by its kind (``ValueError`` names a bad one)."""
+    if application is not None and application.organization_id != organization.pk:
+        raise ValueError("the application belongs to another organization")
+    if any(channel.organization_id != organization.pk for channel in channels):
+        raise ValueError("a channel belongs to another organization")
+    rule = AlertRule.objects.create(
+        organization=organization, application=application, name=name, kind=kind,
+        parameters=KINDS[kind].clean(parameters or {}), event_type=event_type, service_version=service_version,
+        renotify_minutes=renotify_minutes)
+    rule.channels.set(channels)
+    return rule
+
+
+def rule_acknowledge(*, rule: AlertRule, by=None) -> bool:
+    """Stops the reminders of a firing rule until it resolves; False when it is not firing."""
+    return bool(AlertRule.objects.filter(pk=rule.pk, state=AlertRule.State.FIRING).update(
+        acknowledged_at=timezone.now(), acknowledged_by=by))
+
+
+def rule_mute(*, rule: AlertRule, until: datetime | None) -> None:
+    """No notifications of the rule before ``until`` (None: from now on again); its state is still kept."""
+    AlertRule.objects.filter(pk=rule.pk).update(muted_until=until)
+
+
+def _dashboard_url(organization: Organization, application) -> str:
+    if application is None:
+        path = reverse("dashboards:organization", args=[organization.public_id])
+    else:
+        path = reverse("dashboards:application", args=[organization.public_id, application.public_id])
+    return settings.PUBLIC_URL.rstrip("/") + path
+
+
+def _payload(rule: AlertRule, type_: str, state: str, since: datetime, measurement: Measurement) -> dict:
+    application = rule.application
+    return {
+        "type": type_,
+        "timestamp": timezone.now().astimezone(UTC).isoformat(),
+        "alert": {"id": rule.pk, "name": rule.name, "kind": rule.kind, "state": state,
+                  "since": since.astimezone(UTC).isoformat(), "value": measurement.value,
+                  "threshold": measurement.threshold, "subject": measurement.subject,
+                  "event_type": rule.event_type, "service_version": rule.service_version},
+        "organization": {"id": rule.organization.public_id, "name": rule.organization.name},
+        "application": None if application is None else {"id": application.public_id, "name": application.name},
+        "url": _dashboard_url(rule.organization, application),
+    }
+
+
+def _notify(rule: AlertRule, *, now: datetime, measurement: Measurement, state: str, reminder: bool
+            ) -> Notification | None:
+    """Claims the rule's next version and records its notification, in one transaction: a conditional
+    UPDATE on the version read, so of concurrent evaluations (workers, a restarted beat) one wins and
+    the others change nothing; the notification's unique key is a second guard. Deliveries are
+    enqueued once the transaction commits."""
+    changes = {"version": F("version") + 1, "last_notified_at": now, "last_value": measurement.value,
+               "last_evaluated_at": now}
+    if not reminder:
+        changes.update(state=state, state_since=now, acknowledged_at=None, acknowledged_by=None)
+    since = rule.state_since if reminder and rule.state_since else now
+    muted = rule.muted_until is not None and rule.muted_until > now
+    type_ = Notification.Type.FIRING if state == AlertRule.State.FIRING else Notification.Type.RESOLVED
+    try:
+        with transaction.atomic():
+            if not AlertRule.objects.filter(pk=rule.pk, version=rule.version, state=rule.state).update(**changes):
+                return None
+            notification = Notification.objects.create(
+                rule=rule, organization_id=rule.organization_id, key=f"rule-{rule.pk}-{rule.version + 1}",
+                type=type_, reminder=reminder, muted=muted, value=measurement.value,
+                threshold=measurement.threshold, payload=_payload(rule, type_, state, since, measurement))
+    except IntegrityError:
+        return None
+    if not muted:
+        _deliveries_enqueue(notification, list(rule.channels.values_list("pk", flat=True)))
+    return notification
+
+
+def _deliveries_enqueue(notification: Notification, channel_ids: list[int]) -> None:
+    from alerts.tasks import delivery_send
+
+    for channel_id in channel_ids:
+        transaction.on_commit(lambda channel_id=channel_id: delivery_send.delay(
+            notification_id=notification.pk, channel_id=channel_id))
+
+
+def rule_step(*, rule: AlertRule, measurement: Measurement, now: datetime) -> Notification | None:
+    """Moves the rule to the state its measurement asks for, notifying once per transition, and
+    reminds of a firing rule every ``renotify_minutes`` unless acknowledged."""
+    wanted = AlertRule.State.FIRING if measurement.firing else AlertRule.State.OK
+    if wanted != rule.state:
+        return _notify(rule, now=now, measurement=measurement, state=wanted, reminder=False)
+    if (rule.state == AlertRule.State.FIRING and rule.renotify_minutes and rule.acknowledged_at is None
+            and rule.last_notified_at is not None
+            and now >= rule.last_notified_at + timedelta(minutes=rule.renotify_minutes)):
+        return _notify(rule, now=now, measurement=measurement, state=wanted, reminder=True)
+    return None
+
+
+@dataclass(frozen=True)
+class EvaluationResult:
+    evaluated: int
+    notifications: int
+
+
+def rules_evaluate(*, now: datetime | None = None, rules=None) -> EvaluationResult:
+    """Measures every rule (or ``rules``) from the rollups and outcomes, kind by kind in a few bulk
+    reads each, then records what changed. Safe to run concurrently: see ``_notify``."""
+    now = now or timezone.now()
+    rules = list((rules if rules is not None else AlertRule.objects.all())
+                 .select_related("organization", "application"))
+    by_kind: dict[str, list[AlertRule]] = {}
+    for rule in rules:
+        by_kind.setdefault(rule.kind, []).append(rule)
+    notified = 0
+    for kind_name, kind in KINDS.items():
+        members = by_kind.get(kind_name)
+        if not members:
+            continue
+        measurements = kind.measure(members, now)
+        for rule in members:
+            measurement = measurements[rule.pk]
+            if rule_step(rule=rule, measurement=measurement, now=now) is not None:
+                notified += 1
+            else:
+                rule.last_value, rule.last_evaluated_at = measurement.value, now
+    # The measured values of the rules that did not notify, for the admin; one statement per thousand.
+    AlertRule.objects.bulk_update([rule for rule in rules if rule.last_evaluated_at == now],
+                                  ["last_value", "last_evaluated_at"], batch_size=1000)
+    return EvaluationResult(evaluated=len(rules), notifications=notified)
+
+
+@transaction.atomic
+def channel_test_send(*, channel: Channel) -> Notification:
+    """A test notification to the channel, delivered like any other once this transaction commits."""
+    organization = channel.organization
+    notification = Notification.objects.create(
+        organization=organization, key=f"test-{uuid.uuid4().hex}", type=Notification.Type.TEST,
+        payload={"type": Notification.Type.TEST, "timestamp": timezone.now().astimezone(UTC).isoformat(),
+                 "alert": None, "organization": {"id": organization.public_id, "name": organization.name},
+                 "application": None, "url": _dashboard_url(organization, None),
+                 "message": f"A test of the channel {channel.name}."})
+    _deliveries_enqueue(notification, [channel.pk])
+    return notification
+
+
+def _headline(payload: dict) -> str:
+    """One line for people: the e-mail subject, and the start of a chat message."""
+    alert = payload.get("alert")
+    if alert is None:
+        return f"Test from Telemetry for {payload['organization']['name']}: this channel works"
+    where = payload["application"]["name"] if payload["application"] else payload["organization"]["name"]
+    subject = f" ({alert['subject']})" if alert.get("subject") else ""
+    verb = "FIRING" if alert["state"] == AlertRule.State.FIRING else "resolved"
+    return (f"[{verb}] {alert['name']} on {where}{subject}: {alert['kind']} value {alert['value']}, "
+            f"threshold {alert['threshold']}")
+
+
+def _text(payload: dict) -> str:
+    return f"{_headline(payload)}. {payload['url']}"
+
+
+def email_recipients(channel: Channel) -> list[str]:
+    """The channel's given addresses and the e-mail of each member holding one of its roles."""
+    members = Membership.objects.filter(organization_id=channel.organization_id, role__in=channel.email_roles)
+    given = [address.strip() for address in channel.email_addresses.replace(",", "\n").splitlines()]
+    return sorted(set(filter(None, [*given, *members.values_list("user__email", flat=True)])))
+
+
+class _Permanent(Exception):
+    """A failure no retry can fix."""
+
+
+def _send(channel: Channel, notification: Notification) -> int | None:
+    """Sends once; the HTTP status for webhooks. Raises on failure."""
+    if channel.kind == Channel.Kind.EMAIL:
+        recipients = email_recipients(channel)
+        if not recipients:
+            raise _Permanent("no recipients: no member has the channel's roles and no address is given")
+        send_mail(_headline(notification.payload),
+                  f"{_text(notification.payload)}\n\n{json.dumps(notification.payload, indent=2)}", None, recipients)
+        return None
+    if channel.kind == Channel.Kind.SLACK:
+        body = json.dumps({"text": _text(notification.payload)}).encode()
+        headers = {}
+    else:
+        body_text = json.dumps(notification.payload, separators=(",", ":"))
+        body = body_text.encode()
+        # The same id on every attempt, as the specification asks, so receivers can drop a repeat.
+        message_id = f"msg_{notification.key}_{channel.pk}"
+        sent_at = datetime.now(UTC).replace(microsecond=0)
+        signature = standardwebhooks.Webhook(crypto.decrypt(channel.secret_encrypted)).sign(
+            msg_id=message_id, timestamp=sent_at, data=body_text)
+        headers = {"webhook-id": message_id, "webhook-timestamp": str(int(sent_at.timestamp())),
+                   "webhook-signature": signature}
+    try:
+        response = outbound.post(channel.url, body, headers)
+    except outbound.RefusedUrl as refused:
+        raise _Permanent(str(refused)) from None
+    if not 200 <= response.status < 300:
+        raise _HttpStatus(response.status, response.body[:200].decode("utf-8", "replace"))
+    return response.status
+
+
+class _HttpStatus(Exception):
+    def __init__(self, status: int, excerpt: str):
+        super().__init__(f"HTTP {status}: {excerpt}".strip())
+        self.status = status
+
+
+@dataclass(frozen=True)
+class AttemptResult:
+    delivery: Delivery
+    retry: bool  # a later attempt may succeed
+
+
+def delivery_attempt(*, notification_id: int, channel_id: int, attempt: int) -> AttemptResult:
+    """Sends the notification to the channel once and records the attempt; a notification already
+    sent to the channel is not sent again (a redelivered task)."""
+    notification = Notification.objects.get(pk=notification_id)
+    channel = Channel.objects.get(pk=channel_id)
+    done = Delivery.objects.filter(notification=notification, channel=channel, status=Delivery.Status.SENT).first()
+    if done is not None:
+        return AttemptResult(done, retry=False)
+    started = time.monotonic()
+    status_code, error, retry = None, "", False
+    try:
+        status_code = _send(channel, notification)
+    except _Permanent as failure:
+        error = str(failure)
+    except _HttpStatus as failure:
+        status_code, error, retry = failure.status, str(failure), True
+    except (OSError, smtplib.SMTPException, http.client.HTTPException) as failure:
+        error, retry = f"{type(failure).__name__}: {failure}", True
+    delivery = Delivery.objects.create(
+        notification=notification, channel=channel, attempt=attempt, status_code=status_code,
+        status=Delivery.Status.FAILED if error else Delivery.Status.SENT, error=error[:ERROR_LENGTH],
+        duration_ms=round((time.monotonic() - started) * 1000))
+    return AttemptResult(delivery, retry=retry)

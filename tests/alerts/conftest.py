@@ -1,0 +1,58 @@
+import http.server
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import pytest
+
+from telemetry.celery import app as celery_app
+
+# A fixed evaluation time, half a minute into a minute: rollup rows are made relative to it.
+NOW = datetime(2026, 12, 7, 12, 30, 30, tzinfo=UTC)
+
+
+@dataclass
+class Receiver:
+    """A local HTTP server recording each POST; answers the statuses in ``script`` in turn, then 200."""
+
+    port: int
+    script: list[int] = field(default_factory=list)
+    received: list[tuple[dict, bytes]] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+
+@pytest.fixture
+def receiver():
+    state = Receiver(port=0)
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            state.received.append(({name.lower(): value for name, value in self.headers.items()}, body))
+            status = state.script.pop(0) if state.script else 200
+            self.send_response(status)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    state.port = server.server_address[1]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield state
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def eager_celery():
+    """Tasks run in the calling process when enqueued, retries included (their delays skipped)."""
+    celery_app.conf.task_always_eager = True
+    yield
+    celery_app.conf.task_always_eager = False
