@@ -74,6 +74,29 @@ def rule_create(*, organization: Organization, name: str, kind: str, parameters:
     return rule
 
 
+def rule_save(*, rule: AlertRule) -> AlertRule:
+    """Saves a rule edited in the admin, its parameters completed by its kind."""
+    rule.parameters = KINDS[rule.kind].clean(rule.parameters or {})
+    rule.save()
+    return rule
+
+
+def rule_delete(*, rule: AlertRule) -> None:
+    """Deletes a rule with its notifications and their deliveries."""
+    rule.delete()
+
+
+def channel_update(*, channel: Channel) -> Channel:
+    """Saves a channel's name and where it sends; its kind and secret stay."""
+    channel.save(update_fields=["name", "url", "email_roles", "email_addresses"])
+    return channel
+
+
+def channel_delete(*, channel: Channel) -> None:
+    """Deletes a channel with its deliveries; rules keep their other channels."""
+    channel.delete()
+
+
 def rule_acknowledge(*, rule: AlertRule, by=None) -> bool:
     """Stops the reminders of a firing rule until it resolves; False when it is not firing."""
     return bool(AlertRule.objects.filter(pk=rule.pk, state=AlertRule.State.FIRING).update(
