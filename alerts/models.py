@@ -101,10 +101,15 @@ class Notification(models.Model):
     value = models.FloatField(null=True, blank=True)
     threshold = models.FloatField(null=True, blank=True)
     payload = models.JSONField()
+    channel_ids = models.JSONField(default=list, blank=True, help_text="The channels it goes to, as they were.")
+    dispatched_at = models.DateTimeField(null=True, blank=True,
+                                         help_text="When its deliveries were handed to the workers.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["created_at"], condition=models.Q(dispatched_at__isnull=True, muted=False),
+                                name="notification_undispatched_idx")]
 
     def __str__(self):
         return f"{self.get_type_display()} {self.key}"

@@ -151,20 +151,41 @@ def _notify(rule: AlertRule, *, now: datetime, measurement: Measurement, state: 
             notification = Notification.objects.create(
                 rule=rule, organization_id=rule.organization_id, key=f"rule-{rule.pk}-{rule.version + 1}",
                 type=type_, reminder=reminder, muted=muted, value=measurement.value,
-                threshold=measurement.threshold, payload=_payload(rule, type_, state, since, measurement))
+                threshold=measurement.threshold, payload=_payload(rule, type_, state, since, measurement),
+                channel_ids=list(rule.channels.values_list("pk", flat=True)))
     except IntegrityError:
         return None
     if not muted:
-        _deliveries_enqueue(notification, list(rule.channels.values_list("pk", flat=True)))
+        transaction.on_commit(lambda: _dispatch(notification))
     return notification
 
 
-def _deliveries_enqueue(notification: Notification, channel_ids: list[int]) -> None:
+def _dispatch(notification: Notification) -> None:
+    """Hands the notification's deliveries to the workers, then marks it dispatched. Marked after, so
+    a process that stops in between leaves it for ``notifications_redispatch``: a delivery may be
+    enqueued twice, never lost, and ``delivery_attempt`` sends it once."""
     from alerts.tasks import delivery_send
 
-    for channel_id in channel_ids:
-        transaction.on_commit(lambda channel_id=channel_id: delivery_send.delay(
-            notification_id=notification.pk, channel_id=channel_id))
+    for channel_id in notification.channel_ids:
+        delivery_send.delay(notification_id=notification.pk, channel_id=channel_id)
+    Notification.objects.filter(pk=notification.pk, dispatched_at__isnull=True).update(dispatched_at=timezone.now())
+
+
+# Notifications not dispatched this long after they were made were left by a stopped process (or a
+# broker outage); older than a day, they are no longer news.
+REDISPATCH_AFTER = timedelta(minutes=2)
+REDISPATCH_WITHIN = timedelta(days=1)
+
+
+def notifications_redispatch(*, now: datetime | None = None) -> int:
+    """Dispatches the notifications whose dispatch did not happen; returns how many."""
+    now = now or timezone.now()
+    stale = list(Notification.objects.filter(
+        dispatched_at__isnull=True, muted=False, created_at__lt=now - REDISPATCH_AFTER,
+        created_at__gte=now - REDISPATCH_WITHIN).order_by("pk")[:1000])
+    for notification in stale:
+        _dispatch(notification)
+    return len(stale)
 
 
 def _due(rule: AlertRule, measurement: Measurement, now: datetime) -> tuple[str, bool] | None:
@@ -261,8 +282,9 @@ def channel_test_send(*, channel: Channel) -> Notification:
         payload={"type": Notification.Type.TEST, "timestamp": timezone.now().astimezone(UTC).isoformat(),
                  "alert": None, "organization": {"id": organization.public_id, "name": organization.name},
                  "application": None, "url": _dashboard_url(organization, None),
-                 "message": f"A test of the channel {channel.name}."})
-    _deliveries_enqueue(notification, [channel.pk])
+                 "message": f"A test of the channel {channel.name}."},
+        channel_ids=[channel.pk])
+    transaction.on_commit(lambda: _dispatch(notification))
     return notification
 
 
@@ -336,10 +358,12 @@ class AttemptResult:
     retry: bool  # a later attempt may succeed
 
 
+@transaction.atomic
 def delivery_attempt(*, notification_id: int, channel_id: int, attempt: int) -> AttemptResult:
-    """Sends the notification to the channel once and records the attempt; a notification already
-    sent to the channel is not sent again (a redelivered task)."""
-    notification = Notification.objects.get(pk=notification_id)
+    """Sends the notification to the channel once and records the attempt. The notification's row is
+    locked meanwhile, so a delivery enqueued twice (a redelivered task, a redispatch) waits for the
+    other and then finds it sent."""
+    notification = Notification.objects.select_for_update().get(pk=notification_id)
     channel = Channel.objects.get(pk=channel_id)
     done = Delivery.objects.filter(notification=notification, channel=channel, status=Delivery.Status.SENT).first()
     if done is not None:

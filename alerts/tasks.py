@@ -18,6 +18,7 @@ def retry_delay(retries: int) -> int:
 @shared_task(ignore_result=True, soft_time_limit=50, time_limit=60, autoretry_for=(OperationalError,),
              retry_backoff=True, retry_backoff_max=60, max_retries=2)
 def rules_evaluate() -> int:
+    services.notifications_redispatch()
     return services.rules_evaluate().notifications
 
 

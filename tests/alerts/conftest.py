@@ -1,5 +1,6 @@
 import http.server
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -17,6 +18,7 @@ class Receiver:
 
     port: int
     script: list[int] = field(default_factory=list)
+    pause: float = 0.0  # seconds before each answer, so that concurrent senders overlap
     received: list[tuple[dict, bytes]] = field(default_factory=list)
 
     @property
@@ -32,6 +34,7 @@ def receiver():
         def do_POST(self):
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             state.received.append(({name.lower(): value for name, value in self.headers.items()}, body))
+            time.sleep(state.pause)
             status = state.script.pop(0) if state.script else 200
             self.send_response(status)
             self.send_header("Content-Length", "2")

@@ -5,15 +5,19 @@ import base64
 import hashlib
 import hmac
 import json
+import threading
+from datetime import timedelta
 
 import pytest
 import standardwebhooks
 from django.core import mail
 from django.db import connection
+from django.utils import timezone
 
 from accounts.models import Membership
 from alerts.models import Delivery, Notification
-from alerts.services import channel_create, channel_test_send, rule_create, rules_evaluate
+from alerts.services import (channel_create, channel_test_send, delivery_attempt, notifications_redispatch,
+                             rule_create, rules_evaluate)
 from alerts.tasks import DELIVERY_RETRIES, delivery_send
 from tests.alerts.conftest import NOW
 from tests.factories import ApplicationFactory, UserFactory
@@ -179,3 +183,52 @@ def test_a_channel_test_is_delivered_like_an_alert(application, receiver, eager_
 
     headers, body = receiver.received[0]
     assert standardwebhooks.Webhook(issued.webhook_secret).verify(body, headers)["type"] == "alert.test"
+
+
+def test_a_notification_whose_dispatch_was_lost_is_dispatched_by_a_later_pass(application, receiver, eager_celery):
+    issued = webhook(application, receiver.url)
+    # Outside django_capture_on_commit_callbacks the commit hooks never run: as if the process had
+    # stopped between recording the transition and handing its deliveries over.
+    notification = firing_notification(application, issued.channel)
+    assert receiver.received == []
+
+    assert notifications_redispatch(now=timezone.now() + timedelta(minutes=3)) == 1
+    assert notifications_redispatch(now=timezone.now() + timedelta(minutes=4)) == 0
+
+    assert len(receiver.received) == 1
+    notification.refresh_from_db()
+    assert notification.dispatched_at is not None
+
+
+def test_a_notification_is_not_redispatched_before_its_own_dispatch_had_time(application, receiver):
+    firing_notification(application, webhook(application, receiver.url).channel)
+
+    assert notifications_redispatch() == 0
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_delivery_enqueued_twice_is_sent_once(application, receiver):
+    receiver.pause = 0.5
+    issued = webhook(application, receiver.url)
+    notification = firing_notification(application, issued.channel)
+    start = threading.Barrier(2)
+    errors = []
+
+    def attempt():
+        try:
+            start.wait(timeout=30)
+            delivery_attempt(notification_id=notification.pk, channel_id=issued.channel.pk, attempt=1)
+        except Exception as error:  # reported below: an assertion in a thread would be lost
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=attempt) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    assert len(receiver.received) == 1
+    assert attempts(issued.channel) == [(1, "sent", 200)]
