@@ -58,6 +58,17 @@ def channel_secret_rotate(*, channel: Channel) -> str:
 
 
 @transaction.atomic
+def channel_secrets_reencrypt() -> int:
+    """Every webhook secret encrypted again with the first (newest) credentials key; returns how many."""
+    done = 0
+    for channel in Channel.objects.select_for_update().exclude(secret_encrypted="").only("pk", "secret_encrypted"):
+        channel.secret_encrypted = crypto.reencrypt(channel.secret_encrypted)
+        channel.save(update_fields=["secret_encrypted"])
+        done += 1
+    return done
+
+
+@transaction.atomic
 def rule_create(*, organization: Organization, name: str, kind: str, parameters: dict | None = None,
                 application=None, event_type: str = "", service_version: str = "", channels=(),
                 renotify_minutes: int = 0) -> AlertRule:

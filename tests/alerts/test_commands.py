@@ -5,12 +5,14 @@ from io import StringIO
 
 import pytest
 import standardwebhooks
+from cryptography.fernet import Fernet
 from django.core.management import CommandError, call_command
 
 from alerts.models import AlertRule, Channel
 from alerts.services import rules_evaluate
 from alerts.tasks import delivery_send
 from tests.alerts.conftest import NOW
+from telemetry.lib import crypto
 from tests.factories import ApplicationFactory
 
 pytestmark = pytest.mark.django_db
@@ -57,3 +59,17 @@ def test_create_alert_refuses_a_bad_parameter_and_creates_nothing():
         create_alert("--org", application.organization.public_id, "--kind", "silence", "--minutes", "0",
                      "--webhook", "https://example.com/hook", "--json")
     assert not AlertRule.objects.exists() and not Channel.objects.exists()
+
+
+def test_rotate_alert_secrets_key_moves_webhook_secrets_to_the_new_key(settings, receiver):
+    old_key, new_key = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    settings.CREDENTIALS_ENCRYPTION_KEYS = [old_key]
+    application = ApplicationFactory()
+    secret = create_alert("--org", application.organization.public_id, "--kind", "silence",
+                          "--webhook", receiver.url, "--json")["webhook_secret"]
+
+    settings.CREDENTIALS_ENCRYPTION_KEYS = [new_key, old_key]
+    call_command("rotate_alert_secrets_key", stdout=StringIO())
+    settings.CREDENTIALS_ENCRYPTION_KEYS = [new_key]
+
+    assert crypto.decrypt(Channel.objects.get().secret_encrypted) == secret
