@@ -4,6 +4,7 @@ secrets, acknowledging and muting, and one delivery attempt at a time."""
 import base64
 import http.client
 import json
+import logging
 import secrets
 import smtplib
 import time
@@ -25,6 +26,7 @@ from alerts.kinds import KINDS, Measurement
 from alerts.models import AlertRule, Channel, Delivery, Notification
 from telemetry.lib import crypto
 
+logger = logging.getLogger(__name__)
 WEBHOOK_SECRET_PREFIX = "whsec_"
 ERROR_LENGTH = 500
 
@@ -48,13 +50,6 @@ def channel_create(*, organization: Organization, name: str, kind: str, url: str
                                      email_roles=list(email_roles), email_addresses=email_addresses,
                                      secret_encrypted=crypto.encrypt(secret) if secret else "")
     return IssuedChannel(channel=channel, webhook_secret=secret)
-
-
-def channel_secret_rotate(*, channel: Channel) -> str:
-    """A new secret for a signed webhook, replacing the old one at once; returned here only."""
-    secret = webhook_secret_new()
-    Channel.objects.filter(pk=channel.pk).update(secret_encrypted=crypto.encrypt(secret))
-    return secret
 
 
 @transaction.atomic
@@ -85,10 +80,20 @@ def rule_create(*, organization: Organization, name: str, kind: str, parameters:
     return rule
 
 
+# What an operator edits; the rest is the evaluation's, which may have moved on since the form was read.
+RULE_SETTINGS = ["organization", "application", "name", "kind", "parameters", "event_type", "service_version",
+                 "renotify_minutes", "muted_until"]
+
+
 def rule_save(*, rule: AlertRule) -> AlertRule:
-    """Saves a rule edited in the admin, its parameters completed by its kind."""
+    """Saves a rule edited in the admin, its parameters completed by its kind. An existing rule's
+    settings only: writing back the state and version read with the form would undo a transition
+    made meanwhile, and its next notification would take a key already used."""
     rule.parameters = KINDS[rule.kind].clean(rule.parameters or {})
-    rule.save()
+    if rule.pk is None:
+        rule.save()
+    else:
+        rule.save(update_fields=RULE_SETTINGS)
     return rule
 
 
@@ -239,6 +244,12 @@ def rules_evaluate(*, now: datetime | None = None, rules=None) -> EvaluationResu
     rules = list(rules if rules is not None else AlertRule.objects.all())
     by_kind: dict[str, list[AlertRule]] = {}
     for rule in rules:
+        try:
+            KINDS[rule.kind].clean(rule.parameters)
+        except (KeyError, ValueError, TypeError, AttributeError):
+            # Written around the form and the services (a shell, SQL): that rule waits, the others go on.
+            logger.warning("alert rule %s skipped: kind %r with parameters %r", rule.pk, rule.kind, rule.parameters)
+            continue
         by_kind.setdefault(rule.kind, []).append(rule)
     pending = []
     for kind_name, kind in KINDS.items():
@@ -264,7 +275,7 @@ def rules_evaluate(*, now: datetime | None = None, rules=None) -> EvaluationResu
                 if _notify(rule, now=now, measurement=measurement, state=state, reminder=reminder) is not None:
                     notified += 1
     _measured_values_store([rule for rule in rules if rule.last_evaluated_at == now], now)
-    return EvaluationResult(evaluated=len(rules), notifications=notified)
+    return EvaluationResult(evaluated=sum(map(len, by_kind.values())), notifications=notified)
 
 
 def _measured_values_store(rules: list[AlertRule], now: datetime) -> None:

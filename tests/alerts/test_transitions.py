@@ -9,7 +9,7 @@ from django.db import connection
 
 from alerts.kinds import Measurement
 from alerts.models import AlertRule, Notification
-from alerts.services import rule_acknowledge, rule_create, rule_mute, rule_step, rules_evaluate
+from alerts.services import rule_acknowledge, rule_create, rule_mute, rule_save, rule_step, rules_evaluate
 from tests.alerts.conftest import NOW
 from tests.factories import ApplicationFactory, UserFactory
 
@@ -124,3 +124,26 @@ def test_an_evaluation_that_read_the_rule_before_another_notified_changes_nothin
 
     assert rule_step(rule=stale, measurement=Measurement(value=0, threshold=5, firing=True), now=NOW) is None
     assert notifications(rule) == [("alert.firing", False, False)]
+
+
+@pytest.mark.django_db
+def test_saving_a_rule_read_before_a_transition_keeps_the_transition():
+    rule = silence_rule()
+    edited = AlertRule.objects.get(pk=rule.pk)
+    rules_evaluate(now=NOW)
+
+    edited.name = "renamed"
+    rule_save(rule=edited)
+
+    rule.refresh_from_db()
+    assert (rule.name, rule.state, rule.version) == ("renamed", "firing", 1)
+
+
+@pytest.mark.django_db
+def test_a_rule_with_parameters_its_kind_refuses_is_skipped_and_the_others_evaluated():
+    broken, fine = silence_rule(), silence_rule()
+    AlertRule.objects.filter(pk=broken.pk).update(parameters={"minutes": "five"})
+
+    assert rules_evaluate(now=NOW).notifications == 1
+
+    assert notifications(broken) == [] and notifications(fine) == [("alert.firing", False, False)]
