@@ -1,4 +1,5 @@
 import http.server
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -59,3 +60,39 @@ def eager_celery():
     celery_app.conf.task_always_eager = True
     yield
     celery_app.conf.task_always_eager = False
+
+
+@dataclass
+class MailServer:
+    """A local SMTP server (aiosmtpd) keeping each message; refuses the first ``refusals`` with 451."""
+
+    port: int = 0
+    refusals: int = 0
+    messages: list[tuple[list[str], bytes]] = field(default_factory=list)
+
+
+@pytest.fixture
+def smtp_server(settings):
+    from aiosmtpd.controller import Controller
+
+    state = MailServer()
+
+    class Handler:
+        async def handle_DATA(self, server, session, envelope):
+            if state.refusals:
+                state.refusals -= 1
+                return "451 Try again later"
+            state.messages.append((list(envelope.rcpt_tos), envelope.content))
+            return "250 Message accepted"
+
+    with socket.socket() as probe:  # aiosmtpd checks it is up by connecting, so it needs a port named
+        probe.bind(("127.0.0.1", 0))
+        state.port = probe.getsockname()[1]
+    controller = Controller(Handler(), hostname="127.0.0.1", port=state.port)
+    controller.start()
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", state.port
+    settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
+    settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
+    yield state
+    controller.stop()

@@ -232,3 +232,18 @@ def test_a_delivery_enqueued_twice_is_sent_once(application, receiver):
     assert errors == []
     assert len(receiver.received) == 1
     assert attempts(issued.channel) == [(1, "sent", 200)]
+
+
+def test_an_email_refused_by_the_mail_server_is_retried_until_it_is_accepted(application, smtp_server):
+    smtp_server.refusals = 1
+    channel = channel_create(organization=application.organization, name="mail", kind="email",
+                             email_addresses="oncall@example.com").channel
+    notification = firing_notification(application, channel)
+
+    send(notification, channel)
+
+    assert attempts(channel) == [(1, "failed", None), (2, "sent", None)]
+    assert "451" in Delivery.objects.get(channel=channel, attempt=1).error
+    recipients, content = smtp_server.messages[0]
+    assert recipients == ["oncall@example.com"]
+    assert b"Subject: [FIRING] checkout is quiet on checkout" in content
