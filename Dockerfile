@@ -7,6 +7,7 @@ COPY telemetry telemetry
 COPY accounts accounts
 COPY ingest ingest
 COPY dashboards dashboards
+COPY alerts alerts
 RUN python -m venv /opt/venv && /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check .
 
 FROM python:3.11-slim
