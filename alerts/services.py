@@ -172,14 +172,15 @@ def _notify(rule: AlertRule, *, now: datetime, measurement: Measurement, state: 
     except IntegrityError:
         return None
     if not muted:
-        transaction.on_commit(lambda: _dispatch(notification))
+        transaction.on_commit(lambda: _dispatch(notification), robust=True)
     return notification
 
 
 def _dispatch(notification: Notification) -> None:
     """Hands the notification's deliveries to the workers, then marks it dispatched. Marked after, so
     a process that stops in between leaves it for ``notifications_redispatch``: a delivery may be
-    enqueued twice, never lost, and ``delivery_attempt`` sends it once."""
+    enqueued twice, never lost, and ``delivery_attempt`` sends it once. Run after commit as a robust
+    hook: a broker that is down is logged and leaves the rest of an evaluation pass going."""
     from alerts.tasks import delivery_send
 
     for channel_id in notification.channel_ids:
@@ -306,7 +307,7 @@ def channel_test_send(*, channel: Channel) -> Notification:
                  "application": None, "url": _dashboard_url(organization, None),
                  "message": f"A test of the channel {channel.name}."},
         channel_ids=[channel.pk])
-    transaction.on_commit(lambda: _dispatch(notification))
+    transaction.on_commit(lambda: _dispatch(notification), robust=True)
     return notification
 
 
