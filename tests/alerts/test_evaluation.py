@@ -65,6 +65,14 @@ def test_silence_fires_without_events_in_the_window_and_resolves_when_they_come(
         "alert.resolved", "alert.firing"]
 
 
+def test_a_one_minute_silence_fires_once_the_minute_after_the_last_events_has_passed(app):
+    silent = rule(app, "silence", parameters={"minutes": 1})
+    events(app, ago=1)  # in the minute 12:29
+
+    assert state_after(silent, minute(0).replace(second=59)) == "ok"
+    assert state_after(silent, minute(-1)) == "firing"
+
+
 def test_silence_counts_only_the_rules_event_type(app):
     silent = rule(app, "silence", parameters={"minutes": 5}, event_type="purchase")
     events(app, ago=1, event_type="page_view")
