@@ -16,7 +16,7 @@ from django.utils.html import format_html
 from accounts import selectors
 from accounts.admin import OrganizationScopedAdmin
 from accounts.models import Application, Membership
-from alerts import services
+from alerts import outbound, services
 from alerts.kinds import KINDS
 from alerts.models import AlertRule, Channel, Delivery, Notification
 
@@ -165,8 +165,14 @@ class ChannelForm(forms.ModelForm):
     def clean(self):
         cleaned = super().clean()
         kind, url = cleaned.get("kind"), cleaned.get("url") or ""
-        if kind in (Channel.Kind.SLACK, Channel.Kind.WEBHOOK) and not url.startswith(("http://", "https://")):
-            self.add_error("url", "Give the http:// or https:// URL to send to.")
+        if kind in (Channel.Kind.SLACK, Channel.Kind.WEBHOOK):
+            if not url.startswith(("http://", "https://")):
+                self.add_error("url", "Give the http:// or https:// URL to send to.")
+            else:
+                try:
+                    outbound.url_check(url)
+                except outbound.RefusedUrl as refused:
+                    self.add_error("url", str(refused))
         if kind == Channel.Kind.EMAIL:
             addresses = [a.strip() for a in (cleaned.get("email_addresses") or "").replace(",", "\n").splitlines()]
             for address in filter(None, addresses):

@@ -108,6 +108,9 @@ LOG_REQUESTS = env.bool("APP_OBSERVABILITY__LOG_REQUESTS", True)
 # /metrics answers a request bearing this token, or without one, requests from these networks.
 METRICS_TOKEN = env.str("APP_OBSERVABILITY__METRICS_TOKEN", "")
 METRICS_ALLOWED_NETWORKS = env.list("APP_OBSERVABILITY__METRICS_ALLOWED_NETWORKS", ["127.0.0.1/32", "::1/128"])
+# Private networks alert deliveries may reach (a Mattermost on the LAN, say); by default only public
+# addresses, so an organization's admin cannot make the service POST into its own network.
+ALERTS_PRIVATE_NETWORKS = env.network_list("APP_ALERTS__PRIVATE_NETWORKS", [])
 
 # Storage: PostgreSQL and Redis when configured, else the embedded defaults (SQLite, no broker server).
 DATABASES = {

@@ -145,6 +145,19 @@ def test_a_new_signed_webhook_shows_its_secret_once(client, world, receiver):
     assert secret.encode() not in client.get(reverse("admin:alerts_channel_change", args=[channel.pk])).content
 
 
+def test_a_webhook_into_a_private_network_is_refused_by_the_form(client, world, settings):
+    settings.ALERTS_PRIVATE_NETWORKS = []
+    member(client, world, "owner")
+
+    response = client.post(reverse("admin:alerts_channel_add"), {
+        "organization": world["own"]["organization"].pk, "name": "inside", "kind": "slack",
+        "url": "http://192.168.1.20:8065/hooks/abc", **NO_INLINES})
+
+    assert response.status_code == 200
+    assert "APP_ALERTS__PRIVATE_NETWORKS" in str(response.context["adminform"].form.errors["url"])
+    assert not Channel.objects.filter(name="inside").exists()
+
+
 def test_send_a_test_delivers_to_the_channel_and_logs_it(client, world, receiver, eager_celery,
                                                          django_capture_on_commit_callbacks):
     member(client, world, "owner")

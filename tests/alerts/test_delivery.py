@@ -4,6 +4,7 @@ retries against a receiver that fails first, and a Delivery row for every attemp
 import base64
 import hashlib
 import hmac
+import ipaddress
 import json
 import threading
 from datetime import timedelta
@@ -15,6 +16,7 @@ from django.db import connection
 from django.utils import timezone
 
 from accounts.models import Membership
+from alerts import outbound
 from alerts.models import Delivery, Notification
 from alerts.services import (channel_create, channel_test_send, delivery_attempt, notifications_redispatch,
                              rule_create, rules_evaluate)
@@ -131,6 +133,38 @@ def test_a_url_other_than_http_is_refused_without_retries(application):
 
     delivery = Delivery.objects.get(channel=issued.channel)
     assert delivery.status == "failed" and "only http and https" in delivery.error
+
+
+@pytest.mark.parametrize("url", ["http://localhost:{port}/hook", "http://127.0.0.1:{port}/hook",
+                                 "http://[::ffff:127.0.0.1]:{port}/hook"])
+def test_a_private_address_is_refused_without_retries_unless_its_network_is_allowed(application, receiver, settings,
+                                                                                   url):
+    settings.ALERTS_PRIVATE_NETWORKS = []
+    issued = webhook(application, url.format(port=receiver.port))
+    notification = firing_notification(application, issued.channel)
+
+    send(notification, issued.channel)
+
+    delivery = Delivery.objects.get(channel=issued.channel)
+    assert delivery.status == "failed" and "private, loopback or reserved" in delivery.error
+    assert receiver.received == []
+
+
+@pytest.mark.parametrize("url", ["http://10.1.2.3/hook", "http://169.254.169.254/latest/meta-data/",
+                                 "http://[fd00::1]/hook", "http://0.0.0.0:6379/"])
+def test_private_and_reserved_addresses_are_refused_before_any_connection(url, settings):
+    settings.ALERTS_PRIVATE_NETWORKS = []
+
+    with pytest.raises(outbound.RefusedUrl):
+        outbound.post(url, b"{}", {})
+
+
+def test_an_allowed_private_network_admits_only_itself(settings):
+    settings.ALERTS_PRIVATE_NETWORKS = [ipaddress.ip_network("10.1.0.0/16")]
+
+    outbound.url_check("http://10.1.2.3/hook")
+    with pytest.raises(outbound.RefusedUrl):
+        outbound.url_check("http://10.2.0.1/hook")
 
 
 def test_a_slack_channel_gets_one_line_of_text(application, receiver):

@@ -45,7 +45,7 @@ def celery_processes(tmp_path):
     env = {**os.environ, "DATABASE_URL": f"postgres://{database['USER']}@{database['HOST']}:{database['PORT']}/"
                                          f"{database['NAME']}",
            "REDIS_URL": settings.REDIS_URL, "SECRET_KEY": settings.SECRET_KEY, "APP_DATA_DIR": str(tmp_path),
-           "APP_OBSERVABILITY__LOG_FORMAT": "pretty"}
+           "APP_OBSERVABILITY__LOG_FORMAT": "pretty", "APP_ALERTS__PRIVATE_NETWORKS": "127.0.0.0/8"}
     # Messages other tests left in the queue are not this test's to run.
     celery_app.control.purge()
     commands = [[sys.executable, "-m", "celery", "--app", "telemetry", "worker", "--concurrency", "1", "--hostname",
