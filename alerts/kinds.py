@@ -328,4 +328,25 @@ class Api(_PerSubject):
         return latency_percentile(values["latency"], 0.95)
 
 
-KINDS: dict[str, Kind] = {kind.name: kind for kind in (Silence(), Rate(), Change(), Outcomes(), Quota(), Lambda(), Api())}
+class Exports(Kind):
+    """Scheduled export files that failed, of the rule's application or any of the organization's:
+    fires while ``minimum`` or more are failed (awaiting a retry or out of retries), resolves once
+    they are written."""
+
+    name = "exports"
+    parameters = {"minimum": Parameter(int, 1, minimum=1, help="failed files before it fires")}
+
+    def measure(self, rules, now):
+        failed = selectors.failed_export_counts(organization_ids=_organization_ids(rules))
+        found = {}
+        for rule in rules:
+            p = self.clean(rule.parameters)
+            count = sum(n for (organization_id, application_id), n in failed.items()
+                        if organization_id == rule.organization_id
+                        and rule.application_id in (None, application_id))
+            found[rule.pk] = Measurement(value=count, threshold=p["minimum"], firing=count >= p["minimum"])
+        return found
+
+
+KINDS: dict[str, Kind] = {kind.name: kind for kind in (
+    Silence(), Rate(), Change(), Outcomes(), Quota(), Lambda(), Api(), Exports())}

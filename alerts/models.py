@@ -44,6 +44,7 @@ class AlertRule(models.Model):
         QUOTA = "quota", "Monthly quota"
         LAMBDA = "lambda", "Lambda errors or duration"
         API = "api", "API errors or latency"
+        EXPORTS = "exports", "Failed scheduled exports"
 
     class State(models.TextChoices):
         OK = "ok", "OK"

@@ -5,11 +5,12 @@ import calendar
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 
+from django.db import models
 from django.db.models import Sum
 
 from accounts.models import Organization
 from dashboards.selectors import QuotaUsage
-from ingest.models import ApiRollup, EventRollup, LambdaDurationBucket, LambdaRollup, Outcome
+from ingest.models import ApiRollup, EventRollup, ExportRun, LambdaDurationBucket, LambdaRollup, Outcome
 
 # (event type, service version) a rule counts; "" for any.
 EventFilter = tuple[str, str]
@@ -110,3 +111,10 @@ def api_totals(*, organization_ids, since: datetime) -> dict[tuple[int, int, str
     return {(row["organization_id"], row["application_id"], row["value"]): {
         "count": row["n"], "errors": row["e"],
         "latency": tuple(row[f"l{i}"] for i in range(len(ApiRollup.LATENCY_FIELDS)))} for row in rows}
+
+
+def failed_export_counts(*, organization_ids) -> dict[tuple[int, int], int]:
+    """Scheduled export files failed now, per (organization, application): retries due or run out."""
+    rows = (ExportRun.objects.filter(organization_id__in=organization_ids, state=ExportRun.State.FAILED)
+            .values_list("organization_id", "application_id").annotate(n=models.Count("id")).order_by())
+    return {(organization_id, application_id): count for organization_id, application_id, count in rows}
