@@ -19,7 +19,7 @@ from django.http import Http404, HttpResponseNotAllowed
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.db.models import Q
+from django.db.models import Model, Q
 from django.utils import timezone
 from django.utils.html import format_html
 
@@ -40,6 +40,28 @@ admin.site.unregister(Group)
 def form_changes(form) -> dict:
     """The fields a form changed, each with its value before, as the services' ``changes`` expect."""
     return {name: form.initial.get(name) for name in form.changed_data}
+
+
+class OrganizationOwnedForm(forms.ModelForm):
+    """The form of something an organization owns: what its ``owned_fields`` pick (applications,
+    channels; one or many) must belong to that organization too."""
+
+    owned_fields: tuple[str, ...] = ()
+
+    def clean(self):
+        cleaned = super().clean()
+        organization = cleaned.get("organization")
+        if organization is None and self.instance.organization_id is not None:
+            organization = self.instance.organization
+        if organization is not None:
+            for name in self.owned_fields:
+                value = cleaned.get(name)
+                chosen = [value] if isinstance(value, Model) else list(value or ())
+                if any(each.organization_id != organization.pk for each in chosen):
+                    owner = self._meta.model._meta.verbose_name
+                    self.add_error(name, f"Choose {self.fields[name].label.lower()} of the {owner}'s own "
+                                         "organization only.")
+        return cleaned
 
 
 class OrganizationScopedAdmin(admin.ModelAdmin):
@@ -550,20 +572,13 @@ class CredentialAdmin(RevocableAdmin):
         return {"credential": credential, "application": credential.application}
 
 
-class ReadTokenForm(forms.ModelForm):
+class ReadTokenForm(OrganizationOwnedForm):
+    owned_fields = ("applications",)
+
     class Meta:
         model = ReadToken
         fields = ["organization", "name", "applications"]
         help_texts = {"name": "What it is for, e.g. grafana or the weekly notebook."}
-
-    def clean(self):
-        cleaned = super().clean()
-        organization = cleaned.get("organization")
-        if organization is not None and any(application.organization_id != organization.pk
-                                            for application in cleaned.get("applications") or ()):
-            raise forms.ValidationError("Choose applications of the token's own organization only.")
-        return cleaned
-
 
 @admin.register(ReadToken)
 class ReadTokenAdmin(RevocableAdmin):

@@ -14,7 +14,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from accounts import selectors
-from accounts.admin import OrganizationScopedAdmin
+from accounts.admin import OrganizationOwnedForm, OrganizationScopedAdmin
 from accounts.models import Application, Membership
 from alerts import outbound, services
 from alerts.kinds import KINDS
@@ -26,7 +26,9 @@ def _parameters_help() -> str:
         ". Missing ones take their defaults."
 
 
-class AlertRuleForm(forms.ModelForm):
+class AlertRuleForm(OrganizationOwnedForm):
+    owned_fields = ("application", "channels")
+
     class Meta:
         model = AlertRule
         fields = ["organization", "application", "name", "kind", "parameters", "event_type", "service_version",
@@ -35,13 +37,7 @@ class AlertRuleForm(forms.ModelForm):
 
     def clean(self):
         cleaned = super().clean()
-        organization, kind = cleaned.get("organization"), cleaned.get("kind")
-        application = cleaned.get("application")
-        if organization is not None and application is not None and application.organization_id != organization.pk:
-            self.add_error("application", "Choose an application of the rule's own organization.")
-        if organization is not None and any(channel.organization_id != organization.pk
-                                            for channel in cleaned.get("channels") or ()):
-            self.add_error("channels", "Choose channels of the rule's own organization only.")
+        kind = cleaned.get("kind")
         if kind in KINDS:
             try:
                 cleaned["parameters"] = KINDS[kind].clean(cleaned.get("parameters") or {})

@@ -13,7 +13,7 @@ from django.template.response import TemplateResponse
 from django.urls import path
 
 from accounts import selectors
-from accounts.admin import OrganizationScopedAdmin
+from accounts.admin import OrganizationOwnedForm, OrganizationScopedAdmin
 from accounts.models import Application
 from accounts.services import Source
 from ingest.archive import archive_verify
@@ -131,20 +131,13 @@ class RollupSkipAdmin(OrganizationScopedAdmin):
         return False
 
 
-class ExportScheduleForm(forms.ModelForm):
+class ExportScheduleForm(OrganizationOwnedForm):
+    owned_fields = ("applications",)
     formats = forms.MultipleChoiceField(choices=ExportSchedule.Format.choices, widget=forms.CheckboxSelectMultiple)
 
     class Meta:
         model = ExportSchedule
         fields = ["organization", "enabled", "formats", "prefix", "applications", "start_date"]
-
-    def clean(self):
-        cleaned = super().clean()
-        organization = cleaned.get("organization") or getattr(self.instance, "organization", None)
-        if organization is not None and any(application.organization_id != organization.pk
-                                            for application in cleaned.get("applications") or ()):
-            raise forms.ValidationError("Choose applications of the schedule's own organization only.")
-        return cleaned
 
 
 @admin.register(ExportSchedule)
