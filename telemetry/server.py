@@ -72,18 +72,20 @@ def main() -> None:
     import shutil
 
     import django
-
-    django.setup()
     from django.conf import settings
 
     if sys.argv[1:] == ["--websockets"]:
+        django.setup()
         _websocket_listener(settings)
         return
-    # Worker processes share their metrics through files here; a restart starts them from zero.
+    # Worker processes share their metrics through files here; a restart starts them from zero. Set
+    # before the apps load: prometheus_client picks a counter's storage when a module (an admin's
+    # import of the tasks, say) first makes it, and the workers inherit the choice.
     metrics_dir = settings.DATA_DIR / "metrics"
     shutil.rmtree(metrics_dir, ignore_errors=True)
     metrics_dir.mkdir(parents=True)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    django.setup()
     from granian import Granian
     from granian.constants import Interfaces
     from granian.http import HTTP1Settings
