@@ -15,25 +15,33 @@ PROCESSES = 16
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _read_key_at_the_same_time(path, barrier, results):
-    barrier.wait()
-    results.put(persistent_secret_key(path))
+ATTEMPTS = 50
+
+
+def _read_keys_at_the_same_time(directory, barrier, results):
+    # One process a start; every round they all read a new key path at once.
+    for attempt in range(ATTEMPTS):
+        barrier.wait()
+        results.put((attempt, persistent_secret_key(directory / f"secret_key_{attempt}")))
 
 
 def test_processes_starting_together_all_get_the_same_non_empty_key(tmp_path):
     context = multiprocessing.get_context("fork")
-    for attempt in range(50):
-        path = tmp_path / f"secret_key_{attempt}"
-        barrier, results = context.Barrier(PROCESSES), context.Queue()
-        processes = [context.Process(target=_read_key_at_the_same_time, args=(path, barrier, results))
-                     for _ in range(PROCESSES)]
-        for process in processes:
-            process.start()
-        keys = {results.get(timeout=30) for _ in processes}
-        for process in processes:
-            process.join()
+    barrier, results = context.Barrier(PROCESSES), context.Queue()
+    processes = [context.Process(target=_read_keys_at_the_same_time, args=(tmp_path, barrier, results))
+                 for _ in range(PROCESSES)]
+    for process in processes:
+        process.start()
+    keys = {attempt: set() for attempt in range(ATTEMPTS)}
+    for _ in range(ATTEMPTS * PROCESSES):
+        attempt, key = results.get(timeout=30)
+        keys[attempt].add(key)
+    for process in processes:
+        process.join()
 
-        assert keys == {path.read_text()}
+    for attempt in range(ATTEMPTS):
+        path = tmp_path / f"secret_key_{attempt}"
+        assert keys[attempt] == {path.read_text()}
         assert len(path.read_text()) >= 50
 
 
