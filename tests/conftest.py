@@ -68,11 +68,13 @@ def live_port(django_db_setup, tmp_path_factory):
         yield port
 
 
-@pytest.fixture
-def live(tmp_path):
-    """The production server with its WebSocket listener; yields (HTTP port, WebSocket port)."""
+@pytest.fixture(scope="module")
+def live(django_db_setup, tmp_path_factory):
+    """The production server with its WebSocket listener, one for a module's tests (each makes
+    applications of its own); yields (HTTP port, WebSocket port)."""
     websocket_port = unused_port()
-    with running_server(tmp_path, **database_env_for_server(), APP_SERVER__WEBSOCKET_PORT=str(websocket_port)) as port:
+    with running_server(tmp_path_factory.mktemp("server"), **database_env_for_server(),
+                        APP_SERVER__WEBSOCKET_PORT=str(websocket_port)) as port:
         yield port, websocket_port
 
 
