@@ -12,7 +12,7 @@ from django.test import Client
 from accounts.models import Application
 from accounts.services import credential_issue
 from tests.factories import ApplicationFactory
-from tests.server import database_env_for_server, running_server, unused_port
+from tests.server import collect_static, database_env_for_server, running_server, static_files_into, unused_port
 
 USER_ID = "client_" + "ab" * 32
 
@@ -58,6 +58,26 @@ def _static_files_without_collectstatic(settings):
     # Production serves hashed names from collectstatic's manifest; tests render pages without one.
     settings.STORAGES = {**settings.STORAGES,
                          "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
+
+
+@pytest.fixture(scope="session")
+def collected_static(tmp_path_factory):
+    """A data directory whose static files collectstatic made, once for the session; a server's data
+    directory takes them with ``server_data_dir``."""
+    directory = tmp_path_factory.mktemp("collected")
+    collect_static(directory, {})
+    return directory
+
+
+@pytest.fixture(scope="session")
+def server_data_dir(tmp_path_factory, collected_static):
+    """Makes a new data directory, with the collected static files, for a server that renders pages."""
+    def make(name: str = "server"):
+        directory = tmp_path_factory.mktemp(name)
+        static_files_into(directory, collected_static)
+        return directory
+
+    return make
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import pytest
 
 from ingest.models import Event
 from tests.conftest import app_keys_create
-from tests.server import collect_static, database_env_for_server, running_server
+from tests.server import database_env_for_server, running_server
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
@@ -25,11 +25,10 @@ def test_an_event_stream_with_a_content_length_is_stored_whole(live_port):
     assert Event.objects.filter(application=keys.application).count() == 50
 
 
-def test_a_static_file_is_sent_whole_from_disk(tmp_path):
-    env = database_env_for_server()
-    collect_static(tmp_path, env)
+def test_a_static_file_is_sent_whole_from_disk(server_data_dir):
+    data_dir = server_data_dir()
     bundle = "drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js"
-    with running_server(tmp_path, **env) as port:
+    with running_server(data_dir, **database_env_for_server()) as port:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         conn.request("GET", f"/static/{bundle}")
         response = conn.getresponse()
@@ -38,6 +37,6 @@ def test_a_static_file_is_sent_whole_from_disk(tmp_path):
         head = conn.getresponse()
         head.read()
 
-    on_disk = (tmp_path / "static" / bundle).read_bytes()
+    on_disk = (data_dir / "static" / bundle).read_bytes()
     assert (response.status, int(response.getheader("Content-Length")), body) == (200, len(on_disk), on_disk)
     assert (head.status, head.getheader("Content-Encoding")) == (200, "gzip")

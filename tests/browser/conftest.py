@@ -1,23 +1,17 @@
-import os
-import subprocess
-import sys
-
 import pytest
 
-from tests.server import ROOT, running_server, database_env_for_server
+from tests.server import ROOT, database_env_for_server, running_server, static_files_into
 
 SCREENSHOTS = ROOT / "var" / "screenshots"
 
 
 @pytest.fixture
-def site(tmp_path):
+def site(tmp_path, collected_static):
     """The production server, static files collected, on the test database. Ask for the data a test
     needs before this and the browser: ORM calls made while Playwright's sync API runs would open a
     connection in another context that nothing closes."""
-    env = database_env_for_server()
-    subprocess.run([sys.executable, "manage.py", "collectstatic", "--noinput", "-v", "0"], cwd=ROOT, check=True,
-                   env={**os.environ, "APP_DATA_DIR": str(tmp_path), **env}, timeout=120)
-    with running_server(tmp_path, **env) as port:
+    static_files_into(tmp_path, collected_static)
+    with running_server(tmp_path, **database_env_for_server()) as port:
         yield f"http://127.0.0.1:{port}"
 
 

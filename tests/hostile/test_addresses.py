@@ -10,7 +10,7 @@ import pytest
 
 from accounts.models import AuditEntry
 from tests.factories import UserFactory
-from tests.server import collect_static, database_env_for_server, running_server
+from tests.server import database_env_for_server, running_server, static_files_into
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
@@ -45,10 +45,10 @@ def _sign_in(port: int, username: str, password: str, forwarded_for: str) -> int
 
 
 @pytest.fixture
-def proxied_port(tmp_path):
+def proxied_port(tmp_path, collected_static):
     """The production server behind a proxy at 127.0.0.1 (the tests' own address), which it trusts."""
     env = {**database_env_for_server(), "APP_SERVER__TRUSTED_PROXIES": "127.0.0.1,10.0.0.0/8"}
-    collect_static(tmp_path, env)
+    static_files_into(tmp_path, collected_static)
     with running_server(tmp_path, **env) as port:
         yield port
 

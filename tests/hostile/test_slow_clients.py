@@ -12,7 +12,7 @@ import pytest
 from ingest.models import Event
 from tests.hostile.conftest import running_nginx, tls_client
 from tests.conftest import app_keys_create, batch_body, make_event, signed_headers
-from tests.server import collect_static, database_env_for_server, running_server, wsgi_to_http
+from tests.server import database_env_for_server, running_server, wsgi_to_http
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
@@ -79,12 +79,11 @@ def _ingest_ten(front: Front, keys) -> tuple[int, dict]:
 
 
 @pytest.fixture(scope="module", params=["server", "nginx"])
-def front(request, django_db_setup, tmp_path_factory):
+def front(request, django_db_setup, server_data_dir):
     """The server with its static files collected (the admin's sign-in page renders), reached
     directly or through the shipped nginx configuration; one of each for the module's tests."""
-    tmp_path = tmp_path_factory.mktemp(request.param)
+    tmp_path = server_data_dir(request.param)
     env = database_env_for_server()
-    collect_static(tmp_path, env)
     if request.param == "server":
         with running_server(tmp_path, **env) as port:
             yield Front(port)

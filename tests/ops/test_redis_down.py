@@ -15,7 +15,7 @@ import pytest
 
 from ingest.models import Event
 from tests.conftest import app_keys_create, batch_body, make_event, signed_headers
-from tests.server import (collect_static, database_env_for_server, running_server, signed_in_cookie, unused_port,
+from tests.server import (database_env_for_server, running_server, signed_in_cookie, unused_port,
                           wsgi_to_http)
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
@@ -36,12 +36,11 @@ def private_redis(port: int):
         process.wait(timeout=10)
 
 
-def test_ingest_fails_closed_while_redis_is_down_and_nothing_is_lost(tmp_path):
+def test_ingest_fails_closed_while_redis_is_down_and_nothing_is_lost(server_data_dir):
     keys = app_keys_create()
     cookie = signed_in_cookie(keys.application.organization)
     redis_port = unused_port()
     env = {**database_env_for_server(), "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0"}
-    collect_static(tmp_path, env)
     batches = [[make_event() for _ in range(5)] for _ in range(12)]
     answers = {}
 
@@ -58,7 +57,7 @@ def test_ingest_fails_closed_while_redis_is_down_and_nothing_is_lost(tmp_path):
         conn.request("GET", path, headers={"Cookie": cookie})
         return conn.getresponse().status
 
-    with running_server(tmp_path, **env) as port:
+    with running_server(server_data_dir(), **env) as port:
         with private_redis(redis_port):
             for number in range(4):
                 send(port, number)

@@ -11,7 +11,7 @@ from django.db import connection
 
 from ingest.rollups import rollups_update
 from tests.conftest import app_keys_create, make_event
-from tests.server import collect_static, database_env_for_server, running_server, signed_in_cookie
+from tests.server import database_env_for_server, running_server, signed_in_cookie
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
@@ -35,7 +35,7 @@ def snapshot_database():
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def test_dashboards_read_numbers_from_the_replica_and_access_from_the_primary(tmp_path, signed_post,
+def test_dashboards_read_numbers_from_the_replica_and_access_from_the_primary(server_data_dir, signed_post,
                                                                                snapshot_database):
     keys = app_keys_create(name="Replicated app")
     signed_post(keys, [make_event(timestamp=_now()) for _ in range(3)])
@@ -45,9 +45,8 @@ def test_dashboards_read_numbers_from_the_replica_and_access_from_the_primary(tm
     rollups_update(lag_seconds=0)
     cookie = signed_in_cookie(keys.application.organization)  # a member the replica does not know
     env = {**database_env_for_server(), "DATABASE_REPLICA_URL": replica_url}
-    collect_static(tmp_path, env)
 
-    with running_server(tmp_path, **env) as port:
+    with running_server(server_data_dir(), **env) as port:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         conn.request("GET", "/", headers={"Cookie": cookie})
         response = conn.getresponse()
