@@ -1,17 +1,17 @@
 import pytest
 
-from tests.server import ROOT, database_env_for_server, running_server, static_files_into
+from tests.server import ROOT, database_env_for_server, running_server
 
 SCREENSHOTS = ROOT / "var" / "screenshots"
 
 
-@pytest.fixture
-def site(tmp_path, collected_static):
-    """The production server, static files collected, on the test database. Ask for the data a test
-    needs before this and the browser: ORM calls made while Playwright's sync API runs would open a
-    connection in another context that nothing closes."""
-    static_files_into(tmp_path, collected_static)
-    with running_server(tmp_path, **database_env_for_server()) as port:
+@pytest.fixture(scope="module")
+def site(django_db_setup, server_data_dir):
+    """The production server, static files collected, on the test database; one for a module's
+    tests (each makes data of its own). Ask for the data a test needs before the browser: ORM calls
+    made while Playwright's sync API runs would open a connection in another context that nothing
+    closes."""
+    with running_server(server_data_dir("site"), **database_env_for_server()) as port:
         yield f"http://127.0.0.1:{port}"
 
 

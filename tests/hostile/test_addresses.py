@@ -10,7 +10,7 @@ import pytest
 
 from accounts.models import AuditEntry
 from tests.factories import UserFactory
-from tests.server import database_env_for_server, running_server, static_files_into
+from tests.server import database_env_for_server, running_server
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
@@ -44,12 +44,12 @@ def _sign_in(port: int, username: str, password: str, forwarded_for: str) -> int
     return response.status
 
 
-@pytest.fixture
-def proxied_port(tmp_path, collected_static):
-    """The production server behind a proxy at 127.0.0.1 (the tests' own address), which it trusts."""
+@pytest.fixture(scope="module")
+def proxied_port(django_db_setup, server_data_dir):
+    """The production server behind a proxy at 127.0.0.1 (the tests' own address), which it trusts;
+    one for the module's tests."""
     env = {**database_env_for_server(), "APP_SERVER__TRUSTED_PROXIES": "127.0.0.1,10.0.0.0/8"}
-    static_files_into(tmp_path, collected_static)
-    with running_server(tmp_path, **env) as port:
+    with running_server(server_data_dir("proxied"), **env) as port:
         yield port
 
 
