@@ -192,7 +192,7 @@ def test_an_otlp_request_over_the_item_cap_is_refused_with_413_and_nothing_store
     (b"\x0a\xff\xff\xff\x0f\x01", "", 400),  # a length past the end
     (bytes(range(256)), "", 400),
     (b"x", "zstd", 415),
-])
+], ids=["truncated-gzip", "gzip-inflating-past-the-limit", "length-past-the-end", "every-byte", "zstd"])
 def test_broken_gzip_and_protobuf_get_a_4xx(live_port, body, encoding, expected):
     keys = app_keys_create()
 
