@@ -27,10 +27,12 @@ def post(port: int, keys, body: bytes, headers: dict | None = None, timeout: flo
     return response.status, json.loads(response.read() or b"{}")
 
 
-@pytest.fixture
-def two_servers(tmp_path):
+@pytest.fixture(scope="module")
+def two_servers(django_db_setup, tmp_path_factory):
+    """Two instances on the same database and Redis, one pair for the module's tests."""
     env = database_env_for_server()
-    with running_server(tmp_path / "a", **env) as first, running_server(tmp_path / "b", **env) as second:
+    with running_server(tmp_path_factory.mktemp("a"), **env) as first, \
+            running_server(tmp_path_factory.mktemp("b"), **env) as second:
         yield first, second
 
 
