@@ -88,7 +88,7 @@ def test_a_stream_keeps_no_header_that_carries_a_client_address(live_port):
     assert "203.0.113" not in repr(headers)
 
 
-# WebSocket streams: each test starts the server with its WebSocket listener on.
+# WebSocket streams: on the shared live server, or on one started with the settings a test needs.
 
 
 @pytest.fixture
@@ -192,8 +192,8 @@ def test_an_idle_websocket_is_closed(websocket_server):
     assert (stream.ending, stream.event_count) == ("idle_timeout", 1)
 
 
-def test_the_rate_limit_counts_what_a_websocket_sends_not_the_connection(websocket_server):
-    port = websocket_server()
+def test_the_rate_limit_counts_what_a_websocket_sends_not_the_connection(live):
+    port = live[1]
     keys = keys_on(tier(requests_per_minute=3))
 
     with connect(stream_url(port, keys)) as socket_:
@@ -210,8 +210,8 @@ def test_the_rate_limit_counts_what_a_websocket_sends_not_the_connection(websock
     assert Event.objects.filter(application=keys.application).count() == 3
 
 
-def test_a_websocket_keeps_no_header_that_carries_a_client_address(websocket_server):
-    port = websocket_server()
+def test_a_websocket_keeps_no_header_that_carries_a_client_address(live):
+    port = live[1]
     keys = app_keys_create()
 
     with connect(stream_url(port, keys), additional_headers=ADDRESS_HEADERS, user_agent_header="seed-002/1") as ws:
