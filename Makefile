@@ -6,6 +6,9 @@ STAMP := $(VENV)/.installed
 # PostgreSQL and Redis of this machine for the test suite; override to point elsewhere.
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/telemetry
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
+# Test processes (pytest-xdist): worker N has a test database of its own and the Redis database N
+# below REDIS_URL's (15, 14); a module's servers stay in one worker (tests/conftest.py).
+TEST_WORKERS ?= 2
 
 .PHONY: install run test bench clean
 
@@ -25,7 +28,7 @@ run: install
 
 test: install
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \
-		$(BIN)/python -m pytest $(PYTEST_ARGS)
+		$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder $(PYTEST_ARGS)
 
 bench: install
 	$(BIN)/python benchmarks/ingest.py $(BENCH_ARGS)

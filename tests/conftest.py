@@ -1,10 +1,12 @@
 import hashlib
 import hmac
 import json
+import os
 import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from django.test import Client
@@ -42,10 +44,46 @@ def app_keys_create(**application_fields) -> AppKeys:
     return AppKeys(application=application, api_token=issued.api_token, hmac_secret=issued.hmac_secret)
 
 
+def pytest_configure(config):
+    # Under pytest-xdist each worker has a test database of its own (pytest-django adds _gw0, _gw1,
+    # ...), and each hands out the same ids: worker N takes the Redis database N below REDIS_URL's
+    # (make test: 15 and 14, CI: 13 and 12), for itself and for the servers it starts.
+    from django.conf import settings
+
+    worker = getattr(config, "workerinput", {}).get("workerid")
+    if not worker or not settings.REDIS_URL:
+        return
+    url = urlsplit(settings.REDIS_URL)
+    db = int(url.path.strip("/") or 0) - int(worker.removeprefix("gw"))
+    if db < 0:
+        raise pytest.UsageError(f"REDIS_URL={settings.REDIS_URL}: worker {worker} would need Redis database {db}; "
+                                "name a database at least as high as the number of workers less one")
+    os.environ["REDIS_URL"] = settings.REDIS_URL = urlunsplit(url._replace(path=f"/{db}"))
+    settings.CELERY_BROKER_URL = settings.CELERY_RESULT_BACKEND = settings.REDIS_URL
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    # Under pytest-xdist (make test: --dist loadgroup --no-loadscope-reorder) a worker runs what it is
+    # given in the collection's order, which pytest-django sorts so that transactional tests, which
+    # empty every table as they end, come after the other database tests. The transactional tests of
+    # a module that starts servers once for the module (a module-scoped fixture) go to one worker
+    # together, so each server is started once; the others are handed out one at a time.
+    if not hasattr(config, "workerinput"):
+        return
+    for item in items:
+        marker = item.get_closest_marker("django_db")
+        if not (marker and marker.kwargs.get("transaction")):
+            continue
+        if any(definitions[-1].scope == "module" for definitions in item._fixtureinfo.name2fixturedefs.values()):
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _empty_test_redis():
     # Counters are keyed by database ids, which a new test database hands out again: start clean.
-    # REDIS_URL points at a database of the test suite's own (make test: 15, CI: 13).
+    # REDIS_URL points at a database of the test suite's own (make test: 15, CI: 13), or of this
+    # xdist worker's own (pytest_configure).
     from telemetry.lib.redis import get_redis
 
     client = get_redis()
