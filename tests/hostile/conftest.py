@@ -2,6 +2,7 @@
 over real sockets, as a hostile client would, directly or through the shipped nginx configuration."""
 
 import datetime
+import functools
 import shutil
 import ssl
 import subprocess
@@ -71,8 +72,10 @@ http {{
         process.wait(timeout=20)
 
 
+@functools.cache
 def tls_client() -> ssl.SSLContext:
-    """For the certificate made above, which nothing signed."""
+    """For the certificate made above, which nothing signed. One context for every connection: making
+    one loads the system's certificate store (about 40 ms), 256 times in each slow-client test."""
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
