@@ -1,3 +1,4 @@
+import fcntl
 import hashlib
 import hmac
 import json
@@ -99,11 +100,18 @@ def _static_files_without_collectstatic(settings):
 
 
 @pytest.fixture(scope="session")
-def collected_static(tmp_path_factory):
-    """A data directory whose static files collectstatic made, once for the session; a server's data
-    directory takes them with ``server_data_dir``."""
-    directory = tmp_path_factory.mktemp("collected")
-    collect_static(directory, {})
+def collected_static(request, tmp_path_factory):
+    """A data directory whose static files collectstatic made, once for the session (for all its
+    xdist workers, in the directory their temporary directories share); a server's data directory
+    takes them with ``server_data_dir``."""
+    shared = tmp_path_factory.getbasetemp()
+    if hasattr(request.config, "workerinput"):
+        shared = shared.parent
+    directory = shared / "collected"
+    with open(shared / "collected.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # the first worker collects; the other waits for it
+        if not directory.exists():
+            collect_static(directory, {})
     return directory
 
 
