@@ -26,6 +26,12 @@ ADDRESS_HEADERS = {"X-Forwarded-For": "203.0.113.7", "Forwarded": "for=203.0.113
                    "Cookie": "session=1"}
 
 
+@pytest.fixture(scope="module")
+def live_port(live):
+    """The HTTP side of the live server the WebSocket tests use: one server for the module."""
+    return live[0]
+
+
 def stream_post(port: int, keys, body: bytes, *, timeout: float = 60, **headers) -> http.client.HTTPResponse:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     conn.request("POST", f"/v1/streams/{keys.org_id}/{keys.app_id}", body=body,
