@@ -1,5 +1,6 @@
-"""Django's sign-in signals, recorded in the audit log."""
+"""Sign-in signals, Django's and allauth's, recorded in the audit log."""
 
+from accounts.adapters import sign_in_name
 from accounts.models import AuditEntry
 from accounts.services import COMMAND_LINE, Source, audit_record
 
@@ -13,5 +14,5 @@ def signed_in(sender, request, user, **kwargs):
 
 
 def sign_in_failed(sender, credentials, request=None, **kwargs):
-    audit_record(action=AuditEntry.Action.SIGN_IN_FAILED, target=str(credentials.get("username", ""))[:150],
+    audit_record(action=AuditEntry.Action.SIGN_IN_FAILED, target=sign_in_name(None, credentials),
                  source=_source(request))

@@ -2,7 +2,11 @@
 
 from django.contrib.admin import AdminSite
 from django.contrib.admin.forms import AdminAuthenticationForm
+from django.contrib.auth import REDIRECT_FIELD_NAME
+from django.contrib.auth.views import LoginView
 from django.core.exceptions import ValidationError
+from django.http import HttpResponseRedirect
+from django.urls import reverse
 
 from accounts import selectors
 
@@ -19,6 +23,16 @@ class MemberAuthenticationForm(AdminAuthenticationForm):
             raise ValidationError(self.error_messages["invalid_login"], code="invalid_login")
 
 
+class StagedLoginView(LoginView):
+    """Django's sign-in form, whose right password leads on to allauth's stages (the second factor,
+    when the account has one) instead of straight into a session."""
+
+    def form_valid(self, form):
+        from allauth.account.utils import perform_login
+
+        return perform_login(self.request, form.get_user(), redirect_url=self.get_success_url())
+
+
 class MemberAdminSite(AdminSite):
     """Superusers and members of an organization enter; each page then checks their role. A membership
     alone grants the way in, so adding someone to an organization gives their account nothing more
@@ -28,3 +42,15 @@ class MemberAdminSite(AdminSite):
 
     def has_permission(self, request):
         return request.user.is_active and selectors.admin_access(user=request.user)
+
+    def login(self, request, extra_context=None):
+        if request.method == "GET" and self.has_permission(request):
+            return HttpResponseRedirect(reverse("admin:index", current_app=self.name))
+        context = {**self.each_context(request), "title": "Log in", "subtitle": None,
+                   "app_path": request.get_full_path(), "username": request.user.get_username()}
+        if REDIRECT_FIELD_NAME not in request.GET and REDIRECT_FIELD_NAME not in request.POST:
+            context[REDIRECT_FIELD_NAME] = reverse("admin:index", current_app=self.name)
+        context.update(extra_context or {})
+        request.current_app = self.name
+        return StagedLoginView.as_view(extra_context=context, authentication_form=self.login_form,
+                                       template_name="admin/login.html")(request)

@@ -129,6 +129,10 @@ DASHBOARD_DATABASE = "replica" if _replica else "default"
 # Off for a pooler that cannot keep prepared statements: PgBouncer in transaction mode before 1.21.
 DATABASE_PREPARED_STATEMENTS = env.bool("APP_DATABASE__PREPARED_STATEMENTS", True)
 REDIS_URL = env.redis_url("REDIS_URL")
+# The cache holds sign-in rate limits (allauth): in Redis they hold across every server process.
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
+                          "KEY_PREFIX": "cache"}}
 
 # Archives of events past their tier's retention: a local directory, or an S3-compatible bucket.
 ARCHIVE_DIR = (BASE_DIR / env.str("APP_ARCHIVE__DIR", str(DATA_DIR / "archives"))).resolve()
@@ -191,6 +195,8 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "corsheaders",
     "axes",
+    "allauth",
+    "allauth.account",
     "django_celery_beat",
     "accounts",
     "ingest",
@@ -211,6 +217,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "allauth.account.middleware.AccountMiddleware",
     "telemetry.middleware.user_time_zone",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "axes.middleware.AxesMiddleware",
@@ -231,6 +238,7 @@ MACHINE_PATHS = ("/v1/", "/api/v1/", "/health", "/ready", "/metrics")
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
+    "allauth.account.auth_backends.AuthenticationBackend",
 ]
 # Sign-in throttling (django-axes): lock a username from one address after repeated failures.
 AXES_FAILURE_LIMIT = SECURITY_SIGN_IN_ATTEMPTS
@@ -241,6 +249,27 @@ AXES_CLIENT_IP_CALLABLE = "telemetry.lib.addresses.client_address"
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "admin/locked_out.html"
 AXES_VERBOSE = False
+# allauth's sign-in forms name the account "login" (a username or an e-mail address).
+AXES_USERNAME_CALLABLE = "accounts.adapters.sign_in_name"
+
+# django-allauth: sign-in, second factors and sessions. Nobody signs up: people join by invitation
+# (accounts.adapters.AccountAdapter), and the admin's sign-in form hands over to allauth's stages
+# (accounts.sites), so a second factor is asked for wherever a person signs in.
+ACCOUNT_ADAPTER = "accounts.adapters.AccountAdapter"
+# By username only: addresses need not be unique (one person may hold several accounts).
+ACCOUNT_LOGIN_METHODS = {"username"}
+ACCOUNT_SIGNUP_FIELDS = ["email*", "username*", "password1*", "password2*"]
+ACCOUNT_EMAIL_VERIFICATION = "none"
+ACCOUNT_UNIQUE_EMAIL = False
+ACCOUNT_LOGOUT_ON_PASSWORD_CHANGE = False
+ACCOUNT_PREVENT_ENUMERATION = True
+# Wrong passwords and wrong codes: as many as django-axes allows, for as long, per account.
+ACCOUNT_RATE_LIMITS = {
+    "login_failed": f"{10 * SECURITY_SIGN_IN_ATTEMPTS}/m/ip,"
+                    f"{SECURITY_SIGN_IN_ATTEMPTS}/{60 * SECURITY_SIGN_IN_COOLOFF_MINUTES}s/key",
+}
+LOGIN_REDIRECT_URL = "/"
+ACCOUNT_LOGOUT_REDIRECT_URL = "/admin/login/"
 
 if SECURITY_HTTPS:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

@@ -23,6 +23,7 @@ urlpatterns = [
     path("api/schema/", api_schema, name="api-schema"),
     path("api/docs/", TemplateView.as_view(template_name="ingest/api_docs.html"), name="api-docs"),
     path("admin/", admin.site.urls),
+    path("accounts/", include("allauth.urls")),
     path("", include("dashboards.urls")),
 ]
 
