@@ -24,7 +24,8 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from accounts import selectors, services, snippets
-from accounts.models import Application, AuditEntry, Credential, Membership, Organization, ReadToken, Tier, User
+from accounts.models import (Application, AuditEntry, Credential, Invitation, Membership, Organization, ReadToken, Tier,
+                             User)
 from accounts.services import Source
 
 admin.site.site_header = "Telemetry"
@@ -238,7 +239,8 @@ class MembershipInline(admin.TabularInline):
         return obj is not None and selectors.role_in(user=request.user, organization_id=obj.pk) == "owner"
 
     def has_add_permission(self, request, obj=None):
-        return self._is_owner(request, obj)
+        # Owners invite people (InvitationAdmin); only a superuser puts an existing account in.
+        return request.user.is_superuser
 
     def has_change_permission(self, request, obj=None):
         return self._is_owner(request, obj)
@@ -676,12 +678,103 @@ class MembershipAdmin(OrganizationScopedAdmin):
     def get_form(self, request, obj=None, change=False, **kwargs):
         return super().get_form(request, obj, change, **{**kwargs, "form": membership_form(request)})
 
+    def has_add_permission(self, request):
+        # Owners invite people (InvitationAdmin); only a superuser puts an existing account in.
+        return request.user.is_superuser
+
     def save_model(self, request, obj, form, change):
         services.membership_save(membership=obj, changes=form_changes(form), by=request.user,
                                  source=Source.from_request(request))
 
     def delete_audited(self, obj, *, by, source):
         services.membership_remove(membership=obj, by=by, source=source)
+
+
+class InvitationForm(forms.ModelForm):
+    class Meta:
+        model = Invitation
+        fields = ["organization", "email", "role"]
+        help_texts = {"email": "The link to join is sent here; it works once."}
+
+
+@admin.register(Invitation)
+class InvitationAdmin(RevocableAdmin):
+    """Owners invite an address with a role; the invitation is revoked or re-sent, never edited."""
+
+    manage_roles = ("owner",)
+    form = InvitationForm
+    actions = ["revoke_selected", "resend_selected"]
+    list_display = ["email", "organization", "role", "status", "created_by", "sent_at", "expires_at", "revoke_link"]
+    list_select_related = ["organization", "created_by"]
+    list_filter = [("organization", admin.RelatedOnlyFieldListFilter)]
+    search_fields = ["email", "organization__name"]
+    revoke_select_related = ("organization",)
+    shown_fields = ["organization", "email", "role", "status", "created_by", "created_at", "sent_at", "expires_at",
+                    "accepted_at", "accepted_by", "revoked_at"]
+
+    def get_fields(self, request, obj=None):
+        return InvitationForm.Meta.fields if obj is None else self.shown_fields
+
+    def get_readonly_fields(self, request, obj=None):
+        return [] if obj is None else self.shown_fields
+
+    @admin.display(description="Status")
+    def status(self, invitation):
+        if invitation.accepted_at is not None:
+            label, tone = "Accepted", "active"
+        elif invitation.revoked_at is not None:
+            label, tone = "Revoked", "stopped"
+        elif not selectors.invitation_usable(invitation=invitation):
+            label, tone = "Expired", "stopped"
+        else:
+            label, tone = "Waiting", "ending"
+        return format_html('<span class="tk-status-{}">{}</span>', tone, label)
+
+    @admin.display(description="")
+    def revoke_link(self, invitation):
+        if not selectors.invitation_usable(invitation=invitation):
+            return ""
+        url = reverse("admin:accounts_invitation_revoke", args=[invitation.pk])
+        return format_html('<a class="tk-button tk-danger" href="{}">Revoke</a>', url)
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            return  # nothing of a sent invitation is editable
+        sent = services.invitation_send(organization=form.cleaned_data["organization"],
+                                        email=form.cleaned_data["email"], role=form.cleaned_data["role"],
+                                        by=request.user, source=Source.from_request(request))
+        obj.pk, obj.created_at = sent.invitation.pk, sent.invitation.created_at
+        request.invitation_url = sent.url
+
+    def response_add(self, request, obj, post_url_continue=None):
+        self._sent_message(request, obj, request.invitation_url)
+        return redirect("admin:accounts_invitation_changelist")
+
+    def _sent_message(self, request, invitation, url):
+        # The link is shown to the inviter too: without a mail server (EMAIL_URL) they pass it on themselves.
+        self.message_user(request, format_html(
+            "Invitation sent to {}. Its link works once, for {} days: {}", invitation.email,
+            settings.INVITATION_VALID_DAYS, url), messages.SUCCESS)
+
+    @admin.action(description="Re-send selected invitations with a new link")
+    def resend_selected(self, request, queryset):
+        for invitation in queryset.select_related("organization"):
+            if self.has_change_permission(request, invitation) and invitation.accepted_at is None:
+                sent = services.invitation_resend(invitation=invitation, by=request.user,
+                                                  source=Source.from_request(request))
+                self._sent_message(request, sent.invitation, sent.url)
+
+    def revoke(self, invitation, request):
+        services.invitation_revoke(invitation=invitation, by=request.user, source=Source.from_request(request))
+
+    def revoked_message(self, invitation):
+        return f"Invitation of {invitation.email} revoked: its link no longer works."
+
+    def revoked_redirect(self, invitation):
+        return redirect("admin:accounts_invitation_changelist")
+
+    def revoke_confirm_context(self, invitation):
+        return {"invitation": invitation}
 
 
 class AuditOrganizationFilter(admin.SimpleListFilter):

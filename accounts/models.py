@@ -131,6 +131,31 @@ class Membership(models.Model):
         return f"{self.user} – {self.get_role_display()} of {self.organization.name}"
 
 
+class Invitation(models.Model):
+    """An e-mail address asked to join an organization with a role. Its link (only the hash of its
+    token is kept) works once, until it expires or is revoked; re-sending replaces the link."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="invitations")
+    email = models.EmailField()
+    role = models.CharField(max_length=10, choices=Membership.Role.choices, default=Membership.Role.VIEWER)
+    token_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    sent_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    accepted_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                    related_name="+")
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"{self.email} as {self.get_role_display()} of {self.organization.name}"
+
+
 class AuditEntry(models.Model):
     """Who did what, when and from where: written by services, read-only everywhere."""
 
@@ -152,6 +177,9 @@ class AuditEntry(models.Model):
         EVENTS_ERASED = "events_erased", "A user's events erased"
         READ_TOKEN_ISSUED = "read_token_issued", "Read token issued"
         READ_TOKEN_REVOKED = "read_token_revoked", "Read token revoked"
+        INVITATION_SENT = "invitation_sent", "Invitation sent"
+        INVITATION_REVOKED = "invitation_revoked", "Invitation revoked"
+        INVITATION_ACCEPTED = "invitation_accepted", "Invitation accepted"
 
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from accounts.models import Application, Credential, Organization, ReadToken, User
+from accounts.models import Application, Credential, Invitation, Organization, ReadToken, User
 from telemetry.lib import crypto, ids
 from telemetry.lib.errors import ServiceUnavailable
 from telemetry.lib.redis import get_redis
@@ -250,3 +250,16 @@ def organization_find(*, ref: str) -> Organization | None:
     """An organization by public id or, failing that, by name (case-insensitive), as the commands take it."""
     return (Organization.objects.filter(public_id=ref).first()
             or Organization.objects.filter(name__iexact=ref).order_by("pk").first())
+
+
+def invitation_usable(*, invitation: Invitation) -> bool:
+    """Whether an invitation's link may still be accepted: not used, not revoked, not expired."""
+    return (invitation.accepted_at is None and invitation.revoked_at is None
+            and invitation.expires_at > timezone.now())
+
+
+def invitation_by_token(*, token: str) -> Invitation | None:
+    """The invitation a link names if it may still be accepted, else None (whatever the reason)."""
+    invitation = (Invitation.objects.select_related("organization")
+                  .filter(token_hash=crypto.token_hash(token)).first())
+    return invitation if invitation is not None and invitation_usable(invitation=invitation) else None

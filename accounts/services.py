@@ -1,17 +1,20 @@
 """Writes for organizations, memberships, applications, credentials and the audit log."""
 
+import secrets
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.db import transaction
 from django.db.models import Model, Q
 from django.utils import timezone
 
 from accounts import selectors
-from accounts.models import (Application, AuditEntry, Credential, Membership, Organization, QuotaNotice, ReadToken,
-                             Tier)
+from accounts.models import (Application, AuditEntry, Credential, Invitation, Membership, Organization, QuotaNotice,
+                             ReadToken, Tier, User)
 from telemetry.lib import crypto, ids
 from telemetry.lib.addresses import client_address
 from telemetry.lib.redis import get_redis
@@ -142,6 +145,112 @@ def membership_save(*, membership: Membership, changes: dict | None = None, by=N
     audit_record(action=Action.MEMBERSHIP_CHANGED, actor=by, organization=membership.organization,
                  target=str(membership), source=source, details=details)
     return membership
+
+
+@dataclass(frozen=True)
+class SentInvitation:
+    """An invitation with its link: the token in it is never stored in the clear."""
+
+    invitation: Invitation
+    url: str
+
+
+class InvitationUnusable(Exception):
+    """The link was used, revoked or has expired (one answer for all three)."""
+
+
+def _invitation_link(invitation: Invitation) -> str:
+    """Gives the invitation a new token and validity, and mails its link once the change is committed."""
+    from django.urls import reverse
+
+    token = secrets.token_urlsafe(32)
+    now = timezone.now()
+    invitation.token_hash = crypto.token_hash(token)
+    invitation.sent_at = now
+    invitation.expires_at = now + timedelta(days=settings.INVITATION_VALID_DAYS)
+    url = settings.PUBLIC_URL.rstrip("/") + reverse("accounts:invitation", args=[token])
+    subject = f"You are invited to {invitation.organization.name} on Telemetry"
+    body = (f"You are invited to join {invitation.organization.name} as {invitation.get_role_display().lower()}.\n\n"
+            f"Open this link to accept: {url}\n\n"
+            f"It works once, until {invitation.expires_at:%Y-%m-%d %H:%M} UTC.\n")
+    transaction.on_commit(lambda: send_mail(subject, body, None, [invitation.email]))
+    return url
+
+
+@transaction.atomic
+def invitation_send(*, organization: Organization, email: str, role: str, by=None,
+                    source: Source = COMMAND_LINE) -> SentInvitation:
+    """Invites an address to an organization with a role. Nothing here looks at existing accounts, so
+    inviting tells the inviter nothing about who already has one."""
+    invitation = Invitation(organization=organization, email=email.strip(), role=role,
+                            created_by=by if by is not None and by.pk else None)
+    url = _invitation_link(invitation)
+    invitation.save()
+    audit_record(action=Action.INVITATION_SENT, actor=by, organization=organization, target=invitation.email,
+                 source=source, details={"role": role})
+    return SentInvitation(invitation=invitation, url=url)
+
+
+@transaction.atomic
+def invitation_resend(*, invitation: Invitation, by=None, source: Source = COMMAND_LINE) -> SentInvitation:
+    """Sends a fresh link, valid for the full period again; the previous link stops working."""
+    invitation = Invitation.objects.select_for_update().get(pk=invitation.pk)
+    if invitation.accepted_at is not None:
+        raise InvitationUnusable
+    invitation.revoked_at = None
+    url = _invitation_link(invitation)
+    invitation.save()
+    audit_record(action=Action.INVITATION_SENT, actor=by, organization=invitation.organization,
+                 target=invitation.email, source=source, details={"role": invitation.role, "resent": True})
+    return SentInvitation(invitation=invitation, url=url)
+
+
+@transaction.atomic
+def invitation_revoke(*, invitation: Invitation, by=None, source: Source = COMMAND_LINE) -> Invitation:
+    """Stops an invitation's link from working; an accepted one stays as it was."""
+    invitation = Invitation.objects.select_for_update().get(pk=invitation.pk)
+    if invitation.accepted_at is None and invitation.revoked_at is None:
+        invitation.revoked_at = timezone.now()
+        invitation.save(update_fields=["revoked_at"])
+        audit_record(action=Action.INVITATION_REVOKED, actor=by, organization=invitation.organization,
+                     target=invitation.email, source=source, details={"role": invitation.role})
+    return invitation
+
+
+@transaction.atomic
+def invitation_accept(*, token: str, user=None, username: str = "", password: str = "",
+                      source: Source = COMMAND_LINE) -> Membership:
+    """Makes the invited person a member: ``user`` when they are signed in, else a new account with
+    ``username`` and ``password`` and the invited address. The link then never works again. A
+    membership is all it grants: the account is never staff or superuser through it."""
+    invitation = (Invitation.objects.select_for_update().select_related("organization")
+                  .filter(token_hash=crypto.token_hash(token)).first())
+    if invitation is None or not selectors.invitation_usable(invitation=invitation):
+        raise InvitationUnusable
+    if user is None:
+        user = User(username=username, email=invitation.email)
+        user.set_password(password)
+        user.full_clean(exclude=["password"])
+        user.save()
+        _address_verified(user=user, email=invitation.email)
+    membership = Membership.objects.filter(user=user, organization=invitation.organization).first()
+    if membership is None:
+        membership = Membership.objects.create(user=user, organization=invitation.organization, role=invitation.role)
+    invitation.accepted_at = timezone.now()
+    invitation.accepted_by = user
+    invitation.save(update_fields=["accepted_at", "accepted_by"])
+    audit_record(action=Action.INVITATION_ACCEPTED, actor=user, organization=invitation.organization,
+                 target=invitation.email, source=source, details={"user": user.get_username(),
+                                                                   "role": membership.role})
+    return membership
+
+
+def _address_verified(*, user, email: str) -> None:
+    """The invited address reached this person: allauth may trust it (single sign-on matches on it)."""
+    from allauth.account.models import EmailAddress
+
+    EmailAddress.objects.update_or_create(user=user, email__iexact=email,
+                                          defaults={"email": email, "verified": True, "primary": True})
 
 
 @transaction.atomic

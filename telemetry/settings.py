@@ -91,6 +91,8 @@ SECURITY_HTTPS = env.bool("APP_SECURITY__HTTPS", False)
 # Failed sign-ins (per username and address) before sign-in is refused for the cool-off.
 SECURITY_SIGN_IN_ATTEMPTS = env.int("APP_SECURITY__SIGN_IN_ATTEMPTS", 5, minimum=1)
 SECURITY_SIGN_IN_COOLOFF_MINUTES = env.int("APP_SECURITY__SIGN_IN_COOLOFF_MINUTES", 15, minimum=1)
+# Days an invitation's link may be used; re-sending an invitation starts the days again.
+INVITATION_VALID_DAYS = env.int("APP_INVITATIONS__VALID_DAYS", 3, minimum=1)
 # Requests a minute one read token may make to the stats API (429 past it; needs Redis).
 READ_API_REQUESTS_PER_MINUTE = env.int("APP_READ_API__REQUESTS_PER_MINUTE", 120, minimum=1)
 # Fernet keys that encrypt HMAC secrets at rest, newest first; "derived" names the key derived from

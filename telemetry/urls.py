@@ -24,6 +24,7 @@ urlpatterns = [
     path("api/docs/", TemplateView.as_view(template_name="ingest/api_docs.html"), name="api-docs"),
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),
+    path("", include("accounts.urls")),
     path("", include("dashboards.urls")),
 ]
 
