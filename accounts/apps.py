@@ -6,9 +6,14 @@ class AccountsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
+        from allauth.mfa import signals as mfa
         from django.contrib.auth.signals import user_logged_in, user_login_failed
 
         from accounts import receivers
 
-        user_logged_in.connect(receivers.signed_in, dispatch_uid="accounts.audit.signed_in")
-        user_login_failed.connect(receivers.sign_in_failed, dispatch_uid="accounts.audit.sign_in_failed")
+        for name, signal in [("signed_in", user_logged_in), ("sign_in_failed", user_login_failed),
+                             ("second_factor_added", mfa.authenticator_added),
+                             ("second_factor_removed", mfa.authenticator_removed),
+                             ("recovery_codes_renewed", mfa.authenticator_reset),
+                             ("second_factor_failed", mfa.authentication_failed)]:
+            signal.connect(getattr(receivers, name), dispatch_uid=f"accounts.audit.{name}")

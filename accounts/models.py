@@ -36,6 +36,9 @@ class Organization(models.Model):
         default=False, help_text="Count events against the monthly quota but never refuse them.")
     extra_quota = models.PositiveBigIntegerField(default=0, help_text="Events granted on top of the tier's quota...")
     extra_quota_month = models.CharField(max_length=7, blank=True, help_text="...in this month (YYYY-MM, UTC).")
+    require_two_factor = models.BooleanField(
+        "members must use two-factor", default=False,
+        help_text="Members without a second factor are sent to set one up before they see any page.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -180,6 +183,10 @@ class AuditEntry(models.Model):
         INVITATION_SENT = "invitation_sent", "Invitation sent"
         INVITATION_REVOKED = "invitation_revoked", "Invitation revoked"
         INVITATION_ACCEPTED = "invitation_accepted", "Invitation accepted"
+        SECOND_FACTOR_ADDED = "second_factor_added", "Second factor added"
+        SECOND_FACTOR_REMOVED = "second_factor_removed", "Second factor removed"
+        RECOVERY_CODES_RENEWED = "recovery_codes_renewed", "Recovery codes renewed"
+        SECOND_FACTOR_FAILED = "second_factor_failed", "Wrong second-factor code"
 
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,

@@ -1,4 +1,4 @@
-"""Sign-in signals, Django's and allauth's, recorded in the audit log."""
+"""Sign-in and second-factor signals, Django's and allauth's, recorded in the audit log."""
 
 from accounts.adapters import sign_in_name
 from accounts.models import AuditEntry
@@ -16,3 +16,17 @@ def signed_in(sender, request, user, **kwargs):
 def sign_in_failed(sender, credentials, request=None, **kwargs):
     audit_record(action=AuditEntry.Action.SIGN_IN_FAILED, target=sign_in_name(None, credentials),
                  source=_source(request))
+
+
+def _second_factor(action):
+    def receiver(sender, request, user, authenticator, **kwargs):
+        audit_record(action=action, actor=user, target=user.get_username(), source=_source(request),
+                     details={"type": authenticator.type})
+
+    return receiver
+
+
+second_factor_added = _second_factor(AuditEntry.Action.SECOND_FACTOR_ADDED)
+second_factor_removed = _second_factor(AuditEntry.Action.SECOND_FACTOR_REMOVED)
+recovery_codes_renewed = _second_factor(AuditEntry.Action.RECOVERY_CODES_RENEWED)
+second_factor_failed = _second_factor(AuditEntry.Action.SECOND_FACTOR_FAILED)

@@ -263,3 +263,17 @@ def invitation_by_token(*, token: str) -> Invitation | None:
     invitation = (Invitation.objects.select_related("organization")
                   .filter(token_hash=crypto.token_hash(token)).first())
     return invitation if invitation is not None and invitation_usable(invitation=invitation) else None
+
+
+def two_factor_required(*, user) -> bool:
+    """Whether ``user`` must have a second factor: a superuser when the settings say so, or a member
+    of any organization that asks it of its members."""
+    if user.is_superuser and settings.SECURITY_SUPERUSERS_REQUIRE_TWO_FACTOR:
+        return True
+    return user.memberships.filter(organization__require_two_factor=True).exists()
+
+
+def two_factor_enabled(*, user) -> bool:
+    from allauth.mfa.utils import is_mfa_enabled
+
+    return is_mfa_enabled(user)

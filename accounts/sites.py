@@ -28,9 +28,13 @@ class StagedLoginView(LoginView):
     when the account has one) instead of straight into a session."""
 
     def form_valid(self, form):
-        from allauth.account.utils import perform_login
+        # allauth's internal entry (pinned version): it also records the password as this session's
+        # first factor, which allauth asks for before changes such as setting up two-factor.
+        from allauth.account.internal.flows.login import perform_password_login
+        from allauth.account.models import Login
 
-        return perform_login(self.request, form.get_user(), redirect_url=self.get_success_url())
+        login = Login(user=form.get_user(), redirect_url=self.get_success_url())
+        return perform_password_login(self.request, {"username": form.cleaned_data["username"]}, login)
 
 
 class MemberAdminSite(AdminSite):

@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import Application
-from accounts.selectors import ingest_url, organizations_of, role_in
+from accounts.selectors import ingest_url, organizations_of, role_in, two_factor_enabled, two_factor_required
 from accounts.snippets import curl_snippet
 from accounts.services import user_time_zone_set
 from dashboards import selectors
@@ -237,7 +237,9 @@ def preferences(request):
         user_time_zone_set(user=request.user, time_zone=form.cleaned_data["time_zone"])
         messages.success(request, "Saved. Times are now shown in " + form.cleaned_data["time_zone"] + ".")
         return redirect("dashboards:preferences")
-    return render(request, "dashboards/preferences.html", {"form": form})
+    return render(request, "dashboards/preferences.html", {
+        "form": form, "two_factor": two_factor_enabled(user=request.user),
+        "two_factor_required": two_factor_required(user=request.user)})
 
 
 @login_required

@@ -93,6 +93,8 @@ SECURITY_SIGN_IN_ATTEMPTS = env.int("APP_SECURITY__SIGN_IN_ATTEMPTS", 5, minimum
 SECURITY_SIGN_IN_COOLOFF_MINUTES = env.int("APP_SECURITY__SIGN_IN_COOLOFF_MINUTES", 15, minimum=1)
 # Days an invitation's link may be used; re-sending an invitation starts the days again.
 INVITATION_VALID_DAYS = env.int("APP_INVITATIONS__VALID_DAYS", 3, minimum=1)
+# Superusers must set up a second factor before they reach any page but its own set-up.
+SECURITY_SUPERUSERS_REQUIRE_TWO_FACTOR = env.bool("APP_SECURITY__SUPERUSERS_REQUIRE_TWO_FACTOR", False)
 # Requests a minute one read token may make to the stats API (429 past it; needs Redis).
 READ_API_REQUESTS_PER_MINUTE = env.int("APP_READ_API__REQUESTS_PER_MINUTE", 120, minimum=1)
 # Fernet keys that encrypt HMAC secrets at rest, newest first; "derived" names the key derived from
@@ -199,6 +201,7 @@ INSTALLED_APPS = [
     "axes",
     "allauth",
     "allauth.account",
+    "allauth.mfa",
     "django_celery_beat",
     "accounts",
     "ingest",
@@ -220,6 +223,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "allauth.account.middleware.AccountMiddleware",
+    "accounts.middleware.two_factor_required",
     "telemetry.middleware.user_time_zone",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "axes.middleware.AxesMiddleware",
@@ -266,6 +270,10 @@ ACCOUNT_UNIQUE_EMAIL = False
 ACCOUNT_LOGOUT_ON_PASSWORD_CHANGE = False
 ACCOUNT_PREVENT_ENUMERATION = True
 # Wrong passwords and wrong codes: as many as django-axes allows, for as long, per account.
+MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
+MFA_TOTP_ISSUER = "Telemetry"
+# A code is taken from the period before or after too (phones' clocks drift); each is still used once.
+MFA_TOTP_TOLERANCE = 1
 ACCOUNT_RATE_LIMITS = {
     "login_failed": f"{10 * SECURITY_SIGN_IN_ATTEMPTS}/m/ip,"
                     f"{SECURITY_SIGN_IN_ATTEMPTS}/{60 * SECURITY_SIGN_IN_COOLOFF_MINUTES}s/key",
