@@ -2,11 +2,17 @@
 
 from allauth.account.adapter import DefaultAccountAdapter
 
+from telemetry.lib.addresses import client_address
+
 
 class AccountAdapter(DefaultAccountAdapter):
     def is_open_for_signup(self, request):
         # People join an organization by invitation (accounts.views.invitation_accept), never on their own.
         return False
+
+    def get_client_ip(self, request):
+        # The same address as the audit log and django-axes see (APP_SERVER__TRUSTED_PROXIES).
+        return client_address(request) or request.META.get("REMOTE_ADDR", "")
 
 
 def sign_in_name(request, credentials) -> str:

@@ -33,7 +33,21 @@ admin.site.site_title = "Telemetry"
 admin.site.index_title = "Operations"
 admin.site.site_url = "/"
 admin.site.enable_nav_sidebar = False
-admin.site.register(User, UserAdmin)
+
+
+@admin.register(User)
+class OperatorAdmin(UserAdmin):
+    """Django's user admin (superusers only), with signing a person out of every session."""
+
+    actions = ["sign_out_everywhere"]
+
+    @admin.action(description="Sign the selected users out everywhere")
+    def sign_out_everywhere(self, request, queryset):
+        ended = sum(services.sessions_end(user=user, by=request.user, source=Source.from_request(request))
+                    for user in queryset)
+        self.message_user(request, f"{ended} session{'s' if ended != 1 else ''} ended.", messages.SUCCESS)
+
+
 # Roles come from memberships; Django's groups would be a second, unused way to grant access.
 admin.site.unregister(Group)
 

@@ -187,6 +187,7 @@ class AuditEntry(models.Model):
         SECOND_FACTOR_REMOVED = "second_factor_removed", "Second factor removed"
         RECOVERY_CODES_RENEWED = "recovery_codes_renewed", "Recovery codes renewed"
         SECOND_FACTOR_FAILED = "second_factor_failed", "Wrong second-factor code"
+        SIGNED_OUT_EVERYWHERE = "signed_out_everywhere", "Signed out everywhere"
 
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,

@@ -254,6 +254,19 @@ def _address_verified(*, user, email: str) -> None:
 
 
 @transaction.atomic
+def sessions_end(*, user, by=None, source: Source = COMMAND_LINE) -> int:
+    """Signs ``user`` out of every session they signed in to; returns how many were ended."""
+    from allauth.usersessions.models import UserSession
+
+    sessions = list(UserSession.objects.filter(user=user))
+    for session in sessions:
+        session.end()
+    audit_record(action=Action.SIGNED_OUT_EVERYWHERE, actor=by, target=user.get_username(), source=source,
+                 details={"sessions": len(sessions)})
+    return len(sessions)
+
+
+@transaction.atomic
 def membership_remove(*, membership: Membership, by=None, source: Source = COMMAND_LINE) -> None:
     audit_record(action=Action.MEMBERSHIP_REMOVED, actor=by, organization=membership.organization,
                  target=str(membership), source=source,

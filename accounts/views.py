@@ -1,6 +1,8 @@
-"""Accounts' pages outside the admin: accepting an invitation."""
+"""Accounts' pages outside the admin: accepting an invitation, signing out everywhere."""
 
 from django.contrib import messages
+from django.contrib.auth import logout
+from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
@@ -43,3 +45,11 @@ def invitation_accept(request, token: str):
         return perform_login(request, membership.user, redirect_url=target)
     return render(request, "accounts/invitation.html", {"invitation": invitation, "form": form,
                                                         "sign_in_url": reverse("account_login") + "?next=" + request.path})
+
+
+@login_required
+@require_http_methods(["POST"])
+def sign_out_everywhere(request):
+    services.sessions_end(user=request.user, by=request.user, source=Source.from_request(request))
+    logout(request)
+    return redirect("admin:login")

@@ -202,6 +202,7 @@ INSTALLED_APPS = [
     "allauth",
     "allauth.account",
     "allauth.mfa",
+    "allauth.usersessions",
     "django_celery_beat",
     "accounts",
     "ingest",
@@ -223,6 +224,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "allauth.account.middleware.AccountMiddleware",
+    "allauth.usersessions.middleware.UserSessionsMiddleware",
     "accounts.middleware.two_factor_required",
     "telemetry.middleware.user_time_zone",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -274,6 +276,8 @@ MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
 MFA_TOTP_ISSUER = "Telemetry"
 # A code is taken from the period before or after too (phones' clocks drift); each is still used once.
 MFA_TOTP_TOLERANCE = 1
+# Sessions are recorded when they sign in, with where and when; recording every request would write on each page.
+USERSESSIONS_TRACK_ACTIVITY = False
 ACCOUNT_RATE_LIMITS = {
     "login_failed": f"{10 * SECURITY_SIGN_IN_ATTEMPTS}/m/ip,"
                     f"{SECURITY_SIGN_IN_ATTEMPTS}/{60 * SECURITY_SIGN_IN_COOLOFF_MINUTES}s/key",
