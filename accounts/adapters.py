@@ -1,6 +1,11 @@
-"""How django-allauth fits this service: no open sign-up, and the names it signs in with."""
+"""How django-allauth fits this service: no open sign-up but through single sign-on, the names and
+addresses it signs in with, and who the provider may sign in."""
 
 from allauth.account.adapter import DefaultAccountAdapter
+from allauth.core.exceptions import ImmediateHttpResponse
+from allauth.socialaccount.adapter import DefaultSocialAccountAdapter
+from django.conf import settings
+from django.shortcuts import render
 
 from telemetry.lib.addresses import client_address
 
@@ -23,3 +28,31 @@ def sign_in_name(request, credentials) -> str:
     if not name and request is not None:
         name = request.POST.get("login") or request.POST.get("username")
     return str(name or "")[:150]
+
+
+def sign_on_claims(sociallogin) -> dict:
+    """The provider's claims about the person: its userinfo answer, else the ID token's."""
+    data = sociallogin.account.extra_data or {}
+    return data.get("userinfo") or data.get("id_token") or data
+
+
+class SingleSignOnAdapter(DefaultSocialAccountAdapter):
+    def is_open_for_signup(self, request, sociallogin):
+        # The provider vouched for the person: an account is made for them on their first sign-in.
+        return True
+
+    def pre_social_login(self, request, sociallogin):
+        from accounts.models import AuditEntry
+        from accounts.services import Source, audit_record
+
+        email = str(sign_on_claims(sociallogin).get("email") or "")
+        domain = email.rpartition("@")[2].lower()
+        if settings.SSO_ALLOWED_DOMAINS and domain not in settings.SSO_ALLOWED_DOMAINS:
+            audit_record(action=AuditEntry.Action.SIGN_IN_FAILED, target=email[:150],
+                         source=Source.from_request(request), details={"single_sign_on": "domain not allowed"})
+            raise ImmediateHttpResponse(render(request, "accounts/sso_refused.html", {"email": email}, status=403))
+
+
+def password_sign_in_allowed(user) -> bool:
+    """With single sign-on on and passwords turned off, only superusers still sign in with one."""
+    return not (settings.SSO_ISSUER and not settings.SSO_PASSWORD_SIGN_IN) or user.is_superuser

@@ -24,8 +24,8 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from accounts import selectors, services, snippets
-from accounts.models import (Application, AuditEntry, Credential, Invitation, Membership, Organization, ReadToken, Tier,
-                             User)
+from accounts.models import (Application, AuditEntry, Credential, Invitation, Membership, Organization, ReadToken,
+                             SignOnRule, Tier, User)
 from accounts.services import Source
 
 admin.site.site_header = "Telemetry"
@@ -285,6 +285,27 @@ class ReadOnlyMemberInline(admin.TabularInline):
         return False
 
 
+class SignOnRuleInline(admin.TabularInline):
+    """Who single sign-on places in the organization: set by superusers, since a rule decides for
+    people of any domain or group, not only the organization's own."""
+
+    model = SignOnRule
+    extra = 0
+    fields = ["email_domain", "group", "role"]
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.is_superuser
+
+    def has_add_permission(self, request, obj=None):
+        return request.user.is_superuser
+
+    def has_change_permission(self, request, obj=None):
+        return request.user.is_superuser
+
+    def has_delete_permission(self, request, obj=None):
+        return request.user.is_superuser
+
+
 class ApplicationInline(ReadOnlyMemberInline):
     model = Application
     extra = 0
@@ -300,7 +321,7 @@ class OrganizationAdmin(OrganizationScopedAdmin):
     search_fields = ["name", "public_id"]
     list_filter = ["tier"]
     readonly_fields = ["public_id", "created_at"]
-    inlines = [MembershipInline, ApplicationInline]
+    inlines = [MembershipInline, SignOnRuleInline, ApplicationInline]
 
     def has_add_permission(self, request):
         return request.user.is_superuser

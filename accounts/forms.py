@@ -1,4 +1,8 @@
+from allauth.account.forms import LoginForm
 from django.contrib.auth.forms import UserCreationForm
+from django.core.exceptions import ValidationError
+
+from accounts.adapters import password_sign_in_allowed
 
 from accounts.models import User
 
@@ -9,3 +13,13 @@ class InvitedAccountForm(UserCreationForm):
     class Meta:
         model = User
         fields = ["username"]
+
+
+class PasswordLoginForm(LoginForm):
+    """allauth's sign-in form, refusing passwords when single sign-on has turned them off."""
+
+    def clean(self):
+        cleaned = super().clean()
+        if self.user is not None and not password_sign_in_allowed(self.user):
+            raise ValidationError("Sign in with single sign-on: passwords are turned off here.")
+        return cleaned

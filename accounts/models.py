@@ -159,6 +159,27 @@ class Invitation(models.Model):
         return f"{self.email} as {self.get_role_display()} of {self.organization.name}"
 
 
+class SignOnRule(models.Model):
+    """Places a person who signs in through single sign-on in an organization with a role, when their
+    address is of a domain or the provider lists them in a group."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="sign_on_rules")
+    email_domain = models.CharField(max_length=253, blank=True, help_text="e.g. acme.example; blank: any.")
+    group = models.CharField(max_length=200, blank=True,
+                             help_text="A name in the provider's groups claim; blank: any.")
+    role = models.CharField(max_length=10, choices=Membership.Role.choices, default=Membership.Role.VIEWER)
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=~Q(email_domain="", group=""),
+                                              name="sign_on_rule_matches_something")]
+        verbose_name = "single sign-on rule"
+
+    def __str__(self):
+        what = " and ".join(filter(None, [self.email_domain and f"@{self.email_domain}",
+                                          self.group and f"group {self.group}"]))
+        return f"{what} → {self.get_role_display()}"
+
+
 class AuditEntry(models.Model):
     """Who did what, when and from where: written by services, read-only everywhere."""
 

@@ -1,8 +1,8 @@
 """Sign-in and second-factor signals, Django's and allauth's, recorded in the audit log."""
 
-from accounts.adapters import sign_in_name
+from accounts.adapters import sign_in_name, sign_on_claims
 from accounts.models import AuditEntry
-from accounts.services import COMMAND_LINE, Source, audit_record
+from accounts.services import COMMAND_LINE, Source, audit_record, sign_on_memberships_apply
 
 
 def _source(request) -> Source:
@@ -30,3 +30,14 @@ second_factor_added = _second_factor(AuditEntry.Action.SECOND_FACTOR_ADDED)
 second_factor_removed = _second_factor(AuditEntry.Action.SECOND_FACTOR_REMOVED)
 recovery_codes_renewed = _second_factor(AuditEntry.Action.RECOVERY_CODES_RENEWED)
 second_factor_failed = _second_factor(AuditEntry.Action.SECOND_FACTOR_FAILED)
+
+
+def signed_on(sender, request, user, sociallogin=None, **kwargs):
+    """allauth's sign-in signal: after single sign-on, the organizations the rules place the person in."""
+    if sociallogin is None:
+        return
+    claims = sign_on_claims(sociallogin)
+    groups = claims.get("groups") or []
+    sign_on_memberships_apply(user=user, email=str(claims.get("email") or ""),
+                              groups=[str(group) for group in groups] if isinstance(groups, list) else [],
+                              source=_source(request))

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from accounts import selectors
 from accounts.models import (Application, AuditEntry, Credential, Invitation, Membership, Organization, QuotaNotice,
-                             ReadToken, Tier, User)
+                             ReadToken, SignOnRule, Tier, User)
 from telemetry.lib import crypto, ids
 from telemetry.lib.addresses import client_address
 from telemetry.lib.redis import get_redis
@@ -251,6 +251,27 @@ def _address_verified(*, user, email: str) -> None:
 
     EmailAddress.objects.update_or_create(user=user, email__iexact=email,
                                           defaults={"email": email, "verified": True, "primary": True})
+
+
+@transaction.atomic
+def sign_on_memberships_apply(*, user, email: str, groups: list[str], source: Source = COMMAND_LINE) -> list[Membership]:
+    """Makes a person who signed in through single sign-on a member of each organization whose rules
+    match their address's domain or a group of theirs; a membership they already hold stays as it is."""
+    domain = email.rpartition("@")[2].lower()
+    added = []
+    for rule in SignOnRule.objects.select_related("organization").order_by("pk"):
+        if rule.email_domain and rule.email_domain.lower() != domain:
+            continue
+        if rule.group and rule.group not in groups:
+            continue
+        membership, created = Membership.objects.get_or_create(user=user, organization=rule.organization,
+                                                               defaults={"role": rule.role})
+        if created:
+            audit_record(action=Action.MEMBERSHIP_CHANGED, actor=user, organization=rule.organization,
+                         target=str(membership), source=source,
+                         details={"user": user.get_username(), "role": rule.role, "via": "single sign-on"})
+            added.append(membership)
+    return added
 
 
 @transaction.atomic

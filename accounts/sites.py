@@ -1,5 +1,6 @@
 """The admin site, entered by membership rather than by Django's staff flag."""
 
+from django.conf import settings
 from django.contrib.admin import AdminSite
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth import REDIRECT_FIELD_NAME
@@ -9,6 +10,7 @@ from django.http import HttpResponseRedirect
 from django.urls import reverse
 
 from accounts import selectors
+from accounts.adapters import password_sign_in_allowed
 
 
 class MemberAuthenticationForm(AdminAuthenticationForm):
@@ -16,11 +18,14 @@ class MemberAuthenticationForm(AdminAuthenticationForm):
         **AdminAuthenticationForm.error_messages,
         "invalid_login": "Please enter the correct username and password of a member of an organization. "
                          "Both fields may be case-sensitive.",
+        "password_off": "Sign in with single sign-on: passwords are turned off here.",
     }
 
     def confirm_login_allowed(self, user):
         if not user.is_active or not selectors.admin_access(user=user):
             raise ValidationError(self.error_messages["invalid_login"], code="invalid_login")
+        if not password_sign_in_allowed(user):
+            raise ValidationError(self.error_messages["password_off"], code="password_off")
 
 
 class StagedLoginView(LoginView):
@@ -51,7 +56,8 @@ class MemberAdminSite(AdminSite):
         if request.method == "GET" and self.has_permission(request):
             return HttpResponseRedirect(reverse("admin:index", current_app=self.name))
         context = {**self.each_context(request), "title": "Log in", "subtitle": None,
-                   "app_path": request.get_full_path(), "username": request.user.get_username()}
+                   "app_path": request.get_full_path(), "username": request.user.get_username(),
+                   "sso_label": settings.SSO_LABEL if settings.SSO_ISSUER else ""}
         if REDIRECT_FIELD_NAME not in request.GET and REDIRECT_FIELD_NAME not in request.POST:
             context[REDIRECT_FIELD_NAME] = reverse("admin:index", current_app=self.name)
         context.update(extra_context or {})

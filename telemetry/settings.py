@@ -95,6 +95,17 @@ SECURITY_SIGN_IN_COOLOFF_MINUTES = env.int("APP_SECURITY__SIGN_IN_COOLOFF_MINUTE
 INVITATION_VALID_DAYS = env.int("APP_INVITATIONS__VALID_DAYS", 3, minimum=1)
 # Superusers must set up a second factor before they reach any page but its own set-up.
 SECURITY_SUPERUSERS_REQUIRE_TWO_FACTOR = env.bool("APP_SECURITY__SUPERUSERS_REQUIRE_TWO_FACTOR", False)
+# Single sign-on with an OpenID Connect provider: on when an issuer is set.
+SSO_ISSUER = env.str("APP_SSO__ISSUER", "")
+SSO_CLIENT_ID = env.str("APP_SSO__CLIENT_ID", "")
+SSO_CLIENT_SECRET = env.str("APP_SSO__CLIENT_SECRET", "")
+SSO_LABEL = env.str("APP_SSO__LABEL", "Single sign-on")
+# Addresses from these domains only may sign in through the provider (empty: any it vouches for).
+SSO_ALLOWED_DOMAINS = [domain.lower() for domain in env.list("APP_SSO__ALLOWED_DOMAINS", [])]
+# With SSO on, false turns password sign-in off for everyone but superusers (their way in if the provider fails).
+SSO_PASSWORD_SIGN_IN = env.bool("APP_SSO__PASSWORD_SIGN_IN", True)
+if SSO_ISSUER and not (SSO_CLIENT_ID and SSO_CLIENT_SECRET):
+    env.errors.append("APP_SSO__ISSUER is set: set APP_SSO__CLIENT_ID and APP_SSO__CLIENT_SECRET too")
 # Requests a minute one read token may make to the stats API (429 past it; needs Redis).
 READ_API_REQUESTS_PER_MINUTE = env.int("APP_READ_API__REQUESTS_PER_MINUTE", 120, minimum=1)
 # Fernet keys that encrypt HMAC secrets at rest, newest first; "derived" names the key derived from
@@ -203,6 +214,8 @@ INSTALLED_APPS = [
     "allauth.account",
     "allauth.mfa",
     "allauth.usersessions",
+    "allauth.socialaccount",
+    "allauth.socialaccount.providers.openid_connect",
     "django_celery_beat",
     "accounts",
     "ingest",
@@ -264,6 +277,7 @@ AXES_USERNAME_CALLABLE = "accounts.adapters.sign_in_name"
 # (accounts.adapters.AccountAdapter), and the admin's sign-in form hands over to allauth's stages
 # (accounts.sites), so a second factor is asked for wherever a person signs in.
 ACCOUNT_ADAPTER = "accounts.adapters.AccountAdapter"
+ACCOUNT_FORMS = {"login": "accounts.forms.PasswordLoginForm"}
 # By username only: addresses need not be unique (one person may hold several accounts).
 ACCOUNT_LOGIN_METHODS = {"username"}
 ACCOUNT_SIGNUP_FIELDS = ["email*", "username*", "password1*", "password2*"]
@@ -272,6 +286,17 @@ ACCOUNT_UNIQUE_EMAIL = False
 ACCOUNT_LOGOUT_ON_PASSWORD_CHANGE = False
 ACCOUNT_PREVENT_ENUMERATION = True
 # Wrong passwords and wrong codes: as many as django-axes allows, for as long, per account.
+SOCIALACCOUNT_ADAPTER = "accounts.adapters.SingleSignOnAdapter"
+# The provider's verified address finds the account with that verified address, or one is made for it.
+SOCIALACCOUNT_EMAIL_AUTHENTICATION = True
+SOCIALACCOUNT_EMAIL_AUTHENTICATION_AUTO_CONNECT = True
+SOCIALACCOUNT_AUTO_SIGNUP = True
+SOCIALACCOUNT_ONLY = False
+SOCIALACCOUNT_STORE_TOKENS = False
+SOCIALACCOUNT_PROVIDERS = {"openid_connect": {"OAUTH_PKCE_ENABLED": True, "APPS": [{
+    "provider_id": "sso", "name": SSO_LABEL, "client_id": SSO_CLIENT_ID, "secret": SSO_CLIENT_SECRET,
+    "settings": {"server_url": SSO_ISSUER},
+}] if SSO_ISSUER else []}}
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
 MFA_TOTP_ISSUER = "Telemetry"
 # A code is taken from the period before or after too (phones' clocks drift); each is still used once.
@@ -312,6 +337,13 @@ CONTENT_SECURITY_POLICY = {
         "frame-ancestors": ["'none'"],
     },
 }
+
+if SSO_ISSUER:
+    # The sign-in button's form is answered with a redirect to the provider, which form-action covers.
+    from urllib.parse import urlsplit
+
+    _issuer = urlsplit(SSO_ISSUER)
+    CONTENT_SECURITY_POLICY["DIRECTIVES"]["form-action"].append(f"{_issuer.scheme}://{_issuer.netloc}")
 
 ROOT_URLCONF = "telemetry.urls"
 LOGIN_URL = "admin:login"

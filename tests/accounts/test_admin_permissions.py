@@ -379,7 +379,9 @@ def test_an_account_in_no_organization_cannot_enter_the_admin_even_as_staff(clie
 def organization_form(organization, memberships, **fields) -> dict:
     data = {"name": organization.name, "contact_email": organization.contact_email,
             "memberships-TOTAL_FORMS": str(len(memberships)), "memberships-INITIAL_FORMS": str(len(memberships)),
-            "applications-TOTAL_FORMS": "0", "applications-INITIAL_FORMS": "0", **fields}
+            "applications-TOTAL_FORMS": "0", "applications-INITIAL_FORMS": "0",
+            # The single sign-on rules' rows, shown to superusers only.
+            "sign_on_rules-TOTAL_FORMS": "0", "sign_on_rules-INITIAL_FORMS": "0", **fields}
     for index, membership in enumerate(memberships):
         data.update({f"memberships-{index}-id": membership.pk, f"memberships-{index}-organization": organization.pk,
                      f"memberships-{index}-user": membership.user.username,
@@ -456,6 +458,7 @@ def test_superuser_creates_an_organization_with_its_quota_grants(client):
         "name": "Granted Org", "tier": Tier.objects.get(slug="self-hosted").pk, "contact_email": "",
         "quota_monitor_only": "on", "extra_quota": "5000", "extra_quota_month": "2026-12",
         "memberships-TOTAL_FORMS": "0", "memberships-INITIAL_FORMS": "0",
+        "sign_on_rules-TOTAL_FORMS": "0", "sign_on_rules-INITIAL_FORMS": "0",
         "applications-TOTAL_FORMS": "0", "applications-INITIAL_FORMS": "0",
     })
 

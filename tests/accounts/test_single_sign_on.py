@@ -1,0 +1,203 @@
+"""Single sign-on against a real OpenID Connect provider the tests start on localhost
+(conftest.oidc_provider): the browser's part of the protocol is played by requests, the service's
+by the test client, which talks to the provider over HTTP for the token, keys and userinfo."""
+
+import re
+from urllib.parse import urljoin, urlsplit
+
+import pytest
+import requests
+from allauth.account.models import EmailAddress
+from django.urls import reverse
+
+from accounts.models import AuditEntry, Membership, SignOnRule, User
+from tests.factories import OrganizationFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+PASSWORD = "right-password-123"
+
+
+@pytest.fixture
+def sso(settings, oidc_provider):
+    settings.SSO_ISSUER = oidc_provider["issuer"]
+    settings.SSO_LABEL = "Sign in with Acme ID"
+    settings.SOCIALACCOUNT_PROVIDERS = {"openid_connect": {"OAUTH_PKCE_ENABLED": True, "APPS": [{
+        "provider_id": "sso", "name": "Acme ID", "client_id": oidc_provider["client_id"],
+        "secret": oidc_provider["secret"], "settings": {"server_url": oidc_provider["issuer"]}}]}}
+    return oidc_provider
+
+
+def sign_on(client, username: str):
+    """Starts sign-in at the service, signs in at the provider as ``username``, and hands the provider's
+    answer back to the service; returns the service's last response."""
+    start = client.post(reverse("openid_connect_login", args=["sso"]), {"next": "/admin/"})
+    assert start.status_code == 302, start.content
+    browser = requests.Session()
+    url = start["Location"]
+    for _ in range(6):
+        if url.startswith("http://testserver/"):
+            break
+        answer = browser.get(url, allow_redirects=False, timeout=10)
+        if answer.status_code == 200 and "csrfmiddlewaretoken" in answer.text:
+            token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', answer.text).group(1)
+            next_url = re.search(r'name="next" value="([^"]*)"', answer.text).group(1).replace("&amp;", "&")
+            answer = browser.post(url, {"csrfmiddlewaretoken": token, "username": username,
+                                        "password": "provider-password", "next": next_url},
+                                  allow_redirects=False, timeout=10)
+        assert answer.status_code == 302, answer.text
+        url = urljoin(url, answer.headers["Location"])
+    callback = urlsplit(url)
+    return client.get(f"{callback.path}?{callback.query}")
+
+
+def signed_in_user(client):
+    response = client.get(reverse("dashboards:preferences"))
+    return response.wsgi_request.user if response.status_code == 200 else None
+
+
+def test_a_new_person_signs_in_through_the_provider_and_gets_an_account(client, sso):
+    response = sign_on(client, "alice")
+
+    assert response.status_code == 302
+    user = User.objects.get(email="alice@acme.example")
+    assert signed_in_user(client) == user
+    assert (user.is_staff, user.is_superuser, user.has_usable_password()) == (False, False, False)
+    assert EmailAddress.objects.filter(user=user, email="alice@acme.example", verified=True).exists()
+    assert AuditEntry.objects.filter(action="sign_in", actor=user).count() == 1
+
+
+def test_the_provider_finds_the_account_with_the_same_verified_address(client, sso):
+    existing = UserFactory(username="alice-here", email="alice@acme.example")
+    EmailAddress.objects.create(user=existing, email="alice@acme.example", verified=True, primary=True)
+
+    sign_on(client, "alice")
+
+    assert signed_in_user(client) == existing
+    assert User.objects.filter(email="alice@acme.example").count() == 1
+
+
+def test_an_address_the_provider_does_not_vouch_for_never_signs_in_to_the_account_with_it(client, sso):
+    existing = UserFactory(username="carol-here", email="carol@acme.example")
+    EmailAddress.objects.create(user=existing, email="carol@acme.example", verified=True, primary=True)
+
+    sign_on(client, "carol")
+
+    assert signed_in_user(client) != existing
+
+
+def test_rules_place_the_person_in_organizations_by_domain_and_by_group(client, sso):
+    by_domain, by_group, unrelated = OrganizationFactory(), OrganizationFactory(), OrganizationFactory()
+    SignOnRule.objects.create(organization=by_domain, email_domain="acme.example", role="viewer")
+    SignOnRule.objects.create(organization=by_group, group="telemetry-admins", role="admin")
+    SignOnRule.objects.create(organization=unrelated, email_domain="elsewhere.example", role="owner")
+
+    sign_on(client, "alice")
+
+    user = User.objects.get(email="alice@acme.example")
+    assert set(user.memberships.values_list("organization", "role")) == {(by_domain.pk, "viewer"),
+                                                                         (by_group.pk, "admin")}
+    assert client.get("/admin/").status_code == 200
+    assert AuditEntry.objects.filter(action="membership_changed", details__via="single sign-on").count() == 2
+
+
+def test_a_rule_keeps_a_role_the_person_already_holds(client, sso):
+    organization = OrganizationFactory()
+    SignOnRule.objects.create(organization=organization, email_domain="acme.example", role="viewer")
+    existing = UserFactory(email="alice@acme.example")
+    EmailAddress.objects.create(user=existing, email="alice@acme.example", verified=True, primary=True)
+    Membership.objects.create(user=existing, organization=organization, role="owner")
+
+    sign_on(client, "alice")
+
+    assert Membership.objects.get(user=existing, organization=organization).role == "owner"
+
+
+def test_a_domain_not_allowed_is_refused(client, sso, settings):
+    settings.SSO_ALLOWED_DOMAINS = ["acme.example"]
+
+    response = sign_on(client, "bob")
+
+    assert response.status_code == 403
+    assert b"may not sign in here" in response.content
+    assert not User.objects.filter(email="bob@elsewhere.example").exists()
+    assert signed_in_user(client) is None
+    assert AuditEntry.objects.filter(action="sign_in_failed", target="bob@elsewhere.example").exists()
+
+
+def test_a_second_factor_is_still_asked_after_the_provider(client, sso):
+    from allauth.mfa.totp.internal.auth import TOTP, generate_totp_secret
+
+    existing = UserFactory(email="alice@acme.example")
+    EmailAddress.objects.create(user=existing, email="alice@acme.example", verified=True, primary=True)
+    TOTP.activate(existing, generate_totp_secret())
+
+    response = sign_on(client, "alice")
+
+    assert response.status_code == 302 and response["Location"] == reverse("mfa_authenticate")
+    assert signed_in_user(client) is None
+
+
+def test_the_admins_sign_in_page_offers_the_provider(client, sso):
+    page = client.get(reverse("admin:login"))
+
+    assert b"Sign in with Acme ID" in page.content
+    assert reverse("openid_connect_login", args=["sso"]).encode() in page.content
+
+
+@pytest.fixture
+def member():
+    user = UserFactory()
+    user.set_password(PASSWORD)
+    user.save()
+    Membership.objects.create(user=user, organization=OrganizationFactory(), role="viewer")
+    return user
+
+
+def test_with_passwords_turned_off_a_member_cannot_sign_in_with_one(client, sso, settings, member):
+    settings.SSO_PASSWORD_SIGN_IN = False
+
+    admin_form = client.post(reverse("admin:login"), {"username": member.username, "password": PASSWORD})
+    allauth_form = client.post(reverse("account_login"), {"login": member.username, "password": PASSWORD})
+
+    assert admin_form.status_code == 200 and b"passwords are turned off" in admin_form.content
+    assert allauth_form.status_code == 200 and b"passwords are turned off" in allauth_form.content
+    assert signed_in_user(client) is None
+
+
+def test_with_passwords_turned_off_a_superuser_still_signs_in_with_one(client, sso, settings):
+    settings.SSO_PASSWORD_SIGN_IN = False
+    superuser = UserFactory(is_superuser=True)
+    superuser.set_password(PASSWORD)
+    superuser.save()
+
+    response = client.post(reverse("admin:login"), {"username": superuser.username, "password": PASSWORD})
+
+    assert response.status_code == 302
+    assert signed_in_user(client) == superuser
+
+
+def test_a_superuser_sets_an_organizations_rules_on_its_page(client):
+    organization = OrganizationFactory()
+    client.force_login(UserFactory(is_superuser=True))
+
+    response = client.post(reverse("admin:accounts_organization_change", args=[organization.pk]), {
+        "name": organization.name, "tier": organization.tier.pk, "contact_email": "", "extra_quota": "0",
+        "memberships-TOTAL_FORMS": "0", "memberships-INITIAL_FORMS": "0",
+        "applications-TOTAL_FORMS": "0", "applications-INITIAL_FORMS": "0",
+        "sign_on_rules-TOTAL_FORMS": "1", "sign_on_rules-INITIAL_FORMS": "0",
+        "sign_on_rules-0-email_domain": "acme.example", "sign_on_rules-0-group": "", "sign_on_rules-0-role": "admin"})
+
+    assert response.status_code == 302
+    assert list(organization.sign_on_rules.values_list("email_domain", "role")) == [("acme.example", "admin")]
+
+
+def test_an_owner_does_not_see_or_set_the_rules(client):
+    organization = OrganizationFactory()
+    owner = UserFactory()
+    Membership.objects.create(user=owner, organization=organization, role="owner")
+    client.force_login(owner)
+
+    page = client.get(reverse("admin:accounts_organization_change", args=[organization.pk]))
+
+    assert page.status_code == 200 and b"sign_on_rules" not in page.content
