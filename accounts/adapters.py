@@ -1,6 +1,8 @@
 """How django-allauth fits this service: no open sign-up but through single sign-on, the names and
 addresses it signs in with, and who the provider may sign in."""
 
+import time
+
 from allauth.account.adapter import DefaultAccountAdapter
 from allauth.core.exceptions import ImmediateHttpResponse
 from allauth.socialaccount.adapter import DefaultSocialAccountAdapter
@@ -14,6 +16,23 @@ class AccountAdapter(DefaultAccountAdapter):
     def is_open_for_signup(self, request):
         # People join an organization by invitation (accounts.views.invitation_accept), never on their own.
         return False
+
+    def is_reauthentication_required(self, *, app: str, **kwargs) -> bool:
+        # A person made by single sign-on has no password to confirm again, so allauth could never
+        # let them set up two-factor: their sign-in through the provider, if recent, stands in for it.
+        from allauth.account import app_settings
+        from allauth.account.internal.flows.login import get_authentication_records
+        from allauth.core import context
+
+        request = context.request
+        user = getattr(request, "user", None)
+        if user is not None and user.is_authenticated and not user.has_usable_password():
+            recent = [record for record in get_authentication_records(request, user)
+                      if record.get("method") == "socialaccount"
+                      and time.time() - record["at"] < app_settings.REAUTHENTICATION_TIMEOUT]
+            if recent:
+                return False
+        return super().is_reauthentication_required(app=app, **kwargs)
 
     def get_client_ip(self, request):
         # The same address as the audit log and django-axes see (APP_SERVER__TRUSTED_PROXIES).

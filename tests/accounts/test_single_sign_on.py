@@ -201,3 +201,15 @@ def test_an_owner_does_not_see_or_set_the_rules(client):
     page = client.get(reverse("admin:accounts_organization_change", args=[organization.pk]))
 
     assert page.status_code == 200 and b"sign_on_rules" not in page.content
+
+
+def test_a_person_made_by_the_provider_sets_up_two_factor_when_their_organization_requires_it(client, sso):
+    organization = OrganizationFactory(require_two_factor=True)
+    SignOnRule.objects.create(organization=organization, email_domain="acme.example", role="viewer")
+
+    sign_on(client, "alice")
+    sent = client.get("/admin/")
+    page = client.get(reverse("mfa_activate_totp"))
+
+    assert sent.status_code == 302 and sent["Location"] == reverse("mfa_activate_totp")
+    assert page.status_code == 200 and b"Authenticator secret" in page.content
