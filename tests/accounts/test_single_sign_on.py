@@ -213,3 +213,11 @@ def test_a_person_made_by_the_provider_sets_up_two_factor_when_their_organizatio
 
     assert sent.status_code == 302 and sent["Location"] == reverse("mfa_activate_totp")
     assert page.status_code == 200 and b"Authenticator secret" in page.content
+
+
+def test_allauths_sign_in_page_offers_the_provider_and_no_sign_up(client, sso):
+    page = client.get(reverse("account_login"))
+
+    assert b"Acme ID" in page.content
+    assert reverse("openid_connect_login", args=["sso"]).encode() in page.content
+    assert reverse("account_signup").encode() not in page.content
