@@ -1,6 +1,24 @@
 import pytest
 
+from accounts.models import Membership
 from telemetry.lib.redis import get_redis
+from tests.factories import OrganizationFactory, UserFactory
+
+PASSWORD = "right-password-123"
+
+
+def member_create(*, organization=None, role: str = "viewer"):
+    """A person who signs in with PASSWORD, a member of ``organization`` (a new one by default)."""
+    user = UserFactory()
+    user.set_password(PASSWORD)
+    user.save()
+    Membership.objects.create(user=user, organization=organization or OrganizationFactory(), role=role)
+    return user
+
+
+@pytest.fixture
+def member():
+    return member_create()
 
 
 @pytest.fixture(autouse=True)

@@ -5,20 +5,10 @@ from django.test import Client
 from django.urls import reverse
 
 from accounts.models import AuditEntry, Membership
-from tests.factories import OrganizationFactory, UserFactory
+from tests.accounts.conftest import PASSWORD
+from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
-
-PASSWORD = "right-password-123"
-
-
-@pytest.fixture
-def member():
-    user = UserFactory()
-    user.set_password(PASSWORD)
-    user.save()
-    Membership.objects.create(user=user, organization=OrganizationFactory(), role="viewer")
-    return user
 
 
 def signed_in(user, address: str, browser: str) -> Client:

@@ -3,21 +3,11 @@
 import pytest
 from django.urls import reverse
 
-from accounts.models import AuditEntry, Membership
-from tests.factories import OrganizationFactory, UserFactory
+from accounts.models import AuditEntry
+from tests.accounts.conftest import PASSWORD
+from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
-
-PASSWORD = "right-password-123"
-
-
-@pytest.fixture
-def member():
-    user = UserFactory()
-    user.set_password(PASSWORD)
-    user.save()
-    Membership.objects.create(user=user, organization=OrganizationFactory(), role="viewer")
-    return user
 
 
 def test_allauths_sign_in_page_signs_a_member_in_and_audits_it(client, member):

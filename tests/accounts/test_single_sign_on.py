@@ -11,11 +11,10 @@ from allauth.account.models import EmailAddress
 from django.urls import reverse
 
 from accounts.models import AuditEntry, Membership, SignOnRule, User
+from tests.accounts.conftest import PASSWORD
 from tests.factories import OrganizationFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
-
-PASSWORD = "right-password-123"
 
 
 @pytest.fixture
@@ -143,15 +142,6 @@ def test_the_admins_sign_in_page_offers_the_provider(client, sso):
 
     assert b"Sign in with Acme ID" in page.content
     assert reverse("openid_connect_login", args=["sso"]).encode() in page.content
-
-
-@pytest.fixture
-def member():
-    user = UserFactory()
-    user.set_password(PASSWORD)
-    user.save()
-    Membership.objects.create(user=user, organization=OrganizationFactory(), role="viewer")
-    return user
 
 
 def test_with_passwords_turned_off_a_member_cannot_sign_in_with_one(client, sso, settings, member):

@@ -13,11 +13,10 @@ from allauth.mfa.totp.internal.auth import TOTP, format_hotp_value, generate_tot
 from django.urls import reverse
 
 from accounts.models import AuditEntry, Membership
+from tests.accounts.conftest import PASSWORD, member_create
 from tests.factories import OrganizationFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
-
-PASSWORD = "right-password-123"
 
 
 def code_for(secret: str, periods_ahead: int = 0) -> str:
@@ -32,11 +31,7 @@ def organization():
 
 @pytest.fixture
 def member(organization):
-    user = UserFactory()
-    user.set_password(PASSWORD)
-    user.save()
-    Membership.objects.create(user=user, organization=organization, role="admin")
-    return user
+    return member_create(organization=organization, role="admin")
 
 
 @pytest.fixture
