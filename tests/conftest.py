@@ -61,6 +61,8 @@ def pytest_configure(config):
                                 "name a database at least as high as the number of workers less one")
     os.environ["REDIS_URL"] = settings.REDIS_URL = urlunsplit(url._replace(path=f"/{db}"))
     settings.CELERY_BROKER_URL = settings.CELERY_RESULT_BACKEND = settings.REDIS_URL
+    # The cache too: allauth keeps used TOTP codes and sign-in counts there, by user id.
+    settings.CACHES = {**settings.CACHES, "default": {**settings.CACHES["default"], "LOCATION": settings.REDIS_URL}}
 
 
 @pytest.hookimpl(tryfirst=True)
