@@ -1,14 +1,16 @@
 """Reads for alert evaluation: rollups and outcomes of many rules' organizations in a few queries,
-never raw events. Each returns plain dictionaries the kinds add up per rule."""
+never raw events, each returning plain dictionaries the kinds add up per rule; and reads for the
+pages that show alerts, each scoped to one organization."""
 
 import calendar
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 
 from django.db import models
-from django.db.models import Sum
+from django.db.models import OuterRef, Q, Subquery, Sum
 
-from accounts.models import Organization
+from accounts.models import Application, Organization
+from alerts.models import AlertRule, Notification
 from dashboards.selectors import QuotaUsage
 from ingest.models import ApiRollup, EventRollup, ExportRun, LambdaDurationBucket, LambdaRollup, Outcome
 
@@ -118,3 +120,22 @@ def failed_export_counts(*, organization_ids) -> dict[tuple[int, int], int]:
     rows = (ExportRun.objects.filter(organization_id__in=organization_ids, state=ExportRun.State.FAILED)
             .values_list("organization_id", "application_id").annotate(n=models.Count("id")).order_by())
     return {(organization_id, application_id): count for organization_id, application_id, count in rows}
+
+
+def _rules_in_scope(*, organization: Organization, application: Application | None):
+    """An organization's rules; with ``application``, those of that application and the organization-wide ones."""
+    rules = AlertRule.objects.filter(organization=organization)
+    if application is not None:
+        rules = rules.filter(Q(application=application) | Q(application__isnull=True))
+    return rules
+
+
+def firing_rules(*, organization: Organization, application: Application | None = None) -> list[AlertRule]:
+    """The firing rules in scope, longest firing first, in one query; each with ``threshold``, that of
+    the notification that made it fire (the rule keeps only its measured value)."""
+    fired = (Notification.objects.filter(rule=OuterRef("pk"), type=Notification.Type.FIRING)
+             .order_by("-created_at", "-id").values("threshold")[:1])
+    return list(_rules_in_scope(organization=organization, application=application)
+                .filter(state=AlertRule.State.FIRING).select_related("application")
+                .annotate(threshold=Subquery(fired)).order_by("state_since", "name"))
+

@@ -17,6 +17,7 @@ from accounts.models import Application
 from accounts.selectors import ingest_url, organizations_of, role_in, two_factor_enabled, two_factor_required
 from accounts.snippets import curl_snippet
 from accounts.services import user_time_zone_set
+from alerts import selectors as alert_selectors
 from dashboards import selectors
 from ingest.exports import csv_cell
 from ingest.streams import headers_kept
@@ -38,10 +39,12 @@ def _epoch(buckets) -> list[int]:
 
 
 def _page_context(request, window, organization, events: list[int], application=None) -> dict:
-    """What the organization and application pages share: the range picker, outcomes and charts."""
+    """What the organization and application pages share: the range picker, firing alerts, outcomes and charts."""
     hours, outcomes = selectors.outcome_series(organization=organization, application=application, window=window)
     return {
         "organization": organization,
+        "firing": alert_selectors.firing_rules(organization=organization, application=application),
+        "can_manage_alerts": role_in(user=request.user, organization_id=organization.pk) in ("owner", "admin"),
         "window": window,
         "ranges": [(key, granularities) for key, (_, granularities) in selectors.RANGES.items()],
         "reasons": selectors.rejection_reasons(organization=organization, application=application, window=window),

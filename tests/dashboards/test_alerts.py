@@ -1,0 +1,120 @@
+"""Firing alerts on the organization and application pages: the rules in scope, as a banner."""
+
+import pytest
+from django.urls import reverse
+
+from accounts.models import Membership
+from alerts.models import AlertRule
+from alerts.selectors import firing_rules
+from alerts.services import rule_acknowledge, rule_create, rules_evaluate
+from tests.alerts.conftest import NOW
+from tests.factories import ApplicationFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def world():
+    """Two applications of one organization and one of another; a silence rule on each application
+    and one organization-wide, all firing (no events), and one rule that stays ok."""
+    shop = ApplicationFactory(name="shop")
+    organization = shop.organization
+    blog = ApplicationFactory(name="blog", organization=organization)
+    elsewhere = ApplicationFactory(name="elsewhere")
+    rules = {
+        "shop": rule_create(organization=organization, application=shop, name="shop is quiet", kind="silence",
+                            parameters={"minutes": 5}),
+        "blog": rule_create(organization=organization, application=blog, name="blog is quiet", kind="silence"),
+        "all": rule_create(organization=organization, name="everything is quiet", kind="silence"),
+        "elsewhere": rule_create(organization=elsewhere.organization, application=elsewhere,
+                                 name="elsewhere is quiet", kind="silence"),
+        "calm": rule_create(organization=organization, application=shop, name="shop spikes", kind="rate",
+                            parameters={"threshold": 1000}),
+    }
+    rules_evaluate(now=NOW)
+    return {"organization": organization, "shop": shop, "blog": blog, "elsewhere": elsewhere, "rules": rules}
+
+
+def member(client, organization, role="viewer"):
+    user = UserFactory(is_staff=True)
+    Membership.objects.create(user=user, organization=organization, role=role)
+    client.force_login(user)
+    return user
+
+
+def test_firing_rules_of_an_organization_are_its_own_firing_ones_in_one_query(world, django_assert_num_queries):
+    with django_assert_num_queries(1):
+        names = [rule.name for rule in firing_rules(organization=world["organization"])]
+
+    assert sorted(names) == ["blog is quiet", "everything is quiet", "shop is quiet"]
+
+
+def test_firing_rules_of_an_application_add_the_organization_wide_ones(world):
+    rules = firing_rules(organization=world["organization"], application=world["shop"])
+
+    assert sorted(rule.name for rule in rules) == ["everything is quiet", "shop is quiet"]
+
+
+def test_a_firing_rule_carries_its_value_and_the_threshold_it_fired_at(world):
+    rule = next(r for r in firing_rules(organization=world["organization"], application=world["shop"])
+                if r.name == "shop is quiet")
+
+    assert (rule.state, rule.state_since, rule.last_value, rule.threshold) == ("firing", NOW, 0, 5)
+
+
+def test_the_application_page_shows_the_firing_alerts_in_scope(client, world):
+    member(client, world["organization"])
+
+    response = client.get(reverse("dashboards:application", args=[world["organization"].public_id,
+                                                                   world["shop"].public_id]))
+
+    assert response.status_code == 200
+    banner = response.content.decode().split('class="card alerts-banner"')[1].split("</section>")[0]
+    assert "2 alerts firing" in banner
+    assert "shop is quiet" in banner and "everything is quiet" in banner
+    assert "blog is quiet" not in banner and "elsewhere is quiet" not in banner and "shop spikes" not in banner
+    assert "No events for a while" in banner
+    assert "value 0 against threshold 5" in banner
+    assert "not acknowledged" in banner
+
+
+def test_the_organization_page_shows_all_its_firing_alerts_and_none_of_others(client, world):
+    member(client, world["organization"])
+
+    response = client.get(reverse("dashboards:organization", args=[world["organization"].public_id]))
+
+    assert [rule.name for rule in response.context["firing"]] == [
+        "blog is quiet", "everything is quiet", "shop is quiet"]
+    assert b"3 alerts firing" in response.content
+    assert b"elsewhere is quiet" not in response.content
+
+
+def test_an_acknowledged_alert_says_so(client, world):
+    user = member(client, world["organization"])
+    rule_acknowledge(rule=AlertRule.objects.get(pk=world["rules"]["shop"].pk), by=user)
+
+    response = client.get(reverse("dashboards:application", args=[world["organization"].public_id,
+                                                                   world["shop"].public_id]))
+
+    shop_item = response.content.decode().split("shop is quiet")[1].split("</li>")[0]
+    assert '<span class="ack">acknowledged</span>' in shop_item
+
+
+@pytest.mark.parametrize(("role", "linked"), [("owner", True), ("admin", True), ("viewer", False)])
+def test_only_those_who_may_manage_get_a_link_to_the_rule_in_the_admin(client, world, role, linked):
+    member(client, world["organization"], role)
+
+    response = client.get(reverse("dashboards:organization", args=[world["organization"].public_id]))
+
+    link = reverse("admin:alerts_alertrule_change", args=[world["rules"]["shop"].pk]).encode()
+    assert (link in response.content) is linked
+
+
+def test_no_banner_without_firing_alerts(client):
+    application = ApplicationFactory()
+    member(client, application.organization)
+
+    response = client.get(reverse("dashboards:organization", args=[application.organization.public_id]))
+
+    assert response.context["firing"] == []
+    assert b"alerts-banner" not in response.content
