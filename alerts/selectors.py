@@ -139,3 +139,12 @@ def firing_rules(*, organization: Organization, application: Application | None 
                 .filter(state=AlertRule.State.FIRING).select_related("application")
                 .annotate(threshold=Subquery(fired)).order_by("state_since", "name"))
 
+
+def transitions_between(*, organization: Organization, application: Application | None = None, since: datetime,
+                        until: datetime) -> list[Notification]:
+    """The firing and resolved notifications (not reminders) of the rules in scope made in [since, until],
+    oldest first, for marking charts."""
+    return list(Notification.objects.filter(
+        organization=organization, rule__in=_rules_in_scope(organization=organization, application=application),
+        type__in=[Notification.Type.FIRING, Notification.Type.RESOLVED], reminder=False,
+        created_at__gte=since, created_at__lte=until).select_related("rule").order_by("created_at", "id"))

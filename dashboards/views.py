@@ -38,9 +38,17 @@ def _epoch(buckets) -> list[int]:
     return [int(bucket.timestamp()) for bucket in buckets]
 
 
+def _marks(transitions) -> list[dict]:
+    """Alert transitions for charts.js to draw as vertical lines."""
+    return [{"t": int(notification.created_at.timestamp()), "type": notification.get_type_display().lower(),
+             "rule": notification.rule.name} for notification in transitions]
+
+
 def _page_context(request, window, organization, events: list[int], application=None) -> dict:
     """What the organization and application pages share: the range picker, firing alerts, outcomes and charts."""
     hours, outcomes = selectors.outcome_series(organization=organization, application=application, window=window)
+    transitions = alert_selectors.transitions_between(organization=organization, application=application,
+                                                      since=window.since, until=window.until)
     return {
         "organization": organization,
         "firing": alert_selectors.firing_rules(organization=organization, application=application),
@@ -49,9 +57,11 @@ def _page_context(request, window, organization, events: list[int], application=
         "ranges": [(key, granularities) for key, (_, granularities) in selectors.RANGES.items()],
         "reasons": selectors.rejection_reasons(organization=organization, application=application, window=window),
         "time_zone": request.user.time_zone,
+        "transitions": transitions,
         "charts": {
             "events": {"x": _epoch(window.buckets), "y": events},
             "outcomes": {"x": _epoch(hours), "series": outcomes},
+            "marks": _marks(transitions),
         },
     }
 

@@ -1,12 +1,17 @@
-"""Firing alerts on the organization and application pages: the rules in scope, as a banner."""
+"""Alerts on the organization and application pages: the firing rules in scope as a banner, and
+their transitions marked on the charts."""
+
+from datetime import timedelta
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from accounts.models import Membership
-from alerts.models import AlertRule
+from alerts.kinds import Measurement
+from alerts.models import AlertRule, Notification
 from alerts.selectors import firing_rules
-from alerts.services import rule_acknowledge, rule_create, rules_evaluate
+from alerts.services import rule_acknowledge, rule_create, rule_step, rules_evaluate
 from tests.alerts.conftest import NOW
 from tests.factories import ApplicationFactory, UserFactory
 
@@ -118,3 +123,46 @@ def test_no_banner_without_firing_alerts(client):
 
     assert response.context["firing"] == []
     assert b"alerts-banner" not in response.content
+
+
+def test_the_charts_mark_the_transitions_of_the_rules_in_scope_within_the_range(client, world):
+    member(client, world["organization"])
+    Notification.objects.filter(rule=world["rules"]["all"]).update(created_at=timezone.now() - timedelta(days=3))
+    rules_evaluate(now=NOW + timedelta(minutes=1))  # still firing: no new transition
+    shop = Notification.objects.get(rule=world["rules"]["shop"])
+
+    response = client.get(reverse("dashboards:application", args=[world["organization"].public_id,
+                                                                   world["shop"].public_id]) + "?range=24h")
+
+    assert response.context["charts"]["marks"] == [
+        {"t": int(shop.created_at.timestamp()), "type": "firing", "rule": "shop is quiet"}]
+    assert b"1 alert transition in this range" in response.content
+
+
+def test_the_charts_mark_resolutions_and_leave_out_reminders(client, world):
+    member(client, world["organization"])
+    rule = world["rules"]["blog"]
+    AlertRule.objects.filter(pk=rule.pk).update(renotify_minutes=1)
+    rules_evaluate(now=NOW + timedelta(minutes=2), rules=AlertRule.objects.filter(pk=rule.pk))
+    rule.refresh_from_db()
+    measurement = Measurement(firing=False, value=3, threshold=5)
+    rule_step(rule=rule, measurement=measurement, now=NOW + timedelta(minutes=3))
+
+    response = client.get(reverse("dashboards:application", args=[world["organization"].public_id,
+                                                                   world["blog"].public_id]))
+
+    kinds = [(mark["rule"], mark["type"]) for mark in response.context["charts"]["marks"]]
+    assert sorted(kinds) == [("blog is quiet", "firing"), ("blog is quiet", "resolved"),
+                             ("everything is quiet", "firing")]
+    assert Notification.objects.filter(rule=rule, reminder=True).count() == 1
+
+
+def test_marks_are_drawn_by_the_static_chart_script_not_an_inline_one(client, world):
+    member(client, world["organization"])
+
+    response = client.get(reverse("dashboards:organization", args=[world["organization"].public_id]))
+
+    assert len(response.context["charts"]["marks"]) == 3
+    data = response.content.decode().split('<script id="chart-data" type="application/json">')[1]
+    assert '"marks": [{"t": ' in data.split("</script>")[0]
+    assert "<script>" not in response.content.decode()

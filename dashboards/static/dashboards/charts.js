@@ -13,9 +13,31 @@
 
   function width(el) { return Math.max(280, el.clientWidth); }
 
+  // Alert transitions in the chart's range, [{t, type: "firing" | "resolved", rule}], as vertical lines
+  // over the plot: red and solid where a rule fired, green and dashed where it resolved.
+  const MARKS = { firing: { color: "#b91c1c", dash: [] }, resolved: { color: "#15803d", dash: [5, 4] } };
+  const marks = {
+    hooks: { draw: [(u) => {
+      const ctx = u.ctx, { left, top, width: w, height: h } = u.bbox;
+      ctx.save();
+      ctx.lineWidth = 2 * uPlot.pxRatio;
+      (data.marks || []).forEach((mark) => {
+        const x = Math.round(u.valToPos(mark.t, "x", true));
+        if (x < left || x > left + w) return;
+        ctx.strokeStyle = MARKS[mark.type].color;
+        ctx.setLineDash(MARKS[mark.type].dash.map((d) => d * uPlot.pxRatio));
+        ctx.beginPath();
+        ctx.moveTo(x, top);
+        ctx.lineTo(x, top + h);
+        ctx.stroke();
+      });
+      ctx.restore();
+    }] },
+  };
+
   function draw(el, opts, series) {
     if (!el) return;
-    const plot = new uPlot({ width: width(el), height: 240, tzDate, ...opts }, series, el);
+    const plot = new uPlot({ width: width(el), height: 240, tzDate, plugins: [marks], ...opts }, series, el);
     new ResizeObserver(() => plot.setSize({ width: width(el), height: 240 })).observe(el);
   }
 
