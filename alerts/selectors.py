@@ -7,10 +7,10 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 
 from django.db import models
-from django.db.models import OuterRef, Q, Subquery, Sum
+from django.db.models import OuterRef, Prefetch, Q, Subquery, Sum
 
 from accounts.models import Application, Organization
-from alerts.models import AlertRule, Notification
+from alerts.models import AlertRule, Delivery, Notification
 from dashboards.selectors import QuotaUsage
 from ingest.models import ApiRollup, EventRollup, ExportRun, LambdaDurationBucket, LambdaRollup, Outcome
 
@@ -122,7 +122,7 @@ def failed_export_counts(*, organization_ids) -> dict[tuple[int, int], int]:
     return {(organization_id, application_id): count for organization_id, application_id, count in rows}
 
 
-def _rules_in_scope(*, organization: Organization, application: Application | None):
+def rules_of(*, organization: Organization, application: Application | None = None):
     """An organization's rules; with ``application``, those of that application and the organization-wide ones."""
     rules = AlertRule.objects.filter(organization=organization)
     if application is not None:
@@ -135,7 +135,7 @@ def firing_rules(*, organization: Organization, application: Application | None 
     the notification that made it fire (the rule keeps only its measured value)."""
     fired = (Notification.objects.filter(rule=OuterRef("pk"), type=Notification.Type.FIRING)
              .order_by("-created_at", "-id").values("threshold")[:1])
-    return list(_rules_in_scope(organization=organization, application=application)
+    return list(rules_of(organization=organization, application=application)
                 .filter(state=AlertRule.State.FIRING).select_related("application")
                 .annotate(threshold=Subquery(fired)).order_by("state_since", "name"))
 
@@ -145,6 +145,18 @@ def transitions_between(*, organization: Organization, application: Application 
     """The firing and resolved notifications (not reminders) of the rules in scope made in [since, until],
     oldest first, for marking charts."""
     return list(Notification.objects.filter(
-        organization=organization, rule__in=_rules_in_scope(organization=organization, application=application),
+        organization=organization, rule__in=rules_of(organization=organization, application=application),
         type__in=[Notification.Type.FIRING, Notification.Type.RESOLVED], reminder=False,
         created_at__gte=since, created_at__lte=until).select_related("rule").order_by("created_at", "id"))
+
+
+def alert_history(*, organization: Organization, rule: AlertRule | None = None):
+    """An organization's (or one of its rules') notifications, newest first, each with its rule and its
+    delivery attempts (newest first) prefetched: a queryset, for the page to paginate."""
+    notifications = Notification.objects.filter(organization=organization, rule__isnull=False)
+    if rule is not None:
+        notifications = notifications.filter(rule=rule)
+    return (notifications.select_related("rule", "rule__application")
+            .prefetch_related(Prefetch("deliveries", queryset=Delivery.objects.select_related("channel")
+                                       .order_by("-created_at", "-id")))
+            .order_by("-created_at", "-id"))

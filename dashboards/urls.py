@@ -15,6 +15,7 @@ urlpatterns = [
     path("v1/stats/<str:org_id>/outcomes", apis.StatsOutcomesApi.as_view(), name="stats_org_outcomes"),
     path("preferences/", views.preferences, name="preferences"),
     path("orgs/<str:org_id>/", views.organization, name="organization"),
+    path("orgs/<str:org_id>/alerts/", views.alert_history, name="alert_history"),
     path("orgs/<str:org_id>/apps/<str:app_id>/", views.application, name="application"),
     path("orgs/<str:org_id>/apps/<str:app_id>/tail/", views.application_tail, name="application_tail"),
     path("orgs/<str:org_id>/apps/<str:app_id>/streams/", views.streams, name="streams"),

@@ -8,6 +8,7 @@ from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -75,6 +76,24 @@ def organization(request, org_id: str):
         **_page_context(request, window, organization, selectors.event_series(window=window, organization=organization)),
         "quota": selectors.organization_quota_usage(organization=organization, now=now),
         "applications": organization.applications.order_by("name"),
+    })
+
+
+ALERT_HISTORY_PAGE_SIZE = 25
+
+
+@login_required
+def alert_history(request, org_id: str):
+    """Each transition and reminder of the organization's rules (or of one, ``?rule=``), with its deliveries."""
+    organization = get_object_or_404(organizations_of(user=request.user), public_id=org_id)
+    rule_id = request.GET.get("rule")
+    rule = get_object_or_404(alert_selectors.rules_of(organization=organization),
+                             pk=rule_id) if rule_id and rule_id.isdigit() else None
+    page = Paginator(alert_selectors.alert_history(organization=organization, rule=rule),
+                     ALERT_HISTORY_PAGE_SIZE).get_page(request.GET.get("page"))
+    return render(request, "dashboards/alerts.html", {
+        "organization": organization, "rule": rule, "page": page,
+        "can_manage_alerts": role_in(user=request.user, organization_id=organization.pk) in ("owner", "admin"),
     })
 
 

@@ -1,5 +1,5 @@
-"""Alerts on the organization and application pages: the firing rules in scope as a banner, and
-their transitions marked on the charts."""
+"""Alerts on the dashboards: the firing rules in scope as a banner and their transitions marked on the
+charts of the organization and application pages, and the organization's alert history."""
 
 from datetime import timedelta
 
@@ -9,9 +9,9 @@ from django.utils import timezone
 
 from accounts.models import Membership
 from alerts.kinds import Measurement
-from alerts.models import AlertRule, Notification
+from alerts.models import AlertRule, Delivery, Notification
 from alerts.selectors import firing_rules
-from alerts.services import rule_acknowledge, rule_create, rule_step, rules_evaluate
+from alerts.services import channel_create, rule_acknowledge, rule_create, rule_mute, rule_step, rules_evaluate
 from tests.alerts.conftest import NOW
 from tests.factories import ApplicationFactory, UserFactory
 
@@ -166,3 +166,93 @@ def test_marks_are_drawn_by_the_static_chart_script_not_an_inline_one(client, wo
     data = response.content.decode().split('<script id="chart-data" type="application/json">')[1]
     assert '"marks": [{"t": ' in data.split("</script>")[0]
     assert "<script>" not in response.content.decode()
+
+
+def history(client, organization, query=""):
+    return client.get(reverse("dashboards:alert_history", args=[organization.public_id]) + query)
+
+
+def test_the_history_lists_transitions_newest_first_with_their_deliveries(client, world):
+    member(client, world["organization"])
+    rule, channel = world["rules"]["shop"], channel_create(organization=world["organization"], name="ops hook",
+                                                           kind="slack", url="http://127.0.0.1:9/").channel
+    rule_step(rule=AlertRule.objects.get(pk=rule.pk), measurement=Measurement(value=7, threshold=5, firing=False),
+              now=NOW + timedelta(minutes=1))
+    fired, resolved = Notification.objects.filter(rule=rule).order_by("pk")
+    Delivery.objects.create(notification=fired, channel=channel, attempt=1, status="failed", status_code=503,
+                            error="receiver answered 503")
+    Delivery.objects.create(notification=fired, channel=channel, attempt=2, status="sent", status_code=200)
+
+    response = history(client, world["organization"], f"?rule={rule.pk}")
+
+    assert response.status_code == 200
+    assert list(response.context["page"]) == [resolved, fired]
+    text = response.content.decode()
+    assert text.index("Resolved") < text.index("Firing")
+    row = text.split('<span class="type-firing">')[1].split("</tr>")[0]
+    assert "ops hook" in row and "attempt 2" in row and "attempt 1" in row and row.index("attempt 2") < row.index(
+        "attempt 1")
+    assert "HTTP 503" in row and "receiver answered 503" in row and "sent" in row
+
+
+def test_the_history_shows_reminders_and_muted_notifications_as_such(client, world):
+    member(client, world["organization"])
+    rule = AlertRule.objects.get(pk=world["rules"]["blog"].pk)
+    rule_mute(rule=rule, until=NOW + timedelta(days=1))
+    rule.refresh_from_db()
+    rule_step(rule=rule, measurement=Measurement(value=2, threshold=1, firing=False), now=NOW + timedelta(minutes=1))
+
+    response = history(client, world["organization"], f"?rule={rule.pk}")
+
+    resolved = response.content.decode().split('<span class="type-resolved">')[1].split("</tr>")[0]
+    assert "muted, not sent" in resolved and "none: muted" in resolved
+
+
+def test_the_history_of_the_organization_holds_only_its_own_rules(client, world):
+    member(client, world["organization"])
+
+    response = history(client, world["organization"])
+
+    assert sorted(n.rule.name for n in response.context["page"]) == [
+        "blog is quiet", "everything is quiet", "shop is quiet"]
+    assert b"elsewhere is quiet" not in response.content
+
+
+@pytest.mark.parametrize("role", ["owner", "admin", "viewer"])
+def test_every_member_may_see_the_history(client, world, role):
+    member(client, world["organization"], role)
+
+    assert history(client, world["organization"]).status_code == 200
+
+
+def test_another_organizations_history_or_rule_answers_404(client, world):
+    member(client, world["organization"])
+
+    assert history(client, world["elsewhere"].organization).status_code == 404
+    assert history(client, world["organization"], f"?rule={world['rules']['elsewhere'].pk}").status_code == 404
+
+
+def test_the_history_is_paginated(client, world):
+    member(client, world["organization"])
+    rule = AlertRule.objects.get(pk=world["rules"]["shop"].pk)
+    for minute in range(1, 30):
+        rule.refresh_from_db()
+        rule_step(rule=rule, measurement=Measurement(value=minute % 2, threshold=1, firing=minute % 2 == 0),
+                  now=NOW + timedelta(minutes=minute))
+
+    first, last = history(client, world["organization"]), history(client, world["organization"], "?page=2")
+
+    assert first.context["page"].paginator.count == 32
+    assert (len(first.context["page"]), len(last.context["page"])) == (25, 7)
+    assert b"page=2" in first.content
+    assert set(first.context["page"]).isdisjoint(last.context["page"])
+
+
+def test_the_organization_page_and_the_banner_link_to_the_history(client, world):
+    member(client, world["organization"])
+
+    response = client.get(reverse("dashboards:organization", args=[world["organization"].public_id]))
+
+    url = reverse("dashboards:alert_history", args=[world["organization"].public_id])
+    assert f'href="{url}"'.encode() in response.content
+    assert f'href="{url}?rule={world["rules"]["shop"].pk}"'.encode() in response.content
