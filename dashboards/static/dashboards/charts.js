@@ -14,7 +14,8 @@
   function width(el) { return Math.max(280, el.clientWidth); }
 
   // Alert transitions in the chart's range, [{t, type: "firing" | "resolved", rule}], as vertical lines
-  // over the plot: red and solid where a rule fired, green and dashed where it resolved.
+  // over the plot: red and solid where a rule fired, green and dashed where it resolved. Each is drawn
+  // on the bucket it falls in, so one in the bucket still being counted shows at the chart's edge.
   const MARKS = { firing: { color: "#b91c1c", dash: [] }, resolved: { color: "#15803d", dash: [5, 4] } };
   const marks = {
     hooks: { draw: [(u) => {
@@ -22,7 +23,9 @@
       ctx.save();
       ctx.lineWidth = 2 * uPlot.pxRatio;
       (data.marks || []).forEach((mark) => {
-        const x = Math.round(u.valToPos(mark.t, "x", true));
+        const bucket = u.data[0].filter((start) => start <= mark.t).pop();
+        if (bucket == null) return;
+        const x = Math.round(u.valToPos(bucket, "x", true));
         if (x < left || x > left + w) return;
         ctx.strokeStyle = MARKS[mark.type].color;
         ctx.setLineDash(MARKS[mark.type].dash.map((d) => d * uPlot.pxRatio));
