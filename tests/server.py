@@ -33,13 +33,18 @@ def database_env_for_server() -> dict[str, str]:
             "SECRET_KEY": settings.SECRET_KEY}
 
 
-def wait_for_port(port: int, attempts: int = 150) -> None:
-    """Until something listens on ``port`` of 127.0.0.1 (at most ``attempts`` tenths of a second)."""
-    for _ in range(attempts):
+def wait_for_port(port: int, seconds: float = 60) -> None:
+    """Until something listens on ``port`` of 127.0.0.1; raises after ``seconds``, so that a server
+    that did not start fails here, not later as a refused connection. Generous: a cold start beside
+    a busy suite takes several seconds."""
+    deadline = time.monotonic() + seconds
+    while True:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
             return
         except OSError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {seconds:g} s") from None
             time.sleep(0.1)
 
 
