@@ -170,7 +170,13 @@ class ExportScheduleAdmin(OrganizationScopedAdmin):
 
     @admin.display(description="Applications")
     def scope(self, schedule):
-        return ", ".join(a.name for a in schedule.applications.all()) or "All"
+        if schedule.every_application:
+            return "All"
+        return ", ".join(a.name for a in schedule.applications.all()) or "None (deleted)"
+
+    def save_model(self, request, obj, form, change):
+        obj.every_application = not form.cleaned_data.get("applications")
+        super().save_model(request, obj, form, change)
 
     @admin.display(description="Files go to")
     def folder(self, schedule):

@@ -439,6 +439,9 @@ class ExportSchedule(models.Model):
         help_text="The folder the files go in, within the organization's exports, e.g. warehouse/telemetry.")
     applications = models.ManyToManyField("accounts.Application", blank=True, related_name="export_schedules",
                                           help_text="None chosen: every application of the organization.")
+    # Fixed by the choice above: a schedule of some applications whose applications are all deleted
+    # exports nothing, rather than, its list now empty, every application.
+    every_application = models.BooleanField(default=True, editable=False)
     start_date = models.DateField(default=_today_utc,
                                   help_text="The first UTC day exported; days since then that were missed are "
                                             "caught up.")

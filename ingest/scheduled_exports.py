@@ -58,9 +58,8 @@ def export_file_name(*, application: Application, prefix: str, day: date, fmt: s
 def schedule_applications(schedule: ExportSchedule) -> list[Application]:
     """The applications ``schedule`` exports: those chosen, or all of its organization's; never another's."""
     applications = Application.objects.filter(organization_id=schedule.organization_id)
-    chosen = [application.pk for application in schedule.applications.all()]
-    if chosen:
-        applications = applications.filter(pk__in=chosen)
+    if not schedule.every_application:
+        applications = applications.filter(pk__in=schedule.applications.values("pk"))
     return list(applications.select_related("organization").order_by("pk"))
 
 

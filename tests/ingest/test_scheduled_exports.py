@@ -40,9 +40,13 @@ def archive_dir(settings, tmp_path):
     return tmp_path / "archives"
 
 
-def schedule_for(application, *, start=DAY, formats=FORMATS, prefix="daily", **fields) -> ExportSchedule:
-    return ExportSchedule.objects.create(organization=application.organization, formats=formats, prefix=prefix,
-                                         start_date=start.date(), **fields)
+def schedule_for(application, *, start=DAY, formats=FORMATS, prefix="daily", applications=(),
+                 **fields) -> ExportSchedule:
+    """A schedule as the admin saves it: of the ``applications`` chosen, or of all of them."""
+    schedule = ExportSchedule.objects.create(organization=application.organization, formats=formats, prefix=prefix,
+                                             start_date=start.date(), every_application=not applications, **fields)
+    schedule.applications.set(applications)
+    return schedule
 
 
 def file_bytes(run: ExportRun) -> bytes:
@@ -255,7 +259,7 @@ def test_an_export_holds_only_its_own_organization_events():
     events_add(mine, DAY + timedelta(hours=1), 2, user_id="client_" + "a" * 64)
     events_add(theirs, DAY + timedelta(hours=1), 3, user_id="client_" + "b" * 64)
     # The same prefix for both, and an application of the other organization slipped into the subset.
-    schedule_for(mine, start=DAY, formats=["ndjson.gz"]).applications.set([mine, theirs])
+    schedule_for(mine, start=DAY, formats=["ndjson.gz"], applications=[mine, theirs])
     schedule_for(theirs, start=DAY, formats=["ndjson.gz"])
 
     scheduled_exports_run(now=NOW)
@@ -273,11 +277,22 @@ def test_a_schedule_with_chosen_applications_exports_those_only():
     other = ApplicationFactory(organization=chosen.organization)
     for application in (chosen, other):
         events_add(application, DAY + timedelta(hours=1), 1)
-    schedule_for(chosen, start=DAY, formats=["parquet"]).applications.set([chosen])
+    schedule_for(chosen, start=DAY, formats=["parquet"], applications=[chosen])
 
     scheduled_exports_run(now=NOW)
 
     assert set(ExportRun.objects.values_list("application", flat=True)) == {chosen.pk}
+
+
+def test_a_schedule_whose_chosen_applications_are_all_deleted_exports_nothing():
+    chosen = ApplicationFactory()
+    other = ApplicationFactory(organization=chosen.organization)
+    events_add(other, DAY + timedelta(hours=1), 1)
+    schedule = schedule_for(chosen, start=DAY, formats=["ndjson.gz"], applications=[chosen])
+    chosen.delete()
+
+    assert scheduled_exports_run(now=NOW).files == 0
+    assert not ExportRun.objects.filter(schedule=schedule).exists()
 
 
 def test_a_disabled_schedule_writes_nothing():
@@ -454,8 +469,8 @@ def test_the_admin_form_makes_a_schedule_of_the_manager_organization_only(client
     assert refused.status_code == wrong_prefix.status_code == other_organization.status_code == 200
     assert created.status_code == 302
     schedule = ExportSchedule.objects.get()
-    assert (schedule.organization, schedule.formats, schedule.prefix, list(schedule.applications.all())) == (
-        mine.organization, ["ndjson.gz", "parquet"], "nightly/raw", [mine])
+    assert (schedule.organization, schedule.formats, schedule.prefix, list(schedule.applications.all()),
+            schedule.every_application) == (mine.organization, ["ndjson.gz", "parquet"], "nightly/raw", [mine], False)
 
 
 def test_a_viewer_cannot_re_export(client):
