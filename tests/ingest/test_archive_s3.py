@@ -7,38 +7,18 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from ingest.archive import archive_restore, archive_run
 from ingest.erasure import user_events_erase
 from ingest.models import Archive, Event
 from tests.conftest import USER_ID
 from tests.ingest.archive_helpers import events_add, free_application, stored
+from tests.ingest.conftest import BUCKET
 
 pytestmark = pytest.mark.django_db
 
 NOW = datetime.now(UTC)
-BUCKET = "telemetry-archive"
-
-
-@pytest.fixture
-def bucket(settings):
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    credentials = {"aws_access_key_id": "test", "aws_secret_access_key": "test", "region_name": "us-east-1"}
-    client = boto3.client("s3", endpoint_url=endpoint, **credentials)
-    client.create_bucket(Bucket=BUCKET)
-    # As telemetry/settings.py builds it from APP_ARCHIVE__S3_*.
-    settings.STORAGES = {**settings.STORAGES, "archives": {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": {
-        "bucket_name": BUCKET, "location": "events", "endpoint_url": endpoint, "region_name": "us-east-1",
-        "access_key": "test", "secret_key": "test", "file_overwrite": False, "default_acl": None,
-        "querystring_auth": False}}}
-    yield client
-    server.stop()
 
 
 def keys(client) -> list[str]:

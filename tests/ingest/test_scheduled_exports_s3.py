@@ -4,47 +4,22 @@ import gzip
 import hashlib
 import io
 import json
-import urllib.request
 from datetime import UTC, datetime, timedelta
 
-import boto3
 import pyarrow.parquet as pq
 import pytest
-from moto.server import ThreadedMotoServer
 
 from ingest.archive import day_start
 from ingest.models import ExportRun, ExportSchedule
 from ingest.scheduled_exports import export_runs_redo, scheduled_exports_run
 from tests.factories import ApplicationFactory
 from tests.ingest.archive_helpers import events_add
+from tests.ingest.conftest import BUCKET
 
 pytestmark = pytest.mark.django_db
 
 NOW = day_start(datetime.now(UTC)) + timedelta(hours=3)
 DAY = day_start(NOW) - timedelta(days=1)
-BUCKET = "telemetry-archive"
-
-
-@pytest.fixture
-def bucket(settings):
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    # moto keeps its buckets per process, not per server: start from none, and leave none behind.
-    reset = urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")
-    urllib.request.urlopen(reset, timeout=10)
-    client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="test", aws_secret_access_key="test",
-                          region_name="us-east-1")
-    client.create_bucket(Bucket=BUCKET)
-    # As telemetry/settings.py builds it from APP_ARCHIVE__S3_*.
-    settings.STORAGES = {**settings.STORAGES, "archives": {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": {
-        "bucket_name": BUCKET, "location": "events", "endpoint_url": endpoint, "region_name": "us-east-1",
-        "access_key": "test", "secret_key": "test", "file_overwrite": False, "default_acl": None,
-        "querystring_auth": False}}}
-    yield client
-    urllib.request.urlopen(reset, timeout=10)
-    server.stop()
 
 
 def body(client, key: str) -> bytes:
