@@ -114,6 +114,14 @@ class OrganizationScopedAdmin(admin.ModelAdmin):
             raise Http404
         return obj
 
+    def managed_object(self, request, object_id):
+        """The object for a view that changes it: 404 outside the person's organizations (as
+        ``get_object``), 403 where they may only look."""
+        obj = self.get_object(request, object_id)
+        if not self.has_change_permission(request, obj):
+            raise PermissionDenied
+        return obj
+
     def _role(self, request, obj) -> str | None:
         return selectors.role_in(user=request.user, organization_id=self._organization_id(obj))
 
@@ -467,14 +475,8 @@ class ApplicationAdmin(OrganizationScopedAdmin):
     def response_add(self, request, obj, post_url_continue=None):
         return self._issued_page(request, obj, request.issued_credential, "Application created")
 
-    def _managed_application(self, request, object_id) -> Application:
-        application = self.get_object(request, object_id)
-        if not self.has_change_permission(request, application):
-            raise PermissionDenied
-        return application
-
     def issue_view(self, request, object_id):
-        application = self._managed_application(request, object_id)
+        application = self.managed_object(request, object_id)
         form = IssueForm(request.POST if request.method == "POST" else None)
         if request.method == "POST" and form.is_valid():
             issued = services.credential_issue(application=application,
@@ -488,7 +490,7 @@ class ApplicationAdmin(OrganizationScopedAdmin):
         })
 
     def rotate_view(self, request, object_id):
-        application = self._managed_application(request, object_id)
+        application = self.managed_object(request, object_id)
         form = RotateForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             issued = services.credential_rotate(
@@ -551,9 +553,7 @@ class RevocableAdmin(OrganizationScopedAdmin):
         ] + super().get_urls()
 
     def revoke_view(self, request, object_id):
-        obj = self.get_object(request, object_id)
-        if not self.has_change_permission(request, obj):
-            raise PermissionDenied
+        obj = self.managed_object(request, object_id)
         if request.method == "POST":
             self.revoke(obj, request)
             self.message_user(request, self.revoked_message(obj), messages.SUCCESS)

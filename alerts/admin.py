@@ -5,7 +5,6 @@ from datetime import timedelta
 
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseNotAllowed
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
@@ -231,14 +230,8 @@ class ChannelAdmin(OrganizationScopedAdmin):
             path("<path:object_id>/test/", self.admin_site.admin_view(self.test_view), name="alerts_channel_test"),
         ] + super().get_urls()
 
-    def _managed(self, request, object_id) -> Channel:
-        channel = self.get_object(request, object_id)
-        if not self.has_change_permission(request, channel):
-            raise PermissionDenied
-        return channel
-
     def test_view(self, request, object_id):
-        channel = self._managed(request, object_id)
+        channel = self.managed_object(request, object_id)
         if request.method == "POST":
             services.channel_test_send(channel=channel)
             self.message_user(request, f"A test is on its way to {channel.name}: its delivery appears below.",
