@@ -169,13 +169,13 @@ class ChannelForm(forms.ModelForm):
                 except outbound.RefusedUrl as refused:
                     self.add_error("url", str(refused))
         if kind == Channel.Kind.EMAIL:
-            addresses = [a.strip() for a in (cleaned.get("email_addresses") or "").replace(",", "\n").splitlines()]
-            for address in filter(None, addresses):
+            addresses = services.email_addresses_split(cleaned.get("email_addresses") or "")
+            for address in addresses:
                 try:
                     forms.EmailField().clean(address)
                 except forms.ValidationError:
                     self.add_error("email_addresses", f"{address} is not an e-mail address.")
-            if not cleaned.get("email_roles") and not any(addresses):
+            if not cleaned.get("email_roles") and not addresses:
                 self.add_error("email_roles", "Choose a role or give an address.")
         return cleaned
 

@@ -327,10 +327,15 @@ def _text(payload: dict) -> str:
     return f"{_headline(payload)}. {payload['url']}"
 
 
+def email_addresses_split(text: str) -> list[str]:
+    """The addresses an e-mail channel is given, one a line or separated by commas."""
+    return [address for address in (part.strip() for part in text.replace(",", "\n").splitlines()) if address]
+
+
 def email_recipients(channel: Channel) -> list[str]:
     """The channel's given addresses and the e-mail of each member holding one of its roles."""
     members = Membership.objects.filter(organization_id=channel.organization_id, role__in=channel.email_roles)
-    given = [address.strip() for address in channel.email_addresses.replace(",", "\n").splitlines()]
+    given = email_addresses_split(channel.email_addresses)
     return sorted(set(filter(None, [*given, *members.values_list("user__email", flat=True)])))
 
 
