@@ -147,6 +147,14 @@ def live(django_db_setup, tmp_path_factory):
 
 
 @pytest.fixture
+def archive_dir(settings, tmp_path):
+    """The archive storage (archives and scheduled exports) as a local directory of the test's own."""
+    settings.STORAGES = {**settings.STORAGES, "archives": {
+        "BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": tmp_path / "archives"}}}
+    return tmp_path / "archives"
+
+
+@pytest.fixture
 def app_keys(db) -> AppKeys:
     return app_keys_create()
 

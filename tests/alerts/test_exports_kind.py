@@ -11,16 +11,9 @@ from ingest.archive import day_start
 from ingest.models import ExportSchedule
 from ingest.scheduled_exports import scheduled_exports_run
 from tests.factories import ApplicationFactory
-from tests.ingest.archive_helpers import events_add
+from tests.ingest.archive_helpers import events_add, export_folder_block
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def archive_dir(settings, tmp_path):
-    settings.STORAGES = {**settings.STORAGES, "archives": {
-        "BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": tmp_path / "archives"}}}
-    return tmp_path / "archives"
 
 
 def test_a_failed_export_fires_the_rule_and_its_retry_resolves_it(archive_dir):
@@ -32,10 +25,7 @@ def test_a_failed_export_fires_the_rule_and_its_retry_resolves_it(archive_dir):
                                   start_date=day.date())
     rule = rule_create(organization=application.organization, application=None, name="exports fail",
                        kind="exports", parameters={})
-    # A file where the application's folder must go: the storage cannot write there.
-    blocker = archive_dir / "exports" / application.organization.public_id / "daily" / application.public_id
-    blocker.parent.mkdir(parents=True)
-    blocker.write_text("in the way")
+    blocker = export_folder_block(archive_dir, application)
 
     assert scheduled_exports_run(now=now).failed == 1
     rules_evaluate(now=now)
@@ -59,9 +49,7 @@ def test_a_rule_of_one_application_counts_only_its_failed_files(archive_dir):
                                   start_date=(day_start(now) - timedelta(days=1)).date())
     mine = rule_create(organization=application.organization, application=application, name="mine",
                        kind="exports", parameters={})
-    blocker = archive_dir / "exports" / application.organization.public_id / "daily" / sibling.public_id
-    blocker.parent.mkdir(parents=True)
-    blocker.write_text("in the way")
+    export_folder_block(archive_dir, sibling)
 
     assert scheduled_exports_run(now=now).failed == 1
     rules_evaluate(now=now)

@@ -28,3 +28,12 @@ def stored(application: Application) -> list[tuple]:
     """Every column of the application's events, ordered by id, to compare before and after."""
     fields = [f.attname for f in Event._meta.concrete_fields]
     return list(Event.objects.filter(application=application).order_by("id").values_list(*fields))
+
+
+def export_folder_block(archive_dir, application, prefix: str = "daily"):
+    """Puts a file where ``application``'s scheduled export folder must go, so that the storage cannot
+    write its files (a real failure, as a full or read-only disk would be); returns it, to unlink."""
+    blocker = archive_dir / "exports" / application.organization.public_id / prefix / application.public_id
+    blocker.parent.mkdir(parents=True, exist_ok=True)
+    blocker.write_text("in the way")
+    return blocker

@@ -19,18 +19,11 @@ from ingest.rollups import rollups_rebuild, rollups_update
 from tests.factories import ApplicationFactory, OrganizationFactory
 from tests.ingest.archive_helpers import events_add, free_application, stored
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("archive_dir")]
 
 NOW = datetime.now(UTC)
 OLD = NOW - timedelta(days=40)  # past the free tier's 30 days
 RECENT = NOW - timedelta(days=5)
-
-
-@pytest.fixture(autouse=True)
-def archive_dir(settings, tmp_path):
-    settings.STORAGES = {**settings.STORAGES, "archives": {
-        "BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": tmp_path / "archives"}}}
-    return tmp_path / "archives"
 
 
 def read_archive(archive_row: Archive) -> tuple[bytes, dict]:

@@ -14,16 +14,10 @@ from ingest.models import Archive
 from tests.factories import UserFactory
 from tests.ingest.archive_helpers import events_add, free_application
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("archive_dir")]
 
 NOW = datetime.now(UTC)
 GONE = "client_" + "0" * 64
-
-
-@pytest.fixture(autouse=True)
-def archive_dir(settings, tmp_path):
-    settings.STORAGES = {**settings.STORAGES, "archives": {
-        "BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": tmp_path / "archives"}}}
 
 
 @pytest.fixture

@@ -12,17 +12,11 @@ from ingest.archive import archive_run
 from ingest.models import Archive, Event
 from tests.ingest.archive_helpers import events_add, free_application, stored
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("archive_dir")]
 
 NOW = datetime.now(UTC)
 OLD = NOW - timedelta(days=40)
 RECENT = NOW - timedelta(days=2)
-
-
-@pytest.fixture(autouse=True)
-def archive_dir(settings, tmp_path):
-    settings.STORAGES = {**settings.STORAGES, "archives": {
-        "BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": tmp_path / "archives"}}}
 
 
 def day(moment: datetime) -> str:

@@ -15,19 +15,12 @@ from ingest.models import Archive, Event
 from tests.conftest import AppKeys, signed_headers
 from tests.ingest.archive_helpers import events_add, free_application
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("archive_dir")]
 
 NOW = datetime.now(UTC)
 OLD = NOW - timedelta(days=40)
 GONE = "client_" + "0" * 64
 KEPT = "client_" + "1" * 64
-
-
-@pytest.fixture(autouse=True)
-def archive_dir(settings, tmp_path):
-    settings.STORAGES = {**settings.STORAGES, "archives": {
-        "BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": tmp_path / "archives"}}}
-    return tmp_path / "archives"
 
 
 @pytest.fixture

@@ -23,21 +23,14 @@ from ingest.models import Event, ExportRun, ExportSchedule
 from ingest.scheduled_exports import export_runs_redo, scheduled_exports_run
 from tests.conftest import USER_ID
 from tests.factories import ApplicationFactory, UserFactory
-from tests.ingest.archive_helpers import events_add, free_application
+from tests.ingest.archive_helpers import events_add, export_folder_block, free_application
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("archive_dir")]
 
 NOW = day_start(datetime.now(UTC)) + timedelta(hours=3)
 TODAY = day_start(NOW)
 DAY = TODAY - timedelta(days=3)
 FORMATS = ["ndjson.gz", "parquet"]
-
-
-@pytest.fixture(autouse=True)
-def archive_dir(settings, tmp_path):
-    settings.STORAGES = {**settings.STORAGES, "archives": {
-        "BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": tmp_path / "archives"}}}
-    return tmp_path / "archives"
 
 
 def schedule_for(application, *, start=DAY, formats=FORMATS, prefix="daily", applications=(),
@@ -208,10 +201,7 @@ def test_a_failed_write_is_recorded_and_retried_after_its_backoff(archive_dir):
     application = ApplicationFactory()
     events_add(application, DAY + timedelta(hours=1), 3)
     schedule_for(application, start=DAY, formats=["parquet"])
-    # A file where the application's folder must go: the storage cannot write there.
-    blocker = archive_dir / "exports" / application.organization.public_id / "daily" / application.public_id
-    blocker.parent.mkdir(parents=True)
-    blocker.write_text("in the way")
+    blocker = export_folder_block(archive_dir, application)
 
     failed = scheduled_exports_run(now=NOW)
     run = run_of(application, DAY, "parquet")
@@ -234,9 +224,7 @@ def test_a_file_that_keeps_failing_backs_off_longer_then_waits_for_a_re_export(a
     settings.EXPORTS_MAX_ATTEMPTS = 3
     application = ApplicationFactory()
     schedule_for(application, start=TODAY - timedelta(days=1), formats=["ndjson.gz"])
-    blocker = archive_dir / "exports" / application.organization.public_id / "daily" / application.public_id
-    blocker.parent.mkdir(parents=True)
-    blocker.write_text("in the way")
+    blocker = export_folder_block(archive_dir, application)
 
     scheduled_exports_run(now=NOW)
     scheduled_exports_run(now=NOW + timedelta(hours=1))
