@@ -57,6 +57,20 @@ def form_changes(form) -> dict:
     return {name: form.initial.get(name) for name in form.changed_data}
 
 
+class RecordAdmin(admin.ModelAdmin):
+    """A record the service writes (audit entries, archives, export runs, deliveries): shown, never
+    added, changed or deleted by hand."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 class OrganizationOwnedForm(forms.ModelForm):
     """The form of something an organization owns: what its ``owned_fields`` pick (applications,
     channels; one or many) must belong to that organization too."""
@@ -832,7 +846,7 @@ class AuditOrganizationFilter(admin.SimpleListFilter):
 
 
 @admin.register(AuditEntry)
-class AuditEntryAdmin(admin.ModelAdmin):
+class AuditEntryAdmin(RecordAdmin):
     list_display = ["when", "who", "action", "organization", "target", "source_ip"]
     list_filter = ["action", AuditOrganizationFilter]
     search_fields = ["actor_name", "target", "organization_name"]
@@ -875,12 +889,3 @@ class AuditEntryAdmin(admin.ModelAdmin):
 
     def has_view_permission(self, request, obj=None):
         return self.has_module_permission(request)
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

@@ -13,7 +13,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from accounts import selectors
-from accounts.admin import OrganizationOwnedForm, OrganizationScopedAdmin
+from accounts.admin import OrganizationOwnedForm, OrganizationScopedAdmin, RecordAdmin
 from accounts.models import Application, Membership
 from alerts import outbound, services
 from alerts.kinds import KINDS
@@ -278,7 +278,7 @@ class ChannelAdmin(OrganizationScopedAdmin):
 
 
 @admin.register(Delivery)
-class DeliveryAdmin(OrganizationScopedAdmin):
+class DeliveryAdmin(RecordAdmin, OrganizationScopedAdmin):
     """Every attempt to send a notification, newest first: the delivery log."""
 
     organization_path = "channel__organization"
@@ -296,12 +296,3 @@ class DeliveryAdmin(OrganizationScopedAdmin):
     @admin.display(description="Rule")
     def rule(self, delivery):
         return delivery.notification.rule or "–"
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

@@ -13,7 +13,7 @@ from django.template.response import TemplateResponse
 from django.urls import path
 
 from accounts import selectors
-from accounts.admin import OrganizationOwnedForm, OrganizationScopedAdmin
+from accounts.admin import OrganizationOwnedForm, OrganizationScopedAdmin, RecordAdmin
 from accounts.models import Application
 from accounts.services import Source
 from ingest.archive import archive_verify
@@ -24,7 +24,10 @@ from ingest.models import Archive, Event, ExportRun, ExportSchedule, RollupSkip
 
 
 @admin.register(Archive)
-class ArchiveAdmin(OrganizationScopedAdmin):
+class ArchiveAdmin(RecordAdmin, OrganizationScopedAdmin):
+    """Archives of events past retention. Never deleted by hand: an archive holds the only copy of its
+    events, and goes with its organization, never alone."""
+
     list_display = ["application", "organization", "start", "end", "row_count", "size", "state", "checksum_state"]
     list_select_related = ["application", "organization"]
     list_filter = ["state", ("organization", admin.RelatedOnlyFieldListFilter)]
@@ -50,15 +53,6 @@ class ArchiveAdmin(OrganizationScopedAdmin):
         when = f"{archive.verified_at:%Y-%m-%d %H:%M} UTC" if archive.verified_at else ""
         return f"{'matches' if archive.checksum_ok else 'DOES NOT MATCH'} ({when})"
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        # An archive holds the only copy of its events: it goes with its organization, never alone.
-        return False
 
     @admin.action(description="Read back and verify the checksums of the selected archives",
                   permissions=["verify"])
@@ -96,7 +90,6 @@ class ArchiveAdmin(OrganizationScopedAdmin):
         return TemplateResponse(request, "admin/ingest/archive/erase.html", {
             **self.admin_site.each_context(request), "opts": self.opts, "form": form,
             "title": "Erase a user's events"})
-
 
 class ErasureForm(forms.Form):
     application = forms.ModelChoiceField(queryset=Application.objects.none())
@@ -190,7 +183,7 @@ class ExportScheduleAdmin(OrganizationScopedAdmin):
 
 
 @admin.register(ExportRun)
-class ExportRunAdmin(OrganizationScopedAdmin):
+class ExportRunAdmin(RecordAdmin, OrganizationScopedAdmin):
     """Files the scheduled exports wrote or failed to write: read-only; re-exported on demand."""
 
     list_display = ["day", "application", "format", "state", "row_count", "size", "attempts", "next_attempt_at",
@@ -215,14 +208,6 @@ class ExportRunAdmin(OrganizationScopedAdmin):
     def has_reexport_permission(self, request):
         return self._manages_any(request)
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     @admin.action(description="Re-export the selected files", permissions=["reexport"])
     def reexport_selected(self, request, queryset):
