@@ -15,7 +15,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import Application
-from accounts.selectors import ingest_url, organizations_of, role_in, two_factor_enabled, two_factor_required
+from accounts.selectors import (MANAGE_ROLES, ingest_url, organizations_of, role_in, two_factor_enabled,
+                                two_factor_required)
 from accounts.snippets import curl_snippet
 from accounts.services import user_time_zone_set
 from alerts import selectors as alert_selectors
@@ -39,6 +40,11 @@ def _epoch(buckets) -> list[int]:
     return [int(bucket.timestamp()) for bucket in buckets]
 
 
+def _manages(user, organization_id: int) -> bool:
+    """Whether ``user`` is an owner or admin of the organization, who may change what the pages show."""
+    return role_in(user=user, organization_id=organization_id) in MANAGE_ROLES
+
+
 def _marks(transitions) -> list[dict]:
     """Alert transitions for charts.js to draw as vertical lines."""
     return [{"t": int(notification.created_at.timestamp()), "type": notification.get_type_display().lower(),
@@ -53,7 +59,7 @@ def _page_context(request, window, organization, events: list[int], application=
     return {
         "organization": organization,
         "firing": alert_selectors.firing_rules(organization=organization, application=application),
-        "can_manage_alerts": role_in(user=request.user, organization_id=organization.pk) in ("owner", "admin"),
+        "can_manage_alerts": _manages(request.user, organization.pk),
         "window": window,
         "ranges": [(key, granularities) for key, (_, granularities) in selectors.RANGES.items()],
         "reasons": selectors.rejection_reasons(organization=organization, application=application, window=window),
@@ -93,7 +99,7 @@ def alert_history(request, org_id: str):
                      ALERT_HISTORY_PAGE_SIZE).get_page(request.GET.get("page"))
     return render(request, "dashboards/alerts.html", {
         "organization": organization, "rule": rule, "page": page,
-        "can_manage_alerts": role_in(user=request.user, organization_id=organization.pk) in ("owner", "admin"),
+        "can_manage_alerts": _manages(request.user, organization.pk),
     })
 
 
@@ -191,7 +197,7 @@ def _first_event_help(user, application: Application) -> dict:
     return {
         "curl": curl_snippet(ingest_url=ingest_url(application.organization.public_id, application.public_id),
                              api_token="YOUR_API_TOKEN", hmac_secret="YOUR_HMAC_SECRET"),
-        "can_issue": role_in(user=user, organization_id=application.organization_id) in ("owner", "admin"),
+        "can_issue": _manages(user, application.organization_id),
     }
 
 
