@@ -147,28 +147,29 @@ def breakdown_query_parse(params) -> tuple[str, int]:
     return BREAKDOWNS[by], limit_parse(params)
 
 
-def _ms(value: float | None) -> float | None:
+def _rounded(value: float | None) -> float | None:
+    """A figure to three decimals (ms, seconds or percent); None stays None."""
     return None if value is None else round(value, 3)
 
 
 def lambda_figures(stats: selectors.LambdaStats) -> dict:
     """A function's (or the total's) figures as the Lambda panel shows them."""
     return {
-        "invocations": stats.invocations, "errors": stats.errors, "error_percent": _ms(stats.error_percent),
-        "cold_starts": stats.cold_starts, "init_average_ms": _ms(stats.init_average_ms),
-        "average_ms": _ms(stats.duration_ms / stats.invocations if stats.invocations else None),
-        "p50_ms": _ms(stats.p50), "p95_ms": _ms(stats.p95), "p99_ms": _ms(stats.p99),
-        "billed_seconds": _ms(stats.billed_seconds), "gb_seconds": round(stats.gb_seconds, 6),
+        "invocations": stats.invocations, "errors": stats.errors, "error_percent": _rounded(stats.error_percent),
+        "cold_starts": stats.cold_starts, "init_average_ms": _rounded(stats.init_average_ms),
+        "average_ms": _rounded(stats.duration_ms / stats.invocations if stats.invocations else None),
+        "p50_ms": _rounded(stats.p50), "p95_ms": _rounded(stats.p95), "p99_ms": _rounded(stats.p99),
+        "billed_seconds": _rounded(stats.billed_seconds), "gb_seconds": round(stats.gb_seconds, 6),
         "max_memory_used_mb": stats.max_memory_used_mb, "memory_size_mb": stats.memory_size_mb,
-        "memory_percent": _ms(stats.memory_percent),
+        "memory_percent": _rounded(stats.memory_percent),
     }
 
 
 def api_figures(stats: selectors.ApiStats) -> dict:
     """Requests' figures (a bucket's, a row's or the total's) as the API panel shows them."""
-    return {"requests": stats.count, "errors": stats.errors, "error_percent": _ms(stats.error_percent),
-            "mean_ms": _ms(stats.mean_ms), "p50_ms": _ms(stats.p50), "p95_ms": _ms(stats.p95),
-            "p99_ms": _ms(stats.p99)}
+    return {"requests": stats.count, "errors": stats.errors, "error_percent": _rounded(stats.error_percent),
+            "mean_ms": _rounded(stats.mean_ms), "p50_ms": _rounded(stats.p50), "p95_ms": _rounded(stats.p95),
+            "p99_ms": _rounded(stats.p99)}
 
 
 def _etag(body: bytes) -> str:
@@ -328,8 +329,8 @@ class StatsLambdaApi(StatsApi):
             "since": rfc3339(panel.periods[0]),
             "until": rfc3339(query.until),
             "series": [{"time": rfc3339(period), "invocations": series["invocations"][i], "errors": series["errors"][i],
-                        "cold_starts": series["cold_starts"][i], "p50_ms": _ms(series["p50"][i]),
-                        "p95_ms": _ms(series["p95"][i]), "p99_ms": _ms(series["p99"][i])}
+                        "cold_starts": series["cold_starts"][i], "p50_ms": _rounded(series["p50"][i]),
+                        "p95_ms": _rounded(series["p95"][i]), "p99_ms": _rounded(series["p99"][i])}
                        for i, period in enumerate(panel.periods)],
             "total": lambda_figures(panel.total),
             "functions": [{"function": stats.function, "version": stats.version, **lambda_figures(stats)}

@@ -72,14 +72,15 @@ class OutcomesSerializer(serializers.Serializer):
     reasons = ReasonSerializer(many=True, help_text="Why events were not accepted, most frequent first.")
 
 
-def _milliseconds(help_text: str):
+def _measure(help_text: str):
+    """A figure that is null when nothing was counted (no invocation, no request)."""
     return serializers.FloatField(allow_null=True, help_text=help_text + " Null when nothing was counted.")
 
 
 def _percentiles(of: str) -> dict:
     """p50, p95 and p99 fields, estimated from the rollups' histogram buckets."""
-    return {f"p{q}_ms": _milliseconds(f"The {q}th percentile of {of}, in ms, interpolated inside its histogram "
-                                      "bucket.") for q in (50, 95, 99)}
+    return {f"p{q}_ms": _measure(f"The {q}th percentile of {of}, in ms, interpolated inside its histogram "
+                                 "bucket.") for q in (50, 95, 99)}
 
 
 LambdaPointSerializer = type("LambdaPointSerializer", (serializers.Serializer,), {
@@ -91,16 +92,16 @@ LambdaPointSerializer = type("LambdaPointSerializer", (serializers.Serializer,),
 LambdaFiguresSerializer = type("LambdaFiguresSerializer", (serializers.Serializer,), {
     "invocations": serializers.IntegerField(min_value=0),
     "errors": serializers.IntegerField(min_value=0),
-    "error_percent": _milliseconds("Errors per 100 invocations (not ms)."),
+    "error_percent": _measure("Errors per 100 invocations."),
     "cold_starts": serializers.IntegerField(min_value=0),
-    "init_average_ms": _milliseconds("The cold starts' average init duration."),
-    "average_ms": _milliseconds("The average duration."),
+    "init_average_ms": _measure("The cold starts' average init duration."),
+    "average_ms": _measure("The average duration."),
     **_percentiles("durations"),
     "billed_seconds": serializers.FloatField(),
     "gb_seconds": serializers.FloatField(help_text="Billed seconds times the configured memory in GB."),
     "max_memory_used_mb": serializers.IntegerField(min_value=0),
     "memory_size_mb": serializers.IntegerField(min_value=0, help_text="The configured memory (the largest seen)."),
-    "memory_percent": _milliseconds("The largest memory used per 100 MB configured (not ms).")})
+    "memory_percent": _measure("The largest memory used per 100 MB configured.")})
 LambdaFunctionSerializer = type("LambdaFunctionSerializer", (LambdaFiguresSerializer,), {
     "function": serializers.CharField(), "version": serializers.CharField(help_text='"" when not given.')})
 
@@ -117,8 +118,8 @@ class LambdaSerializer(serializers.Serializer):
 ApiFiguresSerializer = type("ApiFiguresSerializer", (serializers.Serializer,), {
     "requests": serializers.IntegerField(min_value=0),
     "errors": serializers.IntegerField(min_value=0, help_text="Requests answered with a 5xx."),
-    "error_percent": _milliseconds("Errors per 100 requests (not ms)."),
-    "mean_ms": _milliseconds("The mean response time."),
+    "error_percent": _measure("Errors per 100 requests."),
+    "mean_ms": _measure("The mean response time."),
     **_percentiles("response times")})
 ApiPointSerializer = type("ApiPointSerializer", (ApiFiguresSerializer,), {
     "time": serializers.DateTimeField(help_text="The bucket's start, RFC 3339 in UTC.")})
