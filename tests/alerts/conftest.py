@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import pytest
+from django.db import connection
 
 from telemetry.celery import app as celery_app
 
@@ -104,3 +105,25 @@ def smtp_server(settings):
     settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
     yield state
     controller.stop()
+
+
+def at_once(call, threads: int = 2) -> list[Exception]:
+    """Runs ``call`` on ``threads`` threads released together, each with its own database
+    connection; returns what they raised (an assertion inside a thread would be lost)."""
+    start, errors = threading.Barrier(threads), []
+
+    def run():
+        try:
+            start.wait(timeout=30)
+            call()
+        except Exception as error:
+            errors.append(error)
+        finally:
+            connection.close()
+
+    running = [threading.Thread(target=run) for _ in range(threads)]
+    for thread in running:
+        thread.start()
+    for thread in running:
+        thread.join()
+    return errors

@@ -6,7 +6,6 @@ import hashlib
 import hmac
 import ipaddress
 import json
-import threading
 from datetime import timedelta
 
 import pytest
@@ -21,7 +20,7 @@ from alerts.models import Delivery, Notification
 from alerts.services import (channel_create, channel_test_send, delivery_attempt, notifications_redispatch,
                              rule_create, rules_evaluate)
 from alerts.tasks import DELIVERY_RETRIES, delivery_send
-from tests.alerts.conftest import NOW
+from tests.alerts.conftest import NOW, at_once
 from tests.factories import ApplicationFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -245,23 +244,8 @@ def test_a_delivery_enqueued_twice_is_sent_once(application, receiver):
     receiver.pause = 0.5
     issued = webhook(application, receiver.url)
     notification = firing_notification(application, issued.channel)
-    start = threading.Barrier(2)
-    errors = []
-
-    def attempt():
-        try:
-            start.wait(timeout=30)
-            delivery_attempt(notification_id=notification.pk, channel_id=issued.channel.pk, attempt=1)
-        except Exception as error:  # reported below: an assertion in a thread would be lost
-            errors.append(error)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=attempt) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    errors = at_once(lambda: delivery_attempt(notification_id=notification.pk, channel_id=issued.channel.pk,
+                                              attempt=1))
 
     assert errors == []
     assert len(receiver.received) == 1

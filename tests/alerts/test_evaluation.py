@@ -6,7 +6,7 @@ from datetime import timedelta
 import pytest
 
 from accounts.models import Tier
-from alerts.models import AlertRule, Notification
+from alerts.models import Notification
 from alerts.services import rule_create, rules_evaluate
 from ingest.models import ApiRollup, EventRollup, LambdaDurationBucket, LambdaRollup, Outcome
 from tests.alerts.conftest import NOW

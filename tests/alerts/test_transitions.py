@@ -1,16 +1,14 @@
 """A transition notifies once, however many evaluations see it; reminders come at the rule's
 interval; acknowledged and muted rules stay quiet."""
 
-import threading
 from datetime import timedelta
 
 import pytest
-from django.db import connection
 
 from alerts.kinds import Measurement
 from alerts.models import AlertRule, Notification
 from alerts.services import rule_acknowledge, rule_create, rule_mute, rule_save, rule_step, rules_evaluate
-from tests.alerts.conftest import NOW
+from tests.alerts.conftest import NOW, at_once
 from tests.factories import ApplicationFactory, UserFactory
 
 
@@ -92,23 +90,7 @@ def test_a_mute_that_has_ended_lets_notifications_out_again():
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_two_concurrent_evaluations_notify_once():
     rule = silence_rule()
-    start = threading.Barrier(2)
-    errors = []
-
-    def evaluate():
-        try:
-            start.wait(timeout=30)
-            rules_evaluate(now=NOW, rules=AlertRule.objects.filter(pk=rule.pk))
-        except Exception as error:  # reported below: an assertion in a thread would be lost
-            errors.append(error)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=evaluate) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    errors = at_once(lambda: rules_evaluate(now=NOW, rules=AlertRule.objects.filter(pk=rule.pk)))
 
     assert errors == []
     assert notifications(rule) == [("alert.firing", False, False)]
