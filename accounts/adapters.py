@@ -27,9 +27,12 @@ class AccountAdapter(DefaultAccountAdapter):
         request = context.request
         user = getattr(request, "user", None)
         if user is not None and user.is_authenticated and not user.has_usable_password():
-            recent = [record for record in get_authentication_records(request, user)
-                      if record.get("method") == "socialaccount"
-                      and time.time() - record["at"] < app_settings.REAUTHENTICATION_TIMEOUT]
+            recent = [
+                record
+                for record in get_authentication_records(request, user)
+                if record.get("method") == "socialaccount"
+                and time.time() - record["at"] < app_settings.REAUTHENTICATION_TIMEOUT
+            ]
             if recent:
                 return False
         return super().is_reauthentication_required(app=app, **kwargs)
@@ -67,8 +70,12 @@ class SingleSignOnAdapter(DefaultSocialAccountAdapter):
         email = str(sign_on_claims(sociallogin).get("email") or "")
         domain = email.rpartition("@")[2].lower()
         if settings.SSO_ALLOWED_DOMAINS and domain not in settings.SSO_ALLOWED_DOMAINS:
-            audit_record(action=AuditEntry.Action.SIGN_IN_FAILED, target=email[:150],
-                         source=Source.from_request(request), details={"single_sign_on": "domain not allowed"})
+            audit_record(
+                action=AuditEntry.Action.SIGN_IN_FAILED,
+                target=email[:150],
+                source=Source.from_request(request),
+                details={"single_sign_on": "domain not allowed"},
+            )
             raise ImmediateHttpResponse(render(request, "accounts/sso_refused.html", {"email": email}, status=403))
 
 

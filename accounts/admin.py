@@ -15,17 +15,27 @@ from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.auth.admin import UserAdmin
 from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied
+from django.db.models import Model, Q
 from django.http import Http404, HttpResponseNotAllowed
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.db.models import Model, Q
 from django.utils import timezone
 from django.utils.html import format_html
 
 from accounts import selectors, services, snippets
-from accounts.models import (Application, AuditEntry, Credential, Invitation, Membership, Organization, ReadToken,
-                             SignOnRule, Tier, User)
+from accounts.models import (
+    Application,
+    AuditEntry,
+    Credential,
+    Invitation,
+    Membership,
+    Organization,
+    ReadToken,
+    SignOnRule,
+    Tier,
+    User,
+)
 from accounts.services import Source
 
 admin.site.site_header = "Telemetry"
@@ -43,8 +53,9 @@ class OperatorAdmin(UserAdmin):
 
     @admin.action(description="Sign the selected users out everywhere")
     def sign_out_everywhere(self, request, queryset):
-        ended = sum(services.sessions_end(user=user, by=request.user, source=Source.from_request(request))
-                    for user in queryset)
+        ended = sum(
+            services.sessions_end(user=user, by=request.user, source=Source.from_request(request)) for user in queryset
+        )
         self.message_user(request, f"{ended} session{'s' if ended != 1 else ''} ended.", messages.SUCCESS)
 
 
@@ -88,8 +99,9 @@ class OrganizationOwnedForm(forms.ModelForm):
                 chosen = [value] if isinstance(value, Model) else list(value or ())
                 if any(each.organization_id != organization.pk for each in chosen):
                     owner = self._meta.model._meta.verbose_name
-                    self.add_error(name, f"Choose {self.fields[name].label.lower()} of the {owner}'s own "
-                                         "organization only.")
+                    self.add_error(
+                        name, f"Choose {self.fields[name].label.lower()} of the {owner}'s own organization only."
+                    )
         return cleaned
 
 
@@ -205,8 +217,9 @@ class TierAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         if change:
-            services.tier_update(tier=obj, changes=form_changes(form), by=request.user,
-                                 source=Source.from_request(request))
+            services.tier_update(
+                tier=obj, changes=form_changes(form), by=request.user, source=Source.from_request(request)
+            )
         else:
             super().save_model(request, obj, form, change)
 
@@ -234,8 +247,9 @@ class UserByNameField(forms.CharField):
         # candidates as for none at all, so neither can be probed.
         users = self.users.filter(username=value)[:1] or self.users.filter(email__iexact=value)[:2]
         if not users:
-            raise forms.ValidationError("No one in your organizations has that username or e-mail; "
-                                        "a superuser adds new people.")
+            raise forms.ValidationError(
+                "No one in your organizations has that username or e-mail; a superuser adds new people."
+            )
         if len(users) > 1:
             raise forms.ValidationError("Several accounts have that e-mail address; enter the username instead.")
         return users[0]
@@ -257,8 +271,7 @@ class MembershipForm(forms.ModelForm):
 
 def membership_form(request) -> type[MembershipForm]:
     """The membership form for this request's user, finding only the accounts they may add."""
-    return type("MembershipForm", (MembershipForm,),
-                {"candidates": selectors.member_candidates(user=request.user)})
+    return type("MembershipForm", (MembershipForm,), {"candidates": selectors.member_candidates(user=request.user)})
 
 
 class MembershipInline(admin.TabularInline):
@@ -355,8 +368,9 @@ class OrganizationAdmin(OrganizationScopedAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         # The tier and quota grants set what an organization may send: only a superuser assigns them.
-        return self.readonly_fields + ([] if request.user.is_superuser else
-                                       ["tier", "quota_monitor_only", "extra_quota", "extra_quota_month"])
+        return self.readonly_fields + (
+            [] if request.user.is_superuser else ["tier", "quota_monitor_only", "extra_quota", "extra_quota_month"]
+        )
 
     def save_model(self, request, obj, form, change):
         source = Source.from_request(request)
@@ -364,9 +378,15 @@ class OrganizationAdmin(OrganizationScopedAdmin):
             services.organization_update(organization=obj, changes=form_changes(form), by=request.user, source=source)
         else:
             created = services.organization_create(
-                name=obj.name, tier=obj.tier, contact_email=obj.contact_email,
-                quota_monitor_only=obj.quota_monitor_only, extra_quota=obj.extra_quota,
-                extra_quota_month=obj.extra_quota_month, by=request.user, source=source)
+                name=obj.name,
+                tier=obj.tier,
+                contact_email=obj.contact_email,
+                quota_monitor_only=obj.quota_monitor_only,
+                extra_quota=obj.extra_quota,
+                extra_quota_month=obj.extra_quota_month,
+                by=request.user,
+                source=source,
+            )
             obj.pk, obj.public_id, obj.created_at = created.pk, created.public_id, created.created_at
 
     def save_formset(self, request, form, formset, change):
@@ -388,16 +408,27 @@ class OrganizationAdmin(OrganizationScopedAdmin):
 
 class CredentialInline(ReadOnlyMemberInline):
     model = Credential
-    fields = ["token_prefix", "service_name", "status", "created_at", "created_by", "last_used_at", "expires_at",
-              "revoked_at", "revoke_link"]
+    fields = [
+        "token_prefix",
+        "service_name",
+        "status",
+        "created_at",
+        "created_by",
+        "last_used_at",
+        "expires_at",
+        "revoked_at",
+        "revoke_link",
+    ]
     readonly_fields = fields
     ordering = ["-created_at"]
     _manages = False  # set per request (inline instances are made per request)
 
     def get_formset(self, request, obj=None, **kwargs):
         # Revoke links only for those who may revoke.
-        self._manages = obj is not None and selectors.role_in(
-            user=request.user, organization_id=obj.organization_id) in selectors.MANAGE_ROLES
+        self._manages = (
+            obj is not None
+            and selectors.role_in(user=request.user, organization_id=obj.organization_id) in selectors.MANAGE_ROLES
+        )
         return super().get_formset(request, obj, **kwargs)
 
     @admin.display(description="Status")
@@ -427,15 +458,22 @@ def credential_status(credential) -> str:
 
 class IssueForm(forms.Form):
     service_name = forms.CharField(
-        label="Malti service name", required=False, max_length=255,
+        label="Malti service name",
+        required=False,
+        max_length=255,
         help_text="Only for a Malti client's MALTI_API_KEY: the one service (MALTI_SERVICE_NAME) its batches "
-                  "may name. Leave blank for the SDKs, which may send any service.")
+        "may name. Leave blank for the SDKs, which may send any service.",
+    )
 
 
 class RotateForm(forms.Form):
     overlap_hours = forms.IntegerField(
-        label="Keep the current credentials working for (hours)", initial=24, min_value=0, max_value=24 * 90,
-        help_text="Time to roll the new credential out to every client; 0 stops the current ones at once.")
+        label="Keep the current credentials working for (hours)",
+        initial=24,
+        min_value=0,
+        max_value=24 * 90,
+        help_text="Time to roll the new credential out to every client; 0 stops the current ones at once.",
+    )
 
 
 @admin.register(Application)
@@ -468,10 +506,16 @@ class ApplicationAdmin(OrganizationScopedAdmin):
 
     def get_urls(self):
         own = [
-            path("<path:object_id>/credentials/issue/", self.admin_site.admin_view(self.issue_view),
-                 name="accounts_application_issue"),
-            path("<path:object_id>/credentials/rotate/", self.admin_site.admin_view(self.rotate_view),
-                 name="accounts_application_rotate"),
+            path(
+                "<path:object_id>/credentials/issue/",
+                self.admin_site.admin_view(self.issue_view),
+                name="accounts_application_issue",
+            ),
+            path(
+                "<path:object_id>/credentials/rotate/",
+                self.admin_site.admin_view(self.rotate_view),
+                name="accounts_application_rotate",
+            ),
         ]
         return own + super().get_urls()
 
@@ -480,8 +524,9 @@ class ApplicationAdmin(OrganizationScopedAdmin):
         if change:
             services.application_update(application=obj, changes=form_changes(form), by=request.user, source=source)
             return
-        issued = services.application_create(organization=obj.organization, name=obj.name, by=request.user,
-                                             source=source)
+        issued = services.application_create(
+            organization=obj.organization, name=obj.name, by=request.user, source=source
+        )
         created = issued.credential.application
         obj.pk, obj.public_id, obj.created_at = created.pk, created.public_id, created.created_at
         request.issued_credential = issued
@@ -493,40 +538,75 @@ class ApplicationAdmin(OrganizationScopedAdmin):
         application = self.managed_object(request, object_id)
         form = IssueForm(request.POST if request.method == "POST" else None)
         if request.method == "POST" and form.is_valid():
-            issued = services.credential_issue(application=application,
-                                               service_name=form.cleaned_data["service_name"],
-                                               by=request.user, source=Source.from_request(request))
+            issued = services.credential_issue(
+                application=application,
+                service_name=form.cleaned_data["service_name"],
+                by=request.user,
+                source=Source.from_request(request),
+            )
             return self._issued_page(request, application, issued, "Credential issued")
-        return TemplateResponse(request, "admin/accounts/application/credential_confirm.html", {
-            **self.admin_site.each_context(request), "opts": self.opts, "application": application,
-            "title": f"Issue a credential for {application.name}", "action": "issue", "form": form,
-            "active": selectors.credentials_active(application=application).count(),
-        })
+        return TemplateResponse(
+            request,
+            "admin/accounts/application/credential_confirm.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.opts,
+                "application": application,
+                "title": f"Issue a credential for {application.name}",
+                "action": "issue",
+                "form": form,
+                "active": selectors.credentials_active(application=application).count(),
+            },
+        )
 
     def rotate_view(self, request, object_id):
         application = self.managed_object(request, object_id)
         form = RotateForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             issued = services.credential_rotate(
-                application=application, overlap=timedelta(hours=form.cleaned_data["overlap_hours"]),
-                by=request.user, source=Source.from_request(request))
+                application=application,
+                overlap=timedelta(hours=form.cleaned_data["overlap_hours"]),
+                by=request.user,
+                source=Source.from_request(request),
+            )
             return self._issued_page(request, application, issued, "Credential rotated")
-        return TemplateResponse(request, "admin/accounts/application/credential_confirm.html", {
-            **self.admin_site.each_context(request), "opts": self.opts, "application": application,
-            "title": f"Rotate the credentials of {application.name}", "action": "rotate", "form": form,
-            "active": selectors.credentials_active(application=application).count(),
-        })
+        return TemplateResponse(
+            request,
+            "admin/accounts/application/credential_confirm.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.opts,
+                "application": application,
+                "title": f"Rotate the credentials of {application.name}",
+                "action": "rotate",
+                "form": form,
+                "active": selectors.credentials_active(application=application).count(),
+            },
+        )
 
     def _issued_page(self, request, application, issued, heading):
         url = selectors.ingest_url(application.organization.public_id, application.public_id)
-        values = {"org_id": application.organization.public_id, "app_id": application.public_id,
-                  "api_token": issued.api_token, "hmac_secret": issued.hmac_secret, "ingest_url": url,
-                  "endpoint": url.split("/v1/ingest/")[0]}
-        response = TemplateResponse(request, "admin/accounts/application/credential_issued.html", {
-            **self.admin_site.each_context(request), "opts": self.opts, "application": application,
-            "title": heading, "issued": issued, "values": values,
-            "snippets": snippets.all_snippets(**values, service_name=issued.credential.service_name),
-        })
+        values = {
+            "org_id": application.organization.public_id,
+            "app_id": application.public_id,
+            "api_token": issued.api_token,
+            "hmac_secret": issued.hmac_secret,
+            "ingest_url": url,
+            "endpoint": url.split("/v1/ingest/")[0],
+        }
+        response = TemplateResponse(
+            request,
+            "admin/accounts/application/credential_issued.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.opts,
+                "application": application,
+                "title": heading,
+                "issued": issued,
+                "values": values,
+                "snippets": snippets.all_snippets(**values, service_name=issued.credential.service_name),
+            },
+        )
         # The secret is in this page only: no cache may keep it.
         response["Cache-Control"] = "no-store"
         return response
@@ -562,8 +642,11 @@ class RevocableAdmin(OrganizationScopedAdmin):
 
     def get_urls(self):
         return [
-            path("<path:object_id>/revoke/", self.admin_site.admin_view(self.revoke_view),
-                 name=f"{self.opts.app_label}_{self.opts.model_name}_revoke"),
+            path(
+                "<path:object_id>/revoke/",
+                self.admin_site.admin_view(self.revoke_view),
+                name=f"{self.opts.app_label}_{self.opts.model_name}_revoke",
+            ),
         ] + super().get_urls()
 
     def revoke_view(self, request, object_id):
@@ -574,10 +657,16 @@ class RevocableAdmin(OrganizationScopedAdmin):
             return self.revoked_redirect(obj)
         if request.method != "GET":
             return HttpResponseNotAllowed(["GET", "POST"])
-        return TemplateResponse(request, f"admin/{self.opts.app_label}/{self.opts.model_name}/revoke_confirm.html", {
-            **self.admin_site.each_context(request), "opts": self.opts,
-            "title": f"Revoke {self.opts.verbose_name} {obj}", **self.revoke_confirm_context(obj),
-        })
+        return TemplateResponse(
+            request,
+            f"admin/{self.opts.app_label}/{self.opts.model_name}/revoke_confirm.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.opts,
+                "title": f"Revoke {self.opts.verbose_name} {obj}",
+                **self.revoke_confirm_context(obj),
+            },
+        )
 
     @admin.action(description="Revoke selected %(verbose_name_plural)s")
     def revoke_selected(self, request, queryset):
@@ -593,13 +682,31 @@ class RevocableAdmin(OrganizationScopedAdmin):
 @admin.register(Credential)
 class CredentialAdmin(RevocableAdmin):
     organization_path = "application__organization"
-    list_display = ["token_prefix", "application", "service_name", "status", "created_at", "created_by",
-                    "last_used_at", "expires_at", "revoked_at"]
+    list_display = [
+        "token_prefix",
+        "application",
+        "service_name",
+        "status",
+        "created_at",
+        "created_by",
+        "last_used_at",
+        "expires_at",
+        "revoked_at",
+    ]
     list_select_related = ["application__organization", "created_by"]
     list_filter = [("application__organization", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["token_prefix", "application__name", "application__public_id"]
-    fields = ["application", "token_prefix", "service_name", "status", "created_at", "created_by", "last_used_at",
-              "expires_at", "revoked_at"]
+    fields = [
+        "application",
+        "token_prefix",
+        "service_name",
+        "status",
+        "created_at",
+        "created_by",
+        "last_used_at",
+        "expires_at",
+        "revoked_at",
+    ]
     readonly_fields = fields
     revoke_select_related = ("application__organization",)
 
@@ -631,19 +738,37 @@ class ReadTokenForm(OrganizationOwnedForm):
         fields = ["organization", "name", "applications"]
         help_texts = {"name": "What it is for, e.g. grafana or the weekly notebook."}
 
+
 @admin.register(ReadToken)
 class ReadTokenAdmin(RevocableAdmin):
     """Read tokens of the stats API: issued here (the token shown once), revoked, never edited or deleted."""
 
     form = ReadTokenForm
-    list_display = ["__str__", "organization", "scope", "status", "created_at", "created_by", "last_used_at",
-                    "revoke_link"]
+    list_display = [
+        "__str__",
+        "organization",
+        "scope",
+        "status",
+        "created_at",
+        "created_by",
+        "last_used_at",
+        "revoke_link",
+    ]
     list_select_related = ["organization", "created_by"]
     list_filter = [("organization", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["name", "token_prefix", "organization__name"]
     revoke_select_related = ("organization",)
-    shown_fields = ["organization", "name", "scope", "token_prefix", "status", "created_at", "created_by",
-                    "last_used_at", "revoked_at"]
+    shown_fields = [
+        "organization",
+        "name",
+        "scope",
+        "token_prefix",
+        "status",
+        "created_at",
+        "created_by",
+        "last_used_at",
+        "revoked_at",
+    ]
 
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("applications")
@@ -657,7 +782,8 @@ class ReadTokenAdmin(RevocableAdmin):
     def formfield_for_manytomany(self, db_field, request, **kwargs):
         if db_field.name == "applications" and not request.user.is_superuser:
             kwargs["queryset"] = Application.objects.filter(
-                organization__in=selectors.organizations_of(user=request.user, roles=self.manage_roles))
+                organization__in=selectors.organizations_of(user=request.user, roles=self.manage_roles)
+            )
         return super().formfield_for_manytomany(db_field, request, **kwargs)
 
     @admin.display(description="Applications")
@@ -683,8 +809,12 @@ class ReadTokenAdmin(RevocableAdmin):
         if change:
             return  # nothing of an issued token is editable
         issued = services.read_token_issue(
-            organization=form.cleaned_data["organization"], name=form.cleaned_data["name"],
-            applications=form.cleaned_data["applications"], by=request.user, source=Source.from_request(request))
+            organization=form.cleaned_data["organization"],
+            name=form.cleaned_data["name"],
+            applications=form.cleaned_data["applications"],
+            by=request.user,
+            source=Source.from_request(request),
+        )
         obj.pk, obj.created_at = issued.read_token.pk, issued.read_token.created_at
         request.issued_read_token = issued
 
@@ -693,12 +823,21 @@ class ReadTokenAdmin(RevocableAdmin):
 
     def response_add(self, request, obj, post_url_continue=None):
         issued = request.issued_read_token
-        response = TemplateResponse(request, "admin/accounts/readtoken/issued.html", {
-            **self.admin_site.each_context(request), "opts": self.opts, "title": "Read token issued",
-            "read_token": issued.read_token, "token": issued.token,
-            "events_url": (f"{settings.PUBLIC_URL.rstrip('/')}/v1/stats/{issued.read_token.organization.public_id}"
-                           "/{app_id}/events"),
-        })
+        response = TemplateResponse(
+            request,
+            "admin/accounts/readtoken/issued.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.opts,
+                "title": "Read token issued",
+                "read_token": issued.read_token,
+                "token": issued.token,
+                "events_url": (
+                    f"{settings.PUBLIC_URL.rstrip('/')}/v1/stats/{issued.read_token.organization.public_id}"
+                    "/{app_id}/events"
+                ),
+            },
+        )
         # The token is in this page only: no cache may keep it.
         response["Cache-Control"] = "no-store"
         return response
@@ -732,8 +871,9 @@ class MembershipAdmin(OrganizationScopedAdmin):
         return request.user.is_superuser
 
     def save_model(self, request, obj, form, change):
-        services.membership_save(membership=obj, changes=form_changes(form), by=request.user,
-                                 source=Source.from_request(request))
+        services.membership_save(
+            membership=obj, changes=form_changes(form), by=request.user, source=Source.from_request(request)
+        )
 
     def delete_audited(self, obj, *, by, source):
         services.membership_remove(membership=obj, by=by, source=source)
@@ -758,8 +898,19 @@ class InvitationAdmin(RevocableAdmin):
     list_filter = [("organization", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["email", "organization__name"]
     revoke_select_related = ("organization",)
-    shown_fields = ["organization", "email", "role", "status", "created_by", "created_at", "sent_at", "expires_at",
-                    "accepted_at", "accepted_by", "revoked_at"]
+    shown_fields = [
+        "organization",
+        "email",
+        "role",
+        "status",
+        "created_by",
+        "created_at",
+        "sent_at",
+        "expires_at",
+        "accepted_at",
+        "accepted_by",
+        "revoked_at",
+    ]
 
     def get_fields(self, request, obj=None):
         return InvitationForm.Meta.fields if obj is None else self.shown_fields
@@ -789,9 +940,13 @@ class InvitationAdmin(RevocableAdmin):
     def save_model(self, request, obj, form, change):
         if change:
             return  # nothing of a sent invitation is editable
-        sent = services.invitation_send(organization=form.cleaned_data["organization"],
-                                        email=form.cleaned_data["email"], role=form.cleaned_data["role"],
-                                        by=request.user, source=Source.from_request(request))
+        sent = services.invitation_send(
+            organization=form.cleaned_data["organization"],
+            email=form.cleaned_data["email"],
+            role=form.cleaned_data["role"],
+            by=request.user,
+            source=Source.from_request(request),
+        )
         obj.pk, obj.created_at = sent.invitation.pk, sent.invitation.created_at
         request.invitation_url = sent.url
 
@@ -801,16 +956,24 @@ class InvitationAdmin(RevocableAdmin):
 
     def _sent_message(self, request, invitation, url):
         # The link is shown to the inviter too: without a mail server (EMAIL_URL) they pass it on themselves.
-        self.message_user(request, format_html(
-            "Invitation sent to {}. Its link works once, for {} days: {}", invitation.email,
-            settings.INVITATION_VALID_DAYS, url), messages.SUCCESS)
+        self.message_user(
+            request,
+            format_html(
+                "Invitation sent to {}. Its link works once, for {} days: {}",
+                invitation.email,
+                settings.INVITATION_VALID_DAYS,
+                url,
+            ),
+            messages.SUCCESS,
+        )
 
     @admin.action(description="Re-send selected invitations with a new link")
     def resend_selected(self, request, queryset):
         for invitation in queryset.select_related("organization"):
             if self.has_change_permission(request, invitation) and invitation.accepted_at is None:
-                sent = services.invitation_resend(invitation=invitation, by=request.user,
-                                                  source=Source.from_request(request))
+                sent = services.invitation_resend(
+                    invitation=invitation, by=request.user, source=Source.from_request(request)
+                )
                 self._sent_message(request, sent.invitation, sent.url)
 
     def revoke(self, invitation, request):
@@ -851,8 +1014,18 @@ class AuditEntryAdmin(RecordAdmin):
     list_filter = ["action", AuditOrganizationFilter]
     search_fields = ["actor_name", "target", "organization_name"]
     date_hierarchy = "created_at"
-    readonly_fields = ["created_at", "actor", "actor_name", "action", "organization_id", "organization_name",
-                       "target", "source_ip", "user_agent", "details"]
+    readonly_fields = [
+        "created_at",
+        "actor",
+        "actor_name",
+        "action",
+        "organization_id",
+        "organization_name",
+        "target",
+        "source_ip",
+        "user_agent",
+        "details",
+    ]
 
     @admin.display(description="When", ordering="created_at")
     def when(self, entry):
@@ -875,8 +1048,10 @@ class AuditEntryAdmin(RecordAdmin):
             return queryset
         # Their organizations' entries, and their own sign-ins (which belong to no organization); not
         # what they did in an organization they have left.
-        return queryset.filter(Q(organization_id__in=selectors.organizations_of(user=request.user).values("pk"))
-                               | Q(actor=request.user, organization_id__isnull=True))
+        return queryset.filter(
+            Q(organization_id__in=selectors.organizations_of(user=request.user).values("pk"))
+            | Q(actor=request.user, organization_id__isnull=True)
+        )
 
     def get_object(self, request, object_id, from_field=None):
         obj = super().get_object(request, object_id, from_field)

@@ -12,10 +12,13 @@ class AccountsConfig(AppConfig):
 
         from accounts import receivers
 
-        for name, signal in [("signed_in", user_logged_in), ("sign_in_failed", user_login_failed),
-                             ("second_factor_added", mfa.authenticator_added),
-                             ("second_factor_removed", mfa.authenticator_removed),
-                             ("recovery_codes_renewed", mfa.authenticator_reset),
-                             ("second_factor_failed", mfa.authentication_failed),
-                             ("signed_on", account.user_logged_in)]:
+        for name, signal in [
+            ("signed_in", user_logged_in),
+            ("sign_in_failed", user_login_failed),
+            ("second_factor_added", mfa.authenticator_added),
+            ("second_factor_removed", mfa.authenticator_removed),
+            ("recovery_codes_renewed", mfa.authenticator_reset),
+            ("second_factor_failed", mfa.authentication_failed),
+            ("signed_on", account.user_logged_in),
+        ]:
             signal.connect(getattr(receivers, name), dispatch_uid=f"accounts.audit.{name}")

@@ -3,7 +3,6 @@ from django.contrib.auth.forms import UserCreationForm
 from django.core.exceptions import ValidationError
 
 from accounts.adapters import password_sign_in_allowed
-
 from accounts.models import User
 
 

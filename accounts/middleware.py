@@ -12,10 +12,16 @@ OPEN_PATHS = ("/accounts/", "/invitations/", "/static/")
 def two_factor_required(get_response):
     def middleware(request):
         user = request.user
-        if (user.is_authenticated and not request.path.startswith(OPEN_PATHS)
-                and selectors.two_factor_required(user=user) and not selectors.two_factor_enabled(user=user)):
-            messages.warning(request, "Two-factor authentication is required of your account: set up an "
-                                      "authenticator app to continue.")
+        if (
+            user.is_authenticated
+            and not request.path.startswith(OPEN_PATHS)
+            and selectors.two_factor_required(user=user)
+            and not selectors.two_factor_enabled(user=user)
+        ):
+            messages.warning(
+                request,
+                "Two-factor authentication is required of your account: set up an authenticator app to continue.",
+            )
             return redirect("mfa_activate_totp")
         return get_response(request)
 

@@ -33,12 +33,15 @@ class Organization(models.Model):
     tier = models.ForeignKey(Tier, on_delete=models.PROTECT, related_name="organizations")
     contact_email = models.EmailField(blank=True)
     quota_monitor_only = models.BooleanField(
-        default=False, help_text="Count events against the monthly quota but never refuse them.")
+        default=False, help_text="Count events against the monthly quota but never refuse them."
+    )
     extra_quota = models.PositiveBigIntegerField(default=0, help_text="Events granted on top of the tier's quota...")
     extra_quota_month = models.CharField(max_length=7, blank=True, help_text="...in this month (YYYY-MM, UTC).")
     require_two_factor = models.BooleanField(
-        "members must use two-factor", default=False,
-        help_text="Members without a second factor are sent to set one up before they see any page.")
+        "members must use two-factor",
+        default=False,
+        help_text="Members without a second factor are sent to set one up before they see any page.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -74,8 +77,11 @@ class Credential(models.Model):
     revoked_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     service_name = models.CharField(
-        max_length=255, blank=True, default="",
-        help_text="Malti clients: the one service this token's batches may name; blank: any service.")
+        max_length=255,
+        blank=True,
+        default="",
+        help_text="Malti clients: the one service this token's batches may name; blank: any service.",
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -93,16 +99,20 @@ class ReadToken(models.Model):
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="read_tokens")
     name = models.CharField(max_length=200, blank=True)
     applications = models.ManyToManyField(
-        Application, blank=True, related_name="read_tokens",
-        help_text="The applications it may read; none: every application of the organization.")
+        Application,
+        blank=True,
+        related_name="read_tokens",
+        help_text="The applications it may read; none: every application of the organization.",
+    )
     # Fixed when issued: a limited token whose applications are all deleted reads nothing, rather
     # than, its list now empty, every application.
     every_application = models.BooleanField(default=True)
     token_hash = models.CharField(max_length=64, unique=True)
     token_prefix = models.CharField(max_length=16, help_text="Enough of the token to recognise it.")
     created_at = models.DateTimeField(auto_now_add=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                                   related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     revoked_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
 
@@ -143,13 +153,15 @@ class Invitation(models.Model):
     role = models.CharField(max_length=10, choices=Membership.Role.choices, default=Membership.Role.VIEWER)
     token_hash = models.CharField(max_length=64, unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                                   related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     sent_at = models.DateTimeField()
     expires_at = models.DateTimeField()
     accepted_at = models.DateTimeField(null=True, blank=True)
-    accepted_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                                    related_name="+")
+    accepted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     revoked_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -165,18 +177,19 @@ class SignOnRule(models.Model):
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="sign_on_rules")
     email_domain = models.CharField(max_length=253, blank=True, help_text="e.g. acme.example; blank: any.")
-    group = models.CharField(max_length=200, blank=True,
-                             help_text="A name in the provider's groups claim; blank: any.")
+    group = models.CharField(max_length=200, blank=True, help_text="A name in the provider's groups claim; blank: any.")
     role = models.CharField(max_length=10, choices=Membership.Role.choices, default=Membership.Role.VIEWER)
 
     class Meta:
-        constraints = [models.CheckConstraint(condition=~Q(email_domain="", group=""),
-                                              name="sign_on_rule_matches_something")]
+        constraints = [
+            models.CheckConstraint(condition=~Q(email_domain="", group=""), name="sign_on_rule_matches_something")
+        ]
         verbose_name = "single sign-on rule"
 
     def __str__(self):
-        what = " and ".join(filter(None, [self.email_domain and f"@{self.email_domain}",
-                                          self.group and f"group {self.group}"]))
+        what = " and ".join(
+            filter(None, [self.email_domain and f"@{self.email_domain}", self.group and f"group {self.group}"])
+        )
         return f"{what} → {self.get_role_display()}"
 
 
@@ -211,8 +224,9 @@ class AuditEntry(models.Model):
         SIGNED_OUT_EVERYWHERE = "signed_out_everywhere", "Signed out everywhere"
 
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
-    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                              related_name="+")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     actor_name = models.CharField(max_length=150, blank=True, help_text="Kept when the user is deleted.")
     action = models.CharField(max_length=40, choices=Action.choices)
     # Plain ids and names, not foreign keys: an entry outlives what it describes.

@@ -14,14 +14,20 @@ def signed_in(sender, request, user, **kwargs):
 
 
 def sign_in_failed(sender, credentials, request=None, **kwargs):
-    audit_record(action=AuditEntry.Action.SIGN_IN_FAILED, target=sign_in_name(None, credentials),
-                 source=_source(request))
+    audit_record(
+        action=AuditEntry.Action.SIGN_IN_FAILED, target=sign_in_name(None, credentials), source=_source(request)
+    )
 
 
 def _second_factor(action):
     def receiver(sender, request, user, authenticator, **kwargs):
-        audit_record(action=action, actor=user, target=user.get_username(), source=_source(request),
-                     details={"type": authenticator.type})
+        audit_record(
+            action=action,
+            actor=user,
+            target=user.get_username(),
+            source=_source(request),
+            details={"type": authenticator.type},
+        )
 
     return receiver
 
@@ -38,6 +44,9 @@ def signed_on(sender, request, user, sociallogin=None, **kwargs):
         return
     claims = sign_on_claims(sociallogin)
     groups = claims.get("groups") or []
-    sign_on_memberships_apply(user=user, email=str(claims.get("email") or ""),
-                              groups=[str(group) for group in groups] if isinstance(groups, list) else [],
-                              source=_source(request))
+    sign_on_memberships_apply(
+        user=user,
+        email=str(claims.get("email") or ""),
+        groups=[str(group) for group in groups] if isinstance(groups, list) else [],
+        source=_source(request),
+    )

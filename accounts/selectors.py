@@ -55,7 +55,8 @@ class IngestTarget:
 
 def _active_q(prefix: str = "") -> Q:
     return Q(**{f"{prefix}revoked_at__isnull": True}) & (
-        Q(**{f"{prefix}expires_at__isnull": True}) | Q(**{f"{prefix}expires_at__gt": timezone.now()}))
+        Q(**{f"{prefix}expires_at__isnull": True}) | Q(**{f"{prefix}expires_at__gt": timezone.now()})
+    )
 
 
 def _active(credentials):
@@ -108,32 +109,53 @@ def _ingest_target_read(org_public_id: str, app_public_id: str) -> "IngestTarget
     # Read before the rows: a change that lands in between leaves an older number, never a newer one.
     generation = credentials_generation()
     rows = list(
-        _active(Credential.objects.filter(
-            application__public_id=app_public_id,
-            application__organization__public_id=org_public_id,
-        ))
-        .values_list("application_id", "application__organization_id", "token_hash", "secret_encrypted",
-                     "expires_at", "pk", "application__organization__tier__is_unlimited",
-                     "application__organization__tier__requests_per_minute",
-                     "application__organization__tier__monthly_event_quota",
-                     "application__organization__extra_quota", "application__organization__extra_quota_month",
-                     "application__organization__quota_monitor_only", "service_name")
+        _active(
+            Credential.objects.filter(
+                application__public_id=app_public_id,
+                application__organization__public_id=org_public_id,
+            )
+        ).values_list(
+            "application_id",
+            "application__organization_id",
+            "token_hash",
+            "secret_encrypted",
+            "expires_at",
+            "pk",
+            "application__organization__tier__is_unlimited",
+            "application__organization__tier__requests_per_minute",
+            "application__organization__tier__monthly_event_quota",
+            "application__organization__extra_quota",
+            "application__organization__extra_quota_month",
+            "application__organization__quota_monitor_only",
+            "service_name",
+        )
     )
     if not rows:
         return None
     try:
-        keys = tuple(IngestKey(credential_id=row[5], token_hash=row[2], hmac_secret=crypto.decrypt(row[3]),
-                               expires_at=row[4], service_name=row[12])
-                     for row in rows)
+        keys = tuple(
+            IngestKey(
+                credential_id=row[5],
+                token_hash=row[2],
+                hmac_secret=crypto.decrypt(row[3]),
+                expires_at=row[4],
+                service_name=row[12],
+            )
+            for row in rows
+        )
     except InvalidToken:
         raise CredentialsKeyError(
             f"Cannot decrypt the HMAC secrets of application {app_public_id}: APP_SECURITY__CREDENTIALS_KEYS "
-            "(or SECRET_KEY, which it defaults to) is not the key they were encrypted with") from None
+            "(or SECRET_KEY, which it defaults to) is not the key they were encrypted with"
+        ) from None
     unlimited, per_minute, quota, extra, extra_month, monitor_only = rows[0][6:12]
     if extra_month == timezone.now().strftime("%Y-%m"):
         quota += extra
     return IngestTarget(
-        application_id=rows[0][0], organization_id=rows[0][1], keys=keys, generation=generation,
+        application_id=rows[0][0],
+        organization_id=rows[0][1],
+        keys=keys,
+        generation=generation,
         requests_per_minute=None if unlimited else per_minute,
         monthly_quota=None if unlimited else quota,
         quota_refuses=not monitor_only,
@@ -161,8 +183,12 @@ def ingest_target_get(*, org_public_id: str, app_public_id: str, fresh: bool = F
     caller answers all of these alike, so ids cannot be probed. Read through a short per-process
     cache (``TARGET_CACHE_SECONDS``) unless ``fresh``.
     """
-    return _read_through(_target_cache, (org_public_id, app_public_id),
-                         lambda: _ingest_target_read(org_public_id, app_public_id), fresh=fresh)
+    return _read_through(
+        _target_cache,
+        (org_public_id, app_public_id),
+        lambda: _ingest_target_read(org_public_id, app_public_id),
+        fresh=fresh,
+    )
 
 
 _token_cache: dict[str, tuple[float, tuple[str, str] | None]] = {}
@@ -173,9 +199,15 @@ def token_owner(*, token: str) -> tuple[str, str] | None:
     clients that name no application in their URL; None for an unknown, revoked or expired token.
     Read through the same short per-process cache as ``ingest_target_get``."""
     digest = crypto.token_hash(token)
-    return _read_through(_token_cache, digest, lambda: (
-        _active(Credential.objects.filter(token_hash=digest))
-        .values_list("application__organization__public_id", "application__public_id").first()))
+    return _read_through(
+        _token_cache,
+        digest,
+        lambda: (
+            _active(Credential.objects.filter(token_hash=digest))
+            .values_list("application__organization__public_id", "application__public_id")
+            .first()
+        ),
+    )
 
 
 MANAGE_ROLES = ("owner", "admin")
@@ -220,8 +252,11 @@ def read_token_find(*, token: str) -> ReadToken | None:
     """The unrevoked read token with this plaintext; None for anything else, an ingest token included."""
     if not token.startswith(ids.READ_TOKEN_PREFIX):
         return None
-    return (ReadToken.objects.filter(token_hash=crypto.token_hash(token), revoked_at__isnull=True)
-            .select_related("organization").first())
+    return (
+        ReadToken.objects.filter(token_hash=crypto.token_hash(token), revoked_at__isnull=True)
+        .select_related("organization")
+        .first()
+    )
 
 
 def read_token_application(*, read_token: ReadToken, org_public_id: str, app_public_id: str) -> Application | None:
@@ -248,20 +283,20 @@ def read_token_applications(*, read_token: ReadToken, org_public_id: str) -> lis
 
 def organization_find(*, ref: str) -> Organization | None:
     """An organization by public id or, failing that, by name (case-insensitive), as the commands take it."""
-    return (Organization.objects.filter(public_id=ref).first()
-            or Organization.objects.filter(name__iexact=ref).order_by("pk").first())
+    return (
+        Organization.objects.filter(public_id=ref).first()
+        or Organization.objects.filter(name__iexact=ref).order_by("pk").first()
+    )
 
 
 def invitation_usable(*, invitation: Invitation) -> bool:
     """Whether an invitation's link may still be accepted: not used, not revoked, not expired."""
-    return (invitation.accepted_at is None and invitation.revoked_at is None
-            and invitation.expires_at > timezone.now())
+    return invitation.accepted_at is None and invitation.revoked_at is None and invitation.expires_at > timezone.now()
 
 
 def invitation_by_token(*, token: str) -> Invitation | None:
     """The invitation a link names if it may still be accepted, else None (whatever the reason)."""
-    invitation = (Invitation.objects.select_related("organization")
-                  .filter(token_hash=crypto.token_hash(token)).first())
+    invitation = Invitation.objects.select_related("organization").filter(token_hash=crypto.token_hash(token)).first()
     return invitation if invitation is not None and invitation_usable(invitation=invitation) else None
 
 

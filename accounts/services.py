@@ -6,15 +6,25 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.db import transaction
 from django.db.models import Model, Q
 from django.utils import timezone
 
 from accounts import selectors
-from accounts.models import (Application, AuditEntry, Credential, Invitation, Membership, Organization, QuotaNotice,
-                             ReadToken, SignOnRule, Tier, User)
+from accounts.models import (
+    Application,
+    AuditEntry,
+    Credential,
+    Invitation,
+    Membership,
+    Organization,
+    QuotaNotice,
+    ReadToken,
+    SignOnRule,
+    Tier,
+    User,
+)
 from telemetry.lib import crypto, ids
 from telemetry.lib.addresses import client_address
 from telemetry.lib.redis import get_redis
@@ -33,8 +43,7 @@ class Source:
 
     @classmethod
     def from_request(cls, request) -> "Source":
-        return cls(ip=client_address(request) or None,
-                   user_agent=request.META.get("HTTP_USER_AGENT", "")[:300])
+        return cls(ip=client_address(request) or None, user_agent=request.META.get("HTTP_USER_AGENT", "")[:300])
 
 
 COMMAND_LINE = Source(user_agent="manage.py")
@@ -63,8 +72,15 @@ def _credentials_generation_bump() -> None:
         client.incr(selectors.CREDENTIALS_GENERATION_KEY)
 
 
-def audit_record(*, action: str, actor=None, organization: Organization | None = None, target: str = "",
-                 source: Source = COMMAND_LINE, details: dict | None = None) -> AuditEntry:
+def audit_record(
+    *,
+    action: str,
+    actor=None,
+    organization: Organization | None = None,
+    target: str = "",
+    source: Source = COMMAND_LINE,
+    details: dict | None = None,
+) -> AuditEntry:
     """Appends an entry to the audit log."""
     return AuditEntry.objects.create(
         action=action,
@@ -80,15 +96,38 @@ def audit_record(*, action: str, actor=None, organization: Organization | None =
 
 
 @transaction.atomic
-def organization_create(*, name: str, tier: Tier, contact_email: str = "", quota_monitor_only: bool = False,
-                        extra_quota: int = 0, extra_quota_month: str = "", by=None,
-                        source: Source = COMMAND_LINE) -> Organization:
+def organization_create(
+    *,
+    name: str,
+    tier: Tier,
+    contact_email: str = "",
+    quota_monitor_only: bool = False,
+    extra_quota: int = 0,
+    extra_quota_month: str = "",
+    by=None,
+    source: Source = COMMAND_LINE,
+) -> Organization:
     organization = Organization.objects.create(
-        name=name, tier=tier, contact_email=contact_email, quota_monitor_only=quota_monitor_only,
-        extra_quota=extra_quota, extra_quota_month=extra_quota_month)
-    audit_record(action=Action.ORGANIZATION_CREATED, actor=by, organization=organization, target=str(organization),
-                 source=source, details={"tier": tier.slug, "quota_monitor_only": quota_monitor_only,
-                                         "extra_quota": extra_quota, "extra_quota_month": extra_quota_month})
+        name=name,
+        tier=tier,
+        contact_email=contact_email,
+        quota_monitor_only=quota_monitor_only,
+        extra_quota=extra_quota,
+        extra_quota_month=extra_quota_month,
+    )
+    audit_record(
+        action=Action.ORGANIZATION_CREATED,
+        actor=by,
+        organization=organization,
+        target=str(organization),
+        source=source,
+        details={
+            "tier": tier.slug,
+            "quota_monitor_only": quota_monitor_only,
+            "extra_quota": extra_quota,
+            "extra_quota_month": extra_quota_month,
+        },
+    )
     return organization
 
 
@@ -101,17 +140,30 @@ def organization_get_or_create(*, ref: str, tier_slug: str = DEFAULT_TIER) -> tu
 
 
 @transaction.atomic
-def organization_update(*, organization: Organization, changes: dict, by=None,
-                        source: Source = COMMAND_LINE) -> Organization:
+def organization_update(
+    *, organization: Organization, changes: dict, by=None, source: Source = COMMAND_LINE
+) -> Organization:
     """Saves changed fields (``changes`` maps field name to its old value) and records them."""
     organization.save()
     described = _diff(organization, changes)
     if "tier" in described:
-        audit_record(action=Action.TIER_CHANGED, actor=by, organization=organization, target=str(organization),
-                     source=source, details={"tier": described.pop("tier")})
+        audit_record(
+            action=Action.TIER_CHANGED,
+            actor=by,
+            organization=organization,
+            target=str(organization),
+            source=source,
+            details={"tier": described.pop("tier")},
+        )
     if described:
-        audit_record(action=Action.ORGANIZATION_CHANGED, actor=by, organization=organization,
-                     target=str(organization), source=source, details=described)
+        audit_record(
+            action=Action.ORGANIZATION_CHANGED,
+            actor=by,
+            organization=organization,
+            target=str(organization),
+            source=source,
+            details=described,
+        )
     return organization
 
 
@@ -119,8 +171,14 @@ def organization_update(*, organization: Organization, changes: dict, by=None,
 def organization_delete(*, organization: Organization, by=None, source: Source = COMMAND_LINE) -> None:
     """Deletes an organization with its applications, credentials and events."""
     counts = selectors.organization_deletion_summary(organization=organization)
-    audit_record(action=Action.ORGANIZATION_DELETED, actor=by, organization=organization,
-                 target=str(organization), source=source, details=counts)
+    audit_record(
+        action=Action.ORGANIZATION_DELETED,
+        actor=by,
+        organization=organization,
+        target=str(organization),
+        source=source,
+        details=counts,
+    )
     organization.delete()
     _credentials_changed()
 
@@ -128,22 +186,28 @@ def organization_delete(*, organization: Organization, by=None, source: Source =
 @transaction.atomic
 def tier_update(*, tier: Tier, changes: dict, by=None, source: Source = COMMAND_LINE) -> Tier:
     tier.save()
-    audit_record(action=Action.TIER_CHANGED, actor=by, target=str(tier), source=source,
-                 details=_diff(tier, changes))
+    audit_record(action=Action.TIER_CHANGED, actor=by, target=str(tier), source=source, details=_diff(tier, changes))
     return tier
 
 
 @transaction.atomic
-def membership_save(*, membership: Membership, changes: dict | None = None, by=None,
-                    source: Source = COMMAND_LINE) -> Membership:
+def membership_save(
+    *, membership: Membership, changes: dict | None = None, by=None, source: Source = COMMAND_LINE
+) -> Membership:
     """Adds a member or changes a role."""
     created = membership.pk is None
     membership.save()
     details = {"user": membership.user.get_username(), "role": membership.role}
     if not created and changes and "role" in changes:
         details["previous_role"] = changes["role"]
-    audit_record(action=Action.MEMBERSHIP_CHANGED, actor=by, organization=membership.organization,
-                 target=str(membership), source=source, details=details)
+    audit_record(
+        action=Action.MEMBERSHIP_CHANGED,
+        actor=by,
+        organization=membership.organization,
+        target=str(membership),
+        source=source,
+        details=details,
+    )
     return membership
 
 
@@ -170,24 +234,34 @@ def _invitation_link(invitation: Invitation) -> str:
     invitation.expires_at = now + timedelta(days=settings.INVITATION_VALID_DAYS)
     url = settings.PUBLIC_URL.rstrip("/") + reverse("accounts:invitation", args=[token])
     subject = f"You are invited to {invitation.organization.name} on Telemetry"
-    body = (f"You are invited to join {invitation.organization.name} as {invitation.get_role_display().lower()}.\n\n"
-            f"Open this link to accept: {url}\n\n"
-            f"It works once, until {invitation.expires_at:%Y-%m-%d %H:%M} UTC.\n")
+    body = (
+        f"You are invited to join {invitation.organization.name} as {invitation.get_role_display().lower()}.\n\n"
+        f"Open this link to accept: {url}\n\n"
+        f"It works once, until {invitation.expires_at:%Y-%m-%d %H:%M} UTC.\n"
+    )
     transaction.on_commit(lambda: send_mail(subject, body, None, [invitation.email]))
     return url
 
 
 @transaction.atomic
-def invitation_send(*, organization: Organization, email: str, role: str, by=None,
-                    source: Source = COMMAND_LINE) -> SentInvitation:
+def invitation_send(
+    *, organization: Organization, email: str, role: str, by=None, source: Source = COMMAND_LINE
+) -> SentInvitation:
     """Invites an address to an organization with a role. Nothing here looks at existing accounts, so
     inviting tells the inviter nothing about who already has one."""
-    invitation = Invitation(organization=organization, email=email.strip(), role=role,
-                            created_by=by if by is not None and by.pk else None)
+    invitation = Invitation(
+        organization=organization, email=email.strip(), role=role, created_by=by if by is not None and by.pk else None
+    )
     url = _invitation_link(invitation)
     invitation.save()
-    audit_record(action=Action.INVITATION_SENT, actor=by, organization=organization, target=invitation.email,
-                 source=source, details={"role": role})
+    audit_record(
+        action=Action.INVITATION_SENT,
+        actor=by,
+        organization=organization,
+        target=invitation.email,
+        source=source,
+        details={"role": role},
+    )
     return SentInvitation(invitation=invitation, url=url)
 
 
@@ -200,8 +274,14 @@ def invitation_resend(*, invitation: Invitation, by=None, source: Source = COMMA
     invitation.revoked_at = None
     url = _invitation_link(invitation)
     invitation.save()
-    audit_record(action=Action.INVITATION_SENT, actor=by, organization=invitation.organization,
-                 target=invitation.email, source=source, details={"role": invitation.role, "resent": True})
+    audit_record(
+        action=Action.INVITATION_SENT,
+        actor=by,
+        organization=invitation.organization,
+        target=invitation.email,
+        source=source,
+        details={"role": invitation.role, "resent": True},
+    )
     return SentInvitation(invitation=invitation, url=url)
 
 
@@ -212,19 +292,30 @@ def invitation_revoke(*, invitation: Invitation, by=None, source: Source = COMMA
     if invitation.accepted_at is None and invitation.revoked_at is None:
         invitation.revoked_at = timezone.now()
         invitation.save(update_fields=["revoked_at"])
-        audit_record(action=Action.INVITATION_REVOKED, actor=by, organization=invitation.organization,
-                     target=invitation.email, source=source, details={"role": invitation.role})
+        audit_record(
+            action=Action.INVITATION_REVOKED,
+            actor=by,
+            organization=invitation.organization,
+            target=invitation.email,
+            source=source,
+            details={"role": invitation.role},
+        )
     return invitation
 
 
 @transaction.atomic
-def invitation_accept(*, token: str, user=None, username: str = "", password: str = "",
-                      source: Source = COMMAND_LINE) -> Membership:
+def invitation_accept(
+    *, token: str, user=None, username: str = "", password: str = "", source: Source = COMMAND_LINE
+) -> Membership:
     """Makes the invited person a member: ``user`` when they are signed in, else a new account with
     ``username`` and ``password`` and the invited address. The link then never works again. A
     membership is all it grants: the account is never staff or superuser through it."""
-    invitation = (Invitation.objects.select_for_update().select_related("organization")
-                  .filter(token_hash=crypto.token_hash(token)).first())
+    invitation = (
+        Invitation.objects.select_for_update()
+        .select_related("organization")
+        .filter(token_hash=crypto.token_hash(token))
+        .first()
+    )
     if invitation is None or not selectors.invitation_usable(invitation=invitation):
         raise InvitationUnusable
     if user is None:
@@ -239,9 +330,14 @@ def invitation_accept(*, token: str, user=None, username: str = "", password: st
     invitation.accepted_at = timezone.now()
     invitation.accepted_by = user
     invitation.save(update_fields=["accepted_at", "accepted_by"])
-    audit_record(action=Action.INVITATION_ACCEPTED, actor=user, organization=invitation.organization,
-                 target=invitation.email, source=source, details={"user": user.get_username(),
-                                                                   "role": membership.role})
+    audit_record(
+        action=Action.INVITATION_ACCEPTED,
+        actor=user,
+        organization=invitation.organization,
+        target=invitation.email,
+        source=source,
+        details={"user": user.get_username(), "role": membership.role},
+    )
     return membership
 
 
@@ -249,12 +345,15 @@ def _address_verified(*, user, email: str) -> None:
     """The invited address reached this person: allauth may trust it (single sign-on matches on it)."""
     from allauth.account.models import EmailAddress
 
-    EmailAddress.objects.update_or_create(user=user, email__iexact=email,
-                                          defaults={"email": email, "verified": True, "primary": True})
+    EmailAddress.objects.update_or_create(
+        user=user, email__iexact=email, defaults={"email": email, "verified": True, "primary": True}
+    )
 
 
 @transaction.atomic
-def sign_on_memberships_apply(*, user, email: str, groups: list[str], source: Source = COMMAND_LINE) -> list[Membership]:
+def sign_on_memberships_apply(
+    *, user, email: str, groups: list[str], source: Source = COMMAND_LINE
+) -> list[Membership]:
     """Makes a person who signed in through single sign-on a member of each organization whose rules
     match their address's domain or a group of theirs; a membership they already hold stays as it is."""
     domain = email.rpartition("@")[2].lower()
@@ -264,12 +363,18 @@ def sign_on_memberships_apply(*, user, email: str, groups: list[str], source: So
             continue
         if rule.group and rule.group not in groups:
             continue
-        membership, created = Membership.objects.get_or_create(user=user, organization=rule.organization,
-                                                               defaults={"role": rule.role})
+        membership, created = Membership.objects.get_or_create(
+            user=user, organization=rule.organization, defaults={"role": rule.role}
+        )
         if created:
-            audit_record(action=Action.MEMBERSHIP_CHANGED, actor=user, organization=rule.organization,
-                         target=str(membership), source=source,
-                         details={"user": user.get_username(), "role": rule.role, "via": "single sign-on"})
+            audit_record(
+                action=Action.MEMBERSHIP_CHANGED,
+                actor=user,
+                organization=rule.organization,
+                target=str(membership),
+                source=source,
+                details={"user": user.get_username(), "role": rule.role, "via": "single sign-on"},
+            )
             added.append(membership)
     return added
 
@@ -282,16 +387,26 @@ def sessions_end(*, user, by=None, source: Source = COMMAND_LINE) -> int:
     sessions = list(UserSession.objects.filter(user=user))
     for session in sessions:
         session.end()
-    audit_record(action=Action.SIGNED_OUT_EVERYWHERE, actor=by, target=user.get_username(), source=source,
-                 details={"sessions": len(sessions)})
+    audit_record(
+        action=Action.SIGNED_OUT_EVERYWHERE,
+        actor=by,
+        target=user.get_username(),
+        source=source,
+        details={"sessions": len(sessions)},
+    )
     return len(sessions)
 
 
 @transaction.atomic
 def membership_remove(*, membership: Membership, by=None, source: Source = COMMAND_LINE) -> None:
-    audit_record(action=Action.MEMBERSHIP_REMOVED, actor=by, organization=membership.organization,
-                 target=str(membership), source=source,
-                 details={"user": membership.user.get_username(), "role": membership.role})
+    audit_record(
+        action=Action.MEMBERSHIP_REMOVED,
+        actor=by,
+        organization=membership.organization,
+        target=str(membership),
+        source=source,
+        details={"user": membership.user.get_username(), "role": membership.role},
+    )
     membership.delete()
 
 
@@ -309,21 +424,28 @@ def _credential_create(application: Application, by, service_name: str = "") -> 
 
 
 @transaction.atomic
-def credential_issue(*, application: Application, service_name: str = "", by=None,
-                     source: Source = COMMAND_LINE) -> IssuedCredential:
+def credential_issue(
+    *, application: Application, service_name: str = "", by=None, source: Source = COMMAND_LINE
+) -> IssuedCredential:
     """Issues a new active credential; the existing ones stay active. ``service_name`` makes its token
     a Malti key, whose batches must all name that service."""
     issued = _credential_create(application, by, service_name)
-    audit_record(action=Action.CREDENTIAL_ISSUED, actor=by, organization=application.organization,
-                 target=f"{application} {issued.credential}", source=source,
-                 details={"service_name": service_name} if service_name else None)
+    audit_record(
+        action=Action.CREDENTIAL_ISSUED,
+        actor=by,
+        organization=application.organization,
+        target=f"{application} {issued.credential}",
+        source=source,
+        details={"service_name": service_name} if service_name else None,
+    )
     _credentials_changed()
     return issued
 
 
 @transaction.atomic
-def credential_rotate(*, application: Application, overlap: timedelta = DEFAULT_ROTATION_OVERLAP, by=None,
-                      source: Source = COMMAND_LINE) -> IssuedCredential:
+def credential_rotate(
+    *, application: Application, overlap: timedelta = DEFAULT_ROTATION_OVERLAP, by=None, source: Source = COMMAND_LINE
+) -> IssuedCredential:
     """Issues a new credential; the active ones keep working for ``overlap``, then stop."""
     until = timezone.now() + overlap
     previous = list(selectors.credentials_active(application=application).select_for_update())
@@ -332,13 +454,25 @@ def credential_rotate(*, application: Application, overlap: timedelta = DEFAULT_
             credential.expires_at = until
             credential.save(update_fields=["expires_at"])
     issued = _credential_create(application, by)
-    audit_record(action=Action.CREDENTIAL_ROTATED, actor=by, organization=application.organization,
-                 target=f"{application} {issued.credential}", source=source,
-                 details={"previous": [c.token_prefix for c in previous], "overlap_hours": overlap / timedelta(hours=1),
-                          "previous_expire_at": until.isoformat()})
+    audit_record(
+        action=Action.CREDENTIAL_ROTATED,
+        actor=by,
+        organization=application.organization,
+        target=f"{application} {issued.credential}",
+        source=source,
+        details={
+            "previous": [c.token_prefix for c in previous],
+            "overlap_hours": overlap / timedelta(hours=1),
+            "previous_expire_at": until.isoformat(),
+        },
+    )
     _credentials_changed()
-    return IssuedCredential(credential=issued.credential, api_token=issued.api_token,
-                            hmac_secret=issued.hmac_secret, expired_previous=previous)
+    return IssuedCredential(
+        credential=issued.credential,
+        api_token=issued.api_token,
+        hmac_secret=issued.hmac_secret,
+        expired_previous=previous,
+    )
 
 
 @transaction.atomic
@@ -350,8 +484,13 @@ def credential_revoke(*, credential: Credential, by=None, source: Source = COMMA
         return credential
     credential.revoked_at = timezone.now()
     credential.save(update_fields=["revoked_at"])
-    audit_record(action=Action.CREDENTIAL_REVOKED, actor=by, organization=credential.application.organization,
-                 target=f"{credential.application} {credential}", source=source)
+    audit_record(
+        action=Action.CREDENTIAL_REVOKED,
+        actor=by,
+        organization=credential.application.organization,
+        target=f"{credential.application} {credential}",
+        source=source,
+    )
     _credentials_changed()
     return credential
 
@@ -365,8 +504,9 @@ class IssuedReadToken:
 
 
 @transaction.atomic
-def read_token_issue(*, organization: Organization, name: str = "", applications=(), by=None,
-                     source: Source = COMMAND_LINE) -> IssuedReadToken:
+def read_token_issue(
+    *, organization: Organization, name: str = "", applications=(), by=None, source: Source = COMMAND_LINE
+) -> IssuedReadToken:
     """Issues a token that reads the organization's numbers: of ``applications`` only (which must be
     the organization's), or of all of them, today's and future ones, when none are given."""
     applications = list(applications)
@@ -374,11 +514,22 @@ def read_token_issue(*, organization: Organization, name: str = "", applications
         raise ValueError("a read token may only be limited to applications of its own organization")
     token = ids.read_token()
     read_token = ReadToken.objects.create(
-        organization=organization, name=name, token_hash=crypto.token_hash(token), token_prefix=token[:11],
-        every_application=not applications, created_by=by if by is not None and by.pk else None)
+        organization=organization,
+        name=name,
+        token_hash=crypto.token_hash(token),
+        token_prefix=token[:11],
+        every_application=not applications,
+        created_by=by if by is not None and by.pk else None,
+    )
     read_token.applications.set(applications)
-    audit_record(action=Action.READ_TOKEN_ISSUED, actor=by, organization=organization, target=str(read_token),
-                 source=source, details={"applications": sorted(a.public_id for a in applications)})
+    audit_record(
+        action=Action.READ_TOKEN_ISSUED,
+        actor=by,
+        organization=organization,
+        target=str(read_token),
+        source=source,
+        details={"applications": sorted(a.public_id for a in applications)},
+    )
     return IssuedReadToken(read_token=read_token, token=token)
 
 
@@ -389,27 +540,41 @@ def read_token_revoke(*, read_token: ReadToken, by=None, source: Source = COMMAN
         return read_token
     read_token.revoked_at = timezone.now()
     read_token.save(update_fields=["revoked_at"])
-    audit_record(action=Action.READ_TOKEN_REVOKED, actor=by, organization=read_token.organization,
-                 target=str(read_token), source=source)
+    audit_record(
+        action=Action.READ_TOKEN_REVOKED,
+        actor=by,
+        organization=read_token.organization,
+        target=str(read_token),
+        source=source,
+    )
     return read_token
 
 
 @transaction.atomic
-def application_create(*, organization: Organization, name: str, service_name: str = "", by=None,
-                       source: Source = COMMAND_LINE) -> IssuedCredential:
+def application_create(
+    *, organization: Organization, name: str, service_name: str = "", by=None, source: Source = COMMAND_LINE
+) -> IssuedCredential:
     """Creates an application with its first credential (a Malti key for ``service_name``, if given)."""
     application = Application.objects.create(organization=organization, name=name)
-    audit_record(action=Action.APPLICATION_CREATED, actor=by, organization=organization, target=str(application),
-                 source=source)
+    audit_record(
+        action=Action.APPLICATION_CREATED, actor=by, organization=organization, target=str(application), source=source
+    )
     return credential_issue(application=application, service_name=service_name, by=by, source=source)
 
 
 @transaction.atomic
-def application_update(*, application: Application, changes: dict, by=None,
-                       source: Source = COMMAND_LINE) -> Application:
+def application_update(
+    *, application: Application, changes: dict, by=None, source: Source = COMMAND_LINE
+) -> Application:
     application.save()
-    audit_record(action=Action.APPLICATION_CHANGED, actor=by, organization=application.organization,
-                 target=str(application), source=source, details=_diff(application, changes))
+    audit_record(
+        action=Action.APPLICATION_CHANGED,
+        actor=by,
+        organization=application.organization,
+        target=str(application),
+        source=source,
+        details=_diff(application, changes),
+    )
     return application
 
 
@@ -417,8 +582,14 @@ def application_update(*, application: Application, changes: dict, by=None,
 def application_delete(*, application: Application, by=None, source: Source = COMMAND_LINE) -> None:
     """Deletes an application with its credentials and events."""
     counts = selectors.application_deletion_summary(application=application)
-    audit_record(action=Action.APPLICATION_DELETED, actor=by, organization=application.organization,
-                 target=str(application), source=source, details=counts)
+    audit_record(
+        action=Action.APPLICATION_DELETED,
+        actor=by,
+        organization=application.organization,
+        target=str(application),
+        source=source,
+        details=counts,
+    )
     application.delete()
     _credentials_changed()
 
@@ -429,23 +600,38 @@ def quota_notice_send(*, organization_id: int, month: str, level: int) -> bool:
     monthly quota; False when that notice was already sent. Sending fails the transaction, so a
     retried task tries again rather than recording a notice nobody received."""
     organization = Organization.objects.select_related("tier").get(pk=organization_id)
-    recipients = sorted(set(filter(None, [organization.contact_email, *organization.memberships.filter(
-        role=Membership.Role.OWNER).values_list("user__email", flat=True)])))
-    _, created = QuotaNotice.objects.get_or_create(organization=organization, month=month, level=level,
-                                                   defaults={"recipients": ", ".join(recipients)})
+    recipients = sorted(
+        set(
+            filter(
+                None,
+                [
+                    organization.contact_email,
+                    *organization.memberships.filter(role=Membership.Role.OWNER).values_list("user__email", flat=True),
+                ],
+            )
+        )
+    )
+    _, created = QuotaNotice.objects.get_or_create(
+        organization=organization, month=month, level=level, defaults={"recipients": ", ".join(recipients)}
+    )
     if not created:
         return False
     quota = organization.tier.monthly_event_quota
     if level >= 100:
         subject = f"{organization.name} has used its monthly event quota"
-        consequence = ("New events are refused until the month ends." if not organization.quota_monitor_only
-                       else "The organization is monitor-only: events are still accepted.")
+        consequence = (
+            "New events are refused until the month ends."
+            if not organization.quota_monitor_only
+            else "The organization is monitor-only: events are still accepted."
+        )
     else:
         subject = f"{organization.name} has used {level}% of its monthly event quota"
         consequence = "Events past the quota will be refused until the month ends."
-    body = (f"{organization.name} ({organization.public_id}) has accepted {level}% of its {quota:,} events for "
-            f"{month} (tier {organization.tier.name}). {consequence}\n\nA superuser can grant extra quota for "
-            "the month, or move the organization to another tier, in the admin.")
+    body = (
+        f"{organization.name} ({organization.public_id}) has accepted {level}% of its {quota:,} events for "
+        f"{month} (tier {organization.tier.name}). {consequence}\n\nA superuser can grant extra quota for "
+        "the month, or move the organization to another tier, in the admin."
+    )
     if recipients:
         send_mail(subject, body, None, recipients)
     return True

@@ -17,7 +17,7 @@ class MemberAuthenticationForm(AdminAuthenticationForm):
     error_messages = {
         **AdminAuthenticationForm.error_messages,
         "invalid_login": "Please enter the correct username and password of a member of an organization. "
-                         "Both fields may be case-sensitive.",
+        "Both fields may be case-sensitive.",
         "password_off": "Sign in with single sign-on: passwords are turned off here.",
     }
 
@@ -55,12 +55,18 @@ class MemberAdminSite(AdminSite):
     def login(self, request, extra_context=None):
         if request.method == "GET" and self.has_permission(request):
             return HttpResponseRedirect(reverse("admin:index", current_app=self.name))
-        context = {**self.each_context(request), "title": "Log in", "subtitle": None,
-                   "app_path": request.get_full_path(), "username": request.user.get_username(),
-                   "sso_label": settings.SSO_LABEL if settings.SSO_ISSUER else ""}
+        context = {
+            **self.each_context(request),
+            "title": "Log in",
+            "subtitle": None,
+            "app_path": request.get_full_path(),
+            "username": request.user.get_username(),
+            "sso_label": settings.SSO_LABEL if settings.SSO_ISSUER else "",
+        }
         if REDIRECT_FIELD_NAME not in request.GET and REDIRECT_FIELD_NAME not in request.POST:
             context[REDIRECT_FIELD_NAME] = reverse("admin:index", current_app=self.name)
         context.update(extra_context or {})
         request.current_app = self.name
-        return StagedLoginView.as_view(extra_context=context, authentication_form=self.login_form,
-                                       template_name="admin/login.html")(request)
+        return StagedLoginView.as_view(
+            extra_context=context, authentication_form=self.login_form, template_name="admin/login.html"
+        )(request)

@@ -78,11 +78,26 @@ def curl_snippet(*, ingest_url: str, api_token: str, hmac_secret: str, **_) -> s
     return _CURL.format(ingest_url=ingest_url, api_token=api_token, hmac_secret=hmac_secret, user="0" * 64)
 
 
-def all_snippets(*, org_id: str, app_id: str, api_token: str, hmac_secret: str, ingest_url: str,
-                 endpoint: str, service_name: str = "") -> list[Snippet]:
+def all_snippets(
+    *,
+    org_id: str,
+    app_id: str,
+    api_token: str,
+    hmac_secret: str,
+    ingest_url: str,
+    endpoint: str,
+    service_name: str = "",
+) -> list[Snippet]:
     """The examples for a freshly issued credential, most likely client first (a Malti key's: Malti)."""
-    values = {"org_id": org_id, "app_id": app_id, "api_token": api_token, "hmac_secret": hmac_secret,
-              "ingest_url": ingest_url, "endpoint": endpoint, "service_name": service_name}
+    values = {
+        "org_id": org_id,
+        "app_id": app_id,
+        "api_token": api_token,
+        "hmac_secret": hmac_secret,
+        "ingest_url": ingest_url,
+        "endpoint": endpoint,
+        "service_name": service_name,
+    }
     malti = [Snippet("malti", "Malti", _MALTI.format(**values))] if service_name else []
     return malti + [
         Snippet("rust", "Rust SDK", _RUST.format(**values)),

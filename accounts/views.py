@@ -30,9 +30,12 @@ def invitation_accept(request, token: str):
     if request.method == "POST" and (signed_in or form.is_valid()):
         try:
             membership = services.invitation_accept(
-                token=token, user=request.user if signed_in else None,
+                token=token,
+                user=request.user if signed_in else None,
                 username="" if signed_in else form.cleaned_data["username"],
-                password="" if signed_in else form.cleaned_data["password1"], source=Source.from_request(request))
+                password="" if signed_in else form.cleaned_data["password1"],
+                source=Source.from_request(request),
+            )
         except services.InvitationUnusable:
             return _unusable(request)
         target = reverse("dashboards:organization", args=[membership.organization.public_id])
@@ -43,8 +46,11 @@ def invitation_accept(request, token: str):
 
         membership.user.backend = "django.contrib.auth.backends.ModelBackend"
         return perform_login(request, membership.user, redirect_url=target)
-    return render(request, "accounts/invitation.html", {"invitation": invitation, "form": form,
-                                                        "sign_in_url": reverse("account_login") + "?next=" + request.path})
+    return render(
+        request,
+        "accounts/invitation.html",
+        {"invitation": invitation, "form": form, "sign_in_url": reverse("account_login") + "?next=" + request.path},
+    )
 
 
 @login_required

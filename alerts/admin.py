@@ -21,8 +21,11 @@ from alerts.models import AlertRule, Channel, Delivery, Notification
 
 
 def _parameters_help() -> str:
-    return "JSON. " + "; ".join(f"{name}: {', '.join(kind.parameters)}" for name, kind in KINDS.items()) + \
-        ". Missing ones take their defaults."
+    return (
+        "JSON. "
+        + "; ".join(f"{name}: {', '.join(kind.parameters)}" for name, kind in KINDS.items())
+        + ". Missing ones take their defaults."
+    )
 
 
 class AlertRuleForm(OrganizationOwnedForm):
@@ -30,8 +33,18 @@ class AlertRuleForm(OrganizationOwnedForm):
 
     class Meta:
         model = AlertRule
-        fields = ["organization", "application", "name", "kind", "parameters", "event_type", "service_version",
-                  "channels", "renotify_minutes", "muted_until"]
+        fields = [
+            "organization",
+            "application",
+            "name",
+            "kind",
+            "parameters",
+            "event_type",
+            "service_version",
+            "channels",
+            "renotify_minutes",
+            "muted_until",
+        ]
         help_texts = {"parameters": _parameters_help()}
 
     def clean(self):
@@ -80,13 +93,28 @@ class NotificationInline(admin.TabularInline):
 @admin.register(AlertRule)
 class AlertRuleAdmin(OrganizationScopedAdmin):
     form = AlertRuleForm
-    list_display = ["name", "organization", "scope", "kind", "state_display", "last_value", "last_evaluated_at",
-                    "muted_until"]
+    list_display = [
+        "name",
+        "organization",
+        "scope",
+        "kind",
+        "state_display",
+        "last_value",
+        "last_evaluated_at",
+        "muted_until",
+    ]
     list_select_related = ["organization", "application"]
     list_filter = ["state", "kind", ("organization", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["name", "organization__name", "application__name"]
-    readonly_fields = ["state_display", "state_since", "last_value", "last_evaluated_at", "last_notified_at",
-                       "acknowledged_at", "acknowledged_by"]
+    readonly_fields = [
+        "state_display",
+        "state_since",
+        "last_value",
+        "last_evaluated_at",
+        "last_notified_at",
+        "acknowledged_at",
+        "acknowledged_by",
+    ]
     inlines = [NotificationInline]
     actions = ["acknowledge_selected", "mute_hour_selected", "mute_day_selected", "unmute_selected"]
 
@@ -101,13 +129,15 @@ class AlertRuleAdmin(OrganizationScopedAdmin):
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.related_model is Application and not request.user.is_superuser:
             kwargs["queryset"] = Application.objects.filter(
-                organization__in=selectors.organizations_of(user=request.user, roles=self.manage_roles))
+                organization__in=selectors.organizations_of(user=request.user, roles=self.manage_roles)
+            )
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def formfield_for_manytomany(self, db_field, request, **kwargs):
         if db_field.name == "channels" and not request.user.is_superuser:
             kwargs["queryset"] = Channel.objects.filter(
-                organization__in=selectors.organizations_of(user=request.user, roles=self.manage_roles))
+                organization__in=selectors.organizations_of(user=request.user, roles=self.manage_roles)
+            )
         return super().formfield_for_manytomany(db_field, request, **kwargs)
 
     def save_model(self, request, obj, form, change):
@@ -129,8 +159,7 @@ class AlertRuleAdmin(OrganizationScopedAdmin):
         self.message_user(request, f"{done} firing rule{'s' if done != 1 else ''} acknowledged.")
 
     def _mute(self, request, queryset, until, message):
-        done = self._each_managed(request, queryset,
-                                  lambda rule: services.rule_mute(rule=rule, until=until) or True)
+        done = self._each_managed(request, queryset, lambda rule: services.rule_mute(rule=rule, until=until) or True)
         self.message_user(request, f"{done} rule{'s' if done != 1 else ''} {message}.")
 
     @admin.action(description="Mute selected rules for an hour")
@@ -147,11 +176,20 @@ class AlertRuleAdmin(OrganizationScopedAdmin):
 
 
 class ChannelForm(forms.ModelForm):
-    url = forms.URLField(max_length=2000, required=False, assume_scheme="https", label="URL",
-                         help_text="Slack and signed webhooks: where to POST.")
+    url = forms.URLField(
+        max_length=2000,
+        required=False,
+        assume_scheme="https",
+        label="URL",
+        help_text="Slack and signed webhooks: where to POST.",
+    )
     email_roles = forms.MultipleChoiceField(
-        choices=Membership.Role.choices, required=False, widget=forms.CheckboxSelectMultiple,
-        label="E-mail the members who are", help_text="E-mail channels: members of the organization with these roles.")
+        choices=Membership.Role.choices,
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        label="E-mail the members who are",
+        help_text="E-mail channels: members of the organization with these roles.",
+    )
 
     class Meta:
         model = Channel
@@ -222,8 +260,10 @@ class ChannelAdmin(OrganizationScopedAdmin):
 
     @admin.display(description="")
     def test_link(self, channel):
-        return format_html('<a class="tk-button tk-quiet" href="{}">Send a test</a>',
-                           reverse("admin:alerts_channel_test", args=[channel.pk]))
+        return format_html(
+            '<a class="tk-button tk-quiet" href="{}">Send a test</a>',
+            reverse("admin:alerts_channel_test", args=[channel.pk]),
+        )
 
     def get_urls(self):
         return [
@@ -234,14 +274,22 @@ class ChannelAdmin(OrganizationScopedAdmin):
         channel = self.managed_object(request, object_id)
         if request.method == "POST":
             services.channel_test_send(channel=channel)
-            self.message_user(request, f"A test is on its way to {channel.name}: its delivery appears below.",
-                              messages.SUCCESS)
+            self.message_user(
+                request, f"A test is on its way to {channel.name}: its delivery appears below.", messages.SUCCESS
+            )
             return redirect("admin:alerts_channel_change", channel.pk)
         if request.method != "GET":
             return HttpResponseNotAllowed(["GET", "POST"])
-        return TemplateResponse(request, "admin/alerts/channel/test_confirm.html", {
-            **self.admin_site.each_context(request), "opts": self.opts, "channel": channel,
-            "title": f"Send a test to {channel.name}"})
+        return TemplateResponse(
+            request,
+            "admin/alerts/channel/test_confirm.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.opts,
+                "channel": channel,
+                "title": f"Send a test to {channel.name}",
+            },
+        )
 
     @admin.action(description="Send a test to the selected channels")
     def test_selected(self, request, queryset):
@@ -257,8 +305,13 @@ class ChannelAdmin(OrganizationScopedAdmin):
             services.channel_update(channel=obj)
             return
         issued = services.channel_create(
-            organization=obj.organization, name=obj.name, kind=obj.kind, url=obj.url,
-            email_roles=form.cleaned_data["email_roles"], email_addresses=obj.email_addresses)
+            organization=obj.organization,
+            name=obj.name,
+            kind=obj.kind,
+            url=obj.url,
+            email_roles=form.cleaned_data["email_roles"],
+            email_addresses=obj.email_addresses,
+        )
         obj.pk, obj.created_at = issued.channel.pk, issued.channel.created_at
         request.issued_channel = issued
 
@@ -266,9 +319,17 @@ class ChannelAdmin(OrganizationScopedAdmin):
         issued = request.issued_channel
         if not issued.webhook_secret:
             return super().response_add(request, obj, post_url_continue)
-        response = TemplateResponse(request, "admin/alerts/channel/secret.html", {
-            **self.admin_site.each_context(request), "opts": self.opts, "title": "Signed webhook created",
-            "channel": issued.channel, "secret": issued.webhook_secret})
+        response = TemplateResponse(
+            request,
+            "admin/alerts/channel/secret.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.opts,
+                "title": "Signed webhook created",
+                "channel": issued.channel,
+                "secret": issued.webhook_secret,
+            },
+        )
         # The secret is in this page only: no cache may keep it.
         response["Cache-Control"] = "no-store"
         return response
@@ -282,8 +343,7 @@ class DeliveryAdmin(RecordAdmin, OrganizationScopedAdmin):
     """Every attempt to send a notification, newest first: the delivery log."""
 
     organization_path = "channel__organization"
-    list_display = ["created_at", "channel", "kind", "rule", "attempt", "status", "status_code", "duration_ms",
-                    "error"]
+    list_display = ["created_at", "channel", "kind", "rule", "attempt", "status", "status_code", "duration_ms", "error"]
     list_select_related = ["channel__organization", "notification__rule"]
     list_filter = ["status", ("channel__organization", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["channel__name", "notification__rule__name", "error"]

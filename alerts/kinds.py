@@ -7,8 +7,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from dashboards.selectors import duration_percentile, latency_percentile
 from alerts import selectors
+from dashboards.selectors import duration_percentile, latency_percentile
 
 # Rollups count events up to ten seconds old every 30 seconds: a minute is complete this long after it ends.
 SETTLE = timedelta(seconds=40)
@@ -85,8 +85,13 @@ class _EventCounts:
 
     def __init__(self, rules, *, granularity: str, since: datetime, until: datetime):
         filters = {(rule.event_type, rule.service_version) for rule in rules}
-        self.series = selectors.event_counts(organization_ids=_organization_ids(rules), filters=filters,
-                                             granularity=granularity, since=since, until=until)
+        self.series = selectors.event_counts(
+            organization_ids=_organization_ids(rules),
+            filters=filters,
+            granularity=granularity,
+            since=since,
+            until=until,
+        )
         self.by_organization = defaultdict(list)
         for (organization_id, _, wanted), series in self.series.items():
             self.by_organization[(organization_id, wanted)].append(series)
@@ -108,8 +113,9 @@ class Silence(Kind):
         params = {rule.pk: self.clean(rule.parameters) for rule in rules}
         longest = max(p["minutes"] for p in params.values())
         until = _floor(now, 1) + timedelta(minutes=1)
-        counts = _EventCounts(rules, granularity="minute", since=_floor(now - timedelta(minutes=longest), 1),
-                              until=until)
+        counts = _EventCounts(
+            rules, granularity="minute", since=_floor(now - timedelta(minutes=longest), 1), until=until
+        )
         found = {}
         for rule in rules:
             minutes = params[rule.pk]["minutes"]
@@ -161,22 +167,31 @@ class Change(Kind):
         if previous:
             until = _floor(now - SETTLE, 1)
             longest = max(params[rule.pk]["window_minutes"] for rule in previous)
-            counts = _EventCounts(previous, granularity="minute", since=until - timedelta(minutes=2 * longest),
-                                  until=until)
+            counts = _EventCounts(
+                previous, granularity="minute", since=until - timedelta(minutes=2 * longest), until=until
+            )
             for rule in previous:
                 span = timedelta(minutes=params[rule.pk]["window_minutes"])
-                ranges[rule.pk] = (counts.total(rule, until - span, until),
-                                   counts.total(rule, until - 2 * span, until - span))
+                ranges[rule.pk] = (
+                    counts.total(rule, until - span, until),
+                    counts.total(rule, until - 2 * span, until - span),
+                )
         if week:
             until = _floor(now, 60)
             longest = max(math.ceil(params[rule.pk]["window_minutes"] / 60) for rule in week)
             recent = _EventCounts(week, granularity="hour", since=until - timedelta(hours=longest), until=until)
-            before = _EventCounts(week, granularity="hour", since=until - timedelta(days=7, hours=longest),
-                                  until=until - timedelta(days=7))
+            before = _EventCounts(
+                week,
+                granularity="hour",
+                since=until - timedelta(days=7, hours=longest),
+                until=until - timedelta(days=7),
+            )
             for rule in week:
                 span = timedelta(hours=math.ceil(params[rule.pk]["window_minutes"] / 60))
-                ranges[rule.pk] = (recent.total(rule, until - span, until),
-                                   before.total(rule, until - timedelta(days=7) - span, until - timedelta(days=7)))
+                ranges[rule.pk] = (
+                    recent.total(rule, until - span, until),
+                    before.total(rule, until - timedelta(days=7) - span, until - timedelta(days=7)),
+                )
         found = {}
         for rule in rules:
             p = params[rule.pk]
@@ -185,8 +200,9 @@ class Change(Kind):
                 found[rule.pk] = Measurement(value=None, threshold=p["percent"], firing=False)
                 continue
             change = 100.0 * (current - earlier) / earlier
-            firing = {"up": change > p["percent"], "down": change < -p["percent"],
-                      "any": abs(change) > p["percent"]}[p["direction"]]
+            firing = {"up": change > p["percent"], "down": change < -p["percent"], "any": abs(change) > p["percent"]}[
+                p["direction"]
+            ]
             found[rule.pk] = Measurement(value=round(change, 2), threshold=p["percent"], firing=firing)
         return found
 
@@ -209,7 +225,8 @@ class Outcomes(Kind):
         this_hour = _floor(now, 60)
         by_organization = defaultdict(list)
         for (organization_id, application_id, hour), counts in selectors.outcome_counts(
-                organization_ids=_organization_ids(rules), since=this_hour - timedelta(hours=longest - 1)).items():
+            organization_ids=_organization_ids(rules), since=this_hour - timedelta(hours=longest - 1)
+        ).items():
             by_organization[organization_id].append((application_id, hour, counts))
         found = {}
         for rule in rules:
@@ -222,8 +239,9 @@ class Outcomes(Kind):
                 total += sum(counts.values())
                 bad += counts.get(p["outcome"], 0)
             share = 100.0 * bad / total if total else 0.0
-            found[rule.pk] = Measurement(value=round(share, 2), threshold=p["percent"],
-                                         firing=total >= p["minimum"] and share > p["percent"])
+            found[rule.pk] = Measurement(
+                value=round(share, 2), threshold=p["percent"], firing=total >= p["minimum"] and share > p["percent"]
+            )
         return found
 
 
@@ -232,8 +250,7 @@ class Quota(Kind):
     its quota or more. Organization-wide whatever the rule's application; unlimited tiers never fire."""
 
     name = "quota"
-    parameters = {"percent": Parameter(float, 100.0, minimum=1, maximum=1000),
-                  "forecast": Parameter(bool, False)}
+    parameters = {"percent": Parameter(float, 100.0, minimum=1, maximum=1000), "forecast": Parameter(bool, False)}
 
     def measure(self, rules, now):
         usages = selectors.quota_usages(organization_ids=_organization_ids(rules), now=now)
@@ -245,8 +262,9 @@ class Quota(Kind):
                 found[rule.pk] = Measurement(value=None, threshold=p["percent"], firing=False)
                 continue
             percent = 100.0 * (usage.forecast if p["forecast"] else usage.used) / usage.quota
-            found[rule.pk] = Measurement(value=round(percent, 2), threshold=p["percent"],
-                                         firing=percent >= p["percent"])
+            found[rule.pk] = Measurement(
+                value=round(percent, 2), threshold=p["percent"], firing=percent >= p["percent"]
+            )
         return found
 
 
@@ -267,8 +285,9 @@ class _PerSubject(Kind):
         params = {rule.pk: self.clean(rule.parameters) for rule in rules}
         this_bucket = _floor(now, 5)
         longest = max(p["window_minutes"] for p in params.values())
-        totals = self.totals(rules, this_bucket - timedelta(minutes=longest),
-                             any(p["metric"] == "p95" for p in params.values()))
+        totals = self.totals(
+            rules, this_bucket - timedelta(minutes=longest), any(p["metric"] == "p95" for p in params.values())
+        )
         by_organization = defaultdict(list)
         for (organization_id, application_id, subject), values in totals.items():
             by_organization[organization_id].append((application_id, subject, values))
@@ -277,25 +296,36 @@ class _PerSubject(Kind):
             p = params[rule.pk]
             worst = None
             for application_id, subject, values in by_organization.get(rule.organization_id, []):
-                if (rule.application_id is not None and application_id != rule.application_id) or (
-                        p[self.subject] and subject != p[self.subject]) or values["count"] < p["minimum"]:
+                if (
+                    (rule.application_id is not None and application_id != rule.application_id)
+                    or (p[self.subject] and subject != p[self.subject])
+                    or values["count"] < p["minimum"]
+                ):
                     continue
-                value = (100.0 * values["errors"] / values["count"] if p["metric"] == "error_rate"
-                         else self.percentile(values))
+                value = (
+                    100.0 * values["errors"] / values["count"]
+                    if p["metric"] == "error_rate"
+                    else self.percentile(values)
+                )
                 if value is not None and (worst is None or value > worst[0]):
                     worst = (value, subject)
             if worst is None:
                 found[rule.pk] = Measurement(value=None, threshold=p["threshold"], firing=False)
             else:
-                found[rule.pk] = Measurement(value=round(worst[0], 2), threshold=p["threshold"],
-                                             firing=worst[0] > p["threshold"], subject=worst[1])
+                found[rule.pk] = Measurement(
+                    value=round(worst[0], 2),
+                    threshold=p["threshold"],
+                    firing=worst[0] > p["threshold"],
+                    subject=worst[1],
+                )
         return found
 
 
 def _per_subject_parameters(subject: str) -> dict[str, Parameter]:
     return {
-        "metric": Parameter(str, "error_rate", choices=("error_rate", "p95"),
-                            help="error_rate in percent, p95 in milliseconds"),
+        "metric": Parameter(
+            str, "error_rate", choices=("error_rate", "p95"), help="error_rate in percent, p95 in milliseconds"
+        ),
         "threshold": Parameter(float, 5.0, minimum=0),
         "window_minutes": Parameter(int, 15, minimum=5, maximum=24 * 60),
         "minimum": Parameter(int, 1, minimum=1),
@@ -309,8 +339,9 @@ class Lambda(_PerSubject):
     parameters = _per_subject_parameters("function")
 
     def totals(self, rules, since, with_durations):
-        return selectors.lambda_totals(organization_ids=_organization_ids(rules), since=since,
-                                       with_durations=with_durations)
+        return selectors.lambda_totals(
+            organization_ids=_organization_ids(rules), since=since, with_durations=with_durations
+        )
 
     def percentile(self, values):
         return duration_percentile(values["histogram"], 0.95)
@@ -341,12 +372,15 @@ class Exports(Kind):
         found = {}
         for rule in rules:
             p = self.clean(rule.parameters)
-            count = sum(n for (organization_id, application_id), n in failed.items()
-                        if organization_id == rule.organization_id
-                        and rule.application_id in (None, application_id))
+            count = sum(
+                n
+                for (organization_id, application_id), n in failed.items()
+                if organization_id == rule.organization_id and rule.application_id in (None, application_id)
+            )
             found[rule.pk] = Measurement(value=count, threshold=p["minimum"], firing=count >= p["minimum"])
         return found
 
 
-KINDS: dict[str, Kind] = {kind.name: kind for kind in (
-    Silence(), Rate(), Change(), Outcomes(), Quota(), Lambda(), Api(), Exports())}
+KINDS: dict[str, Kind] = {
+    kind.name: kind for kind in (Silence(), Rate(), Change(), Outcomes(), Quota(), Lambda(), Api(), Exports())
+}

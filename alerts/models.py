@@ -16,8 +16,9 @@ class Channel(models.Model):
     name = models.CharField(max_length=200)
     kind = models.CharField(max_length=10, choices=Kind.choices)
     url = models.URLField(max_length=2000, blank=True, help_text="Slack and signed webhooks: where to POST.")
-    email_roles = models.JSONField(default=list, blank=True,
-                                   help_text="E-mail: the members of the organization with these roles.")
+    email_roles = models.JSONField(
+        default=list, blank=True, help_text="E-mail: the members of the organization with these roles."
+    )
     email_addresses = models.TextField(blank=True, help_text="E-mail: further addresses, one a line.")
     secret_encrypted = models.TextField(blank=True, help_text="Signed webhooks: the whsec_ secret, encrypted.")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -51,18 +52,25 @@ class AlertRule(models.Model):
         FIRING = "firing", "Firing"
 
     organization = models.ForeignKey("accounts.Organization", on_delete=models.CASCADE, related_name="alert_rules")
-    application = models.ForeignKey("accounts.Application", on_delete=models.CASCADE, null=True, blank=True,
-                                    related_name="alert_rules",
-                                    help_text="Blank: every application of the organization together.")
+    application = models.ForeignKey(
+        "accounts.Application",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="alert_rules",
+        help_text="Blank: every application of the organization together.",
+    )
     name = models.CharField(max_length=200)
     kind = models.CharField(max_length=10, choices=Kind.choices)
     parameters = models.JSONField(default=dict, blank=True)
     event_type = models.CharField(max_length=255, blank=True, help_text="Count only events of this type.")
-    service_version = models.CharField(max_length=255, blank=True,
-                                       help_text="Count only events of this service version.")
+    service_version = models.CharField(
+        max_length=255, blank=True, help_text="Count only events of this service version."
+    )
     channels = models.ManyToManyField(Channel, blank=True, related_name="rules")
     renotify_minutes = models.PositiveIntegerField(
-        default=0, help_text="While firing, notify again this often; 0: only when the state changes.")
+        default=0, help_text="While firing, notify again this often; 0: only when the state changes."
+    )
     muted_until = models.DateTimeField(null=True, blank=True, help_text="No notifications before this time.")
     state = models.CharField(max_length=6, choices=State.choices, default=State.OK)
     state_since = models.DateTimeField(null=True, blank=True)
@@ -71,8 +79,9 @@ class AlertRule(models.Model):
     last_evaluated_at = models.DateTimeField(null=True, blank=True)
     last_notified_at = models.DateTimeField(null=True, blank=True)
     acknowledged_at = models.DateTimeField(null=True, blank=True, help_text="Set while firing: no reminders.")
-    acknowledged_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                                        related_name="+")
+    acknowledged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -92,8 +101,7 @@ class Notification(models.Model):
         RESOLVED = "alert.resolved", "Resolved"
         TEST = "alert.test", "Test"
 
-    rule = models.ForeignKey(AlertRule, on_delete=models.CASCADE, null=True, blank=True,
-                             related_name="notifications")
+    rule = models.ForeignKey(AlertRule, on_delete=models.CASCADE, null=True, blank=True, related_name="notifications")
     organization = models.ForeignKey("accounts.Organization", on_delete=models.CASCADE, related_name="+")
     key = models.CharField(max_length=100, unique=True)
     type = models.CharField(max_length=20, choices=Type.choices)
@@ -103,14 +111,20 @@ class Notification(models.Model):
     threshold = models.FloatField(null=True, blank=True)
     payload = models.JSONField()
     channel_ids = models.JSONField(default=list, blank=True, help_text="The channels it goes to, as they were.")
-    dispatched_at = models.DateTimeField(null=True, blank=True,
-                                         help_text="When its deliveries were handed to the workers.")
+    dispatched_at = models.DateTimeField(
+        null=True, blank=True, help_text="When its deliveries were handed to the workers."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["created_at"], condition=models.Q(dispatched_at__isnull=True, muted=False),
-                                name="notification_undispatched_idx")]
+        indexes = [
+            models.Index(
+                fields=["created_at"],
+                condition=models.Q(dispatched_at__isnull=True, muted=False),
+                name="notification_undispatched_idx",
+            )
+        ]
 
     def __str__(self):
         return f"{self.get_type_display()} {self.key}"

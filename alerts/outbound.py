@@ -57,8 +57,10 @@ def _address(host: str, port: int) -> tuple:
     found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     refused = sorted({sockaddr[0] for *_, sockaddr in found if not _allowed(sockaddr[0])})
     if refused:
-        raise RefusedUrl(f"{host} is a private, loopback or reserved address ({', '.join(refused)}); "
-                         "an operator may allow its network with APP_ALERTS__PRIVATE_NETWORKS")
+        raise RefusedUrl(
+            f"{host} is a private, loopback or reserved address ({', '.join(refused)}); "
+            "an operator may allow its network with APP_ALERTS__PRIVATE_NETWORKS"
+        )
     return found[0][4][:2]
 
 
@@ -86,8 +88,12 @@ def post(url: str, body: bytes, headers: dict[str, str]) -> Response:
     connection._create_connection = lambda _, timeout, source: socket.create_connection(address, timeout, source)
     try:
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        connection.request("POST", target, body=body, headers={
-            "Content-Type": "application/json", "User-Agent": "telemetry-alerts", **headers})
+        connection.request(
+            "POST",
+            target,
+            body=body,
+            headers={"Content-Type": "application/json", "User-Agent": "telemetry-alerts", **headers},
+        )
         connection.sock.settimeout(max(0.1, deadline - time.monotonic()))
         answer = connection.getresponse()
         received = b""

@@ -24,8 +24,9 @@ def _version_of(service_value: str) -> str:
     return version if name else ""
 
 
-def event_counts(*, organization_ids, filters: set[EventFilter], granularity: str, since: datetime,
-                 until: datetime) -> dict[tuple[int, int, EventFilter], dict[datetime, int]]:
+def event_counts(
+    *, organization_ids, filters: set[EventFilter], granularity: str, since: datetime, until: datetime
+) -> dict[tuple[int, int, EventFilter], dict[datetime, int]]:
     """Events per (organization, application, filter) and bucket of ``granularity`` in [since, until),
     for each of ``filters``: one query of the type rollups, and one of the service rollups only when
     a filter names a version."""
@@ -33,9 +34,13 @@ def event_counts(*, organization_ids, filters: set[EventFilter], granularity: st
     dimensions = [EventRollup.Dimension.TYPE]
     if any(version for _, version in filters):
         dimensions.append(EventRollup.Dimension.SERVICE)
-    rows = (EventRollup.objects.filter(organization_id__in=organization_ids, granularity=granularity,
-                                       dimension__in=dimensions, bucket__gte=since, bucket__lt=until)
-            .values_list("organization_id", "application_id", "dimension", "event_type", "value", "bucket", "count"))
+    rows = EventRollup.objects.filter(
+        organization_id__in=organization_ids,
+        granularity=granularity,
+        dimension__in=dimensions,
+        bucket__gte=since,
+        bucket__lt=until,
+    ).values_list("organization_id", "application_id", "dimension", "event_type", "value", "bucket", "count")
     for organization_id, application_id, dimension, event_type, value, bucket, count in rows.iterator(chunk_size=5000):
         version = _version_of(value) if dimension else ""
         if dimension and not version:
@@ -50,10 +55,13 @@ def outcome_counts(*, organization_ids, since: datetime) -> dict[tuple[int, int,
     """Events per (organization, application, hour) and outcome, for the hours from ``since`` on;
     requests refused before an application was known are left out."""
     found: dict[tuple[int, int, datetime], dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    rows = (Outcome.objects.filter(organization_id__in=organization_ids, hour__gte=since)
-            .exclude(outcome=Outcome.Kind.REFUSED)
-            .values("organization_id", "application_id", "hour", "outcome").annotate(total=Sum("count"))
-            .values_list("organization_id", "application_id", "hour", "outcome", "total"))
+    rows = (
+        Outcome.objects.filter(organization_id__in=organization_ids, hour__gte=since)
+        .exclude(outcome=Outcome.Kind.REFUSED)
+        .values("organization_id", "application_id", "hour", "outcome")
+        .annotate(total=Sum("count"))
+        .values_list("organization_id", "application_id", "hour", "outcome", "total")
+    )
     for organization_id, application_id, hour, outcome, total in rows:
         found[(organization_id, application_id, hour)][outcome] += total
     return found
@@ -63,39 +71,52 @@ def quota_usages(*, organization_ids, now: datetime) -> dict[int, QuotaUsage]:
     """Each organization's accepted events this month (UTC) and month-end forecast, as the dashboards
     compute them, in two queries for any number of organizations."""
     month_start = datetime(now.year, now.month, 1, tzinfo=UTC)
-    used = dict(Outcome.objects.filter(organization_id__in=organization_ids, outcome=Outcome.Kind.ACCEPTED,
-                                       hour__gte=month_start)
-                .values("organization_id").annotate(total=Sum("count")).values_list("organization_id", "total"))
+    used = dict(
+        Outcome.objects.filter(
+            organization_id__in=organization_ids, outcome=Outcome.Kind.ACCEPTED, hour__gte=month_start
+        )
+        .values("organization_id")
+        .annotate(total=Sum("count"))
+        .values_list("organization_id", "total")
+    )
     days_in_month = calendar.monthrange(now.year, now.month)[1]
     elapsed_days = max((now - month_start) / timedelta(days=1), 1 / 24)
     month = now.strftime("%Y-%m")
     usages = {}
     for organization in Organization.objects.filter(pk__in=organization_ids).select_related("tier"):
         tier, count = organization.tier, used.get(organization.pk, 0)
-        quota = None if tier.is_unlimited else tier.monthly_event_quota + (
-            organization.extra_quota if organization.extra_quota_month == month else 0)
-        usages[organization.pk] = QuotaUsage(used=count, quota=quota,
-                                             forecast=round(count / elapsed_days * days_in_month))
+        quota = (
+            None
+            if tier.is_unlimited
+            else tier.monthly_event_quota + (organization.extra_quota if organization.extra_quota_month == month else 0)
+        )
+        usages[organization.pk] = QuotaUsage(
+            used=count, quota=quota, forecast=round(count / elapsed_days * days_in_month)
+        )
     return usages
 
 
-def lambda_totals(*, organization_ids, since: datetime, with_durations: bool
-                  ) -> dict[tuple[int, int, str], dict]:
+def lambda_totals(*, organization_ids, since: datetime, with_durations: bool) -> dict[tuple[int, int, str], dict]:
     """Invocations, errors and (``with_durations``) the duration histogram per (organization,
     application, function) over the 5-minute rollups from ``since`` on."""
     found: dict[tuple[int, int, str], dict] = {}
-    rows = (LambdaRollup.objects.filter(organization_id__in=organization_ids, granularity="5min", bucket__gte=since)
-            .values("organization_id", "application_id", "function")
-            .annotate(n=Sum("invocations"), e=Sum("errors"))
-            .values_list("organization_id", "application_id", "function", "n", "e"))
+    rows = (
+        LambdaRollup.objects.filter(organization_id__in=organization_ids, granularity="5min", bucket__gte=since)
+        .values("organization_id", "application_id", "function")
+        .annotate(n=Sum("invocations"), e=Sum("errors"))
+        .values_list("organization_id", "application_id", "function", "n", "e")
+    )
     for organization_id, application_id, function, invocations, errors in rows:
         found[(organization_id, application_id, function)] = {"count": invocations, "errors": errors, "histogram": {}}
     if with_durations:
         for organization_id, application_id, function, bound, count in (
-                LambdaDurationBucket.objects.filter(organization_id__in=organization_ids, granularity="5min",
-                                                    bucket__gte=since)
-                .values("organization_id", "application_id", "function", "bound").annotate(n=Sum("count"))
-                .values_list("organization_id", "application_id", "function", "bound", "n")):
+            LambdaDurationBucket.objects.filter(
+                organization_id__in=organization_ids, granularity="5min", bucket__gte=since
+            )
+            .values("organization_id", "application_id", "function", "bound")
+            .annotate(n=Sum("count"))
+            .values_list("organization_id", "application_id", "function", "bound", "n")
+        ):
             totals = found.get((organization_id, application_id, function))
             if totals is not None:
                 totals["histogram"][bound] = count
@@ -105,20 +126,39 @@ def lambda_totals(*, organization_ids, since: datetime, with_durations: bool
 def api_totals(*, organization_ids, since: datetime) -> dict[tuple[int, int, str], dict]:
     """Requests, errors and latency bucket counts per (organization, application, endpoint) over the
     5-minute endpoint rollups from ``since`` on, every service together."""
-    sums = {"n": Sum("count"), "e": Sum("errors"),
-            **{f"l{i}": Sum(name) for i, name in enumerate(ApiRollup.LATENCY_FIELDS)}}
-    rows = (ApiRollup.objects.filter(organization_id__in=organization_ids, granularity="5min",
-                                     dimension=ApiRollup.Dimension.ENDPOINT, bucket__gte=since)
-            .values("organization_id", "application_id", "value").annotate(**sums))
-    return {(row["organization_id"], row["application_id"], row["value"]): {
-        "count": row["n"], "errors": row["e"],
-        "latency": tuple(row[f"l{i}"] for i in range(len(ApiRollup.LATENCY_FIELDS)))} for row in rows}
+    sums = {
+        "n": Sum("count"),
+        "e": Sum("errors"),
+        **{f"l{i}": Sum(name) for i, name in enumerate(ApiRollup.LATENCY_FIELDS)},
+    }
+    rows = (
+        ApiRollup.objects.filter(
+            organization_id__in=organization_ids,
+            granularity="5min",
+            dimension=ApiRollup.Dimension.ENDPOINT,
+            bucket__gte=since,
+        )
+        .values("organization_id", "application_id", "value")
+        .annotate(**sums)
+    )
+    return {
+        (row["organization_id"], row["application_id"], row["value"]): {
+            "count": row["n"],
+            "errors": row["e"],
+            "latency": tuple(row[f"l{i}"] for i in range(len(ApiRollup.LATENCY_FIELDS))),
+        }
+        for row in rows
+    }
 
 
 def failed_export_counts(*, organization_ids) -> dict[tuple[int, int], int]:
     """Scheduled export files failed now, per (organization, application): retries due or run out."""
-    rows = (ExportRun.objects.filter(organization_id__in=organization_ids, state=ExportRun.State.FAILED)
-            .values_list("organization_id", "application_id").annotate(n=models.Count("id")).order_by())
+    rows = (
+        ExportRun.objects.filter(organization_id__in=organization_ids, state=ExportRun.State.FAILED)
+        .values_list("organization_id", "application_id")
+        .annotate(n=models.Count("id"))
+        .order_by()
+    )
     return {(organization_id, application_id): count for organization_id, application_id, count in rows}
 
 
@@ -133,21 +173,37 @@ def rules_of(*, organization: Organization, application: Application | None = No
 def firing_rules(*, organization: Organization, application: Application | None = None) -> list[AlertRule]:
     """The firing rules in scope, longest firing first, in one query; each with ``threshold``, that of
     the notification that made it fire (the rule keeps only its measured value)."""
-    fired = (Notification.objects.filter(rule=OuterRef("pk"), type=Notification.Type.FIRING)
-             .order_by("-created_at", "-id").values("threshold")[:1])
-    return list(rules_of(organization=organization, application=application)
-                .filter(state=AlertRule.State.FIRING).select_related("application")
-                .annotate(threshold=Subquery(fired)).order_by("state_since", "name"))
+    fired = (
+        Notification.objects.filter(rule=OuterRef("pk"), type=Notification.Type.FIRING)
+        .order_by("-created_at", "-id")
+        .values("threshold")[:1]
+    )
+    return list(
+        rules_of(organization=organization, application=application)
+        .filter(state=AlertRule.State.FIRING)
+        .select_related("application")
+        .annotate(threshold=Subquery(fired))
+        .order_by("state_since", "name")
+    )
 
 
-def transitions_between(*, organization: Organization, application: Application | None = None, since: datetime,
-                        until: datetime) -> list[Notification]:
+def transitions_between(
+    *, organization: Organization, application: Application | None = None, since: datetime, until: datetime
+) -> list[Notification]:
     """The firing and resolved notifications (not reminders) of the rules in scope made in [since, until],
     oldest first, for marking charts."""
-    return list(Notification.objects.filter(
-        organization=organization, rule__in=rules_of(organization=organization, application=application),
-        type__in=[Notification.Type.FIRING, Notification.Type.RESOLVED], reminder=False,
-        created_at__gte=since, created_at__lte=until).select_related("rule").order_by("created_at", "id"))
+    return list(
+        Notification.objects.filter(
+            organization=organization,
+            rule__in=rules_of(organization=organization, application=application),
+            type__in=[Notification.Type.FIRING, Notification.Type.RESOLVED],
+            reminder=False,
+            created_at__gte=since,
+            created_at__lte=until,
+        )
+        .select_related("rule")
+        .order_by("created_at", "id")
+    )
 
 
 def alert_history(*, organization: Organization, rule: AlertRule | None = None):
@@ -156,7 +212,10 @@ def alert_history(*, organization: Organization, rule: AlertRule | None = None):
     notifications = Notification.objects.filter(organization=organization, rule__isnull=False)
     if rule is not None:
         notifications = notifications.filter(rule=rule)
-    return (notifications.select_related("rule", "rule__application")
-            .prefetch_related(Prefetch("deliveries", queryset=Delivery.objects.select_related("channel")
-                                       .order_by("-created_at", "-id")))
-            .order_by("-created_at", "-id"))
+    return (
+        notifications.select_related("rule", "rule__application")
+        .prefetch_related(
+            Prefetch("deliveries", queryset=Delivery.objects.select_related("channel").order_by("-created_at", "-id"))
+        )
+        .order_by("-created_at", "-id")
+    )

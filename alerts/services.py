@@ -42,13 +42,26 @@ def webhook_secret_new() -> str:
 
 
 @transaction.atomic
-def channel_create(*, organization: Organization, name: str, kind: str, url: str = "",
-                   email_roles: list[str] = (), email_addresses: str = "") -> IssuedChannel:
+def channel_create(
+    *,
+    organization: Organization,
+    name: str,
+    kind: str,
+    url: str = "",
+    email_roles: list[str] = (),
+    email_addresses: str = "",
+) -> IssuedChannel:
     """A channel of the organization; a signed webhook gets a fresh secret, returned here only."""
     secret = webhook_secret_new() if kind == Channel.Kind.WEBHOOK else ""
-    channel = Channel.objects.create(organization=organization, name=name, kind=kind, url=url,
-                                     email_roles=list(email_roles), email_addresses=email_addresses,
-                                     secret_encrypted=crypto.encrypt(secret) if secret else "")
+    channel = Channel.objects.create(
+        organization=organization,
+        name=name,
+        kind=kind,
+        url=url,
+        email_roles=list(email_roles),
+        email_addresses=email_addresses,
+        secret_encrypted=crypto.encrypt(secret) if secret else "",
+    )
     return IssuedChannel(channel=channel, webhook_secret=secret)
 
 
@@ -64,25 +77,49 @@ def channel_secrets_reencrypt() -> int:
 
 
 @transaction.atomic
-def rule_create(*, organization: Organization, name: str, kind: str, parameters: dict | None = None,
-                application=None, event_type: str = "", service_version: str = "", channels=(),
-                renotify_minutes: int = 0) -> AlertRule:
+def rule_create(
+    *,
+    organization: Organization,
+    name: str,
+    kind: str,
+    parameters: dict | None = None,
+    application=None,
+    event_type: str = "",
+    service_version: str = "",
+    channels=(),
+    renotify_minutes: int = 0,
+) -> AlertRule:
     """A rule, its parameters checked and completed by its kind (``ValueError`` names a bad one)."""
     if application is not None and application.organization_id != organization.pk:
         raise ValueError("the application belongs to another organization")
     if any(channel.organization_id != organization.pk for channel in channels):
         raise ValueError("a channel belongs to another organization")
     rule = AlertRule.objects.create(
-        organization=organization, application=application, name=name, kind=kind,
-        parameters=KINDS[kind].clean(parameters or {}), event_type=event_type, service_version=service_version,
-        renotify_minutes=renotify_minutes)
+        organization=organization,
+        application=application,
+        name=name,
+        kind=kind,
+        parameters=KINDS[kind].clean(parameters or {}),
+        event_type=event_type,
+        service_version=service_version,
+        renotify_minutes=renotify_minutes,
+    )
     rule.channels.set(channels)
     return rule
 
 
 # What an operator edits; the rest is the evaluation's, which may have moved on since the form was read.
-RULE_SETTINGS = ["organization", "application", "name", "kind", "parameters", "event_type", "service_version",
-                 "renotify_minutes", "muted_until"]
+RULE_SETTINGS = [
+    "organization",
+    "application",
+    "name",
+    "kind",
+    "parameters",
+    "event_type",
+    "service_version",
+    "renotify_minutes",
+    "muted_until",
+]
 
 
 def rule_save(*, rule: AlertRule) -> AlertRule:
@@ -115,8 +152,11 @@ def channel_delete(*, channel: Channel) -> None:
 
 def rule_acknowledge(*, rule: AlertRule, by=None) -> bool:
     """Stops the reminders of a firing rule until it resolves; False when it is not firing."""
-    return bool(AlertRule.objects.filter(pk=rule.pk, state=AlertRule.State.FIRING).update(
-        acknowledged_at=timezone.now(), acknowledged_by=by))
+    return bool(
+        AlertRule.objects.filter(pk=rule.pk, state=AlertRule.State.FIRING).update(
+            acknowledged_at=timezone.now(), acknowledged_by=by
+        )
+    )
 
 
 def rule_mute(*, rule: AlertRule, until: datetime | None) -> None:
@@ -137,24 +177,37 @@ def _payload(rule: AlertRule, type_: str, state: str, since: datetime, measureme
     return {
         "type": type_,
         "timestamp": timezone.now().astimezone(UTC).isoformat(),
-        "alert": {"id": rule.pk, "name": rule.name, "kind": rule.kind, "state": state,
-                  "since": since.astimezone(UTC).isoformat(), "value": measurement.value,
-                  "threshold": measurement.threshold, "subject": measurement.subject,
-                  "event_type": rule.event_type, "service_version": rule.service_version},
+        "alert": {
+            "id": rule.pk,
+            "name": rule.name,
+            "kind": rule.kind,
+            "state": state,
+            "since": since.astimezone(UTC).isoformat(),
+            "value": measurement.value,
+            "threshold": measurement.threshold,
+            "subject": measurement.subject,
+            "event_type": rule.event_type,
+            "service_version": rule.service_version,
+        },
         "organization": {"id": rule.organization.public_id, "name": rule.organization.name},
         "application": None if application is None else {"id": application.public_id, "name": application.name},
         "url": _dashboard_url(rule.organization, application),
     }
 
 
-def _notify(rule: AlertRule, *, now: datetime, measurement: Measurement, state: str, reminder: bool
-            ) -> Notification | None:
+def _notify(
+    rule: AlertRule, *, now: datetime, measurement: Measurement, state: str, reminder: bool
+) -> Notification | None:
     """Claims the rule's next version and records its notification, in one transaction: a conditional
     UPDATE on the version read, so of concurrent evaluations (workers, a restarted beat) one wins and
     the others change nothing; the notification's unique key is a second guard. Deliveries are
     enqueued once the transaction commits."""
-    changes = {"version": F("version") + 1, "last_notified_at": now, "last_value": measurement.value,
-               "last_evaluated_at": now}
+    changes = {
+        "version": F("version") + 1,
+        "last_notified_at": now,
+        "last_value": measurement.value,
+        "last_evaluated_at": now,
+    }
     if not reminder:
         changes.update(state=state, state_since=now, acknowledged_at=None, acknowledged_by=None)
     since = rule.state_since if reminder and rule.state_since else now
@@ -165,10 +218,17 @@ def _notify(rule: AlertRule, *, now: datetime, measurement: Measurement, state: 
             if not AlertRule.objects.filter(pk=rule.pk, version=rule.version, state=rule.state).update(**changes):
                 return None
             notification = Notification.objects.create(
-                rule=rule, organization_id=rule.organization_id, key=f"rule-{rule.pk}-{rule.version + 1}",
-                type=type_, reminder=reminder, muted=muted, value=measurement.value,
-                threshold=measurement.threshold, payload=_payload(rule, type_, state, since, measurement),
-                channel_ids=list(rule.channels.values_list("pk", flat=True)))
+                rule=rule,
+                organization_id=rule.organization_id,
+                key=f"rule-{rule.pk}-{rule.version + 1}",
+                type=type_,
+                reminder=reminder,
+                muted=muted,
+                value=measurement.value,
+                threshold=measurement.threshold,
+                payload=_payload(rule, type_, state, since, measurement),
+                channel_ids=list(rule.channels.values_list("pk", flat=True)),
+            )
     except IntegrityError:
         return None
     if not muted:
@@ -197,9 +257,14 @@ REDISPATCH_WITHIN = timedelta(days=1)
 def notifications_redispatch(*, now: datetime | None = None) -> int:
     """Dispatches the notifications whose dispatch did not happen; returns how many."""
     now = now or timezone.now()
-    stale = list(Notification.objects.filter(
-        dispatched_at__isnull=True, muted=False, created_at__lt=now - REDISPATCH_AFTER,
-        created_at__gte=now - REDISPATCH_WITHIN).order_by("pk")[:1000])
+    stale = list(
+        Notification.objects.filter(
+            dispatched_at__isnull=True,
+            muted=False,
+            created_at__lt=now - REDISPATCH_AFTER,
+            created_at__gte=now - REDISPATCH_WITHIN,
+        ).order_by("pk")[:1000]
+    )
     for notification in stale:
         _dispatch(notification)
     return len(stale)
@@ -211,9 +276,13 @@ def _due(rule: AlertRule, measurement: Measurement, now: datetime) -> tuple[str,
     wanted = AlertRule.State.FIRING if measurement.firing else AlertRule.State.OK
     if wanted != rule.state:
         return wanted, False
-    if (rule.state == AlertRule.State.FIRING and rule.renotify_minutes and rule.acknowledged_at is None
-            and rule.last_notified_at is not None
-            and now >= rule.last_notified_at + timedelta(minutes=rule.renotify_minutes)):
+    if (
+        rule.state == AlertRule.State.FIRING
+        and rule.renotify_minutes
+        and rule.acknowledged_at is None
+        and rule.last_notified_at is not None
+        and now >= rule.last_notified_at + timedelta(minutes=rule.renotify_minutes)
+    ):
         return wanted, True
     return None
 
@@ -268,7 +337,7 @@ def rules_evaluate(*, now: datetime | None = None, rules=None) -> EvaluationResu
     pending.sort(key=lambda item: item[0].pk)
     notified = 0
     for start in range(0, len(pending), CLAIM_BATCH):
-        batch = pending[start:start + CLAIM_BATCH]
+        batch = pending[start : start + CLAIM_BATCH]
         # What a payload names is read for the rules that notify only, in two queries a batch.
         prefetch_related_objects([rule for rule, _, _ in batch], "organization", "application")
         with transaction.atomic():
@@ -292,8 +361,12 @@ def _measured_values_store(rules: list[AlertRule], now: datetime) -> None:
             f"UPDATE {table} SET last_value = measured.value, last_evaluated_at = %s "
             "FROM unnest(%s::bigint[], %s::double precision[]) AS measured(id, value) "
             f"WHERE {table}.id = measured.id",
-            [now, [rule.pk for rule in rules],
-             [None if rule.last_value is None else float(rule.last_value) for rule in rules]])
+            [
+                now,
+                [rule.pk for rule in rules],
+                [None if rule.last_value is None else float(rule.last_value) for rule in rules],
+            ],
+        )
 
 
 @transaction.atomic
@@ -301,12 +374,20 @@ def channel_test_send(*, channel: Channel) -> Notification:
     """A test notification to the channel, delivered like any other once this transaction commits."""
     organization = channel.organization
     notification = Notification.objects.create(
-        organization=organization, key=f"test-{uuid.uuid4().hex}", type=Notification.Type.TEST,
-        payload={"type": Notification.Type.TEST, "timestamp": timezone.now().astimezone(UTC).isoformat(),
-                 "alert": None, "organization": {"id": organization.public_id, "name": organization.name},
-                 "application": None, "url": _dashboard_url(organization, None),
-                 "message": f"A test of the channel {channel.name}."},
-        channel_ids=[channel.pk])
+        organization=organization,
+        key=f"test-{uuid.uuid4().hex}",
+        type=Notification.Type.TEST,
+        payload={
+            "type": Notification.Type.TEST,
+            "timestamp": timezone.now().astimezone(UTC).isoformat(),
+            "alert": None,
+            "organization": {"id": organization.public_id, "name": organization.name},
+            "application": None,
+            "url": _dashboard_url(organization, None),
+            "message": f"A test of the channel {channel.name}.",
+        },
+        channel_ids=[channel.pk],
+    )
     transaction.on_commit(lambda: _dispatch(notification), robust=True)
     return notification
 
@@ -319,8 +400,10 @@ def _headline(payload: dict) -> str:
     where = payload["application"]["name"] if payload["application"] else payload["organization"]["name"]
     subject = f" ({alert['subject']})" if alert.get("subject") else ""
     verb = "FIRING" if alert["state"] == AlertRule.State.FIRING else "resolved"
-    return (f"[{verb}] {alert['name']} on {where}{subject}: {alert['kind']} value {alert['value']}, "
-            f"threshold {alert['threshold']}")
+    return (
+        f"[{verb}] {alert['name']} on {where}{subject}: {alert['kind']} value {alert['value']}, "
+        f"threshold {alert['threshold']}"
+    )
 
 
 def _text(payload: dict) -> str:
@@ -349,8 +432,12 @@ def _send(channel: Channel, notification: Notification) -> int | None:
         recipients = email_recipients(channel)
         if not recipients:
             raise _Permanent("no recipients: no member has the channel's roles and no address is given")
-        send_mail(_headline(notification.payload),
-                  f"{_text(notification.payload)}\n\n{json.dumps(notification.payload, indent=2)}", None, recipients)
+        send_mail(
+            _headline(notification.payload),
+            f"{_text(notification.payload)}\n\n{json.dumps(notification.payload, indent=2)}",
+            None,
+            recipients,
+        )
         return None
     if channel.kind == Channel.Kind.SLACK:
         body = json.dumps({"text": _text(notification.payload)}).encode()
@@ -362,9 +449,13 @@ def _send(channel: Channel, notification: Notification) -> int | None:
         message_id = f"msg_{notification.key}_{channel.pk}"
         sent_at = datetime.now(UTC).replace(microsecond=0)
         signature = standardwebhooks.Webhook(crypto.decrypt(channel.secret_encrypted)).sign(
-            msg_id=message_id, timestamp=sent_at, data=body_text)
-        headers = {"webhook-id": message_id, "webhook-timestamp": str(int(sent_at.timestamp())),
-                   "webhook-signature": signature}
+            msg_id=message_id, timestamp=sent_at, data=body_text
+        )
+        headers = {
+            "webhook-id": message_id,
+            "webhook-timestamp": str(int(sent_at.timestamp())),
+            "webhook-signature": signature,
+        }
     try:
         response = outbound.post(channel.url, body, headers)
     except outbound.RefusedUrl as refused:
@@ -407,7 +498,12 @@ def delivery_attempt(*, notification_id: int, channel_id: int, attempt: int) -> 
     except (OSError, smtplib.SMTPException, http.client.HTTPException) as failure:
         error, retry = f"{type(failure).__name__}: {failure}", True
     delivery = Delivery.objects.create(
-        notification=notification, channel=channel, attempt=attempt, status_code=status_code,
-        status=Delivery.Status.FAILED if error else Delivery.Status.SENT, error=error[:ERROR_LENGTH],
-        duration_ms=round((time.monotonic() - started) * 1000))
+        notification=notification,
+        channel=channel,
+        attempt=attempt,
+        status_code=status_code,
+        status=Delivery.Status.FAILED if error else Delivery.Status.SENT,
+        error=error[:ERROR_LENGTH],
+        duration_ms=round((time.monotonic() - started) * 1000),
+    )
     return AttemptResult(delivery, retry=retry)

@@ -60,16 +60,19 @@ def fill(args, now: datetime):
     from ingest.models import ApiRollup, EventRollup, LambdaRollup, Outcome
 
     with connection.cursor() as cursor:
-        cursor.execute("TRUNCATE alerts_delivery, alerts_notification, alerts_alertrule_channels, alerts_alertrule, "
-                       "alerts_channel, ingest_eventrollup, ingest_outcome, ingest_lambdarollup, ingest_apirollup")
+        cursor.execute(
+            "TRUNCATE alerts_delivery, alerts_notification, alerts_alertrule_channels, alerts_alertrule, "
+            "alerts_channel, ingest_eventrollup, ingest_outcome, ingest_lambdarollup, ingest_apirollup"
+        )
     Application.objects.filter(name__startswith="bench-").delete()
     Organization.objects.filter(name__startswith="bench-").delete()
     tier = Tier.objects.get(slug="pro")
     organizations = Organization.objects.bulk_create(
-        [Organization(name=f"bench-{i}", tier=tier) for i in range(max(1, args.apps // args.apps_per_org))])
+        [Organization(name=f"bench-{i}", tier=tier) for i in range(max(1, args.apps // args.apps_per_org))]
+    )
     applications = Application.objects.bulk_create(
-        [Application(organization=organizations[i % len(organizations)], name=f"bench-{i}")
-         for i in range(args.apps)])
+        [Application(organization=organizations[i % len(organizations)], name=f"bench-{i}") for i in range(args.apps)]
+    )
     rng = random.Random(28)
     this_minute = now.replace(second=0, microsecond=0)
     this_hour = this_minute.replace(minute=0)
@@ -82,32 +85,79 @@ def fill(args, now: datetime):
             for event_type in EVENT_TYPES:
                 count = 0 if quiet and ago < 30 else rng.randint(0, 200)
                 if count:
-                    rollups.append(EventRollup(**ids, granularity="minute", dimension="", bucket=bucket,
-                                               event_type=event_type, value="", count=count))
-                    rollups.append(EventRollup(**ids, granularity="minute", dimension="service", bucket=bucket,
-                                               event_type=event_type, value=f"web {rng.choice(VERSIONS)}",
-                                               count=count))
+                    rollups.append(
+                        EventRollup(
+                            **ids,
+                            granularity="minute",
+                            dimension="",
+                            bucket=bucket,
+                            event_type=event_type,
+                            value="",
+                            count=count,
+                        )
+                    )
+                    rollups.append(
+                        EventRollup(
+                            **ids,
+                            granularity="minute",
+                            dimension="service",
+                            bucket=bucket,
+                            event_type=event_type,
+                            value=f"web {rng.choice(VERSIONS)}",
+                            count=count,
+                        )
+                    )
         for hours in (1, 2, 24 * 7 + 1, 24 * 7 + 2):
             for event_type in EVENT_TYPES:
-                rollups.append(EventRollup(**ids, granularity="hour", dimension="", bucket=this_hour - timedelta(
-                    hours=hours), event_type=event_type, value="", count=rng.randint(1000, 10000)))
+                rollups.append(
+                    EventRollup(
+                        **ids,
+                        granularity="hour",
+                        dimension="",
+                        bucket=this_hour - timedelta(hours=hours),
+                        event_type=event_type,
+                        value="",
+                        count=rng.randint(1000, 10000),
+                    )
+                )
         for outcome in ("accepted", "invalid", "rate_limited"):
             outcomes.append(Outcome(**ids, hour=this_hour, outcome=outcome, count=rng.randint(0, 5000)))
         for ago in range(0, 30, 5):
             bucket = this_minute.replace(minute=this_minute.minute - this_minute.minute % 5) - timedelta(minutes=ago)
             for function in ("resize", "notify"):
                 invocations = rng.randint(10, 1000)
-                lambdas.append(LambdaRollup(**ids, granularity="5min", bucket=bucket, function=function,
-                                            invocations=invocations, errors=rng.randint(0, invocations // 10)))
+                lambdas.append(
+                    LambdaRollup(
+                        **ids,
+                        granularity="5min",
+                        bucket=bucket,
+                        function=function,
+                        invocations=invocations,
+                        errors=rng.randint(0, invocations // 10),
+                    )
+                )
             for endpoint in ("GET /orders", "POST /orders", "GET /orders/{id}"):
                 count = rng.randint(10, 1000)
-                apis.append(ApiRollup(**ids, granularity="5min", bucket=bucket, service_name="web",
-                                      dimension="endpoint", value=endpoint, count=count,
-                                      errors=rng.randint(0, count // 5), ms_50=count // 2, ms_250=count // 2))
+                apis.append(
+                    ApiRollup(
+                        **ids,
+                        granularity="5min",
+                        bucket=bucket,
+                        service_name="web",
+                        dimension="endpoint",
+                        value=endpoint,
+                        count=count,
+                        errors=rng.randint(0, count // 5),
+                        ms_50=count // 2,
+                        ms_250=count // 2,
+                    )
+                )
     for model, rows in ((EventRollup, rollups), (Outcome, outcomes), (LambdaRollup, lambdas), (ApiRollup, apis)):
         model.objects.bulk_create(rows, batch_size=10_000)
-    print(f"{len(organizations):,} organizations, {len(applications):,} applications, {len(rollups):,} event "
-          f"rollup rows, {len(outcomes):,} outcome rows, {len(lambdas):,} Lambda and {len(apis):,} API rows")
+    print(
+        f"{len(organizations):,} organizations, {len(applications):,} applications, {len(rollups):,} event "
+        f"rollup rows, {len(outcomes):,} outcome rows, {len(lambdas):,} Lambda and {len(apis):,} API rows"
+    )
     return applications, rng
 
 
@@ -133,11 +183,18 @@ def make_rules(args, applications, rng):
     for i in range(args.rules):
         kind, parameters = RULES[i % len(RULES)]
         application = applications[i % len(applications)]
-        rules.append(AlertRule(
-            organization_id=application.organization_id, application=None if i % 3 == 0 else application,
-            name=f"bench {kind} {i}", kind=kind, parameters=KINDS[kind].clean(parameters),
-            event_type=rng.choice(EVENT_TYPES) if i % 10 == 1 else "",
-            service_version=rng.choice(VERSIONS) if i % 10 == 2 else "", renotify_minutes=60))
+        rules.append(
+            AlertRule(
+                organization_id=application.organization_id,
+                application=None if i % 3 == 0 else application,
+                name=f"bench {kind} {i}",
+                kind=kind,
+                parameters=KINDS[kind].clean(parameters),
+                event_type=rng.choice(EVENT_TYPES) if i % 10 == 1 else "",
+                service_version=rng.choice(VERSIONS) if i % 10 == 2 else "",
+                renotify_minutes=60,
+            )
+        )
     AlertRule.objects.bulk_create(rules, batch_size=5_000)
 
 
@@ -160,8 +217,10 @@ def main():
         started = time.monotonic()
         result = rules_evaluate(now=now + timedelta(seconds=run))
         took = time.monotonic() - started
-        print(f"pass {run + 1}: {result.evaluated:,} rules evaluated in {took:.2f} s, "
-              f"{result.notifications:,} notifications")
+        print(
+            f"pass {run + 1}: {result.evaluated:,} rules evaluated in {took:.2f} s, "
+            f"{result.notifications:,} notifications"
+        )
     print(f"{Notification.objects.count():,} notifications recorded")
 
 

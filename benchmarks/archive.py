@@ -22,9 +22,12 @@ def parse_args():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--days", type=int, default=20, help="days the events are spread over (one file a day)")
-    parser.add_argument("--delete", action="store_true",
-                        help="leave the month's events in the DEFAULT partition, so the job deletes them row by "
-                             "row instead of dropping a partition")
+    parser.add_argument(
+        "--delete",
+        action="store_true",
+        help="leave the month's events in the DEFAULT partition, so the job deletes them row by "
+        "row instead of dropping a partition",
+    )
     return parser.parse_args()
 
 
@@ -46,6 +49,7 @@ def main() -> int:
     sys.path.insert(0, str(ROOT))
 
     import django
+
     django.setup()
     from django.core.management import call_command
     from django.db import connection
@@ -68,14 +72,15 @@ def main() -> int:
         # Realistic rows: SDK-shaped ids, a few types and categories, a small JSON document.
         cursor.execute(
             f"INSERT INTO {Event._meta.db_table} (organization_id, application_id, event_id, schema_version, "
-            "user_id, session_id, event_type, category, data, \"timestamp\", received_at, service_name, "
+            'user_id, session_id, event_type, category, data, "timestamp", received_at, service_name, '
             "service_version, service_language, sdk_version) "
             "SELECT %s, %s, gen_random_uuid(), '1.0.0', 'client_' || md5((n %% 5000)::text) || md5((n %% 7)::text), "
             "'sess_' || md5((n / 20)::text), (ARRAY['command','feature_used','error','performance'])[n %% 4 + 1], "
             "(ARRAY['cli','ui',NULL])[n %% 3 + 1], jsonb_build_object('command', 'build', 'success', n %% 2 = 0, "
             "'duration_ms', n %% 1000), %s + make_interval(secs => (n::float8 * %s / %s)), %s, 'my-app', '1.2.3', "
             "'rust', 'telemetry-kit-rust/0.3.0' FROM generate_series(0, %s - 1) AS n",
-            [organization.pk, application.pk, month, seconds, args.events, now, args.events])
+            [organization.pk, application.pk, month, seconds, args.events, now, args.events],
+        )
     where = "DEFAULT partition, deleted row by row" if args.delete else f"partition {partitions.partition_name(month)}"
     print(f"loaded {args.events:,} events over {args.days} days in {time.perf_counter() - started:.1f} s ({where})")
 
@@ -85,9 +90,11 @@ def main() -> int:
     assert result.events == args.events, result
     assert not Event.objects.filter(application=application).exists()
     size = sum(Archive.objects.values_list("size_bytes", flat=True))
-    print(f"archive: {args.events:,} events in {result.archives} files ({size / 2**20:.1f} MiB, "
-          f"{size / args.events:.1f} bytes/event) in {archived:.2f} s: {args.events / archived:,.0f} rows/s; "
-          f"partitions dropped: {', '.join(result.partitions_dropped) or 'none'}")
+    print(
+        f"archive: {args.events:,} events in {result.archives} files ({size / 2**20:.1f} MiB, "
+        f"{size / args.events:.1f} bytes/event) in {archived:.2f} s: {args.events / archived:,.0f} rows/s; "
+        f"partitions dropped: {', '.join(result.partitions_dropped) or 'none'}"
+    )
 
     started = time.perf_counter()
     restored = sum(archive_restore(archive=archive) for archive in Archive.objects.order_by("start"))

@@ -40,17 +40,25 @@ def main():
     client.force_login(user)
     org, app = organization.public_id, application.public_id
     pages = [("overview", "/")]
-    pages += [(f"organization {r} by {b}", f"/orgs/{org}/?range={r}&by={b}")
-              for r, b in (("1h", "minute"), ("24h", "hour"), ("24h", "minute"), ("7d", "hour"), ("30d", "day"))]
-    pages += [(f"application {r} by {b}", f"/orgs/{org}/apps/{app}/?range={r}&by={b}")
-              for r, b in (("1h", "minute"), ("24h", "hour"), ("7d", "hour"), ("30d", "day"), ("30d", "hour"))]
-    pages += [("application filtered by type", f"/orgs/{org}/apps/{app}/?range=7d&by=day&type=error"),
-              ("live tail", f"/orgs/{org}/apps/{app}/tail/"),
-              ("live tail of a rare type", f"/orgs/{org}/apps/{app}/tail/?type=crash"),
-              ("live tail of an unknown type", f"/orgs/{org}/apps/{app}/tail/?type=no_such_type"),
-              ("CSV of 30 days by hour", f"/orgs/{org}/apps/{app}/?range=30d&by=hour&format=csv")]
-    pages += [(f"API panel {r} by {b}", f"/orgs/{org}/apps/{app}/api/?range={r}&by={b}")
-              for r, b in (("1h", "5min"), ("24h", "5min"), ("24h", "hour"), ("7d", "hour"), ("30d", "hour"))]
+    pages += [
+        (f"organization {r} by {b}", f"/orgs/{org}/?range={r}&by={b}")
+        for r, b in (("1h", "minute"), ("24h", "hour"), ("24h", "minute"), ("7d", "hour"), ("30d", "day"))
+    ]
+    pages += [
+        (f"application {r} by {b}", f"/orgs/{org}/apps/{app}/?range={r}&by={b}")
+        for r, b in (("1h", "minute"), ("24h", "hour"), ("7d", "hour"), ("30d", "day"), ("30d", "hour"))
+    ]
+    pages += [
+        ("application filtered by type", f"/orgs/{org}/apps/{app}/?range=7d&by=day&type=error"),
+        ("live tail", f"/orgs/{org}/apps/{app}/tail/"),
+        ("live tail of a rare type", f"/orgs/{org}/apps/{app}/tail/?type=crash"),
+        ("live tail of an unknown type", f"/orgs/{org}/apps/{app}/tail/?type=no_such_type"),
+        ("CSV of 30 days by hour", f"/orgs/{org}/apps/{app}/?range=30d&by=hour&format=csv"),
+    ]
+    pages += [
+        (f"API panel {r} by {b}", f"/orgs/{org}/apps/{app}/api/?range={r}&by={b}")
+        for r, b in (("1h", "5min"), ("24h", "5min"), ("24h", "hour"), ("7d", "hour"), ("30d", "hour"))
+    ]
     print(f"\n{Event.objects.count():,} events stored; {args.runs} renders a page; target {TARGET_MS} ms\n")
     print(f"{'page':34} {'median ms':>10} {'worst ms':>10}  result")
     failed = False

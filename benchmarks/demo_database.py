@@ -38,13 +38,28 @@ def bench_organization(*, events: int, apps: int):
     from accounts.models import Organization
     from ingest.models import Event
 
-    settings.STORAGES = {**settings.STORAGES,
-                         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
     stored = Event.objects.count()
     if stored < events:
         started = time.monotonic()
-        subprocess.run([sys.executable, "manage.py", "load_demo_data", "--events", str(events - stored),
-                        "--apps", str(apps), "--org", "Benchmark dashboards"], cwd=ROOT, check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "manage.py",
+                "load_demo_data",
+                "--events",
+                str(events - stored),
+                "--apps",
+                str(apps),
+                "--org",
+                "Benchmark dashboards",
+            ],
+            cwd=ROOT,
+            check=True,
+        )
         print(f"loaded in {time.monotonic() - started:.0f} s")
         subprocess.run(["psql", os.environ["DATABASE_URL"], "-qc", "VACUUM ANALYZE"], check=True)
     return Organization.objects.get(name="Benchmark dashboards")

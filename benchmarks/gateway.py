@@ -25,7 +25,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-APPLICATIONS = textwrap.dedent('''
+APPLICATIONS = textwrap.dedent("""
     import sys
     sys.path.insert(0, {root!r})
     from telemetry.gateway import Gateway, Limits
@@ -44,7 +44,7 @@ APPLICATIONS = textwrap.dedent('''
             protocol.response_bytes(200, [("content-type", "application/json")], b'{{"ok": true}}')
 
     on_the_loop = OnTheLoop()
-''')
+""")
 
 FRONTS = {
     "granian WSGI, 4 threads": ["--interface", "wsgi", "--blocking-threads", "4", "apps:wsgi"],
@@ -78,8 +78,11 @@ def worker_of(server: subprocess.Popen) -> int:
 def measure(workdir: Path, arguments: list[str], duration: int, connections: int) -> tuple[float, float]:
     port = free_port()
     granian = Path(sys.executable).parent / "granian"
-    server = subprocess.Popen([str(granian), "--workers", "1", "--port", str(port), "--log-level", "warning",
-                               *arguments], cwd=workdir, stdout=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [str(granian), "--workers", "1", "--port", str(port), "--log-level", "warning", *arguments],
+        cwd=workdir,
+        stdout=subprocess.DEVNULL,
+    )
     try:
         worker = worker_of(server)
         for _ in range(100):
@@ -89,8 +92,20 @@ def measure(workdir: Path, arguments: list[str], duration: int, connections: int
             except OSError:
                 time.sleep(0.1)
         ticks = cpu_ticks(worker)
-        out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "-s", str(workdir / "post.lua"),
-                              f"http://127.0.0.1:{port}/"], capture_output=True, text=True, check=True).stdout
+        out = subprocess.run(
+            [
+                "wrk",
+                "-t1",
+                f"-c{connections}",
+                f"-d{duration}s",
+                "-s",
+                str(workdir / "post.lua"),
+                f"http://127.0.0.1:{port}/",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         used = (cpu_ticks(worker) - ticks) / os.sysconf("SC_CLK_TCK")
         rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
         return rate, used / (rate * duration) * 1e6
@@ -114,8 +129,9 @@ def main() -> None:
             for name, arguments in FRONTS.items():
                 rate, cpu = measure(workdir, arguments, args.duration, args.connections)
                 results[name].append((rate, cpu))
-                print(f"round {round_number}  {name:30s} {rate:8,.0f} requests/s  {cpu:6.1f} µs CPU/request",
-                      flush=True)
+                print(
+                    f"round {round_number}  {name:30s} {rate:8,.0f} requests/s  {cpu:6.1f} µs CPU/request", flush=True
+                )
     print("\nmedian over the rounds")
     for name, runs in results.items():
         rates, cpus = sorted(r for r, _ in runs), sorted(c for _, c in runs)

@@ -81,8 +81,10 @@ class Prober:
         secret = self.credentials["hmac_secret"].encode()
         path = urllib.parse.urlsplit(self.credentials["ingest_url"]).path
         while not self._stop.is_set():
-            for figures, call in ((self.health, lambda: self._timed("GET", "/health")),
-                                  (self.ingest, lambda: self._timed("POST", path, *bench.signed_request(secret, 10)))):
+            for figures, call in (
+                (self.health, lambda: self._timed("GET", "/health")),
+                (self.ingest, lambda: self._timed("POST", path, *bench.signed_request(secret, 10))),
+            ):
                 try:
                     ms, status = call()
                     figures.append(ms)
@@ -98,12 +100,14 @@ class Prober:
             if not figures:
                 return "-"
             return f"{max(figures):.1f} ms max, {statistics.median(figures):.1f} median"
+
         return text(self.health), text(self.ingest)
 
 
 def _connect(port: int, i: int) -> socket.socket:
-    return socket.create_connection(("127.0.0.1", port), timeout=PROBE_TIMEOUT,
-                                    source_address=(f"127.0.1.{1 + i % 32}", 0))
+    return socket.create_connection(
+        ("127.0.0.1", port), timeout=PROBE_TIMEOUT, source_address=(f"127.0.1.{1 + i % 32}", 0)
+    )
 
 
 def slow_attack(port: int, count: int, hold: float, first_bytes: bytes, trickle: bytes = b"") -> str:
@@ -138,8 +142,12 @@ def slow_attack(port: int, count: int, hold: float, first_bytes: bytes, trickle:
 def signed_lines(credentials: dict, body: bytes) -> bytes:
     secret = credentials["hmac_secret"].encode()
     _, headers = bench.signed_request(secret, 1)
-    headers = {**headers, "X-Signature": hmac.new(
-        secret, f"{headers['X-Timestamp']}:{headers['X-Nonce']}:".encode() + body, hashlib.sha256).hexdigest()}
+    headers = {
+        **headers,
+        "X-Signature": hmac.new(
+            secret, f"{headers['X-Timestamp']}:{headers['X-Nonce']}:".encode() + body, hashlib.sha256
+        ).hexdigest(),
+    }
     return "".join(f"{name}: {value}\r\n" for name, value in headers.items()).encode()
 
 
@@ -167,7 +175,8 @@ def deep_nesting(port: int, credentials: dict, requests: int = 50) -> str:
         body, headers = bench.signed_request(secret, 1)
         body = body.replace(b'"data":{', b'"data":{"deep":' + b"[" * 5000 + b"]" * 5000 + b",", 1)
         headers["X-Signature"] = hmac.new(
-            secret, f"{headers['X-Timestamp']}:{headers['X-Nonce']}:".encode() + body, hashlib.sha256).hexdigest()
+            secret, f"{headers['X-Timestamp']}:{headers['X-Nonce']}:".encode() + body, hashlib.sha256
+        ).hexdigest()
         status, answer, _ = post(port, path, body, headers)
         key = f"{status} {error_code(answer) if status >= 400 else ''}".strip()
         outcomes[key] = outcomes.get(key, 0) + 1
@@ -181,7 +190,9 @@ def _stored_bytes(database_url: str, app_id: str) -> tuple[int, int]:
         return conn.execute(
             "SELECT count(*), coalesce(sum(octet_length(e.data::text)), 0) FROM ingest_event e "
             "JOIN accounts_application a ON a.id = e.application_id "
-            "WHERE a.public_id = %s AND e.schema_version LIKE 'otlp/%%'", (app_id,)).fetchone()
+            "WHERE a.public_id = %s AND e.schema_version LIKE 'otlp/%%'",
+            (app_id,),
+        ).fetchone()
 
 
 def otlp_amplification(port: int, credentials: dict, database_url: str) -> str:
@@ -192,25 +203,48 @@ def otlp_amplification(port: int, credentials: dict, database_url: str) -> str:
 
     now = time.time_ns()
     points = [NumberDataPoint(time_unix_nano=now - i, as_int=i) for i in range(25)]
-    request = ExportMetricsServiceRequest(resource_metrics=[ResourceMetrics(
-        resource=Resource(attributes=[KeyValue(key="service.name", value=AnyValue(string_value="bench")),
-                                      KeyValue(key="padding", value=AnyValue(string_value="x" * 4_000_000))]),
-        scope_metrics=[ScopeMetrics(metrics=[Metric(name="m", gauge=Gauge(data_points=points))])])])
+    request = ExportMetricsServiceRequest(
+        resource_metrics=[
+            ResourceMetrics(
+                resource=Resource(
+                    attributes=[
+                        KeyValue(key="service.name", value=AnyValue(string_value="bench")),
+                        KeyValue(key="padding", value=AnyValue(string_value="x" * 4_000_000)),
+                    ]
+                ),
+                scope_metrics=[ScopeMetrics(metrics=[Metric(name="m", gauge=Gauge(data_points=points))])],
+            )
+        ]
+    )
     body = gzip.compress(request.SerializeToString())
     before = _stored_bytes(database_url, credentials["app_id"])
     base = f"/v1/otlp/{credentials['org_id']}/{credentials['app_id']}/v1/metrics"
-    status, answer, _ = post(port, base, body, {"Content-Type": "application/x-protobuf", "Content-Encoding": "gzip",
-                                                 "Authorization": f"Bearer {credentials['api_token']}"})
+    status, answer, _ = post(
+        port,
+        base,
+        body,
+        {
+            "Content-Type": "application/x-protobuf",
+            "Content-Encoding": "gzip",
+            "Authorization": f"Bearer {credentials['api_token']}",
+        },
+    )
     after = _stored_bytes(database_url, credentials["app_id"])
     rows, stored = after[0] - before[0], after[1] - before[1]
-    return (f"{len(body) / 1024:.0f} KB gzip, 4 MB resource, 25 points: {status}, {rows} rows, "
-            f"{stored / 1e6:.1f} MB stored ({stored / 4e6:.1f} x the decompressed body)")
+    return (
+        f"{len(body) / 1024:.0f} KB gzip, 4 MB resource, 25 points: {status}, {rows} rows, "
+        f"{stored / 1e6:.1f} MB stored ({stored / 4e6:.1f} x the decompressed body)"
+    )
 
 
 def stream_blank_lines(port: int, credentials: dict, lines: int = 400) -> str:
     body = b"[" + b'"' + b"x" * 800_000 + b'"' + b"\n" * lines
-    status, answer, seconds = post(port, f"/v1/streams/{credentials['org_id']}/{credentials['app_id']}", body,
-                                   {"X-Api-Key": credentials["api_token"]})
+    status, answer, seconds = post(
+        port,
+        f"/v1/streams/{credentials['org_id']}/{credentials['app_id']}",
+        body,
+        {"X-Api-Key": credentials["api_token"]},
+    )
     code = error_code(answer) if status >= 400 else answer.decode()[:20]
     return f"open JSON array of 800 KB then {lines} blank lines: {status} {code} in {seconds * 1000:.0f} ms"
 
@@ -231,13 +265,18 @@ def main():
     server, credentials, database_url = bench.start_server(args)
     port = args.port
     ingest_path = urllib.parse.urlsplit(credentials["ingest_url"]).path
-    slow_body = (f"POST {ingest_path} HTTP/1.1\r\nHost: 127.0.0.1\r\n").encode() + \
-        signed_lines(credentials, b"not this body") + b"Content-Length: 5000000\r\n\r\n{"
+    slow_body = (
+        (f"POST {ingest_path} HTTP/1.1\r\nHost: 127.0.0.1\r\n").encode()
+        + signed_lines(credentials, b"not this body")
+        + b"Content-Length: 5000000\r\n\r\n{"
+    )
     n = args.connections
     attacks = [
         ("slow bodies", lambda: slow_attack(port, n, args.hold, slow_body, trickle=b" ")),
-        ("slow headers", lambda: slow_attack(port, n, args.hold, b"GET /health HTTP/1.1\r\nHost: x\r\n",
-                                             trickle=b"X-A: b\r\n")),
+        (
+            "slow headers",
+            lambda: slow_attack(port, n, args.hold, b"GET /health HTTP/1.1\r\nHost: x\r\n", trickle=b"X-A: b\r\n"),
+        ),
         ("idle connections", lambda: slow_attack(port, n, args.hold, b"")),
         ("deep nesting", lambda: deep_nesting(port, credentials)),
         ("OTLP amplification", lambda: otlp_amplification(port, credentials, database_url)),

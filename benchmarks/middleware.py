@@ -28,6 +28,7 @@ from django.core.handlers.wsgi import WSGIHandler
 from django.http import HttpResponse
 from django.urls import path
 from fastapi import FastAPI
+from load_test import load_test as ingest_bench
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
@@ -35,12 +36,16 @@ from starlette.routing import Route
 from telemetry_kit import Client
 from telemetry_kit.asgi import TelemetryMiddleware
 
-from load_test import load_test as ingest_bench
-
 CONSUMER = [(b"x-consumer-id", b"mobile-app")]
 # A sample for the middleware's event: what track() encodes on each request.
-REQUEST_DATA = {"method": "GET", "endpoint": "/items/{item_id}", "status": 200, "response_time": 0.123,
-                "consumer": "mobile-app", "node": "web-1"}
+REQUEST_DATA = {
+    "method": "GET",
+    "endpoint": "/items/{item_id}",
+    "status": 200,
+    "response_time": 0.123,
+    "consumer": "mobile-app",
+    "node": "web-1",
+}
 
 
 def parse_args():
@@ -58,16 +63,33 @@ def offline_client(directory: str, **settings) -> Client:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    return Client(endpoint=f"http://127.0.0.1:{port}", org_id="org_bench", app_id="app_0000bench",
-                  secret="bench", service_name="bench", queue_path=f"{directory}/offline-{time.monotonic_ns()}.sqlite3",
-                  backoff_base=3600, max_queue_events=10**7, max_queue_bytes=10**10, **settings)
+    return Client(
+        endpoint=f"http://127.0.0.1:{port}",
+        org_id="org_bench",
+        app_id="app_0000bench",
+        secret="bench",
+        service_name="bench",
+        queue_path=f"{directory}/offline-{time.monotonic_ns()}.sqlite3",
+        backoff_base=3600,
+        max_queue_events=10**7,
+        max_queue_bytes=10**10,
+        **settings,
+    )
 
 
 def live_client(credentials, directory: str, **settings) -> Client:
-    return Client(endpoint=credentials["ingest_url"].split("/v1/")[0], org_id=credentials["org_id"],
-                  app_id=credentials["app_id"], secret=credentials["hmac_secret"], token=credentials["api_token"],
-                  service_name="bench", queue_path=f"{directory}/live-{time.monotonic_ns()}.sqlite3",
-                  max_queue_events=10**7, max_queue_bytes=10**10, **settings)
+    return Client(
+        endpoint=credentials["ingest_url"].split("/v1/")[0],
+        org_id=credentials["org_id"],
+        app_id=credentials["app_id"],
+        secret=credentials["hmac_secret"],
+        token=credentials["api_token"],
+        service_name="bench",
+        queue_path=f"{directory}/live-{time.monotonic_ns()}.sqlite3",
+        max_queue_events=10**7,
+        max_queue_bytes=10**10,
+        **settings,
+    )
 
 
 def summary(samples_ns: list[int]) -> tuple[float, float]:
@@ -78,11 +100,14 @@ def summary(samples_ns: list[int]) -> tuple[float, float]:
 
 def row(name: str, bare: list[int], wrapped: list[int]) -> str:
     (bare_p50, bare_p99), (wrapped_p50, wrapped_p99) = summary(bare), summary(wrapped)
-    return (f"{name:<10} {bare_p50:>9.1f} {bare_p99:>9.1f} {wrapped_p50:>12.1f} {wrapped_p99:>12.1f} "
-            f"{wrapped_p50 - bare_p50:>11.1f} {wrapped_p99 - bare_p99:>11.1f}")
+    return (
+        f"{name:<10} {bare_p50:>9.1f} {bare_p99:>9.1f} {wrapped_p50:>12.1f} {wrapped_p99:>12.1f} "
+        f"{wrapped_p50 - bare_p50:>11.1f} {wrapped_p99 - bare_p99:>11.1f}"
+    )
 
 
 # -- ASGI -------------------------------------------------------------------------------------------
+
 
 def starlette_app() -> Starlette:
     async def item(request):
@@ -116,10 +141,20 @@ def asgi_samples(make_app, client: Client, requests: int) -> tuple[list[int], li
         times = {id(bare): [], id(wrapped): []}
         for n in range(requests + 1000):  # the first thousand warm up
             for app in (bare, wrapped) if n % 2 else (wrapped, bare):
-                scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
-                         "scheme": "http", "path": f"/items/{n}", "raw_path": f"/items/{n}".encode(),
-                         "query_string": b"", "root_path": "", "headers": list(CONSUMER),
-                         "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 8000)}
+                scope = {
+                    "type": "http",
+                    "asgi": {"version": "3.0"},
+                    "http_version": "1.1",
+                    "method": "GET",
+                    "scheme": "http",
+                    "path": f"/items/{n}",
+                    "raw_path": f"/items/{n}".encode(),
+                    "query_string": b"",
+                    "root_path": "",
+                    "headers": list(CONSUMER),
+                    "client": ("127.0.0.1", 5000),
+                    "server": ("127.0.0.1", 8000),
+                }
                 started = time.perf_counter_ns()
                 await app(scope, receive, send)
                 times[id(app)].append(time.perf_counter_ns() - started)
@@ -130,6 +165,7 @@ def asgi_samples(make_app, client: Client, requests: int) -> tuple[list[int], li
 
 # -- Django -----------------------------------------------------------------------------------------
 
+
 def item(request, item_id):
     return HttpResponse(str(item_id))
 
@@ -138,8 +174,14 @@ urlpatterns = [path("items/<int:item_id>", item)]
 
 
 def django_samples(client: Client, requests: int) -> tuple[list[int], list[int]]:
-    settings.configure(ROOT_URLCONF=__name__, ALLOWED_HOSTS=["*"], SECRET_KEY="bench", USE_TZ=True, MIDDLEWARE=[],
-                       TELEMETRY_KIT={"client": client, "node": "web-1"})
+    settings.configure(
+        ROOT_URLCONF=__name__,
+        ALLOWED_HOSTS=["*"],
+        SECRET_KEY="bench",
+        USE_TZ=True,
+        MIDDLEWARE=[],
+        TELEMETRY_KIT={"client": client, "node": "web-1"},
+    )
     django.setup()
     bare = WSGIHandler()
     settings.MIDDLEWARE = ["telemetry_kit.django.TelemetryMiddleware"]
@@ -151,10 +193,20 @@ def django_samples(client: Client, requests: int) -> tuple[list[int], list[int]]
     times = {id(bare): [], id(wrapped): []}
     for n in range(requests + 1000):
         for handler in (bare, wrapped) if n % 2 else (wrapped, bare):
-            environ = {"REQUEST_METHOD": "GET", "PATH_INFO": f"/items/{n}", "SCRIPT_NAME": "", "QUERY_STRING": "",
-                       "SERVER_NAME": "localhost", "SERVER_PORT": "8000", "SERVER_PROTOCOL": "HTTP/1.1",
-                       "REMOTE_ADDR": "127.0.0.1", "HTTP_X_CONSUMER_ID": "mobile-app", "wsgi.url_scheme": "http",
-                       "wsgi.input": io.BytesIO(b""), "wsgi.errors": io.StringIO()}
+            environ = {
+                "REQUEST_METHOD": "GET",
+                "PATH_INFO": f"/items/{n}",
+                "SCRIPT_NAME": "",
+                "QUERY_STRING": "",
+                "SERVER_NAME": "localhost",
+                "SERVER_PORT": "8000",
+                "SERVER_PROTOCOL": "HTTP/1.1",
+                "REMOTE_ADDR": "127.0.0.1",
+                "HTTP_X_CONSUMER_ID": "mobile-app",
+                "wsgi.url_scheme": "http",
+                "wsgi.input": io.BytesIO(b""),
+                "wsgi.errors": io.StringIO(),
+            }
             started = time.perf_counter_ns()
             handler(environ, start_response).close()
             times[id(handler)].append(time.perf_counter_ns() - started)
@@ -162,6 +214,7 @@ def django_samples(client: Client, requests: int) -> tuple[list[int], list[int]]
 
 
 # -- the SDK ----------------------------------------------------------------------------------------
+
 
 def track_rate(client: Client, events: int) -> float:
     started = time.perf_counter()
@@ -202,28 +255,38 @@ def main() -> None:
                 # process whose server keeps up.
                 return live_client(credentials, directory) if credentials else offline_client(directory)
 
-            print(f"\nPer request, µs, {args.requests} requests each (middleware's client: "
-                  f"{'sending to the live server' if credentials else 'offline, storing to its queue'}):")
-            print(f"{'app':<10} {'bare p50':>9} {'bare p99':>9} {'wrapped p50':>12} {'wrapped p99':>12} "
-                  f"{'cost p50':>11} {'cost p99':>11}")
-            for name, samples in (("starlette", lambda client: asgi_samples(starlette_app, client, args.requests)),
-                                  ("fastapi", lambda client: asgi_samples(fastapi_app, client, args.requests)),
-                                  ("django", lambda client: django_samples(client, args.requests))):
+            print(
+                f"\nPer request, µs, {args.requests} requests each (middleware's client: "
+                f"{'sending to the live server' if credentials else 'offline, storing to its queue'}):"
+            )
+            print(
+                f"{'app':<10} {'bare p50':>9} {'bare p99':>9} {'wrapped p50':>12} {'wrapped p99':>12} "
+                f"{'cost p50':>11} {'cost p99':>11}"
+            )
+            for name, samples in (
+                ("starlette", lambda client: asgi_samples(starlette_app, client, args.requests)),
+                ("fastapi", lambda client: asgi_samples(fastapi_app, client, args.requests)),
+                ("django", lambda client: django_samples(client, args.requests)),
+            ):
                 client = middleware_client()
                 print(row(name, *samples(client)))
                 client.close(timeout=0)
 
             tracking = offline_client(directory, max_buffer_events=args.events)
             rate = track_rate(tracking, args.events)
-            print(f"\ntrack(): {rate:,.0f} events/s accepted by one thread ({1e6 / rate:.1f} µs a call), "
-                  f"{tracking.stats().dropped} dropped")
+            print(
+                f"\ntrack(): {rate:,.0f} events/s accepted by one thread ({1e6 / rate:.1f} µs a call), "
+                f"{tracking.stats().dropped} dropped"
+            )
             tracking.close(timeout=0)
 
             if credentials:
                 rate, tracked, stored = delivery(credentials, directory, args.live_events, database_url)
-                print(f"delivered to the live server: {rate:,.0f} events/s from the first track() to the last "
-                      f"event stored ({tracked} tracked, {stored} stored, "
-                      f"stored == tracked: {'yes' if stored == tracked else 'NO'})")
+                print(
+                    f"delivered to the live server: {rate:,.0f} events/s from the first track() to the last "
+                    f"event stored ({tracked} tracked, {stored} stored, "
+                    f"stored == tracked: {'yes' if stored == tracked else 'NO'})"
+                )
         finally:
             if server is not None:
                 server.terminate()

@@ -65,8 +65,10 @@ def main():
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
         pid = cursor.fetchone()[0]
-    print(f"batch size {args.batch_size}, {args.batches} batches per variant and round, "
-          f"CPU calibration {load_test.cpu_calibration_ms():.0f} ms")
+    print(
+        f"batch size {args.batch_size}, {args.batches} batches per variant and round, "
+        f"CPU calibration {load_test.cpu_calibration_ms():.0f} ms"
+    )
     results: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
     for _ in range(args.rounds):
         for name, store in variants.items():
@@ -75,8 +77,12 @@ def main():
             for events in work:
                 with services._statement() as conn:
                     store(target, events, timezone.now(), per_batch, conn)
-            results[name].append(((backend_cpu_seconds(pid) - server) * 1e6 / args.batches,
-                                  (time.process_time() - client) * 1e6 / args.batches))
+            results[name].append(
+                (
+                    (backend_cpu_seconds(pid) - server) * 1e6 / args.batches,
+                    (time.process_time() - client) * 1e6 / args.batches,
+                )
+            )
     print("CPU µs per batch, each round: PostgreSQL + this process (psycopg, encoding, the socket)")
     for name, figures in results.items():
         print(f"  {name:24s} " + ",  ".join(f"{pg:,.0f} + {py:,.0f}" for pg, py in figures))

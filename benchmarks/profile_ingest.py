@@ -23,20 +23,37 @@ from load_test import load_test
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch-size", type=int, default=10)
-    parser.add_argument("--requests", type=int, default=3000,
-                        help="requests per run (a warm-up run, the timed runs, then a profiled run)")
+    parser.add_argument(
+        "--requests",
+        type=int,
+        default=3000,
+        help="requests per run (a warm-up run, the timed runs, then a profiled run)",
+    )
     parser.add_argument("--top", type=int, default=25, help="functions listed per ordering")
     parser.add_argument("--runs", type=int, default=1, help="timed runs, unprofiled")
-    parser.add_argument("--no-cprofile", action="store_true",
-                        help="timed runs only: for a sampling profiler watching from outside (py-spy)")
+    parser.add_argument(
+        "--no-cprofile",
+        action="store_true",
+        help="timed runs only: for a sampling profiler watching from outside (py-spy)",
+    )
     return parser.parse_args()
 
 
 def environ_for(path: str, body: bytes, headers: dict) -> dict:
-    environ = {"REQUEST_METHOD": "POST", "PATH_INFO": path, "SCRIPT_NAME": "", "QUERY_STRING": "",
-               "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "8000", "REMOTE_ADDR": "127.0.0.1",
-               "SERVER_PROTOCOL": "HTTP/1.1", "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(body),
-               "CONTENT_LENGTH": str(len(body)), "CONTENT_TYPE": headers["Content-Type"]}
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": path,
+        "SCRIPT_NAME": "",
+        "QUERY_STRING": "",
+        "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": "8000",
+        "REMOTE_ADDR": "127.0.0.1",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(body),
+        "CONTENT_LENGTH": str(len(body)),
+        "CONTENT_TYPE": headers["Content-Type"],
+    }
     for name, value in headers.items():
         if name != "Content-Type":
             environ["HTTP_" + name.upper().replace("-", "_")] = value

@@ -66,8 +66,10 @@ def main():
         ("organization breakdown by type 30d", f"/v1/stats/{org}/breakdown?by=type&{span(days=30)}"),
     ]
     client = Client(HTTP_AUTHORIZATION=f"Bearer {token}")
-    print(f"\n{Event.objects.count():,} events stored; {args.runs} calls an endpoint; goal {GOAL_MS} ms p99 "
-          "for 30 days by hour\n")
+    print(
+        f"\n{Event.objects.count():,} events stored; {args.runs} calls an endpoint; goal {GOAL_MS} ms p99 "
+        "for 30 days by hour\n"
+    )
     print(f"{'endpoint':36} {'p50 ms':>8} {'p99 ms':>8}  result")
     failed = False
     for label, url in calls:

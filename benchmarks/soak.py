@@ -37,8 +37,18 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=30)
     parser.add_argument("--port", type=int, default=8182)
     options = parser.parse_args()
-    args = argparse.Namespace(batch_size=10, concurrency=CONNECTIONS, duration=15, client="wrk", max_rate=5000,
-                              workers=None, unlimited=False, port=options.port, delay_ms=0, health=False)
+    args = argparse.Namespace(
+        batch_size=10,
+        concurrency=CONNECTIONS,
+        duration=15,
+        client="wrk",
+        max_rate=5000,
+        workers=None,
+        unlimited=False,
+        port=options.port,
+        delay_ms=0,
+        health=False,
+    )
     server, credentials, database_url = bench.start_server(args)
     statuses: dict[str, int] = {}
     accepted = unanswered = 0
@@ -53,8 +63,14 @@ def main() -> int:
         deadline = time.monotonic() + options.minutes * 60
         rounds = 0
         while time.monotonic() < deadline:
-            paced = argparse.Namespace(**{**vars(args), "duration": min(ROUND_SECONDS, deadline - time.monotonic()),
-                                          "max_rate": int(rate * 1.2) + 1, "delay_ms": 1000 * CONNECTIONS / rate})
+            paced = argparse.Namespace(
+                **{
+                    **vars(args),
+                    "duration": min(ROUND_SECONDS, deadline - time.monotonic()),
+                    "max_rate": int(rate * 1.2) + 1,
+                    "delay_ms": 1000 * CONNECTIONS / rate,
+                }
+            )
             if paced.duration < 1:
                 break
             result = bench.run_wrk(paced, credentials, lambda: None)

@@ -23,8 +23,12 @@ from telemetry.lib.ratelimit import rate_take
 INTERVALS = ("minute", "hour", "day")
 # Each interval's longest range: enough for its use (two days by minute, a quarter by hour), and an
 # answer of at most a few thousand buckets. 5-minute rows (Lambda and API) are kept as minutes are.
-RANGE_CAPS = {"minute": timedelta(hours=48), "5min": timedelta(hours=48), "hour": timedelta(days=90),
-              "day": timedelta(days=3 * 366)}
+RANGE_CAPS = {
+    "minute": timedelta(hours=48),
+    "5min": timedelta(hours=48),
+    "hour": timedelta(days=90),
+    "day": timedelta(days=3 * 366),
+}
 RANGE_CAP_NAMES = {"minute": "48 hours", "5min": "48 hours", "hour": "90 days", "day": "3 years (1098 days)"}
 DEFAULT_INTERVAL = "hour"
 DEFAULT_SPAN = timedelta(hours=24)
@@ -70,6 +74,7 @@ class EventsQuery:
 @dataclass(frozen=True)
 class Scope:
     """What a read covers: one application, or the organization's applications the token may read."""
+
     organization: Organization
     application: Application | None = None
     applications: list[Application] | None = None  # None: every application of the organization
@@ -83,8 +88,13 @@ class Scope:
 
 
 # The breakdown's dimensions, as the API names them, and as the dashboards' selector does.
-BREAKDOWNS = {"type": "event_type", "category": "category", "service": "service_name",
-              "service_version": "service", "sdk_version": "sdk"}
+BREAKDOWNS = {
+    "type": "event_type",
+    "category": "category",
+    "service": "service_name",
+    "service_version": "service",
+    "sdk_version": "sdk",
+}
 BREAKDOWN_LIMIT_DEFAULT, BREAKDOWN_LIMIT_MAX = 20, 100
 # Outcomes are counted by the hour: no minutes.
 OUTCOME_INTERVALS = ("hour", "day")
@@ -155,21 +165,34 @@ def _rounded(value: float | None) -> float | None:
 def lambda_figures(stats: selectors.LambdaStats) -> dict:
     """A function's (or the total's) figures as the Lambda panel shows them."""
     return {
-        "invocations": stats.invocations, "errors": stats.errors, "error_percent": _rounded(stats.error_percent),
-        "cold_starts": stats.cold_starts, "init_average_ms": _rounded(stats.init_average_ms),
+        "invocations": stats.invocations,
+        "errors": stats.errors,
+        "error_percent": _rounded(stats.error_percent),
+        "cold_starts": stats.cold_starts,
+        "init_average_ms": _rounded(stats.init_average_ms),
         "average_ms": _rounded(stats.duration_ms / stats.invocations if stats.invocations else None),
-        "p50_ms": _rounded(stats.p50), "p95_ms": _rounded(stats.p95), "p99_ms": _rounded(stats.p99),
-        "billed_seconds": _rounded(stats.billed_seconds), "gb_seconds": round(stats.gb_seconds, 6),
-        "max_memory_used_mb": stats.max_memory_used_mb, "memory_size_mb": stats.memory_size_mb,
+        "p50_ms": _rounded(stats.p50),
+        "p95_ms": _rounded(stats.p95),
+        "p99_ms": _rounded(stats.p99),
+        "billed_seconds": _rounded(stats.billed_seconds),
+        "gb_seconds": round(stats.gb_seconds, 6),
+        "max_memory_used_mb": stats.max_memory_used_mb,
+        "memory_size_mb": stats.memory_size_mb,
         "memory_percent": _rounded(stats.memory_percent),
     }
 
 
 def api_figures(stats: selectors.ApiStats) -> dict:
     """Requests' figures (a bucket's, a row's or the total's) as the API panel shows them."""
-    return {"requests": stats.count, "errors": stats.errors, "error_percent": _rounded(stats.error_percent),
-            "mean_ms": _rounded(stats.mean_ms), "p50_ms": _rounded(stats.p50), "p95_ms": _rounded(stats.p95),
-            "p99_ms": _rounded(stats.p99)}
+    return {
+        "requests": stats.count,
+        "errors": stats.errors,
+        "error_percent": _rounded(stats.error_percent),
+        "mean_ms": _rounded(stats.mean_ms),
+        "p50_ms": _rounded(stats.p50),
+        "p95_ms": _rounded(stats.p95),
+        "p99_ms": _rounded(stats.p99),
+    }
 
 
 def _etag(body: bytes) -> str:
@@ -200,8 +223,10 @@ class StatsApi(MachineApi):
         if verdict is not None:
             self.rate_headers = verdict.headers
             if not verdict.allowed:
-                raise RateLimited(f"More than {verdict.limit} requests a minute for this read token",
-                                  headers={**verdict.headers, "Retry-After": str(verdict.reset)})
+                raise RateLimited(
+                    f"More than {verdict.limit} requests a minute for this read token",
+                    headers={**verdict.headers, "Retry-After": str(verdict.reset)},
+                )
         return read_token
 
     def finalize_response(self, request, response, *args, **kwargs):
@@ -255,13 +280,17 @@ class StatsEventsApi(StatsApi):
         query = events_query_parse(request.GET, timezone.now())
         window = selectors.window_between(since=query.since, until=query.until, granularity=query.interval)
         counts = selectors.event_series(window=window, event_type=query.event_type, **scope.filters)
-        return self.answer(request, {
-            "interval": query.interval,
-            "since": rfc3339(window.since),
-            "until": rfc3339(query.until),
-            "series": [{"time": rfc3339(bucket), "count": count} for bucket, count in zip(window.buckets, counts)],
-            "total": sum(counts),
-        }, closed=query.closed)
+        return self.answer(
+            request,
+            {
+                "interval": query.interval,
+                "since": rfc3339(window.since),
+                "until": rfc3339(query.until),
+                "series": [{"time": rfc3339(bucket), "count": count} for bucket, count in zip(window.buckets, counts)],
+                "total": sum(counts),
+            },
+            closed=query.closed,
+        )
 
 
 class StatsBreakdownApi(StatsApi):
@@ -273,17 +302,28 @@ class StatsBreakdownApi(StatsApi):
         by, limit = breakdown_query_parse(request.GET)
         query = events_query_parse(request.GET, timezone.now())
         window = selectors.window_between(since=query.since, until=query.until, granularity=query.interval)
-        rows = selectors.application_breakdown(window=window, by=by, event_type=query.event_type, limit=limit,
-                                               **scope.filters)
-        return self.answer(request, {
-            "by": request.GET["by"],
-            "since": rfc3339(window.since),
-            "until": rfc3339(query.until),
-            "previous_since": rfc3339(selectors.previous_window(window).since),
-            "rows": [{"name": row.name, "count": row.count, "previous": row.previous,
-                      "change_percent": None if row.change_percent is None else round(row.change_percent, 1)}
-                     for row in rows],
-        }, closed=query.closed)
+        rows = selectors.application_breakdown(
+            window=window, by=by, event_type=query.event_type, limit=limit, **scope.filters
+        )
+        return self.answer(
+            request,
+            {
+                "by": request.GET["by"],
+                "since": rfc3339(window.since),
+                "until": rfc3339(query.until),
+                "previous_since": rfc3339(selectors.previous_window(window).since),
+                "rows": [
+                    {
+                        "name": row.name,
+                        "count": row.count,
+                        "previous": row.previous,
+                        "change_percent": None if row.change_percent is None else round(row.change_percent, 1),
+                    }
+                    for row in rows
+                ],
+            },
+            closed=query.closed,
+        )
 
 
 class StatsOutcomesApi(StatsApi):
@@ -294,22 +334,34 @@ class StatsOutcomesApi(StatsApi):
         scope = self.scope(request, org_id, app_id)
         query = events_query_parse(request.GET, timezone.now())
         if query.interval not in OUTCOME_INTERVALS:
-            raise InvalidInterval(f"interval must be one of {', '.join(OUTCOME_INTERVALS)}: outcomes are "
-                                  "counted by the hour")
+            raise InvalidInterval(
+                f"interval must be one of {', '.join(OUTCOME_INTERVALS)}: outcomes are counted by the hour"
+            )
         window = selectors.window_between(since=query.since, until=query.until, granularity=query.interval)
-        filters = {"organization": scope.organization, "application": scope.application,
-                   "applications": scope.applications}
+        filters = {
+            "organization": scope.organization,
+            "application": scope.application,
+            "applications": scope.applications,
+        }
         periods, series = selectors.outcome_series(window=window, by=query.interval, **filters)
         reasons = selectors.rejection_reasons(window=window, limit=BREAKDOWN_LIMIT_MAX, **filters)
-        return self.answer(request, {
-            "interval": query.interval,
-            "since": rfc3339(window.since),
-            "until": rfc3339(query.until),
-            "series": [{"time": rfc3339(period), **{kind: counts[i] for kind, counts in series.items()}}
-                       for i, period in enumerate(periods)],
-            "totals": {kind: sum(counts) for kind, counts in series.items()},
-            "reasons": [{"outcome": outcome, "reason": reason, "count": count} for outcome, reason, count in reasons],
-        }, closed=query.closed)
+        return self.answer(
+            request,
+            {
+                "interval": query.interval,
+                "since": rfc3339(window.since),
+                "until": rfc3339(query.until),
+                "series": [
+                    {"time": rfc3339(period), **{kind: counts[i] for kind, counts in series.items()}}
+                    for i, period in enumerate(periods)
+                ],
+                "totals": {kind: sum(counts) for kind, counts in series.items()},
+                "reasons": [
+                    {"outcome": outcome, "reason": reason, "count": count} for outcome, reason, count in reasons
+                ],
+            },
+            closed=query.closed,
+        )
 
 
 class StatsLambdaApi(StatsApi):
@@ -320,22 +372,37 @@ class StatsLambdaApi(StatsApi):
         scope = self.scope(request, org_id, app_id)
         query = events_query_parse(request.GET, timezone.now(), intervals=tuple(LAMBDA_INTERVALS))
         limit = limit_parse(request.GET)
-        window = selectors.window_between(since=query.since, until=query.until,
-                                          granularity=LAMBDA_INTERVALS[query.interval])
+        window = selectors.window_between(
+            since=query.since, until=query.until, granularity=LAMBDA_INTERVALS[query.interval]
+        )
         panel = selectors.lambda_panel(application=scope.application, window=window)
         series = panel.series
-        return self.answer(request, {
-            "interval": query.interval,
-            "since": rfc3339(panel.periods[0]),
-            "until": rfc3339(query.until),
-            "series": [{"time": rfc3339(period), "invocations": series["invocations"][i], "errors": series["errors"][i],
-                        "cold_starts": series["cold_starts"][i], "p50_ms": _rounded(series["p50"][i]),
-                        "p95_ms": _rounded(series["p95"][i]), "p99_ms": _rounded(series["p99"][i])}
-                       for i, period in enumerate(panel.periods)],
-            "total": lambda_figures(panel.total),
-            "functions": [{"function": stats.function, "version": stats.version, **lambda_figures(stats)}
-                          for stats in panel.functions[:limit]],
-        }, closed=query.closed)
+        return self.answer(
+            request,
+            {
+                "interval": query.interval,
+                "since": rfc3339(panel.periods[0]),
+                "until": rfc3339(query.until),
+                "series": [
+                    {
+                        "time": rfc3339(period),
+                        "invocations": series["invocations"][i],
+                        "errors": series["errors"][i],
+                        "cold_starts": series["cold_starts"][i],
+                        "p50_ms": _rounded(series["p50"][i]),
+                        "p95_ms": _rounded(series["p95"][i]),
+                        "p99_ms": _rounded(series["p99"][i]),
+                    }
+                    for i, period in enumerate(panel.periods)
+                ],
+                "total": lambda_figures(panel.total),
+                "functions": [
+                    {"function": stats.function, "version": stats.version, **lambda_figures(stats)}
+                    for stats in panel.functions[:limit]
+                ],
+            },
+            closed=query.closed,
+        )
 
 
 class StatsApiRequestsApi(StatsApi):
@@ -355,13 +422,18 @@ class StatsApiRequestsApi(StatsApi):
             rows = selectors.api_services(application=scope.application, window=window)[:limit]
         else:
             rows = selectors.api_breakdown(application=scope.application, window=window, dimension=by, limit=limit)
-        return self.answer(request, {
-            "interval": query.interval,
-            "since": rfc3339(window.since),
-            "until": rfc3339(query.until),
-            "series": [{"time": rfc3339(bucket), **api_figures(stats)}
-                       for bucket, stats in zip(found.buckets, found.stats)],
-            "total": api_figures(found.total),
-            "by": by,
-            "rows": [{"name": stats.name, **api_figures(stats)} for stats in rows],
-        }, closed=query.closed)
+        return self.answer(
+            request,
+            {
+                "interval": query.interval,
+                "since": rfc3339(window.since),
+                "until": rfc3339(query.until),
+                "series": [
+                    {"time": rfc3339(bucket), **api_figures(stats)} for bucket, stats in zip(found.buckets, found.stats)
+                ],
+                "total": api_figures(found.total),
+                "by": by,
+                "rows": [{"name": stats.name, **api_figures(stats)} for stats in rows],
+            },
+            closed=query.closed,
+        )

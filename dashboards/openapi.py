@@ -8,9 +8,19 @@ checked against the server by tests/test_api_docs.py.
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import serializers
 
-from dashboards.apis import (API_BREAKDOWNS, API_INTERVALS, BREAKDOWN_LIMIT_DEFAULT, BREAKDOWN_LIMIT_MAX, BREAKDOWNS,
-                             CLOSED_RANGE_MAX_AGE, INTERVALS, LAMBDA_INTERVALS, OPEN_RANGE_MAX_AGE, OUTCOME_INTERVALS,
-                             RANGE_CAP_NAMES)
+from dashboards.apis import (
+    API_BREAKDOWNS,
+    API_INTERVALS,
+    BREAKDOWN_LIMIT_DEFAULT,
+    BREAKDOWN_LIMIT_MAX,
+    BREAKDOWNS,
+    CLOSED_RANGE_MAX_AGE,
+    INTERVALS,
+    LAMBDA_INTERVALS,
+    OPEN_RANGE_MAX_AGE,
+    OUTCOME_INTERVALS,
+    RANGE_CAP_NAMES,
+)
 from dashboards.selectors import OUTCOME_ORDER
 from ingest.models import Outcome
 from ingest.openapi import ErrorSerializer
@@ -34,10 +44,13 @@ class EventSeriesSerializer(serializers.Serializer):
 class BreakdownRowSerializer(serializers.Serializer):
     name = serializers.CharField(help_text='The value; "(none)" for events without one.')
     count = serializers.IntegerField(min_value=0, help_text="Events with it over the range.")
-    previous = serializers.IntegerField(min_value=0, help_text="Events with it over the range of the same length "
-                                                               "just before.")
-    change_percent = serializers.FloatField(allow_null=True, help_text="The change against `previous`, in percent, "
-                                                                       "to one decimal; null when `previous` is 0.")
+    previous = serializers.IntegerField(
+        min_value=0, help_text="Events with it over the range of the same length just before."
+    )
+    change_percent = serializers.FloatField(
+        allow_null=True,
+        help_text="The change against `previous`, in percent, to one decimal; null when `previous` is 0.",
+    )
 
 
 class BreakdownSerializer(serializers.Serializer):
@@ -49,12 +62,22 @@ class BreakdownSerializer(serializers.Serializer):
 
 
 # One count per outcome kind, in the selectors' order.
-OutcomePointSerializer = type("OutcomePointSerializer", (serializers.Serializer,), {
-    "time": serializers.DateTimeField(help_text="The hour's or day's start, RFC 3339 in UTC."),
-    **{kind: serializers.IntegerField(min_value=0, help_text=f"Events `{kind}` that arrived in the period.")
-       for kind in OUTCOME_ORDER}})
-OutcomeTotalsSerializer = type("OutcomeTotalsSerializer", (serializers.Serializer,), {
-    kind: serializers.IntegerField(min_value=0) for kind in OUTCOME_ORDER})
+OutcomePointSerializer = type(
+    "OutcomePointSerializer",
+    (serializers.Serializer,),
+    {
+        "time": serializers.DateTimeField(help_text="The hour's or day's start, RFC 3339 in UTC."),
+        **{
+            kind: serializers.IntegerField(min_value=0, help_text=f"Events `{kind}` that arrived in the period.")
+            for kind in OUTCOME_ORDER
+        },
+    },
+)
+OutcomeTotalsSerializer = type(
+    "OutcomeTotalsSerializer",
+    (serializers.Serializer,),
+    {kind: serializers.IntegerField(min_value=0) for kind in OUTCOME_ORDER},
+)
 
 
 class ReasonSerializer(serializers.Serializer):
@@ -79,31 +102,46 @@ def _measure(help_text: str):
 
 def _percentiles(of: str) -> dict:
     """p50, p95 and p99 fields, estimated from the rollups' histogram buckets."""
-    return {f"p{q}_ms": _measure(f"The {q}th percentile of {of}, in ms, interpolated inside its histogram "
-                                 "bucket.") for q in (50, 95, 99)}
+    return {
+        f"p{q}_ms": _measure(f"The {q}th percentile of {of}, in ms, interpolated inside its histogram bucket.")
+        for q in (50, 95, 99)
+    }
 
 
-LambdaPointSerializer = type("LambdaPointSerializer", (serializers.Serializer,), {
-    "time": serializers.DateTimeField(help_text="The period's start, RFC 3339 in UTC."),
-    "invocations": serializers.IntegerField(min_value=0),
-    "errors": serializers.IntegerField(min_value=0, help_text="Invocations whose status was not success."),
-    "cold_starts": serializers.IntegerField(min_value=0),
-    **_percentiles("the period's durations")})
-LambdaFiguresSerializer = type("LambdaFiguresSerializer", (serializers.Serializer,), {
-    "invocations": serializers.IntegerField(min_value=0),
-    "errors": serializers.IntegerField(min_value=0),
-    "error_percent": _measure("Errors per 100 invocations."),
-    "cold_starts": serializers.IntegerField(min_value=0),
-    "init_average_ms": _measure("The cold starts' average init duration."),
-    "average_ms": _measure("The average duration."),
-    **_percentiles("durations"),
-    "billed_seconds": serializers.FloatField(),
-    "gb_seconds": serializers.FloatField(help_text="Billed seconds times the configured memory in GB."),
-    "max_memory_used_mb": serializers.IntegerField(min_value=0),
-    "memory_size_mb": serializers.IntegerField(min_value=0, help_text="The configured memory (the largest seen)."),
-    "memory_percent": _measure("The largest memory used per 100 MB configured.")})
-LambdaFunctionSerializer = type("LambdaFunctionSerializer", (LambdaFiguresSerializer,), {
-    "function": serializers.CharField(), "version": serializers.CharField(help_text='"" when not given.')})
+LambdaPointSerializer = type(
+    "LambdaPointSerializer",
+    (serializers.Serializer,),
+    {
+        "time": serializers.DateTimeField(help_text="The period's start, RFC 3339 in UTC."),
+        "invocations": serializers.IntegerField(min_value=0),
+        "errors": serializers.IntegerField(min_value=0, help_text="Invocations whose status was not success."),
+        "cold_starts": serializers.IntegerField(min_value=0),
+        **_percentiles("the period's durations"),
+    },
+)
+LambdaFiguresSerializer = type(
+    "LambdaFiguresSerializer",
+    (serializers.Serializer,),
+    {
+        "invocations": serializers.IntegerField(min_value=0),
+        "errors": serializers.IntegerField(min_value=0),
+        "error_percent": _measure("Errors per 100 invocations."),
+        "cold_starts": serializers.IntegerField(min_value=0),
+        "init_average_ms": _measure("The cold starts' average init duration."),
+        "average_ms": _measure("The average duration."),
+        **_percentiles("durations"),
+        "billed_seconds": serializers.FloatField(),
+        "gb_seconds": serializers.FloatField(help_text="Billed seconds times the configured memory in GB."),
+        "max_memory_used_mb": serializers.IntegerField(min_value=0),
+        "memory_size_mb": serializers.IntegerField(min_value=0, help_text="The configured memory (the largest seen)."),
+        "memory_percent": _measure("The largest memory used per 100 MB configured."),
+    },
+)
+LambdaFunctionSerializer = type(
+    "LambdaFunctionSerializer",
+    (LambdaFiguresSerializer,),
+    {"function": serializers.CharField(), "version": serializers.CharField(help_text='"" when not given.')},
+)
 
 
 class LambdaSerializer(serializers.Serializer):
@@ -115,17 +153,31 @@ class LambdaSerializer(serializers.Serializer):
     functions = LambdaFunctionSerializer(many=True, help_text="Per function version, busiest first, at most `limit`.")
 
 
-ApiFiguresSerializer = type("ApiFiguresSerializer", (serializers.Serializer,), {
-    "requests": serializers.IntegerField(min_value=0),
-    "errors": serializers.IntegerField(min_value=0, help_text="Requests answered with a 5xx."),
-    "error_percent": _measure("Errors per 100 requests."),
-    "mean_ms": _measure("The mean response time."),
-    **_percentiles("response times")})
-ApiPointSerializer = type("ApiPointSerializer", (ApiFiguresSerializer,), {
-    "time": serializers.DateTimeField(help_text="The bucket's start, RFC 3339 in UTC.")})
-ApiRowSerializer = type("ApiRowSerializer", (ApiFiguresSerializer,), {
-    "name": serializers.CharField(help_text='The value: "GET /orders/{id}" by endpoint, "404" by status, a node, '
-                                            "a consumer or a service.")})
+ApiFiguresSerializer = type(
+    "ApiFiguresSerializer",
+    (serializers.Serializer,),
+    {
+        "requests": serializers.IntegerField(min_value=0),
+        "errors": serializers.IntegerField(min_value=0, help_text="Requests answered with a 5xx."),
+        "error_percent": _measure("Errors per 100 requests."),
+        "mean_ms": _measure("The mean response time."),
+        **_percentiles("response times"),
+    },
+)
+ApiPointSerializer = type(
+    "ApiPointSerializer",
+    (ApiFiguresSerializer,),
+    {"time": serializers.DateTimeField(help_text="The bucket's start, RFC 3339 in UTC.")},
+)
+ApiRowSerializer = type(
+    "ApiRowSerializer",
+    (ApiFiguresSerializer,),
+    {
+        "name": serializers.CharField(
+            help_text='The value: "GET /orders/{id}" by endpoint, "404" by status, a node, a consumer or a service.'
+        )
+    },
+)
 
 
 class ApiRequestsSerializer(serializers.Serializer):
@@ -139,51 +191,121 @@ class ApiRequestsSerializer(serializers.Serializer):
 
 
 def _error(name: str, code: str, message: str, status: int) -> OpenApiExample:
-    return OpenApiExample(name, value={"error": {"code": code, "message": message}}, response_only=True,
-                          status_codes=[status])
+    return OpenApiExample(
+        name, value={"error": {"code": code, "message": message}}, response_only=True, status_codes=[status]
+    )
 
 
 EVENTS_EXAMPLE = {
-    "interval": "hour", "since": "2026-11-20T08:00:00Z", "until": "2026-11-20T11:00:00Z",
-    "series": [{"time": "2026-11-20T08:00:00Z", "count": 12}, {"time": "2026-11-20T09:00:00Z", "count": 0},
-               {"time": "2026-11-20T10:00:00Z", "count": 5}],
+    "interval": "hour",
+    "since": "2026-11-20T08:00:00Z",
+    "until": "2026-11-20T11:00:00Z",
+    "series": [
+        {"time": "2026-11-20T08:00:00Z", "count": 12},
+        {"time": "2026-11-20T09:00:00Z", "count": 0},
+        {"time": "2026-11-20T10:00:00Z", "count": 5},
+    ],
     "total": 17,
 }
 BREAKDOWN_EXAMPLE = {
-    "by": "type", "since": "2026-11-20T00:00:00Z", "until": "2026-11-21T00:00:00Z",
+    "by": "type",
+    "since": "2026-11-20T00:00:00Z",
+    "until": "2026-11-21T00:00:00Z",
     "previous_since": "2026-11-19T00:00:00Z",
-    "rows": [{"name": "command", "count": 120, "previous": 80, "change_percent": 50.0},
-             {"name": "crash", "count": 3, "previous": 0, "change_percent": None}],
+    "rows": [
+        {"name": "command", "count": 120, "previous": 80, "change_percent": 50.0},
+        {"name": "crash", "count": 3, "previous": 0, "change_percent": None},
+    ],
 }
 OUTCOMES_EXAMPLE = {
-    "interval": "day", "since": "2026-11-19T00:00:00Z", "until": "2026-11-21T00:00:00Z",
-    "series": [{"time": "2026-11-19T00:00:00Z", "accepted": 80, "duplicate": 2, "invalid": 0, "rate_limited": 0,
-                "over_quota": 0, "dnt": 0},
-               {"time": "2026-11-20T00:00:00Z", "accepted": 123, "duplicate": 0, "invalid": 1, "rate_limited": 0,
-                "over_quota": 0, "dnt": 0}],
+    "interval": "day",
+    "since": "2026-11-19T00:00:00Z",
+    "until": "2026-11-21T00:00:00Z",
+    "series": [
+        {
+            "time": "2026-11-19T00:00:00Z",
+            "accepted": 80,
+            "duplicate": 2,
+            "invalid": 0,
+            "rate_limited": 0,
+            "over_quota": 0,
+            "dnt": 0,
+        },
+        {
+            "time": "2026-11-20T00:00:00Z",
+            "accepted": 123,
+            "duplicate": 0,
+            "invalid": 1,
+            "rate_limited": 0,
+            "over_quota": 0,
+            "dnt": 0,
+        },
+    ],
     "totals": {"accepted": 203, "duplicate": 2, "invalid": 1, "rate_limited": 0, "over_quota": 0, "dnt": 0},
-    "reasons": [{"outcome": "duplicate", "reason": "", "count": 2},
-                {"outcome": "invalid", "reason": "invalid_user_id", "count": 1}],
+    "reasons": [
+        {"outcome": "duplicate", "reason": "", "count": 2},
+        {"outcome": "invalid", "reason": "invalid_user_id", "count": 1},
+    ],
 }
 
 _NO_LAMBDA = {"invocations": 0, "errors": 0, "cold_starts": 0, "p50_ms": None, "p95_ms": None, "p99_ms": None}
-_CHECKOUT = {"invocations": 2, "errors": 1, "error_percent": 50.0, "cold_starts": 1, "init_average_ms": 200.0,
-             "average_ms": 75.0, "p50_ms": 50.0, "p95_ms": 95.0, "p99_ms": 99.0, "billed_seconds": 0.152,
-             "gb_seconds": 0.019, "max_memory_used_mb": 100, "memory_size_mb": 128, "memory_percent": 78.125}
+_CHECKOUT = {
+    "invocations": 2,
+    "errors": 1,
+    "error_percent": 50.0,
+    "cold_starts": 1,
+    "init_average_ms": 200.0,
+    "average_ms": 75.0,
+    "p50_ms": 50.0,
+    "p95_ms": 95.0,
+    "p99_ms": 99.0,
+    "billed_seconds": 0.152,
+    "gb_seconds": 0.019,
+    "max_memory_used_mb": 100,
+    "memory_size_mb": 128,
+    "memory_percent": 78.125,
+}
 LAMBDA_EXAMPLE = {
-    "interval": "hour", "since": "2026-11-20T08:00:00Z", "until": "2026-11-20T10:00:00Z",
-    "series": [{"time": "2026-11-20T08:00:00Z", **_NO_LAMBDA},
-               {"time": "2026-11-20T09:00:00Z", "invocations": 2, "errors": 1, "cold_starts": 1, "p50_ms": 50.0,
-                "p95_ms": 95.0, "p99_ms": 99.0}],
+    "interval": "hour",
+    "since": "2026-11-20T08:00:00Z",
+    "until": "2026-11-20T10:00:00Z",
+    "series": [
+        {"time": "2026-11-20T08:00:00Z", **_NO_LAMBDA},
+        {
+            "time": "2026-11-20T09:00:00Z",
+            "invocations": 2,
+            "errors": 1,
+            "cold_starts": 1,
+            "p50_ms": 50.0,
+            "p95_ms": 95.0,
+            "p99_ms": 99.0,
+        },
+    ],
     "total": _CHECKOUT,
     "functions": [{"function": "checkout", "version": "7", **_CHECKOUT}],
 }
-_NO_REQUESTS = {"requests": 0, "errors": 0, "error_percent": None, "mean_ms": None, "p50_ms": None, "p95_ms": None,
-                "p99_ms": None}
-_ORDERS = {"requests": 10, "errors": 1, "error_percent": 10.0, "mean_ms": 8.0, "p50_ms": 7.5, "p95_ms": 9.75,
-           "p99_ms": 9.95}
+_NO_REQUESTS = {
+    "requests": 0,
+    "errors": 0,
+    "error_percent": None,
+    "mean_ms": None,
+    "p50_ms": None,
+    "p95_ms": None,
+    "p99_ms": None,
+}
+_ORDERS = {
+    "requests": 10,
+    "errors": 1,
+    "error_percent": 10.0,
+    "mean_ms": 8.0,
+    "p50_ms": 7.5,
+    "p95_ms": 9.75,
+    "p99_ms": 9.95,
+}
 API_EXAMPLE = {
-    "interval": "hour", "since": "2026-11-20T08:00:00Z", "until": "2026-11-20T10:00:00Z",
+    "interval": "hour",
+    "since": "2026-11-20T08:00:00Z",
+    "until": "2026-11-20T10:00:00Z",
     "series": [{"time": "2026-11-20T08:00:00Z", **_NO_REQUESTS}, {"time": "2026-11-20T09:00:00Z", **_ORDERS}],
     "total": _ORDERS,
     "by": "endpoint",
@@ -206,61 +328,120 @@ def _response_header(name: str, description: str, statuses: list[int], type=str)
     return OpenApiParameter(name, type, OpenApiParameter.HEADER, response=statuses, description=description)
 
 
-def _stats_schema(*, operation_id: str, summary: str, description: str, organization_wide: bool,
-                  parameters: list, ok: OpenApiResponse, bad_request: OpenApiResponse, intervals=INTERVALS):
+def _stats_schema(
+    *,
+    operation_id: str,
+    summary: str,
+    description: str,
+    organization_wide: bool,
+    parameters: list,
+    ok: OpenApiResponse,
+    bad_request: OpenApiResponse,
+    intervals=INTERVALS,
+):
     """One stats operation: what every one shares (scope, range, caching, rate limit, errors) and its own."""
     caps = ", ".join(f"{RANGE_CAP_NAMES[interval]} by {interval}" for interval in intervals)
-    of = ("The organization's applications the token may read, added up: all of them for a token of every "
-          "application, only its own for a limited one. " if organization_wide else "")
+    of = (
+        "The organization's applications the token may read, added up: all of them for a token of every "
+        "application, only its own for a limited one. "
+        if organization_wide
+        else ""
+    )
     path = [OpenApiParameter("org_id", str, OpenApiParameter.PATH, description="The organization's public id.")]
     if not organization_wide:
-        path.append(OpenApiParameter("app_id", str, OpenApiParameter.PATH,
-                                     description="The application's id, `app_` + 8 hex."))
-    not_found = ("`not_found`: the organization is not the token's." if organization_wide else
-                 "`not_found`: the application is not the token's organization's, or outside the applications it "
-                 "is limited to.")
+        path.append(
+            OpenApiParameter("app_id", str, OpenApiParameter.PATH, description="The application's id, `app_` + 8 hex.")
+        )
+    not_found = (
+        "`not_found`: the organization is not the token's."
+        if organization_wide
+        else "`not_found`: the application is not the token's organization's, or outside the applications it "
+        "is limited to."
+    )
     return extend_schema(
         operation_id=operation_id,
         summary=summary,
         description=of + description + f" A range may span at most {caps}. Answers carry `Cache-Control: "
-                    f"private`: `max-age={OPEN_RANGE_MAX_AGE}` while the range reaches now; for a range that ended, "
-                    f"`max-age={CLOSED_RANGE_MAX_AGE}` and an `ETag`, and `If-None-Match` with it is answered 304 "
-                    "while the numbers are unchanged. Each token may make `APP_READ_API__REQUESTS_PER_MINUTE` "
-                    "requests a minute (120 by default), counted as ingest counts an application's.",
+        f"private`: `max-age={OPEN_RANGE_MAX_AGE}` while the range reaches now; for a range that ended, "
+        f"`max-age={CLOSED_RANGE_MAX_AGE}` and an `ETag`, and `If-None-Match` with it is answered 304 "
+        "while the numbers are unchanged. Each token may make `APP_READ_API__REQUESTS_PER_MINUTE` "
+        "requests a minute (120 by default), counted as ingest counts an application's.",
         tags=["stats"],
         parameters=[
             *path,
-            _query("since", "RFC 3339 with a zone (`Z` or `+01:00`, written `%2B01:00` in a query string). "
-                            "Default: 24 hours before `until`."),
+            _query(
+                "since",
+                "RFC 3339 with a zone (`Z` or `+01:00`, written `%2B01:00` in a query string). "
+                "Default: 24 hours before `until`.",
+            ),
             _query("until", "RFC 3339 with a zone, excluded. Default: now."),
             *parameters,
-            OpenApiParameter("If-None-Match", str, OpenApiParameter.HEADER, required=False,
-                             description="An `ETag` of an earlier answer for the same closed range."),
+            OpenApiParameter(
+                "If-None-Match",
+                str,
+                OpenApiParameter.HEADER,
+                required=False,
+                description="An `ETag` of an earlier answer for the same closed range.",
+            ),
             _response_header("ETag", "Only when `until` is in the past.", [200, 304]),
-            _response_header("Cache-Control", f"`private, max-age={OPEN_RANGE_MAX_AGE}` or "
-                                              f"`private, max-age={CLOSED_RANGE_MAX_AGE}`.", [200, 304]),
+            _response_header(
+                "Cache-Control",
+                f"`private, max-age={OPEN_RANGE_MAX_AGE}` or `private, max-age={CLOSED_RANGE_MAX_AGE}`.",
+                [200, 304],
+            ),
             _response_header("RateLimit-Limit", "Requests a minute allowed to the token.", _LIMITED, int),
-            _response_header("RateLimit-Remaining", "Requests that may be made now; the allowance comes back one "
-                                                    "request every 60/limit seconds.", _LIMITED, int),
-            _response_header("RateLimit-Reset", "Seconds until the whole allowance is back; on a 429, until one "
-                                                "more request is answered.", _LIMITED, int),
+            _response_header(
+                "RateLimit-Remaining",
+                "Requests that may be made now; the allowance comes back one request every 60/limit seconds.",
+                _LIMITED,
+                int,
+            ),
+            _response_header(
+                "RateLimit-Reset",
+                "Seconds until the whole allowance is back; on a 429, until one more request is answered.",
+                _LIMITED,
+                int,
+            ),
             _response_header("Retry-After", "Seconds until one more request is answered.", [429], int),
         ],
         responses={
             200: ok,
             304: OpenApiResponse(description="The closed range's numbers are those of `If-None-Match`; empty body."),
             400: bad_request,
-            401: OpenApiResponse(ErrorSerializer, "`unauthorized`: no read token, or an unknown or revoked one "
-                                 "(an ingest token `tk_…` included).", examples=[
-                _error("no token", "unauthorized", "A read token is required: Authorization: Bearer rt_…", 401),
-                _error("revoked token", "unauthorized", "Unknown or revoked read token", 401),
-            ]),
-            404: OpenApiResponse(ErrorSerializer, not_found, examples=[
-                _error("not found", "not_found", "No such organization for this token" if organization_wide
-                       else "No such application for this token", 404)]),
-            429: OpenApiResponse(ErrorSerializer, "`rate_limit_exceeded`: the token's requests a minute are spent.",
-                                 examples=[_error("rate limited", "rate_limit_exceeded",
-                                                  "More than 120 requests a minute for this read token", 429)]),
+            401: OpenApiResponse(
+                ErrorSerializer,
+                "`unauthorized`: no read token, or an unknown or revoked one (an ingest token `tk_…` included).",
+                examples=[
+                    _error("no token", "unauthorized", "A read token is required: Authorization: Bearer rt_…", 401),
+                    _error("revoked token", "unauthorized", "Unknown or revoked read token", 401),
+                ],
+            ),
+            404: OpenApiResponse(
+                ErrorSerializer,
+                not_found,
+                examples=[
+                    _error(
+                        "not found",
+                        "not_found",
+                        "No such organization for this token"
+                        if organization_wide
+                        else "No such application for this token",
+                        404,
+                    )
+                ],
+            ),
+            429: OpenApiResponse(
+                ErrorSerializer,
+                "`rate_limit_exceeded`: the token's requests a minute are spent.",
+                examples=[
+                    _error(
+                        "rate limited",
+                        "rate_limit_exceeded",
+                        "More than 120 requests a minute for this read token",
+                        429,
+                    )
+                ],
+            ),
         },
     )
 
@@ -270,16 +451,20 @@ def _events_schema(organization_wide: bool):
         operation_id="stats_org_events" if organization_wide else "stats_events",
         summary=f"Events of {'an organization' if organization_wide else 'an application'} per minute, hour or day",
         description="The numbers the dashboards show, from the same rollups, counted by each event's timestamp. "
-                    "Buckets start in [since, until), in UTC; every bucket is present, 0 where no event.",
+        "Buckets start in [since, until), in UTC; every bucket is present, 0 where no event.",
         organization_wide=organization_wide,
         parameters=[
             _query("interval", "The buckets' length. Default: `hour`.", enum=list(INTERVALS)),
             _query("type", "Only events of this type."),
         ],
-        ok=OpenApiResponse(EventSeriesSerializer, "The series.", examples=[
-            OpenApiExample("three hours", value=EVENTS_EXAMPLE, response_only=True, status_codes=[200])]),
-        bad_request=OpenApiResponse(ErrorSerializer, "`invalid_range`, `invalid_interval` or `range_too_large`.",
-                                    examples=_RANGE_ERRORS),
+        ok=OpenApiResponse(
+            EventSeriesSerializer,
+            "The series.",
+            examples=[OpenApiExample("three hours", value=EVENTS_EXAMPLE, response_only=True, status_codes=[200])],
+        ),
+        bad_request=OpenApiResponse(
+            ErrorSerializer, "`invalid_range`, `invalid_interval` or `range_too_large`.", examples=_RANGE_ERRORS
+        ),
     )
 
 
@@ -287,28 +472,40 @@ def _breakdown_schema(organization_wide: bool):
     return _stats_schema(
         operation_id="stats_org_breakdown" if organization_wide else "stats_breakdown",
         summary=f"Events of {'an organization' if organization_wide else 'an application'} by type, category, "
-                "service or SDK version",
+        "service or SDK version",
         description="The dashboards' top lists: events over the range per value of one dimension, busiest first, "
-                    "with the count over the range of the same length just before. `service` adds up the "
-                    "versions of each service; `service_version` keeps them apart.",
+        "with the count over the range of the same length just before. `service` adds up the "
+        "versions of each service; `service_version` keeps them apart.",
         organization_wide=organization_wide,
         parameters=[
             _query("by", "The dimension.", enum=list(BREAKDOWNS), required=True),
             _query("limit", f"Rows, 1 to {BREAKDOWN_LIMIT_MAX}. Default: {BREAKDOWN_LIMIT_DEFAULT}."),
-            _query("interval", "The resolution of the range's start, which is rounded down to it. Default: `hour`.",
-                   enum=list(INTERVALS)),
+            _query(
+                "interval",
+                "The resolution of the range's start, which is rounded down to it. Default: `hour`.",
+                enum=list(INTERVALS),
+            ),
             _query("type", "Only events of this type."),
         ],
-        ok=OpenApiResponse(BreakdownSerializer, "The rows.", examples=[
-            OpenApiExample("by type", value=BREAKDOWN_EXAMPLE, response_only=True, status_codes=[200])]),
+        ok=OpenApiResponse(
+            BreakdownSerializer,
+            "The rows.",
+            examples=[OpenApiExample("by type", value=BREAKDOWN_EXAMPLE, response_only=True, status_codes=[200])],
+        ),
         bad_request=OpenApiResponse(
-            ErrorSerializer, "`invalid_dimension`, `invalid_limit`, `invalid_range`, `invalid_interval` or "
-                             "`range_too_large`.",
-            examples=[_error("invalid dimension", "invalid_dimension",
-                             f"by must be one of {', '.join(BREAKDOWNS)}", 400),
-                      _error("invalid limit", "invalid_limit",
-                             f"limit must be a whole number from 1 to {BREAKDOWN_LIMIT_MAX}", 400),
-                      *_RANGE_ERRORS]),
+            ErrorSerializer,
+            "`invalid_dimension`, `invalid_limit`, `invalid_range`, `invalid_interval` or `range_too_large`.",
+            examples=[
+                _error("invalid dimension", "invalid_dimension", f"by must be one of {', '.join(BREAKDOWNS)}", 400),
+                _error(
+                    "invalid limit",
+                    "invalid_limit",
+                    f"limit must be a whole number from 1 to {BREAKDOWN_LIMIT_MAX}",
+                    400,
+                ),
+                *_RANGE_ERRORS,
+            ],
+        ),
     )
 
 
@@ -317,17 +514,28 @@ def _outcomes_schema(organization_wide: bool):
         operation_id="stats_org_outcomes" if organization_wide else "stats_outcomes",
         summary=f"What became of {'an organization' if organization_wide else 'an application'}'s events",
         description="Events per outcome (accepted, duplicate, invalid, rate limited, over quota, do-not-track) per "
-                    "hour or UTC day of arrival, as the dashboards' outcome chart, and the reasons of those not "
-                    "accepted. Outcomes are counted by the hour: `interval=minute` is refused.",
+        "hour or UTC day of arrival, as the dashboards' outcome chart, and the reasons of those not "
+        "accepted. Outcomes are counted by the hour: `interval=minute` is refused.",
         organization_wide=organization_wide,
         parameters=[_query("interval", "The periods' length. Default: `hour`.", enum=list(OUTCOME_INTERVALS))],
-        ok=OpenApiResponse(OutcomesSerializer, "The outcomes.", examples=[
-            OpenApiExample("two days", value=OUTCOMES_EXAMPLE, response_only=True, status_codes=[200])]),
+        ok=OpenApiResponse(
+            OutcomesSerializer,
+            "The outcomes.",
+            examples=[OpenApiExample("two days", value=OUTCOMES_EXAMPLE, response_only=True, status_codes=[200])],
+        ),
         bad_request=OpenApiResponse(
-            ErrorSerializer, "`invalid_interval`, `invalid_range` or `range_too_large`.",
-            examples=[_error("by minute", "invalid_interval",
-                             "interval must be one of hour, day: outcomes are counted by the hour", 400),
-                      *_RANGE_ERRORS[1:]]),
+            ErrorSerializer,
+            "`invalid_interval`, `invalid_range` or `range_too_large`.",
+            examples=[
+                _error(
+                    "by minute",
+                    "invalid_interval",
+                    "interval must be one of hour, day: outcomes are counted by the hour",
+                    400,
+                ),
+                *_RANGE_ERRORS[1:],
+            ],
+        ),
     )
 
 
@@ -336,20 +544,27 @@ def _lambda_schema(organization_wide: bool):
         operation_id="stats_lambda",
         summary="An application's AWS Lambda invocations: per period and per function version",
         description="The Lambda panel's figures, from its rollups: invocations, errors, cold starts and duration "
-                    "percentiles per 5 minutes, hour or UTC day, and per function version over the range (busiest "
-                    "first) with init time, billed seconds, GB-seconds and memory.",
+        "percentiles per 5 minutes, hour or UTC day, and per function version over the range (busiest "
+        "first) with init time, billed seconds, GB-seconds and memory.",
         organization_wide=organization_wide,
         intervals=tuple(LAMBDA_INTERVALS),
         parameters=[
             _query("interval", "The periods' length. Default: `hour`.", enum=list(LAMBDA_INTERVALS)),
             _query("limit", f"Function versions, 1 to {BREAKDOWN_LIMIT_MAX}. Default: {BREAKDOWN_LIMIT_DEFAULT}."),
         ],
-        ok=OpenApiResponse(LambdaSerializer, "The figures.", examples=[
-            OpenApiExample("two hours", value=LAMBDA_EXAMPLE, response_only=True, status_codes=[200])]),
+        ok=OpenApiResponse(
+            LambdaSerializer,
+            "The figures.",
+            examples=[OpenApiExample("two hours", value=LAMBDA_EXAMPLE, response_only=True, status_codes=[200])],
+        ),
         bad_request=OpenApiResponse(
-            ErrorSerializer, "`invalid_interval`, `invalid_limit`, `invalid_range` or `range_too_large`.",
-            examples=[_error("by minute", "invalid_interval",
-                             f"interval must be one of {', '.join(LAMBDA_INTERVALS)}", 400), *_RANGE_ERRORS[1:]]),
+            ErrorSerializer,
+            "`invalid_interval`, `invalid_limit`, `invalid_range` or `range_too_large`.",
+            examples=[
+                _error("by minute", "invalid_interval", f"interval must be one of {', '.join(LAMBDA_INTERVALS)}", 400),
+                *_RANGE_ERRORS[1:],
+            ],
+        ),
     )
 
 
@@ -358,8 +573,8 @@ def _api_schema(organization_wide: bool):
         operation_id="stats_api",
         summary="An application's HTTP API requests: per bucket, and by endpoint, status, node, consumer or service",
         description="The API panel's figures, from its rollups of the requests Malti and the SDK middleware report: "
-                    "requests, 5xx errors, mean and percentile response times per 5 minutes or hour, and the same "
-                    "per value of one dimension over the range, busiest first.",
+        "requests, 5xx errors, mean and percentile response times per 5 minutes or hour, and the same "
+        "per value of one dimension over the range, busiest first.",
         organization_wide=organization_wide,
         intervals=API_INTERVALS,
         parameters=[
@@ -367,15 +582,20 @@ def _api_schema(organization_wide: bool):
             _query("by", "The rows' dimension. Default: `endpoint`.", enum=list(API_BREAKDOWNS)),
             _query("limit", f"Rows, 1 to {BREAKDOWN_LIMIT_MAX}. Default: {BREAKDOWN_LIMIT_DEFAULT}."),
         ],
-        ok=OpenApiResponse(ApiRequestsSerializer, "The figures.", examples=[
-            OpenApiExample("two hours", value=API_EXAMPLE, response_only=True, status_codes=[200])]),
+        ok=OpenApiResponse(
+            ApiRequestsSerializer,
+            "The figures.",
+            examples=[OpenApiExample("two hours", value=API_EXAMPLE, response_only=True, status_codes=[200])],
+        ),
         bad_request=OpenApiResponse(
-            ErrorSerializer, "`invalid_interval`, `invalid_dimension`, `invalid_limit`, `invalid_range` or "
-                             "`range_too_large`.",
-            examples=[_error("by day", "invalid_interval", f"interval must be one of {', '.join(API_INTERVALS)}", 400),
-                      _error("invalid dimension", "invalid_dimension",
-                             f"by must be one of {', '.join(API_BREAKDOWNS)}", 400),
-                      *_RANGE_ERRORS[1:]]),
+            ErrorSerializer,
+            "`invalid_interval`, `invalid_dimension`, `invalid_limit`, `invalid_range` or `range_too_large`.",
+            examples=[
+                _error("by day", "invalid_interval", f"interval must be one of {', '.join(API_INTERVALS)}", 400),
+                _error("invalid dimension", "invalid_dimension", f"by must be one of {', '.join(API_BREAKDOWNS)}", 400),
+                *_RANGE_ERRORS[1:],
+            ],
+        ),
     )
 
 
@@ -383,8 +603,13 @@ _annotated = False
 _organization_views: dict = {}
 
 
-_SCHEMAS = {"events": _events_schema, "breakdown": _breakdown_schema, "outcomes": _outcomes_schema,
-            "lambda": _lambda_schema, "api": _api_schema}
+_SCHEMAS = {
+    "events": _events_schema,
+    "breakdown": _breakdown_schema,
+    "outcomes": _outcomes_schema,
+    "lambda": _lambda_schema,
+    "api": _api_schema,
+}
 # Each application's only: the panels' selectors read one application.
 _APPLICATION_ONLY = ("lambda", "api")
 
@@ -399,11 +624,15 @@ def views_annotate(endpoints):
     """Preprocessing hook: puts each stats view's annotation on it (once per process), and
     documents the organization-wide routes with the subclasses that carry theirs."""
     global _annotated
-    from dashboards.apis import (StatsApiRequestsApi, StatsBreakdownApi, StatsEventsApi, StatsLambdaApi,
-                                 StatsOutcomesApi)
+    from dashboards.apis import StatsApiRequestsApi, StatsBreakdownApi, StatsEventsApi, StatsLambdaApi, StatsOutcomesApi
 
-    views = {"events": StatsEventsApi, "breakdown": StatsBreakdownApi, "outcomes": StatsOutcomesApi,
-             "lambda": StatsLambdaApi, "api": StatsApiRequestsApi}
+    views = {
+        "events": StatsEventsApi,
+        "breakdown": StatsBreakdownApi,
+        "outcomes": StatsOutcomesApi,
+        "lambda": StatsLambdaApi,
+        "api": StatsApiRequestsApi,
+    }
     if not _annotated:
         for name, view in views.items():
             # The subclass first: its copy of ``get`` would otherwise start from the parent's annotation.
@@ -423,8 +652,10 @@ def views_annotate(endpoints):
 def read_token_add(result, generator, request, public):
     """Postprocessing hook, after ingest's (which sets the security schemes): the read token's scheme."""
     result.setdefault("components", {}).setdefault("securitySchemes", {})["readToken"] = {
-        "type": "http", "scheme": "bearer",
-        "description": "A read token (`rt_…`), issued in the admin or by `manage.py create_read_token`."}
+        "type": "http",
+        "scheme": "bearer",
+        "description": "A read token (`rt_…`), issued in the admin or by `manage.py create_read_token`.",
+    }
     for path, operations in result["paths"].items():
         if path.startswith(STATS_PREFIX):
             for operation in operations.values():

@@ -9,8 +9,16 @@ from django.db.models import Sum
 
 from accounts.models import Application, Organization
 from accounts.selectors import organizations_of
-from ingest.models import (LAMBDA_DURATION_BOUNDS_MS, ApiRollup, Event, EventRollup, LambdaDurationBucket, LambdaRollup,
-                           Outcome, Stream)
+from ingest.models import (
+    LAMBDA_DURATION_BOUNDS_MS,
+    ApiRollup,
+    Event,
+    EventRollup,
+    LambdaDurationBucket,
+    LambdaRollup,
+    Outcome,
+    Stream,
+)
 
 SPARKLINE_DAYS = 14
 
@@ -68,14 +76,22 @@ def _day_start(day: date) -> datetime:
 def organization_quota_usage(*, organization: Organization, now: datetime) -> QuotaUsage:
     """Accepted events this calendar month (UTC) and the month-end forecast at the month's rate so far."""
     month_start = datetime(now.year, now.month, 1, tzinfo=UTC)
-    used = _read(Outcome).filter(organization_id=organization.pk, outcome=Outcome.Kind.ACCEPTED,
-                                 hour__gte=month_start).aggregate(total=Sum("count"))["total"] or 0
+    used = (
+        _read(Outcome)
+        .filter(organization_id=organization.pk, outcome=Outcome.Kind.ACCEPTED, hour__gte=month_start)
+        .aggregate(total=Sum("count"))["total"]
+        or 0
+    )
     days_in_month = calendar.monthrange(now.year, now.month)[1]
     elapsed_days = max((now - month_start) / timedelta(days=1), 1 / 24)
     forecast = round(used / elapsed_days * days_in_month)
     tier = organization.tier
-    quota = None if tier.is_unlimited else tier.monthly_event_quota + (
-        organization.extra_quota if organization.extra_quota_month == now.strftime("%Y-%m") else 0)
+    quota = (
+        None
+        if tier.is_unlimited
+        else tier.monthly_event_quota
+        + (organization.extra_quota if organization.extra_quota_month == now.strftime("%Y-%m") else 0)
+    )
     return QuotaUsage(used=used, quota=quota, forecast=forecast)
 
 
@@ -87,19 +103,29 @@ def overview(*, user, now: datetime) -> list[OrganizationSummary]:
     applications = list(Application.objects.filter(organization__in=organizations).order_by("name"))
     daily = {}
     for application_id, bucket, count in (
-            _read(EventRollup).filter(application_id__in=[application.pk for application in applications],
-                                      dimension=EventRollup.Dimension.TYPE, granularity=EventRollup.Granularity.DAY,
-                                      bucket__gte=_day_start(first_day))
-            .values("application_id", "bucket").annotate(total=Sum("count"))
-            .values_list("application_id", "bucket", "total")):
+        _read(EventRollup)
+        .filter(
+            application_id__in=[application.pk for application in applications],
+            dimension=EventRollup.Dimension.TYPE,
+            granularity=EventRollup.Granularity.DAY,
+            bucket__gte=_day_start(first_day),
+        )
+        .values("application_id", "bucket")
+        .annotate(total=Sum("count"))
+        .values_list("application_id", "bucket", "total")
+    ):
         daily[(application_id, bucket.astimezone(UTC).date())] = count
-    summaries = {organization.pk: OrganizationSummary(
-        organization, [], organization_quota_usage(organization=organization, now=now))
-        for organization in organizations}
+    summaries = {
+        organization.pk: OrganizationSummary(
+            organization, [], organization_quota_usage(organization=organization, now=now)
+        )
+        for organization in organizations
+    }
     for application in applications:
         counts = [daily.get((application.pk, first_day + timedelta(days=i)), 0) for i in range(SPARKLINE_DAYS)]
-        summaries[application.organization_id].applications.append(ApplicationSummary(
-            application, today=counts[-1], last_7_days=sum(counts[-7:]), daily=counts))
+        summaries[application.organization_id].applications.append(
+            ApplicationSummary(application, today=counts[-1], last_7_days=sum(counts[-7:]), daily=counts)
+        )
     return list(summaries.values())
 
 
@@ -110,8 +136,12 @@ RANGES = {
     "7d": (timedelta(days=7), ("hour", "day")),
     "30d": (timedelta(days=30), ("day", "hour")),
 }
-_STEP = {"minute": timedelta(minutes=1), "5min": timedelta(minutes=5), "hour": timedelta(hours=1),
-         "day": timedelta(days=1)}
+_STEP = {
+    "minute": timedelta(minutes=1),
+    "5min": timedelta(minutes=5),
+    "hour": timedelta(hours=1),
+    "day": timedelta(days=1),
+}
 
 
 @dataclass(frozen=True)
@@ -162,10 +192,12 @@ def window_between(*, since: datetime, until: datetime, granularity: str) -> Win
     return Window("range", granularity, _truncate(since, granularity), until - timedelta(microseconds=1))
 
 
-def _rollups(window: Window, organization, application, event_type, dimension=EventRollup.Dimension.TYPE,
-             applications=None):
-    rollups = _read(EventRollup).filter(granularity=window.granularity, dimension=dimension,
-                                        bucket__gte=window.since, bucket__lte=window.until)
+def _rollups(
+    window: Window, organization, application, event_type, dimension=EventRollup.Dimension.TYPE, applications=None
+):
+    rollups = _read(EventRollup).filter(
+        granularity=window.granularity, dimension=dimension, bucket__gte=window.since, bucket__lte=window.until
+    )
     if organization is not None:
         rollups = rollups.filter(organization_id=organization.pk)
     if application is not None:
@@ -177,52 +209,79 @@ def _rollups(window: Window, organization, application, event_type, dimension=Ev
     return rollups
 
 
-def event_series(*, window: Window, organization: Organization | None = None,
-                 application: Application | None = None, event_type: str | None = None,
-                 applications: list[Application] | None = None) -> list[int]:
+def event_series(
+    *,
+    window: Window,
+    organization: Organization | None = None,
+    application: Application | None = None,
+    event_type: str | None = None,
+    applications: list[Application] | None = None,
+) -> list[int]:
     """Events per bucket of ``window`` (by event timestamp), zeros included, from the rollups; of
     the organization, one application, or some (``applications``), as given."""
     rollups = _rollups(window, organization, application, event_type, applications=applications)
-    totals = {bucket.astimezone(UTC): count for bucket, count in
-              rollups.values("bucket").annotate(total=Sum("count")).values_list("bucket", "total")}
+    totals = {
+        bucket.astimezone(UTC): count
+        for bucket, count in rollups.values("bucket").annotate(total=Sum("count")).values_list("bucket", "total")
+    }
     return [totals.get(bucket, 0) for bucket in window.buckets]
 
 
 OUTCOME_ORDER = ["accepted", "duplicate", "invalid", "rate_limited", "over_quota", "dnt"]
 
 
-def _outcomes(organization: Organization, application: Application | None, since: datetime, until: datetime,
-              applications=None):
+def _outcomes(
+    organization: Organization, application: Application | None, since: datetime, until: datetime, applications=None
+):
     outcomes = _read(Outcome).filter(organization_id=organization.pk, hour__gte=since, hour__lte=until)
     if applications is not None:
         outcomes = outcomes.filter(application_id__in=[each.pk for each in applications])
     return outcomes if application is None else outcomes.filter(application_id=application.pk)
 
 
-def outcome_series(*, organization: Organization, window: Window, application: Application | None = None,
-                   applications: list[Application] | None = None, by: str = "hour"
-                   ) -> tuple[list[datetime], dict[str, list[int]]]:
+def outcome_series(
+    *,
+    organization: Organization,
+    window: Window,
+    application: Application | None = None,
+    applications: list[Application] | None = None,
+    by: str = "hour",
+) -> tuple[list[datetime], dict[str, list[int]]]:
     """Outcomes per hour (or, ``by="day"``, per UTC day) over the window, by kind; outcomes are
     counted by the hour, so finer buckets do not exist."""
     periods = Window(window.key, by, _truncate(window.since, by), window.until).buckets
     series = {kind: [0] * len(periods) for kind in OUTCOME_ORDER}
     index = {period: i for i, period in enumerate(periods)}
-    for hour, outcome, count in (_outcomes(organization, application, periods[0], window.until, applications)
-                                 .filter(outcome__in=OUTCOME_ORDER)
-                                 .values("hour", "outcome").annotate(total=Sum("count"))
-                                 .values_list("hour", "outcome", "total")):
+    for hour, outcome, count in (
+        _outcomes(organization, application, periods[0], window.until, applications)
+        .filter(outcome__in=OUTCOME_ORDER)
+        .values("hour", "outcome")
+        .annotate(total=Sum("count"))
+        .values_list("hour", "outcome", "total")
+    ):
         position = index.get(_truncate(hour, by))
         if position is not None:
             series[outcome][position] += count
     return periods, series
 
 
-def rejection_reasons(*, organization: Organization, window: Window, application: Application | None = None,
-                      applications: list[Application] | None = None, limit: int = 8) -> list[tuple[str, str, int]]:
+def rejection_reasons(
+    *,
+    organization: Organization,
+    window: Window,
+    application: Application | None = None,
+    applications: list[Application] | None = None,
+    limit: int = 8,
+) -> list[tuple[str, str, int]]:
     """The most frequent reasons events were not accepted over the window."""
-    return list(_outcomes(organization, application, _truncate(window.since, "hour"), window.until, applications)
-                .exclude(outcome__in=["accepted"]).values("outcome", "reason").annotate(total=Sum("count"))
-                .order_by("-total").values_list("outcome", "reason", "total")[:limit])
+    return list(
+        _outcomes(organization, application, _truncate(window.since, "hour"), window.until, applications)
+        .exclude(outcome__in=["accepted"])
+        .values("outcome", "reason")
+        .annotate(total=Sum("count"))
+        .order_by("-total")
+        .values_list("outcome", "reason", "total")[:limit]
+    )
 
 
 @dataclass(frozen=True)
@@ -244,21 +303,35 @@ def previous_window(window: Window) -> Window:
     return Window(window.key, window.granularity, window.since - span, window.since - timedelta(microseconds=1))
 
 
-def application_breakdown(*, application: Application | None = None, window: Window, by: str,
-                          event_type: str | None = None, limit: int = 10, organization: Organization | None = None,
-                          applications: list[Application] | None = None) -> list[Breakdown]:
+def application_breakdown(
+    *,
+    application: Application | None = None,
+    window: Window,
+    by: str,
+    event_type: str | None = None,
+    limit: int = 10,
+    organization: Organization | None = None,
+    applications: list[Application] | None = None,
+) -> list[Breakdown]:
     """Events by type, or by another rollup dimension (category, service, sdk), over the window,
     with the previous period's count; of one application, or of the organization or some
     applications. Missing values are shown as "(none)". ``by="service_name"`` adds up the service
     dimension's "name version" values per name: the rollups keep the two joined, so a name holding
     a space is cut at it."""
-    dimension, field = (EventRollup.Dimension.TYPE, "event_type") if by == "event_type" else (
-        EventRollup.Dimension.SERVICE if by == "service_name" else by, "value")
+    dimension, field = (
+        (EventRollup.Dimension.TYPE, "event_type")
+        if by == "event_type"
+        else (EventRollup.Dimension.SERVICE if by == "service_name" else by, "value")
+    )
 
     def totals(w: Window) -> dict[str, int]:
         found: dict[str, int] = {}
-        for value, total in (_rollups(w, organization, application, event_type, dimension, applications)
-                             .values(field).annotate(total=Sum("count")).values_list(field, "total")):
+        for value, total in (
+            _rollups(w, organization, application, event_type, dimension, applications)
+            .values(field)
+            .annotate(total=Sum("count"))
+            .values_list(field, "total")
+        ):
             name = value.partition(" ")[0] if by == "service_name" else value
             found[name] = found.get(name, 0) + total
         return found
@@ -274,7 +347,8 @@ def latest_events(*, application: Application, event_type: str | None = None, li
     if event_type:
         events = events.filter(event_type=event_type)
     return events.order_by("-timestamp").only(
-        "event_id", "timestamp", "event_type", "category", "service_name", "service_version", "data")[:limit]
+        "event_id", "timestamp", "event_type", "category", "service_name", "service_version", "data"
+    )[:limit]
 
 
 def application_streams(*, application: Application, limit: int = 50):
@@ -284,13 +358,21 @@ def application_streams(*, application: Application, limit: int = 50):
 
 def stream_events(*, stream: Stream, limit: int = 25):
     """A stream's newest events (in arrival order), through the partial (stream_id, id) index."""
-    return _read(Event).filter(stream_id=stream.pk).order_by("-id").only(
-        "event_id", "timestamp", "event_type", "category", "service_name", "service_version", "data")[:limit]
+    return (
+        _read(Event)
+        .filter(stream_id=stream.pk)
+        .order_by("-id")
+        .only("event_id", "timestamp", "event_type", "category", "service_name", "service_version", "data")[:limit]
+    )
+
 
 # The Lambda panel: which rollup rows each of the range picker's granularities reads, and the
 # period they are shown by (minutes are shown by 5, days added up from hours).
-LAMBDA_PERIODS = {"minute": ("5min", timedelta(minutes=5)), "hour": ("hour", timedelta(hours=1)),
-                  "day": ("hour", timedelta(days=1))}
+LAMBDA_PERIODS = {
+    "minute": ("5min", timedelta(minutes=5)),
+    "hour": ("hour", timedelta(hours=1)),
+    "day": ("hour", timedelta(days=1)),
+}
 _LAMBDA_SUMS = ("invocations", "errors", "cold_starts", "init_ms", "duration_ms", "billed_ms", "gb_seconds")
 _LAMBDA_MAXIMA = ("max_memory_used_mb", "memory_size_mb")
 
@@ -313,8 +395,11 @@ def histogram_percentile(counts, bounds, quantile: float) -> float | None:
 
 def duration_percentile(counts: dict[int, int], quantile: float) -> float | None:
     """A Lambda duration percentile (ms) from histogram bucket -> invocations."""
-    return histogram_percentile([counts.get(bucket, 0) for bucket in range(len(LAMBDA_DURATION_BOUNDS_MS) + 1)],
-                                LAMBDA_DURATION_BOUNDS_MS, quantile)
+    return histogram_percentile(
+        [counts.get(bucket, 0) for bucket in range(len(LAMBDA_DURATION_BOUNDS_MS) + 1)],
+        LAMBDA_DURATION_BOUNDS_MS,
+        quantile,
+    )
 
 
 @dataclass
@@ -393,8 +478,9 @@ def lambda_panel(*, application: Application, window: Window) -> LambdaPanel:
     periods = []
     while since + len(periods) * step <= window.until:
         periods.append(since + len(periods) * step)
-    rows = _read(LambdaRollup).filter(application_id=application.pk, granularity=granularity,
-                                      bucket__gte=since, bucket__lte=window.until)
+    rows = _read(LambdaRollup).filter(
+        application_id=application.pk, granularity=granularity, bucket__gte=since, bucket__lte=window.until
+    )
     per_period = {period: LambdaStats() for period in periods}
     per_function: dict[tuple[str, str], LambdaStats] = {}
     total = LambdaStats()
@@ -405,15 +491,17 @@ def lambda_panel(*, application: Application, window: Window) -> LambdaPanel:
             if target is not None:
                 target.add(row)
     for bucket, function, version, bound, count in (
-            _read(LambdaDurationBucket).filter(application_id=application.pk, granularity=granularity,
-                                               bucket__gte=since, bucket__lte=window.until)
-            .values_list("bucket", "function", "version", "bound", "count")):
-        for target in (per_function.get((function, version)), total,
-                       per_period.get(_period_of(bucket, since, step))):
+        _read(LambdaDurationBucket)
+        .filter(application_id=application.pk, granularity=granularity, bucket__gte=since, bucket__lte=window.until)
+        .values_list("bucket", "function", "version", "bound", "count")
+    ):
+        for target in (per_function.get((function, version)), total, per_period.get(_period_of(bucket, since, step))):
             if target is not None:
                 target.durations[bound] = target.durations.get(bound, 0) + count
-    series = {name: [getattr(per_period[p], name) for p in periods]
-              for name in ("invocations", "errors", "cold_starts", "p50", "p95", "p99")}
+    series = {
+        name: [getattr(per_period[p], name) for p in periods]
+        for name in ("invocations", "errors", "cold_starts", "p50", "p95", "p99")
+    }
     functions = sorted(per_function.values(), key=lambda stats: (-stats.invocations, stats.function, stats.version))
     return LambdaPanel(periods=periods, series=series, functions=functions, total=total)
 
@@ -470,26 +558,41 @@ class ApiStats:
         return self.name.partition(" ")[2]
 
 
-_API_SUMS = {"n": Sum("count"), "e": Sum("errors"), "t": Sum("duration_ms"),
-             **{f"l{i}": Sum(name) for i, name in enumerate(ApiRollup.LATENCY_FIELDS)}}
+_API_SUMS = {
+    "n": Sum("count"),
+    "e": Sum("errors"),
+    "t": Sum("duration_ms"),
+    **{f"l{i}": Sum(name) for i, name in enumerate(ApiRollup.LATENCY_FIELDS)},
+}
 
 
 def _api_stats(name: str, row: dict) -> ApiStats:
-    return ApiStats(name, row["n"], row["e"], row["t"],
-                    tuple(row[f"l{i}"] for i in range(len(ApiRollup.LATENCY_FIELDS))))
+    return ApiStats(
+        name, row["n"], row["e"], row["t"], tuple(row[f"l{i}"] for i in range(len(ApiRollup.LATENCY_FIELDS)))
+    )
 
 
 def _api_rollups(application: Application, window: Window, dimension: str):
-    return _read(ApiRollup).filter(application_id=application.pk, granularity=window.granularity,
-                                   dimension=dimension, bucket__gte=window.since, bucket__lte=window.until)
+    return _read(ApiRollup).filter(
+        application_id=application.pk,
+        granularity=window.granularity,
+        dimension=dimension,
+        bucket__gte=window.since,
+        bucket__lte=window.until,
+    )
 
 
-def api_breakdown(*, application: Application, window: Window, dimension: str, limit: int | None = None,
-                  by_name: bool = False) -> list[ApiStats]:
+def api_breakdown(
+    *, application: Application, window: Window, dimension: str, limit: int | None = None, by_name: bool = False
+) -> list[ApiStats]:
     """Requests over the window by one dimension's value (endpoint, status, node, consumer; "" for
     the service), every service together, busiest first (``by_name``: in name order)."""
-    rows = (_api_rollups(application, window, dimension).values("value").annotate(**_API_SUMS)
-            .order_by("value" if by_name else "-n", "value"))
+    rows = (
+        _api_rollups(application, window, dimension)
+        .values("value")
+        .annotate(**_API_SUMS)
+        .order_by("value" if by_name else "-n", "value")
+    )
     if limit is not None:
         rows = rows[:limit]
     return [_api_stats(row["value"], row) for row in rows]
@@ -497,8 +600,12 @@ def api_breakdown(*, application: Application, window: Window, dimension: str, l
 
 def api_services(*, application: Application, window: Window) -> list[ApiStats]:
     """Requests over the window per service, busiest first."""
-    rows = (_api_rollups(application, window, ApiRollup.Dimension.SERVICE).values("service_name")
-            .annotate(**_API_SUMS).order_by("-n", "service_name"))
+    rows = (
+        _api_rollups(application, window, ApiRollup.Dimension.SERVICE)
+        .values("service_name")
+        .annotate(**_API_SUMS)
+        .order_by("-n", "service_name")
+    )
     return [_api_stats(row["service_name"], row) for row in rows]
 
 
@@ -510,15 +617,24 @@ class ApiSeries:
     @property
     def total(self) -> ApiStats:
         latency = tuple(map(sum, zip(*(s.latency for s in self.stats)))) or (0,) * len(ApiRollup.LATENCY_FIELDS)
-        return ApiStats("", sum(s.count for s in self.stats), sum(s.errors for s in self.stats),
-                        sum(s.duration_ms for s in self.stats), latency)
+        return ApiStats(
+            "",
+            sum(s.count for s in self.stats),
+            sum(s.errors for s in self.stats),
+            sum(s.duration_ms for s in self.stats),
+            latency,
+        )
 
 
 def api_series(*, application: Application, window: Window) -> ApiSeries:
     """Requests of every service per bucket of the window, from the service rollups."""
-    found = {row["bucket"].astimezone(UTC): _api_stats("", row) for row in
-             _api_rollups(application, window, ApiRollup.Dimension.SERVICE).values("bucket").annotate(**_API_SUMS)
-             .order_by()}
+    found = {
+        row["bucket"].astimezone(UTC): _api_stats("", row)
+        for row in _api_rollups(application, window, ApiRollup.Dimension.SERVICE)
+        .values("bucket")
+        .annotate(**_API_SUMS)
+        .order_by()
+    }
     empty = ApiStats("", 0, 0, 0, (0,) * len(ApiRollup.LATENCY_FIELDS))
     buckets = window.buckets
     return ApiSeries(buckets, [found.get(bucket, empty) for bucket in buckets])

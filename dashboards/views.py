@@ -15,10 +15,16 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import Application
-from accounts.selectors import (MANAGE_ROLES, ingest_url, organizations_of, role_in, two_factor_enabled,
-                                two_factor_required)
-from accounts.snippets import curl_snippet
+from accounts.selectors import (
+    MANAGE_ROLES,
+    ingest_url,
+    organizations_of,
+    role_in,
+    two_factor_enabled,
+    two_factor_required,
+)
 from accounts.services import user_time_zone_set
+from accounts.snippets import curl_snippet
 from alerts import selectors as alert_selectors
 from dashboards import selectors
 from ingest.exports import csv_cell
@@ -29,11 +35,16 @@ from ingest.streams import headers_kept
 def overview(request):
     summaries = selectors.overview(user=request.user, now=timezone.now())
     first_application = next((a.application for s in summaries for a in s.applications), None)
-    return render(request, "dashboards/overview.html", {
-        "summaries": summaries,
-        "example_url": ingest_url(first_application.organization.public_id, first_application.public_id)
-        if first_application else None,
-    })
+    return render(
+        request,
+        "dashboards/overview.html",
+        {
+            "summaries": summaries,
+            "example_url": ingest_url(first_application.organization.public_id, first_application.public_id)
+            if first_application
+            else None,
+        },
+    )
 
 
 def _epoch(buckets) -> list[int]:
@@ -47,15 +58,22 @@ def _manages(user, organization_id: int) -> bool:
 
 def _marks(transitions) -> list[dict]:
     """Alert transitions for charts.js to draw as vertical lines."""
-    return [{"t": int(notification.created_at.timestamp()), "type": notification.get_type_display().lower(),
-             "rule": notification.rule.name} for notification in transitions]
+    return [
+        {
+            "t": int(notification.created_at.timestamp()),
+            "type": notification.get_type_display().lower(),
+            "rule": notification.rule.name,
+        }
+        for notification in transitions
+    ]
 
 
 def _page_context(request, window, organization, events: list[int], application=None) -> dict:
     """What the organization and application pages share: the range picker, firing alerts, outcomes and charts."""
     hours, outcomes = selectors.outcome_series(organization=organization, application=application, window=window)
-    transitions = alert_selectors.transitions_between(organization=organization, application=application,
-                                                      since=window.since, until=window.until)
+    transitions = alert_selectors.transitions_between(
+        organization=organization, application=application, since=window.since, until=window.until
+    )
     return {
         "organization": organization,
         "firing": alert_selectors.firing_rules(organization=organization, application=application),
@@ -78,11 +96,17 @@ def organization(request, org_id: str):
     organization = get_object_or_404(organizations_of(user=request.user).select_related("tier"), public_id=org_id)
     now = timezone.now()
     window = selectors.window_for(range_key=request.GET.get("range"), granularity=request.GET.get("by"), now=now)
-    return render(request, "dashboards/organization.html", {
-        **_page_context(request, window, organization, selectors.event_series(window=window, organization=organization)),
-        "quota": selectors.organization_quota_usage(organization=organization, now=now),
-        "applications": organization.applications.order_by("name"),
-    })
+    return render(
+        request,
+        "dashboards/organization.html",
+        {
+            **_page_context(
+                request, window, organization, selectors.event_series(window=window, organization=organization)
+            ),
+            "quota": selectors.organization_quota_usage(organization=organization, now=now),
+            "applications": organization.applications.order_by("name"),
+        },
+    )
 
 
 ALERT_HISTORY_PAGE_SIZE = 25
@@ -93,27 +117,41 @@ def alert_history(request, org_id: str):
     """Each transition and reminder of the organization's rules (or of one, ``?rule=``), with its deliveries."""
     organization = get_object_or_404(organizations_of(user=request.user), public_id=org_id)
     rule_id = request.GET.get("rule")
-    rule = get_object_or_404(alert_selectors.rules_of(organization=organization),
-                             pk=rule_id) if rule_id and rule_id.isdigit() else None
-    page = Paginator(alert_selectors.alert_history(organization=organization, rule=rule),
-                     ALERT_HISTORY_PAGE_SIZE).get_page(request.GET.get("page"))
-    return render(request, "dashboards/alerts.html", {
-        "organization": organization, "rule": rule, "page": page,
-        "can_manage_alerts": _manages(request.user, organization.pk),
-    })
+    rule = (
+        get_object_or_404(alert_selectors.rules_of(organization=organization), pk=rule_id)
+        if rule_id and rule_id.isdigit()
+        else None
+    )
+    page = Paginator(
+        alert_selectors.alert_history(organization=organization, rule=rule), ALERT_HISTORY_PAGE_SIZE
+    ).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "dashboards/alerts.html",
+        {
+            "organization": organization,
+            "rule": rule,
+            "page": page,
+            "can_manage_alerts": _manages(request.user, organization.pk),
+        },
+    )
 
 
 def _application(request, org_id: str, app_id: str) -> Application:
-    return get_object_or_404(Application.objects.select_related("organization"), public_id=app_id,
-                             organization__public_id=org_id,
-                             organization__in=organizations_of(user=request.user))
+    return get_object_or_404(
+        Application.objects.select_related("organization"),
+        public_id=app_id,
+        organization__public_id=org_id,
+        organization__in=organizations_of(user=request.user),
+    )
 
 
 @login_required
 def application(request, org_id: str, app_id: str):
     application = _application(request, org_id, app_id)
-    window = selectors.window_for(range_key=request.GET.get("range"), granularity=request.GET.get("by"),
-                                  now=timezone.now())
+    window = selectors.window_for(
+        range_key=request.GET.get("range"), granularity=request.GET.get("by"), now=timezone.now()
+    )
     event_type = request.GET.get("type") or None
     series = selectors.event_series(window=window, application=application, event_type=event_type)
     if request.GET.get("format") == "csv":
@@ -124,21 +162,25 @@ def application(request, org_id: str, app_id: str):
 
     types = breakdown("event_type", of_type=None)
     events = selectors.latest_events(application=application, event_type=event_type)
-    return render(request, "dashboards/application.html", {
-        **_page_context(request, window, application.organization, series, application),
-        "application": application,
-        "event_type": event_type,
-        "type_choices": sorted({row.name for row in types} | ({event_type} if event_type else set())),
-        "types": types,
-        "breakdowns": [
-            ("Categories", "Category", breakdown("category")),
-            ("Services and versions", "Service", breakdown("service")),
-            ("SDK versions", "SDK", breakdown("sdk")),
-        ],
-        "events": events,
-        # Nothing ever arrived: say how to send a first event.
-        "first_event": None if events or event_type else _first_event_help(request.user, application),
-    })
+    return render(
+        request,
+        "dashboards/application.html",
+        {
+            **_page_context(request, window, application.organization, series, application),
+            "application": application,
+            "event_type": event_type,
+            "type_choices": sorted({row.name for row in types} | ({event_type} if event_type else set())),
+            "types": types,
+            "breakdowns": [
+                ("Categories", "Category", breakdown("category")),
+                ("Services and versions", "Service", breakdown("service")),
+                ("SDK versions", "SDK", breakdown("sdk")),
+            ],
+            "events": events,
+            # Nothing ever arrived: say how to send a first event.
+            "first_event": None if events or event_type else _first_event_help(request.user, application),
+        },
+    )
 
 
 def _rounded(value: float | None, digits: int) -> float | None:
@@ -151,15 +193,39 @@ def _api_charts(window, series) -> list[dict]:
     minutes = window.step / timedelta(minutes=1)
     stats = series.stats
     return [
-        {"id": "api-rate-chart", "x": x, "unit": "/min", "digits": 1, "series": [
-            {"label": "Requests a minute", "color": "#4338ca",
-             "values": [round(s.count / minutes, 2) for s in stats]}]},
-        {"id": "api-errors-chart", "x": x, "unit": "%", "digits": 1, "series": [
-            {"label": "Error rate", "color": "#dc2626", "values": [_rounded(s.error_percent, 2) for s in stats]}]},
-        {"id": "api-latency-chart", "x": x, "unit": " ms", "digits": 0, "series": [
-            {"label": "p50", "color": "#0891b2", "values": [_rounded(s.p50, 1) for s in stats]},
-            {"label": "p95", "color": "#d97706", "values": [_rounded(s.p95, 1) for s in stats]},
-            {"label": "p99", "color": "#b91c1c", "values": [_rounded(s.p99, 1) for s in stats]}]},
+        {
+            "id": "api-rate-chart",
+            "x": x,
+            "unit": "/min",
+            "digits": 1,
+            "series": [
+                {
+                    "label": "Requests a minute",
+                    "color": "#4338ca",
+                    "values": [round(s.count / minutes, 2) for s in stats],
+                }
+            ],
+        },
+        {
+            "id": "api-errors-chart",
+            "x": x,
+            "unit": "%",
+            "digits": 1,
+            "series": [
+                {"label": "Error rate", "color": "#dc2626", "values": [_rounded(s.error_percent, 2) for s in stats]}
+            ],
+        },
+        {
+            "id": "api-latency-chart",
+            "x": x,
+            "unit": " ms",
+            "digits": 0,
+            "series": [
+                {"label": "p50", "color": "#0891b2", "values": [_rounded(s.p50, 1) for s in stats]},
+                {"label": "p95", "color": "#d97706", "values": [_rounded(s.p95, 1) for s in stats]},
+                {"label": "p99", "color": "#b91c1c", "values": [_rounded(s.p99, 1) for s in stats]},
+            ],
+        },
     ]
 
 
@@ -167,36 +233,47 @@ def _api_charts(window, series) -> list[dict]:
 def application_api(request, org_id: str, app_id: str):
     """The API panel: HTTP requests (Malti's and the SDK middleware's) from the API rollups."""
     application = _application(request, org_id, app_id)
-    window = selectors.window_for(range_key=request.GET.get("range"), granularity=request.GET.get("by"),
-                                  now=timezone.now(), ranges=selectors.API_RANGES)
+    window = selectors.window_for(
+        range_key=request.GET.get("range"),
+        granularity=request.GET.get("by"),
+        now=timezone.now(),
+        ranges=selectors.API_RANGES,
+    )
     series = selectors.api_series(application=application, window=window)
     total = series.total
 
     def breakdown(dimension, **options):
         return selectors.api_breakdown(application=application, window=window, dimension=dimension, **options)
 
-    return render(request, "dashboards/api.html", {
-        "organization": application.organization,
-        "application": application,
-        "window": window,
-        "step": "5 minutes" if window.granularity == "5min" else window.granularity,
-        "ranges": [(key, granularities) for key, (_, granularities) in selectors.API_RANGES.items()],
-        "time_zone": request.user.time_zone,
-        "total": total,
-        "per_minute": total.count / ((window.until - window.since) / timedelta(minutes=1)),
-        "services": selectors.api_services(application=application, window=window),
-        "endpoints": breakdown("endpoint", limit=25),
-        "consumers": breakdown("consumer", limit=10),
-        "statuses": breakdown("status", by_name=True),
-        "nodes": breakdown("node", limit=20),
-        "charts": {"lines": _api_charts(window, series)},
-    })
+    return render(
+        request,
+        "dashboards/api.html",
+        {
+            "organization": application.organization,
+            "application": application,
+            "window": window,
+            "step": "5 minutes" if window.granularity == "5min" else window.granularity,
+            "ranges": [(key, granularities) for key, (_, granularities) in selectors.API_RANGES.items()],
+            "time_zone": request.user.time_zone,
+            "total": total,
+            "per_minute": total.count / ((window.until - window.since) / timedelta(minutes=1)),
+            "services": selectors.api_services(application=application, window=window),
+            "endpoints": breakdown("endpoint", limit=25),
+            "consumers": breakdown("consumer", limit=10),
+            "statuses": breakdown("status", by_name=True),
+            "nodes": breakdown("node", limit=20),
+            "charts": {"lines": _api_charts(window, series)},
+        },
+    )
 
 
 def _first_event_help(user, application: Application) -> dict:
     return {
-        "curl": curl_snippet(ingest_url=ingest_url(application.organization.public_id, application.public_id),
-                             api_token="YOUR_API_TOKEN", hmac_secret="YOUR_HMAC_SECRET"),
+        "curl": curl_snippet(
+            ingest_url=ingest_url(application.organization.public_id, application.public_id),
+            api_token="YOUR_API_TOKEN",
+            hmac_secret="YOUR_HMAC_SECRET",
+        ),
         "can_issue": _manages(user, application.organization_id),
     }
 
@@ -205,22 +282,31 @@ def _first_event_help(user, application: Application) -> dict:
 def application_tail(request, org_id: str, app_id: str):
     """The newest events, as table rows: the page polls this with htmx for its live tail."""
     application = _application(request, org_id, app_id)
-    return render(request, "dashboards/_event_rows.html", {
-        "events": selectors.latest_events(application=application, event_type=request.GET.get("type") or None),
-    })
+    return render(
+        request,
+        "dashboards/_event_rows.html",
+        {
+            "events": selectors.latest_events(application=application, event_type=request.GET.get("type") or None),
+        },
+    )
 
 
 @login_required
 def streams(request, org_id: str, app_id: str):
     application = _application(request, org_id, app_id)
-    return render(request, "dashboards/streams.html", {
-        "organization": application.organization,
-        "application": application,
-        "streams": selectors.application_streams(application=application),
-        "http_url": f"{settings.PUBLIC_URL.rstrip('/')}{_stream_path(application)}",
-        "websocket_url": f"{settings.PUBLIC_WEBSOCKET_URL.rstrip('/')}{_stream_path(application)}"
-        if settings.SERVER_WEBSOCKET_PORT else None,
-    })
+    return render(
+        request,
+        "dashboards/streams.html",
+        {
+            "organization": application.organization,
+            "application": application,
+            "streams": selectors.application_streams(application=application),
+            "http_url": f"{settings.PUBLIC_URL.rstrip('/')}{_stream_path(application)}",
+            "websocket_url": f"{settings.PUBLIC_WEBSOCKET_URL.rstrip('/')}{_stream_path(application)}"
+            if settings.SERVER_WEBSOCKET_PORT
+            else None,
+        },
+    )
 
 
 def _stream_path(application: Application) -> str:
@@ -229,33 +315,44 @@ def _stream_path(application: Application) -> str:
 
 def _stream(request, org_id: str, app_id: str, stream_id: int):
     application = _application(request, org_id, app_id)
-    return application, get_object_or_404(selectors.application_streams(application=application, limit=None),
-                                          pk=stream_id)
+    return application, get_object_or_404(
+        selectors.application_streams(application=application, limit=None), pk=stream_id
+    )
 
 
 @login_required
 def stream(request, org_id: str, app_id: str, stream_id: int):
     application, stream = _stream(request, org_id, app_id, stream_id)
-    return render(request, "dashboards/stream.html", {
-        "organization": application.organization, "application": application, "stream": stream,
-        # Filtered again as shown: streams stored before the allowlist may hold client addresses.
-        "headers": sorted(headers_kept(stream.headers.items()).items()),
-        "events": selectors.stream_events(stream=stream),
-    })
+    return render(
+        request,
+        "dashboards/stream.html",
+        {
+            "organization": application.organization,
+            "application": application,
+            "stream": stream,
+            # Filtered again as shown: streams stored before the allowlist may hold client addresses.
+            "headers": sorted(headers_kept(stream.headers.items()).items()),
+            "events": selectors.stream_events(stream=stream),
+        },
+    )
 
 
 @login_required
 def stream_tail(request, org_id: str, app_id: str, stream_id: int):
     """A stream's newest events, as table rows, for the stream page's live view."""
     _, stream = _stream(request, org_id, app_id, stream_id)
-    return render(request, "dashboards/_event_rows.html", {
-        "events": selectors.stream_events(stream=stream), "empty": "No events on this stream yet."})
+    return render(
+        request,
+        "dashboards/_event_rows.html",
+        {"events": selectors.stream_events(stream=stream), "empty": "No events on this stream yet."},
+    )
 
 
 def _csv(application, window, event_type, series) -> HttpResponse:
     response = HttpResponse(content_type="text/csv")
-    response["Content-Disposition"] = (f'attachment; filename="{application.public_id}-{window.key}-'
-                                       f'{window.granularity}.csv"')
+    response["Content-Disposition"] = (
+        f'attachment; filename="{application.public_id}-{window.key}-{window.granularity}.csv"'
+    )
     writer = csv.writer(response)
     writer.writerow(["bucket_start_utc", "granularity", "event_type", "events"])
     for bucket, count in zip(window.buckets, series):
@@ -264,8 +361,11 @@ def _csv(application, window, event_type, series) -> HttpResponse:
 
 
 class PreferencesForm(forms.Form):
-    time_zone = forms.ChoiceField(label="Time zone", choices=[(zone, zone) for zone in sorted(
-        zoneinfo.available_timezones())], help_text="Dates and times on the dashboards are shown in it.")
+    time_zone = forms.ChoiceField(
+        label="Time zone",
+        choices=[(zone, zone) for zone in sorted(zoneinfo.available_timezones())],
+        help_text="Dates and times on the dashboards are shown in it.",
+    )
 
 
 @login_required
@@ -275,26 +375,37 @@ def preferences(request):
         user_time_zone_set(user=request.user, time_zone=form.cleaned_data["time_zone"])
         messages.success(request, "Saved. Times are now shown in " + form.cleaned_data["time_zone"] + ".")
         return redirect("dashboards:preferences")
-    return render(request, "dashboards/preferences.html", {
-        "form": form, "two_factor": two_factor_enabled(user=request.user),
-        "two_factor_required": two_factor_required(user=request.user)})
+    return render(
+        request,
+        "dashboards/preferences.html",
+        {
+            "form": form,
+            "two_factor": two_factor_enabled(user=request.user),
+            "two_factor_required": two_factor_required(user=request.user),
+        },
+    )
 
 
 @login_required
 def application_lambda(request, org_id: str, app_id: str):
     """The Lambda panel: invocations, errors, cold starts, durations, cost and memory per function."""
     application = _application(request, org_id, app_id)
-    window = selectors.window_for(range_key=request.GET.get("range"), granularity=request.GET.get("by"),
-                                  now=timezone.now())
+    window = selectors.window_for(
+        range_key=request.GET.get("range"), granularity=request.GET.get("by"), now=timezone.now()
+    )
     panel = selectors.lambda_panel(application=application, window=window)
-    return render(request, "dashboards/lambda.html", {
-        "organization": application.organization,
-        "application": application,
-        "window": window,
-        "ranges": [(key, granularities) for key, (_, granularities) in selectors.RANGES.items()],
-        "period": {"minute": "5 minutes", "hour": "hour", "day": "day"}[window.granularity],
-        "panel": panel,
-        "time_zone": request.user.time_zone,
-        "charts": {"x": _epoch(panel.periods), **panel.series},
-        "base_url": request.build_absolute_uri("/").rstrip("/"),
-    })
+    return render(
+        request,
+        "dashboards/lambda.html",
+        {
+            "organization": application.organization,
+            "application": application,
+            "window": window,
+            "ranges": [(key, granularities) for key, (_, granularities) in selectors.RANGES.items()],
+            "period": {"minute": "5 minutes", "hour": "hour", "day": "day"}[window.granularity],
+            "panel": panel,
+            "time_zone": request.user.time_zone,
+            "charts": {"x": _epoch(panel.periods), **panel.series},
+            "base_url": request.build_absolute_uri("/").rstrip("/"),
+        },
+    )

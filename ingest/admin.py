@@ -5,8 +5,8 @@ from datetime import timedelta
 
 from django import forms
 from django.contrib import admin, messages
-from django.db import transaction
 from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.shortcuts import redirect
 from django.template.defaultfilters import filesizeformat
 from django.template.response import TemplateResponse
@@ -16,10 +16,9 @@ from accounts import selectors
 from accounts.admin import OrganizationOwnedForm, OrganizationScopedAdmin, RecordAdmin
 from accounts.models import Application
 from accounts.services import Source
+from ingest import erasure, scheduled_exports, tasks
 from ingest.archive import archive_verify
-from ingest import erasure
 from ingest.erasure import ErasureBusy, user_events_erase
-from ingest import scheduled_exports, tasks
 from ingest.models import Archive, Event, ExportRun, ExportSchedule, RollupSkip
 
 
@@ -33,8 +32,21 @@ class ArchiveAdmin(RecordAdmin, OrganizationScopedAdmin):
     list_filter = ["state", ("organization", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["application__name", "application__public_id", "organization__name"]
     date_hierarchy = "start"
-    fields = ["organization", "application", "start", "end", "state", "row_count", "size", "checksum",
-              "checksum_state", "path", "created_at", "archived_at", "restored_at"]
+    fields = [
+        "organization",
+        "application",
+        "start",
+        "end",
+        "state",
+        "row_count",
+        "size",
+        "checksum",
+        "checksum_state",
+        "path",
+        "created_at",
+        "archived_at",
+        "restored_at",
+    ]
     readonly_fields = fields
     actions = ["verify_selected"]
 
@@ -53,48 +65,76 @@ class ArchiveAdmin(RecordAdmin, OrganizationScopedAdmin):
         when = f"{archive.verified_at:%Y-%m-%d %H:%M} UTC" if archive.verified_at else ""
         return f"{'matches' if archive.checksum_ok else 'DOES NOT MATCH'} ({when})"
 
-
-    @admin.action(description="Read back and verify the checksums of the selected archives",
-                  permissions=["verify"])
+    @admin.action(description="Read back and verify the checksums of the selected archives", permissions=["verify"])
     def verify_selected(self, request, queryset):
-        results = [archive_verify(archive=archive) for archive in queryset.select_related("application__organization")
-                   if self._role(request, archive) in self.manage_roles]
+        results = [
+            archive_verify(archive=archive)
+            for archive in queryset.select_related("application__organization")
+            if self._role(request, archive) in self.manage_roles
+        ]
         failed = results.count(False)
-        self.message_user(request, f"{len(results) - failed} archives match their manifests; {failed} do not.",
-                          messages.ERROR if failed else messages.SUCCESS)
+        self.message_user(
+            request,
+            f"{len(results) - failed} archives match their manifests; {failed} do not.",
+            messages.ERROR if failed else messages.SUCCESS,
+        )
 
     def get_urls(self):
-        return [path("erase/", self.admin_site.admin_view(self.erase_view), name="ingest_archive_erase")] \
-            + super().get_urls()
+        return [
+            path("erase/", self.admin_site.admin_view(self.erase_view), name="ingest_archive_erase")
+        ] + super().get_urls()
 
     def erase_view(self, request):
-        managed = Application.objects.filter(organization__in=selectors.organizations_of(
-            user=request.user, roles=self.manage_roles)).select_related("organization")
+        managed = Application.objects.filter(
+            organization__in=selectors.organizations_of(user=request.user, roles=self.manage_roles)
+        ).select_related("organization")
         if not managed.exists():
             raise PermissionDenied
         form = ErasureForm(request.POST or None, applications=managed)
         if request.method == "POST" and form.is_valid():
             try:
-                erased = user_events_erase(application=form.cleaned_data["application"],
-                                           user_id=form.cleaned_data["user_id"], via="admin", by=request.user,
-                                           source=Source.from_request(request),
-                                           lock_wait=erasure.REQUEST_LOCK_WAIT_SECONDS)
+                erased = user_events_erase(
+                    application=form.cleaned_data["application"],
+                    user_id=form.cleaned_data["user_id"],
+                    via="admin",
+                    by=request.user,
+                    source=Source.from_request(request),
+                    lock_wait=erasure.REQUEST_LOCK_WAIT_SECONDS,
+                )
             except ErasureBusy:
-                form.add_error(None, "Archive work is in progress (an archive run, restore or export): nothing "
-                                     "was erased. Try again in a few minutes.")
+                form.add_error(
+                    None,
+                    "Archive work is in progress (an archive run, restore or export): nothing "
+                    "was erased. Try again in a few minutes.",
+                )
             else:
-                self.message_user(request, f"Erased {erased.events} stored and {erased.archived_events} archived "
-                                           f"events ({erased.archives_rewritten} archives rewritten). Receipt "
-                                           f"#{erased.receipt.pk} is in the audit log.", messages.SUCCESS)
+                self.message_user(
+                    request,
+                    f"Erased {erased.events} stored and {erased.archived_events} archived "
+                    f"events ({erased.archives_rewritten} archives rewritten). Receipt "
+                    f"#{erased.receipt.pk} is in the audit log.",
+                    messages.SUCCESS,
+                )
                 return redirect("admin:accounts_auditentry_change", erased.receipt.pk)
-        return TemplateResponse(request, "admin/ingest/archive/erase.html", {
-            **self.admin_site.each_context(request), "opts": self.opts, "form": form,
-            "title": "Erase a user's events"})
+        return TemplateResponse(
+            request,
+            "admin/ingest/archive/erase.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.opts,
+                "form": form,
+                "title": "Erase a user's events",
+            },
+        )
+
 
 class ErasureForm(forms.Form):
     application = forms.ModelChoiceField(queryset=Application.objects.none())
-    user_id = forms.CharField(max_length=Event._meta.get_field("user_id").max_length, strip=True,
-                              help_text="As the SDK sent it, e.g. client_3f2a…")
+    user_id = forms.CharField(
+        max_length=Event._meta.get_field("user_id").max_length,
+        strip=True,
+        help_text="As the SDK sent it, e.g. client_3f2a…",
+    )
 
     def __init__(self, *args, applications, **kwargs):
         super().__init__(*args, **kwargs)
@@ -103,13 +143,32 @@ class ErasureForm(forms.Form):
 
 @admin.register(RollupSkip)
 class RollupSkipAdmin(OrganizationScopedAdmin):
-    list_display = ["created_at", "organization", "application", "kind", "events", "first_timestamp",
-                    "last_timestamp", "rebuild"]
+    list_display = [
+        "created_at",
+        "organization",
+        "application",
+        "kind",
+        "events",
+        "first_timestamp",
+        "last_timestamp",
+        "rebuild",
+    ]
     list_select_related = ["application", "organization"]
     list_filter = ["kind", ("organization", admin.RelatedOnlyFieldListFilter)]
     date_hierarchy = "created_at"
-    fields = ["organization", "application", "kind", "events", "first_event_id", "last_event_id",
-              "first_timestamp", "last_timestamp", "error", "rebuild", "created_at"]
+    fields = [
+        "organization",
+        "application",
+        "kind",
+        "events",
+        "first_event_id",
+        "last_event_id",
+        "first_timestamp",
+        "last_timestamp",
+        "error",
+        "rebuild",
+        "created_at",
+    ]
     readonly_fields = fields
 
     @admin.display(description="To count them again")
@@ -154,7 +213,8 @@ class ExportScheduleAdmin(OrganizationScopedAdmin):
     def formfield_for_manytomany(self, db_field, request, **kwargs):
         if db_field.name == "applications" and not request.user.is_superuser:
             kwargs["queryset"] = Application.objects.filter(
-                organization__in=selectors.organizations_of(user=request.user, roles=self.manage_roles))
+                organization__in=selectors.organizations_of(user=request.user, roles=self.manage_roles)
+            )
         return super().formfield_for_manytomany(db_field, request, **kwargs)
 
     @admin.display(description="Formats")
@@ -186,14 +246,37 @@ class ExportScheduleAdmin(OrganizationScopedAdmin):
 class ExportRunAdmin(RecordAdmin, OrganizationScopedAdmin):
     """Files the scheduled exports wrote or failed to write: read-only; re-exported on demand."""
 
-    list_display = ["day", "application", "format", "state", "row_count", "size", "attempts", "next_attempt_at",
-                    "short_error"]
+    list_display = [
+        "day",
+        "application",
+        "format",
+        "state",
+        "row_count",
+        "size",
+        "attempts",
+        "next_attempt_at",
+        "short_error",
+    ]
     list_select_related = ["application", "organization"]
     list_filter = ["state", "format", ("organization", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["application__name", "application__public_id", "path"]
     date_hierarchy = "day"
-    fields = ["organization", "application", "day", "format", "state", "path", "row_count", "size", "checksum",
-              "attempts", "next_attempt_at", "error", "started_at", "finished_at"]
+    fields = [
+        "organization",
+        "application",
+        "day",
+        "format",
+        "state",
+        "path",
+        "row_count",
+        "size",
+        "checksum",
+        "attempts",
+        "next_attempt_at",
+        "error",
+        "started_at",
+        "finished_at",
+    ]
     readonly_fields = fields
     actions = ["reexport_selected"]
 
@@ -208,11 +291,15 @@ class ExportRunAdmin(RecordAdmin, OrganizationScopedAdmin):
     def has_reexport_permission(self, request):
         return self._manages_any(request)
 
-
     @admin.action(description="Re-export the selected files", permissions=["reexport"])
     def reexport_selected(self, request, queryset):
-        managed = queryset if request.user.is_superuser else queryset.filter(
-            organization__in=selectors.organizations_of(user=request.user, roles=self.manage_roles))
+        managed = (
+            queryset
+            if request.user.is_superuser
+            else queryset.filter(
+                organization__in=selectors.organizations_of(user=request.user, roles=self.manage_roles)
+            )
+        )
         redone = scheduled_exports.export_runs_redo(runs=managed)
         transaction.on_commit(tasks.scheduled_exports_run.delay)
         self.message_user(request, f"{redone} files will be written again in a moment.", messages.SUCCESS)

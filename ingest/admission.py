@@ -11,8 +11,8 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass
-from functools import partial
 from datetime import UTC, datetime
+from functools import partial
 
 import redis
 from django.db import transaction
@@ -130,8 +130,9 @@ def _quota_key(target: IngestTarget, now: datetime) -> str:
 _NO_REFUSAL_QUOTA = 10**15  # monitor-only: counted against a limit never reached
 
 
-def request_admit(*, target: IngestTarget, reserve: int | None, nonce_key: str = "", nonce_ttl: int = 0
-                  ) -> Admission | None:
+def request_admit(
+    *, target: IngestTarget, reserve: int | None, nonce_key: str = "", nonce_ttl: int = 0
+) -> Admission | None:
     """Claims the nonce (unless ``nonce_ttl`` is 0: a client that does not sign), applies the rate limit
     and reserves ``reserve`` events of the monthly quota (None: reserve later, once the batch is
     parsed), all in one round trip.
@@ -148,9 +149,14 @@ def request_admit(*, target: IngestTarget, reserve: int | None, nonce_key: str =
     else:
         quota = target.monthly_quota if target.quota_refuses else _NO_REFUSAL_QUOTA
     fresh, generation, verdict, remaining, reset_ms, granted, *used = admit(
-        keys=[nonce_key or "tk:no-nonce", CREDENTIALS_GENERATION_KEY, f"tk:rate:{target.application_id}",
-              _quota_key(target, now)],
-        args=[nonce_ttl, limit or 0, quota, reserve or 0, int(target.quota_refuses)])
+        keys=[
+            nonce_key or "tk:no-nonce",
+            CREDENTIALS_GENERATION_KEY,
+            f"tk:rate:{target.application_id}",
+            _quota_key(target, now),
+        ],
+        args=[nonce_ttl, limit or 0, quota, reserve or 0, int(target.quota_refuses)],
+    )
     if used and int(granted) > 0:
         quota_thresholds_check(target=target, before=int(used[0]) - int(granted), after=int(used[0]))
     return Admission(
@@ -168,8 +174,12 @@ def request_admit(*, target: IngestTarget, reserve: int | None, nonce_key: str =
 def month_usage_from_database(*, organization_id: int, now: datetime) -> int:
     """Accepted events of the organization this month, as flushed to the database."""
     start = datetime(now.year, now.month, 1, tzinfo=UTC)
-    return Outcome.objects.filter(organization_id=organization_id, hour__gte=start,
-                                  outcome=Outcome.Kind.ACCEPTED).aggregate(total=Sum("count"))["total"] or 0
+    return (
+        Outcome.objects.filter(
+            organization_id=organization_id, hour__gte=start, outcome=Outcome.Kind.ACCEPTED
+        ).aggregate(total=Sum("count"))["total"]
+        or 0
+    )
 
 
 def quota_reserve(*, target: IngestTarget, wanted: int) -> int:
@@ -206,8 +216,14 @@ def quota_thresholds_check(*, target: IngestTarget, before: int, after: int) -> 
         if before < threshold <= after:
             from accounts.tasks import quota_notify  # only once a level is crossed: this runs on every reservation
 
-            transaction.on_commit(partial(quota_notify.delay, organization_id=target.organization_id,
-                                          month=utc_now().strftime("%Y-%m"), level=level))
+            transaction.on_commit(
+                partial(
+                    quota_notify.delay,
+                    organization_id=target.organization_id,
+                    month=utc_now().strftime("%Y-%m"),
+                    level=level,
+                )
+            )
 
 
 # KEYS: quota; ARGV: usage the database knows of, ttl. Raises the counter to it, never lowers it:
@@ -232,8 +248,11 @@ def quotas_reconcile() -> int:
         return 0
     now = utc_now()
     start = datetime(now.year, now.month, 1, tzinfo=UTC)
-    usage = dict(Outcome.objects.filter(hour__gte=start, outcome=Outcome.Kind.ACCEPTED)
-                 .values_list("organization_id").annotate(total=Sum("count")))
+    usage = dict(
+        Outcome.objects.filter(hour__gte=start, outcome=Outcome.Kind.ACCEPTED)
+        .values_list("organization_id")
+        .annotate(total=Sum("count"))
+    )
     raised = 0
     for organization_id in Organization.objects.filter(tier__is_unlimited=False).values_list("pk", flat=True):
         key = f"tk:quota:{organization_id}:{month_key(now)}"
@@ -258,8 +277,14 @@ def _outcome_field(outcome: str, reason: str = "") -> str:
     return f"{outcome}:{reason}"
 
 
-def outcomes_record(*, organization_id: int, application_id: int, counts: Counter,
-                    quota_unused: int = 0, target: IngestTarget | None = None) -> None:
+def outcomes_record(
+    *,
+    organization_id: int,
+    application_id: int,
+    counts: Counter,
+    quota_unused: int = 0,
+    target: IngestTarget | None = None,
+) -> None:
     """Counts outcomes other than ``accepted`` for this hour, and gives back quota reserved for events
     not stored. Accepted events are counted from the events table itself (``rollups_update``), so the
     common request, all accepted, needs no round trip here at all."""
@@ -285,11 +310,18 @@ def outcomes_record(*, organization_id: int, application_id: int, counts: Counte
 
 def _outcomes_add(organization_id: int, application_id: int, hour: datetime, counts: Counter) -> None:
     for (outcome, reason), count in counts.items():
-        updated = Outcome.objects.filter(application_id=application_id, hour=hour, outcome=outcome,
-                                         reason=reason).update(count=F("count") + count)
+        updated = Outcome.objects.filter(
+            application_id=application_id, hour=hour, outcome=outcome, reason=reason
+        ).update(count=F("count") + count)
         if not updated:
-            Outcome.objects.create(organization_id=organization_id, application_id=application_id, hour=hour,
-                                   outcome=outcome, reason=reason, count=count)
+            Outcome.objects.create(
+                organization_id=organization_id,
+                application_id=application_id,
+                hour=hour,
+                outcome=outcome,
+                reason=reason,
+                count=count,
+            )
 
 
 def outcomes_flush() -> int:

@@ -48,8 +48,10 @@ class DataNumber(Func):
         data, params = compiler.compile(self.source_expressions[0])
         value = f"({data} #> %s)"
         cast = "bigint" if isinstance(self.output_field, BigIntegerField) else "double precision"
-        sql = (f"CASE WHEN jsonb_typeof({value}) = 'number' "
-               f"THEN LEAST(GREATEST({value}::numeric, {self.lower}), {self.upper})::{cast} END")
+        sql = (
+            f"CASE WHEN jsonb_typeof({value}) = 'number' "
+            f"THEN LEAST(GREATEST({value}::numeric, {self.lower}), {self.upper})::{cast} END"
+        )
         path = _pg_path(self.path)
         return sql, (*params, path, *params, path)
 
@@ -57,8 +59,10 @@ class DataNumber(Func):
         data, params = compiler.compile(self.source_expressions[0])
         path = _sqlite_path(self.path)
         cast = "INTEGER" if isinstance(self.output_field, BigIntegerField) else "REAL"
-        sql = (f"CASE WHEN json_type({data}, %s) IN ('integer', 'real') "
-               f"THEN CAST(MIN(MAX(json_extract({data}, %s), {self.lower}), {self.upper}) AS {cast}) END")
+        sql = (
+            f"CASE WHEN json_type({data}, %s) IN ('integer', 'real') "
+            f"THEN CAST(MIN(MAX(json_extract({data}, %s), {self.lower}), {self.upper}) AS {cast}) END"
+        )
         return sql, (*params, path, *params, path)
 
 
@@ -77,8 +81,7 @@ class DataText(Func):
         path = _pg_path(self.path)
         if self.any_type:
             return f"{data} #>> %s", (*params, path)
-        return f"CASE WHEN jsonb_typeof({data} #> %s) = 'string' THEN {data} #>> %s END", (
-            *params, path, *params, path)
+        return f"CASE WHEN jsonb_typeof({data} #> %s) = 'string' THEN {data} #>> %s END", (*params, path, *params, path)
 
     def as_sqlite(self, compiler, connection, **extra):
         data, params = compiler.compile(self.source_expressions[0])
@@ -86,7 +89,11 @@ class DataText(Func):
         if self.any_type:
             return f"json_extract({data}, %s)", (*params, path)
         return f"CASE WHEN json_type({data}, %s) = 'text' THEN json_extract({data}, %s) END", (
-            *params, path, *params, path)
+            *params,
+            path,
+            *params,
+            path,
+        )
 
 
 class _FiveMinutes(Func):
@@ -109,8 +116,9 @@ def _text(key: str):
 
 _VALUES = {
     Dimension.SERVICE: Value(""),
-    Dimension.ENDPOINT: Left(Concat(_text("method"), Value(" "), _text("endpoint"), output_field=CharField()),
-                             VALUE_LENGTH),
+    Dimension.ENDPOINT: Left(
+        Concat(_text("method"), Value(" "), _text("endpoint"), output_field=CharField()), VALUE_LENGTH
+    ),
     Dimension.STATUS: Coalesce(Cast("st", CharField()), Value("")),
     Dimension.NODE: Left(_text("node"), VALUE_LENGTH),
     Dimension.CONSUMER: Left(_text("consumer"), VALUE_LENGTH),
@@ -137,21 +145,35 @@ def _latency_counts() -> dict:
 def _add(requests, granularity: str) -> None:
     if granularity == Granularity.FIVE_MINUTES:
         requests = requests.filter(timestamp__gte=EventRollup.minute_rollups_since())
-    requests = requests.annotate(st=DataNumber("status", upper=999), rt=DataNumber("response_time", upper=MAX_RESPONSE_MS))
+    requests = requests.annotate(
+        st=DataNumber("status", upper=999), rt=DataNumber("response_time", upper=MAX_RESPONSE_MS)
+    )
     table = ApiRollup._meta.db_table
-    updates = ", ".join(f"{name} = {_saturating_sum(f'{table}.{name}', f'excluded.{name}')}"
-                        if name == "duration_ms" else f"{name} = {table}.{name} + excluded.{name}"
-                        for name in _MEASURES)
+    updates = ", ".join(
+        f"{name} = {_saturating_sum(f'{table}.{name}', f'excluded.{name}')}"
+        if name == "duration_ms"
+        else f"{name} = {table}.{name} + excluded.{name}"
+        for name in _MEASURES
+    )
     for dimension, value in _VALUES.items():
-        grouped = (requests.annotate(g=Value(granularity), b=_BUCKETS[granularity](), d=Value(dimension.value),
-                                     s=F("service_name"), v=value)
-                   .values(*_KEY)
-                   .annotate(n=Count("id"), e=Count("id", filter=Q(st__gte=400) & ~Q(st=401)),
-                             t=Least(Coalesce(Sum("rt"), 0), Value(BIGINT_MAX)), **_latency_counts())
-                   .order_by())
+        grouped = (
+            requests.annotate(
+                g=Value(granularity), b=_BUCKETS[granularity](), d=Value(dimension.value), s=F("service_name"), v=value
+            )
+            .values(*_KEY)
+            .annotate(
+                n=Count("id"),
+                e=Count("id", filter=Q(st__gte=400) & ~Q(st=401)),
+                t=Least(Coalesce(Sum("rt"), 0), Value(BIGINT_MAX)),
+                **_latency_counts(),
+            )
+            .order_by()
+        )
         select_sql, params = grouped.query.sql_with_params()
-        sql = (f"INSERT INTO {table} ({', '.join(_COLUMNS + _MEASURES)}) {select_sql} "
-               f"ON CONFLICT ({', '.join(_UNIQUE)}) DO UPDATE SET {updates}")
+        sql = (
+            f"INSERT INTO {table} ({', '.join(_COLUMNS + _MEASURES)}) {select_sql} "
+            f"ON CONFLICT ({', '.join(_UNIQUE)}) DO UPDATE SET {updates}"
+        )
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
 
@@ -181,6 +203,7 @@ def api_rollups_rebuild(events, *, since: datetime, until: datetime) -> None:
 
 def five_minute_rollups_prune() -> int:
     """Deletes 5-minute API rollups older than the panel shows; returns how many rows went."""
-    deleted, _ = ApiRollup.objects.filter(granularity=Granularity.FIVE_MINUTES,
-                                          bucket__lt=EventRollup.minute_rollups_since()).delete()
+    deleted, _ = ApiRollup.objects.filter(
+        granularity=Granularity.FIVE_MINUTES, bucket__lt=EventRollup.minute_rollups_since()
+    ).delete()
     return deleted

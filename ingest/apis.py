@@ -17,10 +17,25 @@ from ingest import malti, streams, verification
 from ingest.admission import Admission, outcomes_record, quota_release, request_admit, seconds_to_month_end, utc_now
 from ingest.archive import STORAGE_ERRORS
 from ingest.erasure import ErasureBusy, user_events_erase
-from ingest.errors import (ApiError, BadRequest, PayloadTooLarge, QuotaExceeded, ServiceBusy, StorageUnavailable,
-                           TooManyStreams, Unauthorized, error_body)
-from ingest.intake import (admission_enforce, bearer_token, body_encoding_check, rate_limit_headers,
-                           request_admit_unsigned, token_authenticate)
+from ingest.errors import (
+    ApiError,
+    BadRequest,
+    PayloadTooLarge,
+    QuotaExceeded,
+    ServiceBusy,
+    StorageUnavailable,
+    TooManyStreams,
+    Unauthorized,
+    error_body,
+)
+from ingest.intake import (
+    admission_enforce,
+    bearer_token,
+    body_encoding_check,
+    rate_limit_headers,
+    request_admit_unsigned,
+    token_authenticate,
+)
 from ingest.models import Event, Outcome, Stream
 from ingest.negotiation import MachineApi
 from ingest.schema import BatchFormatError, batch_check, batch_decode
@@ -69,10 +84,16 @@ class IngestApi(MachineApi):
         do_not_track = meta.get("HTTP_DNT", "").strip() == "1"
         declared = verification.count_header(meta.get("HTTP_X_BATCH_SIZE"))
         admission = request_admit(
-            target=target, nonce_key=replay_key, nonce_ttl=settings.SECURITY_NONCE_TTL,
-            reserve=None if do_not_track or declared is None else min(declared, settings.INGEST_MAX_BATCH_SIZE))
-        fresh = admission.nonce_fresh if admission else nonce_claim_in_database(
-            key=replay_key, ttl=settings.SECURITY_NONCE_TTL)
+            target=target,
+            nonce_key=replay_key,
+            nonce_ttl=settings.SECURITY_NONCE_TTL,
+            reserve=None if do_not_track or declared is None else min(declared, settings.INGEST_MAX_BATCH_SIZE),
+        )
+        fresh = (
+            admission.nonce_fresh
+            if admission
+            else nonce_claim_in_database(key=replay_key, ttl=settings.SECURITY_NONCE_TTL)
+        )
         if not fresh:
             outcomes_count(target=target, counts=Counter({(Kind.REFUSED, "nonce_reused"): 1}))
             raise Unauthorized("X-Nonce was already used")
@@ -104,8 +125,15 @@ class IngestApi(MachineApi):
             response[name] = value
         return response
 
-    def _ingest(self, meta, target: IngestTarget, body: bytes, admission: Admission | None, do_not_track: bool,
-                bound_service: str):
+    def _ingest(
+        self,
+        meta,
+        target: IngestTarget,
+        body: bytes,
+        admission: Admission | None,
+        do_not_track: bool,
+        bound_service: str,
+    ):
         if do_not_track:
             outcomes_count(target=target, counts=Counter({(Kind.DNT, ""): _declared_events(meta)}))
             return HttpResponse(status=204)
@@ -115,29 +143,40 @@ class IngestApi(MachineApi):
             body_encoding_check(meta)
             events = _batch_decode(body)
             if len(events) > settings.INGEST_MAX_BATCH_SIZE:
-                raise PayloadTooLarge(
-                    f"Batch has {len(events)} events; the limit is {settings.INGEST_MAX_BATCH_SIZE}")
+                raise PayloadTooLarge(f"Batch has {len(events)} events; the limit is {settings.INGEST_MAX_BATCH_SIZE}")
             declared = _batch_size_header(meta)
             if declared is not None and declared != len(events):
                 raise BadRequest(f"X-Batch-Size is {declared} but the body has {len(events)} events")
             max_age_days = settings.INGEST_MAX_EVENT_AGE_DAYS
-            checked = batch_check(events, now=timezone.now(),
-                                  max_age=timedelta(days=max_age_days) if max_age_days else None,
-                                  max_depth=settings.INGEST_MAX_JSON_DEPTH)
+            checked = batch_check(
+                events,
+                now=timezone.now(),
+                max_age=timedelta(days=max_age_days) if max_age_days else None,
+                max_depth=settings.INGEST_MAX_JSON_DEPTH,
+            )
             verification.service_binding_check(service=bound_service, checked=checked)
         except ApiError as error:
-            outcomes_count(target=target, counts=Counter({(Kind.INVALID, error.code): _declared_events(meta)}),
-                           quota_unused=reserved or 0)
+            outcomes_count(
+                target=target,
+                counts=Counter({(Kind.INVALID, error.code): _declared_events(meta)}),
+                quota_unused=reserved or 0,
+            )
             raise
         except Exception:
             if reserved:
                 quota_release(target=target, unused=reserved)
             raise
-        accepted = events_accept(target=target, checked=checked, reserved=reserved,
-                                 sdk_version=meta.get("HTTP_X_SDK_VERSION", "")[:100] or None)
+        accepted = events_accept(
+            target=target,
+            checked=checked,
+            reserved=reserved,
+            sdk_version=meta.get("HTTP_X_SDK_VERSION", "")[:100] or None,
+        )
         if accepted.wanted and not accepted.granted:
-            raise QuotaExceeded("The organization's monthly event quota is spent",
-                                headers={"Retry-After": str(seconds_to_month_end(utc_now()))})
+            raise QuotaExceeded(
+                "The organization's monthly event quota is spent",
+                headers={"Retry-After": str(seconds_to_month_end(utc_now()))},
+            )
         return batch_response(total=len(events), errors=accepted.errors)
 
 
@@ -180,8 +219,13 @@ def _request_headers(meta):
 
 
 # How a stream that stopped early is answered (the body is still the count stored).
-_STREAM_STOP_STATUS = {"payload_too_large": 413, "quota_exceeded": 429, "rate_limit_exceeded": 429, "unauthorized": 401,
-                       "service_mismatch": 403}
+_STREAM_STOP_STATUS = {
+    "payload_too_large": 413,
+    "quota_exceeded": 429,
+    "rate_limit_exceeded": 429,
+    "unauthorized": 401,
+    "service_mismatch": 403,
+}
 
 
 class StreamApi(MachineApi):
@@ -197,8 +241,10 @@ class StreamApi(MachineApi):
         admission = request_admit_unsigned(target=target, events=None)
         slot = streams.StreamSlot(token)
         if not slot.claim():
-            raise TooManyStreams(f"{settings.STREAM_MAX_CONNECTIONS_PER_TOKEN} streams are open with this token "
-                                 "already", headers={"Retry-After": "5"})
+            raise TooManyStreams(
+                f"{settings.STREAM_MAX_CONNECTIONS_PER_TOKEN} streams are open with this token already",
+                headers={"Retry-After": "5"},
+            )
         try:
             return self._stream(request, target, token, admission, slot, org_id, app_id)
         finally:
@@ -206,14 +252,16 @@ class StreamApi(MachineApi):
 
     def _stream(self, request, target, token: str, admission, slot, org_id: str, app_id: str) -> HttpResponse:
         meta = request.META
-        stream = streams.stream_open(target=target, transport=Stream.Transport.HTTP,
-                                     headers=streams.headers_kept(_request_headers(meta)))
+        stream = streams.stream_open(
+            target=target, transport=Stream.Transport.HTTP, headers=streams.headers_kept(_request_headers(meta))
+        )
         stored, status, ending, headers = 0, 200, Stream.Ending.COMPLETED, rate_limit_headers(admission)
         body = streams.MeteredRead(verification.body_stream(request._request).read)
         admitted = streams.BYTES_PER_REQUEST  # the bytes the stream's admissions so far cover
         try:
-            for values in streams.values_read(body.read, max_value_bytes=settings.STREAM_MAX_VALUE_SIZE,
-                                              max_body_bytes=settings.STREAM_MAX_BODY_SIZE):
+            for values in streams.values_read(
+                body.read, max_value_bytes=settings.STREAM_MAX_VALUE_SIZE, max_body_bytes=settings.STREAM_MAX_BODY_SIZE
+            ):
                 while body.size > admitted:
                     try:
                         request_admit_unsigned(target=target, events=None)
@@ -223,8 +271,9 @@ class StreamApi(MachineApi):
                     admitted += streams.BYTES_PER_REQUEST
                 if slot.due():
                     slot.claim()  # renewed, so a long stream keeps its place
-                stored += streams.stream_values_store(stream=stream, values=values, token=token, org_id=org_id,
-                                                      app_id=app_id)
+                stored += streams.stream_values_store(
+                    stream=stream, values=values, token=token, org_id=org_id, app_id=app_id
+                )
         except streams.StreamStopped as stop:
             stored += stop.stored
             status, ending = _STREAM_STOP_STATUS.get(stop.code, 400), stop.code
@@ -245,10 +294,19 @@ class StreamApi(MachineApi):
         if request.META.get("HTTP_UPGRADE", "").lower() != "websocket":
             raise MethodNotAllowed("GET")
         url = f"{settings.PUBLIC_WEBSOCKET_URL.rstrip('/')}{request.path}"
-        return HttpResponse(_encode(error_body(
-            "websocket_elsewhere", f"WebSocket streams are served at {url}" if settings.SERVER_WEBSOCKET_PORT
-            else "WebSocket streams are not enabled on this server")), status=426,
-            content_type="application/json", headers={"Upgrade": "websocket"} if settings.SERVER_WEBSOCKET_PORT else {})
+        return HttpResponse(
+            _encode(
+                error_body(
+                    "websocket_elsewhere",
+                    f"WebSocket streams are served at {url}"
+                    if settings.SERVER_WEBSOCKET_PORT
+                    else "WebSocket streams are not enabled on this server",
+                )
+            ),
+            status=426,
+            content_type="application/json",
+            headers={"Upgrade": "websocket"} if settings.SERVER_WEBSOCKET_PORT else {},
+        )
 
 
 class _ErasureRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -277,8 +335,9 @@ class ErasureApi(MachineApi):
             raise Unauthorized("Invalid credentials or signature")
         body = verification.body_read(request._request)
         key = verification.key_verify(target, headers, body)
-        if not nonce_claim_in_database(key=nonce_key(target.application_id, headers.replay_key),
-                                       ttl=settings.SECURITY_NONCE_TTL):
+        if not nonce_claim_in_database(
+            key=nonce_key(target.application_id, headers.replay_key), ttl=settings.SECURITY_NONCE_TTL
+        ):
             raise Unauthorized("X-Nonce was already used")
         verification.content_type_check(meta)
         try:
@@ -288,22 +347,32 @@ class ErasureApi(MachineApi):
         if not 0 < len(user_id) <= Event._meta.get_field("user_id").max_length or "\x00" in user_id:
             raise BadRequest("user_id must be 1 to 71 characters, none of them NUL")
         try:
-            erasure = user_events_erase(application=application_for(target), user_id=user_id, via="api",
-                                        source=Source.from_request(request), credential=f"#{key.credential_id}",
-                                        lock_wait=ERASURE_LOCK_WAIT_SECONDS)
+            erasure = user_events_erase(
+                application=application_for(target),
+                user_id=user_id,
+                via="api",
+                source=Source.from_request(request),
+                credential=f"#{key.credential_id}",
+                lock_wait=ERASURE_LOCK_WAIT_SECONDS,
+            )
         except ErasureBusy:
             # Never hold a web thread behind an hour-long archive run: the client retries.
             raise ServiceBusy("Archive work is in progress; retry later", headers={"Retry-After": "60"}) from None
         except STORAGE_ERRORS:
             # What was erased stays erased; the retry finishes the rest and writes the receipt.
-            raise StorageUnavailable("The archive storage cannot be reached; retry later",
-                                     headers={"Retry-After": "60"}) from None
-        body = {"status": "erased" if not erasure.archives_unreadable else "partial",
-                "receipt_id": erasure.receipt.pk, "erased_at": erasure.receipt.created_at.isoformat(),
-                "events_erased": erasure.events, "archived_events_erased": erasure.archived_events,
-                "archives_rewritten": erasure.archives_rewritten,
-                "archives_unreadable": len(erasure.archives_unreadable),
-                "export_files_to_rewrite": erasure.export_files_to_rewrite}
+            raise StorageUnavailable(
+                "The archive storage cannot be reached; retry later", headers={"Retry-After": "60"}
+            ) from None
+        body = {
+            "status": "erased" if not erasure.archives_unreadable else "partial",
+            "receipt_id": erasure.receipt.pk,
+            "erased_at": erasure.receipt.created_at.isoformat(),
+            "events_erased": erasure.events,
+            "archived_events_erased": erasure.archived_events,
+            "archives_rewritten": erasure.archives_rewritten,
+            "archives_unreadable": len(erasure.archives_unreadable),
+            "export_files_to_rewrite": erasure.export_files_to_rewrite,
+        }
         return HttpResponse(_encode(body), content_type="application/json")
 
 
@@ -339,8 +408,12 @@ class MaltiIngestApi(MachineApi):
             body = verification.body_read(request._request)
             body_encoding_check(meta)
             max_age_days = settings.INGEST_MAX_EVENT_AGE_DAYS
-            records = malti.records_decode(body, max_records=settings.INGEST_MAX_BATCH_SIZE, now=timezone.now(),
-                                           max_age=timedelta(days=max_age_days) if max_age_days else None)
+            records = malti.records_decode(
+                body,
+                max_records=settings.INGEST_MAX_BATCH_SIZE,
+                now=timezone.now(),
+                max_age=timedelta(days=max_age_days) if max_age_days else None,
+            )
             service = malti.batch_service(records, key_service=key_service)
         except malti.InvalidRecords as error:  # every record of the batch is refused, not the bad ones alone
             outcomes_count(target=target, counts=Counter({(Kind.INVALID, error.code): error.total}))
@@ -350,17 +423,24 @@ class MaltiIngestApi(MachineApi):
             outcomes_count(target=target, counts=Counter({(Kind.INVALID, error.code): refused}))
             raise
         wanted = len(records)
-        accepted = malti.records_store(target=target, records=records,
-                                       sdk_version=meta.get("HTTP_USER_AGENT", "")[:100] or None)
+        accepted = malti.records_store(
+            target=target, records=records, sdk_version=meta.get("HTTP_USER_AGENT", "")[:100] or None
+        )
         if accepted.errors:  # refused by the database although well formed: say which, never 200
-            return _malti_invalid(malti.InvalidRecords(
-                [malti.RecordError(e.index, None, e.message) for e in accepted.errors], wanted),
-                stored=accepted.stored)
-        return HttpResponse(_encode({"message": f"{wanted} requests stored", "count": wanted, "service": service}),
-                            content_type="application/json")
+            return _malti_invalid(
+                malti.InvalidRecords([malti.RecordError(e.index, None, e.message) for e in accepted.errors], wanted),
+                stored=accepted.stored,
+            )
+        return HttpResponse(
+            _encode({"message": f"{wanted} requests stored", "count": wanted, "service": service}),
+            content_type="application/json",
+        )
 
 
 def _malti_invalid(error, *, stored: int = 0) -> HttpResponse:
-    body = {**error_body(error.code, error.message), "count": stored,
-            "errors": [record_error.as_dict() for record_error in error.errors[:100]]}
+    body = {
+        **error_body(error.code, error.message),
+        "count": stored,
+        "errors": [record_error.as_dict() for record_error in error.errors[:100]],
+    }
     return HttpResponse(_encode(body), status=error.status, content_type="application/json")

@@ -85,8 +85,9 @@ def advisory_lock(key: int, *, wait: bool | float = True) -> Iterator[bool]:
     deadline = time.monotonic() + (0 if wait is False else wait)
     with connection.cursor() as cursor:
         while True:
-            cursor.execute("SELECT pg_advisory_lock(%s), true" if wait is True else "SELECT pg_try_advisory_lock(%s)",
-                           [key])
+            cursor.execute(
+                "SELECT pg_advisory_lock(%s), true" if wait is True else "SELECT pg_try_advisory_lock(%s)", [key]
+            )
             held = bool(cursor.fetchone()[-1])
             if held or time.monotonic() >= deadline:
                 break
@@ -131,17 +132,19 @@ def columns_sql(columns=COLUMNS) -> sql.Composable:
 
 
 def _events_query(application_id: int, start: datetime, end: datetime) -> sql.Composable:
-    return sql.SQL('SELECT {} FROM {} WHERE application_id = {} AND "timestamp" >= {} AND "timestamp" < {} '
-                   'ORDER BY id').format(columns_sql(), sql.Identifier(TABLE), sql.Literal(application_id),
-                                         sql.Literal(start), sql.Literal(end))
+    return sql.SQL(
+        'SELECT {} FROM {} WHERE application_id = {} AND "timestamp" >= {} AND "timestamp" < {} ORDER BY id'
+    ).format(columns_sql(), sql.Identifier(TABLE), sql.Literal(application_id), sql.Literal(start), sql.Literal(end))
 
 
 def _copy_out(cursor, query: sql.Composable, target) -> int:
     """Streams ``query``'s rows as gzip'd CSV (PostgreSQL's, with a header) into ``target``; returns the row count."""
     # COPY hands over a row at a time: compressed a megabyte at a time, which costs a fifth as much.
     pending = bytearray()
-    with gzip.GzipFile(fileobj=target, mode="wb", compresslevel=6, mtime=0) as gz, \
-            cursor.copy(sql.SQL("COPY ({}) TO STDOUT (FORMAT csv, HEADER true)").format(query)) as copy:
+    with (
+        gzip.GzipFile(fileobj=target, mode="wb", compresslevel=6, mtime=0) as gz,
+        cursor.copy(sql.SQL("COPY ({}) TO STDOUT (FORMAT csv, HEADER true)").format(query)) as copy,
+    ):
         for row in copy:
             pending += row
             if len(pending) >= _CHUNK:
@@ -151,8 +154,18 @@ def _copy_out(cursor, query: sql.Composable, target) -> int:
     return cursor.rowcount
 
 
-def manifest_bytes(*, fmt: str, application: Application, start: datetime, end: datetime, rows: int, size: int,
-                   checksum: str, columns: list[str], created_at: datetime | None) -> bytes:
+def manifest_bytes(
+    *,
+    fmt: str,
+    application: Application,
+    start: datetime,
+    end: datetime,
+    rows: int,
+    size: int,
+    checksum: str,
+    columns: list[str],
+    created_at: datetime | None,
+) -> bytes:
     """A file's manifest, as written beside archives and scheduled exports. ``created_at`` None
     leaves the time out, so that writing the same file again writes the same manifest."""
     manifest = {
@@ -172,15 +185,25 @@ def manifest_bytes(*, fmt: str, application: Application, start: datetime, end: 
 
 
 def _manifest(archive: Archive) -> bytes:
-    return manifest_bytes(fmt=FORMAT, application=archive.application, start=archive.start, end=archive.end,
-                          rows=archive.row_count, size=archive.size_bytes, checksum=archive.checksum,
-                          columns=COLUMNS, created_at=timezone.now())
+    return manifest_bytes(
+        fmt=FORMAT,
+        application=archive.application,
+        start=archive.start,
+        end=archive.end,
+        rows=archive.row_count,
+        size=archive.size_bytes,
+        checksum=archive.checksum,
+        columns=COLUMNS,
+        created_at=timezone.now(),
+    )
 
 
 def archive_file_name(application: Application, start: datetime) -> str:
     # A new name for every file written, so a rewrite never replaces a file that is still referenced.
-    return (f"{application.organization.public_id}/{application.public_id}/{start:%Y/%m/%d}/"
-            f"{start:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:12]}.{FORMAT}")
+    return (
+        f"{application.organization.public_id}/{application.public_id}/{start:%Y/%m/%d}/"
+        f"{start:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:12]}.{FORMAT}"
+    )
 
 
 def archive_file_store(archive: Archive, cursor, query: sql.Composable) -> None:
@@ -210,9 +233,14 @@ def archive_write(*, application: Application, start: datetime, end: datetime) -
 
     The events stay in the table. None when there are none.
     """
-    archive = Archive.objects.create(organization_id=application.organization_id, application=application,
-                                     start=start, end=end, state=State.WRITING,
-                                     path=archive_file_name(application, start))
+    archive = Archive.objects.create(
+        organization_id=application.organization_id,
+        application=application,
+        start=start,
+        end=end,
+        state=State.WRITING,
+        path=archive_file_name(application, start),
+    )
     with transaction.atomic(), connection.cursor() as cursor:
         archive_file_store(archive, cursor.cursor, _events_query(application.pk, start, end))
     if archive.row_count == 0:
@@ -231,8 +259,11 @@ def archive_rows_load(cursor, archive: Archive, *, append: bool = False) -> int:
     manifest = json.loads(storage.open(archive.manifest_path, "rb").read())
     if not append:
         cursor.execute("DROP TABLE IF EXISTS pg_temp.archive_rows")
-        cursor.execute(sql.SQL("CREATE TEMPORARY TABLE archive_rows (LIKE {} INCLUDING DEFAULTS) ON COMMIT DROP")
-                       .format(sql.Identifier(TABLE)))
+        cursor.execute(
+            sql.SQL("CREATE TEMPORARY TABLE archive_rows (LIKE {} INCLUDING DEFAULTS) ON COMMIT DROP").format(
+                sql.Identifier(TABLE)
+            )
+        )
     with tempfile.TemporaryFile() as spool:
         digest = hashlib.sha256()
         with storage.open(archive.path, "rb") as stored:
@@ -245,8 +276,9 @@ def archive_rows_load(cursor, archive: Archive, *, append: bool = False) -> int:
         spool.seek(0)
         with gzip.GzipFile(fileobj=spool, mode="rb") as gz:
             columns = next(csv.reader([gz.readline().decode()]))
-            with cursor.copy(sql.SQL("COPY archive_rows ({}) FROM STDIN (FORMAT csv)")
-                             .format(columns_sql(columns))) as copy:
+            with cursor.copy(
+                sql.SQL("COPY archive_rows ({}) FROM STDIN (FORMAT csv)").format(columns_sql(columns))
+            ) as copy:
                 while chunk := gz.read(_CHUNK):
                     copy.write(chunk)
     rows = cursor.rowcount
@@ -278,13 +310,16 @@ def archive_retire(*, archive: Archive) -> int:
     now = timezone.now()
     with transaction.atomic(), connection.cursor() as cursor:
         archive_rows_load(cursor.cursor, archive)
-        cursor.execute(f'DELETE FROM {TABLE} e USING archive_rows a WHERE e.application_id = %s '
-                       f'AND e."timestamp" >= %s AND e."timestamp" < %s '
-                       f'AND e.id = a.id AND e."timestamp" = a."timestamp"',
-                       [archive.application_id, archive.start, archive.end])
+        cursor.execute(
+            f"DELETE FROM {TABLE} e USING archive_rows a WHERE e.application_id = %s "
+            f'AND e."timestamp" >= %s AND e."timestamp" < %s '
+            f'AND e.id = a.id AND e."timestamp" = a."timestamp"',
+            [archive.application_id, archive.start, archive.end],
+        )
         deleted = cursor.rowcount
-        Archive.objects.filter(pk=archive.pk).update(state=State.ARCHIVED, archived_at=now, verified_at=now,
-                                                     checksum_ok=True, restored_at=None)
+        Archive.objects.filter(pk=archive.pk).update(
+            state=State.ARCHIVED, archived_at=now, verified_at=now, checksum_ok=True, restored_at=None
+        )
     return deleted
 
 
@@ -305,13 +340,16 @@ def _partition_retire(partition: partitions.Partition, archives: list[Archive]) 
         for number, archive in enumerate(archives):
             archive_rows_load(cursor.cursor, archive, append=number > 0)
         if archives:
-            cursor.execute(f'SELECT count(*) FROM archive_rows a JOIN {partition.name} e '
-                           f'ON e.id = a.id AND e."timestamp" = a."timestamp"')
+            cursor.execute(
+                f"SELECT count(*) FROM archive_rows a JOIN {partition.name} e "
+                f'ON e.id = a.id AND e."timestamp" = a."timestamp"'
+            )
             if cursor.fetchone()[0] != in_table:
                 return False
         cursor.execute(f"DROP TABLE {partition.name}")
         Archive.objects.filter(pk__in=[archive.pk for archive in archives]).update(
-            state=State.ARCHIVED, archived_at=now, verified_at=now, checksum_ok=True, restored_at=None)
+            state=State.ARCHIVED, archived_at=now, verified_at=now, checksum_ok=True, restored_at=None
+        )
     logger.info("dropped partition %s (%d events, all archived)", partition.name, in_table)
     return True
 
@@ -321,9 +359,11 @@ def _days_with_events(application_id: int, since: datetime | None, until: dateti
     low = since
     while True:
         with connection.cursor() as cursor:
-            cursor.execute(f'SELECT min("timestamp") FROM {TABLE} WHERE application_id = %s '
-                           f'AND "timestamp" < %s' + (' AND "timestamp" >= %s' if low else ""),
-                           [application_id, until] + ([low] if low else []))
+            cursor.execute(
+                f'SELECT min("timestamp") FROM {TABLE} WHERE application_id = %s '
+                f'AND "timestamp" < %s' + (' AND "timestamp" >= %s' if low else ""),
+                [application_id, until] + ([low] if low else []),
+            )
             oldest = cursor.fetchone()[0]
         if oldest is None:
             return
@@ -344,13 +384,17 @@ def _day_prepare(application: Application, day: datetime, now: datetime) -> list
     Either way retiring deletes only the rows a file holds, so nothing is lost on a wrong guess.
     """
     end = day + timedelta(days=1)
-    pending = list(Archive.objects.filter(application=application, start=day,
-                                          state__in=[State.WRITTEN, State.RESTORED]))
+    pending = list(
+        Archive.objects.filter(application=application, start=day, state__in=[State.WRITTEN, State.RESTORED])
+    )
     hold = timedelta(days=settings.ARCHIVE_RESTORE_HOLD_DAYS)
     if any(archive.state == State.RESTORED and archive.restored_at > now - hold for archive in pending):
         raise _Held
-    if pending and sum(archive.row_count for archive in pending) == Event.objects.filter(
-            application=application, timestamp__gte=day, timestamp__lt=end).count():
+    if (
+        pending
+        and sum(archive.row_count for archive in pending)
+        == Event.objects.filter(application=application, timestamp__gte=day, timestamp__lt=end).count()
+    ):
         return pending
     for archive in pending:
         archive_retire(archive=archive)
@@ -377,8 +421,9 @@ def _recover() -> None:
         Archive.objects.filter(pk=archive.pk).update(stale_path="")
 
 
-def archive_run(*, now: datetime | None = None, max_seconds: float | None = None,
-                progress: Callable[[Archive], None] | None = None) -> ArchiveRun:
+def archive_run(
+    *, now: datetime | None = None, max_seconds: float | None = None, progress: Callable[[Archive], None] | None = None
+) -> ArchiveRun:
     """Archives every event past its organization's retention; see the module's docstring.
 
     Idempotent: a second run finds nothing to do. Stops starting new days after ``max_seconds``
@@ -456,11 +501,13 @@ def archive_run(*, now: datetime | None = None, max_seconds: float | None = None
     return result
 
 
-def archives_in_range(*, organization: Organization, application: Application | None = None,
-                      since: datetime, until: datetime):
+def archives_in_range(
+    *, organization: Organization, application: Application | None = None, since: datetime, until: datetime
+):
     """Archives of ``organization`` (and ``application``) overlapping [since, until), oldest first."""
     archives = Archive.objects.filter(organization=organization, start__lt=until, end__gt=since).exclude(
-        state=State.WRITING)
+        state=State.WRITING
+    )
     if application is not None:
         archives = archives.filter(application=application)
     return archives.select_related("application__organization").order_by("start", "id")
@@ -474,10 +521,14 @@ def archive_restore(*, archive: Archive) -> int:
     columns = columns_sql()
     with archive_lock(), transaction.atomic(), connection.cursor() as cursor:
         archive_rows_load(cursor.cursor, archive)
-        cursor.execute(sql.SQL("INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE SELECT {} FROM archive_rows "
-                               "ON CONFLICT DO NOTHING").format(sql.Identifier(TABLE), columns, columns))
+        cursor.execute(
+            sql.SQL(
+                "INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE SELECT {} FROM archive_rows ON CONFLICT DO NOTHING"
+            ).format(sql.Identifier(TABLE), columns, columns)
+        )
         added = cursor.rowcount
         now = timezone.now()
-        Archive.objects.filter(pk=archive.pk).update(state=State.RESTORED, restored_at=now, verified_at=now,
-                                                     checksum_ok=True)
+        Archive.objects.filter(pk=archive.pk).update(
+            state=State.RESTORED, restored_at=now, verified_at=now, checksum_ok=True
+        )
     return added

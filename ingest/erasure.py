@@ -10,8 +10,17 @@ from psycopg import sql
 
 from accounts.models import Application, AuditEntry
 from accounts.services import COMMAND_LINE, Source, audit_record
-from ingest.archive import (ArchiveCorrupt, State, archive_file_name, archive_file_store, archive_lock,
-                            archive_rows_load, checksum_failed_mark, columns_sql, files_delete)
+from ingest.archive import (
+    ArchiveCorrupt,
+    State,
+    archive_file_name,
+    archive_file_store,
+    archive_lock,
+    archive_rows_load,
+    checksum_failed_mark,
+    columns_sql,
+    files_delete,
+)
 from ingest.models import Archive, Event, ExportRun
 from ingest.scheduled_exports import export_runs_redo
 
@@ -55,27 +64,43 @@ class ErasureBusy(Exception):
 REQUEST_LOCK_WAIT_SECONDS = 10
 
 
-def user_events_erase(*, application: Application, user_id: str, via: str, by=None,
-                      source: Source = COMMAND_LINE, credential: str = "", lock_wait: float | None = None) -> Erasure:
+def user_events_erase(
+    *,
+    application: Application,
+    user_id: str,
+    via: str,
+    by=None,
+    source: Source = COMMAND_LINE,
+    credential: str = "",
+    lock_wait: float | None = None,
+) -> Erasure:
     """Erases every event of ``user_id`` in ``application``: from the events table and from its
     archives (rewritten with their manifests); the scheduled export files of the days that held
-    them are asked for again, and the next export pass writes them without. Rollups hold counts by type and dimension only, never
-    a user id, so they stay. Leaves a receipt in the audit log: what, when, by whom; the user id
-    itself only as its SHA-256, so the receipt does not keep what it erased. With ``lock_wait``
-    (seconds), raises ``ErasureBusy`` rather than wait longer for the archive lock."""
+    them are asked for again, and the next export pass writes them without. Rollups hold counts
+    by type and dimension only, never a user id, so they stay. Leaves a receipt in the audit log:
+    what, when, by whom; the user id itself only as its SHA-256, so the receipt does not keep what
+    it erased. With ``lock_wait`` (seconds), raises ``ErasureBusy`` rather than wait longer for the
+    archive lock."""
     with archive_lock(wait=True if lock_wait is None else lock_wait) as held:
         if not held:
             raise ErasureBusy("archive work in progress")
         erased_events = Event.objects.filter(application=application, user_id=user_id)
         # The UTC days whose scheduled export files hold the user's events: written again without them.
-        days = set(erased_events.annotate(day=TruncDate("timestamp", tzinfo=UTC)).values_list("day", flat=True)
-                   .distinct().order_by())
+        days = set(
+            erased_events.annotate(day=TruncDate("timestamp", tzinfo=UTC))
+            .values_list("day", flat=True)
+            .distinct()
+            .order_by()
+        )
         events, _ = erased_events.delete()
         archived = rewritten = 0
         unreadable = []
         if connection.vendor == "postgresql":
-            for archive in Archive.objects.filter(application=application).exclude(
-                    state=State.WRITING).select_related("application__organization"):
+            for archive in (
+                Archive.objects.filter(application=application)
+                .exclude(state=State.WRITING)
+                .select_related("application__organization")
+            ):
                 try:
                     erased = _archive_erase_user(archive, user_id)
                 except (ArchiveCorrupt, FileNotFoundError):
@@ -88,14 +113,25 @@ def user_events_erase(*, application: Application, user_id: str, via: str, by=No
                 if erased:
                     days.add(archive.start.astimezone(UTC).date())
         exports = export_runs_redo(runs=ExportRun.objects.filter(application=application, day__in=days))
-        details = {"application": application.public_id,
-                   "user_id_sha256": hashlib.sha256(user_id.encode()).hexdigest(),
-                   "events_erased": events, "archived_events_erased": archived, "archives_rewritten": rewritten,
-                   "export_files_to_rewrite": exports, "via": via}
+        details = {
+            "application": application.public_id,
+            "user_id_sha256": hashlib.sha256(user_id.encode()).hexdigest(),
+            "events_erased": events,
+            "archived_events_erased": archived,
+            "archives_rewritten": rewritten,
+            "export_files_to_rewrite": exports,
+            "via": via,
+        }
         if unreadable:
             details["archives_unreadable"] = unreadable
         if credential:
             details["credential"] = credential
-        receipt = audit_record(action=AuditEntry.Action.EVENTS_ERASED, actor=by, organization=application.organization,
-                               target=str(application), source=source, details=details)
+        receipt = audit_record(
+            action=AuditEntry.Action.EVENTS_ERASED,
+            actor=by,
+            organization=application.organization,
+            target=str(application),
+            source=source,
+            details=details,
+        )
     return Erasure(receipt, events, archived, rewritten, unreadable, exports)

@@ -44,6 +44,7 @@ class RateLimited(ApiError):
 
 class ServiceMismatch(ApiError):
     """An event or record of another service than the one its key is bound to."""
+
     status = 403
     code = "service_mismatch"
 

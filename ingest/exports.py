@@ -21,12 +21,25 @@ import pyarrow.parquet as pq
 from django.db import connection, transaction
 
 from accounts.models import Application, Organization
-from ingest.archive import archive_rows_load, archive_lock, archives_in_range
+from ingest.archive import archive_lock, archive_rows_load, archives_in_range
 from ingest.models import Archive, Event
 
-FIELDS = ["event_id", "schema_version", "user_id", "session_id", "event_type", "category", "data", "timestamp",
-          "received_at", "service_name", "service_version", "service_language", "sdk_version"]
-_SELECT = ", ".join('CAST(data AS TEXT)' if name == "data" else f'"{name}"' for name in FIELDS)
+FIELDS = [
+    "event_id",
+    "schema_version",
+    "user_id",
+    "session_id",
+    "event_type",
+    "category",
+    "data",
+    "timestamp",
+    "received_at",
+    "service_name",
+    "service_version",
+    "service_language",
+    "sdk_version",
+]
+_SELECT = ", ".join("CAST(data AS TEXT)" if name == "data" else f'"{name}"' for name in FIELDS)
 _BATCH = 5000
 # A cell starting with one of these is a formula to Excel, LibreOffice or Google Sheets (the tab and
 # carriage return are skipped before one; the full-width forms are read as their ASCII twins).
@@ -91,8 +104,9 @@ class NdjsonWriter:
             record = dict(zip(FIELDS, values))
             data = record.pop("data")
             # The stored JSON as it is, not decoded and encoded again.
-            self.buffer.write(json.dumps({"application": application.public_id, **record})[:-1]
-                              + f', "data": {data}}}\n')
+            self.buffer.write(
+                json.dumps({"application": application.public_id, **record})[:-1] + f', "data": {data}}}\n'
+            )
         self.out.write(self.buffer.getvalue().encode())
         self.buffer.seek(0)
         self.buffer.truncate()
@@ -114,22 +128,24 @@ class GzipNdjsonWriter(NdjsonWriter):
 
 # Parquet's columns, fixed here rather than inferred from the rows: a day with no events, or with a
 # column null throughout, still has the same schema as every other day.
-PARQUET_SCHEMA = pa.schema([
-    pa.field("application", pa.string(), nullable=False),
-    pa.field("event_id", pa.string(), nullable=False),
-    pa.field("schema_version", pa.string(), nullable=False),
-    pa.field("user_id", pa.string(), nullable=False),
-    pa.field("session_id", pa.string()),
-    pa.field("event_type", pa.string(), nullable=False),
-    pa.field("category", pa.string()),
-    pa.field("data", pa.string(), nullable=False, metadata={"description": "The event's data, as JSON text."}),
-    pa.field("timestamp", pa.timestamp("us", tz="UTC"), nullable=False),
-    pa.field("received_at", pa.timestamp("us", tz="UTC"), nullable=False),
-    pa.field("service_name", pa.string(), nullable=False),
-    pa.field("service_version", pa.string()),
-    pa.field("service_language", pa.string()),
-    pa.field("sdk_version", pa.string()),
-])
+PARQUET_SCHEMA = pa.schema(
+    [
+        pa.field("application", pa.string(), nullable=False),
+        pa.field("event_id", pa.string(), nullable=False),
+        pa.field("schema_version", pa.string(), nullable=False),
+        pa.field("user_id", pa.string(), nullable=False),
+        pa.field("session_id", pa.string()),
+        pa.field("event_type", pa.string(), nullable=False),
+        pa.field("category", pa.string()),
+        pa.field("data", pa.string(), nullable=False, metadata={"description": "The event's data, as JSON text."}),
+        pa.field("timestamp", pa.timestamp("us", tz="UTC"), nullable=False),
+        pa.field("received_at", pa.timestamp("us", tz="UTC"), nullable=False),
+        pa.field("service_name", pa.string(), nullable=False),
+        pa.field("service_version", pa.string()),
+        pa.field("service_language", pa.string()),
+        pa.field("sdk_version", pa.string()),
+    ]
+)
 PARQUET_ROW_GROUP = 50_000
 _TIMESTAMP, _RECEIVED_AT = FIELDS.index("timestamp") - 1, FIELDS.index("received_at") - 1
 
@@ -142,8 +158,9 @@ class ParquetWriter:
     def __init__(self, out, *, row_group: int = PARQUET_ROW_GROUP):
         self.row_group = row_group
         self.pending: list[list] = [[] for _ in PARQUET_SCHEMA]
-        self.parquet = pq.ParquetWriter(out, PARQUET_SCHEMA, compression="zstd", version="2.6",
-                                        write_statistics=True, use_dictionary=True)
+        self.parquet = pq.ParquetWriter(
+            out, PARQUET_SCHEMA, compression="zstd", version="2.6", write_statistics=True, use_dictionary=True
+        )
 
     def rows(self, application: Application, rows) -> None:
         application_column, event_ids, *others = self.pending
@@ -161,8 +178,9 @@ class ParquetWriter:
 
     def _flush(self) -> None:
         if self.pending[0]:
-            self.parquet.write_table(pa.Table.from_arrays(self.pending, schema=PARQUET_SCHEMA),
-                                     row_group_size=self.row_group)
+            self.parquet.write_table(
+                pa.Table.from_arrays(self.pending, schema=PARQUET_SCHEMA), row_group_size=self.row_group
+            )
             self.pending = [[] for _ in PARQUET_SCHEMA]
 
     def close(self) -> None:
@@ -174,12 +192,16 @@ WRITERS = {"csv": CsvWriter, "ndjson": NdjsonWriter, "ndjson.gz": GzipNdjsonWrit
 FORMATS = tuple(WRITERS)
 
 
-def _query(cursor, source: str, application: Application, since: datetime, until: datetime, progress,
-           writer) -> int:
-    cursor.execute(f'SELECT {_SELECT} FROM {source} WHERE application_id = %s AND "timestamp" >= %s '
-                   f'AND "timestamp" < %s ORDER BY "timestamp", id',
-                   [application.pk, connection.ops.adapt_datetimefield_value(since),
-                    connection.ops.adapt_datetimefield_value(until)])
+def _query(cursor, source: str, application: Application, since: datetime, until: datetime, progress, writer) -> int:
+    cursor.execute(
+        f'SELECT {_SELECT} FROM {source} WHERE application_id = %s AND "timestamp" >= %s '
+        f'AND "timestamp" < %s ORDER BY "timestamp", id',
+        [
+            application.pk,
+            connection.ops.adapt_datetimefield_value(since),
+            connection.ops.adapt_datetimefield_value(until),
+        ],
+    )
     written = 0
     while rows := cursor.fetchmany(_BATCH):
         writer.rows(application, rows)
@@ -189,8 +211,9 @@ def _query(cursor, source: str, application: Application, since: datetime, until
     return written
 
 
-def events_export_size(*, organization: Organization, application: Application | None, since: datetime,
-                       until: datetime) -> int:
+def events_export_size(
+    *, organization: Organization, application: Application | None, since: datetime, until: datetime
+) -> int:
     """About how many events an export will hold (archived days count whole), for a progress bar."""
     events = Event.objects.filter(organization=organization, timestamp__gte=since, timestamp__lt=until)
     if application is not None:
@@ -199,14 +222,16 @@ def events_export_size(*, organization: Organization, application: Application |
     return events.count() + sum(archived.filter(state=Archive.State.ARCHIVED).values_list("row_count", flat=True))
 
 
-def application_events_write(*, application: Application, since: datetime, until: datetime, writer,
-                             progress: Callable[[int], None] | None = None) -> int:
+def application_events_write(
+    *, application: Application, since: datetime, until: datetime, writer, progress: Callable[[int], None] | None = None
+) -> int:
     """Gives ``writer`` ``application``'s events with timestamps in [since, until): archived days
     first (read from their verified files), then the events in the database, each by timestamp and
     id, in batches. The caller holds the archive lock, so no row moves between the two."""
     written = 0
-    archived = archives_in_range(organization=application.organization, application=application, since=since,
-                                 until=until)
+    archived = archives_in_range(
+        organization=application.organization, application=application, since=since, until=until
+    )
     for archive in archived.filter(state=Archive.State.ARCHIVED):
         with transaction.atomic(), connection.cursor() as cursor:
             archive_rows_load(cursor.cursor, archive)
@@ -216,8 +241,16 @@ def application_events_write(*, application: Application, since: datetime, until
     return written
 
 
-def events_export(*, organization: Organization, application: Application | None, since: datetime,
-                  until: datetime, fmt: str, out, progress: Callable[[int], None] | None = None) -> int:
+def events_export(
+    *,
+    organization: Organization,
+    application: Application | None,
+    since: datetime,
+    until: datetime,
+    fmt: str,
+    out,
+    progress: Callable[[int], None] | None = None,
+) -> int:
     """Writes ``organization``'s events (``application``'s only, if given) with timestamps in
     [since, until) to the binary stream ``out`` as ``fmt``; returns how many."""
     applications = [application] if application is not None else list(organization.applications.all())
@@ -225,7 +258,8 @@ def events_export(*, organization: Organization, application: Application | None
     written = 0
     with archive_lock():
         for app in applications:
-            written += application_events_write(application=app, since=since, until=until, writer=writer,
-                                                progress=progress)
+            written += application_events_write(
+                application=app, since=since, until=until, writer=writer, progress=progress
+            )
     writer.close()
     return written

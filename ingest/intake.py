@@ -45,8 +45,9 @@ def body_encoding_check(meta, *, content_encoding: bool = True) -> None:
         raise UnsupportedEncoding("Content-Encoding must be identity or none")
 
 
-def token_authenticate(*, token: str | None, org_public_id: str | None = None,
-                       app_public_id: str | None = None) -> IngestTarget:
+def token_authenticate(
+    *, token: str | None, org_public_id: str | None = None, app_public_id: str | None = None
+) -> IngestTarget:
     """The application whose active credential has ``token``; with the ids given (a per-application
     URL), that application only. Unknown ids, a wrong token and a missing one are answered alike, so
     ids cannot be probed; each refusal is counted as an outcome. With Redis, a credential changed
@@ -78,8 +79,11 @@ def token_authenticate(*, token: str | None, org_public_id: str | None = None,
 def rate_limit_headers(admission: Admission | None) -> dict[str, str]:
     if admission is None or admission.rate_limit is None:
         return {}
-    return {"RateLimit-Limit": str(admission.rate_limit), "RateLimit-Remaining": str(admission.rate_remaining),
-            "RateLimit-Reset": str(admission.rate_reset)}
+    return {
+        "RateLimit-Limit": str(admission.rate_limit),
+        "RateLimit-Remaining": str(admission.rate_remaining),
+        "RateLimit-Reset": str(admission.rate_reset),
+    }
 
 
 def admission_enforce(*, target: IngestTarget, admission: Admission | None, refused: int) -> None:
@@ -90,11 +94,15 @@ def admission_enforce(*, target: IngestTarget, admission: Admission | None, refu
     headers = rate_limit_headers(admission)
     if admission.verdict == "rate_limited":
         outcomes_count(target=target, counts=Counter({(Kind.RATE_LIMITED, ""): refused}))
-        raise RateLimited(f"More than {admission.rate_limit} requests a minute for this application",
-                          headers={**headers, "Retry-After": str(admission.rate_reset)})
+        raise RateLimited(
+            f"More than {admission.rate_limit} requests a minute for this application",
+            headers={**headers, "Retry-After": str(admission.rate_reset)},
+        )
     outcomes_count(target=target, counts=Counter({(Kind.OVER_QUOTA, ""): refused}))
-    raise QuotaExceeded("The organization's monthly event quota is spent",
-                        headers={**headers, "Retry-After": str(admission.quota_reset)})
+    raise QuotaExceeded(
+        "The organization's monthly event quota is spent",
+        headers={**headers, "Retry-After": str(admission.quota_reset)},
+    )
 
 
 def request_admit_unsigned(*, target: IngestTarget, events: int | None) -> Admission | None:

@@ -17,8 +17,13 @@ from ingest import lambda_telemetry, otlp, verification
 from ingest.admission import seconds_to_month_end, utc_now
 from ingest.apis import batch_response
 from ingest.errors import ApiError, BadRequest, PayloadTooLarge, QuotaExceeded
-from ingest.intake import (bearer_token, body_encoding_check, rate_limit_headers, request_admit_unsigned,
-                           token_authenticate)
+from ingest.intake import (
+    bearer_token,
+    body_encoding_check,
+    rate_limit_headers,
+    request_admit_unsigned,
+    token_authenticate,
+)
 from ingest.models import Outcome
 from ingest.negotiation import MachineApi
 from ingest.schema import CheckedBatch
@@ -45,16 +50,23 @@ def _accept(meta, target: IngestTarget, checked: CheckedBatch) -> tuple[Accepted
     raises ``QuotaExceeded`` when it grants none of them."""
     try:
         verification.service_binding_check(
-            service=verification.bound_service(target, bearer_token(meta, "HTTP_X_API_KEY")), checked=checked)
+            service=verification.bound_service(target, bearer_token(meta, "HTTP_X_API_KEY")), checked=checked
+        )
     except ApiError as error:
         raise _invalid(target, error) from None
     admission = request_admit_unsigned(target=target, events=len(checked.valid))
     headers = rate_limit_headers(admission)
-    accepted = events_accept(target=target, checked=checked, reserved=admission.reserved if admission else None,
-                             sdk_version=_sdk_version(meta))
+    accepted = events_accept(
+        target=target,
+        checked=checked,
+        reserved=admission.reserved if admission else None,
+        sdk_version=_sdk_version(meta),
+    )
     if accepted.wanted and not accepted.granted:
-        raise QuotaExceeded("The organization's monthly event quota is spent",
-                            headers={**headers, "Retry-After": str(seconds_to_month_end(utc_now()))})
+        raise QuotaExceeded(
+            "The organization's monthly event quota is spent",
+            headers={**headers, "Retry-After": str(seconds_to_month_end(utc_now()))},
+        )
     return accepted, headers
 
 
@@ -80,8 +92,9 @@ class LambdaTelemetryApi(MachineApi):
 
     def post(self, request, org_id: str, app_id: str):
         meta = request.META
-        target = token_authenticate(token=bearer_token(meta, "HTTP_X_API_KEY"), org_public_id=org_id,
-                                    app_public_id=app_id)
+        target = token_authenticate(
+            token=bearer_token(meta, "HTTP_X_API_KEY"), org_public_id=org_id, app_public_id=app_id
+        )
         try:
             verification.content_length_check(meta)
             body = verification.body_read(request._request)
@@ -93,14 +106,20 @@ class LambdaTelemetryApi(MachineApi):
         except ApiError as error:
             raise _invalid(target, error) from None
         if len(elements) > settings.INGEST_MAX_BATCH_SIZE:
-            raise _invalid(target, PayloadTooLarge(
-                f"The array has {len(elements)} events; the limit is {settings.INGEST_MAX_BATCH_SIZE}"))
+            raise _invalid(
+                target,
+                PayloadTooLarge(f"The array has {len(elements)} events; the limit is {settings.INGEST_MAX_BATCH_SIZE}"),
+            )
         function = _function(request, elements)
         if not function.name:
-            raise _invalid(target, BadRequest(
-                "Name the function: X-Lambda-Function-Name header or ?function= (see the README)"))
-        accepted, headers = _accept(meta, target, lambda_telemetry.lambda_batch(
-            elements, function=function, max_depth=settings.INGEST_MAX_JSON_DEPTH))
+            raise _invalid(
+                target, BadRequest("Name the function: X-Lambda-Function-Name header or ?function= (see the README)")
+            )
+        accepted, headers = _accept(
+            meta,
+            target,
+            lambda_telemetry.lambda_batch(elements, function=function, max_depth=settings.INGEST_MAX_JSON_DEPTH),
+        )
         response = batch_response(total=len(elements), errors=accepted.errors)
         for name, value in headers.items():
             response[name] = value
@@ -131,19 +150,22 @@ class OtlpApi(MachineApi):
         except ApiError as api_error:
             error = OtlpError(api_error.status, api_error.message, api_error.headers)
         except _OUTAGES:  # as the service-wide 503, but a Status the exporter understands
-            error = OtlpError(503, "The service is unavailable; retry later.",
-                              {"Retry-After": str(RETRY_AFTER_SECONDS)})
+            error = OtlpError(
+                503, "The service is unavailable; retry later.", {"Retry-After": str(RETRY_AFTER_SECONDS)}
+            )
         media = media or otlp.JSON
-        response = HttpResponse(otlp.status_body(error.status, error.message, media), status=error.status,
-                                content_type=media)
+        response = HttpResponse(
+            otlp.status_body(error.status, error.message, media), status=error.status, content_type=media
+        )
         for name, value in error.headers.items():
             response[name] = value
         return response
 
     def _export(self, request, org_id: str, app_id: str, media: str | None) -> HttpResponse:
         meta, signal = request.META, self.signal
-        target = token_authenticate(token=bearer_token(meta, "HTTP_X_API_KEY"), org_public_id=org_id,
-                                    app_public_id=app_id)
+        target = token_authenticate(
+            token=bearer_token(meta, "HTTP_X_API_KEY"), org_public_id=org_id, app_public_id=app_id
+        )
         if media is None:
             raise _invalid(target, UnsupportedMediaType(f"Content-Type must be {otlp.PROTOBUF} or {otlp.JSON}"))
         limit = settings.INGEST_MAX_PAYLOAD_SIZE
@@ -160,8 +182,9 @@ class OtlpApi(MachineApi):
                     raise PayloadTooLarge(str(exc)) from None
             elif encoding not in ("", "identity"):
                 raise UnsupportedMediaType("Content-Encoding must be gzip or none")
-            checked = otlp.otlp_batch(signal, otlp.request_decode(signal, body, media), max_items=OTLP_MAX_ITEMS,
-                                      body_size=len(body))
+            checked = otlp.otlp_batch(
+                signal, otlp.request_decode(signal, body, media), max_items=OTLP_MAX_ITEMS, body_size=len(body)
+            )
         except otlp.OtlpFormatError as exc:
             raise _invalid(target, BadRequest(str(exc))) from None
         except otlp.TooManyItems as exc:
@@ -175,10 +198,14 @@ class OtlpApi(MachineApi):
         if accepted and accepted.errors:
             reasons = Counter(error.error for error in accepted.errors)
             first = accepted.errors[0].message
-            message = (f"{rejected} of {total} rejected ("
-                       + ", ".join(f"{code}: {count}" for code, count in sorted(reasons.items())) + f"); {first}")
-        response = HttpResponse(otlp.response_body(signal, media, rejected=rejected, message=message),
-                                content_type=media)
+            message = (
+                f"{rejected} of {total} rejected ("
+                + ", ".join(f"{code}: {count}" for code, count in sorted(reasons.items()))
+                + f"); {first}"
+            )
+        response = HttpResponse(
+            otlp.response_body(signal, media, rejected=rejected, message=message), content_type=media
+        )
         for name, value in headers.items():
             response[name] = value
         return response

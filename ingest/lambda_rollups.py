@@ -30,8 +30,12 @@ from ingest.models import LAMBDA_DURATION_BOUNDS_MS, EventRollup, LambdaDuration
 
 Granularity = LambdaRollup.Granularity
 _MB = 1024 * 1024
-_OTLP_METRICS = ("faas.invocation.duration", "aws.lambda.billed_duration", "aws.lambda.max_memory_used",
-                 "aws.lambda.init_duration")
+_OTLP_METRICS = (
+    "faas.invocation.duration",
+    "aws.lambda.billed_duration",
+    "aws.lambda.max_memory_used",
+    "aws.lambda.init_duration",
+)
 _SUMS = ("invocations", "errors", "cold_starts", "init_ms", "duration_ms", "billed_ms", "gb_seconds")
 _MAXIMA = ("max_memory_used_mb", "memory_size_mb")
 # Bounds of one event's numbers: a duration counts as at most a day (Lambda stops a function at 15
@@ -103,12 +107,19 @@ def _report_facts(fields: dict) -> _Facts | None:
     billed = _positive(fields["report_billedDurationMs"], MAX_DURATION_MS)
     memory = _positive(fields["report_memorySizeMB"], MAX_MEMORY_MB)
     init = _positive(fields["report_initDurationMs"], MAX_DURATION_MS)
-    facts.sums = {"invocations": 1, "errors": int(fields["report_status"] != "success"),
-                  "duration_ms": facts.duration or 0.0, "billed_ms": billed or 0.0,
-                  "gb_seconds": _gb_seconds(billed, memory),
-                  "cold_starts": int(init is not None), "init_ms": init or 0.0}
-    facts.maxima = {"memory_size_mb": int(memory or 0),
-                    "max_memory_used_mb": int(_positive(fields["report_maxMemoryUsedMB"], MAX_MEMORY_MB) or 0)}
+    facts.sums = {
+        "invocations": 1,
+        "errors": int(fields["report_status"] != "success"),
+        "duration_ms": facts.duration or 0.0,
+        "billed_ms": billed or 0.0,
+        "gb_seconds": _gb_seconds(billed, memory),
+        "cold_starts": int(init is not None),
+        "init_ms": init or 0.0,
+    }
+    facts.maxima = {
+        "memory_size_mb": int(memory or 0),
+        "max_memory_used_mb": int(_positive(fields["report_maxMemoryUsedMB"], MAX_MEMORY_MB) or 0),
+    }
     return facts
 
 
@@ -170,7 +181,8 @@ def lambda_events(events):
     return events.filter(
         Q(schema_version="lambda/1", event_type="platform.report")
         | Q(schema_version="otlp/1", event_type="otel.metric", category__in=_OTLP_METRICS)
-        | Q(schema_version="otlp/1", event_type="otel.span", category="lambda.invoke"))
+        | Q(schema_version="otlp/1", event_type="otel.span", category="lambda.invoke")
+    )
 
 
 def duration_bound(duration_ms: float) -> int:
@@ -185,10 +197,20 @@ def lambda_rollups_add(events) -> None:
     five_minutes_since = EventRollup.minute_rollups_since()
     names = list(_FIELDS)
     for organization_id, application_id, timestamp, source, event_type, name, version, *values in (
-            lambda_events(events).annotate(**_FIELDS)
-            .values_list("organization_id", "application_id", "timestamp", "schema_version", "event_type",
-                         "service_name", "service_version", *names)
-            .iterator(chunk_size=5000)):
+        lambda_events(events)
+        .annotate(**_FIELDS)
+        .values_list(
+            "organization_id",
+            "application_id",
+            "timestamp",
+            "schema_version",
+            "event_type",
+            "service_name",
+            "service_version",
+            *names,
+        )
+        .iterator(chunk_size=5000)
+    ):
         fields = dict(zip(names, values))
         facts = _facts(source, event_type, fields)
         if facts is None:
@@ -219,8 +241,9 @@ def five_minute_rollups_prune() -> int:
     """Deletes 5-minute rows older than the panel shows; returns how many went."""
     deleted = 0
     for model in (LambdaRollup, LambdaDurationBucket):
-        count, _ = model.objects.filter(granularity=Granularity.FIVE_MINUTES,
-                                        bucket__lt=EventRollup.minute_rollups_since()).delete()
+        count, _ = model.objects.filter(
+            granularity=Granularity.FIVE_MINUTES, bucket__lt=EventRollup.minute_rollups_since()
+        ).delete()
         deleted += count
     return deleted
 
@@ -239,9 +262,12 @@ def _upsert_rows(rows: dict[tuple, dict]) -> None:
     table = LambdaRollup._meta.db_table
     columns = [*_KEY, *_SUMS, *_MAXIMA]
     updates = [f"{c} = {table}.{c} + excluded.{c}" for c in _SUMS] + [
-        f"{c} = {_greatest(f'{table}.{c}', f'excluded.{c}')}" for c in _MAXIMA]
-    sql = (f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))}) "
-           f"ON CONFLICT ({_UNIQUE}) DO UPDATE SET {', '.join(updates)}")
+        f"{c} = {_greatest(f'{table}.{c}', f'excluded.{c}')}" for c in _MAXIMA
+    ]
+    sql = (
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))}) "
+        f"ON CONFLICT ({_UNIQUE}) DO UPDATE SET {', '.join(updates)}"
+    )
     values = [(*key, *(row.get(c, 0) for c in _SUMS), *(row.get(c, 0) for c in _MAXIMA)) for key, row in rows.items()]
     with connection.cursor() as cursor:
         cursor.executemany(sql, values)
@@ -251,7 +277,9 @@ def _upsert_histogram(histogram: dict[tuple, int]) -> None:
     if not histogram:
         return
     table = LambdaDurationBucket._meta.db_table
-    sql = (f"INSERT INTO {table} ({', '.join(_KEY)}, bound, count) VALUES ({', '.join(['%s'] * (len(_KEY) + 2))}) "
-           f"ON CONFLICT ({_UNIQUE}, bound) DO UPDATE SET count = {table}.count + excluded.count")
+    sql = (
+        f"INSERT INTO {table} ({', '.join(_KEY)}, bound, count) VALUES ({', '.join(['%s'] * (len(_KEY) + 2))}) "
+        f"ON CONFLICT ({_UNIQUE}, bound) DO UPDATE SET count = {table}.count + excluded.count"
+    )
     with connection.cursor() as cursor:
         cursor.executemany(sql, [(*key, count) for key, count in histogram.items()])

@@ -12,8 +12,17 @@ from typing import Annotated
 
 import msgspec
 
-from ingest.schema import (NUL_ESCAPE, AwareDatetime, CheckedBatch, EventError, batch_of, envelope_make, in_calendar,
-                           raw_value_error, too_deep)
+from ingest.schema import (
+    NUL_ESCAPE,
+    AwareDatetime,
+    CheckedBatch,
+    EventError,
+    batch_of,
+    envelope_make,
+    in_calendar,
+    raw_value_error,
+    too_deep,
+)
 
 SOURCE = "lambda/1"
 # Event ids derive from the function and the element's bytes, so a forwarder's retry of the same
@@ -142,9 +151,16 @@ def _element_check(index: int, raw: msgspec.Raw, function: Function, seen: dict[
     digest = hashlib.sha256(data).digest()
     occurrence = seen[digest] = seen.get(digest, -1) + 1  # the same bytes twice in one array are two events
     event_id = uuid.uuid5(_ID_NAMESPACE, f"{function.name}\x00{digest.hex()}\x00{occurrence}")
-    return envelope_make(source=SOURCE, event_type=element.type, data=data, timestamp=element.time,
-                         service_name=function.name or "", service_version=version,
-                         category=_category(element.type), event_id=event_id)
+    return envelope_make(
+        source=SOURCE,
+        event_type=element.type,
+        data=data,
+        timestamp=element.time,
+        service_name=function.name or "",
+        service_version=version,
+        category=_category(element.type),
+        event_id=event_id,
+    )
 
 
 def lambda_batch(elements: list[msgspec.Raw], *, function: Function, max_depth: int) -> CheckedBatch:

@@ -95,8 +95,9 @@ class InvalidRecords(ApiError):
 
     def __init__(self, errors: list[RecordError], total: int):
         first = errors[0]
-        super().__init__(f"{len(errors)} of {total} records are malformed; the first, at index {first.index}: "
-                         f"{first.message}")
+        super().__init__(
+            f"{len(errors)} of {total} records are malformed; the first, at index {first.index}: {first.message}"
+        )
         self.errors, self.total = errors, total
 
 
@@ -115,8 +116,10 @@ def _record_check(index: int, record: Record, max_age: timedelta | None, now: da
 
 
 def _has_nul(record: Record) -> bool:
-    return any(value is not None and "\x00" in value for value in (
-        record.service, record.method, record.endpoint, record.consumer, record.node, record.context))
+    return any(
+        value is not None and "\x00" in value
+        for value in (record.service, record.method, record.endpoint, record.consumer, record.node, record.context)
+    )
 
 
 def records_decode(body: bytes, *, max_records: int, max_age: timedelta | None, now: datetime) -> list[Record]:
@@ -178,8 +181,10 @@ def batch_service(records: list[Record], *, key_service: str) -> str:
     service = key_service or records[0].service
     for index, record in enumerate(records):
         if record.service != service:
-            raise ServiceMismatch(f"Record {index} is for service {record.service[:100]!r}, but this batch "
-                                  f"(and its key) is for {service[:100]!r}")
+            raise ServiceMismatch(
+                f"Record {index} is for service {record.service[:100]!r}, but this batch "
+                f"(and its key) is for {service[:100]!r}"
+            )
     return service
 
 
@@ -191,18 +196,28 @@ def records_store(*, target: IngestTarget, records: list[Record], sdk_version: s
     granted = quota_reserve(target=target, wanted=wanted)
     if granted < wanted:
         outcomes_count(target=target, counts=Counter({(Outcome.Kind.OVER_QUOTA, ""): wanted}), quota_unused=granted)
-        raise QuotaExceeded(f"The organization's monthly event quota has room for {granted} of these "
-                            f"{wanted} requests; nothing was stored",
-                            headers={"Retry-After": str(seconds_to_month_end(utc_now()))})
-    return events_accept(target=target, checked=_records_as_events(records), reserved=granted,
-                         sdk_version=sdk_version)
+        raise QuotaExceeded(
+            f"The organization's monthly event quota has room for {granted} of these "
+            f"{wanted} requests; nothing was stored",
+            headers={"Retry-After": str(seconds_to_month_end(utc_now()))},
+        )
+    return events_accept(target=target, checked=_records_as_events(records), reserved=granted, sdk_version=sdk_version)
 
 
 def _records_as_events(records: list[Record]) -> CheckedBatch:
     """The records as ``http_request`` envelopes for ``events_accept``."""
-    return batch_of([
-        envelope_make(source=SOURCE, event_type=EVENT_TYPE, category=CATEGORY, timestamp=r.created_at,
-                      service_name=r.service,
-                      data=_encode(RequestData(r.method, r.endpoint, r.status, r.response_time, r.consumer,
-                                               r.node, r.context)))
-        for r in records])
+    return batch_of(
+        [
+            envelope_make(
+                source=SOURCE,
+                event_type=EVENT_TYPE,
+                category=CATEGORY,
+                timestamp=r.created_at,
+                service_name=r.service,
+                data=_encode(
+                    RequestData(r.method, r.endpoint, r.status, r.response_time, r.consumer, r.node, r.context)
+                ),
+            )
+            for r in records
+        ]
+    )

@@ -18,10 +18,12 @@ class Event(models.Model):
 
     # No database-level foreign keys: checking two per inserted row costs a fifth of the insert, and
     # the ingest path has just read both rows. Django still cascades deletes (one DELETE statement).
-    organization = models.ForeignKey("accounts.Organization", on_delete=models.CASCADE, db_index=False,
-                                     db_constraint=False, related_name="events")
-    application = models.ForeignKey("accounts.Application", on_delete=models.CASCADE, db_index=False,
-                                    db_constraint=False, related_name="events")
+    organization = models.ForeignKey(
+        "accounts.Organization", on_delete=models.CASCADE, db_index=False, db_constraint=False, related_name="events"
+    )
+    application = models.ForeignKey(
+        "accounts.Application", on_delete=models.CASCADE, db_index=False, db_constraint=False, related_name="events"
+    )
     event_id = models.UUIDField()
     schema_version = models.CharField(max_length=16)
     user_id = models.CharField(max_length=71)
@@ -43,14 +45,17 @@ class Event(models.Model):
             # the index's right end rather than at random pages, as a leading random UUID would put them
             # (1000-row inserts into a table of 3 million events ran twice as fast, benchmarks/README.md).
             # The same index serves reads of an application's events by time.
-            models.UniqueConstraint(fields=["application", "timestamp", "event_id"],
-                                    name="event_unique_per_application"),
+            models.UniqueConstraint(
+                fields=["application", "timestamp", "event_id"], name="event_unique_per_application"
+            ),
         ]
         indexes = [
             # The live tail filtered by type: newest events of one type, however rare, without a scan.
             models.Index(fields=["application", "event_type", "timestamp"], name="event_app_type_time_idx"),
             # A stream's newest events; partial, so the other clients' events cost it nothing.
-            models.Index(fields=["stream_id", "id"], name="event_stream_idx", condition=models.Q(stream_id__isnull=False)),
+            models.Index(
+                fields=["stream_id", "id"], name="event_stream_idx", condition=models.Q(stream_id__isnull=False)
+            ),
         ]
 
     def __str__(self):
@@ -138,19 +143,23 @@ class EventRollup(models.Model):
     # pages show their finest buckets over a day at most.
     MINUTE_ROLLUPS_HOURS = 48
 
-    @classmethod
-    def minute_rollups_since(cls) -> datetime:
-        """Rollup rows finer than an hour are kept (and built) for events younger than this."""
-        return timezone.now() - timedelta(hours=cls.MINUTE_ROLLUPS_HOURS)
-
     class Meta:
         constraints = [
             models.UniqueConstraint(
                 fields=["application_id", "granularity", "dimension", "bucket", "event_type", "value"],
-                name="rollup_unique_dimension"),
+                name="rollup_unique_dimension",
+            ),
         ]
-        indexes = [models.Index(fields=["organization_id", "granularity", "dimension", "bucket"],
-                                name="rollup_org_dimension_idx")]
+        indexes = [
+            models.Index(
+                fields=["organization_id", "granularity", "dimension", "bucket"], name="rollup_org_dimension_idx"
+            )
+        ]
+
+    @classmethod
+    def minute_rollups_since(cls) -> datetime:
+        """Rollup rows finer than an hour are kept (and built) for events younger than this."""
+        return timezone.now() - timedelta(hours=cls.MINUTE_ROLLUPS_HOURS)
 
 
 class RollupCursor(models.Model):
@@ -176,10 +185,12 @@ class RollupSkip(models.Model):
 
     # No database-level foreign keys: the record is written in the rollup job's transaction, which an
     # application deleted meanwhile must not fail at commit. Django still cascades deletes.
-    organization = models.ForeignKey("accounts.Organization", on_delete=models.CASCADE, db_constraint=False,
-                                     related_name="+")
-    application = models.ForeignKey("accounts.Application", on_delete=models.CASCADE, db_constraint=False,
-                                    related_name="+")
+    organization = models.ForeignKey(
+        "accounts.Organization", on_delete=models.CASCADE, db_constraint=False, related_name="+"
+    )
+    application = models.ForeignKey(
+        "accounts.Application", on_delete=models.CASCADE, db_constraint=False, related_name="+"
+    )
     kind = models.CharField(max_length=8, choices=Kind.choices)
     first_event_id = models.BigIntegerField(help_text="The chunk's ids, inclusive.")
     last_event_id = models.BigIntegerField()
@@ -193,7 +204,9 @@ class RollupSkip(models.Model):
         ordering = ["-created_at", "-id"]
 
     def __str__(self):
-        return f"{self.get_kind_display()} of app {self.application_id}, events {self.first_event_id}–{self.last_event_id}"
+        return (
+            f"{self.get_kind_display()} of app {self.application_id}, events {self.first_event_id}–{self.last_event_id}"
+        )
 
 
 class Stream(models.Model):
@@ -239,11 +252,44 @@ class Stream(models.Model):
     def user_agent(self) -> str:
         return self.headers.get("user-agent", "")
 
+
 # Upper bounds (ms) of the Lambda duration histogram's buckets; one more bucket holds longer
 # durations (Lambda stops a function at 900 s). Fixed, so buckets of any rows merge by addition.
 LAMBDA_DURATION_BOUNDS_MS = (
-    1, 2, 3, 5, 7, 10, 15, 20, 30, 40, 50, 70, 100, 150, 200, 300, 400, 500, 700, 1_000, 1_500, 2_000, 3_000,
-    5_000, 7_000, 10_000, 15_000, 20_000, 30_000, 60_000, 120_000, 300_000, 900_000)
+    1,
+    2,
+    3,
+    5,
+    7,
+    10,
+    15,
+    20,
+    30,
+    40,
+    50,
+    70,
+    100,
+    150,
+    200,
+    300,
+    400,
+    500,
+    700,
+    1_000,
+    1_500,
+    2_000,
+    3_000,
+    5_000,
+    7_000,
+    10_000,
+    15_000,
+    20_000,
+    30_000,
+    60_000,
+    120_000,
+    300_000,
+    900_000,
+)
 
 
 class LambdaRollup(models.Model):
@@ -277,8 +323,11 @@ class LambdaRollup(models.Model):
 
     class Meta:
         # Its index also serves the panel's reads: one application, one granularity, a range of buckets.
-        constraints = [models.UniqueConstraint(
-            fields=["application_id", "granularity", "bucket", "function", "version"], name="lambda_rollup_unique")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["application_id", "granularity", "bucket", "function", "version"], name="lambda_rollup_unique"
+            )
+        ]
 
 
 class LambdaDurationBucket(models.Model):
@@ -295,9 +344,12 @@ class LambdaDurationBucket(models.Model):
     count = models.PositiveBigIntegerField(default=0)
 
     class Meta:
-        constraints = [models.UniqueConstraint(
-            fields=["application_id", "granularity", "bucket", "function", "version", "bound"],
-            name="lambda_duration_unique")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["application_id", "granularity", "bucket", "function", "version", "bound"],
+                name="lambda_duration_unique",
+            )
+        ]
 
 
 class Archive(models.Model):
@@ -328,8 +380,9 @@ class Archive(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     archived_at = models.DateTimeField(null=True, blank=True)
     restored_at = models.DateTimeField(null=True, blank=True)
-    stale_path = models.CharField(max_length=500, blank=True,
-                                  help_text="A file this one replaced (an erasure), still to be deleted.")
+    stale_path = models.CharField(
+        max_length=500, blank=True, help_text="A file this one replaced (an erasure), still to be deleted."
+    )
 
     class Meta:
         ordering = ["-start", "-id"]
@@ -402,7 +455,8 @@ class ApiRollup(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["application_id", "granularity", "dimension", "bucket", "service_name", "value"],
-                name="api_rollup_unique"),
+                name="api_rollup_unique",
+            ),
         ]
 
 
@@ -418,8 +472,11 @@ EXPORT_PREFIX_PATTERN = r"\A[A-Za-z0-9_-][A-Za-z0-9._-]*(/[A-Za-z0-9_-][A-Za-z0-
 def export_prefix_validate(value: str) -> None:
     if ".." in value:
         raise ValidationError("A prefix may not contain “..”.", code="dot_dot")
-    RegexValidator(EXPORT_PREFIX_PATTERN, "Use letters, digits, “.”, “-” and “_”, in folders joined by single "
-                                          "“/”, with no “/” at either end.", code="invalid_prefix")(value)
+    RegexValidator(
+        EXPORT_PREFIX_PATTERN,
+        "Use letters, digits, “.”, “-” and “_”, in folders joined by single “/”, with no “/” at either end.",
+        code="invalid_prefix",
+    )(value)
 
 
 class ExportSchedule(models.Model):
@@ -430,21 +487,27 @@ class ExportSchedule(models.Model):
         NDJSON_GZ = "ndjson.gz", "NDJSON, gzip'd"
         PARQUET = "parquet", "Parquet"
 
-    organization = models.ForeignKey("accounts.Organization", on_delete=models.CASCADE,
-                                     related_name="export_schedules")
+    organization = models.ForeignKey("accounts.Organization", on_delete=models.CASCADE, related_name="export_schedules")
     enabled = models.BooleanField(default=True)
     formats = models.JSONField(default=list, help_text="Any of “ndjson.gz” and “parquet”.")
     prefix = models.CharField(
-        max_length=200, default="daily", validators=[export_prefix_validate],
-        help_text="The folder the files go in, within the organization's exports, e.g. warehouse/telemetry.")
-    applications = models.ManyToManyField("accounts.Application", blank=True, related_name="export_schedules",
-                                          help_text="None chosen: every application of the organization.")
+        max_length=200,
+        default="daily",
+        validators=[export_prefix_validate],
+        help_text="The folder the files go in, within the organization's exports, e.g. warehouse/telemetry.",
+    )
+    applications = models.ManyToManyField(
+        "accounts.Application",
+        blank=True,
+        related_name="export_schedules",
+        help_text="None chosen: every application of the organization.",
+    )
     # Fixed by the choice above: a schedule of some applications whose applications are all deleted
     # exports nothing, rather than, its list now empty, every application.
     every_application = models.BooleanField(default=True, editable=False)
-    start_date = models.DateField(default=_today_utc,
-                                  help_text="The first UTC day exported; days since then that were missed are "
-                                            "caught up.")
+    start_date = models.DateField(
+        default=_today_utc, help_text="The first UTC day exported; days since then that were missed are caught up."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -476,15 +539,17 @@ class ExportRun(models.Model):
     checksum = models.CharField(max_length=71, blank=True, help_text="sha256:<hex> of the file's bytes.")
     error = models.TextField(blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
-    next_attempt_at = models.DateTimeField(null=True, blank=True,
-                                           help_text="When a failed file is tried again; empty once it gives up.")
+    next_attempt_at = models.DateTimeField(
+        null=True, blank=True, help_text="When a failed file is tried again; empty once it gives up."
+    )
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-day", "application_id", "format"]
-        constraints = [models.UniqueConstraint(fields=["schedule", "application", "day", "format"],
-                                               name="export_run_unique")]
+        constraints = [
+            models.UniqueConstraint(fields=["schedule", "application", "day", "format"], name="export_run_unique")
+        ]
         indexes = [models.Index(fields=["organization", "day"], name="export_run_org_day_idx")]
 
     def __str__(self):

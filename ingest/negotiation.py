@@ -39,8 +39,9 @@ class MachineApi(APIView):
     @classmethod
     def as_view(cls, **initkwargs):
         # Plain methods skip DRF's checks before the handler: a view must not count on any.
-        if cls.plain_methods and (cls.authentication_classes or cls.permission_classes or cls.throttle_classes
-                                  or cls.versioning_class):
+        if cls.plain_methods and (
+            cls.authentication_classes or cls.permission_classes or cls.throttle_classes or cls.versioning_class
+        ):
             raise ImproperlyConfigured(f"{cls.__name__} has plain methods, so DRF's checks would not run on them")
         return super().as_view(**initkwargs)
 

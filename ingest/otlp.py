@@ -66,14 +66,27 @@ class Signal:
 
 
 SIGNALS = {
-    "traces": Signal("traces", trace_service_pb2.ExportTraceServiceRequest,
-                     trace_service_pb2.ExportTraceServiceResponse, trace_service_pb2.ExportTracePartialSuccess,
-                     "rejected_spans"),
-    "metrics": Signal("metrics", metrics_service_pb2.ExportMetricsServiceRequest,
-                      metrics_service_pb2.ExportMetricsServiceResponse,
-                      metrics_service_pb2.ExportMetricsPartialSuccess, "rejected_data_points"),
-    "logs": Signal("logs", logs_service_pb2.ExportLogsServiceRequest, logs_service_pb2.ExportLogsServiceResponse,
-                   logs_service_pb2.ExportLogsPartialSuccess, "rejected_log_records"),
+    "traces": Signal(
+        "traces",
+        trace_service_pb2.ExportTraceServiceRequest,
+        trace_service_pb2.ExportTraceServiceResponse,
+        trace_service_pb2.ExportTracePartialSuccess,
+        "rejected_spans",
+    ),
+    "metrics": Signal(
+        "metrics",
+        metrics_service_pb2.ExportMetricsServiceRequest,
+        metrics_service_pb2.ExportMetricsServiceResponse,
+        metrics_service_pb2.ExportMetricsPartialSuccess,
+        "rejected_data_points",
+    ),
+    "logs": Signal(
+        "logs",
+        logs_service_pb2.ExportLogsServiceRequest,
+        logs_service_pb2.ExportLogsServiceResponse,
+        logs_service_pb2.ExportLogsPartialSuccess,
+        "rejected_log_records",
+    ),
 }
 
 
@@ -132,8 +145,10 @@ def request_decode(signal: Signal, body: bytes, media: str) -> Message:
     except (DecodeError, json_format.ParseError, ValueError, TypeError, AttributeError) as exc:
         if isinstance(exc, OtlpFormatError):
             raise
-        raise OtlpFormatError(f"Body is not a valid {signal.request.DESCRIPTOR.name}: "
-                              f"{str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__}") from None
+        raise OtlpFormatError(
+            f"Body is not a valid {signal.request.DESCRIPTOR.name}: "
+            f"{str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__}"
+        ) from None
     return request
 
 
@@ -206,14 +221,23 @@ def _context(resource, scope) -> _Context:
     resource_attributes = attributes(resource.attributes)
     name, version = resource_attributes.get("service.name"), resource_attributes.get("service.version")
     scope_fields = {"name": _text(scope.name), "version": _text(scope.version)} if scope.name else {}
-    summary = {"resource": {key: _short(resource_attributes[key]) for key in _IDENTIFYING
-                            if key in resource_attributes and _short(resource_attributes[key]) is not None}}
+    summary = {
+        "resource": {
+            key: _short(resource_attributes[key])
+            for key in _IDENTIFYING
+            if key in resource_attributes and _short(resource_attributes[key]) is not None
+        }
+    }
     partial = summary["resource"] != resource_attributes or bool(scope_fields)
     return _Context(
-        resource=resource_attributes, scope=scope_fields, summary=summary, partial=partial,
+        resource=resource_attributes,
+        scope=scope_fields,
+        summary=summary,
+        partial=partial,
         service_name=str(name) if name is not None else "",
         service_version=str(version) if version is not None else None,
-        digest=hashlib.sha256(_encode(resource_attributes)).digest())
+        digest=hashlib.sha256(_encode(resource_attributes)).digest(),
+    )
 
 
 class _Items:
@@ -231,13 +255,17 @@ class _Items:
         self.count = 0
         self.budget = budget
 
-    def add(self, *, context: _Context, event_type: str, category: str, nanos: int, fields: dict,
-            identity: bytes) -> None:
+    def add(
+        self, *, context: _Context, event_type: str, category: str, nanos: int, fields: dict, identity: bytes
+    ) -> None:
         index, self.count = self.count, self.count + 1
         timestamp = _time(nanos)
         if timestamp is None:
-            self.errors.append(EventError(index, None, "invalid_timestamp",
-                                          f"{event_type} #{index} has no valid time (unix nanoseconds)"))
+            self.errors.append(
+                EventError(
+                    index, None, "invalid_timestamp", f"{event_type} #{index} has no valid time (unix nanoseconds)"
+                )
+            )
             return
         digest = hashlib.sha256(identity + context.digest).hexdigest()
         event_id = uuid.uuid5(_ID_NAMESPACE, f"{event_type}\x00{digest}")
@@ -253,12 +281,22 @@ class _Items:
         data = _encode(fields)
         self.budget -= len(data) + len(context.service_name) + len(context.service_version or "") + len(category or "")
         if self.budget < 0:
-            raise TooManyItems(f"The request's items would store over {MAX_AMPLIFICATION} times its size: "
-                               "texts it shares among them (resource, scope, metric) are too long for so many")
-        self.envelopes.append(envelope_make(
-            source=SOURCE, event_type=event_type, data=data, timestamp=timestamp,
-            service_name=context.service_name, service_version=context.service_version, category=category,
-            event_id=event_id))
+            raise TooManyItems(
+                f"The request's items would store over {MAX_AMPLIFICATION} times its size: "
+                "texts it shares among them (resource, scope, metric) are too long for so many"
+            )
+        self.envelopes.append(
+            envelope_make(
+                source=SOURCE,
+                event_type=event_type,
+                data=data,
+                timestamp=timestamp,
+                service_name=context.service_name,
+                service_version=context.service_version,
+                category=category,
+                event_id=event_id,
+            )
+        )
         self.indexes.append(index)
 
     def batch(self) -> CheckedBatch:
@@ -268,17 +306,29 @@ class _Items:
 def _span_fields(span) -> dict:
     duration = (span.end_time_unix_nano - span.start_time_unix_nano) / 1e6 if span.end_time_unix_nano else None
     return {
-        "name": _text(span.name), "trace_id": _hex(span.trace_id), "span_id": _hex(span.span_id),
+        "name": _text(span.name),
+        "trace_id": _hex(span.trace_id),
+        "span_id": _hex(span.span_id),
         "parent_span_id": _hex(span.parent_span_id),
         "kind": trace_pb2.Span.SpanKind.Name(span.kind) if span.kind in trace_pb2.Span.SpanKind.values() else span.kind,
-        "start_time_unix_nano": span.start_time_unix_nano, "end_time_unix_nano": span.end_time_unix_nano,
+        "start_time_unix_nano": span.start_time_unix_nano,
+        "end_time_unix_nano": span.end_time_unix_nano,
         "duration_ms": duration,
-        "status": {"code": trace_pb2.Status.StatusCode.Name(span.status.code)
-                   if span.status.code in trace_pb2.Status.StatusCode.values() else span.status.code,
-                   "message": _text(span.status.message)},
+        "status": {
+            "code": trace_pb2.Status.StatusCode.Name(span.status.code)
+            if span.status.code in trace_pb2.Status.StatusCode.values()
+            else span.status.code,
+            "message": _text(span.status.message),
+        },
         "attributes": attributes(span.attributes),
-        "events": [{"name": _text(event.name), "time_unix_nano": event.time_unix_nano,
-                    "attributes": attributes(event.attributes)} for event in span.events],
+        "events": [
+            {
+                "name": _text(event.name),
+                "time_unix_nano": event.time_unix_nano,
+                "attributes": attributes(event.attributes),
+            }
+            for event in span.events
+        ],
         "links": [{"trace_id": _hex(link.trace_id), "span_id": _hex(link.span_id)} for link in span.links],
     }
 
@@ -288,17 +338,25 @@ def _spans(request, items: _Items) -> None:
         for scope_spans in resource_spans.scope_spans:
             context = _context(resource_spans.resource, scope_spans.scope)
             for span in scope_spans.spans:
-                items.add(context=context, event_type="otel.span", category=_text(span.name)[:255],
-                          nanos=span.start_time_unix_nano, fields=_span_fields(span),
-                          identity=span.SerializeToString(deterministic=True))
+                items.add(
+                    context=context,
+                    event_type="otel.span",
+                    category=_text(span.name)[:255],
+                    nanos=span.start_time_unix_nano,
+                    fields=_span_fields(span),
+                    identity=span.SerializeToString(deterministic=True),
+                )
 
 
 def _log_fields(record) -> dict:
     return {
-        "severity_text": _text(record.severity_text), "severity_number": record.severity_number,
+        "severity_text": _text(record.severity_text),
+        "severity_number": record.severity_number,
         "body": any_value(record.body) if record.HasField("body") else None,
-        "attributes": attributes(record.attributes), "trace_id": _hex(record.trace_id),
-        "span_id": _hex(record.span_id), "time_unix_nano": record.time_unix_nano,
+        "attributes": attributes(record.attributes),
+        "trace_id": _hex(record.trace_id),
+        "span_id": _hex(record.span_id),
+        "time_unix_nano": record.time_unix_nano,
         "observed_time_unix_nano": record.observed_time_unix_nano,
         "event_name": _text(record.event_name),
     }
@@ -309,9 +367,14 @@ def _logs(request, items: _Items) -> None:
         for scope_logs in resource_logs.scope_logs:
             context = _context(resource_logs.resource, scope_logs.scope)
             for record in scope_logs.log_records:
-                items.add(context=context, event_type="otel.log", category=_text(record.severity_text)[:255] or None,
-                          nanos=record.time_unix_nano or record.observed_time_unix_nano, fields=_log_fields(record),
-                          identity=record.SerializeToString(deterministic=True))
+                items.add(
+                    context=context,
+                    event_type="otel.log",
+                    category=_text(record.severity_text)[:255] or None,
+                    nanos=record.time_unix_nano or record.observed_time_unix_nano,
+                    fields=_log_fields(record),
+                    identity=record.SerializeToString(deterministic=True),
+                )
 
 
 def _number(point) -> float | int | None:
@@ -328,26 +391,39 @@ def _finite(value: float) -> float | None:
 
 
 def _point_fields(kind: str, point) -> dict:
-    fields = {"attributes": attributes(point.attributes), "start_time_unix_nano": point.start_time_unix_nano,
-              "time_unix_nano": point.time_unix_nano}
+    fields = {
+        "attributes": attributes(point.attributes),
+        "start_time_unix_nano": point.start_time_unix_nano,
+        "time_unix_nano": point.time_unix_nano,
+    }
     if kind in ("gauge", "sum"):
         fields["value"] = _number(point)
     elif kind == "histogram":
-        fields.update(count=point.count, sum=_finite(point.sum) if point.HasField("sum") else None,
-                      bucket_counts=list(point.bucket_counts),
-                      explicit_bounds=[_finite(bound) for bound in point.explicit_bounds],
-                      min=_finite(point.min) if point.HasField("min") else None,
-                      max=_finite(point.max) if point.HasField("max") else None)
+        fields.update(
+            count=point.count,
+            sum=_finite(point.sum) if point.HasField("sum") else None,
+            bucket_counts=list(point.bucket_counts),
+            explicit_bounds=[_finite(bound) for bound in point.explicit_bounds],
+            min=_finite(point.min) if point.HasField("min") else None,
+            max=_finite(point.max) if point.HasField("max") else None,
+        )
     elif kind == "exponential_histogram":
-        fields.update(count=point.count, sum=_finite(point.sum) if point.HasField("sum") else None,
-                      scale=point.scale, zero_count=point.zero_count,
-                      positive={"offset": point.positive.offset, "bucket_counts": list(point.positive.bucket_counts)},
-                      negative={"offset": point.negative.offset, "bucket_counts": list(point.negative.bucket_counts)},
-                      min=_finite(point.min) if point.HasField("min") else None,
-                      max=_finite(point.max) if point.HasField("max") else None)
+        fields.update(
+            count=point.count,
+            sum=_finite(point.sum) if point.HasField("sum") else None,
+            scale=point.scale,
+            zero_count=point.zero_count,
+            positive={"offset": point.positive.offset, "bucket_counts": list(point.positive.bucket_counts)},
+            negative={"offset": point.negative.offset, "bucket_counts": list(point.negative.bucket_counts)},
+            min=_finite(point.min) if point.HasField("min") else None,
+            max=_finite(point.max) if point.HasField("max") else None,
+        )
     elif kind == "summary":
-        fields.update(count=point.count, sum=_finite(point.sum),
-                      quantiles=[{"quantile": q.quantile, "value": _finite(q.value)} for q in point.quantile_values])
+        fields.update(
+            count=point.count,
+            sum=_finite(point.sum),
+            quantiles=[{"quantile": q.quantile, "value": _finite(q.value)} for q in point.quantile_values],
+        )
     return fields
 
 
@@ -361,24 +437,33 @@ def _metrics(request, items: _Items) -> None:
                 if kind is None:
                     continue  # a metric with no data has no points to store
                 data = getattr(metric, kind)
-                common = {"name": _text(metric.name), "description": _text(metric.description),
-                          "unit": _text(metric.unit), "type": kind}
+                common = {
+                    "name": _text(metric.name),
+                    "description": _text(metric.description),
+                    "unit": _text(metric.unit),
+                    "type": kind,
+                }
                 if hasattr(data, "aggregation_temporality"):
-                    common["temporality"] = (temporality.Name(data.aggregation_temporality)
-                                             if data.aggregation_temporality in temporality.values()
-                                             else data.aggregation_temporality)
+                    common["temporality"] = (
+                        temporality.Name(data.aggregation_temporality)
+                        if data.aggregation_temporality in temporality.values()
+                        else data.aggregation_temporality
+                    )
                 if kind == "sum":
                     common["is_monotonic"] = data.is_monotonic
                 # Its texts whole on the metric's first point only: they are the same for every point.
-                described, common = common, {**common, "name": common["name"][:_SHORT],
-                                             "unit": common["unit"][:_SHORT]}
+                described, common = common, {**common, "name": common["name"][:_SHORT], "unit": common["unit"][:_SHORT]}
                 del common["description"]
                 name = hashlib.sha256(metric.name.encode()).digest()
                 for number, point in enumerate(data.data_points):
-                    items.add(context=context, event_type="otel.metric", category=_text(metric.name)[:_SHORT],
-                              nanos=point.time_unix_nano,
-                              fields={**(common if number else described), **_point_fields(kind, point)},
-                              identity=name + b"\x00" + point.SerializeToString(deterministic=True))
+                    items.add(
+                        context=context,
+                        event_type="otel.metric",
+                        category=_text(metric.name)[:_SHORT],
+                        nanos=point.time_unix_nano,
+                        fields={**(common if number else described), **_point_fields(kind, point)},
+                        identity=name + b"\x00" + point.SerializeToString(deterministic=True),
+                    )
 
 
 _COLLECT = {"traces": _spans, "metrics": _metrics, "logs": _logs}
@@ -390,9 +475,13 @@ def item_count(signal: Signal, request: Message) -> int:
         return sum(len(scope.spans) for group in request.resource_spans for scope in group.scope_spans)
     if signal.name == "logs":
         return sum(len(scope.log_records) for group in request.resource_logs for scope in group.scope_logs)
-    return sum(len(getattr(metric, kind).data_points) for group in request.resource_metrics
-               for scope in group.scope_metrics for metric in scope.metrics
-               if (kind := metric.WhichOneof("data")) is not None)
+    return sum(
+        len(getattr(metric, kind).data_points)
+        for group in request.resource_metrics
+        for scope in group.scope_metrics
+        for metric in scope.metrics
+        if (kind := metric.WhichOneof("data")) is not None
+    )
 
 
 def otlp_batch(signal: Signal, request: Message, *, max_items: int, body_size: int) -> CheckedBatch:

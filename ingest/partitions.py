@@ -47,8 +47,11 @@ def partitions_list() -> list[Partition]:
     if connection.vendor != "postgresql":
         return []
     with connection.cursor() as cursor:
-        cursor.execute("SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-                       "WHERE i.inhparent = %s::regclass", [TABLE])
+        cursor.execute(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent = %s::regclass",
+            [TABLE],
+        )
         names = [row[0] for row in cursor.fetchall()]
     partitions = []
     for name in names:
@@ -74,15 +77,21 @@ def partition_create(*, month: datetime) -> Partition:
         if cursor.fetchone()[0]:
             return partition
         cursor.execute(f"LOCK TABLE {DEFAULT_PARTITION} IN SHARE ROW EXCLUSIVE MODE")
-        cursor.execute(f'SELECT EXISTS (SELECT 1 FROM {DEFAULT_PARTITION} WHERE "timestamp" >= %s '
-                       f'AND "timestamp" < %s)', bounds)
+        cursor.execute(
+            f'SELECT EXISTS (SELECT 1 FROM {DEFAULT_PARTITION} WHERE "timestamp" >= %s AND "timestamp" < %s)', bounds
+        )
         moving = cursor.fetchone()[0]
         if moving:
-            cursor.execute(f"CREATE TEMPORARY TABLE moving_events ON COMMIT DROP AS SELECT * FROM {DEFAULT_PARTITION} "
-                           f'WHERE "timestamp" >= %s AND "timestamp" < %s', bounds)
+            cursor.execute(
+                f"CREATE TEMPORARY TABLE moving_events ON COMMIT DROP AS SELECT * FROM {DEFAULT_PARTITION} "
+                f'WHERE "timestamp" >= %s AND "timestamp" < %s',
+                bounds,
+            )
             cursor.execute(f'DELETE FROM {DEFAULT_PARTITION} WHERE "timestamp" >= %s AND "timestamp" < %s', bounds)
-        cursor.execute(f"CREATE TABLE {partition.name} PARTITION OF {TABLE} FOR VALUES "
-                       f"FROM ('{partition.start.isoformat()}') TO ('{partition.end.isoformat()}')")
+        cursor.execute(
+            f"CREATE TABLE {partition.name} PARTITION OF {TABLE} FOR VALUES "
+            f"FROM ('{partition.start.isoformat()}') TO ('{partition.end.isoformat()}')"
+        )
         if moving:
             cursor.execute(f"INSERT INTO {TABLE} OVERRIDING SYSTEM VALUE SELECT * FROM moving_events")
     return partition

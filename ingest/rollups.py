@@ -33,8 +33,10 @@ def _insert_adding(model, queryset, columns: list[str], unique: list[str]) -> No
     """INSERT ... SELECT of an aggregate queryset, adding to the counts of rows that exist."""
     select_sql, params = queryset.query.sql_with_params()
     table = model._meta.db_table
-    sql = (f"INSERT INTO {table} ({', '.join(columns)}, count) {select_sql} "
-           f"ON CONFLICT ({', '.join(unique)}) DO UPDATE SET count = {table}.count + excluded.count")
+    sql = (
+        f"INSERT INTO {table} ({', '.join(columns)}, count) {select_sql} "
+        f"ON CONFLICT ({', '.join(unique)}) DO UPDATE SET count = {table}.count + excluded.count"
+    )
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
 
@@ -44,8 +46,9 @@ Dimension = EventRollup.Dimension
 _DIMENSION_VALUES = {
     Dimension.TYPE: Value(""),
     Dimension.CATEGORY: Coalesce("category", Value("")),
-    Dimension.SERVICE: Trim(Concat(Coalesce("service_name", Value("")), Value(" "),
-                                   Coalesce("service_version", Value("")))),
+    Dimension.SERVICE: Trim(
+        Concat(Coalesce("service_name", Value("")), Value(" "), Coalesce("service_version", Value("")))
+    ),
     Dimension.SDK: Coalesce("sdk_version", Value("")),
 }
 
@@ -57,17 +60,25 @@ def _add_rollups(events) -> None:
 
 def minute_rollups_prune() -> int:
     """Deletes minute rollups older than the pages show; returns how many rows went."""
-    deleted, _ = EventRollup.objects.filter(granularity=EventRollup.Granularity.MINUTE,
-                                            bucket__lt=EventRollup.minute_rollups_since()).delete()
+    deleted, _ = EventRollup.objects.filter(
+        granularity=EventRollup.Granularity.MINUTE, bucket__lt=EventRollup.minute_rollups_since()
+    ).delete()
     return deleted
 
 
 def _add_accepted(events) -> None:
-    grouped = (events.annotate(h=Trunc("received_at", "hour", tzinfo=UTC), o=Value(Outcome.Kind.ACCEPTED.value),
-                               r=Value(""))
-               .values("organization_id", "application_id", "h", "o", "r").annotate(n=Count("id")).order_by())
-    _insert_adding(Outcome, grouped, ["organization_id", "application_id", "hour", "outcome", "reason"],
-                   ["application_id", "hour", "outcome", "reason"])
+    grouped = (
+        events.annotate(h=Trunc("received_at", "hour", tzinfo=UTC), o=Value(Outcome.Kind.ACCEPTED.value), r=Value(""))
+        .values("organization_id", "application_id", "h", "o", "r")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    _insert_adding(
+        Outcome,
+        grouped,
+        ["organization_id", "application_id", "hour", "outcome", "reason"],
+        ["application_id", "hour", "outcome", "reason"],
+    )
 
 
 def rollups_update(*, max_events: int = 500_000, lag_seconds: float = LAG_SECONDS) -> int:
@@ -95,14 +106,19 @@ def _chunk_add(*, chunk: int, horizon: datetime) -> int:
         cursor, _ = RollupCursor.objects.select_for_update().get_or_create(name=CURSOR)
         low = cursor.last_event_id
         # The next ``chunk`` ids rather than an id range, so a gap in the sequence is passed over.
-        high = (Event.objects.filter(id__gt=low, received_at__lt=horizon).order_by("id").values("id")[:chunk]
-                .aggregate(high=Max("id"))["high"])
+        high = (
+            Event.objects.filter(id__gt=low, received_at__lt=horizon)
+            .order_by("id")
+            .values("id")[:chunk]
+            .aggregate(high=Max("id"))["high"]
+        )
         if high is None:
             return 0
         if connection.vendor == "postgresql":
             with connection.cursor() as db:
-                db.execute("SELECT set_config('statement_timeout', %s, true)",
-                           [f"{settings.ROLLUPS_STATEMENT_TIMEOUT}s"])
+                db.execute(
+                    "SELECT set_config('statement_timeout', %s, true)", [f"{settings.ROLLUPS_STATEMENT_TIMEOUT}s"]
+                )
         events = Event.objects.filter(id__gt=low, id__lte=high)
         _add_accepted(events)
         _add_isolated(events, first_id=low + 1, last_id=high)
@@ -111,8 +127,11 @@ def _chunk_add(*, chunk: int, horizon: datetime) -> int:
         return high - low
 
 
-_KINDS = {RollupSkip.Kind.EVENTS: _add_rollups, RollupSkip.Kind.API: api_rollups_add,
-          RollupSkip.Kind.LAMBDA: lambda_rollups_add}
+_KINDS = {
+    RollupSkip.Kind.EVENTS: _add_rollups,
+    RollupSkip.Kind.API: api_rollups_add,
+    RollupSkip.Kind.LAMBDA: lambda_rollups_add,
+}
 
 
 def _add_isolated(events, *, first_id: int, last_id: int) -> None:
@@ -147,15 +166,36 @@ def _poisoned(error: Exception) -> bool:
 
 
 def _skip_record(events, *, kind: str, first_id: int, last_id: int, error: Exception) -> RollupSkip:
-    span = events.aggregate(n=Count("id"), first=Min("timestamp"), last=Max("timestamp"),
-                            organization_id=Max("organization_id"), application_id=Max("application_id"))
+    span = events.aggregate(
+        n=Count("id"),
+        first=Min("timestamp"),
+        last=Max("timestamp"),
+        organization_id=Max("organization_id"),
+        application_id=Max("application_id"),
+    )
     skip = RollupSkip.objects.create(
-        organization_id=span["organization_id"], application_id=span["application_id"], kind=kind,
-        first_event_id=first_id, last_event_id=last_id, events=span["n"], first_timestamp=span["first"],
-        last_timestamp=span["last"], error=f"{type(error).__name__}: {error}"[:500])
-    logger.error("rollups skipped", extra={
-        "kind": kind, "organization_id": skip.organization_id, "application_id": skip.application_id,
-        "first_event_id": first_id, "last_event_id": last_id, "events": skip.events, "error": skip.error})
+        organization_id=span["organization_id"],
+        application_id=span["application_id"],
+        kind=kind,
+        first_event_id=first_id,
+        last_event_id=last_id,
+        events=span["n"],
+        first_timestamp=span["first"],
+        last_timestamp=span["last"],
+        error=f"{type(error).__name__}: {error}"[:500],
+    )
+    logger.error(
+        "rollups skipped",
+        extra={
+            "kind": kind,
+            "organization_id": skip.organization_id,
+            "application_id": skip.application_id,
+            "first_event_id": first_id,
+            "last_event_id": last_id,
+            "events": skip.events,
+            "error": skip.error,
+        },
+    )
     return skip
 
 
@@ -171,8 +211,11 @@ def rollups_rebuild(*, since: datetime, until: datetime, progress=None) -> int:
     while day < until:
         end = min(day + timedelta(days=1), until)
         start = max(day, since)
-        if Archive.objects.filter(start__lt=day + timedelta(days=1), end__gt=day).exclude(
-                state=Archive.State.WRITING).exists():
+        if (
+            Archive.objects.filter(start__lt=day + timedelta(days=1), end__gt=day)
+            .exclude(state=Archive.State.WRITING)
+            .exists()
+        ):
             if progress:
                 progress(day, rebuilt)
             day += timedelta(days=1)
@@ -180,12 +223,15 @@ def rollups_rebuild(*, since: datetime, until: datetime, progress=None) -> int:
         with transaction.atomic():
             cursor, _ = RollupCursor.objects.select_for_update().get_or_create(name=CURSOR)
             EventRollup.objects.filter(bucket__gte=start, bucket__lt=end).exclude(
-                granularity=EventRollup.Granularity.DAY).delete()
-            EventRollup.objects.filter(granularity=EventRollup.Granularity.DAY, bucket__gte=day,
-                                       bucket__lt=day + timedelta(days=1)).delete()
+                granularity=EventRollup.Granularity.DAY
+            ).delete()
+            EventRollup.objects.filter(
+                granularity=EventRollup.Granularity.DAY, bucket__gte=day, bucket__lt=day + timedelta(days=1)
+            ).delete()
             # A day bucket is rebuilt whole, even when the range starts or ends inside it.
-            day_events = Event.objects.filter(id__lte=cursor.last_event_id, timestamp__gte=day,
-                                              timestamp__lt=day + timedelta(days=1))
+            day_events = Event.objects.filter(
+                id__lte=cursor.last_event_id, timestamp__gte=day, timestamp__lt=day + timedelta(days=1)
+            )
             in_range = day_events.filter(timestamp__gte=start, timestamp__lt=end)
             for granularity in (EventRollup.Granularity.MINUTE, EventRollup.Granularity.HOUR):
                 _add_granularity(in_range, granularity)
@@ -203,10 +249,17 @@ def _add_granularity(events, granularity: str) -> None:
     if granularity == EventRollup.Granularity.MINUTE:
         events = events.filter(timestamp__gte=EventRollup.minute_rollups_since())
     for dimension, value in _DIMENSION_VALUES.items():
-        grouped = (events.annotate(g=Value(granularity), d=Value(dimension.value),
-                                   b=Trunc("timestamp", granularity, tzinfo=UTC), v=value)
-                   .values("organization_id", "application_id", "g", "d", "b", "event_type", "v")
-                   .annotate(n=Count("id")).order_by())
-        _insert_adding(EventRollup, grouped, ["organization_id", "application_id", "granularity", "dimension",
-                                              "bucket", "event_type", "value"],
-                       ["application_id", "granularity", "dimension", "bucket", "event_type", "value"])
+        grouped = (
+            events.annotate(
+                g=Value(granularity), d=Value(dimension.value), b=Trunc("timestamp", granularity, tzinfo=UTC), v=value
+            )
+            .values("organization_id", "application_id", "g", "d", "b", "event_type", "v")
+            .annotate(n=Count("id"))
+            .order_by()
+        )
+        _insert_adding(
+            EventRollup,
+            grouped,
+            ["organization_id", "application_id", "granularity", "dimension", "bucket", "event_type", "value"],
+            ["application_id", "granularity", "dimension", "bucket", "event_type", "value"],
+        )

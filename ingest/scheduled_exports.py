@@ -30,8 +30,15 @@ from django.core.files.base import ContentFile
 from django.utils import timezone
 
 from accounts.models import Application, Organization
-from ingest.archive import ArchiveCorrupt, advisory_lock, archive_lock, archive_storage, day_start, files_delete, \
-    manifest_bytes
+from ingest.archive import (
+    ArchiveCorrupt,
+    advisory_lock,
+    archive_lock,
+    archive_storage,
+    day_start,
+    files_delete,
+    manifest_bytes,
+)
 from ingest.exports import FIELDS, WRITERS, application_events_write
 from ingest.models import ExportRun, ExportSchedule
 
@@ -51,8 +58,7 @@ State = ExportRun.State
 
 def export_file_name(*, application: Application, prefix: str, day: date, fmt: str) -> str:
     """Where a scheduled file goes: under its organization's own folder, whatever prefix it chose."""
-    return (f"{ROOT}/{application.organization.public_id}/{prefix}/{application.public_id}/"
-            f"{day:%Y/%m/%d}/events.{fmt}")
+    return f"{ROOT}/{application.organization.public_id}/{prefix}/{application.public_id}/{day:%Y/%m/%d}/events.{fmt}"
 
 
 def schedule_applications(schedule: ExportSchedule) -> list[Application]:
@@ -80,9 +86,12 @@ def exports_due(*, schedule: ExportSchedule, now: datetime) -> tuple[list[tuple[
     applications, formats = schedule_applications(schedule), schedule_formats(schedule)
     if not (applications and formats):
         return [], False
-    recorded = {(application_id, day, fmt): (state, retry_at) for application_id, day, fmt, state, retry_at in
-                schedule.runs.filter(day__lte=last).values_list("application_id", "day", "format", "state",
-                                                                "next_attempt_at")}
+    recorded = {
+        (application_id, day, fmt): (state, retry_at)
+        for application_id, day, fmt, state, retry_at in schedule.runs.filter(day__lte=last).values_list(
+            "application_id", "day", "format", "state", "next_attempt_at"
+        )
+    }
 
     def due(application: Application, day: date, fmt: str) -> bool:
         state, retry_at = recorded.get((application.pk, day, fmt), (None, None))
@@ -99,8 +108,9 @@ def exports_due(*, schedule: ExportSchedule, now: datetime) -> tuple[list[tuple[
     files, more = [], False
     taken = 0
     for day in sorted(days):
-        found = [(application, day, fmt) for application in applications for fmt in formats
-                 if due(application, day, fmt)]
+        found = [
+            (application, day, fmt) for application in applications for fmt in formats if due(application, day, fmt)
+        ]
         if not found:
             continue
         if taken == settings.EXPORTS_DAYS_PER_RUN:
@@ -138,25 +148,43 @@ def _file_store(*, application: Application, day: date, fmt: str, path: str) -> 
         saved = storage.save(path, File(spool, name=path))
     if saved != path:
         raise ArchiveCorrupt(f"storage saved {path} as {saved}")
-    storage.save(f"{path}.manifest.json", ContentFile(manifest_bytes(
-        fmt=fmt, application=application, start=start, end=end, rows=rows, size=size, checksum=checksum,
-        columns=["application", *FIELDS], created_at=None)))
+    storage.save(
+        f"{path}.manifest.json",
+        ContentFile(
+            manifest_bytes(
+                fmt=fmt,
+                application=application,
+                start=start,
+                end=end,
+                rows=rows,
+                size=size,
+                checksum=checksum,
+                columns=["application", *FIELDS],
+                created_at=None,
+            )
+        ),
+    )
     return rows, size, checksum
 
 
-def export_file_write(*, schedule: ExportSchedule, application: Application, day: date, fmt: str,
-                      now: datetime) -> ExportRun:
+def export_file_write(
+    *, schedule: ExportSchedule, application: Application, day: date, fmt: str, now: datetime
+) -> ExportRun:
     """Writes one scheduled file and records how it went in its ``ExportRun``; a failure is recorded
     with its error and the time of the next attempt (none once attempts run out), and not raised
     unless it is the task's soft time limit."""
-    run, _ = ExportRun.objects.get_or_create(schedule=schedule, application=application, day=day, format=fmt,
-                                             defaults={"organization_id": schedule.organization_id})
+    run, _ = ExportRun.objects.get_or_create(
+        schedule=schedule,
+        application=application,
+        day=day,
+        format=fmt,
+        defaults={"organization_id": schedule.organization_id},
+    )
     run.state, run.attempts, run.started_at, run.finished_at = State.RUNNING, run.attempts + 1, timezone.now(), None
     run.save(update_fields=["state", "attempts", "started_at", "finished_at"])
     path = export_file_name(application=application, prefix=schedule.prefix, day=day, fmt=fmt)
     try:
-        run.row_count, run.size_bytes, run.checksum = _file_store(application=application, day=day, fmt=fmt,
-                                                                  path=path)
+        run.row_count, run.size_bytes, run.checksum = _file_store(application=application, day=day, fmt=fmt, path=path)
     # Whatever went wrong (the storage, an archive that does not verify, a bad row) is this file's
     # failure, recorded and retried: it must not hold up the other files and organizations.
     except Exception as error:
@@ -170,8 +198,18 @@ def export_file_write(*, schedule: ExportSchedule, application: Application, day
         run.state, run.path, run.error, run.next_attempt_at = State.SUCCEEDED, path, "", None
         failure = None
     run.finished_at = timezone.now()
-    run.save(update_fields=["state", "path", "row_count", "size_bytes", "checksum", "error", "next_attempt_at",
-                            "finished_at"])
+    run.save(
+        update_fields=[
+            "state",
+            "path",
+            "row_count",
+            "size_bytes",
+            "checksum",
+            "error",
+            "next_attempt_at",
+            "finished_at",
+        ]
+    )
     if isinstance(failure, SoftTimeLimitExceeded):
         raise failure  # the task's time is up: recorded, and no other file is started
     return run
@@ -186,8 +224,13 @@ class ExportPass:
     more: bool = False
 
 
-def scheduled_exports_run(*, now: datetime | None = None, max_seconds: float | None = None,
-                          organization: Organization | None = None, wait: bool = False) -> ExportPass:
+def scheduled_exports_run(
+    *,
+    now: datetime | None = None,
+    max_seconds: float | None = None,
+    organization: Organization | None = None,
+    wait: bool = False,
+) -> ExportPass:
     """Writes the scheduled files that are due (of ``organization``'s schedules only, if given);
     see the module's docstring. Another pass in progress makes this one return at once (``busy``),
     unless ``wait``; so does archive work that holds on past ``ARCHIVE_LOCK_WAIT``. Stops starting
@@ -233,8 +276,9 @@ def export_runs_redo(*, runs) -> int:
     return runs.update(state=State.PENDING, attempts=0, next_attempt_at=None, error="")
 
 
-def export_days_request(*, organization: Organization, since: date, until: date,
-                        application: Application | None = None) -> int:
+def export_days_request(
+    *, organization: Organization, since: date, until: date, application: Application | None = None
+) -> int:
     """Asks for the files of ``organization``'s enabled schedules of the UTC days in [since, until)
     (``application``'s only, if given) to be written again, or for the first time; returns how many."""
     requested = 0
@@ -244,8 +288,17 @@ def export_days_request(*, organization: Organization, since: date, until: date,
             for app in applications:
                 for fmt in schedule_formats(schedule):
                     ExportRun.objects.update_or_create(
-                        schedule=schedule, application=app, day=day, format=fmt,
-                        defaults={"organization": organization, "state": State.PENDING, "attempts": 0,
-                                  "next_attempt_at": None, "error": ""})
+                        schedule=schedule,
+                        application=app,
+                        day=day,
+                        format=fmt,
+                        defaults={
+                            "organization": organization,
+                            "state": State.PENDING,
+                            "attempts": 0,
+                            "next_attempt_at": None,
+                            "error": "",
+                        },
+                    )
                     requested += 1
     return requested

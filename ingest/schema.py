@@ -127,8 +127,11 @@ def raw_value_error(raw: bytes, *, max_depth: int) -> tuple[str, str] | None:
         return "invalid_data", str(exc)
     except RecursionError:
         return "nesting_too_deep", DEPTH_MESSAGE.format(max_depth)
-    if isinstance(value, (dict, list)) and (data := bytes(raw)).count(b"[") + data.count(b"{") > max_depth \
-            and _depth(value) > max_depth:
+    if (
+        isinstance(value, (dict, list))
+        and (data := bytes(raw)).count(b"[") + data.count(b"{") > max_depth
+        and _depth(value) > max_depth
+    ):
         return "nesting_too_deep", DEPTH_MESSAGE.format(max_depth)
     return None
 
@@ -196,8 +199,7 @@ def _decode_failure(index: int, raw: bytes, exc: msgspec.ValidationError) -> Eve
     return EventError(index, _raw_event_id(raw), code, text)
 
 
-def event_check(index: int, item: Envelope | msgspec.Raw, *, now: datetime, max_age: timedelta | None,
-                max_depth: int):
+def event_check(index: int, item: Envelope | msgspec.Raw, *, now: datetime, max_age: timedelta | None, max_depth: int):
     """Checks one event (decoding it first when it comes raw); returns an ``Envelope`` or an ``EventError``."""
     raw = None
     if isinstance(item, msgspec.Raw):
@@ -214,13 +216,21 @@ def event_check(index: int, item: Envelope | msgspec.Raw, *, now: datetime, max_
     if event_id is None:
         return EventError(index, None, "invalid_event_id", "event_id (or id) is required and must be a UUID")
     if envelope.schema_version != SCHEMA_VERSION:
-        return EventError(index, str(event_id), "unsupported_schema_version",
-                          f"Unsupported schema version: {envelope.schema_version[:20]}")
+        return EventError(
+            index,
+            str(event_id),
+            "unsupported_schema_version",
+            f"Unsupported schema version: {envelope.schema_version[:20]}",
+        )
     if not in_calendar(envelope.timestamp):
         return EventError(index, str(event_id), "invalid_timestamp", "timestamp is out of range once converted to UTC")
     if max_age is not None and abs(now - envelope.timestamp) > max_age:
-        return EventError(index, str(event_id), "timestamp_out_of_range",
-                          f"timestamp must be within {max_age.days} days of the server's time")
+        return EventError(
+            index,
+            str(event_id),
+            "timestamp_out_of_range",
+            f"timestamp must be within {max_age.days} days of the server's time",
+        )
     # JSON can carry NUL (which PostgreSQL's text and jsonb refuse) only as the escape \u0000, and
     # batches with one come raw: an event without one needs no closer look.
     if raw is not None and NUL_ESCAPE in bytes(raw):
@@ -243,8 +253,9 @@ class CheckedBatch:
     duplicates: int
 
 
-def batch_check(events: list[Envelope] | list[msgspec.Raw], *, now: datetime,
-                max_age: timedelta | None, max_depth: int) -> CheckedBatch:
+def batch_check(
+    events: list[Envelope] | list[msgspec.Raw], *, now: datetime, max_age: timedelta | None, max_depth: int
+) -> CheckedBatch:
     """Splits a batch into valid envelopes (first occurrence of each event id) and errors."""
     valid: list[Envelope] = []
     indexes: list[int] = []
@@ -268,23 +279,41 @@ def _text(value: str | None, limit: int = 255) -> str | None:
     return None if value is None else value.replace("\x00", "")[:limit]
 
 
-def envelope_make(*, source: str, event_type: str, data: bytes, timestamp: datetime, service_name: str = "",
-                  category: str | None = None, service_version: str | None = None, session_id: str | None = None,
-                  event_id: uuid.UUID | None = None) -> Envelope:
+def envelope_make(
+    *,
+    source: str,
+    event_type: str,
+    data: bytes,
+    timestamp: datetime,
+    service_name: str = "",
+    category: str | None = None,
+    service_version: str | None = None,
+    session_id: str | None = None,
+    event_id: uuid.UUID | None = None,
+) -> Envelope:
     """An event of a client family other than the SDK (streams, Lambda, OTLP, Malti), shaped for
     ``events_accept``: texts cut to their columns and freed of NUL, a new event id unless one is
     given, no user id. ``source`` ("stream/1", "lambda/1", ...) is stored as the schema version, so
     each family's events can be told apart. ``data`` is JSON text, stored as it is."""
     return Envelope(
-        schema_version=source, timestamp=timestamp, user_id="", session_id=_text(session_id),
+        schema_version=source,
+        timestamp=timestamp,
+        user_id="",
+        session_id=_text(session_id),
         service=Service(name=_text(service_name), version=_text(service_version)),
         event=EventBody(type=_text(event_type) or "unknown", category=_text(category), data=msgspec.Raw(data)),
-        event_id=event_id or uuid.uuid4())
+        event_id=event_id or uuid.uuid4(),
+    )
 
 
-def batch_of(envelopes: list[Envelope], *, indexes: list[int] | None = None,
-             errors: list[EventError] | None = None) -> CheckedBatch:
+def batch_of(
+    envelopes: list[Envelope], *, indexes: list[int] | None = None, errors: list[EventError] | None = None
+) -> CheckedBatch:
     """Envelopes made by ``envelope_make`` as a checked batch, with their places in the request
     (default: in order from 0) and the errors found while making them."""
-    return CheckedBatch(valid=envelopes, indexes=list(range(len(envelopes))) if indexes is None else indexes,
-                        errors=errors or [], duplicates=0)
+    return CheckedBatch(
+        valid=envelopes,
+        indexes=list(range(len(envelopes))) if indexes is None else indexes,
+        errors=errors or [],
+        duplicates=0,
+    )

@@ -22,9 +22,22 @@ from telemetry.metrics import EVENTS_FAILED, EVENTS_INGESTED
 logger = logging.getLogger(__name__)
 
 _COLUMNS = (
-    "organization_id", "application_id", "event_id", "schema_version", "user_id", "session_id",
-    "event_type", "category", "data", "timestamp", "received_at", "service_name", "service_version",
-    "service_language", "sdk_version", "stream_id",
+    "organization_id",
+    "application_id",
+    "event_id",
+    "schema_version",
+    "user_id",
+    "session_id",
+    "event_type",
+    "category",
+    "data",
+    "timestamp",
+    "received_at",
+    "service_name",
+    "service_version",
+    "service_language",
+    "sdk_version",
+    "stream_id",
 )
 _TABLE = Event._meta.db_table
 # A large batch goes to PostgreSQL by binary COPY (_pg_copy), a small one as one JSON document,
@@ -40,7 +53,7 @@ _PG_INSERT = (
     "SELECT %s, %s, e.event_id, e.schema_version, e.user_id, e.session_id, e.event->>'type', "
     "e.event->>'category', e.event->'data', e.\"timestamp\", %s, e.service->>'name', "
     "e.service->>'version', e.service->>'language', %s, %s "
-    "FROM jsonb_to_recordset(%s::jsonb) AS e(event_id uuid, schema_version text, \"timestamp\" timestamptz, "
+    'FROM jsonb_to_recordset(%s::jsonb) AS e(event_id uuid, schema_version text, "timestamp" timestamptz, '
     "user_id text, session_id text, service jsonb, event jsonb)"
 )
 _ON_CONFLICT_SKIP = ' ON CONFLICT (application_id, "timestamp", event_id) DO NOTHING'
@@ -99,16 +112,35 @@ class _RawJsonbDumper(psycopg.adapt.Dumper):
 
 
 _COPY = f"COPY {_TABLE} ({', '.join(_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
-_COPY_TYPES = [psycopg.adapters.types[name].oid for name in (
-    "int8", "int8", "uuid", "text", "text", "text", "text", "text", "jsonb", "timestamptz", "timestamptz",
-    "text", "text", "text", "text", "int8")]
+_COPY_TYPES = [
+    psycopg.adapters.types[name].oid
+    for name in (
+        "int8",
+        "int8",
+        "uuid",
+        "text",
+        "text",
+        "text",
+        "text",
+        "text",
+        "jsonb",
+        "timestamptz",
+        "timestamptz",
+        "text",
+        "text",
+        "text",
+        "text",
+        "int8",
+    )
+]
 # Below this many events one prepared INSERT costs less in all: COPY saves PostgreSQL work per
 # event, but costs a round trip and Python work of its own (benchmarks/README.md).
 COPY_MIN_EVENTS = 50
 
 
-def _pg_copy(target: IngestTarget, events: list[Envelope], received_at: datetime, per_batch: tuple,
-             conn: psycopg.Connection) -> int:
+def _pg_copy(
+    target: IngestTarget, events: list[Envelope], received_at: datetime, per_batch: tuple, conn: psycopg.Connection
+) -> int:
     organization_id, application_id = target.organization_id, target.application_id
     with psycopg.Cursor(conn) as cursor:
         cursor.adapters.register_dumper(None, _RawJsonbDumper)  # this cursor only, looked up by COPY's types
@@ -116,9 +148,25 @@ def _pg_copy(target: IngestTarget, events: list[Envelope], received_at: datetime
             copy.set_types(_COPY_TYPES)
             for e in events:
                 service, body = e.service, e.event
-                copy.write_row((organization_id, application_id, e.event_id, e.schema_version, e.user_id,
-                                e.session_id, body.type, body.category, body.data, e.timestamp, received_at,
-                                service.name, service.version, service.language, *per_batch))
+                copy.write_row(
+                    (
+                        organization_id,
+                        application_id,
+                        e.event_id,
+                        e.schema_version,
+                        e.user_id,
+                        e.session_id,
+                        body.type,
+                        body.category,
+                        body.data,
+                        e.timestamp,
+                        received_at,
+                        service.name,
+                        service.version,
+                        service.language,
+                        *per_batch,
+                    )
+                )
         return cursor.rowcount
 
 
@@ -136,7 +184,9 @@ class _PreparedInsert:
     # Parameters: organization, application, received at, SDK version, stream, the events. The
     # texts go in binary format, i.e. as their bytes with their length: a NUL in them is refused by
     # PostgreSQL (a DataError, as with any cursor), where libpq would cut a text-format value short.
-    _TYPES = tuple(psycopg.adapters.types[name].oid for name in ("int8", "int8", "timestamptz", "text", "int8", "jsonb"))
+    _TYPES = tuple(
+        psycopg.adapters.types[name].oid for name in ("int8", "int8", "timestamptz", "text", "int8", "jsonb")
+    )
     _FORMATS = [0, 0, 0, 1, 0, 1]
 
     def __init__(self, name: str, sql: str):
@@ -144,13 +194,22 @@ class _PreparedInsert:
         self.sql = (sql % tuple(f"${n}" for n in range(1, sql.count("%s") + 1))).encode()  # libpq's $1, $2…
         self._prepared_on = weakref.WeakSet()  # psycopg connections holding it
 
-    def run(self, conn: psycopg.Connection, target: IngestTarget, events: list[Envelope], received_at: datetime,
-            per_batch: tuple) -> int:
+    def run(
+        self,
+        conn: psycopg.Connection,
+        target: IngestTarget,
+        events: list[Envelope],
+        received_at: datetime,
+        per_batch: tuple,
+    ) -> int:
         pgconn = conn.pgconn
         sdk_version, stream_id = per_batch
         params = [
-            b"%d" % target.organization_id, b"%d" % target.application_id, received_at.isoformat().encode(),
-            None if sdk_version is None else sdk_version.encode(), None if stream_id is None else b"%d" % stream_id,
+            b"%d" % target.organization_id,
+            b"%d" % target.application_id,
+            received_at.isoformat().encode(),
+            None if sdk_version is None else sdk_version.encode(),
+            None if stream_id is None else b"%d" % stream_id,
             b"\x01" + _encode(events),  # jsonb's binary format: a version byte, then the JSON text
         ]
         if conn.prepare_threshold is None:  # Django's OPTIONS leave it unset when prepared statements are off
@@ -176,8 +235,14 @@ _INSERT = _PreparedInsert("ingest_events_insert", _PG_INSERT)
 _INSERT_SKIPPING_STORED = _PreparedInsert("ingest_events_insert_skipping_stored", _PG_INSERT + _ON_CONFLICT_SKIP)
 
 
-def _pg_insert(target: IngestTarget, events: list[Envelope], received_at: datetime, per_batch: tuple,
-               conn: psycopg.Connection, skip_stored: bool = False) -> int:
+def _pg_insert(
+    target: IngestTarget,
+    events: list[Envelope],
+    received_at: datetime,
+    per_batch: tuple,
+    conn: psycopg.Connection,
+    skip_stored: bool = False,
+) -> int:
     return (_INSERT_SKIPPING_STORED if skip_stored else _INSERT).run(conn, target, events, received_at, per_batch)
 
 
@@ -199,9 +264,23 @@ def _sqlite_store(target: IngestTarget, events: list[Envelope], received_at: dat
     as_stored = connection.ops.adapt_datetimefield_value  # Django's own text form, so SQL compares right
     received = as_stored(received_at)
     rows = [
-        (target.organization_id, target.application_id, e.event_id.hex, e.schema_version, e.user_id, e.session_id,
-         e.event.type, e.event.category, bytes(e.event.data).decode(), as_stored(e.timestamp),
-         received, e.service.name, e.service.version, e.service.language, *per_batch)
+        (
+            target.organization_id,
+            target.application_id,
+            e.event_id.hex,
+            e.schema_version,
+            e.user_id,
+            e.session_id,
+            e.event.type,
+            e.event.category,
+            bytes(e.event.data).decode(),
+            as_stored(e.timestamp),
+            received,
+            e.service.name,
+            e.service.version,
+            e.service.language,
+            *per_batch,
+        )
         for e in events
     ]
     with transaction.atomic(), connection.cursor() as cursor:
@@ -224,12 +303,18 @@ def _statement():
     from aborting it. Errors surface as Django's database exceptions."""
     db = connections[DEFAULT_DB_ALIAS]  # looked up once: each attribute of django.db.connection looks it up again
     db.ensure_connection()
-    with (transaction.atomic() if db.in_atomic_block else nullcontext()), db.wrap_database_errors:
+    with transaction.atomic() if db.in_atomic_block else nullcontext(), db.wrap_database_errors:
         yield db.connection
 
 
-def events_store(*, target: IngestTarget, events: list[Envelope], indexes: list[int],
-                 sdk_version: str | None, stream_id: int | None = None) -> StoreResult:
+def events_store(
+    *,
+    target: IngestTarget,
+    events: list[Envelope],
+    indexes: list[int],
+    sdk_version: str | None,
+    stream_id: int | None = None,
+) -> StoreResult:
     """Stores valid events atomically; returns how many were new.
 
     Events already stored for the application (same event id) are skipped, not errors. Should the
@@ -252,8 +337,14 @@ def events_store(*, target: IngestTarget, events: list[Envelope], indexes: list[
             try:
                 stored += store(target, [event], received_at, per_batch)
             except DataError as exc:
-                errors.append(EventError(index, str(event.event_id), "invalid_data",
-                                         f"event could not be stored: {str(exc).splitlines()[0]}"))
+                errors.append(
+                    EventError(
+                        index,
+                        str(event.event_id),
+                        "invalid_data",
+                        f"event could not be stored: {str(exc).splitlines()[0]}",
+                    )
+                )
     return StoreResult(stored, errors)
 
 
@@ -263,8 +354,13 @@ def outcomes_count(*, target: IngestTarget, counts: Counter, quota_unused: int =
     for (outcome, reason), count in counts.items():
         if count:
             EVENTS_FAILED.labels(outcome, reason).inc(count)
-    outcomes_record(organization_id=target.organization_id, application_id=target.application_id,
-                    counts=counts, quota_unused=quota_unused, target=target)
+    outcomes_record(
+        organization_id=target.organization_id,
+        application_id=target.application_id,
+        counts=counts,
+        quota_unused=quota_unused,
+        target=target,
+    )
 
 
 @dataclass(frozen=True)
@@ -275,8 +371,14 @@ class Accepted:
     errors: list[EventError]  # every refused event in batch order: invalid, refused by the database, over quota
 
 
-def events_accept(*, target: IngestTarget, checked: CheckedBatch, reserved: int | None,
-                  sdk_version: str | None = None, stream_id: int | None = None) -> Accepted:
+def events_accept(
+    *,
+    target: IngestTarget,
+    checked: CheckedBatch,
+    reserved: int | None,
+    sdk_version: str | None = None,
+    stream_id: int | None = None,
+) -> Accepted:
     """Stores the valid events of a checked batch that the month's quota admits, then settles the
     batch: outcomes counted and unused quota given back (also when storing fails, so that the
     client's retry finds it). ``reserved``: quota already reserved at admission; None to reserve here.
@@ -289,18 +391,29 @@ def events_accept(*, target: IngestTarget, checked: CheckedBatch, reserved: int 
         if reserved is None:
             reserved = quota_reserve(target=target, wanted=wanted)
         granted = min(wanted, reserved)
-        result = events_store(target=target, events=checked.valid[:granted], indexes=checked.indexes[:granted],
-                              sdk_version=sdk_version, stream_id=stream_id)
+        result = events_store(
+            target=target,
+            events=checked.valid[:granted],
+            indexes=checked.indexes[:granted],
+            sdk_version=sdk_version,
+            stream_id=stream_id,
+        )
     except Exception:
         if reserved:
             quota_release(target=target, unused=reserved)
         raise
-    over_quota = [EventError(index, str(event.event_id), "over_quota", "The organization's monthly event quota is spent")
-                  for index, event in zip(checked.indexes[granted:], checked.valid[granted:])]
+    over_quota = [
+        EventError(index, str(event.event_id), "over_quota", "The organization's monthly event quota is spent")
+        for index, event in zip(checked.indexes[granted:], checked.valid[granted:])
+    ]
     EVENTS_INGESTED.inc(result.stored)
     Kind = Outcome.Kind
-    counts = Counter({(Kind.OVER_QUOTA, ""): len(over_quota),
-                      (Kind.DUPLICATE, ""): granted - result.stored - len(result.errors) + checked.duplicates})
+    counts = Counter(
+        {
+            (Kind.OVER_QUOTA, ""): len(over_quota),
+            (Kind.DUPLICATE, ""): granted - result.stored - len(result.errors) + checked.duplicates,
+        }
+    )
     for error in checked.errors + result.errors:
         counts[(Kind.INVALID, error.error)] += 1
     # Quota is spent only by events stored: what was reserved for others is given back.

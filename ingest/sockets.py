@@ -49,8 +49,13 @@ QUEUED_FRAMES = 4  # frames websockets holds unread before it stops reading the 
 OPEN_TIMEOUT_SECONDS = 10  # for the handshake: a client that trickles it holds nothing for long
 # Close codes: 1000 normal, 1001 going away (idle), 1007 data not storable, 1008 policy (quota,
 # token), 1009 too big, 1013 try again later.
-_CLOSE = {"rate_limit_exceeded": 1013, "quota_exceeded": 1008, "unauthorized": 1008, "payload_too_large": 1009,
-          "invalid_data": 1007}
+_CLOSE = {
+    "rate_limit_exceeded": 1013,
+    "quota_exceeded": 1008,
+    "unauthorized": 1008,
+    "payload_too_large": 1009,
+    "invalid_data": 1007,
+}
 _PATH = re.compile(r"^/v1/streams/([^/]+)/([^/]+)/?$")
 _HANG_UP = "hang_up"
 _GONE = "gone"
@@ -83,8 +88,12 @@ class _Opening:
 
 
 def _json(status: int, code: str, message: str, **headers: str) -> Response:
-    return Response(status, "", Headers({"Content-Type": "application/json", "Connection": "close", **headers}),
-                    json.dumps({"error": {"code": code, "message": message}}).encode())
+    return Response(
+        status,
+        "",
+        Headers({"Content-Type": "application/json", "Connection": "close", **headers}),
+        json.dumps({"error": {"code": code, "message": message}}).encode(),
+    )
 
 
 async def _handshake(connection: ServerConnection, request: Request) -> Response | None:
@@ -92,8 +101,13 @@ async def _handshake(connection: ServerConnection, request: Request) -> Response
     url = urlsplit(request.path)
     match = _PATH.match(url.path)
     if request.headers.get("Upgrade", "").lower() != "websocket":
-        return _json(426, "websocket_only", "This listener serves WebSocket event streams at "
-                     "/v1/streams/{org_id}/{app_id}; HTTP is served on the main port.", Upgrade="websocket")
+        return _json(
+            426,
+            "websocket_only",
+            "This listener serves WebSocket event streams at "
+            "/v1/streams/{org_id}/{app_id}; HTTP is served on the main port.",
+            Upgrade="websocket",
+        )
     if match is None:
         return _json(404, "not_found", "WebSocket event streams are at /v1/streams/{org_id}/{app_id}")
     meta = {"HTTP_" + name.upper().replace("-", "_"): value for name, value in request.headers.raw_items()}
@@ -102,8 +116,9 @@ async def _handshake(connection: ServerConnection, request: Request) -> Response
         target = await _sync(token_authenticate, token=token, org_public_id=match[1], app_public_id=match[2])
     except ApiError as refused:
         return _json(403, refused.code, refused.message)
-    connection.opening = _Opening(target=target, token=token, org_id=match[1], app_id=match[2],
-                                  headers=list(request.headers.raw_items()))
+    connection.opening = _Opening(
+        target=target, token=token, org_id=match[1], app_id=match[2], headers=list(request.headers.raw_items())
+    )
     return None
 
 
@@ -120,8 +135,12 @@ async def stream_socket(connection: ServerConnection) -> None:
         except ApiError as refused:
             await connection.close(_CLOSE.get(refused.code, 1008), f"{refused.code}: {refused.message}"[:120])
             return
-        stream = await _sync(streams.stream_open, target=opening.target, transport=Stream.Transport.WEBSOCKET,
-                             headers=streams.headers_kept(opening.headers))
+        stream = await _sync(
+            streams.stream_open,
+            target=opening.target,
+            transport=Stream.Transport.WEBSOCKET,
+            headers=streams.headers_kept(opening.headers),
+        )
         inbox = _Inbox()
         reader = asyncio.create_task(_receive(connection, inbox))
         ending, close = Stream.Ending.FAILED, None
@@ -188,12 +207,14 @@ async def _receive(connection: ServerConnection, inbox: _Inbox) -> None:
 
 
 def _group_store(*, group: list[bytes | str], **arguments) -> int:
-    return streams.stream_values_store(values=[(message.raw, message.fields) for message in map(
-        streams.Message.of, group)], **arguments)
+    return streams.stream_values_store(
+        values=[(message.raw, message.fields) for message in map(streams.Message.of, group)], **arguments
+    )
 
 
-async def _store_messages(connection: ServerConnection, inbox: _Inbox, stream: Stream, opening: _Opening,
-                          slot: streams.StreamSlot) -> tuple[str, tuple[int, str] | None]:
+async def _store_messages(
+    connection: ServerConnection, inbox: _Inbox, stream: Stream, opening: _Opening, slot: streams.StreamSlot
+) -> tuple[str, tuple[int, str] | None]:
     """Stores the messages as they come, answering each group with the count so far, until the
     client hangs up, goes away or goes quiet, or the stream must stop; returns how it ended and the
     close to send."""
@@ -214,8 +235,14 @@ async def _store_messages(connection: ServerConnection, inbox: _Inbox, stream: S
                     return refused.code, (_CLOSE.get(refused.code, 1008), f"{refused.code}: {refused.message}"[:120])
             admitted = False
             try:
-                stored += await _sync(_group_store, group=group, stream=stream, token=opening.token,
-                                      org_id=opening.org_id, app_id=opening.app_id)
+                stored += await _sync(
+                    _group_store,
+                    group=group,
+                    stream=stream,
+                    token=opening.token,
+                    org_id=opening.org_id,
+                    app_id=opening.app_id,
+                )
             except streams.StreamStopped as stopped:
                 stored += stopped.stored
                 stop = stopped.code
@@ -240,7 +267,15 @@ async def listen(*, host: str, port: int) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    async with serve(stream_socket, host, port, process_request=_handshake, server_header=None,
-                     max_size=settings.STREAM_MAX_VALUE_SIZE, max_queue=QUEUED_FRAMES, compression=None,
-                     open_timeout=OPEN_TIMEOUT_SECONDS):
+    async with serve(
+        stream_socket,
+        host,
+        port,
+        process_request=_handshake,
+        server_header=None,
+        max_size=settings.STREAM_MAX_VALUE_SIZE,
+        max_queue=QUEUED_FRAMES,
+        compression=None,
+        open_timeout=OPEN_TIMEOUT_SECONDS,
+    ):
         await stop.wait()

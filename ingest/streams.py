@@ -39,8 +39,17 @@ BYTES_PER_REQUEST = 1024 * 1024
 # The request headers a stream keeps, shown to the application's viewers: what the client is and
 # how it sends. Any other may carry credentials or a client's address (X-Forwarded-For, Forwarded,
 # X-Real-IP, Via, Referer and the like), which are never stored.
-_KEPT_HEADERS = frozenset({"user-agent", "content-type", "content-encoding", "accept", "x-request-id",
-                           "sec-websocket-protocol", "sec-websocket-version"})
+_KEPT_HEADERS = frozenset(
+    {
+        "user-agent",
+        "content-type",
+        "content-encoding",
+        "accept",
+        "x-request-id",
+        "sec-websocket-protocol",
+        "sec-websocket-version",
+    }
+)
 _HEADER_VALUE_LENGTH = 256
 
 
@@ -86,8 +95,9 @@ class StreamSlot:
         self.renewed = time.monotonic()
         if script is None:
             return True
-        return bool(script(keys=[self.key], args=[self.member, settings.STREAM_MAX_CONNECTIONS_PER_TOKEN,
-                                                  self.lease * 1000]))
+        return bool(
+            script(keys=[self.key], args=[self.member, settings.STREAM_MAX_CONNECTIONS_PER_TOKEN, self.lease * 1000])
+        )
 
     def due(self) -> bool:
         return time.monotonic() - self.renewed > self.lease / 3
@@ -100,8 +110,13 @@ class StreamSlot:
 
 def stream_open(*, target: IngestTarget, transport: str, headers: dict[str, str]) -> Stream:
     """Records a new stream of ``target``'s application."""
-    return Stream.objects.create(organization_id=target.organization_id, application_id=target.application_id,
-                                 transport=transport, headers=headers, started_at=timezone.now())
+    return Stream.objects.create(
+        organization_id=target.organization_id,
+        application_id=target.application_id,
+        transport=transport,
+        headers=headers,
+        started_at=timezone.now(),
+    )
 
 
 def stream_close(*, stream: Stream, ending: str) -> None:
@@ -136,12 +151,18 @@ def _envelope(raw: bytes, fields: "_Fields | None", now: datetime):
     if fields is None:
         return envelope_make(source=SOURCE, data=raw, timestamp=now, event_type="stream")
     event_type, level = _text(fields.type), _text(fields.level)
-    return envelope_make(source=SOURCE, data=raw, timestamp=_timestamp(fields) or now,
-                         event_type=event_type or "stream", category=level or None)
+    return envelope_make(
+        source=SOURCE,
+        data=raw,
+        timestamp=_timestamp(fields) or now,
+        event_type=event_type or "stream",
+        category=level or None,
+    )
 
 
-def stream_values_store(*, stream: Stream, values: list[tuple[bytes, "_Fields | None"]], token: str | None,
-                        org_id: str, app_id: str) -> int:
+def stream_values_store(
+    *, stream: Stream, values: list[tuple[bytes, "_Fields | None"]], token: str | None, org_id: str, app_id: str
+) -> int:
     """Stores a group of checked values (each its raw JSON and the members read from it) as events
     of ``stream``; returns how many were stored. The token is checked again first, so a credential
     revoked (or a tier changed) mid-stream takes effect within seconds. Raises ``StreamStopped``, with the count this
@@ -157,14 +178,17 @@ def stream_values_store(*, stream: Stream, values: list[tuple[bytes, "_Fields | 
         verification.service_binding_check(service=verification.bound_service(target, token), checked=checked)
     except ApiError as error:  # a stream's values name no service, so a key bound to one cannot stream
         raise StreamStopped(error.code, error.message) from None
-    accepted = events_accept(target=target, checked=checked,
-                             reserved=None, sdk_version=(stream.headers.get("user-agent") or "")[:100] or None,
-                             stream_id=stream.pk)
+    accepted = events_accept(
+        target=target,
+        checked=checked,
+        reserved=None,
+        sdk_version=(stream.headers.get("user-agent") or "")[:100] or None,
+        stream_id=stream.pk,
+    )
     if accepted.stored:
         Stream.objects.filter(pk=stream.pk).update(event_count=F("event_count") + accepted.stored, last_event_at=now)
     if accepted.granted < accepted.wanted:
-        raise StreamStopped("quota_exceeded", "The organization's monthly event quota is spent",
-                            stored=accepted.stored)
+        raise StreamStopped("quota_exceeded", "The organization's monthly event quota is spent", stored=accepted.stored)
     if accepted.errors:
         first = accepted.errors[0]
         raise StreamStopped(first.error, f"A value could not be stored: {first.message}", stored=accepted.stored)
@@ -345,7 +369,7 @@ def values_read(read, *, max_value_bytes: int, max_body_bytes: int) -> Iterator[
         body_size += len(chunk)
         over = body_size > max_body_bytes
         if over:  # the values before the limit are kept, as at any other stop
-            chunk = chunk[:len(chunk) - (body_size - max_body_bytes)]
+            chunk = chunk[: len(chunk) - (body_size - max_body_bytes)]
         try:
             if b"\n" in chunk:
                 lines = chunk.split(b"\n")
@@ -359,8 +383,9 @@ def values_read(read, *, max_value_bytes: int, max_body_bytes: int) -> Iterator[
             for line in lines:
                 reader.line(line, pending)
             if over:
-                raise StreamStopped("payload_too_large", f"The stream's body is over the limit of {max_body_bytes} "
-                                    "bytes")
+                raise StreamStopped(
+                    "payload_too_large", f"The stream's body is over the limit of {max_body_bytes} bytes"
+                )
             reader.too_large(rest_size + reader.unfinished_size)
             if not chunk and reader.unfinished:
                 raise StreamStopped("invalid_json", "The body ends inside a JSON value")
@@ -389,7 +414,7 @@ class Message:
         start = _NOT_SPACE.search(data)
         if start is not None and NUL_ESCAPE not in data:
             try:
-                fields = _fields(memoryview(data)[start.start():])
+                fields = _fields(memoryview(data)[start.start() :])
                 data.decode()
                 return cls(data, fields)
             except (msgspec.DecodeError, StreamStopped, UnicodeDecodeError):

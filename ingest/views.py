@@ -1,11 +1,10 @@
 """Health endpoints: plain Django views, kept off DRF so they stay cheap."""
 
+import hmac
+import ipaddress
 import logging
 from datetime import UTC, datetime
 from functools import wraps
-
-import hmac
-import ipaddress
 
 from django.conf import settings
 from django.db import connection
@@ -27,11 +26,13 @@ def _now() -> str:
 
 def _get_only(view):
     """GET and HEAD only; any other method gets a JSON 405 naming the allowed ones."""
+
     @wraps(view)
     def checked(request, *args, **kwargs):
         if request.method not in ("GET", "HEAD"):
-            response = JsonResponse(error_body("method_not_allowed", f"{request.method} is not allowed; use GET"),
-                                    status=405)
+            response = JsonResponse(
+                error_body("method_not_allowed", f"{request.method} is not allowed; use GET"), status=405
+            )
             response["Allow"] = "GET, HEAD"
             return response
         return view(request, *args, **kwargs)
@@ -74,11 +75,11 @@ def metrics(request):
         allowed = hmac.compare_digest(given.encode(), settings.METRICS_TOKEN.encode())
     else:
         address = ipaddress.ip_address(client_address(request) or "0.0.0.0")
-        allowed = any(address in ipaddress.ip_network(network, strict=False)
-                      for network in settings.METRICS_ALLOWED_NETWORKS)
+        allowed = any(
+            address in ipaddress.ip_network(network, strict=False) for network in settings.METRICS_ALLOWED_NETWORKS
+        )
     if not allowed:
-        return JsonResponse({"error": {"code": "forbidden", "message": "Metrics are not served to you"}},
-                            status=403)
+        return JsonResponse({"error": {"code": "forbidden", "message": "Metrics are not served to you"}}, status=403)
     return HttpResponse(metrics_text(), content_type=CONTENT_TYPE_LATEST)
 
 

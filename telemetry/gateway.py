@@ -147,8 +147,11 @@ class Gateway:
         if capped:
             count = self._in_progress.get(address, 0)
             if count >= self._limits.max_requests_per_address:
-                protocol.response_bytes(429, [*_JSON, ("retry-after", "1")], _error(
-                    "too_many_requests", "Too many requests in progress from this address."))
+                protocol.response_bytes(
+                    429,
+                    [*_JSON, ("retry-after", "1")],
+                    _error("too_many_requests", "Too many requests in progress from this address."),
+                )
                 return
             self._in_progress[address] = count + 1
         try:
@@ -181,8 +184,9 @@ class Gateway:
             return
         if length is not None:
             if int(length) > self._limits.max_body_size:
-                protocol.response_bytes(413, _JSON, _error(
-                    "payload_too_large", f"The body is over {self._limits.max_body_size} bytes."))
+                protocol.response_bytes(
+                    413, _JSON, _error("payload_too_large", f"The body is over {self._limits.max_body_size} bytes.")
+                )
                 return
         body = b""
         if length != "0" and (length is not None or "transfer-encoding" in headers or scope.http_version == "2"):
@@ -191,14 +195,18 @@ class Gateway:
                     # With a length within the cap, HTTP itself bounds the body: one read for it all.
                     body = await (protocol() if length is not None else self._read(protocol))
             except TimeoutError:
-                protocol.response_bytes(408, _JSON, _error(
-                    "request_timeout", f"The body did not arrive within {self._limits.body_timeout} s."))
+                protocol.response_bytes(
+                    408,
+                    _JSON,
+                    _error("request_timeout", f"The body did not arrive within {self._limits.body_timeout} s."),
+                )
                 return
             except ProtocolClosed:
                 return  # the client went away before sending its body: nobody to answer
             if body is None:
-                protocol.response_bytes(413, _JSON, _error(
-                    "payload_too_large", f"The body is over {self._limits.max_body_size} bytes."))
+                protocol.response_bytes(
+                    413, _JSON, _error("payload_too_large", f"The body is over {self._limits.max_body_size} bytes.")
+                )
                 return
         loop = asyncio.get_running_loop()
         answer = await self._pool.run(loop, self._run, self._environ(scope, address, body), protocol, loop)
@@ -207,8 +215,11 @@ class Gateway:
 
     async def _serve_streamed(self, scope, protocol, address: str):
         if self._streams >= self._limits.stream_threads:
-            protocol.response_bytes(503, [*_JSON, ("retry-after", "5")], _error(
-                "busy", "Every stream this server takes at once is open; retry later."))
+            protocol.response_bytes(
+                503,
+                [*_JSON, ("retry-after", "5")],
+                _error("busy", "Every stream this server takes at once is open; retry later."),
+            )
             return
         loop = asyncio.get_running_loop()
         body = _PumpedBody(protocol, loop, self._limits.body_timeout)

@@ -11,11 +11,16 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily
 
 HTTP_REQUESTS = Counter("http_requests_total", "HTTP requests answered", ["method", "route", "status"])
-HTTP_DURATION = Histogram("http_request_duration_seconds", "Time to answer an HTTP request", ["route"],
-                          buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+HTTP_DURATION = Histogram(
+    "http_request_duration_seconds",
+    "Time to answer an HTTP request",
+    ["route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
 EVENTS_INGESTED = Counter("events_ingested_total", "Events stored by the ingest API")
-EVENTS_FAILED = Counter("events_failed_total", "Events the ingest API did not store, by outcome and reason",
-                        ["outcome", "reason"])
+EVENTS_FAILED = Counter(
+    "events_failed_total", "Events the ingest API did not store, by outcome and reason", ["outcome", "reason"]
+)
 
 
 class DatabaseConnections:

@@ -47,10 +47,19 @@ def request_observe(get_response):
         if settings.LOG_REQUESTS:
             ids = match.kwargs if match is not None else {}
             access_logger.info(
-                "%s %s %s", request.method, request.path, response.status_code,
-                extra={"method": request.method, "path": request.path, "status": response.status_code,
-                       "duration_ms": round(elapsed * 1000, 2), "org_id": ids.get("org_id"),
-                       "app_id": ids.get("app_id")})
+                "%s %s %s",
+                request.method,
+                request.path,
+                response.status_code,
+                extra={
+                    "method": request.method,
+                    "path": request.path,
+                    "status": response.status_code,
+                    "duration_ms": round(elapsed * 1000, 2),
+                    "org_id": ids.get("org_id"),
+                    "app_id": ids.get("app_id"),
+                },
+            )
         return response
 
     return middleware

@@ -90,8 +90,11 @@ def main() -> None:
     from granian.constants import Interfaces
     from granian.http import HTTP1Settings
 
-    listener = _Supervised([sys.executable, "-m", "telemetry.server", "--websockets"]) \
-        if settings.SERVER_WEBSOCKET_PORT else None
+    listener = (
+        _Supervised([sys.executable, "-m", "telemetry.server", "--websockets"])
+        if settings.SERVER_WEBSOCKET_PORT
+        else None
+    )
     try:
         # RSGI: bodies are read on each worker's event loop, and Django runs on the gateway's own
         # threads (telemetry/gateway.py says why).

@@ -129,10 +129,13 @@ ALERTS_PRIVATE_NETWORKS = env.network_list("APP_ALERTS__PRIVATE_NETWORKS", [])
 
 # Storage: PostgreSQL and Redis when configured, else the embedded defaults (SQLite, no broker server).
 DATABASES = {
-    "default": env.db_url("DATABASE_URL", {
-        "ENGINE": "django.db.backends.sqlite3",
-        "NAME": str(DATA_DIR / "telemetry.sqlite3"),
-    })
+    "default": env.db_url(
+        "DATABASE_URL",
+        {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": str(DATA_DIR / "telemetry.sqlite3"),
+        },
+    )
 }
 # Optional: a streaming replica of DATABASE_URL that the dashboards read their charts and tables
 # from (access checks stay on the primary). Reads there lag the primary by the replication delay.
@@ -146,8 +149,13 @@ DATABASE_PREPARED_STATEMENTS = env.bool("APP_DATABASE__PREPARED_STATEMENTS", Tru
 REDIS_URL = env.redis_url("REDIS_URL")
 # The cache holds sign-in rate limits (allauth): in Redis they hold across every server process.
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
-                          "KEY_PREFIX": "cache"}}
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "cache",
+        }
+    }
 
 # Archives of events past their tier's retention: a local directory, or an S3-compatible bucket.
 ARCHIVE_DIR = (BASE_DIR / env.str("APP_ARCHIVE__DIR", str(DATA_DIR / "archives"))).resolve()
@@ -293,10 +301,22 @@ SOCIALACCOUNT_EMAIL_AUTHENTICATION_AUTO_CONNECT = True
 SOCIALACCOUNT_AUTO_SIGNUP = True
 SOCIALACCOUNT_ONLY = False
 SOCIALACCOUNT_STORE_TOKENS = False
-SOCIALACCOUNT_PROVIDERS = {"openid_connect": {"OAUTH_PKCE_ENABLED": True, "APPS": [{
-    "provider_id": "sso", "name": SSO_LABEL, "client_id": SSO_CLIENT_ID, "secret": SSO_CLIENT_SECRET,
-    "settings": {"server_url": SSO_ISSUER},
-}] if SSO_ISSUER else []}}
+SOCIALACCOUNT_PROVIDERS = {
+    "openid_connect": {
+        "OAUTH_PKCE_ENABLED": True,
+        "APPS": [
+            {
+                "provider_id": "sso",
+                "name": SSO_LABEL,
+                "client_id": SSO_CLIENT_ID,
+                "secret": SSO_CLIENT_SECRET,
+                "settings": {"server_url": SSO_ISSUER},
+            }
+        ]
+        if SSO_ISSUER
+        else [],
+    }
+}
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
 MFA_TOTP_ISSUER = "Telemetry"
 # A code is taken from the period before or after too (phones' clocks drift); each is still used once.
@@ -305,7 +325,7 @@ MFA_TOTP_TOLERANCE = 1
 USERSESSIONS_TRACK_ACTIVITY = False
 ACCOUNT_RATE_LIMITS = {
     "login_failed": f"{10 * SECURITY_SIGN_IN_ATTEMPTS}/m/ip,"
-                    f"{SECURITY_SIGN_IN_ATTEMPTS}/{60 * SECURITY_SIGN_IN_COOLOFF_MINUTES}s/key",
+    f"{SECURITY_SIGN_IN_ATTEMPTS}/{60 * SECURITY_SIGN_IN_COOLOFF_MINUTES}s/key",
 }
 LOGIN_REDIRECT_URL = "/"
 ACCOUNT_LOGOUT_REDIRECT_URL = "/admin/login/"
@@ -387,13 +407,21 @@ STORAGES = {
     "archives": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": ARCHIVE_DIR}},
 }
 if ARCHIVE_S3_BUCKET:
-    STORAGES["archives"] = {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": {
-        "bucket_name": ARCHIVE_S3_BUCKET, "location": ARCHIVE_S3_PREFIX,
-        "endpoint_url": ARCHIVE_S3_ENDPOINT_URL or None, "region_name": ARCHIVE_S3_REGION or None,
-        "access_key": ARCHIVE_S3_ACCESS_KEY_ID or None, "secret_key": ARCHIVE_S3_SECRET_ACCESS_KEY or None,
-        # Archive names are unique; an existing object is never silently replaced.
-        "file_overwrite": False, "default_acl": None, "querystring_auth": False,
-    }}
+    STORAGES["archives"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": ARCHIVE_S3_BUCKET,
+            "location": ARCHIVE_S3_PREFIX,
+            "endpoint_url": ARCHIVE_S3_ENDPOINT_URL or None,
+            "region_name": ARCHIVE_S3_REGION or None,
+            "access_key": ARCHIVE_S3_ACCESS_KEY_ID or None,
+            "secret_key": ARCHIVE_S3_SECRET_ACCESS_KEY or None,
+            # Archive names are unique; an existing object is never silently replaced.
+            "file_overwrite": False,
+            "default_acl": None,
+            "querystring_auth": False,
+        },
+    }
 
 # The ingest view reads and bounds the body itself; this only guards Django's own parsers.
 DATA_UPLOAD_MAX_MEMORY_SIZE = INGEST_MAX_PAYLOAD_SIZE
@@ -412,23 +440,37 @@ REST_FRAMEWORK = {
 SPECTACULAR_SETTINGS = {
     "TITLE": "Telemetry API",
     "DESCRIPTION": "Ingest: signed batches of telemetry-kit events, event streams, AWS Lambda, OTLP/HTTP and "
-                   "Malti. Stats: an organization's numbers for a read token. And the health, readiness and "
-                   "metrics endpoints. Every response carries `X-Clacks-Overhead: GNU Terry Pratchett`.",
+    "Malti. Stats: an organization's numbers for a read token. And the health, readiness and "
+    "metrics endpoints. Every response carries `X-Clacks-Overhead: GNU Terry Pratchett`.",
     "VERSION": telemetry.__version__,
     "SERVE_INCLUDE_SCHEMA": False,
     "PREPROCESSING_HOOKS": ["ingest.openapi.views_annotate", "dashboards.openapi.views_annotate"],
-    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
-                             "ingest.openapi.machine_routes_add", "dashboards.openapi.read_token_add"],
-    "ENUM_NAME_OVERRIDES": {"EventErrorCode": "ingest.openapi.EVENT_ERROR_CODES",
-                            "BatchStatus": "ingest.openapi.BATCH_STATUSES"},
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "ingest.openapi.machine_routes_add",
+        "dashboards.openapi.read_token_add",
+    ],
+    "ENUM_NAME_OVERRIDES": {
+        "EventErrorCode": "ingest.openapi.EVENT_ERROR_CODES",
+        "BatchStatus": "ingest.openapi.BATCH_STATUSES",
+    },
 }
 
 # CORS (django-cors-headers) on the ingest routes only, and only when origins are configured
 # (telemetry.middleware.cors). Browsers may send the signing headers and read the limit headers.
 CORS_URLS_REGEX = r"^/v1/ingest/"
 CORS_ALLOW_METHODS = ("POST", "OPTIONS")
-CORS_ALLOW_HEADERS = ("content-type", "authorization", "dnt", "x-signature", "x-timestamp", "x-nonce",
-                      "x-batch-size", "x-sdk-version", "x-schema-version")
+CORS_ALLOW_HEADERS = (
+    "content-type",
+    "authorization",
+    "dnt",
+    "x-signature",
+    "x-timestamp",
+    "x-nonce",
+    "x-batch-size",
+    "x-sdk-version",
+    "x-schema-version",
+)
 CORS_EXPOSE_HEADERS = ("Retry-After", "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset")
 
 # Celery: Redis when configured, else kombu's filesystem transport, which needs no server.

@@ -54,7 +54,8 @@ class _DirectRoute(WSGIHandler):
         super().__init__()
         if self._view_middleware or self._template_response_middleware:
             raise ImproperlyConfigured(
-                "The direct ingest route calls its view without view or template-response middleware")
+                "The direct ingest route calls its view without view or template-response middleware"
+            )
         self._pattern = pattern
 
     def match(self, environ):
@@ -68,8 +69,10 @@ class _DirectRoute(WSGIHandler):
         response = self._middleware_chain(request)
         if response.status_code >= 400:
             log_response("%s: %s", response.reason_phrase, request.path, response=response, request=request)
-        start_response(f"{response.status_code} {response.reason_phrase}",
-                       [*response.items(), *(("Set-Cookie", c.output(header="")) for c in response.cookies.values())])
+        start_response(
+            f"{response.status_code} {response.reason_phrase}",
+            [*response.items(), *(("Set-Cookie", c.output(header="")) for c in response.cookies.values())],
+        )
         body = response.content  # the route never streams
         close_old_connections()
         return [body]
@@ -91,8 +94,9 @@ class _DirectRoute(WSGIHandler):
 _web = WSGIHandler()
 _machine = _handler_with(settings.MACHINE_MIDDLEWARE)
 _machine_paths = tuple(settings.MACHINE_PATHS)
-_ingest = _handler_with(settings.MACHINE_MIDDLEWARE, _DirectRoute,
-                        next(p for p in _ingest_urlpatterns if p.name == "ingest"))
+_ingest = _handler_with(
+    settings.MACHINE_MIDDLEWARE, _DirectRoute, next(p for p in _ingest_urlpatterns if p.name == "ingest")
+)
 
 
 def application(environ, start_response):
@@ -121,7 +125,7 @@ def application(environ, start_response):
 # Django imports the URLconf, and with it every view module, on the first request: 0.17 s of a
 # worker's first request here (0.2 s in all, against 2 ms for the next). Import it now, before
 # any client waits, and before the freeze below, which then covers those modules too.
-get_resolver().url_patterns
+get_resolver().url_patterns  # noqa: B018 (reading it is what imports the views)
 
 # Everything loaded so far lives as long as the process: leave it out of the garbage collector's
 # full passes, which otherwise walk it all and pause every request thread meanwhile.

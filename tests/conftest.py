@@ -57,8 +57,10 @@ def pytest_configure(config):
     url = urlsplit(settings.REDIS_URL)
     db = int(url.path.strip("/") or 0) - int(worker.removeprefix("gw"))
     if db < 0:
-        raise pytest.UsageError(f"REDIS_URL={settings.REDIS_URL}: worker {worker} would need Redis database {db}; "
-                                "name a database at least as high as the number of workers less one")
+        raise pytest.UsageError(
+            f"REDIS_URL={settings.REDIS_URL}: worker {worker} would need Redis database {db}; "
+            "name a database at least as high as the number of workers less one"
+        )
     os.environ["REDIS_URL"] = settings.REDIS_URL = urlunsplit(url._replace(path=f"/{db}"))
     settings.CELERY_BROKER_URL = settings.CELERY_RESULT_BACKEND = settings.REDIS_URL
     # The cache too: allauth keeps used TOTP codes and sign-in counts there, by user id.
@@ -97,8 +99,10 @@ def _empty_test_redis():
 @pytest.fixture(autouse=True)
 def _static_files_without_collectstatic(settings):
     # Production serves hashed names from collectstatic's manifest; tests render pages without one.
-    settings.STORAGES = {**settings.STORAGES,
-                         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
 
 
 @pytest.fixture(scope="session")
@@ -120,6 +124,7 @@ def collected_static(request, tmp_path_factory):
 @pytest.fixture(scope="session")
 def server_data_dir(tmp_path_factory, collected_static):
     """Makes a new data directory, with the collected static files, for a server that renders pages."""
+
     def make(name: str = "server"):
         directory = tmp_path_factory.mktemp(name)
         static_files_into(directory, collected_static)
@@ -141,16 +146,22 @@ def live(django_db_setup, tmp_path_factory):
     """The production server with its WebSocket listener, one for a module's tests (each makes
     applications of its own); yields (HTTP port, WebSocket port)."""
     websocket_port = unused_port()
-    with running_server(tmp_path_factory.mktemp("server"), **database_env_for_server(),
-                        APP_SERVER__WEBSOCKET_PORT=str(websocket_port)) as port:
+    with running_server(
+        tmp_path_factory.mktemp("server"), **database_env_for_server(), APP_SERVER__WEBSOCKET_PORT=str(websocket_port)
+    ) as port:
         yield port, websocket_port
 
 
 @pytest.fixture
 def archive_dir(settings, tmp_path):
     """The archive storage (archives and scheduled exports) as a local directory of the test's own."""
-    settings.STORAGES = {**settings.STORAGES, "archives": {
-        "BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": tmp_path / "archives"}}}
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "archives": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": tmp_path / "archives"},
+        },
+    }
     return tmp_path / "archives"
 
 
@@ -184,8 +195,15 @@ def sign(secret: str, timestamp: str, nonce: str, body: bytes) -> str:
     return hmac.new(secret.encode(), f"{timestamp}:{nonce}:".encode() + body, hashlib.sha256).hexdigest()
 
 
-def signed_headers(keys: AppKeys, body: bytes, *, timestamp: int | None = None, nonce: str | None = None,
-                   batch_size: int | None = None, **extra) -> dict:
+def signed_headers(
+    keys: AppKeys,
+    body: bytes,
+    *,
+    timestamp: int | None = None,
+    nonce: str | None = None,
+    batch_size: int | None = None,
+    **extra,
+) -> dict:
     timestamp_text = str(int(time.time()) if timestamp is None else timestamp)
     nonce = nonce or str(uuid.uuid4())
     headers = {

@@ -29,8 +29,10 @@ def database_env_for_server() -> dict[str, str]:
     from django.db import connection
 
     db = connection.settings_dict
-    return {"DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-            "SECRET_KEY": settings.SECRET_KEY}
+    return {
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "SECRET_KEY": settings.SECRET_KEY,
+    }
 
 
 def wait_for_port(port: int, seconds: float = 60) -> None:
@@ -53,11 +55,21 @@ def running_server(data_dir, port: int | None = None, **env_overrides):
     """Starts ``python -m telemetry.server`` on ``port`` (by default a free one) with the given
     environment; yields the port once it, and the WebSocket listener if one is asked for, listen."""
     port = port or unused_port()
-    env = {**os.environ, "APP_SERVER__WORKERS": "1", "APP_SERVER__WEBSOCKET_PORT": "0", **env_overrides,
-           "APP_SERVER__PORT": str(port),
-           "APP_DATA_DIR": str(data_dir)}
-    process = subprocess.Popen([sys.executable, "-m", "telemetry.server"], cwd=ROOT, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {
+        **os.environ,
+        "APP_SERVER__WORKERS": "1",
+        "APP_SERVER__WEBSOCKET_PORT": "0",
+        **env_overrides,
+        "APP_SERVER__PORT": str(port),
+        "APP_DATA_DIR": str(data_dir),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "telemetry.server"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_for_port(port)
         if int(env["APP_SERVER__WEBSOCKET_PORT"]):
@@ -75,8 +87,13 @@ def stream_url(port: int, keys) -> str:
 
 def collect_static(data_dir, env: dict) -> None:
     """Pages name hashed static files from collectstatic's manifest: collect them for a server."""
-    subprocess.run([sys.executable, "manage.py", "collectstatic", "--noinput", "-v", "0"], cwd=ROOT, check=True,
-                   env={**os.environ, "APP_DATA_DIR": str(data_dir), **env}, timeout=120)
+    subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--noinput", "-v", "0"],
+        cwd=ROOT,
+        check=True,
+        env={**os.environ, "APP_DATA_DIR": str(data_dir), **env},
+        timeout=120,
+    )
 
 
 def static_files_into(data_dir, collected) -> None:
@@ -96,7 +113,12 @@ def signed_in_cookie(organization, role: str = "viewer") -> str:
     user = UserFactory(is_staff=True)
     Membership.objects.create(user=user, organization=organization, role=role)
     session = SessionStore()
-    session.update({SESSION_KEY: str(user.pk), BACKEND_SESSION_KEY: "django.contrib.auth.backends.ModelBackend",
-                    HASH_SESSION_KEY: user.get_session_auth_hash()})
+    session.update(
+        {
+            SESSION_KEY: str(user.pk),
+            BACKEND_SESSION_KEY: "django.contrib.auth.backends.ModelBackend",
+            HASH_SESSION_KEY: user.get_session_auth_hash(),
+        }
+    )
     session.create()
     return f"sessionid={session.session_key}"

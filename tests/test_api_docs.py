@@ -22,9 +22,9 @@ LAMBDA = "/v1/lambda/{org_id}/{app_id}"
 OTLP = [f"/v1/otlp/{{org_id}}/{{app_id}}/v1/{signal}" for signal in ("traces", "metrics", "logs")]
 MALTI = "/api/v1/ingest"
 STATS_EVENTS = "/v1/stats/{org_id}/{app_id}/events"
-STATS = [f"/v1/stats/{{org_id}}{app}/{what}" for app in ("/{app_id}", "")
-         for what in ("events", "breakdown", "outcomes")] + ["/v1/stats/{org_id}/{app_id}/lambda",
-                                                             "/v1/stats/{org_id}/{app_id}/api"]
+STATS = [
+    f"/v1/stats/{{org_id}}{app}/{what}" for app in ("/{app_id}", "") for what in ("events", "breakdown", "outcomes")
+] + ["/v1/stats/{org_id}/{app_id}/lambda", "/v1/stats/{org_id}/{app_id}/api"]
 ORIGIN = "https://app.example.com"
 SIGNING_HEADERS = "content-type,x-signature,x-timestamp,x-nonce,x-batch-size,x-sdk-version,x-schema-version"
 
@@ -45,6 +45,7 @@ def examples(content: dict) -> dict:
 
 
 # --- the schema --------------------------------------------------------------------------------
+
 
 def test_schema_is_valid_openapi_3(client):
     response = client.get("/api/schema/", HTTP_ACCEPT="application/json")
@@ -71,8 +72,17 @@ def test_schema_in_yaml_is_the_default_answer(client):
 
 
 def test_schema_lists_the_machine_routes_and_no_pages(schema):
-    assert set(schema["paths"]) == {INGEST, "/v1/streams/{org_id}/{app_id}", LAMBDA, *OTLP, MALTI, *STATS,
-                                    "/health", "/ready", "/metrics"}
+    assert set(schema["paths"]) == {
+        INGEST,
+        "/v1/streams/{org_id}/{app_id}",
+        LAMBDA,
+        *OTLP,
+        MALTI,
+        *STATS,
+        "/health",
+        "/ready",
+        "/metrics",
+    }
 
 
 def test_schema_documents_the_lambda_and_otlp_endpoints_with_their_token(schema, app_keys, client):
@@ -80,12 +90,17 @@ def test_schema_documents_the_lambda_and_otlp_endpoints_with_their_token(schema,
         assert schema["paths"][path]["post"]["security"] == [{"apiToken": []}]
     for status in ("200", "400", "401", "413", "415", "429", "503"):
         assert set(schema["paths"][OTLP[0]]["post"]["responses"][status]["content"]) == {
-            "application/json", "application/x-protobuf"}
+            "application/json",
+            "application/x-protobuf",
+        }
     example = examples(schema["paths"][LAMBDA]["post"]["requestBody"]["content"])["Array"]
 
-    response = client.post(LAMBDA.format(org_id=app_keys.org_id, app_id=app_keys.app_id) + "?function=f",
-                           data=json.dumps(example), content_type="application/json",
-                           HTTP_AUTHORIZATION=f"Bearer {app_keys.api_token}")
+    response = client.post(
+        LAMBDA.format(org_id=app_keys.org_id, app_id=app_keys.app_id) + "?function=f",
+        data=json.dumps(example),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {app_keys.api_token}",
+    )
 
     assert response.status_code == 200
     assert response.json()["accepted"] == len(example)
@@ -100,7 +115,9 @@ def test_schema_documents_every_answer_of_the_ingest_endpoint(schema):
         content = responses[status]["content"]["application/json"]
         assert content["schema"] == {"$ref": "#/components/schemas/Error"}
         assert {example["error"]["code"] for example in examples(responses[status]["content"]).values()}
-    assert {"Retry-After", "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"} <= set(responses["429"]["headers"])
+    assert {"Retry-After", "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"} <= set(
+        responses["429"]["headers"]
+    )
     assert "Retry-After" in responses["503"]["headers"]
     assert "RateLimit-Remaining" in responses["200"]["headers"]
 
@@ -109,14 +126,26 @@ def test_schema_documents_the_signing_headers_and_the_optional_token(schema):
     operation = ingest_operation(schema)
     headers = {parameter["name"]: parameter for parameter in operation["parameters"] if parameter["in"] == "header"}
 
-    assert set(headers) == {"X-Signature", "X-Timestamp", "X-Nonce", "X-Batch-Size", "X-SDK-Version",
-                            "X-Schema-Version", "DNT"}
-    assert [name for name, header in headers.items() if header.get("required")] == ["X-Nonce", "X-Signature",
-                                                                                     "X-Timestamp"]
+    assert set(headers) == {
+        "X-Signature",
+        "X-Timestamp",
+        "X-Nonce",
+        "X-Batch-Size",
+        "X-SDK-Version",
+        "X-Schema-Version",
+        "DNT",
+    }
+    assert [name for name, header in headers.items() if header.get("required")] == [
+        "X-Nonce",
+        "X-Signature",
+        "X-Timestamp",
+    ]
     assert operation["security"] == [{}, {"applicationToken": []}]
     assert schema["components"]["securitySchemes"]["applicationToken"] == {
-        "type": "http", "scheme": "bearer", "description": "Optional: when sent, must be the application's API "
-                                                           "token (`tk_…`)."}
+        "type": "http",
+        "scheme": "bearer",
+        "description": "Optional: when sent, must be the application's API token (`tk_…`).",
+    }
 
 
 def test_schema_describes_the_event_as_the_sdk_sends_it(schema):
@@ -131,8 +160,7 @@ def test_documented_request_example_gets_the_documented_answer(schema, app_keys,
     operation = ingest_operation(schema)
     body = batch_body(examples(operation["requestBody"]["content"])[example]["events"])
 
-    response = client.post(app_keys.url, data=body, content_type="application/json",
-                           **signed_headers(app_keys, body))
+    response = client.post(app_keys.url, data=body, content_type="application/json", **signed_headers(app_keys, body))
 
     assert str(response.status_code) == status
     assert response.json() == examples(operation["responses"][status]["content"])[example]
@@ -142,8 +170,9 @@ def test_documented_batch_size_error_is_the_real_answer(schema, app_keys, client
     operation = ingest_operation(schema)
     body = batch_body(examples(operation["requestBody"]["content"])["Success"]["events"])
 
-    response = client.post(app_keys.url, data=body, content_type="application/json",
-                           **signed_headers(app_keys, body, batch_size=3))
+    response = client.post(
+        app_keys.url, data=body, content_type="application/json", **signed_headers(app_keys, body, batch_size=3)
+    )
 
     assert response.status_code == 400
     assert response.json() == examples(operation["responses"]["400"]["content"])["BatchSizeMismatch"]
@@ -165,13 +194,23 @@ def malti_post(client, schema, *, service_name="orders-api", key=None, records=N
     token = credential_issue(application=application, service_name=service_name).api_token
     if records is None:
         records = examples(schema["paths"][MALTI]["post"]["requestBody"]["content"])["Batch"]["requests"]
-    return client.post(MALTI, data=json.dumps({"requests": records}), content_type="application/json",
-                       HTTP_X_API_KEY=token if key is None else key)
+    return client.post(
+        MALTI,
+        data=json.dumps({"requests": records}),
+        content_type="application/json",
+        HTTP_X_API_KEY=token if key is None else key,
+    )
 
 
-@pytest.mark.parametrize(("status", "example", "options"), [
-    ("200", "Stored", {}), ("403", "OtherService", {"service_name": "billing"}),
-    ("401", "BadKey", {"key": "tk_unknown"}), ("400", "Empty", {"records": []})])
+@pytest.mark.parametrize(
+    ("status", "example", "options"),
+    [
+        ("200", "Stored", {}),
+        ("403", "OtherService", {"service_name": "billing"}),
+        ("401", "BadKey", {"key": "tk_unknown"}),
+        ("400", "Empty", {"records": []}),
+    ],
+)
 def test_documented_malti_answers_are_the_real_ones(schema, client, status, example, options):
     response = malti_post(client, schema, **options)
 
@@ -198,6 +237,7 @@ def test_documented_health_and_readiness_answers_have_the_real_fields(schema, cl
 
 # --- the docs page -----------------------------------------------------------------------------
 
+
 def test_schema_documents_the_stats_events_endpoint_with_its_read_token(schema):
     operation = schema["paths"][STATS_EVENTS]["get"]
 
@@ -207,20 +247,31 @@ def test_schema_documents_the_stats_events_endpoint_with_its_read_token(schema):
     assert {parameter["name"] for parameter in operation["parameters"]} >= {"since", "until", "interval", "type"}
 
 
-@pytest.mark.parametrize(("status", "example", "params", "authorized"), [
-    ("400", "InvalidInterval", {"interval": "week"}, True),
-    ("400", "SinceAfterUntil", {"since": "2026-11-20T11:00:00Z", "until": "2026-11-20T08:00:00Z"}, True),
-    ("400", "RangeTooLarge", {"since": "2026-11-01T00:00:00Z", "until": "2026-11-20T00:00:00Z",
-                              "interval": "minute"}, True),
-    ("401", "NoToken", {}, False),
-])
+@pytest.mark.parametrize(
+    ("status", "example", "params", "authorized"),
+    [
+        ("400", "InvalidInterval", {"interval": "week"}, True),
+        ("400", "SinceAfterUntil", {"since": "2026-11-20T11:00:00Z", "until": "2026-11-20T08:00:00Z"}, True),
+        (
+            "400",
+            "RangeTooLarge",
+            {"since": "2026-11-01T00:00:00Z", "until": "2026-11-20T00:00:00Z", "interval": "minute"},
+            True,
+        ),
+        ("401", "NoToken", {}, False),
+    ],
+)
 def test_documented_stats_errors_are_the_real_answers(schema, client, status, example, params, authorized):
     application = ApplicationFactory()
-    headers = {"HTTP_AUTHORIZATION": "Bearer " + read_token_issue(organization=application.organization).token
-               } if authorized else {}
+    headers = (
+        {"HTTP_AUTHORIZATION": "Bearer " + read_token_issue(organization=application.organization).token}
+        if authorized
+        else {}
+    )
 
-    response = client.get(f"/v1/stats/{application.organization.public_id}/{application.public_id}/events", params,
-                          **headers)
+    response = client.get(
+        f"/v1/stats/{application.organization.public_id}/{application.public_id}/events", params, **headers
+    )
 
     content = schema["paths"][STATS_EVENTS]["get"]["responses"][status]["content"]
     assert str(response.status_code) == status
@@ -238,19 +289,23 @@ def test_schema_documents_every_stats_route_with_its_token_and_rate_limit(schema
     assert "Retry-After" in operation["responses"]["429"]["headers"]
 
 
-@pytest.mark.parametrize(("what", "status", "example", "params", "organization_wide"), [
-    ("breakdown", "400", "InvalidDimension", {"by": "colour"}, False),
-    ("breakdown", "400", "InvalidLimit", {"by": "type", "limit": "500"}, True),
-    ("outcomes", "400", "ByMinute", {"interval": "minute"}, False),
-    ("outcomes", "404", "NotFound", {}, True),
-    ("events", "404", "NotFound", {}, False),
-    ("lambda", "400", "ByMinute", {"interval": "minute"}, False),
-    ("api", "400", "ByDay", {"interval": "day"}, False),
-    ("api", "400", "InvalidDimension", {"by": "colour"}, False),
-    ("lambda", "404", "NotFound", {}, False),
-])
-def test_documented_stats_errors_of_every_route_are_the_real_answers(schema, client, what, status, example, params,
-                                                                     organization_wide):
+@pytest.mark.parametrize(
+    ("what", "status", "example", "params", "organization_wide"),
+    [
+        ("breakdown", "400", "InvalidDimension", {"by": "colour"}, False),
+        ("breakdown", "400", "InvalidLimit", {"by": "type", "limit": "500"}, True),
+        ("outcomes", "400", "ByMinute", {"interval": "minute"}, False),
+        ("outcomes", "404", "NotFound", {}, True),
+        ("events", "404", "NotFound", {}, False),
+        ("lambda", "400", "ByMinute", {"interval": "minute"}, False),
+        ("api", "400", "ByDay", {"interval": "day"}, False),
+        ("api", "400", "InvalidDimension", {"by": "colour"}, False),
+        ("lambda", "404", "NotFound", {}, False),
+    ],
+)
+def test_documented_stats_errors_of_every_route_are_the_real_answers(
+    schema, client, what, status, example, params, organization_wide
+):
     application = ApplicationFactory()
     token = read_token_issue(organization=application.organization).token
     org_id = "org_elsewhere" if status == "404" else application.organization.public_id
@@ -264,18 +319,27 @@ def test_documented_stats_errors_of_every_route_are_the_real_answers(schema, cli
     assert response.json() == examples(content)[example]
 
 
-@pytest.mark.parametrize(("what", "example", "params"), [
-    ("breakdown", "ByType", {"by": "type"}), ("outcomes", "TwoDays", {"interval": "day"}),
-    ("lambda", "TwoHours", {}), ("api", "TwoHours", {})])
+@pytest.mark.parametrize(
+    ("what", "example", "params"),
+    [
+        ("breakdown", "ByType", {"by": "type"}),
+        ("outcomes", "TwoDays", {"interval": "day"}),
+        ("lambda", "TwoHours", {}),
+        ("api", "TwoHours", {}),
+    ],
+)
 def test_documented_stats_answers_have_the_real_fields(schema, client, what, example, params):
     application = ApplicationFactory()
     token = read_token_issue(organization=application.organization).token
-    documented = examples(schema["paths"][f"/v1/stats/{{org_id}}/{{app_id}}/{what}"]["get"]["responses"]["200"]
-                          ["content"])[example]
+    documented = examples(
+        schema["paths"][f"/v1/stats/{{org_id}}/{{app_id}}/{what}"]["get"]["responses"]["200"]["content"]
+    )[example]
 
-    real = client.get(f"/v1/stats/{application.organization.public_id}/{application.public_id}/{what}",
-                      {"since": documented["since"], "until": documented["until"], **params},
-                      HTTP_AUTHORIZATION=f"Bearer {token}").json()
+    real = client.get(
+        f"/v1/stats/{application.organization.public_id}/{application.public_id}/{what}",
+        {"since": documented["since"], "until": documented["until"], **params},
+        HTTP_AUTHORIZATION=f"Bearer {token}",
+    ).json()
 
     assert set(real) == set(documented)
     assert {k: real[k] for k in ("since", "until")} == {k: documented[k] for k in ("since", "until")}
@@ -284,7 +348,8 @@ def test_documented_stats_answers_have_the_real_fields(schema, client, what, exa
         assert set(real["totals"]) == set(documented["totals"])
     elif what in ("lambda", "api"):
         assert [(point["time"], set(point)) for point in real["series"]] == [
-            (point["time"], set(point)) for point in documented["series"]]
+            (point["time"], set(point)) for point in documented["series"]
+        ]
         assert set(real["total"]) == set(documented["total"])
     else:
         assert real["previous_since"] == documented["previous_since"]
@@ -295,15 +360,18 @@ def test_documented_stats_series_has_the_real_answers_shape(schema, client):
     token = read_token_issue(organization=application.organization).token
     documented = examples(schema["paths"][STATS_EVENTS]["get"]["responses"]["200"]["content"])["ThreeHours"]
 
-    response = client.get(f"/v1/stats/{application.organization.public_id}/{application.public_id}/events",
-                          {"since": documented["since"], "until": documented["until"], "interval": "hour"},
-                          HTTP_AUTHORIZATION=f"Bearer {token}")
+    response = client.get(
+        f"/v1/stats/{application.organization.public_id}/{application.public_id}/events",
+        {"since": documented["since"], "until": documented["until"], "interval": "hour"},
+        HTTP_AUTHORIZATION=f"Bearer {token}",
+    )
 
     real = response.json()
     assert set(real) == set(documented)
     assert [point["time"] for point in real["series"]] == [point["time"] for point in documented["series"]]
-    assert {k: real[k] for k in ("interval", "since", "until")} == {k: documented[k] for k in ("interval", "since",
-                                                                                                "until")}
+    assert {k: real[k] for k in ("interval", "since", "until")} == {
+        k: documented[k] for k in ("interval", "since", "until")
+    }
 
 
 def test_docs_page_loads_swagger_ui_from_local_static_files_only(client):
@@ -337,13 +405,20 @@ def test_swagger_ui_licence_ships_with_it():
 
 # --- CORS on the ingest routes -----------------------------------------------------------------
 
+
 def preflight(client, url, origin=ORIGIN):
-    return client.options(url, HTTP_ORIGIN=origin, HTTP_ACCESS_CONTROL_REQUEST_METHOD="POST",
-                          HTTP_ACCESS_CONTROL_REQUEST_HEADERS=SIGNING_HEADERS)
+    return client.options(
+        url,
+        HTTP_ORIGIN=origin,
+        HTTP_ACCESS_CONTROL_REQUEST_METHOD="POST",
+        HTTP_ACCESS_CONTROL_REQUEST_HEADERS=SIGNING_HEADERS,
+    )
 
 
 def cors_headers(response) -> dict:
-    return {name.lower(): value for name, value in response.headers.items() if name.lower().startswith("access-control")}
+    return {
+        name.lower(): value for name, value in response.headers.items() if name.lower().startswith("access-control")
+    }
 
 
 @override_settings(CORS_ALLOWED_ORIGINS=[ORIGIN])
@@ -394,8 +469,15 @@ def test_production_server_answers_a_preflight_on_its_machine_route_chain(tmp_pa
     url = "/v1/ingest/org_x/app_00000000"
     with running_server(tmp_path, DATABASE_URL="", REDIS_URL="", APP_CORS__ALLOWED_ORIGINS=ORIGIN) as port:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        conn.request("OPTIONS", url, headers={"Origin": ORIGIN, "Access-Control-Request-Method": "POST",
-                                              "Access-Control-Request-Headers": SIGNING_HEADERS})
+        conn.request(
+            "OPTIONS",
+            url,
+            headers={
+                "Origin": ORIGIN,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": SIGNING_HEADERS,
+            },
+        )
         response = conn.getresponse()
 
     assert response.status == 200

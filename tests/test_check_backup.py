@@ -12,7 +12,6 @@ from tests.factories import OrganizationFactory
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
 
-
 def scratch_name() -> str:
     # Named after the database the suite was pointed at, so suites sharing a server never share it.
     return f"{connection.settings_dict['NAME'].removeprefix('test_')}_restore_check"
@@ -21,9 +20,23 @@ def scratch_name() -> str:
 def pg_dump(target, *options) -> None:
     database = connection.settings_dict
     env = {**os.environ, "PGPASSWORD": database["PASSWORD"] or ""}
-    subprocess.run(["pg_dump", *options, "--host", database["HOST"] or "localhost", "--port",
-                    str(database["PORT"] or 5432), "--username", database["USER"] or "postgres", "--file",
-                    str(target), database["NAME"]], env=env, check=True)
+    subprocess.run(
+        [
+            "pg_dump",
+            *options,
+            "--host",
+            database["HOST"] or "localhost",
+            "--port",
+            str(database["PORT"] or 5432),
+            "--username",
+            database["USER"] or "postgres",
+            "--file",
+            str(target),
+            database["NAME"],
+        ],
+        env=env,
+        check=True,
+    )
 
 
 def test_the_newest_dump_restores_and_its_contents_are_reported(tmp_path, capsys):

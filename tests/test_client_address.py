@@ -12,8 +12,11 @@ from telemetry.lib.config import EnvReader
 
 @pytest.fixture
 def proxies(settings):
-    settings.SERVER_TRUSTED_PROXIES = [ipaddress.ip_network("127.0.0.1/32"), ipaddress.ip_network("10.0.0.0/8"),
-                                       ipaddress.ip_network("fd00::/8")]
+    settings.SERVER_TRUSTED_PROXIES = [
+        ipaddress.ip_network("127.0.0.1/32"),
+        ipaddress.ip_network("10.0.0.0/8"),
+        ipaddress.ip_network("fd00::/8"),
+    ]
 
 
 def address(remote: str, forwarded_for: str | None = None) -> str:
@@ -31,16 +34,19 @@ def test_the_header_is_ignored_from_an_address_that_is_not_a_trusted_proxy(proxi
     assert address("198.51.100.4", "10.1.2.3") == "198.51.100.4"
 
 
-@pytest.mark.parametrize(("forwarded_for", "client"), [
-    ("203.0.113.9", "203.0.113.9"),
-    ("127.0.0.1, 203.0.113.9, 10.1.2.3", "203.0.113.9"),  # the leftmost hop is the client's own claim
-    ("203.0.113.9,10.1.2.3 , 10.4.5.6", "203.0.113.9"),
-    ("2001:db8::7, fd00::1", "2001:db8::7"),
-    ("10.1.2.3", "10.1.2.3"),  # every hop trusted: the farthest proxy
-    ("", "127.0.0.1"),
-    ("not-an-address", "127.0.0.1"),  # the proxy that passed it on
-    ("203.0.113.9, unknown, 10.1.2.3", "10.1.2.3"),
-])
+@pytest.mark.parametrize(
+    ("forwarded_for", "client"),
+    [
+        ("203.0.113.9", "203.0.113.9"),
+        ("127.0.0.1, 203.0.113.9, 10.1.2.3", "203.0.113.9"),  # the leftmost hop is the client's own claim
+        ("203.0.113.9,10.1.2.3 , 10.4.5.6", "203.0.113.9"),
+        ("2001:db8::7, fd00::1", "2001:db8::7"),
+        ("10.1.2.3", "10.1.2.3"),  # every hop trusted: the farthest proxy
+        ("", "127.0.0.1"),
+        ("not-an-address", "127.0.0.1"),  # the proxy that passed it on
+        ("203.0.113.9, unknown, 10.1.2.3", "10.1.2.3"),
+    ],
+)
 def test_the_client_is_the_nearest_hop_no_trusted_proxy_holds(proxies, forwarded_for, client):
     assert address("127.0.0.1", forwarded_for) == client
 
@@ -50,5 +56,6 @@ def test_a_trusted_proxy_that_is_not_an_address_or_network_stops_the_start(monke
     env = EnvReader(environ.Env())
 
     assert env.network_list("APP_SERVER__TRUSTED_PROXIES", []) == []
-    assert env.errors == ["APP_SERVER__TRUSTED_PROXIES='nginx' is not valid: expected addresses or networks "
-                          "like 10.0.0.0/8"]
+    assert env.errors == [
+        "APP_SERVER__TRUSTED_PROXIES='nginx' is not valid: expected addresses or networks like 10.0.0.0/8"
+    ]

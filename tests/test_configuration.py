@@ -11,8 +11,9 @@ ROOT = Path(__file__).resolve().parent.parent
 def manage_check(tmp_path, **env) -> subprocess.CompletedProcess:
     environment = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
     environment.update(APP_DATA_DIR=str(tmp_path), **env)
-    return subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=environment,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "manage.py", "check"], cwd=ROOT, env=environment, capture_output=True, text=True, timeout=60
+    )
 
 
 @pytest.mark.parametrize(
@@ -73,8 +74,12 @@ def test_each_request_is_logged_once_as_json_without_secrets(app_keys, signed_po
     records = [r for r in caplog.records if r.name == "telemetry.access"]
     assert len(records) == 1
     record = records[0]
-    assert (record.method, record.status, record.org_id, record.app_id) == ("POST", 200, app_keys.org_id,
-                                                                            app_keys.app_id)
+    assert (record.method, record.status, record.org_id, record.app_id) == (
+        "POST",
+        200,
+        app_keys.org_id,
+        app_keys.app_id,
+    )
     assert record.duration_ms > 0
     from pythonjsonlogger.json import JsonFormatter
 
@@ -87,9 +92,21 @@ def test_each_request_is_logged_once_as_json_without_secrets(app_keys, signed_po
 def effective_setting(tmp_path, name, **env) -> str:
     environment = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
     environment.update(APP_DATA_DIR=str(tmp_path), **env)
-    result = subprocess.run([sys.executable, "manage.py", "shell", "--no-imports", "-c",
-                             f"from django.conf import settings; print(settings.{name})"],
-                            cwd=ROOT, env=environment, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "manage.py",
+            "shell",
+            "--no-imports",
+            "-c",
+            f"from django.conf import settings; print(settings.{name})",
+        ],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout.strip()
 

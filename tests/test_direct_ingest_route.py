@@ -29,10 +29,21 @@ def call(method: str, path: str, body: bytes = b"", **meta) -> tuple[int, CaseIn
     def start_response(status, headers, exc_info=None):
         answer["status"], answer["headers"] = int(status.split()[0]), CaseInsensitiveMapping(dict(headers))
 
-    environ = {"REQUEST_METHOD": method, "PATH_INFO": path, "SCRIPT_NAME": "", "QUERY_STRING": "",
-               "SERVER_NAME": "testserver", "SERVER_PORT": "80", "REMOTE_ADDR": "127.0.0.1",
-               "SERVER_PROTOCOL": "HTTP/1.1", "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(body),
-               "CONTENT_LENGTH": str(len(body)), "CONTENT_TYPE": "application/json", **meta}
+    environ = {
+        "REQUEST_METHOD": method,
+        "PATH_INFO": path,
+        "SCRIPT_NAME": "",
+        "QUERY_STRING": "",
+        "SERVER_NAME": "testserver",
+        "SERVER_PORT": "80",
+        "REMOTE_ADDR": "127.0.0.1",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(body),
+        "CONTENT_LENGTH": str(len(body)),
+        "CONTENT_TYPE": "application/json",
+        **meta,
+    }
     content = b"".join(application(environ, start_response))
     return answer["status"], answer["headers"], content
 

@@ -17,8 +17,12 @@ def test_an_event_stream_with_a_content_length_is_stored_whole(live_port):
     body = b"".join(b'{"n": %d}\n' % n for n in range(50))
     conn = http.client.HTTPConnection("127.0.0.1", live_port, timeout=10)
 
-    conn.request("POST", f"/v1/streams/{keys.org_id}/{keys.app_id}", body=body,
-                 headers={"X-Api-Key": keys.api_token, "Content-Length": str(len(body))})
+    conn.request(
+        "POST",
+        f"/v1/streams/{keys.org_id}/{keys.app_id}",
+        body=body,
+        headers={"X-Api-Key": keys.api_token, "Content-Length": str(len(body))},
+    )
     response = conn.getresponse()
 
     assert (response.status, response.read()) == (200, b"50")

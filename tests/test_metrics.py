@@ -4,7 +4,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import batch_body, make_event, signed_headers
-from tests.server import running_server, database_env_for_server, wsgi_to_http
+from tests.server import database_env_for_server, running_server, wsgi_to_http
 
 
 def samples(text: str) -> dict:
@@ -16,8 +16,11 @@ def samples(text: str) -> dict:
 
 
 def total(found: dict, name: str, **labels) -> float:
-    return sum(value for (sample, sample_labels), value in found.items()
-               if sample == name and all(dict(sample_labels).get(k) == v for k, v in labels.items()))
+    return sum(
+        value
+        for (sample, sample_labels), value in found.items()
+        if sample == name and all(dict(sample_labels).get(k) == v for k, v in labels.items())
+    )
 
 
 @pytest.mark.django_db
@@ -30,8 +33,11 @@ def test_metrics_parse_and_count_ingested_events(app_keys, signed_post, client):
     assert response.status_code == 200
     after = samples(response.content.decode())
     assert total(after, "events_ingested_total") - total(before, "events_ingested_total") == 2
-    assert total(after, "events_failed_total", outcome="invalid", reason="invalid_user_id") - total(
-        before, "events_failed_total", outcome="invalid", reason="invalid_user_id") == 1
+    assert (
+        total(after, "events_failed_total", outcome="invalid", reason="invalid_user_id")
+        - total(before, "events_failed_total", outcome="invalid", reason="invalid_user_id")
+        == 1
+    )
     assert total(after, "http_requests_total", route="ingest", status="207") >= 1
     assert total(after, "http_request_duration_seconds_count", route="ingest") >= 1
     assert total(after, "db_connections_active") >= 1
@@ -47,8 +53,9 @@ def test_metrics_token_admits_any_address_that_bears_it(client, settings):
     settings.METRICS_TOKEN = "s3cret-metrics"
 
     assert client.get("/metrics", REMOTE_ADDR="203.0.113.9").status_code == 403
-    assert client.get("/metrics", REMOTE_ADDR="203.0.113.9",
-                      HTTP_AUTHORIZATION="Bearer s3cret-metrics").status_code == 200
+    assert (
+        client.get("/metrics", REMOTE_ADDR="203.0.113.9", HTTP_AUTHORIZATION="Bearer s3cret-metrics").status_code == 200
+    )
 
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
@@ -60,8 +67,12 @@ def test_metrics_add_up_across_worker_processes(tmp_path):
         for _ in range(20):
             body = batch_body([make_event()])
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-            conn.request("POST", keys.url, body=body,
-                         headers={"Content-Type": "application/json", **wsgi_to_http(signed_headers(keys, body))})
+            conn.request(
+                "POST",
+                keys.url,
+                body=body,
+                headers={"Content-Type": "application/json", **wsgi_to_http(signed_headers(keys, body))},
+            )
             assert conn.getresponse().status == 200
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         conn.request("GET", "/metrics")

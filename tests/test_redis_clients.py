@@ -20,8 +20,9 @@ def open_connections() -> int:
 
 def admit_unsigned():
     """The admission script as an unsigned, unlimited request runs it (nothing is counted)."""
-    redis_script(_ADMIT)(keys=["tk:test:nonce", "tk:test:generation", "tk:test:rate", "tk:test:quota"],
-                         args=[0, 0, -1, 0, 0])
+    redis_script(_ADMIT)(
+        keys=["tk:test:nonce", "tk:test:generation", "tk:test:rate", "tk:test:quota"], args=[0, 0, -1, 0, 0]
+    )
 
 
 def test_a_thread_uses_one_connection_for_every_command_and_script():

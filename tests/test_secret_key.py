@@ -28,8 +28,9 @@ def _read_keys_at_the_same_time(directory, barrier, results):
 def test_processes_starting_together_all_get_the_same_non_empty_key(tmp_path):
     context = multiprocessing.get_context("fork")
     barrier, results = context.Barrier(PROCESSES), context.Queue()
-    processes = [context.Process(target=_read_keys_at_the_same_time, args=(tmp_path, barrier, results))
-                 for _ in range(PROCESSES)]
+    processes = [
+        context.Process(target=_read_keys_at_the_same_time, args=(tmp_path, barrier, results)) for _ in range(PROCESSES)
+    ]
     for process in processes:
         process.start()
     keys = {attempt: set() for attempt in range(ATTEMPTS)}
@@ -62,8 +63,14 @@ def test_an_empty_key_file_stops_start_up_instead_of_being_used(tmp_path):
 
 def _manage_check(tmp_path, **env):
     base = {k: v for k, v in os.environ.items() if k != "SECRET_KEY"}
-    return subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, capture_output=True, text=True,
-                          timeout=60, env={**base, "APP_DATA_DIR": str(tmp_path), **env})
+    return subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**base, "APP_DATA_DIR": str(tmp_path), **env},
+    )
 
 
 def test_a_container_without_secret_key_refuses_to_start_and_says_why(tmp_path):

@@ -12,7 +12,8 @@ def test_a_web_worker_has_imported_every_view_before_its_first_request():
     # A fresh interpreter, as a worker starts: loading the application must import the URLconf and
     # the views it names, which Django would otherwise do while the first request waits.
     program = f"import sys, telemetry.wsgi; print(*[m for m in {VIEW_MODULES!r} if m in sys.modules])"
-    loaded = subprocess.run([sys.executable, "-c", program], cwd=ROOT, capture_output=True, text=True,
-                            check=True).stdout.split()
+    loaded = subprocess.run(
+        [sys.executable, "-c", program], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
 
     assert loaded == VIEW_MODULES

@@ -15,10 +15,16 @@ TIERS = [
 def seed(apps, schema_editor):
     Tier = apps.get_model("accounts", "Tier")
     for slug, name, quota, rpm, retention, unlimited in TIERS:
-        Tier.objects.update_or_create(slug=slug, defaults={
-            "name": name, "monthly_event_quota": quota, "requests_per_minute": rpm,
-            "retention_days": retention, "is_unlimited": unlimited,
-        })
+        Tier.objects.update_or_create(
+            slug=slug,
+            defaults={
+                "name": name,
+                "monthly_event_quota": quota,
+                "requests_per_minute": rpm,
+                "retention_days": retention,
+                "is_unlimited": unlimited,
+            },
+        )
 
 
 class Migration(migrations.Migration):

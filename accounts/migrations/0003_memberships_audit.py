@@ -6,45 +6,98 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('accounts', '0002_seed_tiers'),
+        ("accounts", "0002_seed_tiers"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='AuditEntry',
+            name="AuditEntry",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(auto_now_add=True, db_index=True)),
-                ('actor_name', models.CharField(blank=True, help_text='Kept when the user is deleted.', max_length=150)),
-                ('action', models.CharField(choices=[('sign_in', 'Signed in'), ('sign_in_failed', 'Failed to sign in'), ('organization_created', 'Organization created'), ('organization_changed', 'Organization changed'), ('organization_deleted', 'Organization deleted'), ('application_created', 'Application created'), ('application_changed', 'Application changed'), ('application_deleted', 'Application deleted'), ('credential_issued', 'Credential issued'), ('credential_rotated', 'Credential rotated'), ('credential_revoked', 'Credential revoked'), ('membership_changed', 'Membership changed'), ('membership_removed', 'Membership removed'), ('tier_changed', 'Tier changed')], max_length=40)),
-                ('organization_id', models.BigIntegerField(blank=True, db_index=True, null=True)),
-                ('organization_name', models.CharField(blank=True, max_length=200)),
-                ('target', models.CharField(blank=True, max_length=300)),
-                ('source_ip', models.GenericIPAddressField(blank=True, null=True)),
-                ('user_agent', models.CharField(blank=True, max_length=300)),
-                ('details', models.JSONField(blank=True, default=dict)),
-                ('actor', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("created_at", models.DateTimeField(auto_now_add=True, db_index=True)),
+                (
+                    "actor_name",
+                    models.CharField(blank=True, help_text="Kept when the user is deleted.", max_length=150),
+                ),
+                (
+                    "action",
+                    models.CharField(
+                        choices=[
+                            ("sign_in", "Signed in"),
+                            ("sign_in_failed", "Failed to sign in"),
+                            ("organization_created", "Organization created"),
+                            ("organization_changed", "Organization changed"),
+                            ("organization_deleted", "Organization deleted"),
+                            ("application_created", "Application created"),
+                            ("application_changed", "Application changed"),
+                            ("application_deleted", "Application deleted"),
+                            ("credential_issued", "Credential issued"),
+                            ("credential_rotated", "Credential rotated"),
+                            ("credential_revoked", "Credential revoked"),
+                            ("membership_changed", "Membership changed"),
+                            ("membership_removed", "Membership removed"),
+                            ("tier_changed", "Tier changed"),
+                        ],
+                        max_length=40,
+                    ),
+                ),
+                ("organization_id", models.BigIntegerField(blank=True, db_index=True, null=True)),
+                ("organization_name", models.CharField(blank=True, max_length=200)),
+                ("target", models.CharField(blank=True, max_length=300)),
+                ("source_ip", models.GenericIPAddressField(blank=True, null=True)),
+                ("user_agent", models.CharField(blank=True, max_length=300)),
+                ("details", models.JSONField(blank=True, default=dict)),
+                (
+                    "actor",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'audit log entry',
-                'verbose_name_plural': 'audit log',
-                'ordering': ['-created_at', '-id'],
+                "verbose_name": "audit log entry",
+                "verbose_name_plural": "audit log",
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='Membership',
+            name="Membership",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('role', models.CharField(choices=[('owner', 'Owner'), ('admin', 'Admin'), ('viewer', 'Viewer')], default='viewer', max_length=10)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('organization', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='memberships', to='accounts.organization')),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='memberships', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "role",
+                    models.CharField(
+                        choices=[("owner", "Owner"), ("admin", "Admin"), ("viewer", "Viewer")],
+                        default="viewer",
+                        max_length=10,
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "organization",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="memberships",
+                        to="accounts.organization",
+                    ),
+                ),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="memberships",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['organization__name', 'user__username'],
-                'constraints': [models.UniqueConstraint(fields=('user', 'organization'), name='membership_unique')],
+                "ordering": ["organization__name", "user__username"],
+                "constraints": [models.UniqueConstraint(fields=("user", "organization"), name="membership_unique")],
             },
         ),
     ]

@@ -4,14 +4,17 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('accounts', '0003_memberships_audit'),
+        ("accounts", "0003_memberships_audit"),
     ]
 
     operations = [
         migrations.AlterModelOptions(
-            name='auditentry',
-            options={'ordering': ['-created_at', '-id'], 'verbose_name': 'audit log entry', 'verbose_name_plural': 'audit log entries'},
+            name="auditentry",
+            options={
+                "ordering": ["-created_at", "-id"],
+                "verbose_name": "audit log entry",
+                "verbose_name_plural": "audit log entries",
+            },
         ),
     ]

@@ -4,25 +4,26 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('accounts', '0004_audit_names'),
+        ("accounts", "0004_audit_names"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='organization',
-            name='extra_quota',
+            model_name="organization",
+            name="extra_quota",
             field=models.PositiveBigIntegerField(default=0, help_text="Events granted on top of the tier's quota..."),
         ),
         migrations.AddField(
-            model_name='organization',
-            name='extra_quota_month',
-            field=models.CharField(blank=True, help_text='...in this month (YYYY-MM, UTC).', max_length=7),
+            model_name="organization",
+            name="extra_quota_month",
+            field=models.CharField(blank=True, help_text="...in this month (YYYY-MM, UTC).", max_length=7),
         ),
         migrations.AddField(
-            model_name='organization',
-            name='quota_monitor_only',
-            field=models.BooleanField(default=False, help_text='Count events against the monthly quota but never refuse them.'),
+            model_name="organization",
+            name="quota_monitor_only",
+            field=models.BooleanField(
+                default=False, help_text="Count events against the monthly quota but never refuse them."
+            ),
         ),
     ]

@@ -5,24 +5,32 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('accounts', '0005_organization_quota_options'),
+        ("accounts", "0005_organization_quota_options"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='QuotaNotice',
+            name="QuotaNotice",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('month', models.CharField(help_text='YYYY-MM (UTC)', max_length=7)),
-                ('level', models.PositiveSmallIntegerField(help_text='Percent of the quota reached.')),
-                ('recipients', models.TextField(blank=True)),
-                ('sent_at', models.DateTimeField(auto_now_add=True)),
-                ('organization', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='quota_notices', to='accounts.organization')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("month", models.CharField(help_text="YYYY-MM (UTC)", max_length=7)),
+                ("level", models.PositiveSmallIntegerField(help_text="Percent of the quota reached.")),
+                ("recipients", models.TextField(blank=True)),
+                ("sent_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "organization",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="quota_notices",
+                        to="accounts.organization",
+                    ),
+                ),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('organization', 'month', 'level'), name='quota_notice_once')],
+                "constraints": [
+                    models.UniqueConstraint(fields=("organization", "month", "level"), name="quota_notice_once")
+                ],
             },
         ),
     ]

@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('accounts', '0006_quota_notices'),
+        ("accounts", "0006_quota_notices"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='user',
-            name='time_zone',
-            field=models.CharField(default='UTC', help_text='Times on the dashboards are shown in it.', max_length=64),
+            model_name="user",
+            name="time_zone",
+            field=models.CharField(default="UTC", help_text="Times on the dashboards are shown in it.", max_length=64),
         ),
     ]

@@ -4,15 +4,33 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('accounts', '0007_user_time_zone'),
+        ("accounts", "0007_user_time_zone"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='auditentry',
-            name='action',
-            field=models.CharField(choices=[('sign_in', 'Signed in'), ('sign_in_failed', 'Failed to sign in'), ('organization_created', 'Organization created'), ('organization_changed', 'Organization changed'), ('organization_deleted', 'Organization deleted'), ('application_created', 'Application created'), ('application_changed', 'Application changed'), ('application_deleted', 'Application deleted'), ('credential_issued', 'Credential issued'), ('credential_rotated', 'Credential rotated'), ('credential_revoked', 'Credential revoked'), ('membership_changed', 'Membership changed'), ('membership_removed', 'Membership removed'), ('tier_changed', 'Tier changed'), ('events_erased', "A user's events erased")], max_length=40),
+            model_name="auditentry",
+            name="action",
+            field=models.CharField(
+                choices=[
+                    ("sign_in", "Signed in"),
+                    ("sign_in_failed", "Failed to sign in"),
+                    ("organization_created", "Organization created"),
+                    ("organization_changed", "Organization changed"),
+                    ("organization_deleted", "Organization deleted"),
+                    ("application_created", "Application created"),
+                    ("application_changed", "Application changed"),
+                    ("application_deleted", "Application deleted"),
+                    ("credential_issued", "Credential issued"),
+                    ("credential_rotated", "Credential rotated"),
+                    ("credential_revoked", "Credential revoked"),
+                    ("membership_changed", "Membership changed"),
+                    ("membership_removed", "Membership removed"),
+                    ("tier_changed", "Tier changed"),
+                    ("events_erased", "A user's events erased"),
+                ],
+                max_length=40,
+            ),
         ),
     ]

@@ -4,15 +4,19 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('accounts', '0008_erasure_receipts'),
+        ("accounts", "0008_erasure_receipts"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='credential',
-            name='service_name',
-            field=models.CharField(blank=True, default='', help_text="Malti clients: the one service this token's batches may name; blank: any service.", max_length=255),
+            model_name="credential",
+            name="service_name",
+            field=models.CharField(
+                blank=True,
+                default="",
+                help_text="Malti clients: the one service this token's batches may name; blank: any service.",
+                max_length=255,
+            ),
         ),
     ]

@@ -6,33 +6,77 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('accounts', '0009_credential_service_name'),
+        ("accounts", "0009_credential_service_name"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='auditentry',
-            name='action',
-            field=models.CharField(choices=[('sign_in', 'Signed in'), ('sign_in_failed', 'Failed to sign in'), ('organization_created', 'Organization created'), ('organization_changed', 'Organization changed'), ('organization_deleted', 'Organization deleted'), ('application_created', 'Application created'), ('application_changed', 'Application changed'), ('application_deleted', 'Application deleted'), ('credential_issued', 'Credential issued'), ('credential_rotated', 'Credential rotated'), ('credential_revoked', 'Credential revoked'), ('membership_changed', 'Membership changed'), ('membership_removed', 'Membership removed'), ('tier_changed', 'Tier changed'), ('events_erased', "A user's events erased"), ('read_token_issued', 'Read token issued'), ('read_token_revoked', 'Read token revoked')], max_length=40),
+            model_name="auditentry",
+            name="action",
+            field=models.CharField(
+                choices=[
+                    ("sign_in", "Signed in"),
+                    ("sign_in_failed", "Failed to sign in"),
+                    ("organization_created", "Organization created"),
+                    ("organization_changed", "Organization changed"),
+                    ("organization_deleted", "Organization deleted"),
+                    ("application_created", "Application created"),
+                    ("application_changed", "Application changed"),
+                    ("application_deleted", "Application deleted"),
+                    ("credential_issued", "Credential issued"),
+                    ("credential_rotated", "Credential rotated"),
+                    ("credential_revoked", "Credential revoked"),
+                    ("membership_changed", "Membership changed"),
+                    ("membership_removed", "Membership removed"),
+                    ("tier_changed", "Tier changed"),
+                    ("events_erased", "A user's events erased"),
+                    ("read_token_issued", "Read token issued"),
+                    ("read_token_revoked", "Read token revoked"),
+                ],
+                max_length=40,
+            ),
         ),
         migrations.CreateModel(
-            name='ReadToken',
+            name="ReadToken",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(blank=True, max_length=200)),
-                ('token_hash', models.CharField(max_length=64, unique=True)),
-                ('token_prefix', models.CharField(help_text='Enough of the token to recognise it.', max_length=16)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('revoked_at', models.DateTimeField(blank=True, null=True)),
-                ('last_used_at', models.DateTimeField(blank=True, null=True)),
-                ('applications', models.ManyToManyField(blank=True, help_text='The applications it may read; none: every application of the organization.', related_name='read_tokens', to='accounts.application')),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('organization', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='read_tokens', to='accounts.organization')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(blank=True, max_length=200)),
+                ("token_hash", models.CharField(max_length=64, unique=True)),
+                ("token_prefix", models.CharField(help_text="Enough of the token to recognise it.", max_length=16)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("revoked_at", models.DateTimeField(blank=True, null=True)),
+                ("last_used_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "applications",
+                    models.ManyToManyField(
+                        blank=True,
+                        help_text="The applications it may read; none: every application of the organization.",
+                        related_name="read_tokens",
+                        to="accounts.application",
+                    ),
+                ),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "organization",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="read_tokens",
+                        to="accounts.organization",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
+                "ordering": ["-created_at"],
             },
         ),
     ]

@@ -9,7 +9,6 @@ def limited_tokens_mark(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
         ("accounts", "0010_read_tokens"),
     ]

@@ -6,35 +6,90 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('accounts', '0011_read_token_every_application'),
+        ("accounts", "0011_read_token_every_application"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='auditentry',
-            name='action',
-            field=models.CharField(choices=[('sign_in', 'Signed in'), ('sign_in_failed', 'Failed to sign in'), ('organization_created', 'Organization created'), ('organization_changed', 'Organization changed'), ('organization_deleted', 'Organization deleted'), ('application_created', 'Application created'), ('application_changed', 'Application changed'), ('application_deleted', 'Application deleted'), ('credential_issued', 'Credential issued'), ('credential_rotated', 'Credential rotated'), ('credential_revoked', 'Credential revoked'), ('membership_changed', 'Membership changed'), ('membership_removed', 'Membership removed'), ('tier_changed', 'Tier changed'), ('events_erased', "A user's events erased"), ('read_token_issued', 'Read token issued'), ('read_token_revoked', 'Read token revoked'), ('invitation_sent', 'Invitation sent'), ('invitation_revoked', 'Invitation revoked'), ('invitation_accepted', 'Invitation accepted')], max_length=40),
+            model_name="auditentry",
+            name="action",
+            field=models.CharField(
+                choices=[
+                    ("sign_in", "Signed in"),
+                    ("sign_in_failed", "Failed to sign in"),
+                    ("organization_created", "Organization created"),
+                    ("organization_changed", "Organization changed"),
+                    ("organization_deleted", "Organization deleted"),
+                    ("application_created", "Application created"),
+                    ("application_changed", "Application changed"),
+                    ("application_deleted", "Application deleted"),
+                    ("credential_issued", "Credential issued"),
+                    ("credential_rotated", "Credential rotated"),
+                    ("credential_revoked", "Credential revoked"),
+                    ("membership_changed", "Membership changed"),
+                    ("membership_removed", "Membership removed"),
+                    ("tier_changed", "Tier changed"),
+                    ("events_erased", "A user's events erased"),
+                    ("read_token_issued", "Read token issued"),
+                    ("read_token_revoked", "Read token revoked"),
+                    ("invitation_sent", "Invitation sent"),
+                    ("invitation_revoked", "Invitation revoked"),
+                    ("invitation_accepted", "Invitation accepted"),
+                ],
+                max_length=40,
+            ),
         ),
         migrations.CreateModel(
-            name='Invitation',
+            name="Invitation",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('email', models.EmailField(max_length=254)),
-                ('role', models.CharField(choices=[('owner', 'Owner'), ('admin', 'Admin'), ('viewer', 'Viewer')], default='viewer', max_length=10)),
-                ('token_hash', models.CharField(max_length=64, unique=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('sent_at', models.DateTimeField()),
-                ('expires_at', models.DateTimeField()),
-                ('accepted_at', models.DateTimeField(blank=True, null=True)),
-                ('revoked_at', models.DateTimeField(blank=True, null=True)),
-                ('accepted_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('organization', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='invitations', to='accounts.organization')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("email", models.EmailField(max_length=254)),
+                (
+                    "role",
+                    models.CharField(
+                        choices=[("owner", "Owner"), ("admin", "Admin"), ("viewer", "Viewer")],
+                        default="viewer",
+                        max_length=10,
+                    ),
+                ),
+                ("token_hash", models.CharField(max_length=64, unique=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("sent_at", models.DateTimeField()),
+                ("expires_at", models.DateTimeField()),
+                ("accepted_at", models.DateTimeField(blank=True, null=True)),
+                ("revoked_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "accepted_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "organization",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="invitations",
+                        to="accounts.organization",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
+                "ordering": ["-created_at"],
             },
         ),
     ]

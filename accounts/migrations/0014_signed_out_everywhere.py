@@ -4,15 +4,43 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('accounts', '0013_require_two_factor'),
+        ("accounts", "0013_require_two_factor"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='auditentry',
-            name='action',
-            field=models.CharField(choices=[('sign_in', 'Signed in'), ('sign_in_failed', 'Failed to sign in'), ('organization_created', 'Organization created'), ('organization_changed', 'Organization changed'), ('organization_deleted', 'Organization deleted'), ('application_created', 'Application created'), ('application_changed', 'Application changed'), ('application_deleted', 'Application deleted'), ('credential_issued', 'Credential issued'), ('credential_rotated', 'Credential rotated'), ('credential_revoked', 'Credential revoked'), ('membership_changed', 'Membership changed'), ('membership_removed', 'Membership removed'), ('tier_changed', 'Tier changed'), ('events_erased', "A user's events erased"), ('read_token_issued', 'Read token issued'), ('read_token_revoked', 'Read token revoked'), ('invitation_sent', 'Invitation sent'), ('invitation_revoked', 'Invitation revoked'), ('invitation_accepted', 'Invitation accepted'), ('second_factor_added', 'Second factor added'), ('second_factor_removed', 'Second factor removed'), ('recovery_codes_renewed', 'Recovery codes renewed'), ('second_factor_failed', 'Wrong second-factor code'), ('signed_out_everywhere', 'Signed out everywhere')], max_length=40),
+            model_name="auditentry",
+            name="action",
+            field=models.CharField(
+                choices=[
+                    ("sign_in", "Signed in"),
+                    ("sign_in_failed", "Failed to sign in"),
+                    ("organization_created", "Organization created"),
+                    ("organization_changed", "Organization changed"),
+                    ("organization_deleted", "Organization deleted"),
+                    ("application_created", "Application created"),
+                    ("application_changed", "Application changed"),
+                    ("application_deleted", "Application deleted"),
+                    ("credential_issued", "Credential issued"),
+                    ("credential_rotated", "Credential rotated"),
+                    ("credential_revoked", "Credential revoked"),
+                    ("membership_changed", "Membership changed"),
+                    ("membership_removed", "Membership removed"),
+                    ("tier_changed", "Tier changed"),
+                    ("events_erased", "A user's events erased"),
+                    ("read_token_issued", "Read token issued"),
+                    ("read_token_revoked", "Read token revoked"),
+                    ("invitation_sent", "Invitation sent"),
+                    ("invitation_revoked", "Invitation revoked"),
+                    ("invitation_accepted", "Invitation accepted"),
+                    ("second_factor_added", "Second factor added"),
+                    ("second_factor_removed", "Second factor removed"),
+                    ("recovery_codes_renewed", "Recovery codes renewed"),
+                    ("second_factor_failed", "Wrong second-factor code"),
+                    ("signed_out_everywhere", "Signed out everywhere"),
+                ],
+                max_length=40,
+            ),
         ),
     ]

@@ -5,24 +5,50 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('accounts', '0014_signed_out_everywhere'),
+        ("accounts", "0014_signed_out_everywhere"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='SignOnRule',
+            name="SignOnRule",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('email_domain', models.CharField(blank=True, help_text='e.g. acme.example; blank: any.', max_length=253)),
-                ('group', models.CharField(blank=True, help_text="A name in the provider's groups claim; blank: any.", max_length=200)),
-                ('role', models.CharField(choices=[('owner', 'Owner'), ('admin', 'Admin'), ('viewer', 'Viewer')], default='viewer', max_length=10)),
-                ('organization', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='sign_on_rules', to='accounts.organization')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "email_domain",
+                    models.CharField(blank=True, help_text="e.g. acme.example; blank: any.", max_length=253),
+                ),
+                (
+                    "group",
+                    models.CharField(
+                        blank=True, help_text="A name in the provider's groups claim; blank: any.", max_length=200
+                    ),
+                ),
+                (
+                    "role",
+                    models.CharField(
+                        choices=[("owner", "Owner"), ("admin", "Admin"), ("viewer", "Viewer")],
+                        default="viewer",
+                        max_length=10,
+                    ),
+                ),
+                (
+                    "organization",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="sign_on_rules",
+                        to="accounts.organization",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'single sign-on rule',
-                'constraints': [models.CheckConstraint(condition=models.Q(('email_domain', ''), ('group', ''), _negated=True), name='sign_on_rule_matches_something')],
+                "verbose_name": "single sign-on rule",
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(("email_domain", ""), ("group", ""), _negated=True),
+                        name="sign_on_rule_matches_something",
+                    )
+                ],
             },
         ),
     ]

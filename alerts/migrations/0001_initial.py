@@ -6,99 +6,215 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('accounts', '0010_read_tokens'),
+        ("accounts", "0010_read_tokens"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Channel',
+            name="Channel",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=200)),
-                ('kind', models.CharField(choices=[('email', 'E-mail'), ('slack', 'Slack-compatible webhook'), ('webhook', 'Signed webhook (Standard Webhooks)')], max_length=10)),
-                ('url', models.URLField(blank=True, help_text='Slack and signed webhooks: where to POST.', max_length=2000)),
-                ('email_roles', models.JSONField(blank=True, default=list, help_text='E-mail: the members of the organization with these roles.')),
-                ('email_addresses', models.TextField(blank=True, help_text='E-mail: further addresses, one a line.')),
-                ('secret_encrypted', models.TextField(blank=True, help_text='Signed webhooks: the whsec_ secret, encrypted.')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('organization', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='alert_channels', to='accounts.organization')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=200)),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("email", "E-mail"),
+                            ("slack", "Slack-compatible webhook"),
+                            ("webhook", "Signed webhook (Standard Webhooks)"),
+                        ],
+                        max_length=10,
+                    ),
+                ),
+                (
+                    "url",
+                    models.URLField(blank=True, help_text="Slack and signed webhooks: where to POST.", max_length=2000),
+                ),
+                (
+                    "email_roles",
+                    models.JSONField(
+                        blank=True, default=list, help_text="E-mail: the members of the organization with these roles."
+                    ),
+                ),
+                ("email_addresses", models.TextField(blank=True, help_text="E-mail: further addresses, one a line.")),
+                (
+                    "secret_encrypted",
+                    models.TextField(blank=True, help_text="Signed webhooks: the whsec_ secret, encrypted."),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "organization",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="alert_channels",
+                        to="accounts.organization",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['organization__name', 'name'],
+                "ordering": ["organization__name", "name"],
             },
         ),
         migrations.CreateModel(
-            name='AlertRule',
+            name="AlertRule",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=200)),
-                ('kind', models.CharField(choices=[('silence', 'No events for a while'), ('rate', 'Events a minute above or below a threshold'), ('change', 'Change against an earlier window'), ('outcomes', 'Share of refused events'), ('quota', 'Monthly quota'), ('lambda', 'Lambda errors or duration'), ('api', 'API errors or latency')], max_length=10)),
-                ('parameters', models.JSONField(blank=True, default=dict)),
-                ('event_type', models.CharField(blank=True, help_text='Count only events of this type.', max_length=255)),
-                ('service_version', models.CharField(blank=True, help_text='Count only events of this service version.', max_length=255)),
-                ('renotify_minutes', models.PositiveIntegerField(default=0, help_text='While firing, notify again this often; 0: only when the state changes.')),
-                ('muted_until', models.DateTimeField(blank=True, help_text='No notifications before this time.', null=True)),
-                ('state', models.CharField(choices=[('ok', 'OK'), ('firing', 'Firing')], default='ok', max_length=6)),
-                ('state_since', models.DateTimeField(blank=True, null=True)),
-                ('version', models.PositiveIntegerField(default=0)),
-                ('last_value', models.FloatField(blank=True, null=True)),
-                ('last_evaluated_at', models.DateTimeField(blank=True, null=True)),
-                ('last_notified_at', models.DateTimeField(blank=True, null=True)),
-                ('acknowledged_at', models.DateTimeField(blank=True, help_text='Set while firing: no reminders.', null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('acknowledged_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('application', models.ForeignKey(blank=True, help_text='Blank: every application of the organization together.', null=True, on_delete=django.db.models.deletion.CASCADE, related_name='alert_rules', to='accounts.application')),
-                ('organization', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='alert_rules', to='accounts.organization')),
-                ('channels', models.ManyToManyField(blank=True, related_name='rules', to='alerts.channel')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=200)),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("silence", "No events for a while"),
+                            ("rate", "Events a minute above or below a threshold"),
+                            ("change", "Change against an earlier window"),
+                            ("outcomes", "Share of refused events"),
+                            ("quota", "Monthly quota"),
+                            ("lambda", "Lambda errors or duration"),
+                            ("api", "API errors or latency"),
+                        ],
+                        max_length=10,
+                    ),
+                ),
+                ("parameters", models.JSONField(blank=True, default=dict)),
+                (
+                    "event_type",
+                    models.CharField(blank=True, help_text="Count only events of this type.", max_length=255),
+                ),
+                (
+                    "service_version",
+                    models.CharField(
+                        blank=True, help_text="Count only events of this service version.", max_length=255
+                    ),
+                ),
+                (
+                    "renotify_minutes",
+                    models.PositiveIntegerField(
+                        default=0, help_text="While firing, notify again this often; 0: only when the state changes."
+                    ),
+                ),
+                (
+                    "muted_until",
+                    models.DateTimeField(blank=True, help_text="No notifications before this time.", null=True),
+                ),
+                ("state", models.CharField(choices=[("ok", "OK"), ("firing", "Firing")], default="ok", max_length=6)),
+                ("state_since", models.DateTimeField(blank=True, null=True)),
+                ("version", models.PositiveIntegerField(default=0)),
+                ("last_value", models.FloatField(blank=True, null=True)),
+                ("last_evaluated_at", models.DateTimeField(blank=True, null=True)),
+                ("last_notified_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "acknowledged_at",
+                    models.DateTimeField(blank=True, help_text="Set while firing: no reminders.", null=True),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "acknowledged_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "application",
+                    models.ForeignKey(
+                        blank=True,
+                        help_text="Blank: every application of the organization together.",
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="alert_rules",
+                        to="accounts.application",
+                    ),
+                ),
+                (
+                    "organization",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="alert_rules",
+                        to="accounts.organization",
+                    ),
+                ),
+                ("channels", models.ManyToManyField(blank=True, related_name="rules", to="alerts.channel")),
             ],
             options={
-                'ordering': ['organization__name', 'name'],
+                "ordering": ["organization__name", "name"],
             },
         ),
         migrations.CreateModel(
-            name='Notification',
+            name="Notification",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('key', models.CharField(max_length=100, unique=True)),
-                ('type', models.CharField(choices=[('alert.firing', 'Firing'), ('alert.resolved', 'Resolved'), ('alert.test', 'Test')], max_length=20)),
-                ('reminder', models.BooleanField(default=False, help_text='Sent again while the rule stayed firing.')),
-                ('muted', models.BooleanField(default=False, help_text='Recorded while the rule was muted: not sent.')),
-                ('value', models.FloatField(blank=True, null=True)),
-                ('threshold', models.FloatField(blank=True, null=True)),
-                ('payload', models.JSONField()),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('organization', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='accounts.organization')),
-                ('rule', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='notifications', to='alerts.alertrule')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("key", models.CharField(max_length=100, unique=True)),
+                (
+                    "type",
+                    models.CharField(
+                        choices=[("alert.firing", "Firing"), ("alert.resolved", "Resolved"), ("alert.test", "Test")],
+                        max_length=20,
+                    ),
+                ),
+                ("reminder", models.BooleanField(default=False, help_text="Sent again while the rule stayed firing.")),
+                ("muted", models.BooleanField(default=False, help_text="Recorded while the rule was muted: not sent.")),
+                ("value", models.FloatField(blank=True, null=True)),
+                ("threshold", models.FloatField(blank=True, null=True)),
+                ("payload", models.JSONField()),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "organization",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="accounts.organization"
+                    ),
+                ),
+                (
+                    "rule",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="notifications",
+                        to="alerts.alertrule",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='Delivery',
+            name="Delivery",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('attempt', models.PositiveSmallIntegerField()),
-                ('status', models.CharField(choices=[('sent', 'Sent'), ('failed', 'Failed')], max_length=6)),
-                ('status_code', models.PositiveSmallIntegerField(blank=True, null=True)),
-                ('error', models.CharField(blank=True, max_length=500)),
-                ('duration_ms', models.PositiveIntegerField(default=0)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('channel', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='deliveries', to='alerts.channel')),
-                ('notification', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='deliveries', to='alerts.notification')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("attempt", models.PositiveSmallIntegerField()),
+                ("status", models.CharField(choices=[("sent", "Sent"), ("failed", "Failed")], max_length=6)),
+                ("status_code", models.PositiveSmallIntegerField(blank=True, null=True)),
+                ("error", models.CharField(blank=True, max_length=500)),
+                ("duration_ms", models.PositiveIntegerField(default=0)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "channel",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="deliveries", to="alerts.channel"
+                    ),
+                ),
+                (
+                    "notification",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="deliveries", to="alerts.notification"
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'deliveries',
-                'ordering': ['-created_at', '-id'],
+                "verbose_name_plural": "deliveries",
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.AddIndex(
-            model_name='alertrule',
-            index=models.Index(fields=['organization', 'state'], name='alert_rule_org_state_idx'),
+            model_name="alertrule",
+            index=models.Index(fields=["organization", "state"], name="alert_rule_org_state_idx"),
         ),
     ]

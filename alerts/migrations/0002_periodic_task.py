@@ -9,7 +9,9 @@ def create(apps, schema_editor):
     IntervalSchedule = apps.get_model("django_celery_beat", "IntervalSchedule")
     PeriodicTask = apps.get_model("django_celery_beat", "PeriodicTask")
     interval, _ = IntervalSchedule.objects.get_or_create(every=60, period="seconds")
-    PeriodicTask.objects.get_or_create(name=NAME, defaults={"task": "alerts.tasks.rules_evaluate", "interval": interval})
+    PeriodicTask.objects.get_or_create(
+        name=NAME, defaults={"task": "alerts.tasks.rules_evaluate", "interval": interval}
+    )
 
 
 def remove(apps, schema_editor):

@@ -4,25 +4,30 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('accounts', '0010_read_tokens'),
-        ('alerts', '0002_periodic_task'),
+        ("accounts", "0010_read_tokens"),
+        ("alerts", "0002_periodic_task"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='notification',
-            name='channel_ids',
-            field=models.JSONField(blank=True, default=list, help_text='The channels it goes to, as they were.'),
+            model_name="notification",
+            name="channel_ids",
+            field=models.JSONField(blank=True, default=list, help_text="The channels it goes to, as they were."),
         ),
         migrations.AddField(
-            model_name='notification',
-            name='dispatched_at',
-            field=models.DateTimeField(blank=True, help_text='When its deliveries were handed to the workers.', null=True),
+            model_name="notification",
+            name="dispatched_at",
+            field=models.DateTimeField(
+                blank=True, help_text="When its deliveries were handed to the workers.", null=True
+            ),
         ),
         migrations.AddIndex(
-            model_name='notification',
-            index=models.Index(condition=models.Q(('dispatched_at__isnull', True), ('muted', False)), fields=['created_at'], name='notification_undispatched_idx'),
+            model_name="notification",
+            index=models.Index(
+                condition=models.Q(("dispatched_at__isnull", True), ("muted", False)),
+                fields=["created_at"],
+                name="notification_undispatched_idx",
+            ),
         ),
     ]

@@ -4,15 +4,26 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('alerts', '0003_notification_dispatch'),
+        ("alerts", "0003_notification_dispatch"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='alertrule',
-            name='kind',
-            field=models.CharField(choices=[('silence', 'No events for a while'), ('rate', 'Events a minute above or below a threshold'), ('change', 'Change against an earlier window'), ('outcomes', 'Share of refused events'), ('quota', 'Monthly quota'), ('lambda', 'Lambda errors or duration'), ('api', 'API errors or latency'), ('exports', 'Failed scheduled exports')], max_length=10),
+            model_name="alertrule",
+            name="kind",
+            field=models.CharField(
+                choices=[
+                    ("silence", "No events for a while"),
+                    ("rate", "Events a minute above or below a threshold"),
+                    ("change", "Change against an earlier window"),
+                    ("outcomes", "Share of refused events"),
+                    ("quota", "Monthly quota"),
+                    ("lambda", "Lambda errors or duration"),
+                    ("api", "API errors or latency"),
+                    ("exports", "Failed scheduled exports"),
+                ],
+                max_length=10,
+            ),
         ),
     ]

@@ -5,44 +5,65 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('accounts', '0002_seed_tiers'),
+        ("accounts", "0002_seed_tiers"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Nonce',
+            name="Nonce",
             fields=[
-                ('key', models.CharField(max_length=128, primary_key=True, serialize=False)),
-                ('expires_at', models.DateTimeField(db_index=True)),
+                ("key", models.CharField(max_length=128, primary_key=True, serialize=False)),
+                ("expires_at", models.DateTimeField(db_index=True)),
             ],
         ),
         migrations.CreateModel(
-            name='Event',
+            name="Event",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('event_id', models.UUIDField()),
-                ('schema_version', models.CharField(max_length=16)),
-                ('user_id', models.CharField(max_length=71)),
-                ('session_id', models.CharField(blank=True, max_length=255, null=True)),
-                ('event_type', models.CharField(max_length=255)),
-                ('category', models.CharField(blank=True, max_length=255, null=True)),
-                ('data', models.JSONField()),
-                ('timestamp', models.DateTimeField()),
-                ('received_at', models.DateTimeField()),
-                ('service_name', models.CharField(max_length=255)),
-                ('service_version', models.CharField(blank=True, max_length=255, null=True)),
-                ('service_language', models.CharField(blank=True, max_length=64, null=True)),
-                ('sdk_version', models.CharField(blank=True, max_length=100, null=True)),
-                ('application', models.ForeignKey(db_constraint=False, db_index=False, on_delete=django.db.models.deletion.CASCADE, to='accounts.application')),
-                ('organization', models.ForeignKey(db_constraint=False, db_index=False, on_delete=django.db.models.deletion.CASCADE, to='accounts.organization')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("event_id", models.UUIDField()),
+                ("schema_version", models.CharField(max_length=16)),
+                ("user_id", models.CharField(max_length=71)),
+                ("session_id", models.CharField(blank=True, max_length=255, null=True)),
+                ("event_type", models.CharField(max_length=255)),
+                ("category", models.CharField(blank=True, max_length=255, null=True)),
+                ("data", models.JSONField()),
+                ("timestamp", models.DateTimeField()),
+                ("received_at", models.DateTimeField()),
+                ("service_name", models.CharField(max_length=255)),
+                ("service_version", models.CharField(blank=True, max_length=255, null=True)),
+                ("service_language", models.CharField(blank=True, max_length=64, null=True)),
+                ("sdk_version", models.CharField(blank=True, max_length=100, null=True)),
+                (
+                    "application",
+                    models.ForeignKey(
+                        db_constraint=False,
+                        db_index=False,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        to="accounts.application",
+                    ),
+                ),
+                (
+                    "organization",
+                    models.ForeignKey(
+                        db_constraint=False,
+                        db_index=False,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        to="accounts.organization",
+                    ),
+                ),
             ],
             options={
-                'indexes': [models.Index(fields=['application', 'timestamp'], name='event_app_time_idx'), models.Index(fields=['organization', 'timestamp'], name='event_org_time_idx'), models.Index(fields=['event_type'], name='event_type_idx')],
-                'constraints': [models.UniqueConstraint(fields=('application', 'event_id'), name='event_unique_per_application')],
+                "indexes": [
+                    models.Index(fields=["application", "timestamp"], name="event_app_time_idx"),
+                    models.Index(fields=["organization", "timestamp"], name="event_org_time_idx"),
+                    models.Index(fields=["event_type"], name="event_type_idx"),
+                ],
+                "constraints": [
+                    models.UniqueConstraint(fields=("application", "event_id"), name="event_unique_per_application")
+                ],
             },
         ),
     ]

@@ -4,33 +4,53 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('ingest', '0002_event_related_names'),
+        ("ingest", "0002_event_related_names"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='FlushReceipt',
+            name="FlushReceipt",
             fields=[
-                ('key', models.CharField(max_length=100, primary_key=True, serialize=False)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ("key", models.CharField(max_length=100, primary_key=True, serialize=False)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
         ),
         migrations.CreateModel(
-            name='Outcome',
+            name="Outcome",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('organization_id', models.BigIntegerField()),
-                ('application_id', models.BigIntegerField()),
-                ('hour', models.DateTimeField()),
-                ('outcome', models.CharField(choices=[('accepted', 'Accepted'), ('duplicate', 'Duplicate'), ('invalid', 'Invalid'), ('rate_limited', 'Rate limited'), ('over_quota', 'Over quota'), ('dnt', 'Do not track'), ('refused', 'Refused before authentication')], max_length=20)),
-                ('reason', models.CharField(blank=True, help_text='The error code, for invalid and refused.', max_length=64)),
-                ('count', models.PositiveBigIntegerField(default=0)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("organization_id", models.BigIntegerField()),
+                ("application_id", models.BigIntegerField()),
+                ("hour", models.DateTimeField()),
+                (
+                    "outcome",
+                    models.CharField(
+                        choices=[
+                            ("accepted", "Accepted"),
+                            ("duplicate", "Duplicate"),
+                            ("invalid", "Invalid"),
+                            ("rate_limited", "Rate limited"),
+                            ("over_quota", "Over quota"),
+                            ("dnt", "Do not track"),
+                            ("refused", "Refused before authentication"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                (
+                    "reason",
+                    models.CharField(blank=True, help_text="The error code, for invalid and refused.", max_length=64),
+                ),
+                ("count", models.PositiveBigIntegerField(default=0)),
             ],
             options={
-                'indexes': [models.Index(fields=['organization_id', 'hour'], name='outcome_org_hour_idx')],
-                'constraints': [models.UniqueConstraint(fields=('application_id', 'hour', 'outcome', 'reason'), name='outcome_unique')],
+                "indexes": [models.Index(fields=["organization_id", "hour"], name="outcome_org_hour_idx")],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("application_id", "hour", "outcome", "reason"), name="outcome_unique"
+                    )
+                ],
             },
         ),
     ]

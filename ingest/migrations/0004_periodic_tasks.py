@@ -21,7 +21,8 @@ def create(apps, schema_editor):
 
 def remove(apps, schema_editor):
     apps.get_model("django_celery_beat", "PeriodicTask").objects.filter(
-        name__in=[name for name, _, _ in SCHEDULE]).delete()
+        name__in=[name for name, _, _ in SCHEDULE]
+    ).delete()
 
 
 class Migration(migrations.Migration):

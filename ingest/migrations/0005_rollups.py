@@ -4,35 +4,42 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('ingest', '0004_periodic_tasks'),
+        ("ingest", "0004_periodic_tasks"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='RollupCursor',
+            name="RollupCursor",
             fields=[
-                ('name', models.CharField(max_length=50, primary_key=True, serialize=False)),
-                ('last_event_id', models.BigIntegerField(default=0)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                ("name", models.CharField(max_length=50, primary_key=True, serialize=False)),
+                ("last_event_id", models.BigIntegerField(default=0)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
         ),
         migrations.CreateModel(
-            name='EventRollup',
+            name="EventRollup",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('organization_id', models.BigIntegerField()),
-                ('application_id', models.BigIntegerField()),
-                ('granularity', models.CharField(choices=[('minute', 'Minute'), ('hour', 'Hour'), ('day', 'Day')], max_length=6)),
-                ('bucket', models.DateTimeField()),
-                ('event_type', models.CharField(max_length=255)),
-                ('service_version', models.CharField(blank=True, max_length=255)),
-                ('count', models.PositiveBigIntegerField(default=0)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("organization_id", models.BigIntegerField()),
+                ("application_id", models.BigIntegerField()),
+                (
+                    "granularity",
+                    models.CharField(choices=[("minute", "Minute"), ("hour", "Hour"), ("day", "Day")], max_length=6),
+                ),
+                ("bucket", models.DateTimeField()),
+                ("event_type", models.CharField(max_length=255)),
+                ("service_version", models.CharField(blank=True, max_length=255)),
+                ("count", models.PositiveBigIntegerField(default=0)),
             ],
             options={
-                'indexes': [models.Index(fields=['organization_id', 'granularity', 'bucket'], name='rollup_org_idx')],
-                'constraints': [models.UniqueConstraint(fields=('application_id', 'granularity', 'bucket', 'event_type', 'service_version'), name='rollup_unique')],
+                "indexes": [models.Index(fields=["organization_id", "granularity", "bucket"], name="rollup_org_idx")],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("application_id", "granularity", "bucket", "event_type", "service_version"),
+                        name="rollup_unique",
+                    )
+                ],
             },
         ),
     ]

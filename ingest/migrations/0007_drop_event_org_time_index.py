@@ -5,14 +5,13 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('ingest', '0006_rollup_dimensions'),
+        ("ingest", "0006_rollup_dimensions"),
     ]
 
     operations = [
         migrations.RemoveIndex(
-            model_name='event',
-            name='event_org_time_idx',
+            model_name="event",
+            name="event_org_time_idx",
         ),
     ]

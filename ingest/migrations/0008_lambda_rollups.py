@@ -4,51 +4,74 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('ingest', '0007_drop_event_org_time_index'),
+        ("ingest", "0007_drop_event_org_time_index"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='LambdaDurationBucket',
+            name="LambdaDurationBucket",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('organization_id', models.BigIntegerField()),
-                ('application_id', models.BigIntegerField()),
-                ('granularity', models.CharField(choices=[('5min', '5 minutes'), ('hour', 'Hour')], max_length=4)),
-                ('bucket', models.DateTimeField()),
-                ('function', models.CharField(max_length=255)),
-                ('version', models.CharField(blank=True, max_length=255)),
-                ('bound', models.PositiveSmallIntegerField(help_text='Index in LAMBDA_DURATION_BOUNDS_MS; its length: longer.')),
-                ('count', models.PositiveBigIntegerField(default=0)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("organization_id", models.BigIntegerField()),
+                ("application_id", models.BigIntegerField()),
+                ("granularity", models.CharField(choices=[("5min", "5 minutes"), ("hour", "Hour")], max_length=4)),
+                ("bucket", models.DateTimeField()),
+                ("function", models.CharField(max_length=255)),
+                ("version", models.CharField(blank=True, max_length=255)),
+                (
+                    "bound",
+                    models.PositiveSmallIntegerField(
+                        help_text="Index in LAMBDA_DURATION_BOUNDS_MS; its length: longer."
+                    ),
+                ),
+                ("count", models.PositiveBigIntegerField(default=0)),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('application_id', 'granularity', 'bucket', 'function', 'version', 'bound'), name='lambda_duration_unique')],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("application_id", "granularity", "bucket", "function", "version", "bound"),
+                        name="lambda_duration_unique",
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='LambdaRollup',
+            name="LambdaRollup",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('organization_id', models.BigIntegerField()),
-                ('application_id', models.BigIntegerField()),
-                ('granularity', models.CharField(choices=[('5min', '5 minutes'), ('hour', 'Hour')], max_length=4)),
-                ('bucket', models.DateTimeField()),
-                ('function', models.CharField(max_length=255)),
-                ('version', models.CharField(blank=True, max_length=255)),
-                ('invocations', models.PositiveBigIntegerField(default=0)),
-                ('errors', models.PositiveBigIntegerField(default=0, help_text='Invocations whose status was not success.')),
-                ('cold_starts', models.PositiveBigIntegerField(default=0)),
-                ('init_ms', models.FloatField(default=0, help_text='Init duration of the cold starts, summed.')),
-                ('duration_ms', models.FloatField(default=0, help_text='Summed over the invocations.')),
-                ('billed_ms', models.FloatField(default=0)),
-                ('gb_seconds', models.FloatField(default=0, help_text='Billed seconds times configured memory in GB, summed.')),
-                ('max_memory_used_mb', models.PositiveIntegerField(default=0)),
-                ('memory_size_mb', models.PositiveIntegerField(default=0, help_text='Configured memory (the largest seen).')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("organization_id", models.BigIntegerField()),
+                ("application_id", models.BigIntegerField()),
+                ("granularity", models.CharField(choices=[("5min", "5 minutes"), ("hour", "Hour")], max_length=4)),
+                ("bucket", models.DateTimeField()),
+                ("function", models.CharField(max_length=255)),
+                ("version", models.CharField(blank=True, max_length=255)),
+                ("invocations", models.PositiveBigIntegerField(default=0)),
+                (
+                    "errors",
+                    models.PositiveBigIntegerField(default=0, help_text="Invocations whose status was not success."),
+                ),
+                ("cold_starts", models.PositiveBigIntegerField(default=0)),
+                ("init_ms", models.FloatField(default=0, help_text="Init duration of the cold starts, summed.")),
+                ("duration_ms", models.FloatField(default=0, help_text="Summed over the invocations.")),
+                ("billed_ms", models.FloatField(default=0)),
+                (
+                    "gb_seconds",
+                    models.FloatField(default=0, help_text="Billed seconds times configured memory in GB, summed."),
+                ),
+                ("max_memory_used_mb", models.PositiveIntegerField(default=0)),
+                (
+                    "memory_size_mb",
+                    models.PositiveIntegerField(default=0, help_text="Configured memory (the largest seen)."),
+                ),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('application_id', 'granularity', 'bucket', 'function', 'version'), name='lambda_rollup_unique')],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("application_id", "granularity", "bucket", "function", "version"),
+                        name="lambda_rollup_unique",
+                    )
+                ],
             },
         ),
     ]

@@ -5,47 +5,75 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('accounts', '0007_user_time_zone'),
-        ('ingest', '0008_lambda_rollups'),
+        ("accounts", "0007_user_time_zone"),
+        ("ingest", "0008_lambda_rollups"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Stream',
+            name="Stream",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('transport', models.CharField(choices=[('http', 'HTTP POST'), ('websocket', 'WebSocket')], max_length=10)),
-                ('headers', models.JSONField(help_text="The request's headers, names lowercased, credentials removed.")),
-                ('started_at', models.DateTimeField()),
-                ('ended_at', models.DateTimeField(blank=True, null=True)),
-                ('ending', models.CharField(blank=True, choices=[('', 'Open'), ('completed', 'Completed'), ('invalid_json', 'Stopped at a malformed value'), ('payload_too_large', 'Stopped at a value over the size limit'), ('quota_exceeded', 'Stopped: monthly quota spent'), ('disconnected', 'Client went away'), ('server_error', 'Stopped by a server error')], max_length=20)),
-                ('event_count', models.PositiveBigIntegerField(default=0)),
-                ('last_event_at', models.DateTimeField(blank=True, null=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "transport",
+                    models.CharField(choices=[("http", "HTTP POST"), ("websocket", "WebSocket")], max_length=10),
+                ),
+                (
+                    "headers",
+                    models.JSONField(help_text="The request's headers, names lowercased, credentials removed."),
+                ),
+                ("started_at", models.DateTimeField()),
+                ("ended_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "ending",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("", "Open"),
+                            ("completed", "Completed"),
+                            ("invalid_json", "Stopped at a malformed value"),
+                            ("payload_too_large", "Stopped at a value over the size limit"),
+                            ("quota_exceeded", "Stopped: monthly quota spent"),
+                            ("disconnected", "Client went away"),
+                            ("server_error", "Stopped by a server error"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                ("event_count", models.PositiveBigIntegerField(default=0)),
+                ("last_event_at", models.DateTimeField(blank=True, null=True)),
             ],
         ),
         migrations.AddField(
-            model_name='event',
-            name='stream_id',
-            field=models.BigIntegerField(blank=True, help_text='The Stream it came on (event streams only).', null=True),
+            model_name="event",
+            name="stream_id",
+            field=models.BigIntegerField(
+                blank=True, help_text="The Stream it came on (event streams only).", null=True
+            ),
         ),
         migrations.AddIndex(
-            model_name='event',
-            index=models.Index(condition=models.Q(('stream_id__isnull', False)), fields=['stream_id', 'id'], name='event_stream_idx'),
+            model_name="event",
+            index=models.Index(
+                condition=models.Q(("stream_id__isnull", False)), fields=["stream_id", "id"], name="event_stream_idx"
+            ),
         ),
         migrations.AddField(
-            model_name='stream',
-            name='application',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='streams', to='accounts.application'),
+            model_name="stream",
+            name="application",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE, related_name="streams", to="accounts.application"
+            ),
         ),
         migrations.AddField(
-            model_name='stream',
-            name='organization',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='streams', to='accounts.organization'),
+            model_name="stream",
+            name="organization",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE, related_name="streams", to="accounts.organization"
+            ),
         ),
         migrations.AddIndex(
-            model_name='stream',
-            index=models.Index(fields=['application', '-started_at'], name='stream_app_started_idx'),
+            model_name="stream",
+            index=models.Index(fields=["application", "-started_at"], name="stream_app_started_idx"),
         ),
     ]

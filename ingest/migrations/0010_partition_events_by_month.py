@@ -30,7 +30,9 @@ def _indexes(cursor, table: str) -> list[str]:
     cursor.execute(
         "SELECT pg_get_indexdef(i.indexrelid) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
         "WHERE i.indrelid = %s::regclass AND NOT EXISTS "
-        "(SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid) ORDER BY c.relname", [table])
+        "(SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid) ORDER BY c.relname",
+        [table],
+    )
     return [row[0] for row in cursor.fetchall()]
 
 
@@ -39,9 +41,11 @@ def _rebuild(schema_editor, partitioned: bool) -> None:
     primary = '(id, "timestamp")' if partitioned else "(id)"
     cursor.execute(f"ALTER TABLE {TABLE} RENAME TO {OLD}")
     indexes = _indexes(cursor, OLD)
-    cursor.execute(f"CREATE TABLE {TABLE} (LIKE {OLD} INCLUDING DEFAULTS INCLUDING IDENTITY INCLUDING GENERATED "
-                   f"INCLUDING STORAGE INCLUDING COMMENTS INCLUDING CONSTRAINTS)"
-                   + (' PARTITION BY RANGE ("timestamp")' if partitioned else ""))
+    cursor.execute(
+        f"CREATE TABLE {TABLE} (LIKE {OLD} INCLUDING DEFAULTS INCLUDING IDENTITY INCLUDING GENERATED "
+        f"INCLUDING STORAGE INCLUDING COMMENTS INCLUDING CONSTRAINTS)"
+        + (' PARTITION BY RANGE ("timestamp")' if partitioned else "")
+    )
     if partitioned:
         cursor.execute(f"CREATE TABLE {TABLE}_default PARTITION OF {TABLE} DEFAULT")
         cursor.execute(f"SELECT DISTINCT date_trunc('month', \"timestamp\" AT TIME ZONE 'UTC') FROM {OLD}")
@@ -51,8 +55,10 @@ def _rebuild(schema_editor, partitioned: bool) -> None:
             months.add(month)
             month = _next_month(month)
         for month in sorted(months):
-            cursor.execute(f"CREATE TABLE {TABLE}_p{month:%Y_%m} PARTITION OF {TABLE} FOR VALUES "
-                           f"FROM ('{month.isoformat()}') TO ('{_next_month(month).isoformat()}')")
+            cursor.execute(
+                f"CREATE TABLE {TABLE}_p{month:%Y_%m} PARTITION OF {TABLE} FOR VALUES "
+                f"FROM ('{month.isoformat()}') TO ('{_next_month(month).isoformat()}')"
+            )
     cursor.execute(f"INSERT INTO {TABLE} OVERRIDING SYSTEM VALUE SELECT * FROM {OLD}")
     cursor.execute(f"SELECT pg_get_serial_sequence('{TABLE}', 'id')")
     sequence = cursor.fetchone()[0]

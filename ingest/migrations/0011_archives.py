@@ -20,41 +20,79 @@ def schedule_create(apps, schema_editor):
 
 def schedule_remove(apps, schema_editor):
     apps.get_model("django_celery_beat", "PeriodicTask").objects.filter(
-        name__in=[name for name, _, _ in SCHEDULE]).delete()
+        name__in=[name for name, _, _ in SCHEDULE]
+    ).delete()
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('accounts', '0008_erasure_receipts'),
-        ('ingest', '0010_partition_events_by_month'),
-        ('django_celery_beat', '0019_alter_periodictasks_options'),
+        ("accounts", "0008_erasure_receipts"),
+        ("ingest", "0010_partition_events_by_month"),
+        ("django_celery_beat", "0019_alter_periodictasks_options"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Archive',
+            name="Archive",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('start', models.DateTimeField()),
-                ('end', models.DateTimeField()),
-                ('state', models.CharField(choices=[('writing', 'Being written'), ('written', 'Written, rows still in the database'), ('archived', 'Archived'), ('restored', 'Restored into the database')], default='writing', max_length=10)),
-                ('path', models.CharField(help_text='Name of the CSV.gz file on the archive storage.', max_length=500)),
-                ('row_count', models.PositiveBigIntegerField(default=0)),
-                ('size_bytes', models.PositiveBigIntegerField(default=0)),
-                ('checksum', models.CharField(blank=True, help_text="sha256:<hex> of the file's bytes.", max_length=71)),
-                ('checksum_ok', models.BooleanField(help_text='Whether the file matched its checksum when last read.', null=True)),
-                ('verified_at', models.DateTimeField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('archived_at', models.DateTimeField(blank=True, null=True)),
-                ('restored_at', models.DateTimeField(blank=True, null=True)),
-                ('stale_path', models.CharField(blank=True, help_text='A file this one replaced (an erasure), still to be deleted.', max_length=500)),
-                ('application', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='archives', to='accounts.application')),
-                ('organization', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='archives', to='accounts.organization')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("start", models.DateTimeField()),
+                ("end", models.DateTimeField()),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[
+                            ("writing", "Being written"),
+                            ("written", "Written, rows still in the database"),
+                            ("archived", "Archived"),
+                            ("restored", "Restored into the database"),
+                        ],
+                        default="writing",
+                        max_length=10,
+                    ),
+                ),
+                ("path", models.CharField(help_text="Name of the CSV.gz file on the archive storage.", max_length=500)),
+                ("row_count", models.PositiveBigIntegerField(default=0)),
+                ("size_bytes", models.PositiveBigIntegerField(default=0)),
+                (
+                    "checksum",
+                    models.CharField(blank=True, help_text="sha256:<hex> of the file's bytes.", max_length=71),
+                ),
+                (
+                    "checksum_ok",
+                    models.BooleanField(help_text="Whether the file matched its checksum when last read.", null=True),
+                ),
+                ("verified_at", models.DateTimeField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("archived_at", models.DateTimeField(blank=True, null=True)),
+                ("restored_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "stale_path",
+                    models.CharField(
+                        blank=True,
+                        help_text="A file this one replaced (an erasure), still to be deleted.",
+                        max_length=500,
+                    ),
+                ),
+                (
+                    "application",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="archives", to="accounts.application"
+                    ),
+                ),
+                (
+                    "organization",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="archives", to="accounts.organization"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-start', '-id'],
-                'indexes': [models.Index(fields=['organization', 'start'], name='archive_org_start_idx'), models.Index(fields=['application', 'start'], name='archive_app_start_idx')],
+                "ordering": ["-start", "-id"],
+                "indexes": [
+                    models.Index(fields=["organization", "start"], name="archive_org_start_idx"),
+                    models.Index(fields=["application", "start"], name="archive_app_start_idx"),
+                ],
             },
         ),
         migrations.RunPython(schedule_create, schedule_remove),

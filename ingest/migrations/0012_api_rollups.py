@@ -4,43 +4,60 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('ingest', '0011_archives'),
+        ("ingest", "0011_archives"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='ApiRollup',
+            name="ApiRollup",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('organization_id', models.BigIntegerField()),
-                ('application_id', models.BigIntegerField()),
-                ('granularity', models.CharField(choices=[('5min', '5 minutes'), ('hour', 'Hour')], max_length=4)),
-                ('bucket', models.DateTimeField()),
-                ('service_name', models.CharField(max_length=255)),
-                ('dimension', models.CharField(blank=True, choices=[('', 'Service'), ('endpoint', 'Method and endpoint'), ('status', 'Status code'), ('node', 'Node'), ('consumer', 'Consumer')], max_length=8)),
-                ('value', models.CharField(blank=True, max_length=300)),
-                ('count', models.PositiveBigIntegerField(default=0)),
-                ('errors', models.PositiveBigIntegerField(default=0, help_text='Status 400 and above, 401 aside.')),
-                ('duration_ms', models.PositiveBigIntegerField(default=0, help_text='Sum of the response times.')),
-                ('ms_1', models.PositiveBigIntegerField(default=0)),
-                ('ms_2', models.PositiveBigIntegerField(default=0)),
-                ('ms_5', models.PositiveBigIntegerField(default=0)),
-                ('ms_10', models.PositiveBigIntegerField(default=0)),
-                ('ms_25', models.PositiveBigIntegerField(default=0)),
-                ('ms_50', models.PositiveBigIntegerField(default=0)),
-                ('ms_100', models.PositiveBigIntegerField(default=0)),
-                ('ms_250', models.PositiveBigIntegerField(default=0)),
-                ('ms_500', models.PositiveBigIntegerField(default=0)),
-                ('ms_1000', models.PositiveBigIntegerField(default=0)),
-                ('ms_2500', models.PositiveBigIntegerField(default=0)),
-                ('ms_5000', models.PositiveBigIntegerField(default=0)),
-                ('ms_10000', models.PositiveBigIntegerField(default=0)),
-                ('ms_more', models.PositiveBigIntegerField(default=0)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("organization_id", models.BigIntegerField()),
+                ("application_id", models.BigIntegerField()),
+                ("granularity", models.CharField(choices=[("5min", "5 minutes"), ("hour", "Hour")], max_length=4)),
+                ("bucket", models.DateTimeField()),
+                ("service_name", models.CharField(max_length=255)),
+                (
+                    "dimension",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("", "Service"),
+                            ("endpoint", "Method and endpoint"),
+                            ("status", "Status code"),
+                            ("node", "Node"),
+                            ("consumer", "Consumer"),
+                        ],
+                        max_length=8,
+                    ),
+                ),
+                ("value", models.CharField(blank=True, max_length=300)),
+                ("count", models.PositiveBigIntegerField(default=0)),
+                ("errors", models.PositiveBigIntegerField(default=0, help_text="Status 400 and above, 401 aside.")),
+                ("duration_ms", models.PositiveBigIntegerField(default=0, help_text="Sum of the response times.")),
+                ("ms_1", models.PositiveBigIntegerField(default=0)),
+                ("ms_2", models.PositiveBigIntegerField(default=0)),
+                ("ms_5", models.PositiveBigIntegerField(default=0)),
+                ("ms_10", models.PositiveBigIntegerField(default=0)),
+                ("ms_25", models.PositiveBigIntegerField(default=0)),
+                ("ms_50", models.PositiveBigIntegerField(default=0)),
+                ("ms_100", models.PositiveBigIntegerField(default=0)),
+                ("ms_250", models.PositiveBigIntegerField(default=0)),
+                ("ms_500", models.PositiveBigIntegerField(default=0)),
+                ("ms_1000", models.PositiveBigIntegerField(default=0)),
+                ("ms_2500", models.PositiveBigIntegerField(default=0)),
+                ("ms_5000", models.PositiveBigIntegerField(default=0)),
+                ("ms_10000", models.PositiveBigIntegerField(default=0)),
+                ("ms_more", models.PositiveBigIntegerField(default=0)),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('application_id', 'granularity', 'dimension', 'bucket', 'service_name', 'value'), name='api_rollup_unique')],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("application_id", "granularity", "dimension", "bucket", "service_name", "value"),
+                        name="api_rollup_unique",
+                    )
+                ],
             },
         ),
     ]

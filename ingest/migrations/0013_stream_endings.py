@@ -4,15 +4,28 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('ingest', '0012_api_rollups'),
+        ("ingest", "0012_api_rollups"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='stream',
-            name='ending',
-            field=models.CharField(blank=True, choices=[('', 'Open'), ('completed', 'Completed'), ('invalid_json', 'Stopped at a malformed value'), ('invalid_data', 'Stopped at a value the database refused'), ('payload_too_large', 'Stopped at a value over the size limit'), ('quota_exceeded', 'Stopped: monthly quota spent'), ('unauthorized', 'Stopped: the API token was revoked'), ('disconnected', 'Client went away'), ('server_error', 'Stopped by a server error')], max_length=20),
+            model_name="stream",
+            name="ending",
+            field=models.CharField(
+                blank=True,
+                choices=[
+                    ("", "Open"),
+                    ("completed", "Completed"),
+                    ("invalid_json", "Stopped at a malformed value"),
+                    ("invalid_data", "Stopped at a value the database refused"),
+                    ("payload_too_large", "Stopped at a value over the size limit"),
+                    ("quota_exceeded", "Stopped: monthly quota spent"),
+                    ("unauthorized", "Stopped: the API token was revoked"),
+                    ("disconnected", "Client went away"),
+                    ("server_error", "Stopped by a server error"),
+                ],
+                max_length=20,
+            ),
         ),
     ]

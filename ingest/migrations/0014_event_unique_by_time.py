@@ -14,23 +14,23 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('ingest', '0013_stream_endings'),
+        ("ingest", "0013_stream_endings"),
     ]
 
     operations = [
         migrations.RemoveConstraint(
-            model_name='event',
-            name='event_unique_per_application',
+            model_name="event",
+            name="event_unique_per_application",
         ),
         migrations.AddConstraint(
-            model_name='event',
-            constraint=models.UniqueConstraint(fields=('application', 'timestamp', 'event_id'),
-                                               name='event_unique_per_application'),
+            model_name="event",
+            constraint=models.UniqueConstraint(
+                fields=("application", "timestamp", "event_id"), name="event_unique_per_application"
+            ),
         ),
         migrations.RemoveIndex(
-            model_name='event',
-            name='event_app_time_idx',
+            model_name="event",
+            name="event_app_time_idx",
         ),
     ]

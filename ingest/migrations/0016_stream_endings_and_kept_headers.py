@@ -4,8 +4,17 @@ from django.db import migrations, models
 
 # The headers a stream keeps since this release (ingest.streams._KEPT_HEADERS, as it was then):
 # streams stored before kept every header but credentials, client addresses included.
-KEPT = frozenset({"user-agent", "content-type", "content-encoding", "accept", "x-request-id",
-                  "sec-websocket-protocol", "sec-websocket-version"})
+KEPT = frozenset(
+    {
+        "user-agent",
+        "content-type",
+        "content-encoding",
+        "accept",
+        "x-request-id",
+        "sec-websocket-protocol",
+        "sec-websocket-version",
+    }
+)
 
 
 def forget_other_headers(apps, schema_editor):
@@ -17,16 +26,33 @@ def forget_other_headers(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('ingest', '0015_rollup_skips'),
+        ("ingest", "0015_rollup_skips"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='stream',
-            name='ending',
-            field=models.CharField(blank=True, choices=[('', 'Open'), ('completed', 'Completed'), ('invalid_json', 'Stopped at a malformed value'), ('invalid_data', 'Stopped at a value the database refused'), ('payload_too_large', 'Stopped at the size limit of a value or the body'), ('quota_exceeded', 'Stopped: monthly quota spent'), ('rate_limit_exceeded', 'Stopped: over the rate limit'), ('unauthorized', 'Stopped: the API token was revoked'), ('service_mismatch', 'Stopped: the key is bound to another service'), ('too_many_connections', "Refused: the token's streams were all open"), ('idle_timeout', 'Closed after a silence'), ('disconnected', 'Client went away'), ('server_error', 'Stopped by a server error')], max_length=20),
+            model_name="stream",
+            name="ending",
+            field=models.CharField(
+                blank=True,
+                choices=[
+                    ("", "Open"),
+                    ("completed", "Completed"),
+                    ("invalid_json", "Stopped at a malformed value"),
+                    ("invalid_data", "Stopped at a value the database refused"),
+                    ("payload_too_large", "Stopped at the size limit of a value or the body"),
+                    ("quota_exceeded", "Stopped: monthly quota spent"),
+                    ("rate_limit_exceeded", "Stopped: over the rate limit"),
+                    ("unauthorized", "Stopped: the API token was revoked"),
+                    ("service_mismatch", "Stopped: the key is bound to another service"),
+                    ("too_many_connections", "Refused: the token's streams were all open"),
+                    ("idle_timeout", "Closed after a silence"),
+                    ("disconnected", "Client went away"),
+                    ("server_error", "Stopped by a server error"),
+                ],
+                max_length=20,
+            ),
         ),
         migrations.RunPython(forget_other_headers, migrations.RunPython.noop),
     ]

@@ -8,7 +8,6 @@ def limited_schedules_mark(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
         ("ingest", "0017_scheduled_exports"),
     ]

@@ -7,7 +7,6 @@ from functools import lru_cache
 from cryptography.fernet import Fernet, MultiFernet
 from django.conf import settings
 
-
 # Names the key derived from SECRET_KEY in APP_SECURITY__CREDENTIALS_KEYS, where it is the only key
 # by default. Moving off it: list a new key, then "derived", run rotate_credentials_key, and drop
 # "derived" from the list; it then decrypts nothing, like any other key left out.

@@ -36,8 +36,11 @@ class RateVerdict:
     @property
     def headers(self) -> dict[str, str]:
         """The IETF draft's RateLimit headers, as ingest answers them."""
-        return {"RateLimit-Limit": str(self.limit), "RateLimit-Remaining": str(self.remaining),
-                "RateLimit-Reset": str(self.reset)}
+        return {
+            "RateLimit-Limit": str(self.limit),
+            "RateLimit-Remaining": str(self.remaining),
+            "RateLimit-Reset": str(self.reset),
+        }
 
 
 def rate_take(*, key: str, per_minute: int) -> RateVerdict | None:
@@ -47,5 +50,6 @@ def rate_take(*, key: str, per_minute: int) -> RateVerdict | None:
     if take is None:
         return None
     allowed, remaining, reset_ms = take(keys=[key], args=[per_minute])
-    return RateVerdict(allowed=bool(allowed), limit=per_minute, remaining=int(remaining),
-                       reset=max(1, (int(reset_ms) + 999) // 1000))
+    return RateVerdict(
+        allowed=bool(allowed), limit=per_minute, remaining=int(remaining), reset=max(1, (int(reset_ms) + 999) // 1000)
+    )

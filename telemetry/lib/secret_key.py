@@ -38,6 +38,8 @@ def persistent_secret_key(path: Path) -> str:
 def _key_read(path: Path) -> str:
     key = path.read_text().strip()
     if not key:
-        raise ImproperlyConfigured(f"{path} is empty (a start was interrupted while writing it): delete it to "
-                                   "generate a new key, or set SECRET_KEY")
+        raise ImproperlyConfigured(
+            f"{path} is empty (a start was interrupted while writing it): delete it to "
+            "generate a new key, or set SECRET_KEY"
+        )
     return key

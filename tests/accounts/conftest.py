@@ -48,16 +48,30 @@ def oidc_provider(tmp_path_factory):
 
     from tests.server import ROOT, unused_port, wait_for_port
 
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.accounts.oidc_provider.settings",
-           "OIDC_PROVIDER_DB": str(tmp_path_factory.mktemp("oidc") / "provider.sqlite3"), "PYTHONPATH": str(ROOT)}
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.accounts.oidc_provider.settings",
+        "OIDC_PROVIDER_DB": str(tmp_path_factory.mktemp("oidc") / "provider.sqlite3"),
+        "PYTHONPATH": str(ROOT),
+    }
     env.pop("DATABASE_URL", None)
     client_id, secret = "telemetry-client", "telemetry-client-secret"
     subprocess.run([sys.executable, "-m", "django", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True, timeout=120)
-    subprocess.run([sys.executable, "tests/accounts/oidc_provider/seed.py", client_id, secret, CALLBACK],
-                   cwd=ROOT, env=env, check=True, timeout=60)
+    subprocess.run(
+        [sys.executable, "tests/accounts/oidc_provider/seed.py", client_id, secret, CALLBACK],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        timeout=60,
+    )
     port = unused_port()
-    process = subprocess.Popen([sys.executable, "-m", "django", "runserver", f"127.0.0.1:{port}", "--noreload"],
-                               cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "django", "runserver", f"127.0.0.1:{port}", "--noreload"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_for_port(port)
         issuer = f"http://127.0.0.1:{port}/o"

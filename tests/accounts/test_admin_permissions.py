@@ -22,11 +22,15 @@ ROLES = ["owner", "admin", "viewer"]
 @pytest.fixture
 def world():
     own, other = OrganizationFactory(name="Own Org"), OrganizationFactory(name="Other Org")
-    own_app, other_app = ApplicationFactory(organization=own, name="own-app"), ApplicationFactory(organization=other,
-                                                                                                  name="other-app")
+    own_app, other_app = (
+        ApplicationFactory(organization=own, name="own-app"),
+        ApplicationFactory(organization=other, name="other-app"),
+    )
     return {
-        "own": own, "other": other,
-        "own_app": own_app, "other_app": other_app,
+        "own": own,
+        "other": other,
+        "own_app": own_app,
+        "other_app": other_app,
         "own_credential": credential_issue(application=own_app).credential,
         "other_credential": credential_issue(application=other_app).credential,
     }
@@ -73,8 +77,10 @@ def test_application_change_needs_owner_or_admin(client, world, role, org):
     member(client, world, role)
     application = world[f"{org}_app"]
 
-    response = client.post(reverse("admin:accounts_application_change", args=[application.pk]),
-                           {"name": "renamed", "credentials-TOTAL_FORMS": "0", "credentials-INITIAL_FORMS": "0"})
+    response = client.post(
+        reverse("admin:accounts_application_change", args=[application.pk]),
+        {"name": "renamed", "credentials-TOTAL_FORMS": "0", "credentials-INITIAL_FORMS": "0"},
+    )
 
     assert response.status_code == expected(role, org, success=302)
     application.refresh_from_db()
@@ -100,8 +106,9 @@ def test_issue_and_rotate_need_owner_or_admin(client, world, role, org, operatio
     member(client, world, role)
     application = world[f"{org}_app"]
 
-    response = client.post(reverse(f"admin:accounts_application_{operation}", args=[application.pk]),
-                           {"overlap_hours": "24"})
+    response = client.post(
+        reverse(f"admin:accounts_application_{operation}", args=[application.pk]), {"overlap_hours": "24"}
+    )
 
     assert response.status_code == expected(role, org)
     assert Credential.objects.filter(application=application).count() == (2 if response.status_code == 200 else 1)
@@ -136,11 +143,17 @@ def test_organization_change_needs_owner(client, world, role, org):
     member(client, world, role)
     organization = world[org]
 
-    response = client.post(reverse("admin:accounts_organization_change", args=[organization.pk]), {
-        "name": "Renamed", "contact_email": "",
-        "memberships-TOTAL_FORMS": "0", "memberships-INITIAL_FORMS": "0",
-        "applications-TOTAL_FORMS": "0", "applications-INITIAL_FORMS": "0",
-    })
+    response = client.post(
+        reverse("admin:accounts_organization_change", args=[organization.pk]),
+        {
+            "name": "Renamed",
+            "contact_email": "",
+            "memberships-TOTAL_FORMS": "0",
+            "memberships-INITIAL_FORMS": "0",
+            "applications-TOTAL_FORMS": "0",
+            "applications-INITIAL_FORMS": "0",
+        },
+    )
 
     assert response.status_code == expected(role, org, allowed_roles=("owner",), success=302)
 
@@ -168,8 +181,12 @@ def test_superuser_reaches_every_organization(client, world):
     client.force_login(UserFactory(is_staff=True, is_superuser=True))
 
     for org in ("own", "other"):
-        assert client.get(reverse("admin:accounts_application_change", args=[world[f"{org}_app"].pk])).status_code == 200
-        assert client.post(reverse("admin:accounts_application_issue", args=[world[f"{org}_app"].pk])).status_code == 200
+        assert (
+            client.get(reverse("admin:accounts_application_change", args=[world[f"{org}_app"].pk])).status_code == 200
+        )
+        assert (
+            client.post(reverse("admin:accounts_application_issue", args=[world[f"{org}_app"].pk])).status_code == 200
+        )
 
 
 def test_every_change_is_in_the_audit_log(client, world):
@@ -187,8 +204,10 @@ def test_every_change_is_in_the_audit_log(client, world):
 
 
 def bulk_delete(client, model, objects, **extra):
-    return client.post(reverse(f"admin:accounts_{model}_changelist"),
-                       {"action": "delete_selected", "_selected_action": [obj.pk for obj in objects], **extra})
+    return client.post(
+        reverse(f"admin:accounts_{model}_changelist"),
+        {"action": "delete_selected", "_selected_action": [obj.pk for obj in objects], **extra},
+    )
 
 
 def test_bulk_delete_is_refused_when_one_object_is_of_an_organization_the_user_only_views(client, world):
@@ -273,8 +292,10 @@ def test_audit_log_shows_the_users_own_sign_ins(client, world):
 
 
 def add_member(client, world, user_field):
-    return client.post(reverse("admin:accounts_membership_add"),
-                       {"user": user_field, "organization": world["own"].pk, "role": "viewer"})
+    return client.post(
+        reverse("admin:accounts_membership_add"),
+        {"user": user_field, "organization": world["own"].pk, "role": "viewer"},
+    )
 
 
 def superuser(client):
@@ -352,8 +373,9 @@ def test_adding_a_member_does_not_make_their_account_staff(client, world):
 def sign_in(client, user):
     user.set_password("right-password-123")
     user.save()
-    return client.post(reverse("admin:login"), {"username": user.username, "password": "right-password-123",
-                                                "next": "/admin/"})
+    return client.post(
+        reverse("admin:login"), {"username": user.username, "password": "right-password-123", "next": "/admin/"}
+    )
 
 
 def test_a_member_signs_in_to_the_admin_without_staff_status(client, world):
@@ -377,15 +399,27 @@ def test_an_account_in_no_organization_cannot_enter_the_admin_even_as_staff(clie
 
 
 def organization_form(organization, memberships, **fields) -> dict:
-    data = {"name": organization.name, "contact_email": organization.contact_email,
-            "memberships-TOTAL_FORMS": str(len(memberships)), "memberships-INITIAL_FORMS": str(len(memberships)),
-            "applications-TOTAL_FORMS": "0", "applications-INITIAL_FORMS": "0",
-            # The single sign-on rules' rows, shown to superusers only.
-            "sign_on_rules-TOTAL_FORMS": "0", "sign_on_rules-INITIAL_FORMS": "0", **fields}
+    data = {
+        "name": organization.name,
+        "contact_email": organization.contact_email,
+        "memberships-TOTAL_FORMS": str(len(memberships)),
+        "memberships-INITIAL_FORMS": str(len(memberships)),
+        "applications-TOTAL_FORMS": "0",
+        "applications-INITIAL_FORMS": "0",
+        # The single sign-on rules' rows, shown to superusers only.
+        "sign_on_rules-TOTAL_FORMS": "0",
+        "sign_on_rules-INITIAL_FORMS": "0",
+        **fields,
+    }
     for index, membership in enumerate(memberships):
-        data.update({f"memberships-{index}-id": membership.pk, f"memberships-{index}-organization": organization.pk,
-                     f"memberships-{index}-user": membership.user.username,
-                     f"memberships-{index}-role": membership.role})
+        data.update(
+            {
+                f"memberships-{index}-id": membership.pk,
+                f"memberships-{index}-organization": organization.pk,
+                f"memberships-{index}-user": membership.user.username,
+                f"memberships-{index}-role": membership.role,
+            }
+        )
     return data
 
 
@@ -393,12 +427,15 @@ def test_saving_an_organization_audits_only_the_memberships_that_changed(client,
     owner = member(client, world, "owner")
     organization = world["own"]
     unchanged = Membership.objects.get(user=owner)
-    promoted = Membership.objects.create(user=UserFactory(username="promoted"), organization=organization,
-                                         role="viewer")
+    promoted = Membership.objects.create(
+        user=UserFactory(username="promoted"), organization=organization, role="viewer"
+    )
     promoted.role = "admin"
 
-    response = client.post(reverse("admin:accounts_organization_change", args=[organization.pk]),
-                           organization_form(organization, [unchanged, promoted]))
+    response = client.post(
+        reverse("admin:accounts_organization_change", args=[organization.pk]),
+        organization_form(organization, [unchanged, promoted]),
+    )
 
     assert response.status_code == 302
     entry = AuditEntry.objects.get(action="membership_changed")
@@ -410,8 +447,10 @@ def test_saving_an_unchanged_organization_writes_no_membership_audit_entry(clien
     owner = member(client, world, "owner")
     organization = world["own"]
 
-    response = client.post(reverse("admin:accounts_organization_change", args=[organization.pk]),
-                           organization_form(organization, [Membership.objects.get(user=owner)]))
+    response = client.post(
+        reverse("admin:accounts_organization_change", args=[organization.pk]),
+        organization_form(organization, [Membership.objects.get(user=owner)]),
+    )
 
     assert response.status_code == 302
     assert not AuditEntry.objects.filter(action="membership_changed").exists()
@@ -421,8 +460,14 @@ def test_a_membership_row_added_and_left_blank_is_ignored(client, world):
     owner = member(client, world, "owner")
     organization = world["own"]
     data = organization_form(organization, [Membership.objects.get(user=owner)])
-    data.update({"memberships-TOTAL_FORMS": "2", "memberships-1-organization": organization.pk,
-                 "memberships-1-user": "", "memberships-1-role": "viewer"})
+    data.update(
+        {
+            "memberships-TOTAL_FORMS": "2",
+            "memberships-1-organization": organization.pk,
+            "memberships-1-user": "",
+            "memberships-1-role": "viewer",
+        }
+    )
 
     response = client.post(reverse("admin:accounts_organization_change", args=[organization.pk]), data)
 
@@ -454,30 +499,50 @@ def test_audit_log_filtered_by_organization_shows_only_its_entries(client, world
 def test_superuser_creates_an_organization_with_its_quota_grants(client):
     client.force_login(UserFactory(is_staff=True, is_superuser=True))
 
-    response = client.post(reverse("admin:accounts_organization_add"), {
-        "name": "Granted Org", "tier": Tier.objects.get(slug="self-hosted").pk, "contact_email": "",
-        "quota_monitor_only": "on", "extra_quota": "5000", "extra_quota_month": "2026-12",
-        "memberships-TOTAL_FORMS": "0", "memberships-INITIAL_FORMS": "0",
-        "sign_on_rules-TOTAL_FORMS": "0", "sign_on_rules-INITIAL_FORMS": "0",
-        "applications-TOTAL_FORMS": "0", "applications-INITIAL_FORMS": "0",
-    })
+    response = client.post(
+        reverse("admin:accounts_organization_add"),
+        {
+            "name": "Granted Org",
+            "tier": Tier.objects.get(slug="self-hosted").pk,
+            "contact_email": "",
+            "quota_monitor_only": "on",
+            "extra_quota": "5000",
+            "extra_quota_month": "2026-12",
+            "memberships-TOTAL_FORMS": "0",
+            "memberships-INITIAL_FORMS": "0",
+            "sign_on_rules-TOTAL_FORMS": "0",
+            "sign_on_rules-INITIAL_FORMS": "0",
+            "applications-TOTAL_FORMS": "0",
+            "applications-INITIAL_FORMS": "0",
+        },
+    )
 
     assert response.status_code == 302
     organization = Organization.objects.get(name="Granted Org")
     assert (organization.quota_monitor_only, organization.extra_quota, organization.extra_quota_month) == (
-        True, 5000, "2026-12")
+        True,
+        5000,
+        "2026-12",
+    )
     entry = AuditEntry.objects.get(action="organization_created", organization_id=organization.pk)
-    assert entry.details == {"tier": "self-hosted", "quota_monitor_only": True, "extra_quota": 5000,
-                             "extra_quota_month": "2026-12"}
+    assert entry.details == {
+        "tier": "self-hosted",
+        "quota_monitor_only": True,
+        "extra_quota": 5000,
+        "extra_quota_month": "2026-12",
+    }
 
 
 def test_tier_change_is_audited_by_tier_slug_before_and_after(client, world):
     client.force_login(UserFactory(is_staff=True, is_superuser=True))
     organization = world["own"]
 
-    response = client.post(reverse("admin:accounts_organization_change", args=[organization.pk]),
-                           organization_form(organization, [], tier=Tier.objects.get(slug="pro").pk,
-                                             extra_quota="0", extra_quota_month=""))
+    response = client.post(
+        reverse("admin:accounts_organization_change", args=[organization.pk]),
+        organization_form(
+            organization, [], tier=Tier.objects.get(slug="pro").pk, extra_quota="0", extra_quota_month=""
+        ),
+    )
 
     assert response.status_code == 302
     entry = AuditEntry.objects.get(action="tier_changed", organization_id=organization.pk)
@@ -507,13 +572,19 @@ def test_application_list_counts_only_credentials_that_verify_requests_now(clien
     application = world["own_app"]
     credential_issue(application=application)
     credential_revoke(credential=credential_issue(application=application).credential)
-    credential_rotate(application=ApplicationFactory(organization=world["own"], name="rotated-app"),
-                      overlap=timedelta(0))
+    credential_rotate(
+        application=ApplicationFactory(organization=world["own"], name="rotated-app"), overlap=timedelta(0)
+    )
 
     response, _ = application_list(client)
 
-    column = dict(re.findall(r'<th class="field-name"><a [^>]*>([^<]+)</a></th>.*?'
-                             r'<td class="field-active_credentials">(\d+)</td>', response.content.decode()))
+    column = dict(
+        re.findall(
+            r'<th class="field-name"><a [^>]*>([^<]+)</a></th>.*?'
+            r'<td class="field-active_credentials">(\d+)</td>',
+            response.content.decode(),
+        )
+    )
     assert column == {"own-app": "2", "rotated-app": "1"}
 
 
@@ -521,9 +592,16 @@ def test_superuser_tier_change_is_audited_with_each_changed_value_before_and_aft
     client.force_login(UserFactory(is_staff=True, is_superuser=True))
     tier = Tier.objects.get(slug="pro")
 
-    response = client.post(reverse("admin:accounts_tier_change", args=[tier.pk]), {
-        "name": "Pro", "slug": "pro", "monthly_event_quota": "2000000", "requests_per_minute": "100",
-        "retention_days": "90"})
+    response = client.post(
+        reverse("admin:accounts_tier_change", args=[tier.pk]),
+        {
+            "name": "Pro",
+            "slug": "pro",
+            "monthly_event_quota": "2000000",
+            "requests_per_minute": "100",
+            "retention_days": "90",
+        },
+    )
 
     assert response.status_code == 302
     entry = AuditEntry.objects.get(action="tier_changed")
@@ -534,13 +612,15 @@ def test_an_owner_issues_a_malti_key_with_its_service_name_and_sees_its_settings
     member(client, world, "owner")
     application = world["own_app"]
 
-    response = client.post(reverse("admin:accounts_application_issue", args=[application.pk]),
-                           {"service_name": " orders-api "})
+    response = client.post(
+        reverse("admin:accounts_application_issue", args=[application.pk]), {"service_name": " orders-api "}
+    )
 
     assert response.status_code == 200
     credential = application.credentials.order_by("-created_at").first()
     assert credential.service_name == "orders-api"
     page = response.content.decode()
     assert "MALTI_SERVICE_NAME=orders-api" in page and "MALTI_API_KEY=tk_" in page
-    assert AuditEntry.objects.get(action="credential_issued", target__contains=credential.token_prefix
-                                  ).details == {"service_name": "orders-api"}
+    assert AuditEntry.objects.get(action="credential_issued", target__contains=credential.token_prefix).details == {
+        "service_name": "orders-api"
+    }

@@ -97,8 +97,24 @@ def test_create_app_with_a_malti_service_issues_a_malti_key_for_it():
 
     assert result["malti_service"] == "orders-api"
     assert Credential.objects.get(token_hash=token_hash(result["api_token"])).service_name == "orders-api"
-    response = Client().post("/api/v1/ingest", content_type="application/json", HTTP_X_API_KEY=result["api_token"],
-                             data=json.dumps({"requests": [{
-                                 "service": "orders-api", "method": "GET", "endpoint": "/", "status": 200,
-                                 "response_time": 1, "consumer": "anonymous", "created_at": "2026-11-25T10:00:00Z"}]}))
+    response = Client().post(
+        "/api/v1/ingest",
+        content_type="application/json",
+        HTTP_X_API_KEY=result["api_token"],
+        data=json.dumps(
+            {
+                "requests": [
+                    {
+                        "service": "orders-api",
+                        "method": "GET",
+                        "endpoint": "/",
+                        "status": 200,
+                        "response_time": 1,
+                        "consumer": "anonymous",
+                        "created_at": "2026-11-25T10:00:00Z",
+                    }
+                ]
+            }
+        ),
+    )
     assert response.json() == {"message": "1 requests stored", "count": 1, "service": "orders-api"}

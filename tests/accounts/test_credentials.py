@@ -28,8 +28,10 @@ def test_previous_credential_stops_when_the_overlap_ends(app_keys, signed_post):
     issued = credential_rotate(application=app_keys.application, overlap=timedelta(0))
 
     assert signed_post(app_keys, [make_event()]).status_code == 401
-    assert signed_post(AppKeys(app_keys.application, issued.api_token, issued.hmac_secret),
-                       [make_event()]).status_code == 200
+    assert (
+        signed_post(AppKeys(app_keys.application, issued.api_token, issued.hmac_secret), [make_event()]).status_code
+        == 200
+    )
 
 
 def test_revoked_credential_answers_401_at_once_in_this_process(app_keys, signed_post):
@@ -71,8 +73,9 @@ def test_deleting_an_application_deletes_its_events_and_is_audited(app_keys, sig
     signed_post(app_keys, [make_event(), make_event()])
     user = owner_client(client, app_keys.application)
 
-    response = client.post(reverse("admin:accounts_application_delete", args=[app_keys.application.pk]),
-                           {"post": "yes"})
+    response = client.post(
+        reverse("admin:accounts_application_delete", args=[app_keys.application.pk]), {"post": "yes"}
+    )
 
     assert response.status_code == 302
     assert not Application.objects.exists()

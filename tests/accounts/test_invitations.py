@@ -34,10 +34,13 @@ def owner(client, organization):
 @pytest.fixture
 def invite(client, django_capture_on_commit_callbacks):
     """Invites through the admin as the signed-in user; returns the response and the link's path."""
+
     def invite(organization, email="new.person@example.com", role="viewer"):
         with django_capture_on_commit_callbacks(execute=True):
-            response = client.post(reverse("admin:accounts_invitation_add"),
-                                   {"organization": organization.pk, "email": email, "role": role})
+            response = client.post(
+                reverse("admin:accounts_invitation_add"),
+                {"organization": organization.pk, "email": email, "role": role},
+            )
         return response, _last_link()
 
     return invite
@@ -59,8 +62,11 @@ def test_an_owner_invites_an_address_with_a_role_and_a_link_is_mailed_to_it(clie
 
     assert response.status_code == 302
     invitation = Invitation.objects.get()
-    assert (invitation.email, invitation.role, invitation.organization) == ("new.person@example.com", "admin",
-                                                                            organization)
+    assert (invitation.email, invitation.role, invitation.organization) == (
+        "new.person@example.com",
+        "admin",
+        organization,
+    )
     assert mail.outbox[-1].to == ["new.person@example.com"] and link is not None
     assert link.split("/")[2] not in invitation.token_hash  # only the token's hash is kept
     entry = AuditEntry.objects.get(action="invitation_sent")
@@ -82,8 +88,10 @@ def test_only_owners_invite(client, organization, role):
     Membership.objects.create(user=user, organization=organization, role=role)
     client.force_login(user)
 
-    response = client.post(reverse("admin:accounts_invitation_add"),
-                           {"organization": organization.pk, "email": "x@example.com", "role": "owner"})
+    response = client.post(
+        reverse("admin:accounts_invitation_add"),
+        {"organization": organization.pk, "email": "x@example.com", "role": "owner"},
+    )
 
     assert response.status_code == 403
     assert not Invitation.objects.exists()
@@ -117,8 +125,9 @@ def test_owners_no_longer_add_existing_accounts_directly(client, organization, o
     UserFactory(username="someone")
 
     page = client.get(reverse("admin:accounts_membership_add"))
-    post = client.post(reverse("admin:accounts_membership_add"),
-                       {"user": "someone", "organization": organization.pk, "role": "viewer"})
+    post = client.post(
+        reverse("admin:accounts_membership_add"), {"user": "someone", "organization": organization.pk, "role": "viewer"}
+    )
 
     assert (page.status_code, post.status_code) == (403, 403)
     assert not Membership.objects.filter(user__username="someone").exists()
@@ -141,8 +150,11 @@ def test_accepting_makes_an_account_with_the_invited_address_and_the_role_only(c
     assert EmailAddress.objects.filter(user=user, email="new.person@example.com", verified=True).exists()
     assert client.get(response["Location"]).status_code == 200
     entry = AuditEntry.objects.get(action="invitation_accepted")
-    assert (entry.actor, entry.organization_id, entry.details) == (user, organization.pk,
-                                                                  {"user": "newcomer", "role": "admin"})
+    assert (entry.actor, entry.organization_id, entry.details) == (
+        user,
+        organization.pk,
+        {"user": "newcomer", "role": "admin"},
+    )
 
 
 def test_a_new_member_reaches_nothing_of_another_organization(client, organization, owner, invite):
@@ -192,15 +204,18 @@ def test_a_revoked_link_is_refused_and_the_revocation_audited(client, organizati
     assert AuditEntry.objects.filter(action="invitation_revoked", target="new.person@example.com").count() == 1
 
 
-def test_re_sending_replaces_the_link_and_starts_the_days_again(client, organization, owner, invite,
-                                                                django_capture_on_commit_callbacks):
+def test_re_sending_replaces_the_link_and_starts_the_days_again(
+    client, organization, owner, invite, django_capture_on_commit_callbacks
+):
     _, old_link = invite(organization)
     Invitation.objects.update(expires_at=timezone.now() + timedelta(hours=1))
     invitation = Invitation.objects.get()
 
     with django_capture_on_commit_callbacks(execute=True):
-        client.post(reverse("admin:accounts_invitation_changelist"),
-                    {"action": "resend_selected", "_selected_action": [invitation.pk]})
+        client.post(
+            reverse("admin:accounts_invitation_changelist"),
+            {"action": "resend_selected", "_selected_action": [invitation.pk]},
+        )
     new_link = _last_link()
     invitation.refresh_from_db()
     client.logout()

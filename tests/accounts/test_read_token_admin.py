@@ -26,8 +26,7 @@ def test_an_owner_issues_a_token_limited_to_an_application_and_sees_it_once(clie
     application = ApplicationFactory(organization=organization)
     user = member(client, organization, "owner")
 
-    response = client.post(ADD, {"organization": organization.pk, "name": "grafana",
-                                 "applications": [application.pk]})
+    response = client.post(ADD, {"organization": organization.pk, "name": "grafana", "applications": [application.pk]})
 
     assert response.status_code == 200
     assert "no-store" in response["Cache-Control"]
@@ -36,8 +35,9 @@ def test_an_owner_issues_a_token_limited_to_an_application_and_sees_it_once(clie
     stored = read_token_find(token=token)
     assert stored.name == "grafana" and list(stored.applications.all()) == [application]
     assert stored.created_by == user
-    assert AuditEntry.objects.filter(action="read_token_issued", actor=user,
-                                     organization_id=organization.pk).count() == 1
+    assert (
+        AuditEntry.objects.filter(action="read_token_issued", actor=user, organization_id=organization.pk).count() == 1
+    )
     assert token not in client.get(reverse("admin:accounts_readtoken_change", args=[stored.pk])).content.decode()
 
 
@@ -103,8 +103,9 @@ def test_the_bulk_action_revokes_the_selected_and_says_how_many(client, model):
     changelist = reverse(f"admin:accounts_{model}_changelist")
 
     assert "Revoke selected" in client.get(changelist).content.decode()
-    response = client.post(changelist, {"action": "revoke_selected", "_selected_action": [s.pk for s in secrets]},
-                           follow=True)
+    response = client.post(
+        changelist, {"action": "revoke_selected", "_selected_action": [s.pk for s in secrets]}, follow=True
+    )
 
     assert all(type(s).objects.get(pk=s.pk).revoked_at is not None for s in secrets)
     name = "read tokens" if model == "readtoken" else "credentials"

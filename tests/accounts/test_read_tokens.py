@@ -30,8 +30,9 @@ def test_a_read_token_is_rt_prefixed_and_stored_only_as_its_hash():
     assert issued.token.startswith("rt_") and len(issued.token) == 35
     assert stored.token_hash == token_hash(issued.token)
     assert stored.token_prefix == issued.token[:11]
-    assert issued.token not in {str(value) for value in ReadToken.objects.values_list(
-        "name", "token_hash", "token_prefix").get(pk=stored.pk)}
+    assert issued.token not in {
+        str(value) for value in ReadToken.objects.values_list("name", "token_hash", "token_prefix").get(pk=stored.pk)
+    }
 
 
 def test_issuing_and_revoking_a_read_token_are_in_the_audit_log():
@@ -99,10 +100,12 @@ def test_create_read_token_refuses_an_unknown_organization_and_creates_none():
 
 # --- a read token never writes ---------------------------------------------------------------
 
+
 @pytest.fixture
 def read_token_of():
     def issue(keys) -> str:
         return read_token_issue(organization=keys.application.organization).token
+
     return issue
 
 
@@ -119,8 +122,12 @@ def test_a_read_token_as_the_bearer_of_a_signed_batch_is_refused(signed_post, re
 def test_a_read_token_on_the_lambda_endpoint_is_an_unknown_credential(read_token_of):
     keys = app_keys_create()
 
-    response = Client().post(f"/v1/lambda/{keys.org_id}/{keys.app_id}", data=b"[]", content_type="application/json",
-                             HTTP_AUTHORIZATION=f"Bearer {read_token_of(keys)}")
+    response = Client().post(
+        f"/v1/lambda/{keys.org_id}/{keys.app_id}",
+        data=b"[]",
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {read_token_of(keys)}",
+    )
 
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "unauthorized"
@@ -129,8 +136,9 @@ def test_a_read_token_on_the_lambda_endpoint_is_an_unknown_credential(read_token
 def test_a_read_token_as_a_malti_key_is_an_unknown_credential(read_token_of):
     keys = app_keys_create()
 
-    response = Client().post("/api/v1/ingest", data=b"{}", content_type="application/json",
-                             HTTP_X_API_KEY=read_token_of(keys))
+    response = Client().post(
+        "/api/v1/ingest", data=b"{}", content_type="application/json", HTTP_X_API_KEY=read_token_of(keys)
+    )
 
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "unauthorized"

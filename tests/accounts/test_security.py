@@ -20,12 +20,23 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_deploy_check_is_clean_with_the_production_settings_of_env_example(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
-    env.update(APP_DATA_DIR=str(tmp_path), DEBUG="false", SECRET_KEY=secrets.token_urlsafe(60),
-               APP_SECURITY__HTTPS="true", ALLOWED_HOSTS="telemetry.example.com",
-               APP_SECURITY__CREDENTIALS_KEYS=Fernet.generate_key().decode())
+    env.update(
+        APP_DATA_DIR=str(tmp_path),
+        DEBUG="false",
+        SECRET_KEY=secrets.token_urlsafe(60),
+        APP_SECURITY__HTTPS="true",
+        ALLOWED_HOSTS="telemetry.example.com",
+        APP_SECURITY__CREDENTIALS_KEYS=Fernet.generate_key().decode(),
+    )
 
-    result = subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -55,8 +66,12 @@ def test_successful_sign_in_is_audited_with_its_source(client):
     user.set_password("right-password-123")
     user.save()
 
-    client.post(reverse("admin:login"), {"username": user.username, "password": "right-password-123"},
-                REMOTE_ADDR="203.0.113.7", HTTP_USER_AGENT="pytest-browser")
+    client.post(
+        reverse("admin:login"),
+        {"username": user.username, "password": "right-password-123"},
+        REMOTE_ADDR="203.0.113.7",
+        HTTP_USER_AGENT="pytest-browser",
+    )
 
     entry = AuditEntry.objects.get(action="sign_in")
     assert (entry.actor, entry.source_ip, entry.user_agent) == (user, "203.0.113.7", "pytest-browser")

@@ -57,8 +57,9 @@ def test_a_superuser_signs_anyone_out_everywhere(member, client):
     superuser = UserFactory(is_staff=True, is_superuser=True)
     client.force_login(superuser)
 
-    response = client.post(reverse("admin:accounts_user_changelist"),
-                           {"action": "sign_out_everywhere", "_selected_action": [member.pk]})
+    response = client.post(
+        reverse("admin:accounts_user_changelist"), {"action": "sign_out_everywhere", "_selected_action": [member.pk]}
+    )
 
     assert response.status_code == 302
     assert phone.get(reverse("dashboards:overview")).status_code == 302
@@ -72,8 +73,9 @@ def test_only_superusers_reach_other_peoples_accounts(member, client):
     Membership.objects.create(user=owner, organization=member.memberships.get().organization, role="owner")
     client.force_login(owner)
 
-    response = client.post(reverse("admin:accounts_user_changelist"),
-                           {"action": "sign_out_everywhere", "_selected_action": [member.pk]})
+    response = client.post(
+        reverse("admin:accounts_user_changelist"), {"action": "sign_out_everywhere", "_selected_action": [member.pk]}
+    )
 
     assert response.status_code == 403
     assert not AuditEntry.objects.filter(action="signed_out_everywhere").exists()

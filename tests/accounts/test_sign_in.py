@@ -11,8 +11,9 @@ pytestmark = pytest.mark.django_db
 
 
 def test_allauths_sign_in_page_signs_a_member_in_and_audits_it(client, member):
-    response = client.post(reverse("account_login"), {"login": member.username, "password": PASSWORD},
-                           REMOTE_ADDR="198.51.100.4")
+    response = client.post(
+        reverse("account_login"), {"login": member.username, "password": PASSWORD}, REMOTE_ADDR="198.51.100.4"
+    )
 
     assert response.status_code == 302
     assert client.get(reverse("dashboards:overview")).status_code == 200
@@ -52,8 +53,10 @@ def test_failures_on_one_form_count_towards_the_lock_on_the_other(client, member
 
 def test_nobody_can_sign_up(client):
     page = client.get(reverse("account_signup"))
-    client.post(reverse("account_signup"), {"username": "newcomer", "email": "new@example.com",
-                                            "password1": PASSWORD, "password2": PASSWORD})
+    client.post(
+        reverse("account_signup"),
+        {"username": "newcomer", "email": "new@example.com", "password1": PASSWORD, "password2": PASSWORD},
+    )
 
     assert b"Sign Up Closed" in page.content
     assert not AuditEntry.objects.filter(target="newcomer").exists()

@@ -21,9 +21,20 @@ pytestmark = pytest.mark.django_db
 def sso(settings, oidc_provider):
     settings.SSO_ISSUER = oidc_provider["issuer"]
     settings.SSO_LABEL = "Sign in with Acme ID"
-    settings.SOCIALACCOUNT_PROVIDERS = {"openid_connect": {"OAUTH_PKCE_ENABLED": True, "APPS": [{
-        "provider_id": "sso", "name": "Acme ID", "client_id": oidc_provider["client_id"],
-        "secret": oidc_provider["secret"], "settings": {"server_url": oidc_provider["issuer"]}}]}}
+    settings.SOCIALACCOUNT_PROVIDERS = {
+        "openid_connect": {
+            "OAUTH_PKCE_ENABLED": True,
+            "APPS": [
+                {
+                    "provider_id": "sso",
+                    "name": "Acme ID",
+                    "client_id": oidc_provider["client_id"],
+                    "secret": oidc_provider["secret"],
+                    "settings": {"server_url": oidc_provider["issuer"]},
+                }
+            ],
+        }
+    }
     return oidc_provider
 
 
@@ -41,9 +52,12 @@ def sign_on(client, username: str):
         if answer.status_code == 200 and "csrfmiddlewaretoken" in answer.text:
             token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', answer.text).group(1)
             next_url = re.search(r'name="next" value="([^"]*)"', answer.text).group(1).replace("&amp;", "&")
-            answer = browser.post(url, {"csrfmiddlewaretoken": token, "username": username,
-                                        "password": "provider-password", "next": next_url},
-                                  allow_redirects=False, timeout=10)
+            answer = browser.post(
+                url,
+                {"csrfmiddlewaretoken": token, "username": username, "password": "provider-password", "next": next_url},
+                allow_redirects=False,
+                timeout=10,
+            )
         assert answer.status_code == 302, answer.text
         url = urljoin(url, answer.headers["Location"])
     callback = urlsplit(url)
@@ -94,8 +108,10 @@ def test_rules_place_the_person_in_organizations_by_domain_and_by_group(client, 
     sign_on(client, "alice")
 
     user = User.objects.get(email="alice@acme.example")
-    assert set(user.memberships.values_list("organization", "role")) == {(by_domain.pk, "viewer"),
-                                                                         (by_group.pk, "admin")}
+    assert set(user.memberships.values_list("organization", "role")) == {
+        (by_domain.pk, "viewer"),
+        (by_group.pk, "admin"),
+    }
     assert client.get("/admin/").status_code == 200
     assert AuditEntry.objects.filter(action="membership_changed", details__via="single sign-on").count() == 2
 
@@ -171,12 +187,24 @@ def test_a_superuser_sets_an_organizations_rules_on_its_page(client):
     organization = OrganizationFactory()
     client.force_login(UserFactory(is_superuser=True))
 
-    response = client.post(reverse("admin:accounts_organization_change", args=[organization.pk]), {
-        "name": organization.name, "tier": organization.tier.pk, "contact_email": "", "extra_quota": "0",
-        "memberships-TOTAL_FORMS": "0", "memberships-INITIAL_FORMS": "0",
-        "applications-TOTAL_FORMS": "0", "applications-INITIAL_FORMS": "0",
-        "sign_on_rules-TOTAL_FORMS": "1", "sign_on_rules-INITIAL_FORMS": "0",
-        "sign_on_rules-0-email_domain": "acme.example", "sign_on_rules-0-group": "", "sign_on_rules-0-role": "admin"})
+    response = client.post(
+        reverse("admin:accounts_organization_change", args=[organization.pk]),
+        {
+            "name": organization.name,
+            "tier": organization.tier.pk,
+            "contact_email": "",
+            "extra_quota": "0",
+            "memberships-TOTAL_FORMS": "0",
+            "memberships-INITIAL_FORMS": "0",
+            "applications-TOTAL_FORMS": "0",
+            "applications-INITIAL_FORMS": "0",
+            "sign_on_rules-TOTAL_FORMS": "1",
+            "sign_on_rules-INITIAL_FORMS": "0",
+            "sign_on_rules-0-email_domain": "acme.example",
+            "sign_on_rules-0-group": "",
+            "sign_on_rules-0-role": "admin",
+        },
+    )
 
     assert response.status_code == 302
     assert list(organization.sign_on_rules.values_list("email_domain", "role")) == [("acme.example", "admin")]

@@ -56,8 +56,9 @@ def enter_code(client, code):
     return client.post(reverse("mfa_authenticate"), {"code": code})
 
 
-def test_enrolment_with_a_code_from_the_shown_secret_turns_two_factor_on(client, member,
-                                                                          django_capture_on_commit_callbacks):
+def test_enrolment_with_a_code_from_the_shown_secret_turns_two_factor_on(
+    client, member, django_capture_on_commit_callbacks
+):
     sign_in(client, member)
     asked = client.get(reverse("mfa_activate_totp"))
     confirm_password(client)
@@ -70,8 +71,7 @@ def test_enrolment_with_a_code_from_the_shown_secret_turns_two_factor_on(client,
     assert asked.status_code == 302 and asked["Location"].startswith(reverse("account_reauthenticate"))
     assert page.status_code == 200 and secret.encode() in page.content
     assert response.status_code == 302
-    assert set(Authenticator.objects.filter(user=member).values_list("type", flat=True)) == {"totp",
-                                                                                             "recovery_codes"}
+    assert set(Authenticator.objects.filter(user=member).values_list("type", flat=True)) == {"totp", "recovery_codes"}
     assert AuditEntry.objects.filter(action="second_factor_added", actor=member, details={"type": "totp"}).exists()
 
 
@@ -158,8 +158,14 @@ def test_a_member_of_an_organization_requiring_two_factor_is_sent_to_set_it_up(c
     organization.save()
     sign_in(client, member)
 
-    pages = [client.get(path) for path in ("/admin/", reverse("dashboards:organization", args=[
-        organization.public_id]), reverse("dashboards:overview"))]
+    pages = [
+        client.get(path)
+        for path in (
+            "/admin/",
+            reverse("dashboards:organization", args=[organization.public_id]),
+            reverse("dashboards:overview"),
+        )
+    ]
 
     assert [(page.status_code, page["Location"]) for page in pages] == [(302, reverse("mfa_activate_totp"))] * 3
     confirm_password(client)
@@ -183,10 +189,18 @@ def test_an_owner_requires_two_factor_of_the_members_and_it_is_audited(client, o
     Membership.objects.create(user=owner, organization=organization, role="owner")
     client.force_login(owner)
 
-    client.post(reverse("admin:accounts_organization_change", args=[organization.pk]), {
-        "name": organization.name, "contact_email": "", "require_two_factor": "on",
-        "memberships-TOTAL_FORMS": "0", "memberships-INITIAL_FORMS": "0",
-        "applications-TOTAL_FORMS": "0", "applications-INITIAL_FORMS": "0"})
+    client.post(
+        reverse("admin:accounts_organization_change", args=[organization.pk]),
+        {
+            "name": organization.name,
+            "contact_email": "",
+            "require_two_factor": "on",
+            "memberships-TOTAL_FORMS": "0",
+            "memberships-INITIAL_FORMS": "0",
+            "applications-TOTAL_FORMS": "0",
+            "applications-INITIAL_FORMS": "0",
+        },
+    )
 
     organization.refresh_from_db()
     assert organization.require_two_factor

@@ -16,8 +16,12 @@ from tests.factories import ApplicationFactory, UserFactory
 pytestmark = pytest.mark.django_db
 
 ROLES = ["owner", "admin", "viewer"]
-NO_INLINES = {"notifications-TOTAL_FORMS": "0", "notifications-INITIAL_FORMS": "0",
-              "deliveries-TOTAL_FORMS": "0", "deliveries-INITIAL_FORMS": "0"}
+NO_INLINES = {
+    "notifications-TOTAL_FORMS": "0",
+    "notifications-INITIAL_FORMS": "0",
+    "deliveries-TOTAL_FORMS": "0",
+    "deliveries-INITIAL_FORMS": "0",
+}
 
 
 @pytest.fixture
@@ -25,11 +29,21 @@ def world():
     found = {}
     for side in ("own", "other"):
         application = ApplicationFactory(name=f"{side}-app")
-        channel = channel_create(organization=application.organization, name=f"{side}-channel", kind="slack",
-                                 url="http://127.0.0.1:9/").channel
-        found[side] = {"organization": application.organization, "application": application, "channel": channel,
-                       "rule": rule_create(organization=application.organization, application=application,
-                                           name=f"{side}-rule", kind="silence", channels=[channel])}
+        channel = channel_create(
+            organization=application.organization, name=f"{side}-channel", kind="slack", url="http://127.0.0.1:9/"
+        ).channel
+        found[side] = {
+            "organization": application.organization,
+            "application": application,
+            "channel": channel,
+            "rule": rule_create(
+                organization=application.organization,
+                application=application,
+                name=f"{side}-rule",
+                kind="silence",
+                channels=[channel],
+            ),
+        }
     return found
 
 
@@ -65,8 +79,9 @@ def test_the_delivery_log_shows_only_the_members_organization(client, world):
     for side in ("own", "other"):
         rules_evaluate(now=NOW, rules=AlertRule.objects.filter(pk=world[side]["rule"].pk))
         notification = world[side]["rule"].notifications.get()
-        Delivery.objects.create(notification=notification, channel=world[side]["channel"], attempt=1,
-                                status="failed", error=f"{side}-error")
+        Delivery.objects.create(
+            notification=notification, channel=world[side]["channel"], attempt=1, status="failed", error=f"{side}-error"
+        )
     member(client, world, "viewer")
 
     response = client.get(reverse("admin:alerts_delivery_changelist"))
@@ -76,9 +91,17 @@ def test_the_delivery_log_shows_only_the_members_organization(client, world):
 
 
 def rule_form(world, side="own", **overrides):
-    return {"organization": world[side]["organization"].pk, "application": world[side]["application"].pk,
-            "name": "spike", "kind": "rate", "parameters": json.dumps({"threshold": 100}),
-            "channels": [world[side]["channel"].pk], "renotify_minutes": "30", **NO_INLINES, **overrides}
+    return {
+        "organization": world[side]["organization"].pk,
+        "application": world[side]["application"].pk,
+        "name": "spike",
+        "kind": "rate",
+        "parameters": json.dumps({"threshold": 100}),
+        "channels": [world[side]["channel"].pk],
+        "renotify_minutes": "30",
+        **NO_INLINES,
+        **overrides,
+    }
 
 
 @pytest.mark.parametrize("role", ROLES)
@@ -99,8 +122,9 @@ def test_owners_and_admins_add_rules_and_viewers_cannot(client, world, role):
 def test_a_rule_with_bad_parameters_is_refused_with_the_reason(client, world):
     member(client, world, "owner")
 
-    response = client.post(reverse("admin:alerts_alertrule_add"),
-                           rule_form(world, parameters=json.dumps({"direction": "sideways"})))
+    response = client.post(
+        reverse("admin:alerts_alertrule_add"), rule_form(world, parameters=json.dumps({"direction": "sideways"}))
+    )
 
     assert response.status_code == 200
     assert b"direction must be one of above, below" in response.content
@@ -110,8 +134,9 @@ def test_a_rule_with_bad_parameters_is_refused_with_the_reason(client, world):
 def test_a_rule_cannot_notify_another_organizations_channel(client, world):
     member(client, world, "owner")
 
-    response = client.post(reverse("admin:alerts_alertrule_add"),
-                           rule_form(world, channels=[world["other"]["channel"].pk]))
+    response = client.post(
+        reverse("admin:alerts_alertrule_add"), rule_form(world, channels=[world["other"]["channel"].pk])
+    )
 
     assert response.status_code == 200
     assert not AlertRule.objects.filter(name="spike").exists()
@@ -134,9 +159,16 @@ def test_acknowledge_and_mute_actions_change_only_the_members_rules(client, worl
 def test_a_new_signed_webhook_shows_its_secret_once(client, world, receiver):
     member(client, world, "owner")
 
-    response = client.post(reverse("admin:alerts_channel_add"), {
-        "organization": world["own"]["organization"].pk, "name": "pager", "kind": "webhook", "url": receiver.url,
-        **NO_INLINES})
+    response = client.post(
+        reverse("admin:alerts_channel_add"),
+        {
+            "organization": world["own"]["organization"].pk,
+            "name": "pager",
+            "kind": "webhook",
+            "url": receiver.url,
+            **NO_INLINES,
+        },
+    )
 
     channel = Channel.objects.get(name="pager")
     secret = response.context["secret"]
@@ -149,20 +181,27 @@ def test_a_webhook_into_a_private_network_is_refused_by_the_form(client, world, 
     settings.ALERTS_PRIVATE_NETWORKS = []
     member(client, world, "owner")
 
-    response = client.post(reverse("admin:alerts_channel_add"), {
-        "organization": world["own"]["organization"].pk, "name": "inside", "kind": "slack",
-        "url": "http://192.168.1.20:8065/hooks/abc", **NO_INLINES})
+    response = client.post(
+        reverse("admin:alerts_channel_add"),
+        {
+            "organization": world["own"]["organization"].pk,
+            "name": "inside",
+            "kind": "slack",
+            "url": "http://192.168.1.20:8065/hooks/abc",
+            **NO_INLINES,
+        },
+    )
 
     assert response.status_code == 200
     assert "APP_ALERTS__PRIVATE_NETWORKS" in str(response.context["adminform"].form.errors["url"])
     assert not Channel.objects.filter(name="inside").exists()
 
 
-def test_send_a_test_delivers_to_the_channel_and_logs_it(client, world, receiver, eager_celery,
-                                                         django_capture_on_commit_callbacks):
+def test_send_a_test_delivers_to_the_channel_and_logs_it(
+    client, world, receiver, eager_celery, django_capture_on_commit_callbacks
+):
     member(client, world, "owner")
-    issued = channel_create(organization=world["own"]["organization"], name="pager", kind="webhook",
-                            url=receiver.url)
+    issued = channel_create(organization=world["own"]["organization"], name="pager", kind="webhook", url=receiver.url)
 
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(reverse("admin:alerts_channel_test", args=[issued.channel.pk]))

@@ -17,8 +17,14 @@ from django.utils import timezone
 from accounts.models import Membership
 from alerts import outbound
 from alerts.models import Delivery, Notification
-from alerts.services import (channel_create, channel_test_send, delivery_attempt, notifications_redispatch,
-                             rule_create, rules_evaluate)
+from alerts.services import (
+    channel_create,
+    channel_test_send,
+    delivery_attempt,
+    notifications_redispatch,
+    rule_create,
+    rules_evaluate,
+)
 from alerts.tasks import DELIVERY_RETRIES, delivery_send
 from tests.alerts.conftest import NOW, at_once
 from tests.factories import ApplicationFactory, UserFactory
@@ -36,8 +42,14 @@ def webhook(application, url):
 
 
 def firing_notification(application, channel) -> Notification:
-    rule = rule_create(organization=application.organization, application=application, name="checkout is quiet",
-                       kind="silence", parameters={"minutes": 5}, channels=[channel])
+    rule = rule_create(
+        organization=application.organization,
+        application=application,
+        name="checkout is quiet",
+        kind="silence",
+        parameters={"minutes": 5},
+        channels=[channel],
+    )
     rules_evaluate(now=NOW)
     return Notification.objects.get(rule=rule)
 
@@ -47,8 +59,9 @@ def send(notification, channel):
 
 
 def attempts(channel):
-    return list(Delivery.objects.filter(channel=channel).order_by("attempt")
-                .values_list("attempt", "status", "status_code"))
+    return list(
+        Delivery.objects.filter(channel=channel).order_by("attempt").values_list("attempt", "status", "status_code")
+    )
 
 
 def test_a_webhook_is_signed_as_the_specification_says(application, receiver):
@@ -74,7 +87,12 @@ def test_a_webhook_body_names_the_alert_its_organization_and_application(applica
     body = json.loads(receiver.received[0][1])
     assert body["type"] == "alert.firing"
     assert {key: body["alert"][key] for key in ("name", "kind", "state", "value", "threshold")} == {
-        "name": "checkout is quiet", "kind": "silence", "state": "firing", "value": 0, "threshold": 5}
+        "name": "checkout is quiet",
+        "kind": "silence",
+        "state": "firing",
+        "value": 0,
+        "threshold": 5,
+    }
     assert body["application"] == {"id": application.public_id, "name": "checkout"}
     assert body["organization"]["id"] == application.organization.public_id
     assert body["url"].endswith(f"/orgs/{application.organization.public_id}/apps/{application.public_id}/")
@@ -134,10 +152,12 @@ def test_a_url_other_than_http_is_refused_without_retries(application):
     assert delivery.status == "failed" and "only http and https" in delivery.error
 
 
-@pytest.mark.parametrize("url", ["http://localhost:{port}/hook", "http://127.0.0.1:{port}/hook",
-                                 "http://[::ffff:127.0.0.1]:{port}/hook"])
-def test_a_private_address_is_refused_without_retries_unless_its_network_is_allowed(application, receiver, settings,
-                                                                                   url):
+@pytest.mark.parametrize(
+    "url", ["http://localhost:{port}/hook", "http://127.0.0.1:{port}/hook", "http://[::ffff:127.0.0.1]:{port}/hook"]
+)
+def test_a_private_address_is_refused_without_retries_unless_its_network_is_allowed(
+    application, receiver, settings, url
+):
     settings.ALERTS_PRIVATE_NETWORKS = []
     issued = webhook(application, url.format(port=receiver.port))
     notification = firing_notification(application, issued.channel)
@@ -149,8 +169,15 @@ def test_a_private_address_is_refused_without_retries_unless_its_network_is_allo
     assert receiver.received == []
 
 
-@pytest.mark.parametrize("url", ["http://10.1.2.3/hook", "http://169.254.169.254/latest/meta-data/",
-                                 "http://[fd00::1]/hook", "http://0.0.0.0:6379/"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://10.1.2.3/hook",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[fd00::1]/hook",
+        "http://0.0.0.0:6379/",
+    ],
+)
 def test_private_and_reserved_addresses_are_refused_before_any_connection(url, settings):
     settings.ALERTS_PRIVATE_NETWORKS = []
 
@@ -180,8 +207,13 @@ def test_a_slack_channel_gets_one_line_of_text(application, receiver):
 def test_an_email_goes_to_the_members_of_the_roles_and_the_given_addresses(application):
     for role, email in (("owner", "owner@example.com"), ("viewer", "viewer@example.com")):
         Membership.objects.create(user=UserFactory(email=email), organization=application.organization, role=role)
-    channel = channel_create(organization=application.organization, name="mail", kind="email",
-                             email_roles=["owner"], email_addresses="oncall@example.com").channel
+    channel = channel_create(
+        organization=application.organization,
+        name="mail",
+        kind="email",
+        email_roles=["owner"],
+        email_addresses="oncall@example.com",
+    ).channel
     notification = firing_notification(application, channel)
 
     send(notification, channel)
@@ -192,11 +224,17 @@ def test_an_email_goes_to_the_members_of_the_roles_and_the_given_addresses(appli
     assert attempts(channel) == [(1, "sent", None)]
 
 
-def test_a_firing_rule_reaches_its_channels_once_the_transition_commits(application, receiver, eager_celery,
-                                                                        django_capture_on_commit_callbacks):
+def test_a_firing_rule_reaches_its_channels_once_the_transition_commits(
+    application, receiver, eager_celery, django_capture_on_commit_callbacks
+):
     issued = webhook(application, receiver.url)
-    rule_create(organization=application.organization, application=application, name="quiet", kind="silence",
-                channels=[issued.channel])
+    rule_create(
+        organization=application.organization,
+        application=application,
+        name="quiet",
+        kind="silence",
+        channels=[issued.channel],
+    )
 
     with django_capture_on_commit_callbacks(execute=True):
         rules_evaluate(now=NOW)
@@ -207,8 +245,9 @@ def test_a_firing_rule_reaches_its_channels_once_the_transition_commits(applicat
     assert attempts(issued.channel) == [(1, "sent", 200)]
 
 
-def test_a_channel_test_is_delivered_like_an_alert(application, receiver, eager_celery,
-                                                   django_capture_on_commit_callbacks):
+def test_a_channel_test_is_delivered_like_an_alert(
+    application, receiver, eager_celery, django_capture_on_commit_callbacks
+):
     issued = webhook(application, receiver.url)
 
     with django_capture_on_commit_callbacks(execute=True):
@@ -244,8 +283,7 @@ def test_a_delivery_enqueued_twice_is_sent_once(application, receiver):
     receiver.pause = 0.5
     issued = webhook(application, receiver.url)
     notification = firing_notification(application, issued.channel)
-    errors = at_once(lambda: delivery_attempt(notification_id=notification.pk, channel_id=issued.channel.pk,
-                                              attempt=1))
+    errors = at_once(lambda: delivery_attempt(notification_id=notification.pk, channel_id=issued.channel.pk, attempt=1))
 
     assert errors == []
     assert len(receiver.received) == 1
@@ -254,8 +292,9 @@ def test_a_delivery_enqueued_twice_is_sent_once(application, receiver):
 
 def test_an_email_refused_by_the_mail_server_is_retried_until_it_is_accepted(application, smtp_server):
     smtp_server.refusals = 1
-    channel = channel_create(organization=application.organization, name="mail", kind="email",
-                             email_addresses="oncall@example.com").channel
+    channel = channel_create(
+        organization=application.organization, name="mail", kind="email", email_addresses="oncall@example.com"
+    ).channel
     notification = firing_notification(application, channel)
 
     send(notification, channel)

@@ -25,26 +25,63 @@ def minute(ago: int):
     return NOW.replace(second=0) - timedelta(minutes=ago)
 
 
-def events(app, *, ago: int, count: int = 1, event_type: str = "command", granularity: str = "minute",
-           bucket=None, service: str | None = None):
+def events(
+    app,
+    *,
+    ago: int,
+    count: int = 1,
+    event_type: str = "command",
+    granularity: str = "minute",
+    bucket=None,
+    service: str | None = None,
+):
     bucket = bucket or minute(ago)
-    rows = [EventRollup(organization_id=app.organization_id, application_id=app.pk, granularity=granularity,
-                        dimension="", bucket=bucket, event_type=event_type, value="", count=count)]
+    rows = [
+        EventRollup(
+            organization_id=app.organization_id,
+            application_id=app.pk,
+            granularity=granularity,
+            dimension="",
+            bucket=bucket,
+            event_type=event_type,
+            value="",
+            count=count,
+        )
+    ]
     if service is not None:
-        rows.append(EventRollup(organization_id=app.organization_id, application_id=app.pk, granularity=granularity,
-                                dimension="service", bucket=bucket, event_type=event_type, value=service,
-                                count=count))
+        rows.append(
+            EventRollup(
+                organization_id=app.organization_id,
+                application_id=app.pk,
+                granularity=granularity,
+                dimension="service",
+                bucket=bucket,
+                event_type=event_type,
+                value=service,
+                count=count,
+            )
+        )
     EventRollup.objects.bulk_create(rows)
 
 
 def outcome(app, kind: str, count: int, hour=None):
-    Outcome.objects.create(organization_id=app.organization_id, application_id=app.pk,
-                           hour=hour or NOW.replace(minute=0, second=0), outcome=kind, count=count)
+    Outcome.objects.create(
+        organization_id=app.organization_id,
+        application_id=app.pk,
+        hour=hour or NOW.replace(minute=0, second=0),
+        outcome=kind,
+        count=count,
+    )
 
 
 def rule(app, kind, organization_wide=False, **fields):
-    return rule_create(organization=app.organization, application=None if organization_wide else app,
-                       name=f"{kind} rule", kind=kind, **fields)
+    return rule_create(
+        organization=app.organization,
+        application=None if organization_wide else app,
+        name=f"{kind} rule",
+        kind=kind,
+        **fields,
+    )
 
 
 def state_after(rule_, now=NOW) -> str:
@@ -62,7 +99,9 @@ def test_silence_fires_without_events_in_the_window_and_resolves_when_they_come(
     events(app, ago=4)
     assert state_after(silent, NOW + timedelta(seconds=1)) == "ok"
     assert list(Notification.objects.filter(rule=silent).values_list("type", flat=True)) == [
-        "alert.resolved", "alert.firing"]
+        "alert.resolved",
+        "alert.firing",
+    ]
 
 
 def test_a_one_minute_silence_fires_once_the_minute_after_the_last_events_has_passed(app):
@@ -151,8 +190,7 @@ def test_change_needs_the_minimum_in_the_earlier_window(app):
 
 
 def test_change_against_the_same_hours_a_week_earlier_fires_on_a_drop(app):
-    drop = rule(app, "change", parameters={"window_minutes": 60, "percent": 30, "direction": "down",
-                                           "compare": "week"})
+    drop = rule(app, "change", parameters={"window_minutes": 60, "percent": 30, "direction": "down", "compare": "week"})
     last_hour = NOW.replace(minute=0, second=0) - timedelta(hours=1)
     events(app, ago=0, granularity="hour", bucket=last_hour - timedelta(days=7), count=1000)
     events(app, ago=0, granularity="hour", bucket=last_hour, count=500)
@@ -190,8 +228,9 @@ def test_outcomes_resolves_when_the_share_falls(app):
 
 @pytest.fixture
 def limited_app():
-    tier = Tier.objects.create(slug="alerts-test", name="Alerts test", monthly_event_quota=1000,
-                               requests_per_minute=60, retention_days=30)
+    tier = Tier.objects.create(
+        slug="alerts-test", name="Alerts test", monthly_event_quota=1000, requests_per_minute=60, retention_days=30
+    )
     return ApplicationFactory(organization=OrganizationFactory(tier=tier))
 
 
@@ -221,12 +260,25 @@ def test_quota_never_fires_on_an_unlimited_tier(app):
 
 def lambda_rows(app, function: str, invocations: int, errors: int, durations: dict[int, int] | None = None):
     bucket = NOW.replace(minute=25, second=0)
-    LambdaRollup.objects.create(organization_id=app.organization_id, application_id=app.pk, granularity="5min",
-                                bucket=bucket, function=function, invocations=invocations, errors=errors)
+    LambdaRollup.objects.create(
+        organization_id=app.organization_id,
+        application_id=app.pk,
+        granularity="5min",
+        bucket=bucket,
+        function=function,
+        invocations=invocations,
+        errors=errors,
+    )
     for bound, count in (durations or {}).items():
-        LambdaDurationBucket.objects.create(organization_id=app.organization_id, application_id=app.pk,
-                                            granularity="5min", bucket=bucket, function=function, bound=bound,
-                                            count=count)
+        LambdaDurationBucket.objects.create(
+            organization_id=app.organization_id,
+            application_id=app.pk,
+            granularity="5min",
+            bucket=bucket,
+            function=function,
+            bound=bound,
+            count=count,
+        )
 
 
 def test_lambda_error_rate_fires_on_the_worst_function_and_names_it(app):
@@ -249,9 +301,18 @@ def test_lambda_p95_duration_fires_above_the_threshold_and_resolves(app):
 
 
 def api_row(app, endpoint: str, count: int, errors: int, **latency):
-    ApiRollup.objects.create(organization_id=app.organization_id, application_id=app.pk, granularity="5min",
-                             bucket=NOW.replace(minute=25, second=0), service_name="orders", dimension="endpoint",
-                             value=endpoint, count=count, errors=errors, **latency)
+    ApiRollup.objects.create(
+        organization_id=app.organization_id,
+        application_id=app.pk,
+        granularity="5min",
+        bucket=NOW.replace(minute=25, second=0),
+        service_name="orders",
+        dimension="endpoint",
+        value=endpoint,
+        count=count,
+        errors=errors,
+        **latency,
+    )
 
 
 def test_api_error_rate_of_one_endpoint(app):

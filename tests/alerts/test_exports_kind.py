@@ -21,10 +21,12 @@ def test_a_failed_export_fires_the_rule_and_its_retry_resolves_it(archive_dir):
     now = day_start(application.created_at) + timedelta(days=2, hours=3)
     day = day_start(now) - timedelta(days=1)
     events_add(application, day + timedelta(hours=1), 2)
-    ExportSchedule.objects.create(organization=application.organization, formats=["ndjson.gz"], prefix="daily",
-                                  start_date=day.date())
-    rule = rule_create(organization=application.organization, application=None, name="exports fail",
-                       kind="exports", parameters={})
+    ExportSchedule.objects.create(
+        organization=application.organization, formats=["ndjson.gz"], prefix="daily", start_date=day.date()
+    )
+    rule = rule_create(
+        organization=application.organization, application=None, name="exports fail", kind="exports", parameters={}
+    )
     blocker = export_folder_block(archive_dir, application)
 
     assert scheduled_exports_run(now=now).failed == 1
@@ -38,17 +40,24 @@ def test_a_failed_export_fires_the_rule_and_its_retry_resolves_it(archive_dir):
     rule.refresh_from_db()
     assert rule.state == "ok"
     assert list(Notification.objects.filter(rule=rule).order_by("pk").values_list("type", flat=True)) == [
-        "alert.firing", "alert.resolved"]
+        "alert.firing",
+        "alert.resolved",
+    ]
 
 
 def test_a_rule_of_one_application_counts_only_its_failed_files(archive_dir):
     application = ApplicationFactory()
     sibling = ApplicationFactory(organization=application.organization)
     now = day_start(application.created_at) + timedelta(days=2, hours=3)
-    ExportSchedule.objects.create(organization=application.organization, formats=["ndjson.gz"], prefix="daily",
-                                  start_date=(day_start(now) - timedelta(days=1)).date())
-    mine = rule_create(organization=application.organization, application=application, name="mine",
-                       kind="exports", parameters={})
+    ExportSchedule.objects.create(
+        organization=application.organization,
+        formats=["ndjson.gz"],
+        prefix="daily",
+        start_date=(day_start(now) - timedelta(days=1)).date(),
+    )
+    mine = rule_create(
+        organization=application.organization, application=application, name="mine", kind="exports", parameters={}
+    )
     export_folder_block(archive_dir, sibling)
 
     assert scheduled_exports_run(now=now).failed == 1

@@ -14,8 +14,14 @@ from tests.factories import ApplicationFactory, UserFactory
 
 def silence_rule(**fields):
     application = ApplicationFactory()
-    return rule_create(organization=application.organization, application=application, name="quiet",
-                       kind="silence", parameters={"minutes": 5}, **fields)
+    return rule_create(
+        organization=application.organization,
+        application=application,
+        name="quiet",
+        kind="silence",
+        parameters={"minutes": 5},
+        **fields,
+    )
 
 
 def notifications(rule):

@@ -42,22 +42,58 @@ def wait_until(condition, seconds: float = 120):
 def celery_processes(tmp_path):
     """Two workers and beat, started on the test database; their output in tmp_path."""
     database = connection.settings_dict
-    env = {**os.environ, "DATABASE_URL": f"postgres://{database['USER']}@{database['HOST']}:{database['PORT']}/"
-                                         f"{database['NAME']}",
-           "REDIS_URL": settings.REDIS_URL, "SECRET_KEY": settings.SECRET_KEY, "APP_DATA_DIR": str(tmp_path),
-           "APP_OBSERVABILITY__LOG_FORMAT": "pretty", "APP_ALERTS__PRIVATE_NETWORKS": "127.0.0.0/8"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"postgres://{database['USER']}@{database['HOST']}:{database['PORT']}/{database['NAME']}",
+        "REDIS_URL": settings.REDIS_URL,
+        "SECRET_KEY": settings.SECRET_KEY,
+        "APP_DATA_DIR": str(tmp_path),
+        "APP_OBSERVABILITY__LOG_FORMAT": "pretty",
+        "APP_ALERTS__PRIVATE_NETWORKS": "127.0.0.0/8",
+    }
     # Messages other tests left in the queue are not this test's to run.
     celery_app.control.purge()
-    commands = [[sys.executable, "-m", "celery", "--app", "telemetry", "worker", "--concurrency", "1", "--hostname",
-                 f"alerts-{n}@%h", "--without-mingle", "--without-gossip", "--loglevel", "INFO"] for n in (1, 2)]
-    commands.append([sys.executable, "-m", "celery", "--app", "telemetry", "beat", "--loglevel", "INFO",
-                     "--scheduler", "django_celery_beat.schedulers:DatabaseScheduler", "--pidfile", ""])
+    commands = [
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "--app",
+            "telemetry",
+            "worker",
+            "--concurrency",
+            "1",
+            "--hostname",
+            f"alerts-{n}@%h",
+            "--without-mingle",
+            "--without-gossip",
+            "--loglevel",
+            "INFO",
+        ]
+        for n in (1, 2)
+    ]
+    commands.append(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "--app",
+            "telemetry",
+            "beat",
+            "--loglevel",
+            "INFO",
+            "--scheduler",
+            "django_celery_beat.schedulers:DatabaseScheduler",
+            "--pidfile",
+            "",
+        ]
+    )
     processes = []
     for n, command in enumerate(commands):
         log = open(tmp_path / f"celery-{n}.log", "wb")
         processes.append((subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT), log))
     yield tmp_path
-    for process, log in processes:
+    for process, _log in processes:
         process.terminate()
     for process, log in processes:
         try:
@@ -76,8 +112,14 @@ def succeeded_evaluations(log_dir) -> int:
 def test_beat_and_two_workers_deliver_a_silence_alert_once(receiver, celery_processes):
     application = ApplicationFactory(name="quiet-app")
     issued = channel_create(organization=application.organization, name="pager", kind="webhook", url=receiver.url)
-    rule = rule_create(organization=application.organization, application=application, name="quiet-app is quiet",
-                       kind="silence", parameters={"minutes": 1}, channels=[issued.channel])
+    rule = rule_create(
+        organization=application.organization,
+        application=application,
+        name="quiet-app is quiet",
+        kind="silence",
+        parameters={"minutes": 1},
+        channels=[issued.channel],
+    )
     # Due at once rather than a minute after beat started; saved, so that beat reads the change.
     evaluation = PeriodicTask.objects.get(task="alerts.tasks.rules_evaluate")
     evaluation.last_run_at = timezone.now() - timedelta(minutes=5)

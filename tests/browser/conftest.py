@@ -18,9 +18,12 @@ def site(django_db_setup, server_data_dir):
 @pytest.fixture
 def launch_chromium():
     """Starts Debian's Chromium headless with the flags this sandbox needs (never a downloaded browser)."""
+
     def launch(playwright):
-        return playwright.chromium.launch(executable_path="/usr/bin/chromium", args=[
-            "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"])
+        return playwright.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            args=["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"],
+        )
 
     return launch
 

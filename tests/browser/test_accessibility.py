@@ -15,15 +15,18 @@ from tests.browser.test_dashboards import send
 from tests.conftest import app_keys_create, make_event
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
-WCAG = {"runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]},
-        "resultTypes": ["violations"]}
+WCAG = {
+    "runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]},
+    "resultTypes": ["violations"],
+}
 
 
 @pytest.fixture
 def keys():
     # A tier with a quota, so the pages show the quota bar too.
-    team = Tier.objects.create(slug="team-a11y", name="Team", monthly_event_quota=1000, requests_per_minute=1000,
-                               retention_days=30)
+    team = Tier.objects.create(
+        slug="team-a11y", name="Team", monthly_event_quota=1000, requests_per_minute=1000, retention_days=30
+    )
     keys = app_keys_create(name="Mobile app", organization__tier=team)
     empty = app_keys_create(name="Brand new", organization=keys.application.organization)
     user = User.objects.create_user("ana", "ana@shop.example", "a-long-member-password", is_staff=True)
@@ -33,9 +36,16 @@ def keys():
 
 def stream_send(site, keys, body: bytes) -> int:
     """Sends an event stream over HTTP; returns the stream's id."""
-    request = urllib.request.Request(f"{site}/v1/streams/{keys.org_id}/{keys.app_id}", data=body, method="POST",
-                                     headers={"Authorization": f"Bearer {keys.api_token}",
-                                              "Content-Type": "application/x-ndjson", "User-Agent": "demo-agent/2.0"})
+    request = urllib.request.Request(
+        f"{site}/v1/streams/{keys.org_id}/{keys.app_id}",
+        data=body,
+        method="POST",
+        headers={
+            "Authorization": f"Bearer {keys.api_token}",
+            "Content-Type": "application/x-ndjson",
+            "User-Agent": "demo-agent/2.0",
+        },
+    )
     with urllib.request.urlopen(request, timeout=10) as answer:
         assert answer.read() == str(body.count(b"\n")).encode()
     return Stream.objects.filter(application=keys.application).latest("pk").pk
@@ -49,23 +59,34 @@ def sign_in(page, site):
     expect(page.locator("h1")).to_have_text("Overview")
 
 
-def test_dashboard_pages_have_no_wcag_violations(keys, site, sync_orm_beside_playwright, launch_chromium,
-                                                 screenshots):
+def test_dashboard_pages_have_no_wcag_violations(keys, site, sync_orm_beside_playwright, launch_chromium, screenshots):
     keys, empty = keys
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     assert send(site, keys, [make_event(timestamp=now), make_event(timestamp=now, user_id="bad")]) == 207
     rollups_update(lag_seconds=0)
     org, app = keys.org_id, keys.app_id
     stream = stream_send(site, keys, b'{"level": "INFO", "msg": "hi mom"}\n{"type": "metric", "value": 3}\n')
-    pages = ["/", f"/orgs/{org}/", f"/orgs/{org}/?range=1h", f"/orgs/{org}/apps/{app}/",
-             f"/orgs/{org}/apps/{app}/?range=30d&by=day&type=command", f"/orgs/{org}/apps/{empty.app_id}/",
-             "/preferences/", f"/orgs/{org}/apps/{app}/streams/", f"/orgs/{org}/apps/{app}/streams/{stream}/"]
+    pages = [
+        "/",
+        f"/orgs/{org}/",
+        f"/orgs/{org}/?range=1h",
+        f"/orgs/{org}/apps/{app}/",
+        f"/orgs/{org}/apps/{app}/?range=30d&by=day&type=command",
+        f"/orgs/{org}/apps/{empty.app_id}/",
+        "/preferences/",
+        f"/orgs/{org}/apps/{app}/streams/",
+        f"/orgs/{org}/apps/{app}/streams/{stream}/",
+    ]
     with sync_playwright() as playwright:
         browser = launch_chromium(playwright)
         page = browser.new_page()
         refused = []  # what the Content-Security-Policy blocked: inline scripts or styles, other origins
-        page.on("console", lambda message: refused.append((page.url, message.text))
-                if "Content Security Policy" in message.text else None)
+        page.on(
+            "console",
+            lambda message: (
+                refused.append((page.url, message.text)) if "Content Security Policy" in message.text else None
+            ),
+        )
         sign_in(page, site)
         found = {}
         for path in pages:

@@ -24,13 +24,15 @@ def shop():
 
 def new_page(browser, refused: list, storage_state=None):
     page = browser.new_context(viewport={"width": 1280, "height": 900}, storage_state=storage_state).new_page()
-    page.on("console", lambda message: refused.append(message.text)
-            if "Content Security Policy" in message.text else None)
+    page.on(
+        "console", lambda message: refused.append(message.text) if "Content Security Policy" in message.text else None
+    )
     return page
 
 
 def test_a_silence_rule_made_in_the_admin_fires_and_shows_on_the_dashboards(
-        shop, site, screenshots, tmp_path, sync_orm_beside_playwright, launch_chromium):
+    shop, site, screenshots, tmp_path, sync_orm_beside_playwright, launch_chromium
+):
     organization, refused, signed_in = shop.organization, [], str(tmp_path / "signed-in.json")
     application_url = f"{site}/orgs/{organization.public_id}/apps/{shop.public_id}/"
 

@@ -18,8 +18,13 @@ from tests.factories import ApplicationFactory
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 VIEWPORTS = {"desktop": {"width": 1280, "height": 900}, "phone": {"width": 390, "height": 844}}
-ROUTES = [("GET", "/orders/{order_id}", 35, 0.02), ("GET", "/orders", 80, 0.01), ("POST", "/orders", 220, 0.06),
-          ("GET", "/products/{sku}", 12, 0.0), ("DELETE", "/orders/{order_id}", 150, 0.2)]
+ROUTES = [
+    ("GET", "/orders/{order_id}", 35, 0.02),
+    ("GET", "/orders", 80, 0.01),
+    ("POST", "/orders", 220, 0.06),
+    ("GET", "/products/{sku}", 12, 0.0),
+    ("DELETE", "/orders/{order_id}", 150, 0.2),
+]
 
 
 @pytest.fixture
@@ -41,35 +46,51 @@ def traffic(count: int) -> list[dict]:
         at = now - timedelta(seconds=rng.uniform(30, 3 * 3600))
         slow = 3 if timedelta(minutes=50) < now - at < timedelta(minutes=70) else 1
         status = rng.choice((500, 503, 404, 401)) if rng.random() < error_share else (201 if method == "POST" else 200)
-        records.append({"service": "orders-api", "method": method, "endpoint": endpoint, "status": status,
-                        "response_time": int(rng.lognormvariate(0, 0.6) * typical * slow),
-                        "consumer": rng.choice(("web-shop", "web-shop", "mobile-app", "partner-feed", "anonymous")),
-                        "node": rng.choice(("web-01", "web-02")), "context": None, "created_at": at.isoformat()})
+        records.append(
+            {
+                "service": "orders-api",
+                "method": method,
+                "endpoint": endpoint,
+                "status": status,
+                "response_time": int(rng.lognormvariate(0, 0.6) * typical * slow),
+                "consumer": rng.choice(("web-shop", "web-shop", "mobile-app", "partner-feed", "anonymous")),
+                "node": rng.choice(("web-01", "web-02")),
+                "context": None,
+                "created_at": at.isoformat(),
+            }
+        )
     return records
 
 
 def send(site: str, token: str, records: list[dict]) -> dict:
-    request = urllib.request.Request(site + "/api/v1/ingest", data=json.dumps({"requests": records}).encode(),
-                                     method="POST", headers={"Content-Type": "application/json", "X-API-Key": token})
+    request = urllib.request.Request(
+        site + "/api/v1/ingest",
+        data=json.dumps({"requests": records}).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json", "X-API-Key": token},
+    )
     with urllib.request.urlopen(request, timeout=10) as response:
         assert response.status == 200
         return json.load(response)
 
 
 @pytest.mark.parametrize("viewport", VIEWPORTS)
-def test_member_opens_the_api_panel_of_an_application(shop, site, screenshots, viewport, sync_orm_beside_playwright,
-                                                      launch_chromium):
+def test_member_opens_the_api_panel_of_an_application(
+    shop, site, screenshots, viewport, sync_orm_beside_playwright, launch_chromium
+):
     application, token = shop
     records = traffic(1500)
     for start in range(0, len(records), 500):  # batches of the client's default size
-        assert send(site, token, records[start:start + 500])["count"] == 500
+        assert send(site, token, records[start : start + 500])["count"] == 500
     rollups_update(lag_seconds=0)
     with sync_playwright() as playwright:
         browser = launch_chromium(playwright)
         page = browser.new_context(viewport=VIEWPORTS[viewport]).new_page()
         refused = []
-        page.on("console", lambda message: refused.append(message.text)
-                if "Content Security Policy" in message.text else None)
+        page.on(
+            "console",
+            lambda message: refused.append(message.text) if "Content Security Policy" in message.text else None,
+        )
         page.goto(site + "/")
         page.fill("#id_username", "lena")
         page.fill("#id_password", "a-long-member-password")

@@ -27,19 +27,30 @@ def keys():
 def send(site: str, keys, events) -> int:
     body = batch_body(events)
     timestamp, nonce = str(int(time.time())), str(uuid.uuid4())
-    request = urllib.request.Request(site + keys.url, data=body, method="POST", headers={
-        "Content-Type": "application/json", "X-Timestamp": timestamp, "X-Nonce": nonce,
-        "X-Signature": sign(keys.hmac_secret, timestamp, nonce, body)})
+    request = urllib.request.Request(
+        site + keys.url,
+        data=body,
+        method="POST",
+        headers={
+            "Content-Type": "application/json",
+            "X-Timestamp": timestamp,
+            "X-Nonce": nonce,
+            "X-Signature": sign(keys.hmac_secret, timestamp, nonce, body),
+        },
+    )
     with urllib.request.urlopen(request, timeout=10) as response:
         return response.status
 
 
 @pytest.mark.parametrize("viewport", VIEWPORTS)
-def test_member_follows_an_application_from_the_overview_to_its_live_tail(keys, site, screenshots, viewport,
-                                                                          sync_orm_beside_playwright, launch_chromium):
+def test_member_follows_an_application_from_the_overview_to_its_live_tail(
+    keys, site, screenshots, viewport, sync_orm_beside_playwright, launch_chromium
+):
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    assert send(site, keys, [make_event(timestamp=now, event={"type": t})
-                             for t in ("page_view", "page_view", "checkout")]) == 200
+    assert (
+        send(site, keys, [make_event(timestamp=now, event={"type": t}) for t in ("page_view", "page_view", "checkout")])
+        == 200
+    )
     rollups_update(lag_seconds=0)
     with sync_playwright() as playwright:
         browser = launch_chromium(playwright)
@@ -62,8 +73,19 @@ def test_member_follows_an_application_from_the_overview_to_its_live_tail(keys, 
         expect(page.locator("#by")).to_have_value("hour")
         expect(page.locator("#top-event-types-title + table")).to_contain_text("page_view")
 
-        assert send(site, keys, [make_event(timestamp=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                                            event={"type": "sent_during_the_test"})]) == 200
+        assert (
+            send(
+                site,
+                keys,
+                [
+                    make_event(
+                        timestamp=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                        event={"type": "sent_during_the_test"},
+                    )
+                ],
+            )
+            == 200
+        )
         expect(page.locator("#tail")).to_contain_text("sent_during_the_test", timeout=15_000)
         page.screenshot(path=str(screenshots / f"application-{viewport}.png"), full_page=True)
         browser.close()

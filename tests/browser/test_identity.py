@@ -34,8 +34,9 @@ def browser(organization, sync_orm_beside_playwright, launch_chromium):
 
 def new_page(browser, refused: list):
     page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
-    page.on("console", lambda message: refused.append(message.text)
-            if "Content Security Policy" in message.text else None)
+    page.on(
+        "console", lambda message: refused.append(message.text) if "Content Security Policy" in message.text else None
+    )
     return page
 
 
@@ -85,7 +86,8 @@ def two_factor_required(organization):
 
 
 def test_a_member_of_an_organization_requiring_it_sets_up_two_factor_and_signs_in_with_it(
-        two_factor_required, site, browser, screenshots):
+    two_factor_required, site, browser, screenshots
+):
     refused = []
     page = new_page(browser, refused)
 

@@ -16,8 +16,8 @@ from tests.browser.test_accessibility import WCAG
 from tests.conftest import app_keys_create
 from tests.ingest.test_lambda_api import SEED_FUNCTION, SEED_START
 from tests.ingest.test_lambda_rollups import report
-from tests.ingest.test_otlp_api import metrics
 from tests.ingest.test_otlp_api import gauge as otlp_gauge
+from tests.ingest.test_otlp_api import metrics
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
@@ -31,8 +31,9 @@ def keys():
 
 
 def post(url: str, body: bytes, content_type: str, token: str) -> int:
-    request = urllib.request.Request(url, data=body, method="POST", headers={
-        "Content-Type": content_type, "Authorization": f"Bearer {token}"})
+    request = urllib.request.Request(
+        url, data=body, method="POST", headers={"Content-Type": content_type, "Authorization": f"Bearer {token}"}
+    )
     with urllib.request.urlopen(request, timeout=10) as response:
         return response.status
 
@@ -43,34 +44,65 @@ def invocations(hours: int = 6) -> list[dict]:
     array = []
     for i in range(hours * 12):
         moment = now - timedelta(minutes=5 * i + 1)
-        element = report(0, 40.0 + (i * 37) % 400, status="error" if i % 9 == 0 else "success",
-                         used=70 + i % 40, init=180.0 + i if i % 12 == 0 else None)
+        element = report(
+            0,
+            40.0 + (i * 37) % 400,
+            status="error" if i % 9 == 0 else "success",
+            used=70 + i % 40,
+            init=180.0 + i if i % 12 == 0 else None,
+        )
         element["time"] = moment.isoformat()
         element["record"]["requestId"] = f"req-{i}"
         array.append(element)
     return array
 
 
-def test_the_lambda_panel_shows_a_functions_invocations(keys, site, screenshots, sync_orm_beside_playwright,
-                                                         launch_chromium):
+def test_the_lambda_panel_shows_a_functions_invocations(
+    keys, site, screenshots, sync_orm_beside_playwright, launch_chromium
+):
     base = f"{site}/v1/lambda/{keys.org_id}/{keys.app_id}"
-    assert post(f"{base}?function=thumbnailer&version=14", json.dumps([SEED_START, SEED_FUNCTION, *invocations()])
-                .encode(), "application/json", keys.api_token) == 200
-    assert post(f"{base}?function=thumbnailer&version=15", json.dumps(invocations(2)[:10]).encode(),
-                "application/json", keys.api_token) == 200
+    assert (
+        post(
+            f"{base}?function=thumbnailer&version=14",
+            json.dumps([SEED_START, SEED_FUNCTION, *invocations()]).encode(),
+            "application/json",
+            keys.api_token,
+        )
+        == 200
+    )
+    assert (
+        post(
+            f"{base}?function=thumbnailer&version=15",
+            json.dumps(invocations(2)[:10]).encode(),
+            "application/json",
+            keys.api_token,
+        )
+        == 200
+    )
     now_nanos = time.time_ns()
-    export = metrics(*[otlp_gauge("faas.invocation.duration", 900.0 + i, at=now_nanos - i * 10**9)
-                       for i in range(5)], **{"faas.name": "resize", "faas.version": "3"})
-    assert post(f"{site}/v1/otlp/{keys.org_id}/{keys.app_id}/v1/metrics", export.SerializeToString(),
-                "application/x-protobuf", keys.api_token) == 200
+    export = metrics(
+        *[otlp_gauge("faas.invocation.duration", 900.0 + i, at=now_nanos - i * 10**9) for i in range(5)],
+        **{"faas.name": "resize", "faas.version": "3"},
+    )
+    assert (
+        post(
+            f"{site}/v1/otlp/{keys.org_id}/{keys.app_id}/v1/metrics",
+            export.SerializeToString(),
+            "application/x-protobuf",
+            keys.api_token,
+        )
+        == 200
+    )
     rollups_update(lag_seconds=0)
 
     with sync_playwright() as playwright:
         browser = launch_chromium(playwright)
         page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
         refused = []
-        page.on("console", lambda message: refused.append(message.text)
-                if "Content Security Policy" in message.text else None)
+        page.on(
+            "console",
+            lambda message: refused.append(message.text) if "Content Security Policy" in message.text else None,
+        )
         page.goto(site + "/")
         page.fill("#id_username", "lee")
         page.fill("#id_password", "a-long-member-password")

@@ -38,10 +38,18 @@ def send_batch(base_url: str, values: dict) -> int:
 
     timestamp, nonce = str(int(time.time())), str(uuid.uuid4())
     request = urllib.request.Request(
-        f"{base_url}/v1/ingest/{values['org_id']}/{values['app_id']}", data=body, method="POST",
-        headers={"Content-Type": "application/json", "X-Timestamp": timestamp, "X-Nonce": nonce,
-                 "X-Signature": sign(values["hmac_secret"], timestamp, nonce, body), "X-Batch-Size": "1",
-                 "Authorization": f"Bearer {values['api_token']}"})
+        f"{base_url}/v1/ingest/{values['org_id']}/{values['app_id']}",
+        data=body,
+        method="POST",
+        headers={
+            "Content-Type": "application/json",
+            "X-Timestamp": timestamp,
+            "X-Nonce": nonce,
+            "X-Signature": sign(values["hmac_secret"], timestamp, nonce, body),
+            "X-Batch-Size": "1",
+            "Authorization": f"Bearer {values['api_token']}",
+        },
+    )
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status
@@ -50,8 +58,10 @@ def send_batch(base_url: str, values: dict) -> int:
 
 
 def read_credentials(page) -> dict:
-    return {key: page.locator(f"#tk-{key.replace('_', '-')}").inner_text().strip()
-            for key in ("org_id", "app_id", "api_token", "hmac_secret")}
+    return {
+        key: page.locator(f"#tk-{key.replace('_', '-')}").inner_text().strip()
+        for key in ("org_id", "app_id", "api_token", "hmac_secret")
+    }
 
 
 def test_owner_issues_rotates_and_revokes_credentials_in_the_browser(organization, site, page, screenshots):

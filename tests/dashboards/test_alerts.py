@@ -27,14 +27,17 @@ def world():
     blog = ApplicationFactory(name="blog", organization=organization)
     elsewhere = ApplicationFactory(name="elsewhere")
     rules = {
-        "shop": rule_create(organization=organization, application=shop, name="shop is quiet", kind="silence",
-                            parameters={"minutes": 5}),
+        "shop": rule_create(
+            organization=organization, application=shop, name="shop is quiet", kind="silence", parameters={"minutes": 5}
+        ),
         "blog": rule_create(organization=organization, application=blog, name="blog is quiet", kind="silence"),
         "all": rule_create(organization=organization, name="everything is quiet", kind="silence"),
-        "elsewhere": rule_create(organization=elsewhere.organization, application=elsewhere,
-                                 name="elsewhere is quiet", kind="silence"),
-        "calm": rule_create(organization=organization, application=shop, name="shop spikes", kind="rate",
-                            parameters={"threshold": 1000}),
+        "elsewhere": rule_create(
+            organization=elsewhere.organization, application=elsewhere, name="elsewhere is quiet", kind="silence"
+        ),
+        "calm": rule_create(
+            organization=organization, application=shop, name="shop spikes", kind="rate", parameters={"threshold": 1000}
+        ),
     }
     rules_evaluate(now=NOW)
     return {"organization": organization, "shop": shop, "blog": blog, "elsewhere": elsewhere, "rules": rules}
@@ -61,8 +64,11 @@ def test_firing_rules_of_an_application_add_the_organization_wide_ones(world):
 
 
 def test_a_firing_rule_carries_its_value_and_the_threshold_it_fired_at(world):
-    rule = next(r for r in firing_rules(organization=world["organization"], application=world["shop"])
-                if r.name == "shop is quiet")
+    rule = next(
+        r
+        for r in firing_rules(organization=world["organization"], application=world["shop"])
+        if r.name == "shop is quiet"
+    )
 
     assert (rule.state, rule.state_since, rule.last_value, rule.threshold) == ("firing", NOW, 0, 5)
 
@@ -70,8 +76,9 @@ def test_a_firing_rule_carries_its_value_and_the_threshold_it_fired_at(world):
 def test_the_application_page_shows_the_firing_alerts_in_scope(client, world):
     member(client, world["organization"])
 
-    response = client.get(reverse("dashboards:application", args=[world["organization"].public_id,
-                                                                   world["shop"].public_id]))
+    response = client.get(
+        reverse("dashboards:application", args=[world["organization"].public_id, world["shop"].public_id])
+    )
 
     assert response.status_code == 200
     banner = response.content.decode().split('class="card alerts-banner"')[1].split("</section>")[0]
@@ -89,7 +96,10 @@ def test_the_organization_page_shows_all_its_firing_alerts_and_none_of_others(cl
     response = client.get(reverse("dashboards:organization", args=[world["organization"].public_id]))
 
     assert [rule.name for rule in response.context["firing"]] == [
-        "blog is quiet", "everything is quiet", "shop is quiet"]
+        "blog is quiet",
+        "everything is quiet",
+        "shop is quiet",
+    ]
     assert b"3 alerts firing" in response.content
     assert b"elsewhere is quiet" not in response.content
 
@@ -98,8 +108,9 @@ def test_an_acknowledged_alert_says_so(client, world):
     user = member(client, world["organization"])
     rule_acknowledge(rule=AlertRule.objects.get(pk=world["rules"]["shop"].pk), by=user)
 
-    response = client.get(reverse("dashboards:application", args=[world["organization"].public_id,
-                                                                   world["shop"].public_id]))
+    response = client.get(
+        reverse("dashboards:application", args=[world["organization"].public_id, world["shop"].public_id])
+    )
 
     shop_item = response.content.decode().split("shop is quiet")[1].split("</li>")[0]
     assert '<span class="ack">acknowledged</span>' in shop_item
@@ -131,11 +142,14 @@ def test_the_charts_mark_the_transitions_of_the_rules_in_scope_within_the_range(
     rules_evaluate(now=NOW + timedelta(minutes=1))  # still firing: no new transition
     shop = Notification.objects.get(rule=world["rules"]["shop"])
 
-    response = client.get(reverse("dashboards:application", args=[world["organization"].public_id,
-                                                                   world["shop"].public_id]) + "?range=24h")
+    response = client.get(
+        reverse("dashboards:application", args=[world["organization"].public_id, world["shop"].public_id])
+        + "?range=24h"
+    )
 
     assert response.context["charts"]["marks"] == [
-        {"t": int(shop.created_at.timestamp()), "type": "firing", "rule": "shop is quiet"}]
+        {"t": int(shop.created_at.timestamp()), "type": "firing", "rule": "shop is quiet"}
+    ]
     assert b"1 alert transition in this range" in response.content
 
 
@@ -148,12 +162,16 @@ def test_the_charts_mark_resolutions_and_leave_out_reminders(client, world):
     measurement = Measurement(firing=False, value=3, threshold=5)
     rule_step(rule=rule, measurement=measurement, now=NOW + timedelta(minutes=3))
 
-    response = client.get(reverse("dashboards:application", args=[world["organization"].public_id,
-                                                                   world["blog"].public_id]))
+    response = client.get(
+        reverse("dashboards:application", args=[world["organization"].public_id, world["blog"].public_id])
+    )
 
     kinds = [(mark["rule"], mark["type"]) for mark in response.context["charts"]["marks"]]
-    assert sorted(kinds) == [("blog is quiet", "firing"), ("blog is quiet", "resolved"),
-                             ("everything is quiet", "firing")]
+    assert sorted(kinds) == [
+        ("blog is quiet", "firing"),
+        ("blog is quiet", "resolved"),
+        ("everything is quiet", "firing"),
+    ]
     assert Notification.objects.filter(rule=rule, reminder=True).count() == 1
 
 
@@ -174,13 +192,21 @@ def history(client, organization, query=""):
 
 def test_the_history_lists_transitions_newest_first_with_their_deliveries(client, world):
     member(client, world["organization"])
-    rule, channel = world["rules"]["shop"], channel_create(organization=world["organization"], name="ops hook",
-                                                           kind="slack", url="http://127.0.0.1:9/").channel
-    rule_step(rule=AlertRule.objects.get(pk=rule.pk), measurement=Measurement(value=7, threshold=5, firing=False),
-              now=NOW + timedelta(minutes=1))
+    rule, channel = (
+        world["rules"]["shop"],
+        channel_create(
+            organization=world["organization"], name="ops hook", kind="slack", url="http://127.0.0.1:9/"
+        ).channel,
+    )
+    rule_step(
+        rule=AlertRule.objects.get(pk=rule.pk),
+        measurement=Measurement(value=7, threshold=5, firing=False),
+        now=NOW + timedelta(minutes=1),
+    )
     fired, resolved = Notification.objects.filter(rule=rule).order_by("pk")
-    Delivery.objects.create(notification=fired, channel=channel, attempt=1, status="failed", status_code=503,
-                            error="receiver answered 503")
+    Delivery.objects.create(
+        notification=fired, channel=channel, attempt=1, status="failed", status_code=503, error="receiver answered 503"
+    )
     Delivery.objects.create(notification=fired, channel=channel, attempt=2, status="sent", status_code=200)
 
     response = history(client, world["organization"], f"?rule={rule.pk}")
@@ -190,8 +216,12 @@ def test_the_history_lists_transitions_newest_first_with_their_deliveries(client
     text = response.content.decode()
     assert text.index("Resolved") < text.index("Firing")
     row = text.split('<span class="type-firing">')[1].split("</tr>")[0]
-    assert "ops hook" in row and "attempt 2" in row and "attempt 1" in row and row.index("attempt 2") < row.index(
-        "attempt 1")
+    assert (
+        "ops hook" in row
+        and "attempt 2" in row
+        and "attempt 1" in row
+        and row.index("attempt 2") < row.index("attempt 1")
+    )
     assert "HTTP 503" in row and "receiver answered 503" in row and "sent" in row
 
 
@@ -214,7 +244,10 @@ def test_the_history_of_the_organization_holds_only_its_own_rules(client, world)
     response = history(client, world["organization"])
 
     assert sorted(n.rule.name for n in response.context["page"]) == [
-        "blog is quiet", "everything is quiet", "shop is quiet"]
+        "blog is quiet",
+        "everything is quiet",
+        "shop is quiet",
+    ]
     assert b"elsewhere is quiet" not in response.content
 
 
@@ -237,8 +270,11 @@ def test_the_history_is_paginated(client, world):
     rule = AlertRule.objects.get(pk=world["rules"]["shop"].pk)
     for minute in range(1, 30):
         rule.refresh_from_db()
-        rule_step(rule=rule, measurement=Measurement(value=minute % 2, threshold=1, firing=minute % 2 == 0),
-                  now=NOW + timedelta(minutes=minute))
+        rule_step(
+            rule=rule,
+            measurement=Measurement(value=minute % 2, threshold=1, firing=minute % 2 == 0),
+            now=NOW + timedelta(minutes=minute),
+        )
 
     first, last = history(client, world["organization"]), history(client, world["organization"], "?page=2")
 

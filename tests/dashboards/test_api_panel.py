@@ -58,12 +58,34 @@ def traffic():
     """Known requests of the last hour: 10 to one endpoint (fast, one 500), 4 to another (slow, 401s
     aside), from two consumers on two nodes."""
     key = MaltiKey()
-    requests = ([record(status=200, response_time=8, created_at=ago(10), consumer="web-shop")] * 9
-                + [record(status=500, response_time=8, created_at=ago(10), consumer="web-shop")]
-                + [record(method="POST", endpoint="/orders", status=401, response_time=400, created_at=ago(20),
-                          consumer="mobile", node="web-02")] * 2
-                + [record(method="POST", endpoint="/orders", status=201, response_time=400, created_at=ago(20),
-                          consumer="mobile", node="web-02")] * 2)
+    requests = (
+        [record(status=200, response_time=8, created_at=ago(10), consumer="web-shop")] * 9
+        + [record(status=500, response_time=8, created_at=ago(10), consumer="web-shop")]
+        + [
+            record(
+                method="POST",
+                endpoint="/orders",
+                status=401,
+                response_time=400,
+                created_at=ago(20),
+                consumer="mobile",
+                node="web-02",
+            )
+        ]
+        * 2
+        + [
+            record(
+                method="POST",
+                endpoint="/orders",
+                status=201,
+                response_time=400,
+                created_at=ago(20),
+                consumer="mobile",
+                node="web-02",
+            )
+        ]
+        * 2
+    )
     assert post(key.token, {"requests": requests}).status_code == 200
     rollups_update(lag_seconds=0)
     return key
@@ -87,7 +109,9 @@ def test_the_panel_shows_rate_errors_latency_and_breakdowns_from_the_rollups(cli
     assert total.mean_ms == pytest.approx((10 * 8 + 4 * 400) / 14)
     assert context["per_minute"] == pytest.approx(14 / 60, rel=0.1)
     assert [(row.method, row.endpoint, row.count, row.errors) for row in context["endpoints"]] == [
-        ("GET", "/orders/{order_id}", 10, 1), ("POST", "/orders", 4, 0)]
+        ("GET", "/orders/{order_id}", 10, 1),
+        ("POST", "/orders", 4, 0),
+    ]
     fast, slow = context["endpoints"]
     assert (fast.p50, fast.p99) == (pytest.approx(7.5), pytest.approx(9.95))
     assert slow.p95 == pytest.approx(250 + 250 * 0.95)
@@ -148,7 +172,8 @@ def test_the_application_page_links_to_its_api_panel(client, traffic):
     member(client, traffic.application.organization)
     application = traffic.application
 
-    response = client.get(reverse("dashboards:application",
-                                  args=[application.organization.public_id, application.public_id]))
+    response = client.get(
+        reverse("dashboards:application", args=[application.organization.public_id, application.public_id])
+    )
 
     assert panel_url(traffic) in response.content.decode()

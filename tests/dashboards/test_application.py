@@ -25,13 +25,16 @@ def viewer(client, keys):
 def test_event_types_compare_with_the_previous_period(signed_post):
     keys = app_keys_create()
     now = timezone.now()
-    signed_post(keys, [make_event(timestamp=iso(now - timedelta(hours=h)), event={"type": "build"}) for h in (1, 2, 3, 4)])
+    signed_post(
+        keys, [make_event(timestamp=iso(now - timedelta(hours=h)), event={"type": "build"}) for h in (1, 2, 3, 4)]
+    )
     signed_post(keys, [make_event(timestamp=iso(now - timedelta(hours=30)), event={"type": "build"}) for _ in (1, 2)])
     signed_post(keys, [make_event(timestamp=iso(now - timedelta(hours=1)), event={"type": "test"})])
     rollups_update(lag_seconds=0)
 
-    rows = application_breakdown(application=keys.application, by="event_type",
-                                 window=window_for(range_key="24h", granularity="hour", now=now))
+    rows = application_breakdown(
+        application=keys.application, by="event_type", window=window_for(range_key="24h", granularity="hour", now=now)
+    )
 
     assert [(row.name, row.count, row.previous) for row in rows] == [("build", 4, 2), ("test", 1, 0)]
     assert rows[0].change_percent == 100.0 and rows[1].change_percent is None
@@ -40,18 +43,28 @@ def test_event_types_compare_with_the_previous_period(signed_post):
 def test_categories_services_and_sdk_versions_count_each_event_once(signed_post):
     keys = app_keys_create()
     now = iso(timezone.now())
-    signed_post(keys, [make_event(timestamp=now, event={"type": "build", "category": "cli"}),
-                       make_event(timestamp=now, event={"type": "deploy", "category": "cli"}),
-                       make_event(timestamp=now, event={"type": "crash"},
-                                  service={"name": "agent", "version": "2.0.0", "language": "rust"})],
-                HTTP_X_SDK_VERSION="telemetry-kit-rust/0.4.0")
+    signed_post(
+        keys,
+        [
+            make_event(timestamp=now, event={"type": "build", "category": "cli"}),
+            make_event(timestamp=now, event={"type": "deploy", "category": "cli"}),
+            make_event(
+                timestamp=now,
+                event={"type": "crash"},
+                service={"name": "agent", "version": "2.0.0", "language": "rust"},
+            ),
+        ],
+        HTTP_X_SDK_VERSION="telemetry-kit-rust/0.4.0",
+    )
     signed_post(keys, [make_event(timestamp=now)])  # sent with SDK 0.3.0
     rollups_update(lag_seconds=0)
     window = window_for(range_key="1h", granularity="minute", now=timezone.now())
 
     def breakdown(by, event_type=None):
-        return [(row.name, row.count) for row in application_breakdown(
-            application=keys.application, window=window, by=by, event_type=event_type)]
+        return [
+            (row.name, row.count)
+            for row in application_breakdown(application=keys.application, window=window, by=by, event_type=event_type)
+        ]
 
     assert breakdown("category") == [("cli", 3), ("(none)", 1)]
     assert breakdown("service") == [("my-app 1.2.3", 3), ("agent 2.0.0", 1)]
@@ -84,8 +97,14 @@ def test_application_page_shows_types_versions_and_the_newest_events(client, sig
     response = client.get(reverse("dashboards:application", args=[keys.org_id, keys.app_id]))
 
     assert response.status_code == 200
-    for text in (b"checkout", b"my-app 1.2.3", b"telemetry-kit-rust/0.3.0", b"Categories",
-                 b"&quot;cart&quot;: 3", b"hx-trigger=\"every 5s\""):
+    for text in (
+        b"checkout",
+        b"my-app 1.2.3",
+        b"telemetry-kit-rust/0.3.0",
+        b"Categories",
+        b"&quot;cart&quot;: 3",
+        b'hx-trigger="every 5s"',
+    ):
         assert text in response.content
 
 
@@ -116,8 +135,10 @@ def test_csv_download_has_a_row_per_bucket_with_the_rollup_counts(client, signed
     assert sum(int(row[3]) for row in rows[1:]) == 3
 
 
-@pytest.mark.parametrize(("page", "query"), [("dashboards:application", ""), ("dashboards:application", "?format=csv"),
-                                             ("dashboards:application_tail", "")])
+@pytest.mark.parametrize(
+    ("page", "query"),
+    [("dashboards:application", ""), ("dashboards:application", "?format=csv"), ("dashboards:application_tail", "")],
+)
 def test_application_pages_of_another_organization_answer_404(client, page, query):
     mine, theirs = app_keys_create(), app_keys_create()
     viewer(client, mine)

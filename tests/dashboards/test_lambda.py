@@ -17,14 +17,20 @@ from tests.ingest.test_lambda_api import SEED_REPORT, post_array
 pytestmark = pytest.mark.django_db
 
 
-def report_at(moment, duration: float, *, status: str = "success", init: float | None = None,
-              used: int = 64) -> dict:
-    metrics = {"durationMs": duration, "billedDurationMs": int(duration) + 1, "memorySizeMB": 128,
-               "maxMemoryUsedMB": used}
+def report_at(moment, duration: float, *, status: str = "success", init: float | None = None, used: int = 64) -> dict:
+    metrics = {
+        "durationMs": duration,
+        "billedDurationMs": int(duration) + 1,
+        "memorySizeMB": 128,
+        "maxMemoryUsedMB": used,
+    }
     if init is not None:
         metrics["initDurationMs"] = init
-    return {**SEED_REPORT, "time": moment.astimezone(UTC).isoformat(),
-            "record": {"requestId": f"r-{moment.timestamp()}-{duration}", "status": status, "metrics": metrics}}
+    return {
+        **SEED_REPORT,
+        "time": moment.astimezone(UTC).isoformat(),
+        "record": {"requestId": f"r-{moment.timestamp()}-{duration}", "status": status, "metrics": metrics},
+    }
 
 
 def lambda_page(keys) -> str:
@@ -46,9 +52,14 @@ def test_percentiles_interpolate_inside_the_histogram_bucket():
 def test_the_panel_adds_up_functions_and_versions_over_the_range():
     keys = app_keys_create()
     now = timezone.now()
-    post_array(keys, [report_at(now - timedelta(hours=1), 100.0, init=200.0, used=100),
-                      report_at(now - timedelta(hours=2), 50.0, status="error"),
-                      report_at(now - timedelta(days=3), 10.0)])  # outside the last 24 hours
+    post_array(
+        keys,
+        [
+            report_at(now - timedelta(hours=1), 100.0, init=200.0, used=100),
+            report_at(now - timedelta(hours=2), 50.0, status="error"),
+            report_at(now - timedelta(days=3), 10.0),
+        ],
+    )  # outside the last 24 hours
     post_array(keys, [report_at(now - timedelta(hours=1), 30.0)], query="?function=checkout&version=8")
     post_array(keys, [report_at(now - timedelta(hours=1), 5.0)], query="?function=resize")
     rollups_update(lag_seconds=0)
@@ -56,10 +67,17 @@ def test_the_panel_adds_up_functions_and_versions_over_the_range():
     panel = lambda_panel(application=keys.application, window=window_for(range_key="24h", granularity="hour", now=now))
 
     assert [(f.function, f.version, f.invocations) for f in panel.functions] == [
-        ("checkout", "7", 2), ("checkout", "8", 1), ("resize", "", 1)]
+        ("checkout", "7", 2),
+        ("checkout", "8", 1),
+        ("resize", "", 1),
+    ]
     checkout = panel.functions[0]
     assert (checkout.errors, checkout.error_percent, checkout.cold_starts, checkout.init_average_ms) == (
-        1, 50.0, 1, 200.0)
+        1,
+        50.0,
+        1,
+        200.0,
+    )
     assert (checkout.max_memory_used_mb, checkout.memory_size_mb, checkout.memory_percent) == (100, 128, 78.125)
     assert checkout.billed_ms == 152.0
     assert checkout.gb_seconds == pytest.approx(0.152 * 0.125)
@@ -75,8 +93,9 @@ def test_minutes_are_shown_by_five_and_days_added_up_from_hours():
     post_array(keys, [report_at(now - timedelta(minutes=1), 10.0), report_at(now - timedelta(minutes=20), 10.0)])
     rollups_update(lag_seconds=0)
 
-    by_five = lambda_panel(application=keys.application, window=window_for(range_key="1h", granularity="minute",
-                                                                            now=now))
+    by_five = lambda_panel(
+        application=keys.application, window=window_for(range_key="1h", granularity="minute", now=now)
+    )
     by_day = lambda_panel(application=keys.application, window=window_for(range_key="7d", granularity="day", now=now))
 
     assert {b - a for a, b in zip(by_five.periods, by_five.periods[1:])} == {timedelta(minutes=5)}
@@ -95,7 +114,7 @@ def test_the_page_shows_the_functions_and_is_linked_from_the_application(client)
 
     assert page.status_code == 200
     html = page.content.decode()
-    assert "<th scope=\"row\">checkout</th>" in html
+    assert '<th scope="row">checkout</th>' in html
     assert "Invocations" in html and "Cold starts" in html and "GB-seconds" in html
     assert lambda_page(keys) in application_page.content.decode()
 

@@ -27,8 +27,9 @@ def test_event_series_equals_raw_counts_per_bucket(signed_post, range_key, by):
     series = event_series(window=window, organization=keys.application.organization)
 
     step = {"minute": timedelta(minutes=1), "hour": timedelta(hours=1), "day": timedelta(days=1)}[by]
-    expected = [Event.objects.filter(timestamp__gte=bucket, timestamp__lt=bucket + step).count()
-                for bucket in window.buckets]
+    expected = [
+        Event.objects.filter(timestamp__gte=bucket, timestamp__lt=bucket + step).count() for bucket in window.buckets
+    ]
     assert series == expected
     assert len(series) == len(window.buckets)
 

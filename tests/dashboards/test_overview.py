@@ -41,8 +41,9 @@ def test_overview_counts_equal_raw_events(signed_post):
 
 
 def test_quota_usage_and_forecast_follow_accepted_events(signed_post):
-    tier = Tier.objects.create(slug="small", name="Small", monthly_event_quota=100, requests_per_minute=1000,
-                               retention_days=30)
+    tier = Tier.objects.create(
+        slug="small", name="Small", monthly_event_quota=100, requests_per_minute=1000, retention_days=30
+    )
     keys = app_keys_create(organization__tier=tier)
     signed_post(keys, [make_event() for _ in range(4)])
     rollups_update(lag_seconds=0)
@@ -50,8 +51,11 @@ def test_quota_usage_and_forecast_follow_accepted_events(signed_post):
 
     usage = organization_quota_usage(organization=keys.application.organization, now=now)
 
-    elapsed_days = max((now - now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)) / timedelta(days=1), 1 / 24)
+    elapsed_days = max(
+        (now - now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)) / timedelta(days=1), 1 / 24
+    )
     import calendar
+
     assert usage.used == 4
     assert usage.quota == 100
     assert usage.forecast == round(4 / elapsed_days * calendar.monthrange(now.year, now.month)[1])

@@ -38,20 +38,28 @@ def keys():
 
 def test_events_are_counted_per_hour_and_empty_hours_are_zero(client, keys, signed_post):
     hour = this_hour()
-    signed_post(keys, [make_event(timestamp=iso(hour - timedelta(minutes=150))) for _ in range(2)]
-                + [make_event(timestamp=iso(hour - timedelta(minutes=30)))])
+    signed_post(
+        keys,
+        [make_event(timestamp=iso(hour - timedelta(minutes=150))) for _ in range(2)]
+        + [make_event(timestamp=iso(hour - timedelta(minutes=30)))],
+    )
     rollups_update(lag_seconds=0)
 
-    response = read(client, keys, token_for(keys), since=iso(hour - timedelta(hours=3)), until=iso(hour),
-                    interval="hour")
+    response = read(
+        client, keys, token_for(keys), since=iso(hour - timedelta(hours=3)), until=iso(hour), interval="hour"
+    )
 
     assert response.status_code == 200
     assert response["Content-Type"] == "application/json"
     assert response.json() == {
-        "interval": "hour", "since": iso(hour - timedelta(hours=3)), "until": iso(hour),
-        "series": [{"time": iso(hour - timedelta(hours=3)), "count": 2},
-                   {"time": iso(hour - timedelta(hours=2)), "count": 0},
-                   {"time": iso(hour - timedelta(hours=1)), "count": 1}],
+        "interval": "hour",
+        "since": iso(hour - timedelta(hours=3)),
+        "until": iso(hour),
+        "series": [
+            {"time": iso(hour - timedelta(hours=3)), "count": 2},
+            {"time": iso(hour - timedelta(hours=2)), "count": 0},
+            {"time": iso(hour - timedelta(hours=1)), "count": 1},
+        ],
         "total": 3,
     }
 
@@ -59,20 +67,27 @@ def test_events_are_counted_per_hour_and_empty_hours_are_zero(client, keys, sign
 def test_an_application_without_events_answers_every_bucket_with_zero(client, keys):
     hour = this_hour()
 
-    body = read(client, keys, token_for(keys), since=iso(hour - timedelta(hours=2)), until=iso(hour),
-                interval="minute").json()
+    body = read(
+        client, keys, token_for(keys), since=iso(hour - timedelta(hours=2)), until=iso(hour), interval="minute"
+    ).json()
 
     assert len(body["series"]) == 120
     assert {point["count"] for point in body["series"]} == {0}
     assert body["total"] == 0
 
 
-@pytest.mark.parametrize(("range_key", "granularity"), [("1h", "minute"), ("24h", "hour"), ("7d", "hour"),
-                                                        ("30d", "day")])
+@pytest.mark.parametrize(
+    ("range_key", "granularity"), [("1h", "minute"), ("24h", "hour"), ("7d", "hour"), ("30d", "day")]
+)
 def test_the_numbers_equal_the_dashboards_for_the_same_range(client, keys, signed_post, range_key, granularity):
     hour = this_hour()
-    signed_post(keys, [make_event(timestamp=iso(hour - timedelta(minutes=minutes)))
-                       for minutes in (1, 7, 7, 59, 61, 300, 1500, 3000, 9000)])
+    signed_post(
+        keys,
+        [
+            make_event(timestamp=iso(hour - timedelta(minutes=minutes)))
+            for minutes in (1, 7, 7, 59, 61, 300, 1500, 3000, 9000)
+        ],
+    )
     signed_post(keys, [make_event(timestamp=iso(hour - timedelta(minutes=2)), event={"type": "crash"})])
     rollups_update(lag_seconds=0)
     window = window_for(range_key=range_key, granularity=granularity, now=hour - timedelta(microseconds=1))
@@ -87,30 +102,46 @@ def test_the_numbers_equal_the_dashboards_for_the_same_range(client, keys, signe
 
 def test_type_limits_the_series_to_one_event_type(client, keys, signed_post):
     hour = this_hour()
-    signed_post(keys, [make_event(timestamp=iso(hour - timedelta(minutes=5))),
-                       make_event(timestamp=iso(hour - timedelta(minutes=5)), event={"type": "crash"})])
+    signed_post(
+        keys,
+        [
+            make_event(timestamp=iso(hour - timedelta(minutes=5))),
+            make_event(timestamp=iso(hour - timedelta(minutes=5)), event={"type": "crash"}),
+        ],
+    )
     rollups_update(lag_seconds=0)
 
-    body = read(client, keys, token_for(keys), since=iso(hour - timedelta(hours=1)), until=iso(hour),
-                type="crash").json()
+    body = read(
+        client, keys, token_for(keys), since=iso(hour - timedelta(hours=1)), until=iso(hour), type="crash"
+    ).json()
 
     assert body["total"] == 1
 
 
 def test_days_start_at_midnight_utc_whatever_zone_since_is_written_in(client, keys):
-    body = read(client, keys, token_for(keys), since="2026-03-29T00:30:00+02:00", until="2026-03-31T00:00:00Z",
-                interval="day").json()
+    body = read(
+        client, keys, token_for(keys), since="2026-03-29T00:30:00+02:00", until="2026-03-31T00:00:00Z", interval="day"
+    ).json()
 
     # Europe's clocks change on 29 March 2026: UTC days stay 24 hours long.
     assert body["since"] == "2026-03-28T00:00:00Z"
     assert [point["time"] for point in body["series"]] == [
-        "2026-03-28T00:00:00Z", "2026-03-29T00:00:00Z", "2026-03-30T00:00:00Z"]
+        "2026-03-28T00:00:00Z",
+        "2026-03-29T00:00:00Z",
+        "2026-03-30T00:00:00Z",
+    ]
 
 
 def test_the_repeated_local_hour_of_a_dst_change_is_one_utc_hour(client, keys):
     # 02:00 in Paris comes twice on 25 October 2026: first at +02:00, then at +01:00.
-    body = read(client, keys, token_for(keys), since="2026-10-25T02:00:00+02:00", until="2026-10-25T02:00:00+01:00",
-                interval="hour").json()
+    body = read(
+        client,
+        keys,
+        token_for(keys),
+        since="2026-10-25T02:00:00+02:00",
+        until="2026-10-25T02:00:00+01:00",
+        interval="hour",
+    ).json()
 
     assert [point["time"] for point in body["series"]] == ["2026-10-25T00:00:00Z"]
 
@@ -124,6 +155,7 @@ def test_without_since_and_until_the_last_24_hours_by_hour_are_answered(client, 
 
 
 # --- tokens and scope ------------------------------------------------------------------------
+
 
 def test_a_request_without_a_token_gets_401(client, keys):
     response = client.get(events_url(keys.org_id, keys.app_id))
@@ -177,8 +209,7 @@ def test_an_application_outside_the_tokens_scope_gets_404(client, keys):
 
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "not_found"
-    assert client.get(events_url(keys.org_id, other.public_id),
-                      HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 200
+    assert client.get(events_url(keys.org_id, other.public_id), HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 200
 
 
 def test_a_token_without_applications_reads_every_application_of_its_organization(client, keys):
@@ -199,14 +230,18 @@ def test_a_read_records_when_the_token_was_last_used(client, keys):
 
 # --- input -----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("params", "code"), [
-    ({"interval": "week"}, "invalid_interval"),
-    ({"since": "yesterday"}, "invalid_range"),
-    ({"since": "2026-12-01T00:00:00"}, "invalid_range"),
-    ({"since": "2026-12-01T00:00:00 01:00"}, "invalid_range"),
-    ({"since": "2026-12-02T00:00:00Z", "until": "2026-12-01T00:00:00Z"}, "invalid_range"),
-    ({"since": "2026-12-01T00:00:00Z", "until": "2026-12-01T00:00:00Z"}, "invalid_range"),
-])
+
+@pytest.mark.parametrize(
+    ("params", "code"),
+    [
+        ({"interval": "week"}, "invalid_interval"),
+        ({"since": "yesterday"}, "invalid_range"),
+        ({"since": "2026-12-01T00:00:00"}, "invalid_range"),
+        ({"since": "2026-12-01T00:00:00 01:00"}, "invalid_range"),
+        ({"since": "2026-12-02T00:00:00Z", "until": "2026-12-01T00:00:00Z"}, "invalid_range"),
+        ({"since": "2026-12-01T00:00:00Z", "until": "2026-12-01T00:00:00Z"}, "invalid_range"),
+    ],
+)
 def test_a_bad_range_or_interval_gets_400_with_a_stable_code(client, keys, params, code):
     response = read(client, keys, token_for(keys), **params)
 
@@ -214,11 +249,14 @@ def test_a_bad_range_or_interval_gets_400_with_a_stable_code(client, keys, param
     assert response.json()["error"]["code"] == code
 
 
-@pytest.mark.parametrize(("interval", "span", "cap"), [
-    ("minute", timedelta(hours=48, minutes=1), "48 hours"),
-    ("hour", timedelta(days=90, hours=1), "90 days"),
-    ("day", timedelta(days=1100), "3 years"),
-])
+@pytest.mark.parametrize(
+    ("interval", "span", "cap"),
+    [
+        ("minute", timedelta(hours=48, minutes=1), "48 hours"),
+        ("hour", timedelta(days=90, hours=1), "90 days"),
+        ("day", timedelta(days=1100), "3 years"),
+    ],
+)
 def test_a_range_over_the_intervals_cap_gets_400_stating_the_cap(client, keys, interval, span, cap):
     until = datetime(2026, 12, 1, tzinfo=UTC)
 
@@ -232,8 +270,9 @@ def test_a_range_over_the_intervals_cap_gets_400_stating_the_cap(client, keys, i
 def test_a_range_at_the_cap_is_answered(client, keys):
     until = datetime(2026, 12, 1, tzinfo=UTC)
 
-    response = read(client, keys, token_for(keys), since=iso(until - timedelta(hours=48)), until=iso(until),
-                    interval="minute")
+    response = read(
+        client, keys, token_for(keys), since=iso(until - timedelta(hours=48)), until=iso(until), interval="minute"
+    )
 
     assert response.status_code == 200
     assert len(response.json()["series"]) == 48 * 60
@@ -241,13 +280,18 @@ def test_a_range_at_the_cap_is_answered(client, keys):
 
 # --- caching ---------------------------------------------------------------------------------
 
+
 def test_a_closed_range_carries_an_etag_and_answers_304_when_it_matches(client, keys):
     token = token_for(keys)
     params = {"since": "2026-11-01T00:00:00Z", "until": "2026-11-02T00:00:00Z"}
     first = read(client, keys, token, **params)
 
-    again = client.get(events_url(keys.org_id, keys.app_id), params, HTTP_AUTHORIZATION=f"Bearer {token}",
-                       HTTP_IF_NONE_MATCH=first["ETag"])
+    again = client.get(
+        events_url(keys.org_id, keys.app_id),
+        params,
+        HTTP_AUTHORIZATION=f"Bearer {token}",
+        HTTP_IF_NONE_MATCH=first["ETag"],
+    )
 
     assert first.status_code == 200 and first["ETag"].startswith('"')
     assert first["Cache-Control"] == "private, max-age=300"
@@ -263,8 +307,12 @@ def test_a_changed_closed_range_answers_200_with_a_new_etag(client, keys, signed
     signed_post(keys, [make_event(timestamp=iso(hour - timedelta(minutes=10)))])
     rollups_update(lag_seconds=0)
 
-    after = client.get(events_url(keys.org_id, keys.app_id), params, HTTP_AUTHORIZATION=f"Bearer {token}",
-                       HTTP_IF_NONE_MATCH=before["ETag"])
+    after = client.get(
+        events_url(keys.org_id, keys.app_id),
+        params,
+        HTTP_AUTHORIZATION=f"Bearer {token}",
+        HTTP_IF_NONE_MATCH=before["ETag"],
+    )
 
     assert after.status_code == 200
     assert after["ETag"] != before["ETag"]

@@ -34,6 +34,7 @@ def token_for(keys, **options) -> str:
 
 # --- rate limit --------------------------------------------------------------------------------
 
+
 def test_an_answer_carries_the_tokens_rate_limit_headers(client, keys, settings):
     settings.READ_API_REQUESTS_PER_MINUTE = 60
 
@@ -45,12 +46,16 @@ def test_an_answer_carries_the_tokens_rate_limit_headers(client, keys, settings)
     assert 1 <= int(response["RateLimit-Reset"]) <= 60
 
 
-@pytest.mark.parametrize(("path", "params", "status"), [
-    ("/v1/stats/{org}/{app}/events", {"interval": "week"}, 400),
-    ("/v1/stats/{org}/app_00000000/events", {}, 404),
-])
-def test_an_error_after_the_token_was_counted_carries_the_rate_limit_headers(client, keys, settings, path, params,
-                                                                              status):
+@pytest.mark.parametrize(
+    ("path", "params", "status"),
+    [
+        ("/v1/stats/{org}/{app}/events", {"interval": "week"}, 400),
+        ("/v1/stats/{org}/app_00000000/events", {}, 404),
+    ],
+)
+def test_an_error_after_the_token_was_counted_carries_the_rate_limit_headers(
+    client, keys, settings, path, params, status
+):
     settings.READ_API_REQUESTS_PER_MINUTE = 60
 
     response = get(client, path.format(org=keys.org_id, app=keys.app_id), token_for(keys), **params)
@@ -93,6 +98,7 @@ def test_requests_for_applications_outside_the_scope_count_against_the_limit(cli
 
 # --- breakdown ---------------------------------------------------------------------------------
 
+
 def this_hour():
     return timezone.now().astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 
@@ -105,17 +111,27 @@ def breakdown_path(keys) -> str:
 def sent(keys, signed_post):
     """Events of this range (the last 3 hours) and of the previous one, rolled up."""
     hour = this_hour()
-    signed_post(keys, [make_event(timestamp=iso(hour - timedelta(minutes=m))) for m in (10, 70, 130)]
-                + [make_event(timestamp=iso(hour - timedelta(minutes=20)), event={"type": "crash"},
-                              service={"name": "agent", "version": "2.0.0"})]
-                + [make_event(timestamp=iso(hour - timedelta(minutes=m))) for m in (200, 250)]
-                + [make_event(timestamp=iso(hour - timedelta(minutes=300)), event={"type": "crash"})])
+    signed_post(
+        keys,
+        [make_event(timestamp=iso(hour - timedelta(minutes=m))) for m in (10, 70, 130)]
+        + [
+            make_event(
+                timestamp=iso(hour - timedelta(minutes=20)),
+                event={"type": "crash"},
+                service={"name": "agent", "version": "2.0.0"},
+            )
+        ]
+        + [make_event(timestamp=iso(hour - timedelta(minutes=m))) for m in (200, 250)]
+        + [make_event(timestamp=iso(hour - timedelta(minutes=300)), event={"type": "crash"})],
+    )
     rollups_update(lag_seconds=0)
     return hour - timedelta(hours=3), hour
 
 
-@pytest.mark.parametrize(("by", "dimension"), [("type", "event_type"), ("category", "category"),
-                                               ("service_version", "service"), ("sdk_version", "sdk")])
+@pytest.mark.parametrize(
+    ("by", "dimension"),
+    [("type", "event_type"), ("category", "category"), ("service_version", "service"), ("sdk_version", "sdk")],
+)
 def test_breakdown_rows_equal_the_dashboards_for_the_same_range(client, keys, sent, by, dimension):
     since, until = sent
     window = window_between(since=since, until=until, granularity="hour")
@@ -125,7 +141,8 @@ def test_breakdown_rows_equal_the_dashboards_for_the_same_range(client, keys, se
 
     assert body["by"] == by
     assert [(row["name"], row["count"], row["previous"]) for row in body["rows"]] == [
-        (row.name, row.count, row.previous) for row in dashboard]
+        (row.name, row.count, row.previous) for row in dashboard
+    ]
     assert sum(row["count"] for row in body["rows"]) == 4
 
 
@@ -135,8 +152,10 @@ def test_breakdown_by_type_gives_the_change_against_the_previous_range(client, k
     body = get(client, breakdown_path(keys), token_for(keys), by="type", since=iso(since), until=iso(until)).json()
 
     assert body["previous_since"] == iso(since - timedelta(hours=3))
-    assert body["rows"] == [{"name": "command", "count": 3, "previous": 2, "change_percent": 50.0},
-                            {"name": "crash", "count": 1, "previous": 1, "change_percent": 0.0}]
+    assert body["rows"] == [
+        {"name": "command", "count": 3, "previous": 2, "change_percent": 50.0},
+        {"name": "crash", "count": 1, "previous": 1, "change_percent": 0.0},
+    ]
 
 
 def test_the_previous_range_has_as_many_buckets_as_the_range(client, keys, signed_post):
@@ -144,8 +163,9 @@ def test_the_previous_range_has_as_many_buckets_as_the_range(client, keys, signe
     signed_post(keys, [make_event(timestamp=iso(hour - timedelta(minutes=m))) for m in (30, 90, 170, 350)])
     rollups_update(lag_seconds=0)
 
-    body = get(client, breakdown_path(keys), token_for(keys), by="type", since=iso(hour - timedelta(hours=3)),
-               until=iso(hour)).json()
+    body = get(
+        client, breakdown_path(keys), token_for(keys), by="type", since=iso(hour - timedelta(hours=3)), until=iso(hour)
+    ).json()
 
     # 350 minutes before: in the previous range's first hour.
     assert body["rows"] == [{"name": "command", "count": 3, "previous": 1, "change_percent": 200.0}]
@@ -162,21 +182,25 @@ def test_breakdown_by_service_adds_up_the_versions_of_each_service(client, keys,
 def test_breakdown_limit_keeps_the_busiest_rows(client, keys, sent):
     since, until = sent
 
-    body = get(client, breakdown_path(keys), token_for(keys), by="type", limit="1", since=iso(since),
-               until=iso(until)).json()
+    body = get(
+        client, breakdown_path(keys), token_for(keys), by="type", limit="1", since=iso(since), until=iso(until)
+    ).json()
 
     assert [row["name"] for row in body["rows"]] == ["command"]
 
 
-@pytest.mark.parametrize(("params", "code"), [
-    ({}, "invalid_dimension"),
-    ({"by": "colour"}, "invalid_dimension"),
-    ({"by": "type", "limit": "0"}, "invalid_limit"),
-    ({"by": "type", "limit": "101"}, "invalid_limit"),
-    ({"by": "type", "limit": "ten"}, "invalid_limit"),
-    ({"by": "type", "interval": "week"}, "invalid_interval"),
-    ({"by": "type", "since": "yesterday"}, "invalid_range"),
-])
+@pytest.mark.parametrize(
+    ("params", "code"),
+    [
+        ({}, "invalid_dimension"),
+        ({"by": "colour"}, "invalid_dimension"),
+        ({"by": "type", "limit": "0"}, "invalid_limit"),
+        ({"by": "type", "limit": "101"}, "invalid_limit"),
+        ({"by": "type", "limit": "ten"}, "invalid_limit"),
+        ({"by": "type", "interval": "week"}, "invalid_interval"),
+        ({"by": "type", "since": "yesterday"}, "invalid_range"),
+    ],
+)
 def test_bad_breakdown_input_gets_400_with_a_stable_code(client, keys, params, code):
     response = get(client, breakdown_path(keys), token_for(keys), **params)
 
@@ -185,6 +209,7 @@ def test_bad_breakdown_input_gets_400_with_a_stable_code(client, keys, params, c
 
 
 # --- outcomes ----------------------------------------------------------------------------------
+
 
 def outcomes_path(keys) -> str:
     return f"/v1/stats/{keys.org_id}/{keys.app_id}/outcomes"
@@ -197,15 +222,21 @@ def test_outcomes_are_counted_per_kind_and_reason(client, keys, signed_post):
     rollups_update(lag_seconds=0)
     hour = this_hour()
 
-    body = get(client, outcomes_path(keys), token_for(keys), since=iso(hour - timedelta(hours=2)),
-               until=iso(hour + timedelta(hours=1))).json()
+    body = get(
+        client,
+        outcomes_path(keys),
+        token_for(keys),
+        since=iso(hour - timedelta(hours=2)),
+        until=iso(hour + timedelta(hours=1)),
+    ).json()
 
     assert [point["time"] for point in body["series"]] == [iso(hour - timedelta(hours=h)) for h in (2, 1, 0)]
     assert body["series"][-1]["accepted"] == 1
     assert (body["totals"]["accepted"], body["totals"]["duplicate"], body["totals"]["invalid"]) == (1, 1, 1)
     assert sorted(body["reasons"], key=lambda reason: reason["outcome"]) == [
         {"outcome": "duplicate", "reason": "", "count": 1},
-        {"outcome": "invalid", "reason": "invalid_user_id", "count": 1}]
+        {"outcome": "invalid", "reason": "invalid_user_id", "count": 1},
+    ]
 
 
 def test_outcomes_by_day_add_up_the_hours(client, keys, signed_post):
@@ -214,11 +245,19 @@ def test_outcomes_by_day_add_up_the_hours(client, keys, signed_post):
     rollups_update(lag_seconds=0)
     today = this_hour().replace(hour=0)
 
-    body = get(client, outcomes_path(keys), token_for(keys), since=iso(today - timedelta(days=1)),
-               until=iso(today + timedelta(days=1)), interval="day").json()
+    body = get(
+        client,
+        outcomes_path(keys),
+        token_for(keys),
+        since=iso(today - timedelta(days=1)),
+        until=iso(today + timedelta(days=1)),
+        interval="day",
+    ).json()
 
     assert [(point["time"], point["accepted"]) for point in body["series"]] == [
-        (iso(today - timedelta(days=1)), 0), (iso(today), 1)]
+        (iso(today - timedelta(days=1)), 0),
+        (iso(today), 1),
+    ]
 
 
 def test_outcomes_by_minute_get_400_as_they_are_counted_by_the_hour(client, keys):
@@ -247,6 +286,7 @@ def test_a_breakdown_outside_the_tokens_applications_gets_404(client, keys):
 
 # --- organization-wide -------------------------------------------------------------------------
 
+
 def org_path(keys, what: str) -> str:
     return f"/v1/stats/{keys.org_id}/{what}"
 
@@ -267,33 +307,42 @@ def test_organization_events_add_up_every_application_as_the_dashboard_does(clie
     hour = this_hour()
     window = window_between(since=hour - timedelta(hours=2), until=hour, granularity="hour")
 
-    body = get(client, org_path(keys, "events"), token_for(keys), since=iso(hour - timedelta(hours=2)),
-               until=iso(hour)).json()
+    body = get(
+        client, org_path(keys, "events"), token_for(keys), since=iso(hour - timedelta(hours=2)), until=iso(hour)
+    ).json()
 
-    assert [point["count"] for point in body["series"]] == event_series(
-        window=window, organization=keys.application.organization) == [0, 5]
+    assert (
+        [point["count"] for point in body["series"]]
+        == event_series(window=window, organization=keys.application.organization)
+        == [0, 5]
+    )
     assert body["total"] == 5
 
 
 def test_organization_events_of_a_limited_token_leave_out_applications_outside_it(client, keys, two_applications):
     hour = this_hour()
 
-    body = get(client, org_path(keys, "events"), token_for(keys, applications=[two_applications.application]),
-               since=iso(hour - timedelta(hours=1)), until=iso(hour)).json()
+    body = get(
+        client,
+        org_path(keys, "events"),
+        token_for(keys, applications=[two_applications.application]),
+        since=iso(hour - timedelta(hours=1)),
+        until=iso(hour),
+    ).json()
 
     assert body["total"] == 3
 
 
 def test_organization_breakdown_and_outcomes_of_a_limited_token_leave_out_applications_outside_it(
-        client, keys, two_applications):
+    client, keys, two_applications
+):
     token = token_for(keys, applications=[keys.application])
     hour = this_hour()
     since, until = iso(hour - timedelta(hours=1)), iso(hour + timedelta(hours=1))
 
     breakdown = get(client, org_path(keys, "breakdown"), token, by="type", since=since, until=until).json()
     outcomes = get(client, org_path(keys, "outcomes"), token, since=since, until=until).json()
-    everything = get(client, org_path(keys, "breakdown"), token_for(keys), by="type", since=since,
-                     until=until).json()
+    everything = get(client, org_path(keys, "breakdown"), token_for(keys), by="type", since=since, until=until).json()
 
     assert [(row["name"], row["count"]) for row in breakdown["rows"]] == [("command", 2)]
     assert outcomes["totals"]["accepted"] == 2
@@ -305,8 +354,9 @@ def test_a_limited_token_whose_applications_are_all_deleted_reads_nothing(client
     two_applications.application.delete()
     hour = this_hour()
 
-    organization = get(client, org_path(keys, "events"), token, since=iso(hour - timedelta(hours=1)),
-                       until=iso(hour)).json()
+    organization = get(
+        client, org_path(keys, "events"), token, since=iso(hour - timedelta(hours=1)), until=iso(hour)
+    ).json()
     other_application = get(client, f"/v1/stats/{keys.org_id}/{keys.app_id}/events", token)
 
     assert organization["total"] == 0

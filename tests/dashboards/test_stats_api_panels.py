@@ -20,8 +20,11 @@ pytestmark = pytest.mark.django_db
 
 def get(client, application, what: str, token: str | None = None, **params):
     token = token or read_token_issue(organization=application.organization).token
-    return client.get(f"/v1/stats/{application.organization.public_id}/{application.public_id}/{what}", params,
-                      HTTP_AUTHORIZATION=f"Bearer {token}")
+    return client.get(
+        f"/v1/stats/{application.organization.public_id}/{application.public_id}/{what}",
+        params,
+        HTTP_AUTHORIZATION=f"Bearer {token}",
+    )
 
 
 def this_hour() -> datetime:
@@ -33,8 +36,13 @@ def invocations():
     """Known Lambda invocations two hours ago: checkout 7 (a cold start and an error), checkout 8, resize."""
     keys = app_keys_create()
     two_hours_ago = this_hour() - timedelta(hours=2)
-    post_array(keys, [report_at(two_hours_ago + timedelta(minutes=5), 100.0, init=200.0, used=100),
-                      report_at(two_hours_ago + timedelta(minutes=7), 50.0, status="error")])
+    post_array(
+        keys,
+        [
+            report_at(two_hours_ago + timedelta(minutes=5), 100.0, init=200.0, used=100),
+            report_at(two_hours_ago + timedelta(minutes=7), 50.0, status="error"),
+        ],
+    )
     post_array(keys, [report_at(two_hours_ago + timedelta(minutes=9), 30.0)], query="?function=checkout&version=8")
     post_array(keys, [report_at(two_hours_ago + timedelta(minutes=40), 5.0)], query="?function=resize")
     rollups_update(lag_seconds=0)
@@ -49,18 +57,32 @@ def test_lambda_figures_are_given_per_hour_and_per_function_version(client, invo
     assert response.status_code == 200
     body = response.json()
     assert (body["interval"], body["since"], body["until"]) == ("hour", iso(hour - timedelta(hours=3)), iso(hour))
-    assert [(point["time"], point["invocations"], point["errors"], point["cold_starts"]) for point in body["series"]] \
-        == [(iso(hour - timedelta(hours=3)), 0, 0, 0), (iso(hour - timedelta(hours=2)), 4, 1, 1),
-            (iso(hour - timedelta(hours=1)), 0, 0, 0)]
+    assert [
+        (point["time"], point["invocations"], point["errors"], point["cold_starts"]) for point in body["series"]
+    ] == [
+        (iso(hour - timedelta(hours=3)), 0, 0, 0),
+        (iso(hour - timedelta(hours=2)), 4, 1, 1),
+        (iso(hour - timedelta(hours=1)), 0, 0, 0),
+    ]
     assert body["series"][0]["p50_ms"] is None
     assert [(row["function"], row["version"], row["invocations"]) for row in body["functions"]] == [
-        ("checkout", "7", 2), ("checkout", "8", 1), ("resize", "", 1)]
+        ("checkout", "7", 2),
+        ("checkout", "8", 1),
+        ("resize", "", 1),
+    ]
     checkout = body["functions"][0]
     assert (checkout["errors"], checkout["error_percent"], checkout["cold_starts"], checkout["init_average_ms"]) == (
-        1, 50.0, 1, 200.0)
+        1,
+        50.0,
+        1,
+        200.0,
+    )
     assert (checkout["average_ms"], checkout["billed_seconds"]) == (75.0, 0.152)
     assert (checkout["max_memory_used_mb"], checkout["memory_size_mb"], checkout["memory_percent"]) == (
-        100, 128, 78.125)
+        100,
+        128,
+        78.125,
+    )
     assert body["total"]["invocations"] == 4 and body["total"]["errors"] == 1
     assert body["total"]["p50_ms"] <= body["total"]["p95_ms"] <= body["total"]["p99_ms"] <= 100.0
 
@@ -71,10 +93,12 @@ def test_lambda_figures_equal_the_panels_for_the_same_range(client, invocations)
 
     body = get(client, invocations.application, "lambda", since=iso(since), until=iso(until)).json()
 
-    panel = lambda_panel(application=invocations.application,
-                         window=window_between(since=since, until=until, granularity="hour"))
+    panel = lambda_panel(
+        application=invocations.application, window=window_between(since=since, until=until, granularity="hour")
+    )
     assert [point["p95_ms"] for point in body["series"]] == [
-        None if value is None else round(value, 3) for value in panel.series["p95"]]
+        None if value is None else round(value, 3) for value in panel.series["p95"]
+    ]
     assert [row["p99_ms"] for row in body["functions"]] == [round(stats.p99, 3) for stats in panel.functions]
     assert body["total"]["gb_seconds"] == round(panel.total.gb_seconds, 6)
 
@@ -82,10 +106,22 @@ def test_lambda_figures_equal_the_panels_for_the_same_range(client, invocations)
 def test_lambda_by_five_minutes_and_by_day(client, invocations):
     hour = this_hour()
 
-    by_five = get(client, invocations.application, "lambda", interval="5min",
-                  since=iso(hour - timedelta(hours=2)), until=iso(hour - timedelta(hours=1))).json()
-    by_day = get(client, invocations.application, "lambda", interval="day",
-                 since=iso(hour - timedelta(days=2)), until=iso(hour + timedelta(hours=1))).json()
+    by_five = get(
+        client,
+        invocations.application,
+        "lambda",
+        interval="5min",
+        since=iso(hour - timedelta(hours=2)),
+        until=iso(hour - timedelta(hours=1)),
+    ).json()
+    by_day = get(
+        client,
+        invocations.application,
+        "lambda",
+        interval="day",
+        since=iso(hour - timedelta(days=2)),
+        until=iso(hour + timedelta(hours=1)),
+    ).json()
 
     assert len(by_five["series"]) == 12
     assert [point["invocations"] for point in by_five["series"]] == [0, 3, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0]
@@ -115,18 +151,23 @@ def test_api_figures_are_given_per_bucket_with_the_total_and_rows_by_endpoint(cl
     assert body["total"]["error_percent"] == round(100 / 14, 3)
     assert body["total"]["mean_ms"] == round((10 * 8 + 4 * 400) / 14, 3)
     assert [(row["name"], row["requests"], row["errors"]) for row in body["rows"]] == [
-        ("GET /orders/{order_id}", 10, 1), ("POST /orders", 4, 0)]
+        ("GET /orders/{order_id}", 10, 1),
+        ("POST /orders", 4, 0),
+    ]
     fast, slow = body["rows"]
     assert (fast["p50_ms"], fast["p99_ms"]) == (7.5, 9.95)
     assert slow["p95_ms"] == 250 + 250 * 0.95
 
 
-@pytest.mark.parametrize(("by", "expected"), [
-    ("status", [("200", 9), ("201", 2), ("401", 2), ("500", 1)]),
-    ("consumer", [("web-shop", 10), ("mobile", 4)]),
-    ("node", [("web-01", 10), ("web-02", 4)]),
-    ("service", [("orders-api", 14)]),
-])
+@pytest.mark.parametrize(
+    ("by", "expected"),
+    [
+        ("status", [("200", 9), ("201", 2), ("401", 2), ("500", 1)]),
+        ("consumer", [("web-shop", 10), ("mobile", 4)]),
+        ("node", [("web-01", 10), ("web-02", 4)]),
+        ("service", [("orders-api", 14)]),
+    ],
+)
 def test_api_rows_by_each_dimension(client, traffic, by, expected):  # noqa: F811
     body = get(client, traffic.application, "api", by=by, interval="hour").json()
 
@@ -143,17 +184,25 @@ def test_api_rows_equal_the_panels_and_are_limited(client, traffic):  # noqa: F8
     window = window_between(since=since, until=now, granularity="hour")
     panel = api_breakdown(application=traffic.application, window=window, dimension="endpoint", limit=1)
     assert [(row["name"], row["requests"], row["p95_ms"]) for row in body["rows"]] == [
-        (stats.name, stats.count, round(stats.p95, 3)) for stats in panel]
+        (stats.name, stats.count, round(stats.p95, 3)) for stats in panel
+    ]
 
 
-@pytest.mark.parametrize(("what", "params", "code", "message"), [
-    ("lambda", {"interval": "minute"}, "invalid_interval", "interval must be one of 5min, hour, day"),
-    ("api", {"interval": "day"}, "invalid_interval", "interval must be one of 5min, hour"),
-    ("api", {"by": "colour"}, "invalid_dimension", "by must be one of endpoint, status, node, consumer, service"),
-    ("lambda", {"limit": "0"}, "invalid_limit", "limit must be a whole number from 1 to 100"),
-    ("api", {"interval": "5min", "since": "2026-11-01T00:00:00Z", "until": "2026-11-04T00:00:00Z"},
-     "range_too_large", "A range by 5min may span at most 48 hours"),
-])
+@pytest.mark.parametrize(
+    ("what", "params", "code", "message"),
+    [
+        ("lambda", {"interval": "minute"}, "invalid_interval", "interval must be one of 5min, hour, day"),
+        ("api", {"interval": "day"}, "invalid_interval", "interval must be one of 5min, hour"),
+        ("api", {"by": "colour"}, "invalid_dimension", "by must be one of endpoint, status, node, consumer, service"),
+        ("lambda", {"limit": "0"}, "invalid_limit", "limit must be a whole number from 1 to 100"),
+        (
+            "api",
+            {"interval": "5min", "since": "2026-11-01T00:00:00Z", "until": "2026-11-04T00:00:00Z"},
+            "range_too_large",
+            "A range by 5min may span at most 48 hours",
+        ),
+    ],
+)
 def test_bad_queries_are_refused_with_a_stable_code(client, what, params, code, message):
     application = MaltiKey().application
 
@@ -168,8 +217,9 @@ def test_another_organizations_application_is_not_found(client, invocations, wha
     theirs = app_keys_create().application
     token = read_token_issue(organization=invocations.application.organization).token
 
-    mixed = client.get(f"/v1/stats/{invocations.org_id}/{theirs.public_id}/{what}",
-                       HTTP_AUTHORIZATION=f"Bearer {token}")
+    mixed = client.get(
+        f"/v1/stats/{invocations.org_id}/{theirs.public_id}/{what}", HTTP_AUTHORIZATION=f"Bearer {token}"
+    )
     foreign = get(client, theirs, what, token=token)
 
     assert mixed.status_code == 404 and foreign.status_code == 404
@@ -187,11 +237,15 @@ def test_a_closed_range_has_an_etag_and_an_open_one_not(client, invocations):
     hour = this_hour()
     token = read_token_issue(organization=invocations.application.organization).token
 
-    closed = get(client, invocations.application, "lambda", token=token, since=iso(hour - timedelta(hours=3)),
-                 until=iso(hour))
-    again = client.get(f"/v1/stats/{invocations.org_id}/{invocations.app_id}/lambda",
-                       {"since": iso(hour - timedelta(hours=3)), "until": iso(hour)},
-                       HTTP_AUTHORIZATION=f"Bearer {token}", HTTP_IF_NONE_MATCH=closed["ETag"])
+    closed = get(
+        client, invocations.application, "lambda", token=token, since=iso(hour - timedelta(hours=3)), until=iso(hour)
+    )
+    again = client.get(
+        f"/v1/stats/{invocations.org_id}/{invocations.app_id}/lambda",
+        {"since": iso(hour - timedelta(hours=3)), "until": iso(hour)},
+        HTTP_AUTHORIZATION=f"Bearer {token}",
+        HTTP_IF_NONE_MATCH=closed["ETag"],
+    )
     open_range = get(client, invocations.application, "api", token=token)
 
     assert again.status_code == 304

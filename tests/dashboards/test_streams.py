@@ -13,8 +13,13 @@ pytestmark = pytest.mark.django_db
 
 
 def send(keys, body: bytes, **headers):
-    return Client().post(f"/v1/streams/{keys.org_id}/{keys.app_id}", data=body, content_type="application/x-ndjson",
-                         HTTP_AUTHORIZATION=f"Bearer {keys.api_token}", **headers)
+    return Client().post(
+        f"/v1/streams/{keys.org_id}/{keys.app_id}",
+        data=body,
+        content_type="application/x-ndjson",
+        HTTP_AUTHORIZATION=f"Bearer {keys.api_token}",
+        **headers,
+    )
 
 
 def test_streams_page_lists_each_stream_with_its_client_and_count(client):
@@ -66,8 +71,14 @@ def test_a_stream_stored_with_address_headers_before_they_were_dropped_does_not_
     keys = app_keys_create()
     send(keys, b'{"n": 1}\n')
     stream = Stream.objects.get()
-    Stream.objects.filter(pk=stream.pk).update(headers={"user-agent": "curl/8", "x-forwarded-for": "203.0.113.7",
-                                                        "forwarded": "for=203.0.113.7", "x-real-ip": "203.0.113.7"})
+    Stream.objects.filter(pk=stream.pk).update(
+        headers={
+            "user-agent": "curl/8",
+            "x-forwarded-for": "203.0.113.7",
+            "forwarded": "for=203.0.113.7",
+            "x-real-ip": "203.0.113.7",
+        }
+    )
     viewer(client, keys)
 
     page = client.get(reverse("dashboards:stream", args=[keys.org_id, keys.app_id, stream.pk]))

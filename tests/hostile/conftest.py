@@ -20,12 +20,20 @@ def _self_signed(directory) -> None:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
     now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=1))
-            .not_valid_after(now + datetime.timedelta(days=1)).sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
     (directory / "fullchain.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (directory / "privkey.pem").write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    (directory / "privkey.pem").write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
 
 
 @contextmanager
@@ -38,13 +46,15 @@ def running_nginx(directory, web_port: int):
     _self_signed(directory)
     http_port, https_port = unused_port(), unused_port()
     site = (ROOT / "deploy" / "nginx" / "telemetry.conf").read_text()
-    for shipped, here in (("server web:8080;", f"server 127.0.0.1:{web_port};"),
-                          ("server web:8081;", f"server 127.0.0.1:{web_port};"),
-                          ("listen 80;", f"listen 127.0.0.1:{http_port};"),
-                          # Debian's nginx 1.22 predates the ``http2`` directive (1.25): its listen flag.
-                          ("listen 443 ssl;", f"listen 127.0.0.1:{https_port} ssl http2;"),
-                          ("http2 on;", ""),
-                          ("/etc/nginx/certs/", f"{directory}/")):
+    for shipped, here in (
+        ("server web:8080;", f"server 127.0.0.1:{web_port};"),
+        ("server web:8081;", f"server 127.0.0.1:{web_port};"),
+        ("listen 80;", f"listen 127.0.0.1:{http_port};"),
+        # Debian's nginx 1.22 predates the ``http2`` directive (1.25): its listen flag.
+        ("listen 443 ssl;", f"listen 127.0.0.1:{https_port} ssl http2;"),
+        ("http2 on;", ""),
+        ("/etc/nginx/certs/", f"{directory}/"),
+    ):
         assert shipped in site, shipped
         site = site.replace(shipped, here)
     (directory / "telemetry.conf").write_text(site)
@@ -62,8 +72,11 @@ http {{
     include {directory}/telemetry.conf;
 }}
 """)
-    process = subprocess.Popen([nginx, "-p", str(directory), "-c", str(directory / "nginx.conf")],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [nginx, "-p", str(directory), "-c", str(directory / "nginx.conf")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_for_port(https_port)
         yield https_port

@@ -34,11 +34,18 @@ def _sign_in(port: int, username: str, password: str, forwarded_for: str) -> int
     html = page.read().decode()
     cookie = SimpleCookie(page.getheader("Set-Cookie"))["csrftoken"].value
     token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', html).group(1)
-    body = urlencode({"username": username, "password": password, "csrfmiddlewaretoken": token,
-                      "next": "/admin/"})
-    conn.request("POST", "/admin/login/", body=body, headers={
-        **proxy, "Content-Type": "application/x-www-form-urlencoded", "Cookie": f"csrftoken={cookie}",
-        "Referer": f"http://127.0.0.1:{port}/admin/login/"})
+    body = urlencode({"username": username, "password": password, "csrfmiddlewaretoken": token, "next": "/admin/"})
+    conn.request(
+        "POST",
+        "/admin/login/",
+        body=body,
+        headers={
+            **proxy,
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Cookie": f"csrftoken={cookie}",
+            "Referer": f"http://127.0.0.1:{port}/admin/login/",
+        },
+    )
     response = conn.getresponse()
     response.read()
     return response.status
@@ -64,8 +71,11 @@ def test_a_forged_leftmost_hop_is_not_believed(proxied_port):
 
 
 def test_forwarded_for_is_ignored_from_an_address_that_is_not_a_trusted_proxy(tmp_path):
-    env = {**database_env_for_server(), "APP_SERVER__TRUSTED_PROXIES": "10.0.0.0/8",
-           "APP_OBSERVABILITY__METRICS_ALLOWED_NETWORKS": "10.0.0.0/8"}
+    env = {
+        **database_env_for_server(),
+        "APP_SERVER__TRUSTED_PROXIES": "10.0.0.0/8",
+        "APP_OBSERVABILITY__METRICS_ALLOWED_NETWORKS": "10.0.0.0/8",
+    }
     with running_server(tmp_path, **env) as port:
         assert _get(port, "/metrics", {"X-Forwarded-For": "10.1.2.3"}) == 403
 

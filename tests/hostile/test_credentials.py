@@ -30,30 +30,59 @@ def keys_issue(service_name: str = "") -> AppKeys:
 
 
 def _stream(keys: AppKeys, service: str):
-    return (f"/v1/streams/{keys.org_id}/{keys.app_id}", b'{"service": "%s"}\n' % service.encode(),
-            {"Authorization": f"Bearer {keys.api_token}", "Content-Type": "application/x-ndjson"})
+    return (
+        f"/v1/streams/{keys.org_id}/{keys.app_id}",
+        b'{"service": "%s"}\n' % service.encode(),
+        {"Authorization": f"Bearer {keys.api_token}", "Content-Type": "application/x-ndjson"},
+    )
 
 
 def _lambda(keys: AppKeys, service: str):
-    start = {"type": "platform.start", "time": datetime.now(UTC).isoformat(),
-             "record": {"requestId": f"r-{time.monotonic_ns()}", "version": "$LATEST"}}
-    return (f"/v1/lambda/{keys.org_id}/{keys.app_id}?function={service}", json.dumps([start]).encode(),
-            {"Authorization": f"Bearer {keys.api_token}", "Content-Type": "application/json"})
+    start = {
+        "type": "platform.start",
+        "time": datetime.now(UTC).isoformat(),
+        "record": {"requestId": f"r-{time.monotonic_ns()}", "version": "$LATEST"},
+    }
+    return (
+        f"/v1/lambda/{keys.org_id}/{keys.app_id}?function={service}",
+        json.dumps([start]).encode(),
+        {"Authorization": f"Bearer {keys.api_token}", "Content-Type": "application/json"},
+    )
 
 
 def _otlp(keys: AppKeys, service: str):
-    logs = {"resourceLogs": [{
-        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": service}}]},
-        "scopeLogs": [{"logRecords": [{"timeUnixNano": str(time.time_ns()), "body": {"stringValue": "hi"}}]}]}]}
-    return (f"/v1/otlp/{keys.org_id}/{keys.app_id}/v1/logs", json.dumps(logs).encode(),
-            {"Authorization": f"Bearer {keys.api_token}", "Content-Type": "application/json"})
+    logs = {
+        "resourceLogs": [
+            {
+                "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": service}}]},
+                "scopeLogs": [{"logRecords": [{"timeUnixNano": str(time.time_ns()), "body": {"stringValue": "hi"}}]}],
+            }
+        ]
+    }
+    return (
+        f"/v1/otlp/{keys.org_id}/{keys.app_id}/v1/logs",
+        json.dumps(logs).encode(),
+        {"Authorization": f"Bearer {keys.api_token}", "Content-Type": "application/json"},
+    )
 
 
 def _malti(keys: AppKeys, service: str):
-    record = {"service": service, "method": "GET", "endpoint": "/orders", "status": 200, "response_time": 4,
-              "consumer": "web", "node": None, "context": None, "created_at": datetime.now(UTC).isoformat()}
-    return "/api/v1/ingest", json.dumps({"requests": [record]}).encode(), {"X-API-Key": keys.api_token,
-                                                                           "Content-Type": "application/json"}
+    record = {
+        "service": service,
+        "method": "GET",
+        "endpoint": "/orders",
+        "status": 200,
+        "response_time": 4,
+        "consumer": "web",
+        "node": None,
+        "context": None,
+        "created_at": datetime.now(UTC).isoformat(),
+    }
+    return (
+        "/api/v1/ingest",
+        json.dumps({"requests": [record]}).encode(),
+        {"X-API-Key": keys.api_token, "Content-Type": "application/json"},
+    )
 
 
 def _signed(keys: AppKeys, service: str):
@@ -155,7 +184,8 @@ def test_a_key_bound_to_a_service_sends_that_services_events(live, endpoint):
 
     assert status == 200
     assert set(Event.objects.filter(application=keys.application).values_list("service_name", flat=True)) == {
-        "checkout"}
+        "checkout"
+    }
 
 
 def test_a_key_bound_to_a_service_cannot_stream_events_that_name_no_service(live):

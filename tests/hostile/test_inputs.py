@@ -8,11 +8,11 @@ import time
 
 import pytest
 from django.db import connection
+from google.rpc import status_pb2
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 from opentelemetry.proto.resource.v1 import resource_pb2
-from google.rpc import status_pb2
 
 from accounts.services import credential_issue
 from ingest.lambda_apis import OTLP_MAX_ITEMS
@@ -24,8 +24,17 @@ from tests.server import wsgi_to_http
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
 FUNCTION_ELEMENT = {"type": "function", "time": "2022-10-12T00:00:00.000Z", "record": "hello"}
-MALTI_RECORD = {"service": "orders-api", "method": "GET", "endpoint": "/orders", "status": 200, "response_time": 4,
-                "consumer": "web", "node": "web-01", "context": None, "created_at": "2026-11-25T10:30:00+00:00"}
+MALTI_RECORD = {
+    "service": "orders-api",
+    "method": "GET",
+    "endpoint": "/orders",
+    "status": 200,
+    "response_time": 4,
+    "consumer": "web",
+    "node": "web-01",
+    "context": None,
+    "created_at": "2026-11-25T10:30:00+00:00",
+}
 
 
 def send(port: int, path: str, body: bytes, headers: dict) -> tuple[int, bytes]:
@@ -49,24 +58,42 @@ class Routes:
 
     def ingest(self, value: bytes, **headers) -> tuple[int, bytes]:
         body = batch_body([make_event(event={"type": "t", "data": "VALUE"})]).replace(b'"VALUE"', value)
-        return send(self.port, self.keys.url, body, {"Content-Type": "application/json", **headers,
-                                                     **wsgi_to_http(signed_headers(self.keys, body))})
+        return send(
+            self.port,
+            self.keys.url,
+            body,
+            {"Content-Type": "application/json", **headers, **wsgi_to_http(signed_headers(self.keys, body))},
+        )
 
     def lambda_(self, value: bytes, **headers) -> tuple[int, bytes]:
         body = json.dumps([{**FUNCTION_ELEMENT, "record": "VALUE"}]).encode().replace(b'"VALUE"', value)
-        return send(self.port, f"/v1/lambda/{self.keys.org_id}/{self.keys.app_id}?function=f", body,
-                    {"Content-Type": "application/json", "Authorization": f"Bearer {self.keys.api_token}", **headers})
+        return send(
+            self.port,
+            f"/v1/lambda/{self.keys.org_id}/{self.keys.app_id}?function=f",
+            body,
+            {"Content-Type": "application/json", "Authorization": f"Bearer {self.keys.api_token}", **headers},
+        )
 
     def malti(self, value: bytes, **headers) -> tuple[int, bytes]:
         body = json.dumps({"requests": [MALTI_RECORD], "extra": "VALUE"}).encode().replace(b'"VALUE"', value)
-        return send(self.port, "/api/v1/ingest", body,
-                    {"Content-Type": "application/json", "X-API-Key": self.malti_token, **headers})
+        return send(
+            self.port,
+            "/api/v1/ingest",
+            body,
+            {"Content-Type": "application/json", "X-API-Key": self.malti_token, **headers},
+        )
 
     def otlp(self, value: bytes, **headers) -> tuple[int, bytes]:
-        body = (b'{"resourceLogs": [{"scopeLogs": [{"logRecords": [{"timeUnixNano": "%d", "body": VALUE}]}]}]}'
-                % time.time_ns()).replace(b"VALUE", value)
-        return send(self.port, f"/v1/otlp/{self.keys.org_id}/{self.keys.app_id}/v1/logs", body,
-                    {"Content-Type": "application/json", "Authorization": f"Bearer {self.keys.api_token}", **headers})
+        body = (
+            b'{"resourceLogs": [{"scopeLogs": [{"logRecords": [{"timeUnixNano": "%d", "body": VALUE}]}]}]}'
+            % time.time_ns()
+        ).replace(b"VALUE", value)
+        return send(
+            self.port,
+            f"/v1/otlp/{self.keys.org_id}/{self.keys.app_id}/v1/logs",
+            body,
+            {"Content-Type": "application/json", "Authorization": f"Bearer {self.keys.api_token}", **headers},
+        )
 
 
 def test_deep_nesting_is_refused_with_400_nesting_too_deep_on_every_json_endpoint(live_port):
@@ -75,7 +102,8 @@ def test_deep_nesting_is_refused_with_400_nesting_too_deep_on_every_json_endpoin
     answers = {name: getattr(routes, name)(deep) for name in ("ingest", "lambda_", "malti")}
 
     assert {name: (status, error_code(body)) for name, (status, body) in answers.items()} == {
-        name: (400, "nesting_too_deep") for name in answers}
+        name: (400, "nesting_too_deep") for name in answers
+    }
     status, _ = routes.otlp(b'{"arrayValue": {"values": [' * 2000 + b"{}" + b"]}}" * 2000)
     assert status == 400
     assert not Event.objects.exists()
@@ -110,9 +138,14 @@ def test_a_compressed_or_non_utf8_json_body_is_refused_with_415(live_port):
     routes = Routes(live_port)
     utf16 = {"Content-Type": "application/json; charset=utf-16"}
 
-    answers = [routes.ingest(b"1", **{"Content-Encoding": "zstd"}), routes.lambda_(b"1", **{"Content-Encoding": "br"}),
-               routes.malti(b"1", **{"Content-Encoding": "gzip"}), routes.ingest(b"1", **utf16),
-               routes.lambda_(b"1", **utf16), routes.malti(b"1", **utf16)]
+    answers = [
+        routes.ingest(b"1", **{"Content-Encoding": "zstd"}),
+        routes.lambda_(b"1", **{"Content-Encoding": "br"}),
+        routes.malti(b"1", **{"Content-Encoding": "gzip"}),
+        routes.ingest(b"1", **utf16),
+        routes.lambda_(b"1", **utf16),
+        routes.malti(b"1", **utf16),
+    ]
 
     assert [(status, error_code(body)) for status, body in answers] == [(415, "unsupported_encoding")] * 6
     assert not Event.objects.exists()
@@ -136,21 +169,40 @@ def test_nul_characters_are_never_stored(live_port):
     otlp_status, _ = routes.otlp(b'{"stringValue": "a\\u0000b"}')
 
     assert [(status, json.loads(body)["errors"][0]["error"]) for status, body in answers] == [
-        (422, "invalid_data"), (422, "invalid_data")]
+        (422, "invalid_data"),
+        (422, "invalid_data"),
+    ]
     assert otlp_status == 200
     assert list(Event.objects.values_list("data__body", flat=True)) == ["ab"]
 
 
 def otlp_metrics(resource_size: int, points: int) -> bytes:
-    resource = resource_pb2.Resource(attributes=[
-        common_pb2.KeyValue(key="service.name", value=common_pb2.AnyValue(string_value="checkout")),
-        common_pb2.KeyValue(key="padding", value=common_pb2.AnyValue(string_value="x" * resource_size))])
+    resource = resource_pb2.Resource(
+        attributes=[
+            common_pb2.KeyValue(key="service.name", value=common_pb2.AnyValue(string_value="checkout")),
+            common_pb2.KeyValue(key="padding", value=common_pb2.AnyValue(string_value="x" * resource_size)),
+        ]
+    )
     now = time.time_ns()
-    metric = metrics_pb2.Metric(name="queue.depth", description="d" * resource_size, gauge=metrics_pb2.Gauge(
-        data_points=[metrics_pb2.NumberDataPoint(time_unix_nano=now + n, as_int=n) for n in range(points)]))
-    return metrics_service_pb2.ExportMetricsServiceRequest(resource_metrics=[metrics_pb2.ResourceMetrics(
-        resource=resource, scope_metrics=[metrics_pb2.ScopeMetrics(
-            scope=common_pb2.InstrumentationScope(name="s" * resource_size), metrics=[metric])])]).SerializeToString()
+    metric = metrics_pb2.Metric(
+        name="queue.depth",
+        description="d" * resource_size,
+        gauge=metrics_pb2.Gauge(
+            data_points=[metrics_pb2.NumberDataPoint(time_unix_nano=now + n, as_int=n) for n in range(points)]
+        ),
+    )
+    return metrics_service_pb2.ExportMetricsServiceRequest(
+        resource_metrics=[
+            metrics_pb2.ResourceMetrics(
+                resource=resource,
+                scope_metrics=[
+                    metrics_pb2.ScopeMetrics(
+                        scope=common_pb2.InstrumentationScope(name="s" * resource_size), metrics=[metric]
+                    )
+                ],
+            )
+        ]
+    ).SerializeToString()
 
 
 def test_an_otlp_resource_sent_once_is_stored_once_not_in_every_data_point(live_port):
@@ -158,9 +210,16 @@ def test_an_otlp_resource_sent_once_is_stored_once_not_in_every_data_point(live_
     body = otlp_metrics(1024 * 1024, 25)  # a 1 MiB resource attribute, scope name and description
     compressed = gzip.compress(body)
 
-    status, _ = send(live_port, f"/v1/otlp/{keys.org_id}/{keys.app_id}/v1/metrics", compressed,
-                     {"Content-Type": "application/x-protobuf", "Content-Encoding": "gzip",
-                      "Authorization": f"Bearer {keys.api_token}"})
+    status, _ = send(
+        live_port,
+        f"/v1/otlp/{keys.org_id}/{keys.app_id}/v1/metrics",
+        compressed,
+        {
+            "Content-Type": "application/x-protobuf",
+            "Content-Encoding": "gzip",
+            "Authorization": f"Bearer {keys.api_token}",
+        },
+    )
 
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*), sum(octet_length(data::text)) FROM ingest_event")
@@ -178,27 +237,45 @@ def test_an_otlp_request_over_the_item_cap_is_refused_with_413_and_nothing_store
     keys = app_keys_create()
     body = gzip.compress(otlp_metrics(10, OTLP_MAX_ITEMS + 1))
 
-    status, _ = send(live_port, f"/v1/otlp/{keys.org_id}/{keys.app_id}/v1/metrics", body,
-                     {"Content-Type": "application/x-protobuf", "Content-Encoding": "gzip",
-                      "Authorization": f"Bearer {keys.api_token}"})
+    status, _ = send(
+        live_port,
+        f"/v1/otlp/{keys.org_id}/{keys.app_id}/v1/metrics",
+        body,
+        {
+            "Content-Type": "application/x-protobuf",
+            "Content-Encoding": "gzip",
+            "Authorization": f"Bearer {keys.api_token}",
+        },
+    )
 
     assert status == 413
     assert not Event.objects.exists()
 
 
-@pytest.mark.parametrize("body, encoding, expected", [
-    (gzip.compress(b"\x0a" * 10000)[:30], "gzip", 400),  # truncated gzip
-    (gzip.compress(b"\x00" * 50_000_000), "gzip", 413),  # inflates past the payload limit
-    (b"\x0a\xff\xff\xff\x0f\x01", "", 400),  # a length past the end
-    (bytes(range(256)), "", 400),
-    (b"x", "zstd", 415),
-], ids=["truncated-gzip", "gzip-inflating-past-the-limit", "length-past-the-end", "every-byte", "zstd"])
+@pytest.mark.parametrize(
+    "body, encoding, expected",
+    [
+        (gzip.compress(b"\x0a" * 10000)[:30], "gzip", 400),  # truncated gzip
+        (gzip.compress(b"\x00" * 50_000_000), "gzip", 413),  # inflates past the payload limit
+        (b"\x0a\xff\xff\xff\x0f\x01", "", 400),  # a length past the end
+        (bytes(range(256)), "", 400),
+        (b"x", "zstd", 415),
+    ],
+    ids=["truncated-gzip", "gzip-inflating-past-the-limit", "length-past-the-end", "every-byte", "zstd"],
+)
 def test_broken_gzip_and_protobuf_get_a_4xx(live_port, body, encoding, expected):
     keys = app_keys_create()
 
-    status, _ = send(live_port, f"/v1/otlp/{keys.org_id}/{keys.app_id}/v1/traces", body,
-                     {"Content-Type": "application/x-protobuf", "Content-Encoding": encoding,
-                      "Authorization": f"Bearer {keys.api_token}"})
+    status, _ = send(
+        live_port,
+        f"/v1/otlp/{keys.org_id}/{keys.app_id}/v1/traces",
+        body,
+        {
+            "Content-Type": "application/x-protobuf",
+            "Content-Encoding": encoding,
+            "Authorization": f"Bearer {keys.api_token}",
+        },
+    )
 
     assert status == expected
     assert not Event.objects.exists()
@@ -207,32 +284,54 @@ def test_broken_gzip_and_protobuf_get_a_4xx(live_port, body, encoding, expected)
 def otlp_small_points(points: int, *, text: str | None = None) -> bytes:
     """Metric points of about 20 bytes each; with ``text``, every text the request shares among them
     (resource attributes, scope, metric name, description and unit) is ``text``."""
-    names = ("service.name", "service.version", "service.instance.id", "faas.name", "faas.version",
-             "faas.max_memory") if text else ("service.name",)
-    resource = resource_pb2.Resource(attributes=[
-        common_pb2.KeyValue(key=name, value=common_pb2.AnyValue(string_value=text or "checkout")) for name in names])
+    names = (
+        ("service.name", "service.version", "service.instance.id", "faas.name", "faas.version", "faas.max_memory")
+        if text
+        else ("service.name",)
+    )
+    resource = resource_pb2.Resource(
+        attributes=[
+            common_pb2.KeyValue(key=name, value=common_pb2.AnyValue(string_value=text or "checkout")) for name in names
+        ]
+    )
     now = time.time_ns()
-    metric = metrics_pb2.Metric(name=text or "queue.depth", description=text or "", unit=text or "1",
-                                gauge=metrics_pb2.Gauge(data_points=[
-                                    metrics_pb2.NumberDataPoint(time_unix_nano=now - i, as_int=i) for i in range(points)]))
+    metric = metrics_pb2.Metric(
+        name=text or "queue.depth",
+        description=text or "",
+        unit=text or "1",
+        gauge=metrics_pb2.Gauge(
+            data_points=[metrics_pb2.NumberDataPoint(time_unix_nano=now - i, as_int=i) for i in range(points)]
+        ),
+    )
     scope = common_pb2.InstrumentationScope(name=text or "checkout.queue", version=text or "1.0")
-    return metrics_service_pb2.ExportMetricsServiceRequest(resource_metrics=[metrics_pb2.ResourceMetrics(
-        resource=resource, scope_metrics=[metrics_pb2.ScopeMetrics(scope=scope, metrics=[metric])])]).SerializeToString()
+    return metrics_service_pb2.ExportMetricsServiceRequest(
+        resource_metrics=[
+            metrics_pb2.ResourceMetrics(
+                resource=resource, scope_metrics=[metrics_pb2.ScopeMetrics(scope=scope, metrics=[metric])]
+            )
+        ]
+    ).SerializeToString()
 
 
 def stored_otlp_bytes() -> tuple[int, int]:
     """Rows, and the bytes of what they store: their data as JSON, and their text columns."""
     rows = list(Event.objects.values_list("data", "service_name", "service_version", "category"))
-    return len(rows), sum(len(json.dumps(data, separators=(",", ":")).encode()) + len(name) + len(version or "")
-                          + len(category or "") for data, name, version, category in rows)
+    return len(rows), sum(
+        len(json.dumps(data, separators=(",", ":")).encode()) + len(name) + len(version or "") + len(category or "")
+        for data, name, version, category in rows
+    )
 
 
 def test_small_otlp_points_with_ordinary_texts_store_a_small_multiple_of_the_body(live_port):
     keys = app_keys_create()
     body = otlp_small_points(1000)
 
-    status, _ = send(live_port, f"/v1/otlp/{keys.org_id}/{keys.app_id}/v1/metrics", body,
-                     {"Content-Type": "application/x-protobuf", "Authorization": f"Bearer {keys.api_token}"})
+    status, _ = send(
+        live_port,
+        f"/v1/otlp/{keys.org_id}/{keys.app_id}/v1/metrics",
+        body,
+        {"Content-Type": "application/x-protobuf", "Authorization": f"Bearer {keys.api_token}"},
+    )
 
     rows, stored_bytes = stored_otlp_bytes()
     assert (status, rows) == (200, 1000)
@@ -243,8 +342,12 @@ def test_small_otlp_points_sharing_long_texts_are_refused_rather_than_copied_int
     keys = app_keys_create()
     body = otlp_small_points(1000, text="x" * 255)  # copied to each point: 1 MB stored for 24 KB sent
 
-    status, answer = send(live_port, f"/v1/otlp/{keys.org_id}/{keys.app_id}/v1/metrics", body,
-                          {"Content-Type": "application/x-protobuf", "Authorization": f"Bearer {keys.api_token}"})
+    status, answer = send(
+        live_port,
+        f"/v1/otlp/{keys.org_id}/{keys.app_id}/v1/metrics",
+        body,
+        {"Content-Type": "application/x-protobuf", "Authorization": f"Bearer {keys.api_token}"},
+    )
 
     assert status == 413
     assert "16 times its size" in status_pb2.Status.FromString(answer).message

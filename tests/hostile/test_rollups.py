@@ -22,25 +22,41 @@ AT = (datetime.now(UTC) - timedelta(hours=2)).replace(minute=7, second=0, micros
 def send(port: int, keys, events: list) -> int:
     body = batch_body(events)
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    conn.request("POST", keys.url, body=body, headers={
-        "Content-Type": "application/json", **wsgi_to_http(signed_headers(keys, body, batch_size=len(events)))})
+    conn.request(
+        "POST",
+        keys.url,
+        body=body,
+        headers={
+            "Content-Type": "application/json",
+            **wsgi_to_http(signed_headers(keys, body, batch_size=len(events))),
+        },
+    )
     response = conn.getresponse()
     assert json.loads(response.read())["accepted"] == len(events)
     return response.status
 
 
 def http_request(**data) -> dict:
-    return make_event(timestamp=AT.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                      event={"type": "http_request", "category": "api", "data": {"method": "GET", **data}})
+    return make_event(
+        timestamp=AT.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        event={"type": "http_request", "category": "api", "data": {"method": "GET", **data}},
+    )
 
 
 def test_absurd_numbers_sent_by_one_tenant_neither_overflow_nor_stop_the_others(live_port):
     hostile, other = app_keys_create(), app_keys_create()
     # The hostile service's hour as after some ten million requests claiming absurd response times.
-    ApiRollup.objects.create(organization_id=hostile.application.organization_id,
-                             application_id=hostile.application.id, granularity="hour",
-                             bucket=AT.replace(minute=0), service_name="my-app", dimension="", value="",
-                             count=10_000_000, duration_ms=BIGINT_MAX - 10)
+    ApiRollup.objects.create(
+        organization_id=hostile.application.organization_id,
+        application_id=hostile.application.id,
+        granularity="hour",
+        bucket=AT.replace(minute=0),
+        service_name="my-app",
+        dimension="",
+        value="",
+        count=10_000_000,
+        duration_ms=BIGINT_MAX - 10,
+    )
     poisoned = [http_request(response_time=value, status=value) for value in (1e300, -1e300, 9e18, "9e18")]
     assert send(live_port, hostile, poisoned) == 200
     assert send(live_port, other, [http_request(response_time=12, status=200)]) == 200
@@ -68,5 +84,6 @@ def test_a_tenant_whose_rollups_cannot_finish_is_skipped_and_the_others_advance(
     assert hour_count(other) == 2
     assert hour_count(stuck) == 1
     assert list(RollupSkip.objects.values_list("application_id", "kind", "events")) == [
-        (stuck.application.id, "events", 3)]
+        (stuck.application.id, "events", 3)
+    ]
     assert RollupCursor.objects.get().last_event_id == Event.objects.order_by("-id")[0].id

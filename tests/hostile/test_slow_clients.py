@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import pytest
 
 from ingest.models import Event
-from tests.hostile.conftest import running_nginx, tls_client
 from tests.conftest import app_keys_create, batch_body, make_event, signed_headers
+from tests.hostile.conftest import running_nginx, tls_client
 from tests.server import database_env_for_server, running_server, wsgi_to_http
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
@@ -57,8 +57,10 @@ def _slow_body(keys) -> bytes:
     # sent, then nothing.
     headers = wsgi_to_http(signed_headers(keys, b"not this body"))
     lines = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
-    return (f"POST {keys.url} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n{lines}"
-            f"Content-Length: 5000000\r\n\r\n{{").encode()
+    return (
+        f"POST {keys.url} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n{lines}"
+        f"Content-Length: 5000000\r\n\r\n{{"
+    ).encode()
 
 
 def _get(front: Front, path: str) -> int:
@@ -72,8 +74,12 @@ def _get(front: Front, path: str) -> int:
 def _ingest_ten(front: Front, keys) -> tuple[int, dict]:
     body = batch_body([make_event() for _ in range(10)])
     conn = front.http()
-    conn.request("POST", keys.url, body=body, headers={"Content-Type": "application/json",
-                                                       **wsgi_to_http(signed_headers(keys, body, batch_size=10))})
+    conn.request(
+        "POST",
+        keys.url,
+        body=body,
+        headers={"Content-Type": "application/json", **wsgi_to_http(signed_headers(keys, body, batch_size=10))},
+    )
     response = conn.getresponse()
     return response.status, json.loads(response.read())
 
@@ -88,8 +94,10 @@ def front(request, django_db_setup, server_data_dir):
         with running_server(tmp_path, **env) as port:
             yield Front(port)
     else:
-        with running_server(tmp_path, APP_SERVER__TRUSTED_PROXIES="127.0.0.1", **env) as port, \
-                running_nginx(tmp_path / "nginx", port) as tls_port:
+        with (
+            running_server(tmp_path, APP_SERVER__TRUSTED_PROXIES="127.0.0.1", **env) as port,
+            running_nginx(tmp_path / "nginx", port) as tls_port,
+        ):
             yield Front(tls_port, tls=True)
 
 
@@ -191,9 +199,13 @@ def test_a_chunked_body_growing_over_the_limit_is_refused(live_port, settings):
 
 def _open_stream(port: int, keys, source: str) -> socket.socket:
     conn = _attacker(port, source)
-    conn.sendall((f"POST /v1/streams/{keys.org_id}/{keys.app_id} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                  f"X-Api-Key: {keys.api_token}\r\nTransfer-Encoding: chunked\r\n\r\n"
-                  "6\r\n{\"a\":1\r\n").encode())  # a value begun, never finished
+    conn.sendall(
+        (
+            f"POST /v1/streams/{keys.org_id}/{keys.app_id} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"X-Api-Key: {keys.api_token}\r\nTransfer-Encoding: chunked\r\n\r\n"
+            '6\r\n{"a":1\r\n'
+        ).encode()
+    )  # a value begun, never finished
     return conn
 
 

@@ -15,13 +15,27 @@ def free_application(**fields) -> Application:
 
 
 def events_add(application: Application, when: datetime, count: int, *, user_id: str = USER_ID) -> list[Event]:
-    return Event.objects.bulk_create([
-        Event(organization_id=application.organization_id, application=application, event_id=uuid.uuid4(),
-              schema_version="1.0.0", user_id=user_id, session_id=None if n % 2 else "", event_type="command",
-              category="cli" if n % 2 else None, data={"n": n, "text": 'a "quoted", multi\nline value'},
-              timestamp=when + timedelta(seconds=n), received_at=when, service_name="my-app",
-              service_version="1.2.3", sdk_version=None)
-        for n in range(count)])
+    return Event.objects.bulk_create(
+        [
+            Event(
+                organization_id=application.organization_id,
+                application=application,
+                event_id=uuid.uuid4(),
+                schema_version="1.0.0",
+                user_id=user_id,
+                session_id=None if n % 2 else "",
+                event_type="command",
+                category="cli" if n % 2 else None,
+                data={"n": n, "text": 'a "quoted", multi\nline value'},
+                timestamp=when + timedelta(seconds=n),
+                received_at=when,
+                service_name="my-app",
+                service_version="1.2.3",
+                sdk_version=None,
+            )
+            for n in range(count)
+        ]
+    )
 
 
 def stored(application: Application) -> list[tuple]:

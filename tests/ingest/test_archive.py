@@ -48,8 +48,11 @@ def test_events_past_retention_are_archived_with_a_manifest_and_deleted():
     assert (manifest["start"], manifest["end"]) == (archived.start.isoformat(), archived.end.isoformat())
     assert manifest["rows"] == archived.row_count == 3
     assert manifest["checksum"] == archived.checksum == f"sha256:{hashlib.sha256(content).hexdigest()}"
-    assert gzip.decompress(content).decode().splitlines()[0].split(",")[:3] == ["id", "organization_id",
-                                                                                "application_id"]
+    assert gzip.decompress(content).decode().splitlines()[0].split(",")[:3] == [
+        "id",
+        "organization_id",
+        "application_id",
+    ]
     assert {str(e.event_id) for e in old} <= set(gzip.decompress(content).decode().replace('"', "").split(","))
     assert set(Event.objects.values_list("pk", flat=True)) == {e.pk for e in recent}
 
@@ -109,8 +112,10 @@ def test_a_crash_while_writing_the_file_loses_nothing_and_the_next_run_starts_ov
     before = stored(application)
     blocked = tmp_path / "not-a-directory"
     blocked.write_text("a file where the archive directory should be")
-    settings.STORAGES = {**settings.STORAGES, "archives": {
-        "BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": blocked}}}
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "archives": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": blocked}},
+    }
 
     with pytest.raises(OSError):
         archive_run(now=NOW)
@@ -118,8 +123,10 @@ def test_a_crash_while_writing_the_file_loses_nothing_and_the_next_run_starts_ov
     assert stored(application) == before
     assert Archive.objects.get().state == Archive.State.WRITING
 
-    settings.STORAGES = {**settings.STORAGES, "archives": {
-        "BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": archive_dir}}}
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "archives": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": archive_dir}},
+    }
     assert archive_run(now=NOW).events == 3
     assert Archive.objects.get().state == Archive.State.ARCHIVED
     assert not Event.objects.exists()
@@ -129,8 +136,9 @@ def test_a_crash_between_writing_and_deleting_is_finished_by_the_next_run_withou
     application = free_application()
     events_add(application, OLD, 3)
     before = stored(application)
-    archive_write(application=application, start=archive.day_start(OLD),
-                  end=archive.day_start(OLD) + timedelta(days=1))  # and the process dies here
+    archive_write(
+        application=application, start=archive.day_start(OLD), end=archive.day_start(OLD) + timedelta(days=1)
+    )  # and the process dies here
 
     archive_run(now=NOW)
 
@@ -145,10 +153,13 @@ def test_a_crash_between_writing_and_deleting_is_finished_by_the_next_run_withou
 def failing_deletes():
     """Makes PostgreSQL abort any delete from the events table, as a crash in the middle would."""
     with connection.cursor() as cursor:
-        cursor.execute("CREATE FUNCTION pg_temp.crash() RETURNS trigger LANGUAGE plpgsql AS "
-                       "$$ BEGIN RAISE EXCEPTION 'injected crash'; END $$")
-        cursor.execute("CREATE TRIGGER crash BEFORE DELETE ON ingest_event FOR EACH ROW "
-                       "EXECUTE FUNCTION pg_temp.crash()")
+        cursor.execute(
+            "CREATE FUNCTION pg_temp.crash() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN RAISE EXCEPTION 'injected crash'; END $$"
+        )
+        cursor.execute(
+            "CREATE TRIGGER crash BEFORE DELETE ON ingest_event FOR EACH ROW EXECUTE FUNCTION pg_temp.crash()"
+        )
     yield
     with connection.cursor() as cursor:
         cursor.execute("DROP TRIGGER IF EXISTS crash ON ingest_event")
@@ -177,8 +188,9 @@ def test_a_file_that_does_not_match_its_manifest_is_never_trusted_to_delete(arch
     application = free_application()
     events_add(application, OLD, 3)
     before = stored(application)
-    written = archive_write(application=application, start=archive.day_start(OLD),
-                            end=archive.day_start(OLD) + timedelta(days=1))
+    written = archive_write(
+        application=application, start=archive.day_start(OLD), end=archive.day_start(OLD) + timedelta(days=1)
+    )
     path = archive_dir / written.path
     path.write_bytes(path.read_bytes()[:-5])
 
@@ -270,7 +282,9 @@ def test_deleting_an_application_deletes_its_archive_files(archive_dir, django_c
         application_delete(application=application)
 
     assert sorted(p.relative_to(archive_dir).as_posix() for p in archive_dir.rglob("*.gz*")) == [
-        kept.path, kept.manifest_path]
+        kept.path,
+        kept.manifest_path,
+    ]
 
 
 def test_archives_are_listed_per_organization_only():
@@ -291,8 +305,13 @@ def test_a_busy_month_is_not_dropped_under_a_reader_and_goes_whole_next_run():
     application = free_application()
     events_add(application, month + timedelta(days=3), 2)
     settings = connection.settings_dict
-    reader = psycopg.connect(dbname=settings["NAME"], host=settings["HOST"], port=settings["PORT"],
-                             user=settings["USER"], password=settings["PASSWORD"])
+    reader = psycopg.connect(
+        dbname=settings["NAME"],
+        host=settings["HOST"],
+        port=settings["PORT"],
+        user=settings["USER"],
+        password=settings["PASSWORD"],
+    )
     reader.execute("SELECT count(*) FROM ingest_event")  # an export still reading, in its transaction
 
     try:

@@ -53,8 +53,9 @@ def test_verifying_from_the_admin_reads_the_files_back(client, two_organizations
     client.force_login(member(mine))
     archive = Archive.objects.get(application=mine)
 
-    response = client.post("/admin/ingest/archive/", {"action": "verify_selected", "_selected_action": [archive.pk]},
-                           follow=True)
+    response = client.post(
+        "/admin/ingest/archive/", {"action": "verify_selected", "_selected_action": [archive.pk]}, follow=True
+    )
 
     assert "1 archives match their manifests; 0 do not." in response.content.decode()
 
@@ -98,8 +99,9 @@ def test_a_viewer_cannot_run_the_verify_action(client, two_organizations):
     archive = Archive.objects.get(application=mine)
 
     listing = client.get("/admin/ingest/archive/")
-    response = client.post("/admin/ingest/archive/", {"action": "verify_selected", "_selected_action": [archive.pk]},
-                           follow=True)
+    response = client.post(
+        "/admin/ingest/archive/", {"action": "verify_selected", "_selected_action": [archive.pk]}, follow=True
+    )
 
     assert b"verify_selected" not in listing.content
     assert "archives match their manifests" not in response.content.decode()
@@ -120,9 +122,13 @@ def test_erasing_from_the_admin_gives_up_while_archive_work_holds_the_lock(clien
             connection.close()
 
     # An archive run, restore or export elsewhere holds the lock for longer than anyone should wait.
-    with psycopg.connect(dbname=connection.settings_dict["NAME"], user=connection.settings_dict["USER"],
-                         host=connection.settings_dict["HOST"], port=connection.settings_dict["PORT"],
-                         autocommit=True) as other:
+    with psycopg.connect(
+        dbname=connection.settings_dict["NAME"],
+        user=connection.settings_dict["USER"],
+        host=connection.settings_dict["HOST"],
+        port=connection.settings_dict["PORT"],
+        autocommit=True,
+    ) as other:
         other.execute("SELECT pg_advisory_lock(%s)", [LOCK_KEY])
         request = threading.Thread(target=erase)
         request.start()

@@ -28,8 +28,14 @@ def test_restore_archive_restores_the_range_once_and_says_so(capsys):
     events_add(application, OLD, 3)
     before = stored(application)
     archive_run(now=NOW)
-    arguments = ["--org", application.organization.public_id, "--since", day(OLD), "--until",
-                 day(OLD + timedelta(days=1))]
+    arguments = [
+        "--org",
+        application.organization.public_id,
+        "--since",
+        day(OLD),
+        "--until",
+        day(OLD + timedelta(days=1)),
+    ]
 
     call_command("restore_archive", *arguments)
     assert "1 archives read, 3 events restored" in capsys.readouterr().out
@@ -45,8 +51,17 @@ def test_restore_archive_does_not_reach_another_organizations_archives():
     archive_run(now=NOW)
 
     with pytest.raises(CommandError, match="No application"):
-        call_command("restore_archive", "--org", mine.organization.public_id, "--app", theirs.public_id,
-                     "--since", day(OLD), "--until", day(NOW))
+        call_command(
+            "restore_archive",
+            "--org",
+            mine.organization.public_id,
+            "--app",
+            theirs.public_id,
+            "--since",
+            day(OLD),
+            "--until",
+            day(NOW),
+        )
     call_command("restore_archive", "--org", mine.organization.public_id, "--since", day(OLD), "--until", day(NOW))
 
     assert not Event.objects.exists()
@@ -60,16 +75,20 @@ def test_restore_archive_stops_at_a_file_that_does_not_match_its_manifest(tmp_pa
     (tmp_path / "archives" / broken.path).write_bytes(b"damaged")
 
     with pytest.raises(CommandError, match=f"Archive #{broken.pk} does not read back"):
-        call_command("restore_archive", "--org", application.organization.public_id, "--since", day(OLD),
-                     "--until", day(NOW))
+        call_command(
+            "restore_archive", "--org", application.organization.public_id, "--since", day(OLD), "--until", day(NOW)
+        )
     assert not Event.objects.exists()
 
 
-@pytest.mark.parametrize("arguments, message", [
-    (["--org", "nope", "--since", "2026-01-01", "--until", "2026-02-01"], "No organization"),
-    (["--since", "yesterday", "--until", "2026-02-01"], "not a date"),
-    (["--since", "2026-02-01", "--until", "2026-01-01"], "before --until"),
-])
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["--org", "nope", "--since", "2026-01-01", "--until", "2026-02-01"], "No organization"),
+        (["--since", "yesterday", "--until", "2026-02-01"], "not a date"),
+        (["--since", "2026-02-01", "--until", "2026-01-01"], "before --until"),
+    ],
+)
 def test_restore_archive_explains_bad_arguments(arguments, message):
     application = free_application()
     if "--org" not in arguments:
@@ -90,9 +109,18 @@ def archived_and_stored():
 
 def test_export_events_writes_archived_and_stored_events_as_csv(archived_and_stored, tmp_path):
     output = tmp_path / "export.csv"
-    call_command("export_events", "--org", archived_and_stored.organization.public_id, "--since",
-                 day(OLD - timedelta(days=1)), "--until", day(NOW + timedelta(days=1)), "--output", str(output),
-                 stderr=io.StringIO())
+    call_command(
+        "export_events",
+        "--org",
+        archived_and_stored.organization.public_id,
+        "--since",
+        day(OLD - timedelta(days=1)),
+        "--until",
+        day(NOW + timedelta(days=1)),
+        "--output",
+        str(output),
+        stderr=io.StringIO(),
+    )
 
     rows = list(csv.DictReader(output.open(newline="")))
     assert len(rows) == 3 and Archive.objects.get().state == Archive.State.ARCHIVED
@@ -103,9 +131,22 @@ def test_export_events_writes_archived_and_stored_events_as_csv(archived_and_sto
 
 def test_export_events_writes_one_json_object_a_line(archived_and_stored, tmp_path):
     output = tmp_path / "export.ndjson"
-    call_command("export_events", "--org", archived_and_stored.organization.public_id, "--app",
-                 archived_and_stored.public_id, "--since", day(OLD - timedelta(days=1)), "--until",
-                 day(NOW + timedelta(days=1)), "--format", "ndjson", "--output", str(output), stderr=io.StringIO())
+    call_command(
+        "export_events",
+        "--org",
+        archived_and_stored.organization.public_id,
+        "--app",
+        archived_and_stored.public_id,
+        "--since",
+        day(OLD - timedelta(days=1)),
+        "--until",
+        day(NOW + timedelta(days=1)),
+        "--format",
+        "ndjson",
+        "--output",
+        str(output),
+        stderr=io.StringIO(),
+    )
 
     lines = [json.loads(line) for line in output.read_text().splitlines()]
     assert [line["data"]["n"] for line in lines] == [0, 1, 0]
@@ -120,14 +161,34 @@ def test_export_events_holds_only_the_organizations_own_events(archived_and_stor
     events_add(other, RECENT, 4)
     output = tmp_path / "export.csv"
 
-    call_command("export_events", "--org", archived_and_stored.organization.public_id, "--since",
-                 day(OLD - timedelta(days=1)), "--until", day(NOW + timedelta(days=1)), "--output", str(output),
-                 stderr=io.StringIO())
+    call_command(
+        "export_events",
+        "--org",
+        archived_and_stored.organization.public_id,
+        "--since",
+        day(OLD - timedelta(days=1)),
+        "--until",
+        day(NOW + timedelta(days=1)),
+        "--output",
+        str(output),
+        stderr=io.StringIO(),
+    )
 
     assert {row["application"] for row in csv.DictReader(output.open(newline=""))} == {archived_and_stored.public_id}
     with pytest.raises(CommandError, match="No application"):
-        call_command("export_events", "--org", archived_and_stored.organization.public_id, "--app", other.public_id,
-                     "--since", day(OLD), "--until", day(NOW), "--output", str(output))
+        call_command(
+            "export_events",
+            "--org",
+            archived_and_stored.organization.public_id,
+            "--app",
+            other.public_id,
+            "--since",
+            day(OLD),
+            "--until",
+            day(NOW),
+            "--output",
+            str(output),
+        )
 
 
 def test_archive_events_runs_the_job_and_reports(capsys):

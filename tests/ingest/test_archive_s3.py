@@ -49,14 +49,31 @@ def test_archive_restore_and_erasure_work_on_object_storage(bucket):
 
 def test_settings_choose_s3_when_a_bucket_is_configured(tmp_path):
     environment = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
-    environment.update(APP_DATA_DIR=str(tmp_path), APP_ARCHIVE__S3_BUCKET="my-bucket",
-                       APP_ARCHIVE__S3_ENDPOINT_URL="https://s3.example.com", APP_ARCHIVE__S3_PREFIX="telemetry")
+    environment.update(
+        APP_DATA_DIR=str(tmp_path),
+        APP_ARCHIVE__S3_BUCKET="my-bucket",
+        APP_ARCHIVE__S3_ENDPOINT_URL="https://s3.example.com",
+        APP_ARCHIVE__S3_PREFIX="telemetry",
+    )
     result = subprocess.run(
-        [sys.executable, "manage.py", "shell", "-c",
-         "from django.conf import settings; import json; print(json.dumps(settings.STORAGES['archives']))"],
-        cwd=Path(__file__).resolve().parents[2], env=environment, capture_output=True, text=True, timeout=60)
+        [
+            sys.executable,
+            "manage.py",
+            "shell",
+            "-c",
+            "from django.conf import settings; import json; print(json.dumps(settings.STORAGES['archives']))",
+        ],
+        cwd=Path(__file__).resolve().parents[2],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
     configured = json.loads(result.stdout.strip().splitlines()[-1])
     assert configured["BACKEND"] == "storages.backends.s3.S3Storage"
-    assert (configured["OPTIONS"]["bucket_name"], configured["OPTIONS"]["location"],
-            configured["OPTIONS"]["endpoint_url"]) == ("my-bucket", "telemetry", "https://s3.example.com")
+    assert (
+        configured["OPTIONS"]["bucket_name"],
+        configured["OPTIONS"]["location"],
+        configured["OPTIONS"]["endpoint_url"],
+    ) == ("my-bucket", "telemetry", "https://s3.example.com")

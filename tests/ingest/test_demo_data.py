@@ -35,4 +35,5 @@ def test_demo_data_holds_http_requests_for_the_api_panel():
     assert requests.count() > 100
     assert set(requests.first().data) == {"method", "endpoint", "status", "response_time", "consumer", "node"}
     assert ApiRollup.objects.filter(granularity="hour", dimension="").aggregate(total=Sum("count"))["total"] == (
-        requests.count())
+        requests.count()
+    )

@@ -58,10 +58,15 @@ def test_erasure_leaves_a_receipt_that_does_not_keep_the_user_id(history):
 
     receipt = AuditEntry.objects.get(action=AuditEntry.Action.EVENTS_ERASED)
     assert receipt.organization_id == history.organization_id
-    assert receipt.details == {"application": history.public_id,
-                               "user_id_sha256": hashlib.sha256(GONE.encode()).hexdigest(),
-                               "events_erased": 2, "archived_events_erased": 3, "archives_rewritten": 1,
-                               "export_files_to_rewrite": 0, "via": "command"}
+    assert receipt.details == {
+        "application": history.public_id,
+        "user_id_sha256": hashlib.sha256(GONE.encode()).hexdigest(),
+        "events_erased": 2,
+        "archived_events_erased": 3,
+        "archives_rewritten": 1,
+        "export_files_to_rewrite": 0,
+        "via": "command",
+    }
     assert GONE not in json.dumps(receipt.details) + receipt.target
 
 
@@ -85,8 +90,9 @@ def test_erasing_again_finds_nothing_more(history):
 
 
 def test_the_operator_command_erases_and_names_the_receipt(history, capsys):
-    call_command("erase_user_events", "--org", history.organization.public_id, "--app", history.public_id,
-                 "--user-id", GONE)
+    call_command(
+        "erase_user_events", "--org", history.organization.public_id, "--app", history.public_id, "--user-id", GONE
+    )
 
     assert "Erased 2 stored and 3 archived events" in capsys.readouterr().out
     assert not Event.objects.filter(user_id=GONE).exists()
@@ -96,8 +102,9 @@ def erasure_post(client, keys: AppKeys, body: bytes, *, bearer: str | None = Non
     headers = signed_headers(keys, body, **options)
     if bearer is not None:
         headers["HTTP_AUTHORIZATION"] = f"Bearer {bearer}"
-    return client.post(f"/v1/erasure/{keys.org_id}/{keys.app_id}", data=body, content_type="application/json",
-                       **headers)
+    return client.post(
+        f"/v1/erasure/{keys.org_id}/{keys.app_id}", data=body, content_type="application/json", **headers
+    )
 
 
 @pytest.fixture
@@ -107,8 +114,7 @@ def history_keys(history) -> AppKeys:
 
 
 def test_the_api_erases_with_the_applications_token_and_answers_with_the_receipt(client, history_keys):
-    response = erasure_post(client, history_keys, json.dumps({"user_id": GONE}).encode(),
-                            bearer=history_keys.api_token)
+    response = erasure_post(client, history_keys, json.dumps({"user_id": GONE}).encode(), bearer=history_keys.api_token)
 
     assert response.status_code == 200
     body = response.json()
@@ -135,9 +141,20 @@ def test_the_api_refuses_another_applications_token(client, history_keys):
     assert Event.objects.filter(user_id=GONE).count() == 2
 
 
-@pytest.mark.parametrize("body", [b"", b"[]", b"{}", b'{"user_id": ""}', b'{"user_id": 7}',
-                                  b'{"user_id": "a\\u0000b"}', json.dumps({"user_id": "x" * 72}).encode(),
-                                  b'{"user_id": "u", "extra": 1}', b"\xff"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"[]",
+        b"{}",
+        b'{"user_id": ""}',
+        b'{"user_id": 7}',
+        b'{"user_id": "a\\u0000b"}',
+        json.dumps({"user_id": "x" * 72}).encode(),
+        b'{"user_id": "u", "extra": 1}',
+        b"\xff",
+    ],
+)
 def test_the_api_answers_a_malformed_body_with_400(client, history_keys, body):
     response = erasure_post(client, history_keys, body, bearer=history_keys.api_token)
 
@@ -150,8 +167,7 @@ def test_an_unreadable_archive_is_named_in_the_receipt_and_flagged(history, arch
     broken = Archive.objects.get()
     (archive_dir / broken.path).write_bytes(b"not what the manifest says")
 
-    response = erasure_post(client, history_keys, json.dumps({"user_id": GONE}).encode(),
-                            bearer=history_keys.api_token)
+    response = erasure_post(client, history_keys, json.dumps({"user_id": GONE}).encode(), bearer=history_keys.api_token)
 
     assert response.status_code == 200
     assert (response.json()["status"], response.json()["archives_unreadable"]) == ("partial", 1)
@@ -173,8 +189,9 @@ def test_the_api_answers_503_rather_than_wait_behind_archive_work(client, histor
     with psycopg.connect(host=db["HOST"], port=db["PORT"], user=db["USER"], dbname=db["NAME"]) as archive_run:
         archive_run.execute("SELECT pg_advisory_lock(%s)", [LOCK_KEY])  # an archive run holds the lock
 
-        response = erasure_post(client, history_keys, json.dumps({"user_id": GONE}).encode(),
-                                bearer=history_keys.api_token)
+        response = erasure_post(
+            client, history_keys, json.dumps({"user_id": GONE}).encode(), bearer=history_keys.api_token
+        )
 
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "busy"

@@ -15,8 +15,9 @@ from tests.factories import ApplicationFactory
 from tests.ingest.archive_helpers import events_add
 
 
-@pytest.mark.parametrize("value", ["=1+1", "+1+1", "-1+1", "@SUM(A1)", "\t=1", "\r=1", "＝1+1", "-", "+", "-inf",
-                                   "-2e3x"])
+@pytest.mark.parametrize(
+    "value", ["=1+1", "+1+1", "-1+1", "@SUM(A1)", "\t=1", "\r=1", "＝1+1", "-", "+", "-inf", "-2e3x"]
+)
 def test_a_cell_that_would_start_a_formula_is_kept_as_text(value):
     assert csv_cell(value) == "'" + value
 
@@ -34,8 +35,20 @@ def test_export_events_gives_the_same_rows_in_every_format(tmp_path):
 
     def export(fmt: str) -> bytes:
         output = tmp_path / f"export.{fmt}"
-        call_command("export_events", "--org", application.organization.public_id, "--since", "2026-03-01",
-                     "--until", "2026-03-02", "--format", fmt, "--output", str(output), stderr=io.StringIO())
+        call_command(
+            "export_events",
+            "--org",
+            application.organization.public_id,
+            "--since",
+            "2026-03-01",
+            "--until",
+            "2026-03-02",
+            "--format",
+            fmt,
+            "--output",
+            str(output),
+            stderr=io.StringIO(),
+        )
         return output.read_bytes()
 
     lines = [json.loads(line) for line in export("ndjson").decode().splitlines()]

@@ -17,7 +17,9 @@ pytestmark = pytest.mark.django_db
 
 
 def stored_ids(keys) -> set[str]:
-    return {str(value) for value in Event.objects.filter(application=keys.application).values_list("event_id", flat=True)}
+    return {
+        str(value) for value in Event.objects.filter(application=keys.application).values_list("event_id", flat=True)
+    }
 
 
 def error_code(response) -> str:
@@ -26,6 +28,7 @@ def error_code(response) -> str:
 
 # --- accepted batches -------------------------------------------------------------------------
 
+
 def test_valid_batch_is_stored_and_answered_200_with_the_sdk_body(app_keys, signed_post):
     events = [make_event(), make_event()]
 
@@ -33,7 +36,11 @@ def test_valid_batch_is_stored_and_answered_200_with_the_sdk_body(app_keys, sign
 
     assert response.status_code == 200
     assert response.json() == {
-        "status": "success", "accepted": 2, "rejected": 0, "message": "2 of 2 events accepted", "errors": [],
+        "status": "success",
+        "accepted": 2,
+        "rejected": 0,
+        "message": "2 of 2 events accepted",
+        "errors": [],
     }
     assert stored_ids(app_keys) == {event["event_id"] for event in events}
 
@@ -45,7 +52,12 @@ def test_stored_event_keeps_every_field_the_sdk_sent(app_keys, signed_post):
 
     row = Event.objects.get(event_id=event["event_id"])
     assert row.organization_id == app_keys.application.organization_id
-    assert (row.user_id, row.session_id, row.event_type, row.category) == (USER_ID, "sess_" + "c" * 32, "command", "cli")
+    assert (row.user_id, row.session_id, row.event_type, row.category) == (
+        USER_ID,
+        "sess_" + "c" * 32,
+        "command",
+        "cli",
+    )
     assert row.data == {"command": "build", "success": True}
     assert row.timestamp.isoformat() == "2026-11-20T10:30:00+00:00"
     assert (row.service_name, row.service_version, row.service_language) == ("my-app", "1.2.3", "rust")
@@ -97,8 +109,13 @@ def test_event_outside_a_configured_age_window_is_rejected(app_keys, signed_post
 
     assert response.status_code == 207
     assert response.json()["errors"] == [
-        {"index": 0, "event_id": too_old["event_id"], "error": "timestamp_out_of_range",
-         "message": "timestamp must be within 7 days of the server's time"}]
+        {
+            "index": 0,
+            "event_id": too_old["event_id"],
+            "error": "timestamp_out_of_range",
+            "message": "timestamp must be within 7 days of the server's time",
+        }
+    ]
     assert Event.objects.count() == 1
 
 
@@ -120,6 +137,7 @@ def test_request_verifies_against_any_active_credential(app_keys, signed_post):
 
 
 # --- exactly once ------------------------------------------------------------------------------
+
 
 def test_resent_event_counts_as_accepted_and_is_stored_once(app_keys, signed_post):
     event = make_event()
@@ -148,9 +166,16 @@ def test_every_field_of_a_batch_is_stored_by_either_path(app_keys, signed_post, 
     for i, event in enumerate(events):
         row = stored[event["event_id"]]
         assert (row.event_type, row.category, row.data, row.sdk_version) == (
-            "build", "cli", {"n": i, "ok": True}, "telemetry-kit-rust/0.4.0")
+            "build",
+            "cli",
+            {"n": i, "ok": True},
+            "telemetry-kit-rust/0.4.0",
+        )
         assert (row.timestamp.isoformat(), row.user_id, row.service_name) == (
-            "2026-11-20T10:30:00+00:00", USER_ID, "my-app")
+            "2026-11-20T10:30:00+00:00",
+            USER_ID,
+            "my-app",
+        )
 
 
 def test_small_batches_reuse_one_prepared_insert_per_database_connection(app_keys, signed_post):
@@ -160,8 +185,10 @@ def test_small_batches_reuse_one_prepared_insert_per_database_connection(app_key
         assert signed_post(app_keys, [make_event()]).json()["accepted"] == 1
 
     with connection.cursor() as cursor:
-        cursor.execute("SELECT statement FROM pg_prepared_statements WHERE statement LIKE 'INSERT INTO ingest_event%%' "
-                       "AND statement NOT LIKE '%%ON CONFLICT%%'")  # the retry of a batch meeting stored events
+        cursor.execute(
+            "SELECT statement FROM pg_prepared_statements WHERE statement LIKE 'INSERT INTO ingest_event%%' "
+            "AND statement NOT LIKE '%%ON CONFLICT%%'"
+        )  # the retry of a batch meeting stored events
         prepared = cursor.fetchall()
     assert len(prepared) == 1
     assert Event.objects.count() == 3
@@ -225,6 +252,7 @@ def test_same_event_id_in_another_application_is_a_different_event(app_keys, sig
 
 # --- per-event validation ----------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     ("change", "code"),
     [
@@ -265,8 +293,14 @@ def test_timestamp_beyond_the_calendar_once_in_utc_is_rejected_as_invalid(app_ke
     response = signed_post(app_keys, [make_event(), bad])
 
     assert response.status_code == 207
-    assert response.json()["errors"] == [{"index": 1, "event_id": bad["event_id"], "error": "invalid_timestamp",
-                                          "message": "timestamp is out of range once converted to UTC"}]
+    assert response.json()["errors"] == [
+        {
+            "index": 1,
+            "event_id": bad["event_id"],
+            "error": "invalid_timestamp",
+            "message": "timestamp is out of range once converted to UTC",
+        }
+    ]
     assert Event.objects.count() == 1
     assert not Event.objects.filter(event_id=bad["event_id"]).exists()
 
@@ -286,7 +320,10 @@ def test_event_that_is_not_an_object_is_reported(app_keys, signed_post):
     response = signed_post(app_keys, [make_event(), 42])
 
     assert response.json()["errors"][0] == {
-        "index": 1, "event_id": None, "error": "invalid_event", "message": "Expected `object`, got `int`",
+        "index": 1,
+        "event_id": None,
+        "error": "invalid_event",
+        "message": "Expected `object`, got `int`",
     }
 
 
@@ -313,10 +350,14 @@ def test_number_the_database_cannot_hold_rejects_only_that_event(app_keys, signe
     response = signed_post(app_keys, body, batch_size=size)
 
     assert response.status_code == 207
-    assert response.json()["errors"] == [{
-        "index": size - 1, "event_id": huge_id, "error": "invalid_data",
-        "message": response.json()["errors"][0]["message"],
-    }]
+    assert response.json()["errors"] == [
+        {
+            "index": size - 1,
+            "event_id": huge_id,
+            "error": "invalid_data",
+            "message": response.json()["errors"][0]["message"],
+        }
+    ]
     assert stored_ids(app_keys) == {event["event_id"] for event in good}
 
 
@@ -332,6 +373,7 @@ def test_batch_where_every_event_is_invalid_is_answered_422(app_keys, signed_pos
 
 
 # --- request-level errors ----------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("body", [b"not json", b'{"events": {}}', b'{"items": []}', b"[]", b'{"events": [1,'])
 def test_body_that_is_not_an_events_object_is_answered_400(app_keys, signed_post, body):
@@ -380,6 +422,7 @@ def test_body_over_the_payload_limit_is_answered_413(app_keys, signed_post):
 
 
 # --- authentication ----------------------------------------------------------------------------
+
 
 def test_replayed_nonce_is_rejected_with_401(app_keys, client):
     body = batch_body([make_event()])
@@ -479,8 +522,11 @@ def test_legacy_signature_is_accepted_once_when_enabled(app_keys, client):
 
     body = batch_body([make_event()])
     timestamp = str(int(time.time()) - 500)
-    headers = {"HTTP_X_SIGNATURE": signature(app_keys.hmac_secret, timestamp, None, body), "HTTP_X_TIMESTAMP": timestamp,
-               "HTTP_AUTHORIZATION": f"Bearer {app_keys.api_token}"}
+    headers = {
+        "HTTP_X_SIGNATURE": signature(app_keys.hmac_secret, timestamp, None, body),
+        "HTTP_X_TIMESTAMP": timestamp,
+        "HTTP_AUTHORIZATION": f"Bearer {app_keys.api_token}",
+    }
 
     first = client.post(app_keys.url, data=body, content_type="application/json", **headers)
     replay = client.post(app_keys.url, data=body, content_type="application/json", **headers)
@@ -493,12 +539,16 @@ def test_legacy_signature_is_refused_by_default(app_keys, client):
 
     body = batch_body([make_event()])
     timestamp = str(int(time.time()))
-    headers = {"HTTP_X_SIGNATURE": signature(app_keys.hmac_secret, timestamp, None, body), "HTTP_X_TIMESTAMP": timestamp}
+    headers = {
+        "HTTP_X_SIGNATURE": signature(app_keys.hmac_secret, timestamp, None, body),
+        "HTTP_X_TIMESTAMP": timestamp,
+    }
 
     assert client.post(app_keys.url, data=body, content_type="application/json", **headers).status_code == 401
 
 
 # --- DNT and headers ---------------------------------------------------------------------------
+
 
 def test_do_not_track_stores_nothing_and_answers_204(app_keys, signed_post):
     response = signed_post(app_keys, [make_event()], HTTP_DNT="1")
@@ -517,8 +567,12 @@ def test_do_not_track_still_requires_a_valid_signature(app_keys, client):
 
 
 def test_every_answer_carries_the_clacks_header(app_keys, signed_post, client):
-    answers = [signed_post(app_keys, [make_event()]), signed_post(app_keys, b"nope"), client.get("/health"),
-               client.get("/no-such-page")]
+    answers = [
+        signed_post(app_keys, [make_event()]),
+        signed_post(app_keys, b"nope"),
+        client.get("/health"),
+        client.get("/no-such-page"),
+    ]
 
     assert {r["X-Clacks-Overhead"] for r in answers} == {"GNU Terry Pratchett"}
 

@@ -17,13 +17,20 @@ pytestmark = pytest.mark.django_db
 
 
 def envelopes(count: int):
-    return [envelope_make(source="test/1", event_type="ping", data=b'{"n": %d}' % n,
-                          timestamp=datetime.now(UTC), service_name="svc\x00") for n in range(count)]
+    return [
+        envelope_make(
+            source="test/1",
+            event_type="ping",
+            data=b'{"n": %d}' % n,
+            timestamp=datetime.now(UTC),
+            service_name="svc\x00",
+        )
+        for n in range(count)
+    ]
 
 
 def test_a_token_finds_its_application_with_or_without_ids_in_the_url(app_keys):
-    by_url = token_authenticate(token=app_keys.api_token, org_public_id=app_keys.org_id,
-                                app_public_id=app_keys.app_id)
+    by_url = token_authenticate(token=app_keys.api_token, org_public_id=app_keys.org_id, app_public_id=app_keys.app_id)
     by_token = token_authenticate(token=app_keys.api_token)
 
     assert by_url.application_id == by_token.application_id == app_keys.application.pk

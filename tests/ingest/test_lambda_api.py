@@ -13,38 +13,85 @@ from tests.ingest.test_limits import keys_on, outcome_totals, tier
 pytestmark = pytest.mark.django_db
 
 # Seed 003's test events, as its listener receives them from Lambda (one of each type it parses).
-SEED_START = {"type": "platform.start", "time": "2022-10-12T00:00:00.000Z",
-              "record": {"requestId": "test-request-id", "version": "$LATEST"}}
-SEED_REPORT = {"type": "platform.report", "time": "2022-10-12T00:00:00.000Z",
-               "record": {"requestId": "test-request-id", "status": "success",
-                          "metrics": {"durationMs": 100.5, "billedDurationMs": 200, "memorySizeMB": 128,
-                                      "maxMemoryUsedMB": 64}}}
-SEED_RUNTIME_DONE = {"type": "platform.runtimeDone", "time": "2022-10-12T00:00:00.000Z",
-                     "record": {"requestId": "test-request-id", "status": "success", "metrics": {"durationMs": 50.0},
-                                "spans": [{"name": "responseLatency", "start": 0.0, "durationMs": 10.0}]}}
+SEED_START = {
+    "type": "platform.start",
+    "time": "2022-10-12T00:00:00.000Z",
+    "record": {"requestId": "test-request-id", "version": "$LATEST"},
+}
+SEED_REPORT = {
+    "type": "platform.report",
+    "time": "2022-10-12T00:00:00.000Z",
+    "record": {
+        "requestId": "test-request-id",
+        "status": "success",
+        "metrics": {"durationMs": 100.5, "billedDurationMs": 200, "memorySizeMB": 128, "maxMemoryUsedMB": 64},
+    },
+}
+SEED_RUNTIME_DONE = {
+    "type": "platform.runtimeDone",
+    "time": "2022-10-12T00:00:00.000Z",
+    "record": {
+        "requestId": "test-request-id",
+        "status": "success",
+        "metrics": {"durationMs": 50.0},
+        "spans": [{"name": "responseLatency", "start": 0.0, "durationMs": 10.0}],
+    },
+}
 SEED_INIT = [
-    {"type": "platform.initStart", "time": "2022-10-12T00:00:00.000Z",
-     "record": {"initializationType": "on-demand", "phase": "init"}},
-    {"type": "platform.initRuntimeDone", "time": "2022-10-12T00:00:01.000Z",
-     "record": {"initializationType": "on-demand", "status": "success", "phase": "init"}},
+    {
+        "type": "platform.initStart",
+        "time": "2022-10-12T00:00:00.000Z",
+        "record": {"initializationType": "on-demand", "phase": "init"},
+    },
+    {
+        "type": "platform.initRuntimeDone",
+        "time": "2022-10-12T00:00:01.000Z",
+        "record": {"initializationType": "on-demand", "status": "success", "phase": "init"},
+    },
 ]
 SEED_FUNCTION = {"type": "function", "time": "2022-10-12T00:00:00.000Z", "record": "Hello from Lambda!"}
 # The other types of COMPAT.md section 3, shaped like seed 003's records for them.
-INIT_REPORT = {"type": "platform.initReport", "time": "2022-10-12T00:00:01.000Z",
-               "record": {"initializationType": "on-demand", "phase": "init", "status": "success",
-                          "metrics": {"durationMs": 812.3}}}
-FAULT = {"type": "platform.fault", "time": "2022-10-12T00:00:02.000Z",
-         "record": {"requestId": "test-request-id", "faultMessage": "RequestId: test-request-id Process exited"}}
-EXTENSION = {"type": "platform.extension", "time": "2022-10-12T00:00:00.500Z",
-             "record": {"name": "otel-extension", "state": "Ready", "events": ["INVOKE", "SHUTDOWN"]}}
-LOGS_DROPPED = {"type": "platform.logsDropped", "time": "2022-10-12T00:00:03.000Z",
-                "record": {"reason": "Consumer seems to have fallen behind", "droppedRecords": 123,
-                           "droppedBytes": 12345}}
+INIT_REPORT = {
+    "type": "platform.initReport",
+    "time": "2022-10-12T00:00:01.000Z",
+    "record": {
+        "initializationType": "on-demand",
+        "phase": "init",
+        "status": "success",
+        "metrics": {"durationMs": 812.3},
+    },
+}
+FAULT = {
+    "type": "platform.fault",
+    "time": "2022-10-12T00:00:02.000Z",
+    "record": {"requestId": "test-request-id", "faultMessage": "RequestId: test-request-id Process exited"},
+}
+EXTENSION = {
+    "type": "platform.extension",
+    "time": "2022-10-12T00:00:00.500Z",
+    "record": {"name": "otel-extension", "state": "Ready", "events": ["INVOKE", "SHUTDOWN"]},
+}
+LOGS_DROPPED = {
+    "type": "platform.logsDropped",
+    "time": "2022-10-12T00:00:03.000Z",
+    "record": {"reason": "Consumer seems to have fallen behind", "droppedRecords": 123, "droppedBytes": 12345},
+}
 EXTENSION_LOG = {"type": "extension", "time": "2022-10-12T00:00:00.600Z", "record": "[otel-extension] ready"}
 UNKNOWN = {"type": "platform.restoreStart", "time": "2022-10-12T00:00:00.000Z", "record": {"runtimeVersion": "x"}}
 
-EVERY_TYPE = [*SEED_INIT, INIT_REPORT, EXTENSION, SEED_START, SEED_FUNCTION, EXTENSION_LOG, SEED_RUNTIME_DONE,
-              SEED_REPORT, FAULT, LOGS_DROPPED, UNKNOWN]
+EVERY_TYPE = [
+    *SEED_INIT,
+    INIT_REPORT,
+    EXTENSION,
+    SEED_START,
+    SEED_FUNCTION,
+    EXTENSION_LOG,
+    SEED_RUNTIME_DONE,
+    SEED_REPORT,
+    FAULT,
+    LOGS_DROPPED,
+    UNKNOWN,
+]
 
 
 def lambda_url(keys, query: str = "") -> str:
@@ -55,16 +102,22 @@ def post_array(keys, array, *, query: str = "?function=checkout&version=7", toke
     body = array if isinstance(array, bytes) else json.dumps(array).encode()
     headers.setdefault("HTTP_AUTHORIZATION", f"Bearer {token or keys.api_token}")
     headers = {name: value for name, value in headers.items() if value is not None}
-    return Client().post(lambda_url(keys, query), data=body, content_type=headers.pop("content_type",
-                                                                                      "application/json"), **headers)
+    return Client().post(
+        lambda_url(keys, query), data=body, content_type=headers.pop("content_type", "application/json"), **headers
+    )
 
 
 def test_every_telemetry_api_type_is_stored_as_sent_unknown_ones_included(app_keys):
     response = post_array(app_keys, EVERY_TYPE)
 
     assert response.status_code == 200
-    assert response.json() == {"status": "success", "accepted": 12, "rejected": 0,
-                               "message": "12 of 12 events accepted", "errors": []}
+    assert response.json() == {
+        "status": "success",
+        "accepted": 12,
+        "rejected": 0,
+        "message": "12 of 12 events accepted",
+        "errors": [],
+    }
     stored = {event.event_type: event for event in Event.objects.filter(application=app_keys.application)}
     assert set(stored) == {element["type"] for element in EVERY_TYPE}
     for element in EVERY_TYPE:
@@ -89,15 +142,31 @@ def test_a_resent_array_is_stored_once(app_keys):
 
 
 def test_the_function_comes_from_headers_or_the_arrays_init_start(app_keys):
-    init_start = {"type": "platform.initStart", "time": "2026-11-20T10:00:00Z",
-                  "record": {"initializationType": "on-demand", "phase": "init", "functionName": "resize",
-                             "functionVersion": "3"}}
-    assert post_array(app_keys, [SEED_FUNCTION], query="", HTTP_X_LAMBDA_FUNCTION_NAME="thumbs",
-                      HTTP_X_LAMBDA_FUNCTION_VERSION="12").status_code == 200
+    init_start = {
+        "type": "platform.initStart",
+        "time": "2026-11-20T10:00:00Z",
+        "record": {
+            "initializationType": "on-demand",
+            "phase": "init",
+            "functionName": "resize",
+            "functionVersion": "3",
+        },
+    }
+    assert (
+        post_array(
+            app_keys,
+            [SEED_FUNCTION],
+            query="",
+            HTTP_X_LAMBDA_FUNCTION_NAME="thumbs",
+            HTTP_X_LAMBDA_FUNCTION_VERSION="12",
+        ).status_code
+        == 200
+    )
     assert post_array(app_keys, [init_start], query="").status_code == 200
 
-    assert set(Event.objects.filter(application=app_keys.application)
-               .values_list("service_name", "service_version")) == {("thumbs", "12"), ("resize", "3")}
+    assert set(
+        Event.objects.filter(application=app_keys.application).values_list("service_name", "service_version")
+    ) == {("thumbs", "12"), ("resize", "3")}
 
 
 def test_an_array_that_names_no_function_is_refused_with_400(app_keys):
@@ -118,8 +187,13 @@ def test_the_api_key_header_works_as_well_as_bearer(app_keys):
 
 def test_invalid_elements_are_reported_by_index_and_the_rest_stored(app_keys):
     bad_report = {**SEED_REPORT, "record": {**SEED_REPORT["record"], "metrics": {"durationMs": "slow"}}}
-    array = [SEED_START, {"time": "2022-10-12T00:00:00Z"}, "not an object", {"type": "function", "time": "yesterday"},
-             bad_report]
+    array = [
+        SEED_START,
+        {"time": "2022-10-12T00:00:00Z"},
+        "not an object",
+        {"type": "function", "time": "yesterday"},
+        bad_report,
+    ]
 
     response = post_array(app_keys, array)
 
@@ -127,7 +201,11 @@ def test_invalid_elements_are_reported_by_index_and_the_rest_stored(app_keys):
     body = response.json()
     assert (body["accepted"], body["rejected"]) == (1, 4)
     assert [(error["index"], error["error"]) for error in body["errors"]] == [
-        (1, "invalid_event"), (2, "invalid_event"), (3, "invalid_event"), (4, "invalid_record")]
+        (1, "invalid_event"),
+        (2, "invalid_event"),
+        (3, "invalid_event"),
+        (4, "invalid_record"),
+    ]
     assert list(Event.objects.values_list("event_type", flat=True)) == ["platform.start"]
 
 
@@ -138,12 +216,15 @@ def test_an_array_with_no_valid_element_is_answered_422(app_keys):
     assert response.json()["error"]["code"] == "validation_error"
 
 
-@pytest.mark.parametrize("body, content_type", [
-    (b"{not json", "application/json"),
-    (b'{"type": "function"}', "application/json"),
-    (b"[]\xff", "application/json"),
-    (json.dumps([SEED_FUNCTION]).encode(), "text/plain"),
-])
+@pytest.mark.parametrize(
+    "body, content_type",
+    [
+        (b"{not json", "application/json"),
+        (b'{"type": "function"}', "application/json"),
+        (b"[]\xff", "application/json"),
+        (json.dumps([SEED_FUNCTION]).encode(), "text/plain"),
+    ],
+)
 def test_a_body_that_is_not_a_json_array_is_refused_with_400(app_keys, body, content_type):
     response = post_array(app_keys, body, content_type=content_type)
 
@@ -180,8 +261,12 @@ def test_a_token_that_is_not_the_applications_is_refused_with_401(app_keys, case
     else:
         url_keys = other  # the other organization's ids with this application's token
 
-    response = Client().post(lambda_url(url_keys, "?function=f"), data=json.dumps([SEED_FUNCTION]),
-                             content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}")
+    response = Client().post(
+        lambda_url(url_keys, "?function=f"),
+        data=json.dumps([SEED_FUNCTION]),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {token}",
+    )
 
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "unauthorized"

@@ -5,7 +5,6 @@ from io import StringIO
 
 import pytest
 from django.core.management import call_command
-
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 
 from ingest.lambda_rollups import duration_bound, five_minute_rollups_prune
@@ -21,14 +20,29 @@ pytestmark = pytest.mark.django_db
 HOUR = (datetime.now(UTC) - timedelta(hours=2)).replace(minute=0, second=0, microsecond=0)
 
 
-def report(minute: int, duration: float, *, status: str = "success", billed: int = 0, memory: int = 128,
-           used: int = 64, init: float | None = None) -> dict:
-    metrics = {"durationMs": duration, "billedDurationMs": billed or int(duration) + 1, "memorySizeMB": memory,
-               "maxMemoryUsedMB": used}
+def report(
+    minute: int,
+    duration: float,
+    *,
+    status: str = "success",
+    billed: int = 0,
+    memory: int = 128,
+    used: int = 64,
+    init: float | None = None,
+) -> dict:
+    metrics = {
+        "durationMs": duration,
+        "billedDurationMs": billed or int(duration) + 1,
+        "memorySizeMB": memory,
+        "maxMemoryUsedMB": used,
+    }
     if init is not None:
         metrics["initDurationMs"] = init
-    return {**SEED_REPORT, "time": f"{HOUR:%Y-%m-%dT%H}:{minute:02d}:00.000Z",
-            "record": {"requestId": f"r-{minute}-{duration}", "status": status, "metrics": metrics}}
+    return {
+        **SEED_REPORT,
+        "time": f"{HOUR:%Y-%m-%dT%H}:{minute:02d}:00.000Z",
+        "record": {"requestId": f"r-{minute}-{duration}", "status": status, "metrics": metrics},
+    }
 
 
 def rollup(granularity: str = "hour", **filters) -> LambdaRollup:
@@ -36,8 +50,14 @@ def rollup(granularity: str = "hour", **filters) -> LambdaRollup:
 
 
 def test_reports_roll_up_per_function_and_version_by_hour_and_five_minutes(app_keys):
-    post_array(app_keys, [report(1, 100.5, billed=200, init=250.0), report(2, 40.0, status="error", used=100),
-                          report(7, 900.0, status="timeout", billed=1000, memory=256, used=200)])
+    post_array(
+        app_keys,
+        [
+            report(1, 100.5, billed=200, init=250.0),
+            report(2, 40.0, status="error", used=100),
+            report(7, 900.0, status="timeout", billed=1000, memory=256, used=200),
+        ],
+    )
     post_array(app_keys, [report(3, 10.0)], query="?function=checkout&version=8")
     post_array(app_keys, [SEED_REPORT], query="?function=other")  # another function, another hour
 
@@ -61,10 +81,16 @@ def test_the_duration_histogram_counts_each_invocation_once_in_its_bucket(app_ke
     rollups_update(lag_seconds=0)
 
     counts = dict(LambdaDurationBucket.objects.filter(granularity="hour").values_list("bound", "count"))
-    assert counts == {0: 1, 2: 1, duration_bound(100.5): 2, duration_bound(2500.0): 1,
-                      len(LAMBDA_DURATION_BOUNDS_MS): 1}
-    assert LAMBDA_DURATION_BOUNDS_MS[duration_bound(100.5) - 1] < 100.5 <= LAMBDA_DURATION_BOUNDS_MS[
-        duration_bound(100.5)]
+    assert counts == {
+        0: 1,
+        2: 1,
+        duration_bound(100.5): 2,
+        duration_bound(2500.0): 1,
+        len(LAMBDA_DURATION_BOUNDS_MS): 1,
+    }
+    assert (
+        LAMBDA_DURATION_BOUNDS_MS[duration_bound(100.5) - 1] < 100.5 <= LAMBDA_DURATION_BOUNDS_MS[duration_bound(100.5)]
+    )
 
 
 def test_rollups_add_up_across_runs_and_merge_by_addition(app_keys):
@@ -89,25 +115,55 @@ def test_other_lambda_types_and_other_sources_do_not_count_as_invocations(app_ke
     assert not LambdaRollup.objects.exists()
 
 
-def extension_export(keys, request_id: str, *, duration: float, billed: float, used_mb: int, status: str,
-                     init: float | None = None, at: int, max_memory: int = 512 * 1024 * 1024):
+def extension_export(
+    keys,
+    request_id: str,
+    *,
+    duration: float,
+    billed: float,
+    used_mb: int,
+    status: str,
+    init: float | None = None,
+    at: int,
+    max_memory: int = 512 * 1024 * 1024,
+):
     """What seed 003's extension exports for one platform.report: gauges, and a lambda.invoke span."""
-    lambda_resource = {"service.name": "resize", "faas.name": "resize", "faas.version": "$LATEST",
-                       "faas.max_memory": max_memory, "cloud.provider": "aws"}
+    lambda_resource = {
+        "service.name": "resize",
+        "faas.name": "resize",
+        "faas.version": "$LATEST",
+        "faas.max_memory": max_memory,
+        "cloud.provider": "aws",
+    }
     invocation = {"faas.invocation_id": request_id}
 
     def gauge(name: str, unit: str, value: float) -> metrics_pb2.Metric:
-        return metrics_pb2.Metric(name=name, unit=unit, gauge=metrics_pb2.Gauge(data_points=[
-            metrics_pb2.NumberDataPoint(time_unix_nano=at, start_time_unix_nano=at, as_double=value,
-                                        attributes=[attribute(k, v) for k, v in invocation.items()])]))
+        return metrics_pb2.Metric(
+            name=name,
+            unit=unit,
+            gauge=metrics_pb2.Gauge(
+                data_points=[
+                    metrics_pb2.NumberDataPoint(
+                        time_unix_nano=at,
+                        start_time_unix_nano=at,
+                        as_double=value,
+                        attributes=[attribute(k, v) for k, v in invocation.items()],
+                    )
+                ]
+            ),
+        )
 
-    points = [gauge("faas.invocation.duration", "ms", duration), gauge("aws.lambda.billed_duration", "ms", billed),
-              gauge("aws.lambda.max_memory_used", "By", used_mb * 1024 * 1024)]
+    points = [
+        gauge("faas.invocation.duration", "ms", duration),
+        gauge("aws.lambda.billed_duration", "ms", billed),
+        gauge("aws.lambda.max_memory_used", "By", used_mb * 1024 * 1024),
+    ]
     if init is not None:
         points.append(gauge("aws.lambda.init_duration", "ms", init))
     assert export(keys, "metrics", metrics(*points, **lambda_resource).SerializeToString()).status_code == 200
-    invoke = span("lambda.invoke", span_id=int(at % 10**9) + 1, start=at, **{"faas.invocation.status": status,
-                                                                              **invocation})
+    invoke = span(
+        "lambda.invoke", span_id=int(at % 10**9) + 1, start=at, **{"faas.invocation.status": status, **invocation}
+    )
     assert export(keys, "traces", traces(invoke, **lambda_resource).SerializeToString()).status_code == 200
 
 
@@ -127,8 +183,7 @@ def test_the_extensions_otlp_export_feeds_the_same_rollups(app_keys):
 
 def test_configured_memory_in_megabytes_is_read_as_megabytes(app_keys):
     at = int(datetime(2026, 11, 20, 10, 12, tzinfo=UTC).timestamp() * 1e9)
-    extension_export(app_keys, "a", duration=120.0, billed=1000.0, used_mb=90, status="success", at=at,
-                     max_memory=1024)
+    extension_export(app_keys, "a", duration=120.0, billed=1000.0, used_mb=90, status="success", at=at, max_memory=1024)
 
     rollups_update(lag_seconds=0)
 
@@ -146,21 +201,36 @@ def test_five_minute_rows_are_built_and_kept_for_recent_events_only(app_keys):
     assert five_minute_rollups_prune() == 2
 
     assert set(LambdaRollup.objects.values_list("granularity", "bucket")) == {
-        ("hour", HOUR), ("hour", datetime(2026, 1, 15, 8, tzinfo=UTC))}
+        ("hour", HOUR),
+        ("hour", datetime(2026, 1, 15, 8, tzinfo=UTC)),
+    }
 
 
 def test_the_rebuild_command_recomputes_the_lambda_rollups(app_keys):
     post_array(app_keys, [report(1, 10.0, init=100.0), report(7, 300.0, status="error")])
     rollups_update(lag_seconds=0)
-    expected = sorted(LambdaRollup.objects.values_list("granularity", "bucket", "invocations", "errors",
-                                                       "cold_starts", "duration_ms"))
+    expected = sorted(
+        LambdaRollup.objects.values_list("granularity", "bucket", "invocations", "errors", "cold_starts", "duration_ms")
+    )
     histogram = sorted(LambdaDurationBucket.objects.values_list("granularity", "bucket", "bound", "count"))
     LambdaRollup.objects.update(invocations=999)
     LambdaDurationBucket.objects.update(count=999)
 
-    call_command("rebuild_rollups", "--since", (HOUR - timedelta(days=1)).date().isoformat(),
-                 "--until", (HOUR + timedelta(days=2)).date().isoformat(), stdout=StringIO())
+    call_command(
+        "rebuild_rollups",
+        "--since",
+        (HOUR - timedelta(days=1)).date().isoformat(),
+        "--until",
+        (HOUR + timedelta(days=2)).date().isoformat(),
+        stdout=StringIO(),
+    )
 
-    assert sorted(LambdaRollup.objects.values_list("granularity", "bucket", "invocations", "errors", "cold_starts",
-                                                   "duration_ms")) == expected
+    assert (
+        sorted(
+            LambdaRollup.objects.values_list(
+                "granularity", "bucket", "invocations", "errors", "cold_starts", "duration_ms"
+            )
+        )
+        == expected
+    )
     assert sorted(LambdaDurationBucket.objects.values_list("granularity", "bucket", "bound", "count")) == histogram

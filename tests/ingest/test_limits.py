@@ -16,8 +16,14 @@ pytestmark = pytest.mark.django_db
 
 
 def tier(**fields) -> Tier:
-    defaults = {"slug": f"t{time.monotonic_ns()}", "name": "Test", "monthly_event_quota": 1_000_000,
-                "requests_per_minute": 100_000, "retention_days": 30, "is_unlimited": False}
+    defaults = {
+        "slug": f"t{time.monotonic_ns()}",
+        "name": "Test",
+        "monthly_event_quota": 1_000_000,
+        "requests_per_minute": 100_000,
+        "retention_days": 30,
+        "is_unlimited": False,
+    }
     return Tier.objects.create(**{**defaults, **fields})
 
 
@@ -153,8 +159,14 @@ def test_every_event_sent_ends_in_exactly_one_counted_outcome(signed_post):
 
     totals = outcome_totals(keys)
 
-    assert totals == {"accepted": 4, "duplicate": 1, "invalid:invalid_user_id": 1, "over_quota": 2, "dnt": 2,
-                      "rate_limited": 1}
+    assert totals == {
+        "accepted": 4,
+        "duplicate": 1,
+        "invalid:invalid_user_id": 1,
+        "over_quota": 2,
+        "dnt": 2,
+        "rate_limited": 1,
+    }
     assert totals["accepted"] == Event.objects.filter(application=keys.application).count()
 
 
@@ -192,8 +204,9 @@ def eager_tasks(monkeypatch):
     monkeypatch.setattr(app.conf, "task_always_eager", True)
 
 
-def test_owners_are_mailed_once_at_80_and_once_at_100_percent(signed_post, eager_tasks, mailoutbox,
-                                                                django_capture_on_commit_callbacks):
+def test_owners_are_mailed_once_at_80_and_once_at_100_percent(
+    signed_post, eager_tasks, mailoutbox, django_capture_on_commit_callbacks
+):
     from accounts.models import Membership
     from tests.factories import UserFactory
 

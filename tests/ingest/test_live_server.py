@@ -20,8 +20,12 @@ def test_signed_batch_sent_over_http_is_stored(live_port):
     body = batch_body(events)
     conn = http.client.HTTPConnection("127.0.0.1", live_port, timeout=10)
 
-    conn.request("POST", keys.url, body=body, headers={"Content-Type": "application/json",
-                                                       **wsgi_to_http(signed_headers(keys, body, batch_size=3))})
+    conn.request(
+        "POST",
+        keys.url,
+        body=body,
+        headers={"Content-Type": "application/json", **wsgi_to_http(signed_headers(keys, body, batch_size=3))},
+    )
     response = conn.getresponse()
 
     assert response.status == 200
@@ -53,8 +57,12 @@ def test_large_batch_resent_with_new_events_is_stored_once_each(live_port):
 
     for batch in (events, events + [make_event()]):  # the second time the COPY meets stored events
         body = batch_body(batch)
-        conn.request("POST", keys.url, body=body, headers={"Content-Type": "application/json",
-                                                           **wsgi_to_http(signed_headers(keys, body))})
+        conn.request(
+            "POST",
+            keys.url,
+            body=body,
+            headers={"Content-Type": "application/json", **wsgi_to_http(signed_headers(keys, body))},
+        )
         response = conn.getresponse()
         answers.append((response.status, json.loads(response.read())["accepted"]))
 
@@ -67,8 +75,13 @@ def test_chunked_body_without_content_length_is_read_and_stored(live_port):
     body = batch_body([make_event()])
     conn = http.client.HTTPConnection("127.0.0.1", live_port, timeout=10)
 
-    conn.request("POST", keys.url, body=iter([body[:20], body[20:]]), encode_chunked=True,
-                 headers={"Content-Type": "application/json", **wsgi_to_http(signed_headers(keys, body))})
+    conn.request(
+        "POST",
+        keys.url,
+        body=iter([body[:20], body[20:]]),
+        encode_chunked=True,
+        headers={"Content-Type": "application/json", **wsgi_to_http(signed_headers(keys, body))},
+    )
     response = conn.getresponse()
 
     assert response.status == 200
@@ -78,8 +91,11 @@ def test_chunked_body_without_content_length_is_read_and_stored(live_port):
 def test_oversized_body_is_refused_before_it_is_sent(live_port):
     keys = app_keys_create()
     with socket.create_connection(("127.0.0.1", live_port), timeout=10) as sock:
-        sock.sendall(f"POST {keys.url} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                     f"Content-Length: 100000000\r\n\r\n".encode() + b"x" * 1000)
+        sock.sendall(
+            f"POST {keys.url} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"Content-Length: 100000000\r\n\r\n".encode()
+            + b"x" * 1000
+        )
         answer = b""
         while b'"payload_too_large"' not in answer and (chunk := sock.recv(4096)):
             answer += chunk
@@ -94,8 +110,12 @@ def test_event_the_database_refuses_is_reported_and_the_rest_of_the_batch_stored
     body = batch_body([good, make_event(event={"type": "t", "data": {"n": 1}})]).replace(b'"n": 1', b'"n": 1e999999')
     conn = http.client.HTTPConnection("127.0.0.1", live_port, timeout=10)
 
-    conn.request("POST", keys.url, body=body, headers={"Content-Type": "application/json",
-                                                       **wsgi_to_http(signed_headers(keys, body, batch_size=2))})
+    conn.request(
+        "POST",
+        keys.url,
+        body=body,
+        headers={"Content-Type": "application/json", **wsgi_to_http(signed_headers(keys, body, batch_size=2))},
+    )
     response = conn.getresponse()
 
     assert response.status == 207
@@ -110,8 +130,12 @@ def test_credential_revoked_elsewhere_stops_working_on_a_running_server_at_once(
     def send():
         body = batch_body([make_event()])
         conn = http.client.HTTPConnection("127.0.0.1", live_port, timeout=10)
-        conn.request("POST", keys.url, body=body, headers={"Content-Type": "application/json",
-                                                           **wsgi_to_http(signed_headers(keys, body))})
+        conn.request(
+            "POST",
+            keys.url,
+            body=body,
+            headers={"Content-Type": "application/json", **wsgi_to_http(signed_headers(keys, body))},
+        )
         return conn.getresponse().status
 
     assert send() == 200  # the server process now holds the credential in its cache
@@ -125,15 +149,20 @@ def test_quota_stays_exact_under_concurrent_requests(live_port):
 
     from accounts.models import Tier
 
-    tiny = Tier.objects.create(slug="tiny", name="Tiny", monthly_event_quota=10, requests_per_minute=10_000,
-                               retention_days=30)
+    tiny = Tier.objects.create(
+        slug="tiny", name="Tiny", monthly_event_quota=10, requests_per_minute=10_000, retention_days=30
+    )
     keys = app_keys_create(organization__tier=tiny)
 
     def send(_):
         body = batch_body([make_event()])
         conn = http.client.HTTPConnection("127.0.0.1", live_port, timeout=30)
-        conn.request("POST", keys.url, body=body, headers={"Content-Type": "application/json",
-                                                           **wsgi_to_http(signed_headers(keys, body))})
+        conn.request(
+            "POST",
+            keys.url,
+            body=body,
+            headers={"Content-Type": "application/json", **wsgi_to_http(signed_headers(keys, body))},
+        )
         return conn.getresponse().status
 
     with ThreadPoolExecutor(max_workers=12) as pool:

@@ -32,23 +32,44 @@ class MaltiKey:
 
 def record(**overrides) -> dict:
     """A record exactly as malti-telemetry 1.0.4's TelemetryRecord.to_dict() makes it."""
-    return {"service": SERVICE, "method": "GET", "endpoint": "/orders/{order_id}", "status": 200,
-            "response_time": 42, "consumer": "web-shop", "node": "web-01", "context": None,
-            "created_at": "2026-11-25T10:30:00.123456+00:00", **overrides}
+    return {
+        "service": SERVICE,
+        "method": "GET",
+        "endpoint": "/orders/{order_id}",
+        "status": 200,
+        "response_time": 42,
+        "consumer": "web-shop",
+        "node": "web-01",
+        "context": None,
+        "created_at": "2026-11-25T10:30:00.123456+00:00",
+        **overrides,
+    }
 
 
 def post(token: str | None, body, **headers):
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
     if token is not None:
         headers["HTTP_X_API_KEY"] = token
-    return Client().post(URL, data=data, content_type="application/json",
-                         HTTP_USER_AGENT="python-httpx/0.28.1", **headers)
+    return Client().post(
+        URL, data=data, content_type="application/json", HTTP_USER_AGENT="python-httpx/0.28.1", **headers
+    )
 
 
 def test_a_batch_is_stored_whole_as_http_request_events_then_answered_200():
     key = MaltiKey()
-    records = [record(), record(method="POST", endpoint="/orders", status=201, response_time=7, consumer="app",
-                                node=None, context="checkout", created_at="2026-11-25T12:31:00+01:00")]
+    records = [
+        record(),
+        record(
+            method="POST",
+            endpoint="/orders",
+            status=201,
+            response_time=7,
+            consumer="app",
+            node=None,
+            context="checkout",
+            created_at="2026-11-25T12:31:00+01:00",
+        ),
+    ]
 
     response = post(key.token, {"requests": records})
 
@@ -56,13 +77,30 @@ def test_a_batch_is_stored_whole_as_http_request_events_then_answered_200():
     assert response.json() == {"message": "2 requests stored", "count": 2, "service": SERVICE}
     first, second = key.events()
     assert (first.event_type, first.category, first.service_name, first.schema_version) == (
-        "http_request", "http", SERVICE, "malti/1")
+        "http_request",
+        "http",
+        SERVICE,
+        "malti/1",
+    )
     assert first.timestamp == datetime(2026, 11, 25, 10, 30, 0, 123456, tzinfo=UTC)
-    assert first.data == {"method": "GET", "endpoint": "/orders/{order_id}", "status": 200, "response_time": 42,
-                          "consumer": "web-shop", "node": "web-01"}
+    assert first.data == {
+        "method": "GET",
+        "endpoint": "/orders/{order_id}",
+        "status": 200,
+        "response_time": 42,
+        "consumer": "web-shop",
+        "node": "web-01",
+    }
     assert second.timestamp == datetime(2026, 11, 25, 11, 31, tzinfo=UTC)
-    assert second.data == {"method": "POST", "endpoint": "/orders", "status": 201, "response_time": 7,
-                           "consumer": "app", "node": None, "context": "checkout"}
+    assert second.data == {
+        "method": "POST",
+        "endpoint": "/orders",
+        "status": 201,
+        "response_time": 7,
+        "consumer": "app",
+        "node": None,
+        "context": "checkout",
+    }
     assert first.sdk_version == "python-httpx/0.28.1"
     assert first.organization_id == key.application.organization_id
 
@@ -129,8 +167,10 @@ def test_empty_batch_is_refused_with_400():
     assert response.json() == {"error": {"code": "empty_batch", "message": "The batch has no requests"}}
 
 
-@pytest.mark.parametrize("body", [b"not json", b'{"events": []}', b'{"requests": {}}', b"[]", b"",
-                                  b'{"requests": [], "x": "\\ud800"}', b"\xff\xfe"])
+@pytest.mark.parametrize(
+    "body",
+    [b"not json", b'{"events": []}', b'{"requests": {}}', b"[]", b"", b'{"requests": [], "x": "\\ud800"}', b"\xff\xfe"],
+)
 def test_a_body_that_is_not_a_batch_is_refused_with_400(body):
     key = MaltiKey()
 
@@ -142,8 +182,14 @@ def test_a_body_that_is_not_a_batch_is_refused_with_400(body):
 
 def test_malformed_records_are_refused_with_422_naming_each_and_nothing_stored():
     key = MaltiKey()
-    records = [record(), record(status="200"), record(created_at="2026-11-25T10:30:00"), record(),
-               {k: v for k, v in record().items() if k != "consumer"}, record(response_time=-1)]
+    records = [
+        record(),
+        record(status="200"),
+        record(created_at="2026-11-25T10:30:00"),
+        record(),
+        {k: v for k, v in record().items() if k != "consumer"},
+        record(response_time=-1),
+    ]
 
     response = post(key.token, {"requests": records})
 
@@ -152,13 +198,25 @@ def test_malformed_records_are_refused_with_422_naming_each_and_nothing_stored()
     assert body["error"]["code"] == "invalid_record"
     assert body["count"] == 0
     assert [(error["index"], error["field"]) for error in body["errors"]] == [
-        (1, "status"), (2, "created_at"), (4, "consumer"), (5, "response_time")]
+        (1, "status"),
+        (2, "created_at"),
+        (4, "consumer"),
+        (5, "response_time"),
+    ]
     assert not key.events().exists()
     assert outcome_totals(key)["invalid:invalid_record"] == 6  # the batch is refused whole
 
 
-@pytest.mark.parametrize("bad", [{"endpoint": "/a\u0000b"}, {"created_at": "9999-12-31T23:59:59-05:00"},
-                                 {"status": 700}, {"method": ""}, {"response_time": 1.5}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"endpoint": "/a\u0000b"},
+        {"created_at": "9999-12-31T23:59:59-05:00"},
+        {"status": 700},
+        {"method": ""},
+        {"response_time": 1.5},
+    ],
+)
 def test_values_storage_would_refuse_are_malformed_records(bad):
     key = MaltiKey()
 
@@ -239,10 +297,17 @@ def test_the_key_of_one_organization_stores_into_its_own_application_only():
     assert key.application.organization_id != other.application.organization_id
 
 
-junk = st.one_of(st.none(), st.booleans(), st.integers(min_value=-(10 ** 30), max_value=10 ** 30),
-                 st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=300), st.just("\x00"),
-                 st.just("x" * 2000), st.lists(st.integers(), max_size=3),
-                 st.datetimes(timezones=st.timezones()).map(lambda moment: moment.isoformat()))
+junk = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(10**30), max_value=10**30),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=300),
+    st.just("\x00"),
+    st.just("x" * 2000),
+    st.lists(st.integers(), max_size=3),
+    st.datetimes(timezones=st.timezones()).map(lambda moment: moment.isoformat()),
+)
 
 
 @st.composite
@@ -257,8 +322,9 @@ def records(draw):
     return item
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                   HealthCheck.too_slow])
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(batch=st.lists(records(), max_size=6))
 def test_any_batch_is_answered_without_a_5xx_and_stored_whole_or_not_at_all(batch):
     key = MaltiKey()

@@ -43,8 +43,13 @@ async def fail(request):
 
 def shop() -> Starlette:
     """An ASGI app as a Malti user writes one: the middleware added, nothing else."""
-    app = Starlette(routes=[Route("/orders/{order_id}", order), Route("/orders", create_order, methods=["POST"]),
-                            Route("/fail", fail)])
+    app = Starlette(
+        routes=[
+            Route("/orders/{order_id}", order),
+            Route("/orders", create_order, methods=["POST"]),
+            Route("/fail", fail),
+        ]
+    )
     app.add_middleware(MaltiMiddleware)
     return app
 
@@ -53,11 +58,19 @@ def shop() -> Starlette:
 def malti(monkeypatch, server_url):
     """Configures the client as its README says, by environment, for one test; it reads the
     environment once, into a process-wide instance, which is dropped before and after."""
+
     def configure(api_key: str, service: str = SERVICE):
-        for name, value in {"MALTI_URL": server_url, "MALTI_API_KEY": api_key, "MALTI_SERVICE_NAME": service,
-                            "MALTI_NODE": "web-01", "MALTI_BATCH_INTERVAL": "3600", "MALTI_MAX_RETRIES": "0"}.items():
+        for name, value in {
+            "MALTI_URL": server_url,
+            "MALTI_API_KEY": api_key,
+            "MALTI_SERVICE_NAME": service,
+            "MALTI_NODE": "web-01",
+            "MALTI_BATCH_INTERVAL": "3600",
+            "MALTI_MAX_RETRIES": "0",
+        }.items():
             monkeypatch.setenv(name, value)
         monkeypatch.setattr(malti_core, "_telemetry_system", None)
+
     yield configure
     monkeypatch.setattr(malti_core, "_telemetry_system", None)
 
@@ -112,12 +125,16 @@ def test_the_malti_client_delivers_its_batch_and_it_is_stored_as_http_requests(m
     assert (stats["total_added"], stats["total_sent"], stats["total_failed"]) == (4, 4, 0)
     events = list(Event.objects.filter(application=application).order_by("timestamp"))
     assert [(e.event_type, e.category, e.service_name, e.schema_version) for e in events] == [
-        ("http_request", "http", SERVICE, "malti/1")] * 4
-    assert [(e.data["method"], e.data["endpoint"], e.data["status"], e.data["consumer"], e.data["node"])
-            for e in events] == [
+        ("http_request", "http", SERVICE, "malti/1")
+    ] * 4
+    assert [
+        (e.data["method"], e.data["endpoint"], e.data["status"], e.data["consumer"], e.data["node"]) for e in events
+    ] == [
         ("GET", "/orders/{order_id}", 200, "web-shop", "web-01"),
         ("GET", "/orders/{order_id}", 200, "web-shop", "web-01"),
-        ("POST", "/orders", 201, "mobile", "web-01"), ("GET", "/fail", 503, "anonymous", "web-01")]
+        ("POST", "/orders", 201, "mobile", "web-01"),
+        ("GET", "/fail", 503, "anonymous", "web-01"),
+    ]
     assert all(isinstance(e.data["response_time"], int) and "context" not in e.data for e in events)
     assert events[0].sdk_version.startswith("python-httpx/")
 

@@ -49,34 +49,78 @@ def resource(**values) -> resource_pb2.Resource:
 
 
 def span(name: str, *, span_id: int = 1, start: int = NOW_NANOS, **attributes) -> trace_pb2.Span:
-    return trace_pb2.Span(trace_id=bytes(range(16)), span_id=span_id.to_bytes(8, "big"), name=name,
-                          kind=trace_pb2.Span.SPAN_KIND_SERVER, start_time_unix_nano=start,
-                          end_time_unix_nano=start + 12_500_000,
-                          attributes=[attribute(key, value) for key, value in attributes.items()])
+    return trace_pb2.Span(
+        trace_id=bytes(range(16)),
+        span_id=span_id.to_bytes(8, "big"),
+        name=name,
+        kind=trace_pb2.Span.SPAN_KIND_SERVER,
+        start_time_unix_nano=start,
+        end_time_unix_nano=start + 12_500_000,
+        attributes=[attribute(key, value) for key, value in attributes.items()],
+    )
 
 
 def traces(*spans, **resource_values) -> trace_service_pb2.ExportTraceServiceRequest:
-    return trace_service_pb2.ExportTraceServiceRequest(resource_spans=[trace_pb2.ResourceSpans(
-        resource=resource(**resource_values),
-        scope_spans=[trace_pb2.ScopeSpans(scope=common_pb2.InstrumentationScope(name="tests", version="1"),
-                                          spans=list(spans))])])
+    return trace_service_pb2.ExportTraceServiceRequest(
+        resource_spans=[
+            trace_pb2.ResourceSpans(
+                resource=resource(**resource_values),
+                scope_spans=[
+                    trace_pb2.ScopeSpans(
+                        scope=common_pb2.InstrumentationScope(name="tests", version="1"), spans=list(spans)
+                    )
+                ],
+            )
+        ]
+    )
 
 
 def gauge(name: str, value: float, *, at: int = NOW_NANOS, **attributes) -> metrics_pb2.Metric:
-    return metrics_pb2.Metric(name=name, unit="ms", gauge=metrics_pb2.Gauge(data_points=[metrics_pb2.NumberDataPoint(
-        time_unix_nano=at, as_double=value, attributes=[attribute(k, v) for k, v in attributes.items()])]))
+    return metrics_pb2.Metric(
+        name=name,
+        unit="ms",
+        gauge=metrics_pb2.Gauge(
+            data_points=[
+                metrics_pb2.NumberDataPoint(
+                    time_unix_nano=at, as_double=value, attributes=[attribute(k, v) for k, v in attributes.items()]
+                )
+            ]
+        ),
+    )
 
 
 def metrics(*metric_list, **resource_values) -> metrics_service_pb2.ExportMetricsServiceRequest:
-    return metrics_service_pb2.ExportMetricsServiceRequest(resource_metrics=[metrics_pb2.ResourceMetrics(
-        resource=resource(**resource_values), scope_metrics=[metrics_pb2.ScopeMetrics(metrics=list(metric_list))])])
+    return metrics_service_pb2.ExportMetricsServiceRequest(
+        resource_metrics=[
+            metrics_pb2.ResourceMetrics(
+                resource=resource(**resource_values),
+                scope_metrics=[metrics_pb2.ScopeMetrics(metrics=list(metric_list))],
+            )
+        ]
+    )
 
 
 def logs(*bodies: str) -> logs_service_pb2.ExportLogsServiceRequest:
-    return logs_service_pb2.ExportLogsServiceRequest(resource_logs=[logs_pb2.ResourceLogs(
-        resource=resource(), scope_logs=[logs_pb2.ScopeLogs(log_records=[
-            logs_pb2.LogRecord(time_unix_nano=NOW_NANOS + i, severity_text="INFO", severity_number=9,
-                               body=common_pb2.AnyValue(string_value=body)) for i, body in enumerate(bodies)])])])
+    return logs_service_pb2.ExportLogsServiceRequest(
+        resource_logs=[
+            logs_pb2.ResourceLogs(
+                resource=resource(),
+                scope_logs=[
+                    logs_pb2.ScopeLogs(
+                        log_records=[
+                            logs_pb2.LogRecord(
+                                time_unix_nano=NOW_NANOS + i,
+                                severity_text="INFO",
+                                severity_number=9,
+                                body=common_pb2.AnyValue(string_value=body),
+                            )
+                            for i, body in enumerate(bodies)
+                        ]
+                    )
+                ],
+            )
+        ]
+    )
 
 
 def export(keys, signal: str, body: bytes, *, content_type: str = PROTOBUF, token: str | None = None, **headers):
@@ -119,9 +163,17 @@ def test_a_retried_export_is_stored_once(app_keys):
 
 
 def test_metric_points_and_log_records_are_stored(app_keys):
-    request = metrics(gauge("queue.depth", 4.0, queue="orders"), metrics_pb2.Metric(
-        name="requests", sum=metrics_pb2.Sum(is_monotonic=True, aggregation_temporality=2, data_points=[
-            metrics_pb2.NumberDataPoint(time_unix_nano=NOW_NANOS, as_int=7)])))
+    request = metrics(
+        gauge("queue.depth", 4.0, queue="orders"),
+        metrics_pb2.Metric(
+            name="requests",
+            sum=metrics_pb2.Sum(
+                is_monotonic=True,
+                aggregation_temporality=2,
+                data_points=[metrics_pb2.NumberDataPoint(time_unix_nano=NOW_NANOS, as_int=7)],
+            ),
+        ),
+    )
 
     assert export(app_keys, "metrics", request.SerializeToString()).status_code == 200
     assert export(app_keys, "logs", logs("started", "done").SerializeToString()).status_code == 200
@@ -130,20 +182,40 @@ def test_metric_points_and_log_records_are_stored(app_keys):
     assert points["queue.depth"]["value"] == 4.0
     assert points["queue.depth"]["attributes"] == {"queue": "orders"}
     assert points["requests"] | {"resource": None} == points["requests"] | {
-        "type": "sum", "value": 7, "is_monotonic": True, "temporality": "AGGREGATION_TEMPORALITY_CUMULATIVE",
-        "resource": None}
+        "type": "sum",
+        "value": 7,
+        "is_monotonic": True,
+        "temporality": "AGGREGATION_TEMPORALITY_CUMULATIVE",
+        "resource": None,
+    }
     records = Event.objects.filter(event_type="otel.log").order_by("timestamp")
     assert [record.data["body"] for record in records] == ["started", "done"]
     assert {record.category for record in records} == {"INFO"}
 
 
 def test_json_encoding_is_answered_in_json(app_keys):
-    body = {"resourceSpans": [{
-        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "billing"}}]},
-        "scopeSpans": [{"spans": [{
-            "traceId": "5b8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b174", "name": "charge",
-            "kind": 2, "startTimeUnixNano": str(NOW_NANOS), "endTimeUnixNano": str(NOW_NANOS + 1_000_000),
-            "attributes": [{"key": "amount", "value": {"intValue": "1200"}}]}]}]}]}
+    body = {
+        "resourceSpans": [
+            {
+                "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "billing"}}]},
+                "scopeSpans": [
+                    {
+                        "spans": [
+                            {
+                                "traceId": "5b8efff798038103d269b633813fc60c",
+                                "spanId": "eee19b7ec3c1b174",
+                                "name": "charge",
+                                "kind": 2,
+                                "startTimeUnixNano": str(NOW_NANOS),
+                                "endTimeUnixNano": str(NOW_NANOS + 1_000_000),
+                                "attributes": [{"key": "amount", "value": {"intValue": "1200"}}],
+                            }
+                        ]
+                    }
+                ],
+            }
+        ]
+    }
 
     response = export(app_keys, "traces", json.dumps(body).encode(), content_type="application/json")
 
@@ -193,8 +265,9 @@ def test_items_without_a_time_are_rejected_as_a_partial_success(app_keys):
 def test_partial_success_in_json_names_the_rejected_count(app_keys):
     request = metrics(gauge("ok", 1.0), gauge("late", 2.0, at=0))
 
-    response = export(app_keys, "metrics", json.dumps(json_format.MessageToDict(request)).encode(),
-                      content_type="application/json")
+    response = export(
+        app_keys, "metrics", json.dumps(json_format.MessageToDict(request)).encode(), content_type="application/json"
+    )
 
     assert response.status_code == 200
     assert response.json()["partialSuccess"]["rejectedDataPoints"] == "1"
@@ -244,19 +317,23 @@ def test_a_token_that_is_not_the_applications_is_refused_with_401(app_keys, sign
         url_keys = other
     headers = {} if case == "no token" else {"HTTP_AUTHORIZATION": f"Bearer {token}"}
 
-    response = Client().post(otlp_url(url_keys, signal), data=logs("x").SerializeToString(),
-                             content_type=PROTOBUF, **headers)
+    response = Client().post(
+        otlp_url(url_keys, signal), data=logs("x").SerializeToString(), content_type=PROTOBUF, **headers
+    )
 
     assert response.status_code == 401
     assert status_pb2.Status.FromString(response.content).code == 16  # UNAUTHENTICATED
     assert not Event.objects.exists()
 
 
-@pytest.mark.parametrize("signal, body", [
-    ("traces", traces(span("a", span_id=1), span("b", span_id=2), span("c", span_id=3))),
-    ("metrics", metrics(gauge("a", 1.0), gauge("b", 2.0), gauge("c", 3.0))),
-    ("logs", logs("a", "b", "c")),
-])
+@pytest.mark.parametrize(
+    "signal, body",
+    [
+        ("traces", traces(span("a", span_id=1), span("b", span_id=2), span("c", span_id=3))),
+        ("metrics", metrics(gauge("a", 1.0), gauge("b", 2.0), gauge("c", 3.0))),
+        ("logs", logs("a", "b", "c")),
+    ],
+)
 def test_the_quota_rejects_what_it_cannot_admit_then_answers_429(signal, body):
     keys = keys_on(tier(monthly_event_quota=2))
 
@@ -273,15 +350,21 @@ def test_the_quota_rejects_what_it_cannot_admit_then_answers_429(signal, body):
 
 
 def otlp_response(signal: str, content: bytes):
-    return {"traces": trace_service_pb2.ExportTraceServiceResponse, "logs": logs_service_pb2.ExportLogsServiceResponse,
-            "metrics": metrics_service_pb2.ExportMetricsServiceResponse}[signal].FromString(content)
+    return {
+        "traces": trace_service_pb2.ExportTraceServiceResponse,
+        "logs": logs_service_pb2.ExportLogsServiceResponse,
+        "metrics": metrics_service_pb2.ExportMetricsServiceResponse,
+    }[signal].FromString(content)
 
 
 @pytest.mark.parametrize("signal", ["traces", "metrics", "logs"])
 def test_the_rate_limit_answers_429_with_retry_after(signal):
     keys = keys_on(tier(requests_per_minute=1))
-    body = logs("x").SerializeToString() if signal == "logs" else (
-        traces(span("a")) if signal == "traces" else metrics(gauge("a", 1.0))).SerializeToString()
+    body = (
+        logs("x").SerializeToString()
+        if signal == "logs"
+        else (traces(span("a")) if signal == "traces" else metrics(gauge("a", 1.0))).SerializeToString()
+    )
     assert export(keys, signal, body).status_code == 200
 
     response = export(keys, signal, body)

@@ -52,11 +52,17 @@ def request(url, **kwargs):
 
 def test_database_unreachable_answers_503_never_500(server_without_database):
     body = b'{"events":[]}'
-    headers = {"Content-Type": "application/json", "X-Signature": "0" * 64, "X-Timestamp": str(int(time.time())),
-               "X-Nonce": "550e8400-e29b-41d4-a716-446655440000", "X-Batch-Size": "0"}
+    headers = {
+        "Content-Type": "application/json",
+        "X-Signature": "0" * 64,
+        "X-Timestamp": str(int(time.time())),
+        "X-Nonce": "550e8400-e29b-41d4-a716-446655440000",
+        "X-Batch-Size": "0",
+    }
 
-    status, response_headers, content = request(f"{server_without_database}/v1/ingest/org_x/app_12345678",
-                                                 data=body, headers=headers, method="POST")
+    status, response_headers, content = request(
+        f"{server_without_database}/v1/ingest/org_x/app_12345678", data=body, headers=headers, method="POST"
+    )
 
     assert status == 503
     assert b'"service_unavailable"' in content

@@ -13,38 +13,60 @@ pytestmark = pytest.mark.django_db
 
 
 def rollup_counts(granularity: str, dimension: str = "") -> Counter:
-    return Counter({(row.bucket, row.event_type, row.value): row.count
-                    for row in EventRollup.objects.filter(granularity=granularity, dimension=dimension)})
+    return Counter(
+        {
+            (row.bucket, row.event_type, row.value): row.count
+            for row in EventRollup.objects.filter(granularity=granularity, dimension=dimension)
+        }
+    )
 
 
-VALUE_OF = {"": lambda event: "", "category": lambda event: event.category or "",
-            "service": lambda event: f"{event.service_name} {event.service_version or ''}".strip(),
-            "sdk": lambda event: event.sdk_version or ""}
+VALUE_OF = {
+    "": lambda event: "",
+    "category": lambda event: event.category or "",
+    "service": lambda event: f"{event.service_name} {event.service_version or ''}".strip(),
+    "sdk": lambda event: event.sdk_version or "",
+}
 
 
 def counts_from_raw_events(granularity: str, dimension: str = "") -> Counter:
-    truncate = {"minute": dict(second=0, microsecond=0), "hour": dict(minute=0, second=0, microsecond=0),
-                "day": dict(hour=0, minute=0, second=0, microsecond=0)}[granularity]
+    truncate = {
+        "minute": dict(second=0, microsecond=0),
+        "hour": dict(minute=0, second=0, microsecond=0),
+        "day": dict(hour=0, minute=0, second=0, microsecond=0),
+    }[granularity]
     events = Event.objects.all()
     if granularity == "minute":  # kept for the last 48 hours only
         events = events.filter(timestamp__gte=datetime.now(UTC) - timedelta(hours=48))
-    return Counter((event.timestamp.astimezone(UTC).replace(**truncate), event.event_type,
-                    VALUE_OF[dimension](event)) for event in events)
+    return Counter(
+        (event.timestamp.astimezone(UTC).replace(**truncate), event.event_type, VALUE_OF[dimension](event))
+        for event in events
+    )
 
 
 def send_mixed_traffic(signed_post, app_keys):
     now = iso(datetime.now(UTC))
     repeated = make_event(timestamp=now)
-    signed_post(app_keys, [repeated, make_event(timestamp=now, event={"type": "start"}),
-                           make_event(timestamp=now, service={"name": "x", "version": "2.0.0"})])
-    signed_post(app_keys, [repeated, make_event(timestamp=iso(datetime.now(UTC) - timedelta(days=40)))],  # a duplicate and a late event
-                HTTP_X_SDK_VERSION="telemetry-kit-rust/0.4.0")
+    signed_post(
+        app_keys,
+        [
+            repeated,
+            make_event(timestamp=now, event={"type": "start"}),
+            make_event(timestamp=now, service={"name": "x", "version": "2.0.0"}),
+        ],
+    )
+    signed_post(
+        app_keys,
+        [repeated, make_event(timestamp=iso(datetime.now(UTC) - timedelta(days=40)))],  # a duplicate and a late event
+        HTTP_X_SDK_VERSION="telemetry-kit-rust/0.4.0",
+    )
 
 
 @pytest.mark.parametrize("dimension", VALUE_OF)
 @pytest.mark.parametrize("granularity", ["minute", "hour", "day"])
-def test_rollups_equal_counts_from_raw_events_after_late_and_duplicate_events(app_keys, signed_post, granularity,
-                                                                              dimension):
+def test_rollups_equal_counts_from_raw_events_after_late_and_duplicate_events(
+    app_keys, signed_post, granularity, dimension
+):
     send_mixed_traffic(signed_post, app_keys)
 
     rollups_update(lag_seconds=0)
@@ -58,9 +80,14 @@ def test_minute_rollups_older_than_two_days_are_pruned_and_the_rest_kept(app_key
     rollups_update(lag_seconds=0)
     recent = set(EventRollup.objects.values_list("granularity", "bucket"))
     old = EventRollup.objects.filter(granularity="minute").first()
-    EventRollup.objects.create(organization_id=old.organization_id, application_id=old.application_id,
-                               granularity="minute", bucket=old.bucket - timedelta(hours=49),
-                               event_type=old.event_type, count=5)
+    EventRollup.objects.create(
+        organization_id=old.organization_id,
+        application_id=old.application_id,
+        granularity="minute",
+        bucket=old.bucket - timedelta(hours=49),
+        event_type=old.event_type,
+        count=5,
+    )
 
     assert minute_rollups_prune() == 1
     assert set(EventRollup.objects.values_list("granularity", "bucket")) == recent
@@ -110,8 +137,14 @@ def test_rebuild_command_recomputes_the_same_rollups(app_keys, signed_post):
     out = StringIO()
 
     today = datetime.now(UTC).date()
-    call_command("rebuild_rollups", "--since", str(today - timedelta(days=41)), "--until",
-                 str(today + timedelta(days=1)), stdout=out)
+    call_command(
+        "rebuild_rollups",
+        "--since",
+        str(today - timedelta(days=41)),
+        "--until",
+        str(today + timedelta(days=1)),
+        stdout=out,
+    )
 
     assert {key: rollup_counts(*key) for key in everything} == expected
     assert "Rollups rebuilt from 4 events" in out.getvalue()

@@ -19,14 +19,22 @@ HOUR = AT.replace(minute=0)
 
 
 def http_request(**data) -> dict:
-    return make_event(timestamp=AT.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                      event={"type": "http_request", "category": "api",
-                             "data": {"method": "GET", "endpoint": "/orders", "status": 200, **data}})
+    return make_event(
+        timestamp=AT.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        event={
+            "type": "http_request",
+            "category": "api",
+            "data": {"method": "GET", "endpoint": "/orders", "status": 200, **data},
+        },
+    )
 
 
 def hour_count(keys) -> int:
-    return sum(EventRollup.objects.filter(application_id=keys.application.id, granularity="hour",
-                                          dimension="").values_list("count", flat=True))
+    return sum(
+        EventRollup.objects.filter(application_id=keys.application.id, granularity="hour", dimension="").values_list(
+            "count", flat=True
+        )
+    )
 
 
 def api_row(keys) -> ApiRollup:
@@ -36,10 +44,17 @@ def api_row(keys) -> ApiRollup:
 def test_response_times_that_would_overflow_the_hours_sum_saturate_it(signed_post):
     hostile, other = app_keys_create(), app_keys_create()
     # As after some ten million requests claiming absurd response times in one hour.
-    ApiRollup.objects.create(organization_id=hostile.application.organization_id,
-                             application_id=hostile.application.id, granularity="hour", bucket=HOUR,
-                             service_name="my-app", dimension="", value="", count=10_000_000,
-                             duration_ms=BIGINT_MAX - 10)
+    ApiRollup.objects.create(
+        organization_id=hostile.application.organization_id,
+        application_id=hostile.application.id,
+        granularity="hour",
+        bucket=HOUR,
+        service_name="my-app",
+        dimension="",
+        value="",
+        count=10_000_000,
+        duration_ms=BIGINT_MAX - 10,
+    )
     assert signed_post(hostile, [http_request(response_time=1e300)]).status_code == 200
     assert signed_post(other, [http_request(response_time=12)]).status_code == 200
 
@@ -64,12 +79,28 @@ def lambda_point(keys, value, *, padding: int = 0) -> Event:
     """An OTLP duration point as the OTLP API stores it, its resource padded by a hostile client."""
     application = keys.application
     return Event.objects.create(
-        organization_id=application.organization_id, application=application, event_id=uuid.uuid4(),
-        schema_version="otlp/1", user_id="", event_type="otel.metric", category="faas.invocation.duration",
-        timestamp=AT, received_at=AT, service_name="checkout",
-        data={"name": "faas.invocation.duration", "unit": "ms", "value": value,
-              "resource": {"faas.name": "checkout", "faas.version": "7", "faas.max_memory": 128 * 1024 * 1024,
-                           "padding": "x" * padding}})
+        organization_id=application.organization_id,
+        application=application,
+        event_id=uuid.uuid4(),
+        schema_version="otlp/1",
+        user_id="",
+        event_type="otel.metric",
+        category="faas.invocation.duration",
+        timestamp=AT,
+        received_at=AT,
+        service_name="checkout",
+        data={
+            "name": "faas.invocation.duration",
+            "unit": "ms",
+            "value": value,
+            "resource": {
+                "faas.name": "checkout",
+                "faas.version": "7",
+                "faas.max_memory": 128 * 1024 * 1024,
+                "padding": "x" * padding,
+            },
+        },
+    )
 
 
 def test_lambda_rollups_read_only_the_fields_they_count_not_the_whole_event():
@@ -86,7 +117,12 @@ def test_lambda_rollups_read_only_the_fields_they_count_not_the_whole_event():
 
     row = LambdaRollup.objects.get(application_id=keys.application.id, granularity="hour")
     assert (row.function, row.version, row.invocations, row.duration_ms, row.memory_size_mb) == (
-        "checkout", "7", 10, 125.0, 128)
+        "checkout",
+        "7",
+        10,
+        125.0,
+        128,
+    )
     # The 40 MB of padding stays in the database.
     assert peak < 8 * 1024 * 1024
 

@@ -23,8 +23,7 @@ def rollup_rows_held(keys):
     """Another session holds the application's rollup rows, so adding to them cannot finish, as
     with a statement that runs past any limit (released after 30 s anyway, so no test can hang)."""
     with psycopg.connect(**connection.get_connection_params()) as locker:
-        locker.execute("SELECT 1 FROM ingest_eventrollup WHERE application_id = %s FOR UPDATE",
-                       [keys.application.id])
+        locker.execute("SELECT 1 FROM ingest_eventrollup WHERE application_id = %s FOR UPDATE", [keys.application.id])
         release = threading.Timer(30, locker.rollback)
         release.start()
         try:
@@ -35,8 +34,11 @@ def rollup_rows_held(keys):
 
 
 def hour_count(keys) -> int:
-    return sum(EventRollup.objects.filter(application_id=keys.application.id, granularity="hour",
-                                          dimension="").values_list("count", flat=True))
+    return sum(
+        EventRollup.objects.filter(application_id=keys.application.id, granularity="hour", dimension="").values_list(
+            "count", flat=True
+        )
+    )
 
 
 def test_a_run_reads_in_chunks_and_counts_every_event(settings, signed_post):
@@ -80,9 +82,17 @@ def test_an_application_whose_rollups_cannot_finish_is_skipped_recorded_and_rebu
 def test_a_member_sees_their_organizations_skips_in_the_admin_with_the_command_to_rebuild_them(client):
     mine, theirs = app_keys_create(), app_keys_create()
     for keys in (mine, theirs):
-        RollupSkip.objects.create(organization_id=keys.application.organization_id, application=keys.application,
-                                  kind="lambda", first_event_id=1, last_event_id=10, events=3,
-                                  first_timestamp=timezone.now(), last_timestamp=timezone.now(), error="DataError: x")
+        RollupSkip.objects.create(
+            organization_id=keys.application.organization_id,
+            application=keys.application,
+            kind="lambda",
+            first_event_id=1,
+            last_event_id=10,
+            events=3,
+            first_timestamp=timezone.now(),
+            last_timestamp=timezone.now(),
+            error="DataError: x",
+        )
     user = UserFactory(is_staff=True)
     Membership.objects.create(user=user, organization=mine.application.organization, role=Membership.Role.VIEWER)
     client.force_login(user)

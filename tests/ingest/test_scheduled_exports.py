@@ -33,11 +33,18 @@ DAY = TODAY - timedelta(days=3)
 FORMATS = ["ndjson.gz", "parquet"]
 
 
-def schedule_for(application, *, start=DAY, formats=FORMATS, prefix="daily", applications=(),
-                 **fields) -> ExportSchedule:
+def schedule_for(
+    application, *, start=DAY, formats=FORMATS, prefix="daily", applications=(), **fields
+) -> ExportSchedule:
     """A schedule as the admin saves it: of the ``applications`` chosen, or of all of them."""
-    schedule = ExportSchedule.objects.create(organization=application.organization, formats=formats, prefix=prefix,
-                                             start_date=start.date(), every_application=not applications, **fields)
+    schedule = ExportSchedule.objects.create(
+        organization=application.organization,
+        formats=formats,
+        prefix=prefix,
+        start_date=start.date(),
+        every_application=not applications,
+        **fields,
+    )
     schedule.applications.set(applications)
     return schedule
 
@@ -68,16 +75,29 @@ def parquet_records(run: ExportRun) -> list[dict]:
 
 def stored_records(application, day, *, as_text: bool) -> list[dict]:
     """The application's events of ``day`` as the files must hold them, by timestamp and id."""
-    events = Event.objects.filter(application=application, timestamp__gte=day,
-                                  timestamp__lt=day + timedelta(days=1)).order_by("timestamp", "id")
+    events = Event.objects.filter(
+        application=application, timestamp__gte=day, timestamp__lt=day + timedelta(days=1)
+    ).order_by("timestamp", "id")
     moment = (lambda value: value.isoformat()) if as_text else (lambda value: value)
-    return [{"application": application.public_id, "event_id": str(event.event_id),
-             "schema_version": event.schema_version, "user_id": event.user_id, "session_id": event.session_id,
-             "event_type": event.event_type, "category": event.category, "data": event.data,
-             "timestamp": moment(event.timestamp), "received_at": moment(event.received_at),
-             "service_name": event.service_name, "service_version": event.service_version,
-             "service_language": event.service_language, "sdk_version": event.sdk_version}
-            for event in events]
+    return [
+        {
+            "application": application.public_id,
+            "event_id": str(event.event_id),
+            "schema_version": event.schema_version,
+            "user_id": event.user_id,
+            "session_id": event.session_id,
+            "event_type": event.event_type,
+            "category": event.category,
+            "data": event.data,
+            "timestamp": moment(event.timestamp),
+            "received_at": moment(event.received_at),
+            "service_name": event.service_name,
+            "service_version": event.service_version,
+            "service_language": event.service_language,
+            "sdk_version": event.sdk_version,
+        }
+        for event in events
+    ]
 
 
 def test_a_day_is_written_per_application_and_format_and_decodes_to_the_events_stored():
@@ -112,11 +132,21 @@ def test_each_file_has_a_manifest_whose_figures_match_it():
         content = file_bytes(run)
         assert run.state == ExportRun.State.SUCCEEDED and run.attempts == 1
         assert (run.row_count, run.size_bytes, run.checksum) == (
-            3, len(content), f"sha256:{hashlib.sha256(content).hexdigest()}")
+            3,
+            len(content),
+            f"sha256:{hashlib.sha256(content).hexdigest()}",
+        )
         assert manifest(run) == {
-            "format": fmt, "organization": application.organization.public_id, "application": application.public_id,
-            "start": DAY.isoformat(), "end": (DAY + timedelta(days=1)).isoformat(), "rows": 3,
-            "bytes": len(content), "checksum": run.checksum, "columns": [field.name for field in PARQUET_SCHEMA]}
+            "format": fmt,
+            "organization": application.organization.public_id,
+            "application": application.public_id,
+            "start": DAY.isoformat(),
+            "end": (DAY + timedelta(days=1)).isoformat(),
+            "rows": 3,
+            "bytes": len(content),
+            "checksum": run.checksum,
+            "columns": [field.name for field in PARQUET_SCHEMA],
+        }
 
 
 def test_the_ndjson_file_holds_exactly_what_export_events_gives_for_the_day(tmp_path):
@@ -127,9 +157,22 @@ def test_the_ndjson_file_holds_exactly_what_export_events_gives_for_the_day(tmp_
     output = tmp_path / "day.ndjson"
 
     scheduled_exports_run(now=NOW)
-    call_command("export_events", "--org", application.organization.public_id, "--app", application.public_id,
-                 "--since", f"{DAY:%Y-%m-%d}", "--until", f"{DAY + timedelta(days=1):%Y-%m-%d}", "--format", "ndjson",
-                 "--output", str(output), stderr=io.StringIO())
+    call_command(
+        "export_events",
+        "--org",
+        application.organization.public_id,
+        "--app",
+        application.public_id,
+        "--since",
+        f"{DAY:%Y-%m-%d}",
+        "--until",
+        f"{DAY + timedelta(days=1):%Y-%m-%d}",
+        "--format",
+        "ndjson",
+        "--output",
+        str(output),
+        stderr=io.StringIO(),
+    )
 
     assert gzip.decompress(file_bytes(run_of(application, DAY, "ndjson.gz"))) == output.read_bytes()
 
@@ -139,8 +182,9 @@ def test_rerunning_a_day_writes_the_same_bytes_and_checksums():
     events_add(application, DAY + timedelta(hours=7), 20)
     schedule_for(application, start=DAY)
     scheduled_exports_run(now=NOW)
-    first = {fmt: (file_bytes(run_of(application, DAY, fmt)), manifest(run_of(application, DAY, fmt)))
-             for fmt in FORMATS}
+    first = {
+        fmt: (file_bytes(run_of(application, DAY, fmt)), manifest(run_of(application, DAY, fmt))) for fmt in FORMATS
+    }
 
     export_runs_redo(runs=ExportRun.objects.filter(day=DAY.date()))
     assert scheduled_exports_run(now=NOW + timedelta(hours=5)).files == 2
@@ -185,7 +229,8 @@ def test_missed_days_are_caught_up_oldest_first_a_bounded_number_of_days_a_pass(
     assert [(result.files, result.more) for result in passes] == [(2, True), (2, True), (1, False), (0, False)]
     written = ExportRun.objects.filter(state=ExportRun.State.SUCCEEDED).order_by("day")
     assert [(run.day, run.row_count) for run in written] == [
-        ((first_day + timedelta(days=offset)).date(), offset + 1) for offset in range(5)]
+        ((first_day + timedelta(days=offset)).date(), offset + 1) for offset in range(5)
+    ]
 
 
 def test_a_day_is_due_only_once_it_has_ended():
@@ -216,7 +261,12 @@ def test_a_failed_write_is_recorded_and_retried_after_its_backoff(archive_dir):
     run.refresh_from_db()
     assert (retried.files, retried.failed) == (3, 0)
     assert (run.state, run.attempts, run.row_count, run.error, run.next_attempt_at) == (
-        ExportRun.State.SUCCEEDED, 2, 3, "", None)
+        ExportRun.State.SUCCEEDED,
+        2,
+        3,
+        "",
+        None,
+    )
     assert pq.read_table(io.BytesIO(file_bytes(run))).num_rows == 3
 
 
@@ -256,8 +306,9 @@ def test_an_export_holds_only_its_own_organization_events():
     assert {record["user_id"] for record in ndjson_records(mine_run)} == {"client_" + "a" * 64}
     assert {record["user_id"] for record in ndjson_records(theirs_run)} == {"client_" + "b" * 64}
     assert mine_run.path != theirs_run.path
-    assert set(ExportRun.objects.filter(organization=mine.organization).values_list("application", flat=True)) \
-        == {mine.pk}
+    assert set(ExportRun.objects.filter(organization=mine.organization).values_list("application", flat=True)) == {
+        mine.pk
+    }
 
 
 def test_a_schedule_with_chosen_applications_exports_those_only():
@@ -291,8 +342,23 @@ def test_a_disabled_schedule_writes_nothing():
     assert not ExportRun.objects.exists()
 
 
-@pytest.mark.parametrize("prefix", ["../up", "/absolute", "a/../b", "a//b", "trailing/", "x..y", "with space",
-                                    "back\\slash", ".hidden", "a/./b", "", "ünï"])
+@pytest.mark.parametrize(
+    "prefix",
+    [
+        "../up",
+        "/absolute",
+        "a/../b",
+        "a//b",
+        "trailing/",
+        "x..y",
+        "with space",
+        "back\\slash",
+        ".hidden",
+        "a/./b",
+        "",
+        "ünï",
+    ],
+)
 def test_a_prefix_that_could_leave_the_organization_folder_is_refused(prefix):
     schedule = ExportSchedule(organization=ApplicationFactory().organization, formats=FORMATS, prefix=prefix)
 
@@ -310,9 +376,24 @@ def test_a_plain_folder_path_is_a_valid_prefix(prefix):
 def test_parquet_is_written_in_row_groups_of_bounded_size():
     application = ApplicationFactory()
     events = events_add(application, DAY, 7)
-    rows = [(str(event.event_id), event.schema_version, event.user_id, event.session_id, event.event_type,
-             event.category, json.dumps(event.data), event.timestamp, event.received_at, event.service_name,
-             event.service_version, event.service_language, event.sdk_version) for event in events]
+    rows = [
+        (
+            str(event.event_id),
+            event.schema_version,
+            event.user_id,
+            event.session_id,
+            event.event_type,
+            event.category,
+            json.dumps(event.data),
+            event.timestamp,
+            event.received_at,
+            event.service_name,
+            event.service_version,
+            event.service_language,
+            event.sdk_version,
+        )
+        for event in events
+    ]
     out = io.BytesIO()
 
     writer = ParquetWriter(out, row_group=3)
@@ -347,10 +428,28 @@ def test_the_export_days_command_writes_days_again_even_before_the_schedule_star
     written_at = run_of(application, DAY, "ndjson.gz").finished_at
     errors = io.StringIO()
 
-    call_command("export_days", "--org", application.organization.public_id, "--since", f"{early:%Y-%m-%d}",
-                 "--until", f"{early + timedelta(days=1):%Y-%m-%d}", stderr=errors)
-    call_command("export_days", "--org", application.organization.public_id, "--app", application.public_id,
-                 "--since", f"{DAY:%Y-%m-%d}", "--until", f"{DAY + timedelta(days=1):%Y-%m-%d}", stderr=errors)
+    call_command(
+        "export_days",
+        "--org",
+        application.organization.public_id,
+        "--since",
+        f"{early:%Y-%m-%d}",
+        "--until",
+        f"{early + timedelta(days=1):%Y-%m-%d}",
+        stderr=errors,
+    )
+    call_command(
+        "export_days",
+        "--org",
+        application.organization.public_id,
+        "--app",
+        application.public_id,
+        "--since",
+        f"{DAY:%Y-%m-%d}",
+        "--until",
+        f"{DAY + timedelta(days=1):%Y-%m-%d}",
+        stderr=errors,
+    )
 
     assert run_of(application, early, "ndjson.gz").row_count == 2
     assert len(ndjson_records(run_of(application, early, "ndjson.gz"))) == 2
@@ -368,8 +467,16 @@ def test_a_day_before_the_start_asked_for_again_is_retried_when_it_fails(archive
     blocker.write_text("in the way")
 
     with pytest.raises(CommandError, match="1 files failed"):
-        call_command("export_days", "--org", application.organization.public_id, "--since", f"{early:%Y-%m-%d}",
-                     "--until", f"{early + timedelta(days=1):%Y-%m-%d}", stderr=io.StringIO())
+        call_command(
+            "export_days",
+            "--org",
+            application.organization.public_id,
+            "--since",
+            f"{early:%Y-%m-%d}",
+            "--until",
+            f"{early + timedelta(days=1):%Y-%m-%d}",
+            stderr=io.StringIO(),
+        )
     blocker.unlink()
     retried = scheduled_exports_run(now=run_of(application, early, "ndjson.gz").next_attempt_at)
 
@@ -382,8 +489,16 @@ def test_export_days_refuses_an_organization_without_an_enabled_schedule():
     schedule_for(application, enabled=False)
 
     with pytest.raises(CommandError, match="no enabled export schedule"):
-        call_command("export_days", "--org", application.organization.public_id, "--since", f"{DAY:%Y-%m-%d}",
-                     "--until", f"{DAY + timedelta(days=1):%Y-%m-%d}", stderr=io.StringIO())
+        call_command(
+            "export_days",
+            "--org",
+            application.organization.public_id,
+            "--since",
+            f"{DAY:%Y-%m-%d}",
+            "--until",
+            f"{DAY + timedelta(days=1):%Y-%m-%d}",
+            stderr=io.StringIO(),
+        )
     assert not ExportRun.objects.exists()
 
 
@@ -433,12 +548,15 @@ def test_a_manager_re_exports_from_the_admin_and_only_their_own_files(client):
     scheduled_exports_run(now=NOW)
     client.force_login(member(mine))
 
-    response = client.post(reverse("admin:ingest_exportrun_changelist"), {
-        "action": "reexport_selected", "_selected_action": list(ExportRun.objects.values_list("pk", flat=True))})
+    response = client.post(
+        reverse("admin:ingest_exportrun_changelist"),
+        {"action": "reexport_selected", "_selected_action": list(ExportRun.objects.values_list("pk", flat=True))},
+    )
 
     assert response.status_code == 302
-    assert set(ExportRun.objects.filter(state=ExportRun.State.PENDING).values_list("application", flat=True)) \
-        == {mine.pk}
+    assert set(ExportRun.objects.filter(state=ExportRun.State.PENDING).values_list("application", flat=True)) == {
+        mine.pk
+    }
     assert not ExportRun.objects.filter(application=theirs).exclude(state=ExportRun.State.SUCCEEDED).exists()
 
 
@@ -446,8 +564,13 @@ def test_the_admin_form_makes_a_schedule_of_the_manager_organization_only(client
     mine, theirs = ApplicationFactory(), ApplicationFactory()
     client.force_login(member(mine))
     url = reverse("admin:ingest_exportschedule_add")
-    form = {"organization": mine.organization.pk, "enabled": "on", "formats": ["ndjson.gz", "parquet"],
-            "prefix": "nightly/raw", "start_date": f"{DAY:%Y-%m-%d}"}
+    form = {
+        "organization": mine.organization.pk,
+        "enabled": "on",
+        "formats": ["ndjson.gz", "parquet"],
+        "prefix": "nightly/raw",
+        "start_date": f"{DAY:%Y-%m-%d}",
+    }
 
     refused = client.post(url, {**form, "applications": [theirs.pk]})
     wrong_prefix = client.post(url, {**form, "prefix": "../theirs"})
@@ -457,8 +580,13 @@ def test_the_admin_form_makes_a_schedule_of_the_manager_organization_only(client
     assert refused.status_code == wrong_prefix.status_code == other_organization.status_code == 200
     assert created.status_code == 302
     schedule = ExportSchedule.objects.get()
-    assert (schedule.organization, schedule.formats, schedule.prefix, list(schedule.applications.all()),
-            schedule.every_application) == (mine.organization, ["ndjson.gz", "parquet"], "nightly/raw", [mine], False)
+    assert (
+        schedule.organization,
+        schedule.formats,
+        schedule.prefix,
+        list(schedule.applications.all()),
+        schedule.every_application,
+    ) == (mine.organization, ["ndjson.gz", "parquet"], "nightly/raw", [mine], False)
 
 
 def test_a_viewer_cannot_re_export(client):
@@ -467,8 +595,10 @@ def test_a_viewer_cannot_re_export(client):
     scheduled_exports_run(now=NOW)
     client.force_login(member(application, Membership.Role.VIEWER))
 
-    client.post(reverse("admin:ingest_exportrun_changelist"), {
-        "action": "reexport_selected", "_selected_action": list(ExportRun.objects.values_list("pk", flat=True))})
+    client.post(
+        reverse("admin:ingest_exportrun_changelist"),
+        {"action": "reexport_selected", "_selected_action": list(ExportRun.objects.values_list("pk", flat=True))},
+    )
 
     assert set(ExportRun.objects.values_list("state", flat=True)) == {ExportRun.State.SUCCEEDED}
 

@@ -29,20 +29,23 @@ def body(client, key: str) -> bytes:
 def test_files_and_manifests_land_in_the_bucket_and_decode_to_the_events(bucket):
     application = ApplicationFactory()
     events_add(application, DAY + timedelta(hours=6), 4)
-    ExportSchedule.objects.create(organization=application.organization, formats=["ndjson.gz", "parquet"],
-                                  prefix="lake", start_date=DAY.date())
+    ExportSchedule.objects.create(
+        organization=application.organization, formats=["ndjson.gz", "parquet"], prefix="lake", start_date=DAY.date()
+    )
 
     assert scheduled_exports_run(now=NOW).files == 2
 
     runs = {run.format: run for run in ExportRun.objects.all()}
     keys = sorted(item["Key"] for item in bucket.list_objects_v2(Bucket=BUCKET)["Contents"])
     assert keys == sorted(f"events/{runs[fmt].path}{suffix}" for fmt in runs for suffix in ("", ".manifest.json"))
-    for fmt, run in runs.items():
+    for run in runs.values():
         content = body(bucket, f"events/{run.path}")
         manifest = json.loads(body(bucket, f"events/{run.path}.manifest.json"))
-        assert (manifest["rows"], manifest["bytes"], manifest["checksum"]) == (
-            4, len(content), f"sha256:{hashlib.sha256(content).hexdigest()}") == (
-            run.row_count, run.size_bytes, run.checksum)
+        assert (
+            (manifest["rows"], manifest["bytes"], manifest["checksum"])
+            == (4, len(content), f"sha256:{hashlib.sha256(content).hexdigest()}")
+            == (run.row_count, run.size_bytes, run.checksum)
+        )
     lines = gzip.decompress(body(bucket, f"events/{runs['ndjson.gz'].path}")).decode().splitlines()
     table = pq.read_table(io.BytesIO(body(bucket, f"events/{runs['parquet'].path}")))
     assert [json.loads(line)["data"]["n"] for line in lines] == [0, 1, 2, 3]
@@ -52,8 +55,9 @@ def test_files_and_manifests_land_in_the_bucket_and_decode_to_the_events(bucket)
 def test_a_rerun_replaces_each_object_with_the_same_bytes(bucket):
     application = ApplicationFactory()
     events_add(application, DAY + timedelta(hours=6), 9)
-    ExportSchedule.objects.create(organization=application.organization, formats=["ndjson.gz", "parquet"],
-                                  prefix="lake", start_date=DAY.date())
+    ExportSchedule.objects.create(
+        organization=application.organization, formats=["ndjson.gz", "parquet"], prefix="lake", start_date=DAY.date()
+    )
     scheduled_exports_run(now=NOW)
     before = {item["Key"]: body(bucket, item["Key"]) for item in bucket.list_objects_v2(Bucket=BUCKET)["Contents"]}
 
@@ -67,8 +71,9 @@ def test_a_rerun_replaces_each_object_with_the_same_bytes(bucket):
 def test_a_missing_bucket_fails_the_file_and_the_retry_writes_it(bucket):
     application = ApplicationFactory()
     events_add(application, DAY + timedelta(hours=6), 2)
-    ExportSchedule.objects.create(organization=application.organization, formats=["parquet"], prefix="lake",
-                                  start_date=DAY.date())
+    ExportSchedule.objects.create(
+        organization=application.organization, formats=["parquet"], prefix="lake", start_date=DAY.date()
+    )
     bucket.delete_bucket(Bucket=BUCKET)
 
     assert scheduled_exports_run(now=NOW).failed == 1

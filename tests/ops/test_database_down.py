@@ -16,7 +16,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
-import pytest
 
 from tests.conftest import AppKeys, batch_body, make_event, signed_headers
 from tests.server import ROOT, running_server, unused_port, wsgi_to_http
@@ -37,24 +36,44 @@ def private_cluster():
     if os.geteuid() == 0:
         shutil.chown(directory, "postgres")
     port = unused_port()
-    subprocess.run(as_postgres(str(BIN / "initdb"), "-D", str(directory / "data"), "-U", "postgres",
-                               "--auth=trust", "--no-sync"), check=True, capture_output=True)
+    subprocess.run(
+        as_postgres(str(BIN / "initdb"), "-D", str(directory / "data"), "-U", "postgres", "--auth=trust", "--no-sync"),
+        check=True,
+        capture_output=True,
+    )
 
     def start():
-        subprocess.run(as_postgres(str(BIN / "pg_ctl"), "-D", str(directory / "data"), "-w", "-l",
-                                   str(directory / "log"), "-o", f"-p {port} -k {directory} -c fsync=off",
-                                   "start"), check=True, capture_output=True)
+        subprocess.run(
+            as_postgres(
+                str(BIN / "pg_ctl"),
+                "-D",
+                str(directory / "data"),
+                "-w",
+                "-l",
+                str(directory / "log"),
+                "-o",
+                f"-p {port} -k {directory} -c fsync=off",
+                "start",
+            ),
+            check=True,
+            capture_output=True,
+        )
 
     def stop():
-        subprocess.run(as_postgres(str(BIN / "pg_ctl"), "-D", str(directory / "data"), "-w", "-m", "fast", "stop"),
-                       check=True, capture_output=True)
+        subprocess.run(
+            as_postgres(str(BIN / "pg_ctl"), "-D", str(directory / "data"), "-w", "-m", "fast", "stop"),
+            check=True,
+            capture_output=True,
+        )
 
     start()
     try:
         yield port, start, stop
     finally:
-        subprocess.run(as_postgres(str(BIN / "pg_ctl"), "-D", str(directory / "data"), "-m", "immediate", "stop"),
-                       capture_output=True)
+        subprocess.run(
+            as_postgres(str(BIN / "pg_ctl"), "-D", str(directory / "data"), "-m", "immediate", "stop"),
+            capture_output=True,
+        )
         shutil.rmtree(directory, ignore_errors=True)
 
 
@@ -65,21 +84,33 @@ def test_database_stopped_mid_load_answers_503_and_retries_store_each_event_once
             conn.execute("CREATE DATABASE telemetry")
         env = {**os.environ, "DATABASE_URL": url, "APP_DATA_DIR": str(tmp_path)}
         subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
-        created = json.loads(subprocess.run([sys.executable, "manage.py", "create_app", "--org", "Outage",
-                                             "--name", "outage", "--json"], cwd=ROOT, env=env, check=True,
-                                            capture_output=True, text=True).stdout)
+        created = json.loads(
+            subprocess.run(
+                [sys.executable, "manage.py", "create_app", "--org", "Outage", "--name", "outage", "--json"],
+                cwd=ROOT,
+                env=env,
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
+        )
         keys = _keys(created)
         batches = [[make_event() for _ in range(20)] for _ in range(60)]
         answers: dict[int, list] = {number: [] for number in range(len(batches))}
         stop_sending = threading.Event()
 
         with running_server(tmp_path, DATABASE_URL=url) as port:
+
             def send(number):
                 body = batch_body(batches[number])
                 try:
                     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-                    conn.request("POST", keys.url, body=body, headers={
-                        "Content-Type": "application/json", **wsgi_to_http(signed_headers(keys, body))})
+                    conn.request(
+                        "POST",
+                        keys.url,
+                        body=body,
+                        headers={"Content-Type": "application/json", **wsgi_to_http(signed_headers(keys, body))},
+                    )
                     response = conn.getresponse()
                     answers[number].append((response.status, response.getheader("Retry-After")))
                     response.read()
@@ -123,6 +154,7 @@ def test_database_stopped_mid_load_answers_503_and_retries_store_each_event_once
 
 def _keys(created: dict) -> AppKeys:
     """Credentials of an application in the private database, in the shape the signing helpers take."""
+
     class Application:
         public_id = created["app_id"]
 

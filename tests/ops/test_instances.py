@@ -21,8 +21,12 @@ pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
 def post(port: int, keys, body: bytes, headers: dict | None = None, timeout: float = 30) -> tuple[int, dict]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    conn.request("POST", keys.url, body=body, headers={"Content-Type": "application/json",
-                                                       **(headers or wsgi_to_http(signed_headers(keys, body)))})
+    conn.request(
+        "POST",
+        keys.url,
+        body=body,
+        headers={"Content-Type": "application/json", **(headers or wsgi_to_http(signed_headers(keys, body)))},
+    )
     response = conn.getresponse()
     return response.status, json.loads(response.read() or b"{}")
 
@@ -31,8 +35,10 @@ def post(port: int, keys, body: bytes, headers: dict | None = None, timeout: flo
 def two_servers(django_db_setup, tmp_path_factory):
     """Two instances on the same database and Redis, one pair for the module's tests."""
     env = database_env_for_server()
-    with running_server(tmp_path_factory.mktemp("a"), **env) as first, \
-            running_server(tmp_path_factory.mktemp("b"), **env) as second:
+    with (
+        running_server(tmp_path_factory.mktemp("a"), **env) as first,
+        running_server(tmp_path_factory.mktemp("b"), **env) as second,
+    ):
         yield first, second
 
 
@@ -50,8 +56,9 @@ def test_a_nonce_used_on_one_instance_is_refused_by_the_other(two_servers):
 
 
 def test_the_monthly_quota_stays_exact_across_instances(two_servers):
-    tiny = Tier.objects.create(slug="tiny-shared", name="Tiny", monthly_event_quota=10, requests_per_minute=10_000,
-                               retention_days=30)
+    tiny = Tier.objects.create(
+        slug="tiny-shared", name="Tiny", monthly_event_quota=10, requests_per_minute=10_000, retention_days=30
+    )
     keys = app_keys_create(organization__tier=tiny)
 
     def send(number):
@@ -66,6 +73,7 @@ def test_the_monthly_quota_stays_exact_across_instances(two_servers):
 
 def worker_pids(port: int) -> list[int]:
     """The server's worker processes: those started with its port whose parent was too."""
+
     def started_with_port(pid) -> bool:
         try:
             with open(f"/proc/{pid}/environ", "rb") as handle:
@@ -77,8 +85,11 @@ def worker_pids(port: int) -> list[int]:
         with open(f"/proc/{pid}/stat") as handle:
             return int(handle.read().rsplit(")", 1)[1].split()[1])
 
-    return [int(pid) for pid in os.listdir("/proc")
-            if pid.isdigit() and started_with_port(pid) and started_with_port(parent(pid))]
+    return [
+        int(pid)
+        for pid in os.listdir("/proc")
+        if pid.isdigit() and started_with_port(pid) and started_with_port(parent(pid))
+    ]
 
 
 def wait_until_answering(port: int, deadline: float = 30) -> None:

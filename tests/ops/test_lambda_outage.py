@@ -27,10 +27,20 @@ def test_without_redis_both_ways_in_answer_503_with_retry_after(tmp_path):
     keys = app_keys_create()
     env = {**database_env_for_server(), "REDIS_URL": f"redis://127.0.0.1:{unused_port()}/0"}
     with running_server(tmp_path, **env) as port:
-        otlp = post(port, f"/v1/otlp/{keys.org_id}/{keys.app_id}/v1/logs", logs("x").SerializeToString(),
-                    "application/x-protobuf", keys.api_token)
-        arrays = post(port, f"/v1/lambda/{keys.org_id}/{keys.app_id}?function=f", json.dumps([SEED_FUNCTION]).encode(),
-                      "application/json", keys.api_token)
+        otlp = post(
+            port,
+            f"/v1/otlp/{keys.org_id}/{keys.app_id}/v1/logs",
+            logs("x").SerializeToString(),
+            "application/x-protobuf",
+            keys.api_token,
+        )
+        arrays = post(
+            port,
+            f"/v1/lambda/{keys.org_id}/{keys.app_id}?function=f",
+            json.dumps([SEED_FUNCTION]).encode(),
+            "application/json",
+            keys.api_token,
+        )
 
     status, retry_after, content_type, body = otlp
     assert (status, content_type) == (503, "application/x-protobuf")

@@ -15,16 +15,18 @@ import pytest
 
 from ingest.models import Event
 from tests.conftest import app_keys_create, batch_body, make_event, signed_headers
-from tests.server import (database_env_for_server, running_server, signed_in_cookie, unused_port,
-                          wsgi_to_http)
+from tests.server import database_env_for_server, running_server, signed_in_cookie, unused_port, wsgi_to_http
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
 
 @contextmanager
 def private_redis(port: int):
-    process = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                                "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         for _ in range(100):
             if subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True).stdout.strip() == b"PONG":
@@ -47,8 +49,12 @@ def test_ingest_fails_closed_while_redis_is_down_and_nothing_is_lost(server_data
     def send(port, number):
         body = batch_body(batches[number])
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        conn.request("POST", keys.url, body=body, headers={"Content-Type": "application/json",
-                                                           **wsgi_to_http(signed_headers(keys, body))})
+        conn.request(
+            "POST",
+            keys.url,
+            body=body,
+            headers={"Content-Type": "application/json", **wsgi_to_http(signed_headers(keys, body))},
+        )
         response = conn.getresponse()
         answers[number] = (response.status, response.getheader("Retry-After"), json.loads(response.read()))
 
@@ -65,8 +71,12 @@ def test_ingest_fails_closed_while_redis_is_down_and_nothing_is_lost(server_data
         for number in range(4, 8):
             send(port, number)
         while_down = [answers[number] for number in range(4, 8)]
-        pages_while_down = [page(port, "/"), page(port, f"/orgs/{keys.org_id}/"),
-                            page(port, f"/orgs/{keys.org_id}/apps/{keys.app_id}/"), page(port, "/health")]
+        pages_while_down = [
+            page(port, "/"),
+            page(port, f"/orgs/{keys.org_id}/"),
+            page(port, f"/orgs/{keys.org_id}/apps/{keys.app_id}/"),
+            page(port, "/health"),
+        ]
         with private_redis(redis_port):
             for number in range(8, 12):
                 send(port, number)
@@ -74,8 +84,9 @@ def test_ingest_fails_closed_while_redis_is_down_and_nothing_is_lost(server_data
             for number in refused:  # the client's retries, signed anew
                 send(port, number)
 
-    assert [(status, int(retry_after) > 0, answer["error"]["code"]) for status, retry_after, answer in while_down] \
-        == [(503, True, "service_unavailable")] * 4
+    assert [(status, int(retry_after) > 0, answer["error"]["code"]) for status, retry_after, answer in while_down] == [
+        (503, True, "service_unavailable")
+    ] * 4
     assert pages_while_down == [200, 200, 200, 200]
     assert refused == [4, 5, 6, 7]
     assert [answers[number][0] for number in range(12)] == [200] * 12  # after the retries

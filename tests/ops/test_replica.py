@@ -35,8 +35,9 @@ def snapshot_database():
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def test_dashboards_read_numbers_from_the_replica_and_access_from_the_primary(server_data_dir, signed_post,
-                                                                               snapshot_database):
+def test_dashboards_read_numbers_from_the_replica_and_access_from_the_primary(
+    server_data_dir, signed_post, snapshot_database
+):
     keys = app_keys_create(name="Replicated app")
     signed_post(keys, [make_event(timestamp=_now()) for _ in range(3)])
     rollups_update(lag_seconds=0)

@@ -3,9 +3,9 @@
 import time
 
 import pytest
-from telemetry_kit import Client
 
 from ingest.models import Event
+from telemetry_kit import Client
 from tests.server import database_env_for_server, running_server
 
 
@@ -24,9 +24,19 @@ def endpoint(django_db_setup, tmp_path_factory):
 
 def sdk_settings(keys, endpoint: str, queue_path) -> dict:
     """Settings for a client of ``keys``' application that sends and retries quickly, so tests stay short."""
-    return {"endpoint": endpoint, "org_id": keys.org_id, "app_id": keys.app_id, "secret": keys.hmac_secret,
-            "token": keys.api_token, "service_name": "sdk-e2e", "service_version": "2.1.0",
-            "queue_path": str(queue_path), "flush_interval": 0.2, "backoff_base": 0.1, "backoff_max": 0.5}
+    return {
+        "endpoint": endpoint,
+        "org_id": keys.org_id,
+        "app_id": keys.app_id,
+        "secret": keys.hmac_secret,
+        "token": keys.api_token,
+        "service_name": "sdk-e2e",
+        "service_version": "2.1.0",
+        "queue_path": str(queue_path),
+        "flush_interval": 0.2,
+        "backoff_base": 0.1,
+        "backoff_max": 0.5,
+    }
 
 
 def sdk_client(keys, endpoint: str, queue_path, **settings) -> Client:
@@ -34,8 +44,10 @@ def sdk_client(keys, endpoint: str, queue_path, **settings) -> Client:
 
 
 def stored_ids(keys) -> list[str]:
-    return sorted(str(event_id) for event_id in
-                  Event.objects.filter(application=keys.application).values_list("event_id", flat=True))
+    return sorted(
+        str(event_id)
+        for event_id in Event.objects.filter(application=keys.application).values_list("event_id", flat=True)
+    )
 
 
 def eventually(condition, timeout: float = 30.0) -> None:

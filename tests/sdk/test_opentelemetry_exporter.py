@@ -66,16 +66,26 @@ def endpoint(django_db_setup, tmp_path_factory):
 
 
 def run_exporter(environment: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", EXPORTING_PROGRAM], cwd=ROOT, env=environment,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", EXPORTING_PROGRAM],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def exporter_environment(base: str, token: str, **extra) -> dict[str, str]:
     import os
 
     environment = {key: value for key, value in os.environ.items() if not key.startswith("OTEL_")}
-    return {**environment, "OTEL_EXPORTER_OTLP_ENDPOINT": base,
-            "OTEL_EXPORTER_OTLP_HEADERS": f"Authorization=Bearer {token}", **extra}
+    return {
+        **environment,
+        "OTEL_EXPORTER_OTLP_ENDPOINT": base,
+        "OTEL_EXPORTER_OTLP_HEADERS": f"Authorization=Bearer {token}",
+        **extra,
+    }
 
 
 def test_the_opentelemetry_exporter_sends_spans_metrics_and_logs(endpoint):
@@ -96,7 +106,10 @@ def test_the_opentelemetry_exporter_sends_spans_metrics_and_logs(endpoint):
     assert points["orders.created"]["value"] == 3
     assert points["orders.created"]["attributes"] == {"channel": "web"}
     assert (points["orders.amount"]["type"], points["orders.amount"]["count"], points["orders.amount"]["sum"]) == (
-        "histogram", 1, 12.5)
+        "histogram",
+        1,
+        12.5,
+    )
     record = events.get(event_type="otel.log")
     assert (record.data["body"], record.data["severity_text"], record.category) == ("payment retried", "WARN", "WARN")
     assert record.data["attributes"]["order.id"] == "o-17"

@@ -3,9 +3,9 @@
 import pytest
 from fastapi import FastAPI, HTTPException
 from starlette.testclient import TestClient
-from telemetry_kit.asgi import TelemetryMiddleware
 
 from ingest.models import Event
+from telemetry_kit.asgi import TelemetryMiddleware
 from tests.conftest import app_keys_create
 from tests.sdk.conftest import sdk_client
 
@@ -52,12 +52,18 @@ def test_fastapi_requests_arrive_once_each_as_http_request_events(endpoint, tmp_
     assert delivered
     stored = Event.objects.filter(application=keys.application)
     assert {(event.event_type, event.category, event.service_name) for event in stored} == {
-        ("http_request", "http", "sdk-e2e")}
-    assert sorted((event.data["method"], event.data["endpoint"], event.data["status"], event.data["consumer"])
-                  for event in stored) == sorted(
-        [("GET", "/items/{item_id}", 200, "anonymous")] * 5 + [("GET", "/items/{item_id}", 200, "mobile-app"),
-                                                                ("POST", "/items", 201, "anonymous"),
-                                                                ("GET", "/broken", 500, "anonymous")])
+        ("http_request", "http", "sdk-e2e")
+    }
+    assert sorted(
+        (event.data["method"], event.data["endpoint"], event.data["status"], event.data["consumer"]) for event in stored
+    ) == sorted(
+        [("GET", "/items/{item_id}", 200, "anonymous")] * 5
+        + [
+            ("GET", "/items/{item_id}", 200, "mobile-app"),
+            ("POST", "/items", 201, "anonymous"),
+            ("GET", "/broken", 500, "anonymous"),
+        ]
+    )
     assert all(event.data["node"] == "web-1" and event.data["response_time"] >= 0 for event in stored)
     assert (client.stats().tracked, client.stats().delivered, client.stats().dropped) == (8, 8, 0)
 

@@ -7,11 +7,11 @@ import subprocess
 import sys
 
 import pytest
-from telemetry_kit import AsyncClient
 
 from accounts.models import Tier
 from ingest.admission import outcomes_flush
 from ingest.models import Event, Outcome
+from telemetry_kit import AsyncClient
 from tests.conftest import app_keys_create
 from tests.sdk.conftest import eventually, sdk_client, sdk_settings, stored_ids
 from tests.server import database_env_for_server, running_server, unused_port
@@ -55,13 +55,23 @@ def test_async_client_delivers_from_a_running_event_loop(endpoint, tmp_path):
 
 def test_events_tracked_just_before_a_script_exits_are_delivered(endpoint, tmp_path):
     keys = app_keys_create()
-    script = "from telemetry_kit import Client\nprint(Client(service_name='exiting-script').track('done', {'ok': True}))\n"
+    script = (
+        "from telemetry_kit import Client\nprint(Client(service_name='exiting-script').track('done', {'ok': True}))\n"
+    )
     environment = {name: value for name, value in os.environ.items() if not name.startswith("TK_")}
-    environment.update({"TK_ENDPOINT": endpoint, "TK_ORG_ID": keys.org_id, "TK_APP_ID": keys.app_id,
-                        "TK_SECRET": keys.hmac_secret, "TK_QUEUE_PATH": str(tmp_path / "queue.sqlite3")})
+    environment.update(
+        {
+            "TK_ENDPOINT": endpoint,
+            "TK_ORG_ID": keys.org_id,
+            "TK_APP_ID": keys.app_id,
+            "TK_SECRET": keys.hmac_secret,
+            "TK_QUEUE_PATH": str(tmp_path / "queue.sqlite3"),
+        }
+    )
 
-    finished = subprocess.run([sys.executable, "-c", script], env=environment, capture_output=True, text=True,
-                              timeout=60, check=True)
+    finished = subprocess.run(
+        [sys.executable, "-c", script], env=environment, capture_output=True, text=True, timeout=60, check=True
+    )
 
     assert stored_ids(keys) == [finished.stdout.strip()]
 
@@ -69,10 +79,12 @@ def test_events_tracked_just_before_a_script_exits_are_delivered(endpoint, tmp_p
 def test_batch_over_the_servers_size_limit_is_split_and_an_event_too_large_alone_dropped(tmp_path):
     keys = app_keys_create()
     dropped = []
-    with running_server(tmp_path / "server", APP_INGESTION__MAX_PAYLOAD_SIZE="4000",
-                        **database_env_for_server()) as port:
-        client = sdk_client(keys, f"http://127.0.0.1:{port}", tmp_path / "queue.sqlite3", on_drop=dropped.extend,
-                            batch_size=6)
+    with running_server(
+        tmp_path / "server", APP_INGESTION__MAX_PAYLOAD_SIZE="4000", **database_env_for_server()
+    ) as port:
+        client = sdk_client(
+            keys, f"http://127.0.0.1:{port}", tmp_path / "queue.sqlite3", on_drop=dropped.extend, batch_size=6
+        )
         tracked = [client.track("command", {"padding": "x" * 200, "n": n}) for n in range(6)]  # ~4.2 kB in all
         too_large = client.track("command", {"padding": "x" * 5000})
         assert client.flush(timeout=30)
@@ -86,10 +98,12 @@ def test_batch_over_the_servers_size_limit_is_split_and_an_event_too_large_alone
 
 def test_batch_the_server_cuts_off_unread_is_sent_again_in_smaller_batches(tmp_path):
     keys = app_keys_create()
-    with running_server(tmp_path / "server", APP_INGESTION__MAX_PAYLOAD_SIZE="250000",
-                        **database_env_for_server()) as port:
-        client = sdk_client(keys, f"http://127.0.0.1:{port}", tmp_path / "queue.sqlite3", batch_size=64,
-                            max_batch_bytes=16_000_000)
+    with running_server(
+        tmp_path / "server", APP_INGESTION__MAX_PAYLOAD_SIZE="250000", **database_env_for_server()
+    ) as port:
+        client = sdk_client(
+            keys, f"http://127.0.0.1:{port}", tmp_path / "queue.sqlite3", batch_size=64, max_batch_bytes=16_000_000
+        )
         # 8 MB in one batch: refused from its Content-Length, the connection closed before it is all sent.
         tracked = [client.track("upload", {"padding": "x" * 125_000, "n": n}) for n in range(64)]
         delivered = client.flush(timeout=60)
@@ -137,8 +151,13 @@ def test_events_queued_while_the_server_is_unreachable_are_sent_by_the_next_run(
 
 def test_rate_limited_batch_waits_for_retry_after_and_then_arrives_once(endpoint, tmp_path):
     # A minute's 6 requests at once, then one every 10 s: the 7th waits up to 10 s.
-    six_a_minute = Tier.objects.create(slug="six-a-minute", name="Six a minute",
-                                       monthly_event_quota=1_000_000, requests_per_minute=6, retention_days=30)
+    six_a_minute = Tier.objects.create(
+        slug="six-a-minute",
+        name="Six a minute",
+        monthly_event_quota=1_000_000,
+        requests_per_minute=6,
+        retention_days=30,
+    )
     keys = app_keys_create(organization__tier=six_a_minute)
     client = sdk_client(keys, endpoint, tmp_path / "queue.sqlite3")
 

@@ -12,8 +12,9 @@ pytestmark = pytest.mark.django_db
 
 def post(client, keys, body: bytes, **headers):
     headers.setdefault("HTTP_AUTHORIZATION", f"Bearer {keys.api_token}")
-    return client.post(f"/v1/streams/{keys.org_id}/{keys.app_id}", data=body, content_type="application/x-ndjson",
-                       **headers)
+    return client.post(
+        f"/v1/streams/{keys.org_id}/{keys.app_id}", data=body, content_type="application/x-ndjson", **headers
+    )
 
 
 def stored(keys):
@@ -21,9 +22,11 @@ def stored(keys):
 
 
 def test_each_value_is_stored_as_an_event_of_the_stream(client, app_keys):
-    body = (b'{"time": "2024-07-03T15:16:55.563839+10:00", "level": "INFO", "msg": "hi mom"}\n'
-            b'{"type": "metric", "name": "queue", "value": 3}\n'
-            b'[1, 2, 3]\n')
+    body = (
+        b'{"time": "2024-07-03T15:16:55.563839+10:00", "level": "INFO", "msg": "hi mom"}\n'
+        b'{"type": "metric", "name": "queue", "value": 3}\n'
+        b"[1, 2, 3]\n"
+    )
 
     response = post(client, app_keys, body, HTTP_USER_AGENT="Go-http-client/1.1", HTTP_COOKIE="a=b")
 
@@ -34,9 +37,13 @@ def test_each_value_is_stored_as_an_event_of_the_stream(client, app_keys):
     assert [event.data for event in events] == [
         {"time": "2024-07-03T15:16:55.563839+10:00", "level": "INFO", "msg": "hi mom"},
         {"type": "metric", "name": "queue", "value": 3},
-        [1, 2, 3]]
+        [1, 2, 3],
+    ]
     assert [(event.event_type, event.category) for event in events] == [
-        ("stream", "INFO"), ("metric", None), ("stream", None)]
+        ("stream", "INFO"),
+        ("metric", None),
+        ("stream", None),
+    ]
     assert events[0].timestamp.isoformat() == "2024-07-03T05:16:55.563839+00:00"
     stream = Stream.objects.get()
     assert {event.stream_id for event in events} == {stream.pk}
@@ -95,8 +102,11 @@ def test_the_token_may_come_as_x_api_key(client, app_keys):
 @pytest.mark.parametrize("case", ["no token", "wrong token", "token of another organization's application"])
 def test_without_the_application_token_nothing_is_stored(client, app_keys, case):
     other = app_keys_create()
-    token = {"no token": "", "wrong token": "tk_" + "f" * 32,
-             "token of another organization's application": other.api_token}[case]
+    token = {
+        "no token": "",
+        "wrong token": "tk_" + "f" * 32,
+        "token of another organization's application": other.api_token,
+    }[case]
 
     response = post(client, app_keys, b'{"a": 1}\n', HTTP_AUTHORIZATION=f"Bearer {token}" if token else "")
 
@@ -158,7 +168,8 @@ def test_a_websocket_upgrade_on_the_http_port_is_told_where_websockets_are(clien
 
     assert response.status_code == 426
     assert response.json()["error"]["message"] == (
-        f"WebSocket streams are served at wss://telemetry.example.com/v1/streams/{app_keys.org_id}/{app_keys.app_id}")
+        f"WebSocket streams are served at wss://telemetry.example.com/v1/streams/{app_keys.org_id}/{app_keys.app_id}"
+    )
 
 
 def test_pretty_printed_values_spanning_lines_are_one_event_each(client, app_keys):
@@ -168,8 +179,17 @@ def test_pretty_printed_values_spanning_lines_are_one_event_each(client, app_key
     assert [event.data for event in stored(app_keys)] == [{"a": 1, "b": [1, 2]}, {"c": 3}]
 
 
-@pytest.mark.parametrize("body", [b'{"a": 1}\n{"b": NaN}\n', b'{"a": 1}\n{"b": Infinity}\n', b'{"a": 1}\n{"b": \n',
-                                  b'{"a": 1}\n"\\ud800"\n', b'{"a": 1}\n{"b": "\xff"}\n', b'{"a": 1}\n{"b": "x\n'])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"a": 1}\n{"b": NaN}\n',
+        b'{"a": 1}\n{"b": Infinity}\n',
+        b'{"a": 1}\n{"b": \n',
+        b'{"a": 1}\n"\\ud800"\n',
+        b'{"a": 1}\n{"b": "\xff"}\n',
+        b'{"a": 1}\n{"b": "x\n',
+    ],
+)
 def test_values_that_are_not_json_or_never_end_stop_the_stream(client, app_keys, body):
     response = post(client, app_keys, body)
 

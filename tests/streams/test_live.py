@@ -8,7 +8,7 @@ import threading
 import time
 
 import pytest
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from ingest.models import Event, Stream
@@ -44,8 +44,13 @@ def chunked_stream(port: int, keys) -> tuple[queue.Queue, threading.Thread, dict
 
     def send():
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        conn.request("POST", f"/v1/streams/{keys.org_id}/{keys.app_id}", body=body(), encode_chunked=True,
-                     headers={"Authorization": f"Bearer {keys.api_token}", "Content-Type": "application/x-ndjson"})
+        conn.request(
+            "POST",
+            f"/v1/streams/{keys.org_id}/{keys.app_id}",
+            body=body(),
+            encode_chunked=True,
+            headers={"Authorization": f"Bearer {keys.api_token}", "Content-Type": "application/x-ndjson"},
+        )
         response = conn.getresponse()
         answer.update(status=response.status, body=response.read(), code=response.getheader("X-Error-Code"))
 
@@ -73,7 +78,8 @@ def test_a_chunked_stream_is_stored_while_it_arrives(live):
     assert (answer["status"], answer["body"]) == (200, b"5000")
     assert stream_events(keys) == 5000
     assert sorted(Event.objects.filter(application=keys.application).values_list("data__n", flat=True)) == list(
-        range(5000))
+        range(5000)
+    )
 
 
 def test_websocket_messages_are_events_and_the_count_comes_back(live):
@@ -88,7 +94,7 @@ def test_websocket_messages_are_events_and_the_count_comes_back(live):
         while not counts or counts[-1] != "3":
             counts.append(socket_.recv(timeout=10))
         socket_.send(b"")  # an empty binary message: the server hangs up
-        with pytest.raises(Exception):
+        with pytest.raises(ConnectionClosed):
             socket_.recv(timeout=10)
         close_code = socket_.protocol.close_rcvd.code
 
@@ -102,7 +108,8 @@ def test_websocket_messages_are_events_and_the_count_comes_back(live):
     assert [(event.event_type, event.category, event.data) for event in events] == [
         ("stream", "INFO", {"level": "INFO", "msg": "hi mom"}),
         ("metric", None, {"type": "metric", "value": 3}),
-        ("stream", None, "plain text, not JSON")]
+        ("stream", None, "plain text, not JSON"),
+    ]
 
 
 def test_websocket_token_may_come_as_a_header(live):
@@ -113,8 +120,9 @@ def test_websocket_token_may_come_as_a_header(live):
         socket_.send("{}")
         assert socket_.recv(timeout=10) == "1"
 
-    wait_until(lambda: Stream.objects.filter(application=keys.application).exclude(ending="").exists(),
-               "the stream is closed")
+    wait_until(
+        lambda: Stream.objects.filter(application=keys.application).exclude(ending="").exists(), "the stream is closed"
+    )
     assert Stream.objects.get(application=keys.application).ending == "disconnected"
 
 
@@ -139,9 +147,9 @@ def test_a_websocket_stops_when_the_monthly_quota_runs_out(live):
 
     with connect(url) as socket_:
         for n in range(3):
-            socket_.send('{"n": %d}' % n)
+            socket_.send(f'{{"n": {n}}}')
         last = None
-        with pytest.raises(Exception):
+        with pytest.raises(ConnectionClosed):
             while True:
                 last = socket_.recv(timeout=10)
         close = socket_.protocol.close_rcvd
@@ -162,7 +170,7 @@ def test_a_websocket_over_the_rate_limit_is_closed_with_try_again_later(live):
         assert first.recv(timeout=10) == "1"
 
     with connect(url) as second:
-        with pytest.raises(Exception):
+        with pytest.raises(ConnectionClosed):
             second.recv(timeout=10)
         close = second.protocol.close_rcvd
 

@@ -10,8 +10,9 @@ import pytest
 from ingest.streams import READ_SIZE, Message, StreamStopped, values_read
 
 
-def read_all(body: bytes, *, max_value_bytes: int = 1 << 20, max_body_bytes: int = 1 << 30,
-             read_size: int | None = None) -> tuple[list[bytes], StreamStopped | None]:
+def read_all(
+    body: bytes, *, max_value_bytes: int = 1 << 20, max_body_bytes: int = 1 << 30, read_size: int | None = None
+) -> tuple[list[bytes], StreamStopped | None]:
     """The raw values ``values_read`` yields for ``body``, and the stop it raised (if any)."""
     stream = io.BytesIO(body)
     read = stream.read if read_size is None else (lambda size: stream.read(min(size, read_size)))
@@ -60,14 +61,17 @@ def test_values_cut_across_reads_are_whole():
     assert values == lines
 
 
-@pytest.mark.parametrize("body, code", [
-    (b'{"a": 1}\n{"b": [1, 2}\n', "invalid_json"),
-    (b'{"a": 1}\n]\n', "invalid_json"),
-    (b'{"a": 1}\n{"b": "open\n"}\n', "invalid_json"),
-    (b'{"a": 1}\n[[[\n', "invalid_json"),
-    (b'{"a": 1}\n' + b"[" * 50_000 + b"]" * 50_000 + b"\n", "invalid_json"),
-    (b'{"a": 1}\n' + b"[\n" * 50_000 + b"]\n" * 50_000, "invalid_json"),
-])
+@pytest.mark.parametrize(
+    "body, code",
+    [
+        (b'{"a": 1}\n{"b": [1, 2}\n', "invalid_json"),
+        (b'{"a": 1}\n]\n', "invalid_json"),
+        (b'{"a": 1}\n{"b": "open\n"}\n', "invalid_json"),
+        (b'{"a": 1}\n[[[\n', "invalid_json"),
+        (b'{"a": 1}\n' + b"[" * 50_000 + b"]" * 50_000 + b"\n", "invalid_json"),
+        (b'{"a": 1}\n' + b"[\n" * 50_000 + b"]\n" * 50_000, "invalid_json"),
+    ],
+)
 def test_a_stop_keeps_the_values_before_it(body, code):
     values, stop = read_all(body)
 
@@ -108,12 +112,15 @@ def test_a_websocket_message_is_checked_without_building_its_objects():
     assert peak < 3 * len(message)  # the message's bytes and their UTF-8 check, nothing per item
 
 
-@pytest.mark.parametrize("payload, raw", [
-    ('{"type": "metric", "level": "INFO"}', b'{"type": "metric", "level": "INFO"}'),
-    ("plain text", b'"plain text"'),
-    (b"\xff\xfe", b'{"base64":"//4="}'),
-    ('{"a": 1}{"b": 2}', b'"{\\"a\\": 1}{\\"b\\": 2}"'),
-    ("[" * 5000 + "]" * 5000, json.dumps("[" * 5000 + "]" * 5000).replace(" ", "").encode()),
-])
+@pytest.mark.parametrize(
+    "payload, raw",
+    [
+        ('{"type": "metric", "level": "INFO"}', b'{"type": "metric", "level": "INFO"}'),
+        ("plain text", b'"plain text"'),
+        (b"\xff\xfe", b'{"base64":"//4="}'),
+        ('{"a": 1}{"b": 2}', b'"{\\"a\\": 1}{\\"b\\": 2}"'),
+        ("[" * 5000 + "]" * 5000, json.dumps("[" * 5000 + "]" * 5000).replace(" ", "").encode()),
+    ],
+)
 def test_a_websocket_message_that_is_not_one_json_value_is_kept_as_text(payload, raw):
     assert Message.of(payload).raw == raw

@@ -15,8 +15,11 @@ class Command(BaseCommand):
         parser.add_argument("--org", required=True, help="organization public id or name; created if unknown")
         parser.add_argument("--name", required=True, help="application name")
         parser.add_argument("--tier", default=DEFAULT_TIER, help=f"tier of a new organization (default {DEFAULT_TIER})")
-        parser.add_argument("--malti-service", default="",
-                            help="make the token a Malti key (MALTI_API_KEY) for this service (MALTI_SERVICE_NAME)")
+        parser.add_argument(
+            "--malti-service",
+            default="",
+            help="make the token a Malti key (MALTI_API_KEY) for this service (MALTI_SERVICE_NAME)",
+        )
         parser.add_argument("--json", action="store_true", help="print exactly one JSON object")
 
     def handle(self, *args, org, name, tier, malti_service: str, json: bool, **options):
@@ -41,10 +44,14 @@ class Command(BaseCommand):
             self.stdout.write(jsonlib.dumps(result))
             return
         self.stdout.write(self.style.SUCCESS(f"Created application {name!r} in {organization}"))
-        for label, key in (("Organization id", "org_id"), ("App id", "app_id"), ("API token", "api_token"),
-                           ("HMAC secret", "hmac_secret"), ("Ingest URL", "ingest_url")):
+        for label, key in (
+            ("Organization id", "org_id"),
+            ("App id", "app_id"),
+            ("API token", "api_token"),
+            ("HMAC secret", "hmac_secret"),
+            ("Ingest URL", "ingest_url"),
+        ):
             self.stdout.write(f"  {label + ':':<17}{result[key]}")
         if "malti_service" in result:
             self.stdout.write(f"  {'Malti service:':<17}{result['malti_service']} (MALTI_API_KEY is the API token)")
         self.stdout.write("The token and secret are shown only now; store them safely.")
-

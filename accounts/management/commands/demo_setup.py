@@ -40,8 +40,7 @@ class Command(BaseCommand):
             user.set_password(password)
             user.save(update_fields=["password"])
         organization, _ = organization_get_or_create(ref=DEMO_ORG)
-        Membership.objects.get_or_create(user=user, organization=organization,
-                                         defaults={"role": Membership.Role.OWNER})
+        Membership.objects.get_or_create(user=user, organization=organization, defaults={"role": Membership.Role.OWNER})
         issued = application_create(organization=organization, name=DEMO_APP, by=user)
         app_id = issued.credential.application.public_id
         return {
@@ -66,9 +65,14 @@ class Command(BaseCommand):
         out(f"  HMAC secret:     {demo['hmac_secret']}")
         out(f"  Ingest URL:      {demo['ingest_url']}")
         stream_path = f"/v1/streams/{demo['org_id']}/{demo['app_id']}"
-        out(f"  Event streams:   {base}{stream_path}" + (
-            f"   WebSocket {settings.PUBLIC_WEBSOCKET_URL.rstrip('/')}{stream_path}"
-            if settings.SERVER_WEBSOCKET_PORT else ""))
+        out(
+            f"  Event streams:   {base}{stream_path}"
+            + (
+                f"   WebSocket {settings.PUBLIC_WEBSOCKET_URL.rstrip('/')}{stream_path}"
+                if settings.SERVER_WEBSOCKET_PORT
+                else ""
+            )
+        )
         out(f"  (kept in {path}, readable only by you)\n")
         out("Send a signed batch (paste into a shell):\n")
         out(curl_snippet(ingest_url=demo["ingest_url"], api_token=demo["api_token"], hmac_secret=demo["hmac_secret"]))

@@ -9,7 +9,7 @@ from telemetry.lib import crypto
 class Command(BaseCommand):
     help = (
         "Re-encrypt every stored HMAC secret with the first key of APP_SECURITY__CREDENTIALS_KEYS. "
-        "Put the new key first and keep the old one after it (\"derived\" for the key derived from SECRET_KEY) "
+        'Put the new key first and keep the old one after it ("derived" for the key derived from SECRET_KEY) '
         "while this runs; remove the old key after, which retires it."
     )
 
@@ -25,5 +25,7 @@ class Command(BaseCommand):
                     self.stdout.write(f"\r  {done}/{total} secrets re-encrypted", ending="")
         self.stdout.write(self.style.SUCCESS(f"\n{done} secrets now encrypted with the first configured key."))
         if len(settings.CREDENTIALS_ENCRYPTION_KEYS) > 1:
-            self.stdout.write("The other keys of APP_SECURITY__CREDENTIALS_KEYS decrypt nothing stored now: "
-                              "remove them and restart to retire them.")
+            self.stdout.write(
+                "The other keys of APP_SECURITY__CREDENTIALS_KEYS decrypt nothing stored now: "
+                "remove them and restart to retire them."
+            )

@@ -28,26 +28,50 @@ class Command(BaseCommand):
         parser.add_argument("--kind", required=True, choices=list(KINDS))
         parser.add_argument("--name", default="", help="the rule's name (default: kind and application)")
         parser.add_argument("--minutes", type=int, help="silence: minutes without events before it fires")
-        parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
-                            help="a parameter of the kind (repeatable), e.g. threshold=100 direction=below")
+        parser.add_argument(
+            "--param",
+            action="append",
+            default=[],
+            metavar="NAME=VALUE",
+            help="a parameter of the kind (repeatable), e.g. threshold=100 direction=below",
+        )
         parser.add_argument("--event-type", default="")
         parser.add_argument("--service-version", default="")
         parser.add_argument("--renotify-minutes", type=int, default=0)
         parser.add_argument("--webhook", default="", help="notify this URL as a signed webhook")
         parser.add_argument("--slack", default="", help="notify this Slack-compatible incoming webhook")
         parser.add_argument("--email", action="append", default=[], help="notify this address (repeatable)")
-        parser.add_argument("--json", action="store_true",
-                            help='print exactly one JSON object: {"alert_id", "webhook_secret"}')
+        parser.add_argument(
+            "--json", action="store_true", help='print exactly one JSON object: {"alert_id", "webhook_secret"}'
+        )
 
-    def handle(self, *args, org, app, kind, name, minutes, param, event_type, service_version, renotify_minutes,
-               webhook, slack, email, json, **options):
+    def handle(
+        self,
+        *args,
+        org,
+        app,
+        kind,
+        name,
+        minutes,
+        param,
+        event_type,
+        service_version,
+        renotify_minutes,
+        webhook,
+        slack,
+        email,
+        json,
+        **options,
+    ):
         organization = organization_find(ref=org)
         if organization is None:
             raise CommandError(f"No organization has the id or name {org!r}")
         application = None
         if app:
-            application = (organization.applications.filter(public_id=app).first()
-                           or organization.applications.filter(name__iexact=app).order_by("pk").first())
+            application = (
+                organization.applications.filter(public_id=app).first()
+                or organization.applications.filter(name__iexact=app).order_by("pk").first()
+            )
             if application is None:
                 raise CommandError(f"{organization} has no application with the id or name {app!r}")
         parameters = dict(_parameter(text) for text in param)
@@ -58,20 +82,40 @@ class Command(BaseCommand):
             with transaction.atomic():
                 channels, secret = [], ""
                 if webhook:
-                    issued = channel_create(organization=organization, name=f"webhook {webhook}"[:200],
-                                            kind=Channel.Kind.WEBHOOK, url=webhook)
+                    issued = channel_create(
+                        organization=organization,
+                        name=f"webhook {webhook}"[:200],
+                        kind=Channel.Kind.WEBHOOK,
+                        url=webhook,
+                    )
                     channels.append(issued.channel)
                     secret = issued.webhook_secret
                 if slack:
-                    channels.append(channel_create(organization=organization, name=f"slack {slack}"[:200],
-                                                   kind=Channel.Kind.SLACK, url=slack).channel)
+                    channels.append(
+                        channel_create(
+                            organization=organization, name=f"slack {slack}"[:200], kind=Channel.Kind.SLACK, url=slack
+                        ).channel
+                    )
                 if email:
-                    channels.append(channel_create(organization=organization, name=f"e-mail {', '.join(email)}"[:200],
-                                                   kind=Channel.Kind.EMAIL, email_addresses="\n".join(email)).channel)
-                rule = rule_create(organization=organization, application=application,
-                                   name=name or f"{kind} of {label}", kind=kind, parameters=parameters,
-                                   event_type=event_type, service_version=service_version, channels=channels,
-                                   renotify_minutes=renotify_minutes)
+                    channels.append(
+                        channel_create(
+                            organization=organization,
+                            name=f"e-mail {', '.join(email)}"[:200],
+                            kind=Channel.Kind.EMAIL,
+                            email_addresses="\n".join(email),
+                        ).channel
+                    )
+                rule = rule_create(
+                    organization=organization,
+                    application=application,
+                    name=name or f"{kind} of {label}",
+                    kind=kind,
+                    parameters=parameters,
+                    event_type=event_type,
+                    service_version=service_version,
+                    channels=channels,
+                    renotify_minutes=renotify_minutes,
+                )
         except ValueError as error:
             raise CommandError(str(error)) from None
         if json:

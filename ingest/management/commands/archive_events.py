@@ -17,6 +17,8 @@ class Command(BaseCommand):
         if result.busy:
             self.stdout.write("Another archive run is in progress; nothing done.")
             return
-        self.stdout.write(f"{result.events} events archived in {result.archives} files; partitions dropped: "
-                          f"{', '.join(result.partitions_dropped) or 'none'}; days that failed to verify: "
-                          f"{result.failed}.")
+        self.stdout.write(
+            f"{result.events} events archived in {result.archives} files; partitions dropped: "
+            f"{', '.join(result.partitions_dropped) or 'none'}; days that failed to verify: "
+            f"{result.failed}."
+        )

@@ -13,24 +13,30 @@ from django.db import connection
 from psycopg import sql
 
 PATTERNS = ("*.dump", "*.sql", "*.sql.gz")
-CHECKS = [("migrations applied", "SELECT count(*) FROM django_migrations"),
-          ("organizations", "SELECT count(*) FROM accounts_organization"),
-          ("applications", "SELECT count(*) FROM accounts_application"),
-          ("events", "SELECT count(*) FROM ingest_event"),
-          ("archives", "SELECT count(*) FROM ingest_archive"),
-          ("newest event", "SELECT max(\"timestamp\") FROM ingest_event")]
+CHECKS = [
+    ("migrations applied", "SELECT count(*) FROM django_migrations"),
+    ("organizations", "SELECT count(*) FROM accounts_organization"),
+    ("applications", "SELECT count(*) FROM accounts_application"),
+    ("events", "SELECT count(*) FROM ingest_event"),
+    ("archives", "SELECT count(*) FROM ingest_archive"),
+    ("newest event", 'SELECT max("timestamp") FROM ingest_event'),
+]
 
 
 class Command(BaseCommand):
-    help = ("Restores the newest backup file (pg_dump -Fc *.dump, or plain *.sql / *.sql.gz) of APP_BACKUP__DIR "
-            "into a scratch database on the same server, checks that the tables are there and readable, and drops "
-            "the scratch database. Fails loudly, for cron or a monitoring check.")
+    help = (
+        "Restores the newest backup file (pg_dump -Fc *.dump, or plain *.sql / *.sql.gz) of APP_BACKUP__DIR "
+        "into a scratch database on the same server, checks that the tables are there and readable, and drops "
+        "the scratch database. Fails loudly, for cron or a monitoring check."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--dir", type=Path, default=None, help="Where the backups are (APP_BACKUP__DIR).")
         parser.add_argument("--file", type=Path, help="Check this file instead of the newest.")
-        parser.add_argument("--scratch-db", help="Name of the scratch database (dropped first if it exists); "
-                                                 "default: <database>_restore_check.")
+        parser.add_argument(
+            "--scratch-db",
+            help="Name of the scratch database (dropped first if it exists); default: <database>_restore_check.",
+        )
         parser.add_argument("--keep", action="store_true", help="Keep the scratch database for a look.")
 
     def handle(self, *args, dir, file, scratch_db, keep, **options):
@@ -60,9 +66,17 @@ class Command(BaseCommand):
 
     def _conninfo(self, dbname: str) -> dict:
         database = connection.settings_dict
-        return {key: value for key, value in {
-            "dbname": dbname, "host": database["HOST"], "port": database["PORT"], "user": database["USER"],
-            "password": database["PASSWORD"]}.items() if value}
+        return {
+            key: value
+            for key, value in {
+                "dbname": dbname,
+                "host": database["HOST"],
+                "port": database["PORT"],
+                "user": database["USER"],
+                "password": database["PASSWORD"],
+            }.items()
+            if value
+        }
 
     def _admin(self, statement) -> None:
         # CREATE and DROP DATABASE cannot run in a transaction; "postgres" is the maintenance database.
@@ -71,12 +85,24 @@ class Command(BaseCommand):
 
     def _restore(self, backup: Path, scratch: str) -> None:
         info = self._conninfo(scratch)
-        env = {**os.environ, "PGHOST": str(info.get("host", "")), "PGPORT": str(info.get("port", "")),
-               "PGUSER": str(info.get("user", "")), "PGPASSWORD": str(info.get("password", ""))}
+        env = {
+            **os.environ,
+            "PGHOST": str(info.get("host", "")),
+            "PGPORT": str(info.get("port", "")),
+            "PGUSER": str(info.get("user", "")),
+            "PGPASSWORD": str(info.get("password", "")),
+        }
         env = {key: value for key, value in env.items() if value}
         if backup.name.endswith(".dump"):
-            command = ["pg_restore", "--no-owner", "--no-privileges", "--exit-on-error", "--dbname", scratch,
-                       str(backup)]
+            command = [
+                "pg_restore",
+                "--no-owner",
+                "--no-privileges",
+                "--exit-on-error",
+                "--dbname",
+                scratch,
+                str(backup),
+            ]
             stdin = None
         else:
             command = ["psql", "--quiet", "--no-psqlrc", "-v", "ON_ERROR_STOP=1", "--dbname", scratch]
@@ -84,8 +110,13 @@ class Command(BaseCommand):
         if shutil.which(command[0]) is None:
             raise CommandError(f"{command[0]} is not installed (the PostgreSQL client tools)")
         try:
-            process = subprocess.Popen(command, env=env, stdin=subprocess.PIPE if stdin else None,
-                                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            process = subprocess.Popen(
+                command,
+                env=env,
+                stdin=subprocess.PIPE if stdin else None,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
             if stdin:
                 with stdin:
                     shutil.copyfileobj(stdin, process.stdin)

@@ -7,8 +7,10 @@ from ingest.management.options import application_get, organization_get
 
 
 class Command(BaseCommand):
-    help = ("Erases every event of --user-id in the application, from the database and its archives (rewritten "
-            "with their manifests), and records a receipt in the audit log.")
+    help = (
+        "Erases every event of --user-id in the application, from the database and its archives (rewritten "
+        "with their manifests), and records a receipt in the audit log."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--org", required=True, help="The organization's public id.")
@@ -20,6 +22,8 @@ class Command(BaseCommand):
             raise CommandError("--user-id must not be empty")
         application = application_get(organization_get(org), app)
         erasure = user_events_erase(application=application, user_id=user_id, via="command")
-        self.stdout.write(f"Erased {erasure.events} stored and {erasure.archived_events} archived events "
-                          f"({erasure.archives_rewritten} archives rewritten); receipt #{erasure.receipt.pk} "
-                          f"in the audit log.")
+        self.stdout.write(
+            f"Erased {erasure.events} stored and {erasure.archived_events} archived events "
+            f"({erasure.archives_rewritten} archives rewritten); receipt #{erasure.receipt.pk} "
+            f"in the audit log."
+        )

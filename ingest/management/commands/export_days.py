@@ -7,20 +7,26 @@ from ingest.scheduled_exports import export_days_request, scheduled_exports_run
 
 
 class Command(BaseCommand):
-    help = ("Writes the scheduled export files of the UTC days in [--since, --until) of an organization's "
-            "schedules (one application's, with --app) now, replacing those written before.")
+    help = (
+        "Writes the scheduled export files of the UTC days in [--since, --until) of an organization's "
+        "schedules (one application's, with --app) now, replacing those written before."
+    )
 
     def add_arguments(self, parser):
         add_range_arguments(parser)
 
     def handle(self, *args, org, app, since, until, **options):
-        if since >= until or since != since.replace(hour=0, minute=0, second=0, microsecond=0) \
-                or until != until.replace(hour=0, minute=0, second=0, microsecond=0):
+        if (
+            since >= until
+            or since != since.replace(hour=0, minute=0, second=0, microsecond=0)
+            or until != until.replace(hour=0, minute=0, second=0, microsecond=0)
+        ):
             raise CommandError("--since and --until must be dates (YYYY-MM-DD), --since before --until")
         organization = organization_get(org)
         application = application_get(organization, app)
-        requested = export_days_request(organization=organization, since=since.date(), until=until.date(),
-                                        application=application)
+        requested = export_days_request(
+            organization=organization, since=since.date(), until=until.date(), application=application
+        )
         if not requested:
             raise CommandError(f"Organization {organization.public_id} has no enabled export schedule for that.")
         written = failed = 0

@@ -11,8 +11,10 @@ from ingest.management.options import add_range_arguments, application_get, orga
 
 
 class Command(BaseCommand):
-    help = ("Exports an organization's events (or one application's) with timestamps in [--since, --until), from "
-            "the archives and the database, to --output or standard output.")
+    help = (
+        "Exports an organization's events (or one application's) with timestamps in [--since, --until), from "
+        "the archives and the database, to --output or standard output."
+    )
 
     def add_arguments(self, parser):
         add_range_arguments(parser)
@@ -27,10 +29,18 @@ class Command(BaseCommand):
         total = events_export_size(organization=organization, application=application, since=since, until=until)
         out = open(output, "wb") if output else sys.stdout.buffer
         try:
-            with tqdm(total=total, unit="event", unit_scale=True, file=self.stderr, disable=None,
-                      desc="Exporting") as bar:
-                written = events_export(organization=organization, application=application, since=since,
-                                        until=until, fmt=format, out=out, progress=bar.update)
+            with tqdm(
+                total=total, unit="event", unit_scale=True, file=self.stderr, disable=None, desc="Exporting"
+            ) as bar:
+                written = events_export(
+                    organization=organization,
+                    application=application,
+                    since=since,
+                    until=until,
+                    fmt=format,
+                    out=out,
+                    progress=bar.update,
+                )
         except (ArchiveCorrupt, FileNotFoundError) as error:
             raise CommandError(f"An archive does not read back as its manifest says: {error}") from None
         finally:

@@ -1,3 +1,4 @@
+import json
 import random
 import time
 import uuid
@@ -11,26 +12,57 @@ from accounts.services import application_create, organization_get_or_create
 from ingest.models import Event
 from ingest.rollups import rollups_update
 
-EVENT_TYPES = [("page_view", "web", 40), ("command", "cli", 20), ("api_call", "api", 15), ("error", "errors", 5),
-               ("feature_used", "product", 10), ("session_start", "lifecycle", 6), ("crash", "errors", 1),
-               ("purchase", "billing", 3), ("http_request", "http", 15)]
+EVENT_TYPES = [
+    ("page_view", "web", 40),
+    ("command", "cli", 20),
+    ("api_call", "api", 15),
+    ("error", "errors", 5),
+    ("feature_used", "product", 10),
+    ("session_start", "lifecycle", 6),
+    ("crash", "errors", 1),
+    ("purchase", "billing", 3),
+    ("http_request", "http", 15),
+]
 # The requests of http_request events (the Malti and SDK middleware shape), with their typical time in ms.
-ROUTES = [("GET", "/orders/{order_id}", 40), ("GET", "/orders", 90), ("POST", "/orders", 250),
-          ("GET", "/products/{sku}", 15), ("DELETE", "/orders/{order_id}", 160)]
+ROUTES = [
+    ("GET", "/orders/{order_id}", 40),
+    ("GET", "/orders", 90),
+    ("POST", "/orders", 250),
+    ("GET", "/products/{sku}", 15),
+    ("DELETE", "/orders/{order_id}", 160),
+]
 CONSUMERS = ["web-shop", "mobile-app", "partner-feed", "anonymous"]
 VERSIONS = ["1.4.0", "1.4.1", "1.5.0", "1.5.1", "2.0.0-beta.1"]
 # Each application is one service; most of its events come from the newest SDK, some from the one before.
-SERVICES = [("storefront", "rust", ["telemetry-kit-rust/0.3.0", "telemetry-kit-rust/0.2.1"]),
-            ("deploy-cli", "rust", ["telemetry-kit-rust/0.3.0", "telemetry-kit-rust/0.3.0-rc.2"]),
-            ("billing-api", "python", ["telemetry-kit-python/0.2.0", "telemetry-kit-python/0.1.4"])]
-_COLUMNS = ("organization_id", "application_id", "event_id", "schema_version", "user_id", "session_id",
-            "event_type", "category", "data", "timestamp", "received_at", "service_name", "service_version",
-            "service_language", "sdk_version")
+SERVICES = [
+    ("storefront", "rust", ["telemetry-kit-rust/0.3.0", "telemetry-kit-rust/0.2.1"]),
+    ("deploy-cli", "rust", ["telemetry-kit-rust/0.3.0", "telemetry-kit-rust/0.3.0-rc.2"]),
+    ("billing-api", "python", ["telemetry-kit-python/0.2.0", "telemetry-kit-python/0.1.4"]),
+]
+_COLUMNS = (
+    "organization_id",
+    "application_id",
+    "event_id",
+    "schema_version",
+    "user_id",
+    "session_id",
+    "event_type",
+    "category",
+    "data",
+    "timestamp",
+    "received_at",
+    "service_name",
+    "service_version",
+    "service_language",
+    "sdk_version",
+)
 
 
 class Command(BaseCommand):
-    help = ("Load realistic demo events fast (COPY on PostgreSQL) into an organization's applications, spread "
-            "over the last days, then build their rollups. For trying the dashboards and benchmarking them.")
+    help = (
+        "Load realistic demo events fast (COPY on PostgreSQL) into an organization's applications, spread "
+        "over the last days, then build their rollups. For trying the dashboards and benchmarking them."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--events", type=int, default=100_000, help="how many events (default 100,000)")
@@ -48,16 +80,20 @@ class Command(BaseCommand):
         organization, _ = organization_get_or_create(ref=org)
         applications = list(organization.applications.order_by("pk")[:apps])
         while len(applications) < apps:
-            applications.append(application_create(organization=organization,
-                                                   name=f"Demo app {len(applications) + 1}").credential.application)
+            applications.append(
+                application_create(
+                    organization=organization, name=f"Demo app {len(applications) + 1}"
+                ).credential.application
+            )
         self._copy(applications, events, days, rng)
         self.stdout.write("")
         started, counted, moved = time.monotonic(), 0, 1
         while moved:
             moved = rollups_update(max_events=1_000_000, lag_seconds=0)
             counted += moved
-            self.stdout.write(f"\r  rollups: {counted:,} event ids counted ({time.monotonic() - started:.0f} s)",
-                              ending="")
+            self.stdout.write(
+                f"\r  rollups: {counted:,} event ids counted ({time.monotonic() - started:.0f} s)", ending=""
+            )
             self.stdout.flush()
         self.stdout.write("")
         self.stdout.write(self.style.SUCCESS(f"Loaded {events:,} events into {organization} ({apps} applications)."))
@@ -77,29 +113,55 @@ class Command(BaseCommand):
                         application = applications[number]
                         service, language, sdks = SERVICES[number % len(SERVICES)]
                         kind, category = rng.choices(kinds, weights)[0]
-                        data = _request_data(rng) if kind == "http_request" else (
-                            '{"duration_ms": %d, "ok": %s}' % (rng.randint(1, 3000),
-                                                              "true" if rng.random() > .05 else "false"))
+                        data = (
+                            _request_data(rng)
+                            if kind == "http_request"
+                            else (
+                                f'{{"duration_ms": {rng.randint(1, 3000)}, '
+                                f'"ok": {"true" if rng.random() > 0.05 else "false"}}}'
+                            )
+                        )
                         # More events recently, as a growing product has.
                         timestamp = now - timedelta(seconds=span * (rng.random() ** 1.6))
-                        copy.write_row((
-                            application.organization_id, application.pk, uuid.uuid4(),
-                            "1.0.0", rng.choice(users), None, kind, category,
-                            data,
-                            timestamp, timestamp + timedelta(seconds=rng.randint(1, 120)), service,
-                            rng.choice(VERSIONS), language, sdks[rng.random() < .2]))
+                        copy.write_row(
+                            (
+                                application.organization_id,
+                                application.pk,
+                                uuid.uuid4(),
+                                "1.0.0",
+                                rng.choice(users),
+                                None,
+                                kind,
+                                category,
+                                data,
+                                timestamp,
+                                timestamp + timedelta(seconds=rng.randint(1, 120)),
+                                service,
+                                rng.choice(VERSIONS),
+                                language,
+                                sdks[rng.random() < 0.2],
+                            )
+                        )
                 done += size
                 rate = done / max(time.monotonic() - started, 1e-6)
                 filled = int(30 * done / total)
-                self.stdout.write(f"\r  [{'#' * filled}{'.' * (30 - filled)}] {done:,}/{total:,} events "
-                                  f"({rate:,.0f}/s)", ending="")
+                self.stdout.write(
+                    f"\r  [{'#' * filled}{'.' * (30 - filled)}] {done:,}/{total:,} events ({rate:,.0f}/s)", ending=""
+                )
                 self.stdout.flush()
 
 
 def _request_data(rng: random.Random) -> str:
     method, endpoint, typical = rng.choice(ROUTES)
     roll = rng.random()
-    status = 500 if roll < .01 else 404 if roll < .03 else 401 if roll < .04 else 201 if method == "POST" else 200
-    return ('{"method": "%s", "endpoint": "%s", "status": %d, "response_time": %d, "consumer": "%s", "node": "%s"}'
-            % (method, endpoint, status, int(rng.lognormvariate(0, .6) * typical), rng.choice(CONSUMERS),
-               rng.choice(("web-01", "web-02", "web-03"))))
+    status = 500 if roll < 0.01 else 404 if roll < 0.03 else 401 if roll < 0.04 else 201 if method == "POST" else 200
+    return json.dumps(
+        {
+            "method": method,
+            "endpoint": endpoint,
+            "status": status,
+            "response_time": int(rng.lognormvariate(0, 0.6) * typical),
+            "consumer": rng.choice(CONSUMERS),
+            "node": rng.choice(("web-01", "web-02", "web-03")),
+        }
+    )

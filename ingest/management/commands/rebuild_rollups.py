@@ -28,8 +28,7 @@ class Command(BaseCommand):
         def progress(day, events):
             done["days"] += 1
             filled = int(30 * done["days"] / total_days)
-            self.stdout.write(f"\r  [{'#' * filled}{'.' * (30 - filled)}] {day:%Y-%m-%d}  {events:,} events",
-                              ending="")
+            self.stdout.write(f"\r  [{'#' * filled}{'.' * (30 - filled)}] {day:%Y-%m-%d}  {events:,} events", ending="")
             self.stdout.flush()
 
         events = rollups_rebuild(since=since, until=until, progress=progress)

@@ -8,8 +8,10 @@ from ingest.management.options import add_range_arguments, application_get, orga
 
 
 class Command(BaseCommand):
-    help = ("Restores an organization's archived events (optionally one application's) of the days overlapping "
-            "--since/--until into the database. Events already there are skipped: running it twice is harmless.")
+    help = (
+        "Restores an organization's archived events (optionally one application's) of the days overlapping "
+        "--since/--until into the database. Events already there are skipped: running it twice is harmless."
+    )
 
     def add_arguments(self, parser):
         add_range_arguments(parser)
@@ -18,17 +20,30 @@ class Command(BaseCommand):
         if since >= until:
             raise CommandError("--since must be before --until")
         organization = organization_get(org)
-        archives = list(archives_in_range(organization=organization, application=application_get(organization, app),
-                                          since=since, until=until))
+        archives = list(
+            archives_in_range(
+                organization=organization, application=application_get(organization, app), since=since, until=until
+            )
+        )
         added = 0
-        with tqdm(total=sum(a.row_count for a in archives), unit="event", unit_scale=True, file=self.stderr,
-                  disable=None, desc="Restoring") as bar:
+        with tqdm(
+            total=sum(a.row_count for a in archives),
+            unit="event",
+            unit_scale=True,
+            file=self.stderr,
+            disable=None,
+            desc="Restoring",
+        ) as bar:
             for archive in archives:
                 try:
                     added += archive_restore(archive=archive)
                 except (ArchiveCorrupt, FileNotFoundError) as error:
-                    raise CommandError(f"Archive #{archive.pk} does not read back as its manifest says ({error}); "
-                                       f"{added} events restored before it.") from None
+                    raise CommandError(
+                        f"Archive #{archive.pk} does not read back as its manifest says ({error}); "
+                        f"{added} events restored before it."
+                    ) from None
                 bar.update(archive.row_count)
-        self.stdout.write(f"{len(archives)} archives read, {added} events restored "
-                          f"({sum(a.row_count for a in archives) - added} were already in the database).")
+        self.stdout.write(
+            f"{len(archives)} archives read, {added} events restored "
+            f"({sum(a.row_count for a in archives) - added} were already in the database)."
+        )

@@ -19,8 +19,9 @@ class Collector:
             def do_POST(self):
                 batch = json.loads(self.rfile.read(int(self.headers["Content-Length"])))["events"]
                 collector.events.extend(batch)
-                body = json.dumps({"status": "success", "accepted": len(batch), "rejected": 0,
-                                   "message": "stored", "errors": []}).encode()
+                body = json.dumps(
+                    {"status": "success", "accepted": len(batch), "rejected": 0, "message": "stored", "errors": []}
+                ).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
@@ -52,7 +53,14 @@ def collector():
 def collecting_client(collector, tmp_path, monkeypatch):
     """A client that sends to ``collector``; ``flush()`` it before reading what arrived."""
     monkeypatch.delenv("DO_NOT_TRACK", raising=False)
-    client = Client(endpoint=collector.endpoint, org_id="org_test", app_id="app_0000abcd", secret="test_secret",
-                    service_name="shop-api", service_version="3.2.1", queue_path=str(tmp_path / "queue.sqlite3"))
+    client = Client(
+        endpoint=collector.endpoint,
+        org_id="org_test",
+        app_id="app_0000abcd",
+        secret="test_secret",
+        service_name="shop-api",
+        service_version="3.2.1",
+        queue_path=str(tmp_path / "queue.sqlite3"),
+    )
     yield client
     client.close(timeout=5)

@@ -13,8 +13,7 @@ def answer(status, body=None, **headers):
 
 
 def result(status, accepted, errors=()):
-    return {"status": status, "accepted": accepted, "rejected": len(errors), "message": "m",
-            "errors": list(errors)}
+    return {"status": status, "accepted": accepted, "rejected": len(errors), "message": "m", "errors": list(errors)}
 
 
 def test_200_with_a_batch_result_is_delivered():
@@ -53,8 +52,9 @@ def test_batch_refused_as_a_whole(status, code):
     assert (got.verdict, got.code, got.message) == (Verdict.BATCH_REFUSED, code, "no")
 
 
-@pytest.mark.parametrize(("status", "code"), [(429, "rate_limit_exceeded"), (429, "quota_exceeded"),
-                                              (503, "service_unavailable")])
+@pytest.mark.parametrize(
+    ("status", "code"), [(429, "rate_limit_exceeded"), (429, "quota_exceeded"), (503, "service_unavailable")]
+)
 def test_busy_or_down_is_retried_after_the_servers_retry_after(status, code):
     got = answer(status, {"error": {"code": code, "message": "later"}}, **{"Retry-After": "17"})
 
@@ -74,8 +74,9 @@ def test_500_is_retried_a_limited_number_of_times():
 
 @pytest.mark.parametrize("status", [401, 403, 404, 301])
 def test_credentials_or_endpoint_the_server_refuses_are_a_configuration_problem(status):
-    assert answer(status, {"error": {"code": "unauthorized", "message": "bad signature"}}).verdict \
-        is Verdict.MISCONFIGURED
+    assert (
+        answer(status, {"error": {"code": "unauthorized", "message": "bad signature"}}).verdict is Verdict.MISCONFIGURED
+    )
 
 
 def test_flat_error_of_the_older_server_is_read_too():

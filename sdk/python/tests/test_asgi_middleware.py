@@ -54,8 +54,13 @@ def test_fastapi_request_is_recorded_with_its_route_pattern_not_its_path(collect
     assert answer.json() == {"item_id": 42}
     [data] = requests_sent(collector, collecting_client)
     response_time = data.pop("response_time")
-    assert data == {"method": "GET", "endpoint": "/items/{item_id}", "status": 200, "consumer": "anonymous",
-                    "node": "web-1"}
+    assert data == {
+        "method": "GET",
+        "endpoint": "/items/{item_id}",
+        "status": 200,
+        "consumer": "anonymous",
+        "node": "web-1",
+    }
     assert isinstance(response_time, (int, float)) and response_time >= 0
 
 
@@ -90,8 +95,12 @@ def test_route_in_mounted_apps_is_recorded_with_the_mounts_patterns(collector, c
     async def health(request):
         return PlainTextResponse("ok")
 
-    app = Starlette(routes=[Mount("/tenants/{tenant}", routes=[Mount("/v1", app=orders)]),
-                            Mount("/ops", routes=[Route("/health", health)])])
+    app = Starlette(
+        routes=[
+            Mount("/tenants/{tenant}", routes=[Mount("/v1", app=orders)]),
+            Mount("/ops", routes=[Route("/health", health)]),
+        ]
+    )
     app.add_middleware(TelemetryMiddleware, client=collecting_client)
     browser = TestClient(app)
 
@@ -100,7 +109,10 @@ def test_route_in_mounted_apps_is_recorded_with_the_mounts_patterns(collector, c
     browser.get("/ops/health")
 
     assert [data["endpoint"] for data in requests_sent(collector, collecting_client)] == [
-        "/tenants/{tenant}/v1/orders/{order_id}", "/tenants/{tenant}/v1/orders/{order_id}", "/ops/health"]
+        "/tenants/{tenant}/v1/orders/{order_id}",
+        "/tenants/{tenant}/v1/orders/{order_id}",
+        "/ops/health",
+    ]
 
 
 def test_wrong_method_is_recorded_under_the_route_that_refused_it(collector, collecting_client):
@@ -128,7 +140,8 @@ def test_clean_mode_leaves_out_401_and_404_and_keeps_other_errors(collector, col
 
     assert statuses == [401, 404, 403]
     assert [(data["endpoint"], data["status"]) for data in requests_sent(collector, collecting_client)] == [
-        ("/forbidden", 403)]
+        ("/forbidden", 403)
+    ]
 
 
 def test_without_clean_mode_an_unmatched_path_is_recorded_under_a_placeholder(collector, collecting_client):
@@ -138,7 +151,9 @@ def test_without_clean_mode_an_unmatched_path_is_recorded_under_a_placeholder(co
     browser.get("/wp-login.php")
 
     assert [(data["endpoint"], data["status"]) for data in requests_sent(collector, collecting_client)] == [
-        ("/private", 401), ("<unmatched>", 404)]
+        ("/private", 401),
+        ("<unmatched>", 404),
+    ]
 
 
 def test_consumer_comes_from_the_first_default_header_present(collector, collecting_client):
@@ -189,8 +204,13 @@ def test_lifespan_is_passed_through_unrecorded(collector, collecting_client):
 
 def test_do_not_track_records_nothing_and_the_app_still_answers(collector, tmp_path, monkeypatch):
     monkeypatch.setenv("DO_NOT_TRACK", "1")
-    app = shop_api(endpoint=collector.endpoint, org_id="org_test", app_id="app_0000abcd", secret="test_secret",
-                   queue_path=str(tmp_path / "queue.sqlite3"))
+    app = shop_api(
+        endpoint=collector.endpoint,
+        org_id="org_test",
+        app_id="app_0000abcd",
+        secret="test_secret",
+        queue_path=str(tmp_path / "queue.sqlite3"),
+    )
     browser = TestClient(app)
 
     answer = browser.get("/items/5")

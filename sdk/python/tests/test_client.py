@@ -26,8 +26,14 @@ def closed_port() -> int:
 
 def offline_settings(tmp_path) -> dict:
     """Settings for a server that is not there: requests fail at once with "connection refused"."""
-    return {"endpoint": f"http://127.0.0.1:{closed_port()}", "org_id": "org_test", "app_id": "app_0000abcd",
-            "secret": "test_secret", "service_name": "unit", "queue_path": str(tmp_path / "queue.sqlite3")}
+    return {
+        "endpoint": f"http://127.0.0.1:{closed_port()}",
+        "org_id": "org_test",
+        "app_id": "app_0000abcd",
+        "secret": "test_secret",
+        "service_name": "unit",
+        "queue_path": str(tmp_path / "queue.sqlite3"),
+    }
 
 
 def offline_client(tmp_path, **settings) -> Client:
@@ -48,8 +54,9 @@ def test_do_not_track_records_nothing_and_creates_no_file(tmp_path, monkeypatch)
 
 
 def test_missing_settings_disable_the_client_instead_of_raising(tmp_path, caplog):
-    client = Client(endpoint="https://telemetry.example.com", service_name="unit",
-                    queue_path=str(tmp_path / "queue.sqlite3"))
+    client = Client(
+        endpoint="https://telemetry.example.com", service_name="unit", queue_path=str(tmp_path / "queue.sqlite3")
+    )
 
     assert client.track("command") is None
     assert not client.enabled
@@ -120,11 +127,19 @@ def test_track_after_close_is_ignored(tmp_path):
 
 
 def test_exit_stores_what_was_tracked_without_waiting_for_the_server(tmp_path):
-    script = ("from telemetry_kit import AsyncClient, Client\n"
-              "client = Client(service_name='unit', backoff_base=60)\n"
-              "client.track('command', {'n': 1})\n")
-    env = {**os.environ, "TK_ENDPOINT": f"http://127.0.0.1:{closed_port()}", "TK_ORG_ID": "org_test",
-           "TK_APP_ID": "app_0000abcd", "TK_SECRET": "test_secret", "TK_QUEUE_PATH": str(tmp_path / "queue.sqlite3")}
+    script = (
+        "from telemetry_kit import AsyncClient, Client\n"
+        "client = Client(service_name='unit', backoff_base=60)\n"
+        "client.track('command', {'n': 1})\n"
+    )
+    env = {
+        **os.environ,
+        "TK_ENDPOINT": f"http://127.0.0.1:{closed_port()}",
+        "TK_ORG_ID": "org_test",
+        "TK_APP_ID": "app_0000abcd",
+        "TK_SECRET": "test_secret",
+        "TK_QUEUE_PATH": str(tmp_path / "queue.sqlite3"),
+    }
 
     subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=30)
 

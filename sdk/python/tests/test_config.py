@@ -2,15 +2,24 @@
 
 from telemetry_kit.config import Config
 
-ENVIRONMENT = {"TK_ENDPOINT": "https://telemetry.example.com/", "TK_ORG_ID": "org_abc", "TK_APP_ID": "app_e963188b",
-               "TK_TOKEN": "tk_" + "8" * 32, "TK_SECRET": "kIRV9eC/2+Dvqc4E9ubP9Cjzd0LG2/Dg0OVEfknKBPQ="}
+ENVIRONMENT = {
+    "TK_ENDPOINT": "https://telemetry.example.com/",
+    "TK_ORG_ID": "org_abc",
+    "TK_APP_ID": "app_e963188b",
+    "TK_TOKEN": "tk_" + "8" * 32,
+    "TK_SECRET": "kIRV9eC/2+Dvqc4E9ubP9Cjzd0LG2/Dg0OVEfknKBPQ=",
+}
 
 
 def test_settings_are_read_from_seed_001s_variables():
     config = Config.from_env(ENVIRONMENT, service_name="my-app")
 
     assert (config.org_id, config.app_id, config.token, config.secret) == (
-        "org_abc", "app_e963188b", "tk_" + "8" * 32, "kIRV9eC/2+Dvqc4E9ubP9Cjzd0LG2/Dg0OVEfknKBPQ=")
+        "org_abc",
+        "app_e963188b",
+        "tk_" + "8" * 32,
+        "kIRV9eC/2+Dvqc4E9ubP9Cjzd0LG2/Dg0OVEfknKBPQ=",
+    )
     assert config.ingest_url == "https://telemetry.example.com/v1/ingest/org_abc/app_e963188b"
     assert config.problems() == []
 
@@ -31,9 +40,12 @@ def test_do_not_track_in_the_environment_wins_over_code():
 def test_missing_settings_are_named_with_their_variables():
     problems = Config.from_env({"TK_ENDPOINT": "telemetry.example.com"}).problems()
 
-    assert problems[:4] == ["org_id is not set (TK_ORG_ID)", "app_id is not set (TK_APP_ID)",
-                            "secret is not set (TK_SECRET)",
-                            "endpoint must be an http:// or https:// URL (TK_ENDPOINT)"]
+    assert problems[:4] == [
+        "org_id is not set (TK_ORG_ID)",
+        "app_id is not set (TK_APP_ID)",
+        "secret is not set (TK_SECRET)",
+        "endpoint must be an http:// or https:// URL (TK_ENDPOINT)",
+    ]
 
 
 def test_batch_size_beyond_the_servers_limit_is_a_problem():
@@ -57,24 +69,37 @@ def test_repr_hides_the_secret_and_the_token():
 
 
 def test_plain_http_to_a_remote_host_is_a_problem():
-    for endpoint in ("http://telemetry.example.com", "http://10.0.0.5:8000", "HTTP://[2001:db8::1]/",
-                     "http://localhost.example.com", "http://127.0.0.1.nip.io"):
+    for endpoint in (
+        "http://telemetry.example.com",
+        "http://10.0.0.5:8000",
+        "HTTP://[2001:db8::1]/",
+        "http://localhost.example.com",
+        "http://127.0.0.1.nip.io",
+    ):
         problems = Config.from_env({**ENVIRONMENT, "TK_ENDPOINT": endpoint}).problems()
 
-        assert problems == ["endpoint must be an https:// URL: http:// sends events in the clear, so it is "
-                            "allowed only to localhost, 127.0.0.0/8 and ::1, or with allow_insecure_http "
-                            "(TK_ALLOW_INSECURE_HTTP=1)"], endpoint
+        assert problems == [
+            "endpoint must be an https:// URL: http:// sends events in the clear, so it is "
+            "allowed only to localhost, 127.0.0.0/8 and ::1, or with allow_insecure_http "
+            "(TK_ALLOW_INSECURE_HTTP=1)"
+        ], endpoint
 
 
 def test_plain_http_to_a_loopback_host_is_allowed():
-    for endpoint in ("http://localhost:8000", "http://LOCALHOST", "http://127.0.0.1:8000", "http://127.8.9.10",
-                     "http://[::1]:8000/"):
+    for endpoint in (
+        "http://localhost:8000",
+        "http://LOCALHOST",
+        "http://127.0.0.1:8000",
+        "http://127.8.9.10",
+        "http://[::1]:8000/",
+    ):
         assert Config.from_env({**ENVIRONMENT, "TK_ENDPOINT": endpoint}).problems() == [], endpoint
 
 
 def test_plain_http_to_a_remote_host_may_be_allowed_explicitly():
     in_code = Config.from_env({**ENVIRONMENT, "TK_ENDPOINT": "http://telemetry.internal"}, allow_insecure_http=True)
-    by_environment = Config.from_env({**ENVIRONMENT, "TK_ENDPOINT": "http://telemetry.internal",
-                                      "TK_ALLOW_INSECURE_HTTP": "1"})
+    by_environment = Config.from_env(
+        {**ENVIRONMENT, "TK_ENDPOINT": "http://telemetry.internal", "TK_ALLOW_INSECURE_HTTP": "1"}
+    )
 
     assert in_code.problems() == [] and by_environment.problems() == []

@@ -54,9 +54,13 @@ urlpatterns = [
 @pytest.fixture
 def telemetry_settings(collecting_client):
     """This module's URLconf, with the middleware alone in front of it, sending to the collector."""
+
     def apply(**options):
-        overrides = override_settings(ROOT_URLCONF=__name__, MIDDLEWARE=["telemetry_kit.django.TelemetryMiddleware"],
-                                      TELEMETRY_KIT={"client": collecting_client, "node": "web-1", **options})
+        overrides = override_settings(
+            ROOT_URLCONF=__name__,
+            MIDDLEWARE=["telemetry_kit.django.TelemetryMiddleware"],
+            TELEMETRY_KIT={"client": collecting_client, "node": "web-1", **options},
+        )
         overrides.enable()
         applied.append(overrides)
 
@@ -79,8 +83,13 @@ def test_request_is_recorded_with_its_url_pattern_not_its_path(telemetry_setting
     assert answer.json() == {"item_id": 42}
     [data] = requests_sent(collector, collecting_client)
     response_time = data.pop("response_time")
-    assert data == {"method": "GET", "endpoint": "/items/<int:item_id>", "status": 200, "consumer": "anonymous",
-                    "node": "web-1"}
+    assert data == {
+        "method": "GET",
+        "endpoint": "/items/<int:item_id>",
+        "status": 200,
+        "consumer": "anonymous",
+        "node": "web-1",
+    }
     assert isinstance(response_time, (int, float)) and response_time >= 0
     assert (collector.events[0]["event"]["category"], collector.events[0]["service"]["name"]) == ("http", "shop-api")
 
@@ -94,7 +103,10 @@ def test_included_and_regex_patterns_are_recorded_whole(telemetry_settings, coll
     browser.get("/")
 
     assert [data["endpoint"] for data in requests_sent(collector, collecting_client)] == [
-        "/api/v1/items/<int:item_id>", "/articles/(?P<year>[0-9]{4})/$", "/"]
+        "/api/v1/items/<int:item_id>",
+        "/articles/(?P<year>[0-9]{4})/$",
+        "/",
+    ]
 
 
 def test_async_view_is_recorded_like_a_sync_one(telemetry_settings, collector, collecting_client):
@@ -125,11 +137,13 @@ def test_clean_mode_leaves_out_404s_and_keeps_other_errors(telemetry_settings, c
 
     assert statuses == [404, 404, 500]
     assert [(data["endpoint"], data["status"]) for data in requests_sent(collector, collecting_client)] == [
-        ("/broken", 500)]
+        ("/broken", 500)
+    ]
 
 
-def test_without_clean_mode_an_unmatched_path_is_recorded_under_a_placeholder(telemetry_settings, collector,
-                                                                                 collecting_client):
+def test_without_clean_mode_an_unmatched_path_is_recorded_under_a_placeholder(
+    telemetry_settings, collector, collecting_client
+):
     telemetry_settings(clean_mode=False)
     browser = Client()
 
@@ -137,7 +151,9 @@ def test_without_clean_mode_an_unmatched_path_is_recorded_under_a_placeholder(te
     browser.get("/missing")
 
     assert [(data["endpoint"], data["status"]) for data in requests_sent(collector, collecting_client)] == [
-        ("<unmatched>", 404), ("/missing", 404)]
+        ("<unmatched>", 404),
+        ("/missing", 404),
+    ]
 
 
 def test_consumer_comes_from_the_first_configured_header_present(telemetry_settings, collector, collecting_client):
@@ -149,7 +165,10 @@ def test_consumer_comes_from_the_first_configured_header_present(telemetry_setti
     browser.get("/items/1", headers={"X-Consumer-Id": "not-configured"})
 
     assert [data["consumer"] for data in requests_sent(collector, collecting_client)] == [
-        "partner-9", "user-12", "anonymous"]
+        "partner-9",
+        "user-12",
+        "anonymous",
+    ]
 
 
 def test_view_may_name_the_consumer_and_context_of_its_request(telemetry_settings, collector, collecting_client):
@@ -166,10 +185,16 @@ def test_view_may_name_the_consumer_and_context_of_its_request(telemetry_setting
 
 def test_do_not_track_records_nothing_and_the_site_still_answers(collector, tmp_path, monkeypatch):
     monkeypatch.setenv("DO_NOT_TRACK", "1")
-    client_settings = {"endpoint": collector.endpoint, "org_id": "org_test", "app_id": "app_0000abcd",
-                       "secret": "test_secret", "queue_path": str(tmp_path / "queue.sqlite3")}
-    with override_settings(ROOT_URLCONF=__name__, MIDDLEWARE=["telemetry_kit.django.TelemetryMiddleware"],
-                           TELEMETRY_KIT=client_settings):
+    client_settings = {
+        "endpoint": collector.endpoint,
+        "org_id": "org_test",
+        "app_id": "app_0000abcd",
+        "secret": "test_secret",
+        "queue_path": str(tmp_path / "queue.sqlite3"),
+    }
+    with override_settings(
+        ROOT_URLCONF=__name__, MIDDLEWARE=["telemetry_kit.django.TelemetryMiddleware"], TELEMETRY_KIT=client_settings
+    ):
         answer = Client().get("/items/5")
 
     assert answer.json() == {"item_id": 5}

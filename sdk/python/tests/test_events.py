@@ -6,12 +6,20 @@ import os
 import re
 import stat
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
-from telemetry_kit.events import (EventEncoder, kept_random_id, rfc3339, service_describe, session_id_new,
-                                  user_id_derive, uuid4_text, with_metadata)
+from telemetry_kit.events import (
+    EventEncoder,
+    kept_random_id,
+    rfc3339,
+    service_describe,
+    session_id_new,
+    user_id_derive,
+    uuid4_text,
+    with_metadata,
+)
 
 MACHINE = "4c4c4544004d3510804cb4c04f4a3332"
 
@@ -24,8 +32,11 @@ def test_user_id_is_client_and_64_hex_stable_for_a_machine_and_application():
 
 
 def test_user_id_differs_between_applications_and_between_machines():
-    ids = {user_id_derive(MACHINE, "app_e963188b"), user_id_derive(MACHINE, "app_00000001"),
-           user_id_derive("another-machine", "app_e963188b")}
+    ids = {
+        user_id_derive(MACHINE, "app_e963188b"),
+        user_id_derive(MACHINE, "app_00000001"),
+        user_id_derive("another-machine", "app_e963188b"),
+    }
 
     assert len(ids) == 3
 
@@ -34,8 +45,10 @@ def test_user_id_is_not_a_plain_hash_of_the_machine_id():
     user_id = user_id_derive(MACHINE, "app_e963188b")
 
     assert MACHINE not in user_id
-    assert user_id[len("client_"):] not in {hashlib.sha256(MACHINE.encode()).hexdigest(),
-                                            hashlib.sha256(f"{MACHINE}app_e963188b".encode()).hexdigest()}
+    assert user_id[len("client_") :] not in {
+        hashlib.sha256(MACHINE.encode()).hexdigest(),
+        hashlib.sha256(f"{MACHINE}app_e963188b".encode()).hexdigest(),
+    }
 
 
 def test_machine_without_an_id_of_its_own_gets_a_random_one_kept_for_next_time(tmp_path):
@@ -53,7 +66,9 @@ def test_the_kept_machine_id_is_readable_by_its_user_only_whatever_the_umask(tmp
         os.umask(previous)
 
     assert [stat.S_IMODE(path.stat().st_mode) for path in (tmp_path / "cache", tmp_path / "cache" / "machine-id")] == [
-        0o700, 0o600]
+        0o700,
+        0o600,
+    ]
 
 
 def test_session_id_is_sess_and_32_hex_new_each_time():
@@ -62,14 +77,17 @@ def test_session_id_is_sess_and_32_hex_new_each_time():
 
 
 def test_rfc3339_is_utc_with_milliseconds():
-    moment = datetime(2026, 11, 20, 10, 30, 0, 123000, tzinfo=timezone.utc).timestamp()
+    moment = datetime(2026, 11, 20, 10, 30, 0, 123000, tzinfo=UTC).timestamp()
 
     assert rfc3339(moment) == "2026-11-20T10:30:00.123Z"
 
 
 def encoder(service=None) -> EventEncoder:
-    return EventEncoder(user_id="client_" + "a" * 64, session_id="sess_" + "b" * 32,
-                        service=service or service_describe("my-app", "1.2.3"))
+    return EventEncoder(
+        user_id="client_" + "a" * 64,
+        session_id="sess_" + "b" * 32,
+        service=service or service_describe("my-app", "1.2.3"),
+    )
 
 
 def encoded(service=None, **overrides):
@@ -88,8 +106,12 @@ def test_event_has_the_servers_shape():
         "timestamp": "2024-11-19T08:00:00.500Z",
         "user_id": "client_" + "a" * 64,
         "session_id": "sess_" + "b" * 32,
-        "service": {"name": "my-app", "version": "1.2.3", "language": "python",
-                    "language_version": event["service"]["language_version"]},
+        "service": {
+            "name": "my-app",
+            "version": "1.2.3",
+            "language": "python",
+            "language_version": event["service"]["language_version"],
+        },
         "event": {"type": "command", "category": "cli", "data": {"name": "build"}},
     }
     assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", event_id)
@@ -131,9 +153,9 @@ def test_event_type_and_data_are_escaped_as_json():
 def test_metadata_is_appended_when_sent():
     _, text = encoder().encode("command", {"n": 1}, None)
 
-    sent = json.loads(with_metadata(text, transmission_timestamp="2026-11-20T10:31:00.000Z", batch_size=3,
-                                    retry_count=2))
+    sent = json.loads(
+        with_metadata(text, transmission_timestamp="2026-11-20T10:31:00.000Z", batch_size=3, retry_count=2)
+    )
 
-    assert sent["metadata"] == {"transmission_timestamp": "2026-11-20T10:31:00.000Z", "batch_size": 3,
-                                "retry_count": 2}
+    assert sent["metadata"] == {"transmission_timestamp": "2026-11-20T10:31:00.000Z", "batch_size": 3, "retry_count": 2}
     assert {key: value for key, value in sent.items() if key != "metadata"} == json.loads(text)

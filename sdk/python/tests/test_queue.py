@@ -95,8 +95,7 @@ def test_unavailable_server_does_not_count_as_a_failure(tmp_path):
         rows = queue.claim(limit=1, max_bytes=10_000)
         queue.release([row.id for row in rows])
 
-    assert queue.release([row.id for row in queue.claim(limit=1, max_bytes=10_000)], failed=True,
-                         max_failures=2) == []
+    assert queue.release([row.id for row in queue.claim(limit=1, max_bytes=10_000)], failed=True, max_failures=2) == []
 
 
 def test_retry_time_is_shared_through_the_file(tmp_path):
@@ -136,10 +135,14 @@ def test_queue_files_and_new_directories_are_private_whatever_the_umask(tmp_path
     finally:
         os.umask(previous)
 
-    modes = {path.relative_to(tmp_path).as_posix(): stat.S_IMODE(path.stat().st_mode)
-             for path in tmp_path.rglob("*")}
-    assert modes == {"custom": 0o700, "custom/place": 0o700, "custom/place/q.sqlite3": 0o600,
-                     "custom/place/q.sqlite3-wal": 0o600, "custom/place/q.sqlite3-shm": 0o600}
+    modes = {path.relative_to(tmp_path).as_posix(): stat.S_IMODE(path.stat().st_mode) for path in tmp_path.rglob("*")}
+    assert modes == {
+        "custom": 0o700,
+        "custom/place": 0o700,
+        "custom/place/q.sqlite3": 0o600,
+        "custom/place/q.sqlite3-wal": 0o600,
+        "custom/place/q.sqlite3-shm": 0o600,
+    }
 
 
 def test_an_existing_queue_file_readable_by_others_is_made_private(tmp_path):

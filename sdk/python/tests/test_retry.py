@@ -1,23 +1,26 @@
 """Backoff with jitter, and Retry-After in both of its forms."""
 
 import random
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import format_datetime
 
 import pytest
 
 from telemetry_kit.retry import backoff_delay, retry_after_parse
 
-NOW = datetime(2026, 11, 20, 10, 30, tzinfo=timezone.utc).timestamp()
+NOW = datetime(2026, 11, 20, 10, 30, tzinfo=UTC).timestamp()
 
 
-@pytest.mark.parametrize(("header", "seconds"), [
-    ("120", 120.0),
-    (" 7 ", 7.0),
-    ("0", 0.0),
-    (format_datetime(datetime(2026, 11, 20, 10, 31, 30, tzinfo=timezone.utc), usegmt=True), 90.0),
-    ("Fri, 20 Nov 2026 10:29:00 GMT", 0.0),  # already past: no wait
-])
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [
+        ("120", 120.0),
+        (" 7 ", 7.0),
+        ("0", 0.0),
+        (format_datetime(datetime(2026, 11, 20, 10, 31, 30, tzinfo=UTC), usegmt=True), 90.0),
+        ("Fri, 20 Nov 2026 10:29:00 GMT", 0.0),  # already past: no wait
+    ],
+)
 def test_retry_after_is_read_as_seconds_or_as_a_date(header, seconds):
     assert retry_after_parse(header, now=NOW) == seconds
 
@@ -50,7 +53,8 @@ def test_longer_backoff_wins_over_a_short_retry_after():
 
 
 def test_retry_after_is_bounded_by_max_retry_after():
-    delay = backoff_delay(1, base=1.0, cap=300.0, retry_after=30 * 86400.0, max_retry_after=3600.0,
-                          rand=random.Random(2))
+    delay = backoff_delay(
+        1, base=1.0, cap=300.0, retry_after=30 * 86400.0, max_retry_after=3600.0, rand=random.Random(2)
+    )
 
     assert 3600.0 <= delay <= 3601.0

@@ -11,14 +11,24 @@ from telemetry_kit.signing import SCHEMA_VERSION, SDK_VERSION, signature, signed
 EMPTY_BATCH = b'{"events":[]}'
 
 
-@pytest.mark.parametrize(("secret", "timestamp", "nonce", "expected"), [
-    ("test_secret_key", "1732003200", "550e8400-e29b-41d4-a716-446655440000",
-     "ce4b8e4802a7df7a0714bdc8281529c304a5f41e19b68399e41780d6418f9db9"),
-    ("test_secret", "1732003200", "550e8400-e29b-41d4-a716-446655440000",
-     "a325a2e66501dbfa624b6338e349b5bf2e59a9253d909c80a94df8747f40ba4d"),
-    ("test_secret", "1234567890", "test-nonce",
-     "4e729ca9fa1494bfa3d017ee5708f321a7416d2f134c404f5c96259180c92ce8"),
-])
+@pytest.mark.parametrize(
+    ("secret", "timestamp", "nonce", "expected"),
+    [
+        (
+            "test_secret_key",
+            "1732003200",
+            "550e8400-e29b-41d4-a716-446655440000",
+            "ce4b8e4802a7df7a0714bdc8281529c304a5f41e19b68399e41780d6418f9db9",
+        ),
+        (
+            "test_secret",
+            "1732003200",
+            "550e8400-e29b-41d4-a716-446655440000",
+            "a325a2e66501dbfa624b6338e349b5bf2e59a9253d909c80a94df8747f40ba4d",
+        ),
+        ("test_secret", "1234567890", "test-nonce", "4e729ca9fa1494bfa3d017ee5708f321a7416d2f134c404f5c96259180c92ce8"),
+    ],
+)
 def test_signature_matches_the_known_answer_vectors(secret, timestamp, nonce, expected):
     assert signature(secret, timestamp, nonce, EMPTY_BATCH) == expected
 
@@ -32,8 +42,9 @@ def test_base64_looking_secret_is_used_as_text_not_decoded():
 
 
 def test_headers_carry_the_signature_of_their_own_timestamp_and_nonce():
-    headers = signed_headers(secret="test_secret", body=EMPTY_BATCH, batch_size=0, timestamp=1234567890,
-                             nonce="test-nonce")
+    headers = signed_headers(
+        secret="test_secret", body=EMPTY_BATCH, batch_size=0, timestamp=1234567890, nonce="test-nonce"
+    )
 
     assert headers == {
         "Content-Type": "application/json",

@@ -1,9 +1,9 @@
 """telemetry-kit for Python: signed, batched telemetry events that survive restarts and outages.
 
-    from telemetry_kit import Client
+from telemetry_kit import Client
 
-    telemetry = Client(service_name="my-tool")  # TK_ENDPOINT, TK_ORG_ID, TK_APP_ID, TK_SECRET
-    telemetry.track("command", {"name": "build", "success": True}, category="cli")
+telemetry = Client(service_name="my-tool")  # TK_ENDPOINT, TK_ORG_ID, TK_APP_ID, TK_SECRET
+telemetry.track("command", {"name": "build", "success": True}, category="cli")
 """
 
 import logging

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Callable
+from collections.abc import Callable
 
 from telemetry_kit.client import Client, Dropped, Stats
 from telemetry_kit.config import Config
@@ -14,8 +14,9 @@ class AsyncClient:
     ``aclose()`` wait in a worker thread. Use ``async with AsyncClient(...) as telemetry:`` in an
     application's lifespan to close it with the loop."""
 
-    def __init__(self, config: Config | None = None, *, on_drop: Callable[[list[Dropped]], None] | None = None,
-                 **settings):
+    def __init__(
+        self, config: Config | None = None, *, on_drop: Callable[[list[Dropped]], None] | None = None, **settings
+    ):
         self.client = Client(config, on_drop=on_drop, **settings)
 
     @property

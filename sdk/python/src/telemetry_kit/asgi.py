@@ -53,10 +53,14 @@ class TelemetryMiddleware:
             milliseconds = (time.perf_counter() - started) * 1000
             try:
                 state = scope.get("state") or {}
-                self.recorder.record(method=scope["method"], endpoint=self._endpoint(scope, routes_owner),
-                                     status=status, milliseconds=milliseconds,
-                                     consumer=state.get("telemetry_consumer") or self._header_consumer(scope),
-                                     context=state.get("telemetry_context"))
+                self.recorder.record(
+                    method=scope["method"],
+                    endpoint=self._endpoint(scope, routes_owner),
+                    status=status,
+                    milliseconds=milliseconds,
+                    consumer=state.get("telemetry_consumer") or self._header_consumer(scope),
+                    context=state.get("telemetry_context"),
+                )
             except Exception:
                 logger.exception("telemetry-kit: cannot record a request")
 
@@ -81,7 +85,7 @@ class TelemetryMiddleware:
         root_path, app_root_path = scope.get("root_path", ""), scope.get("app_root_path")
         if app_root_path is None or not root_path.startswith(app_root_path) or root_path == app_root_path:
             return path_format  # no mount on the way
-        mounts = self._mount_pattern(getattr(routes_owner, "routes", ()), root_path[len(app_root_path):])
+        mounts = self._mount_pattern(getattr(routes_owner, "routes", ()), root_path[len(app_root_path) :])
         if mounts is None:
             return path_format
         if isinstance(route, Mount):  # an app that is not a router (static files): its mount is in root_path
@@ -94,7 +98,6 @@ class TelemetryMiddleware:
                 self._mount_patterns.clear()
             self._mount_patterns[prefix] = _mount_pattern_find(routes, prefix)
         return self._mount_patterns[prefix]
-
 
     def _endpoint_pattern(self, endpoint, routes_owner) -> str | None:
         """The pattern of the one route that ``endpoint`` answers; None for a handler of several routes."""
@@ -109,7 +112,7 @@ class TelemetryMiddleware:
 def _endpoint_patterns_collect(routes, prefix: str, found: dict) -> None:
     for route in routes:
         if isinstance(route, Mount) and route.routes:
-            _endpoint_patterns_collect(route.routes, prefix + route.path_format[:-len("/{path}")], found)
+            _endpoint_patterns_collect(route.routes, prefix + route.path_format[: -len("/{path}")], found)
             continue
         endpoint = route.app if isinstance(route, Mount) else getattr(route, "endpoint", None)
         path_format = getattr(route, "path_format", None)
@@ -129,7 +132,7 @@ def _mount_pattern_find(routes, prefix: str) -> str | None:
         match = route.path_regex.match(prefix + "/")
         if match is None:
             continue
-        head = route.path_format[:-len("/{path}")]
+        head = route.path_format[: -len("/{path}")]
         rest = match.group("path").rstrip("/")
         if not rest:
             return head

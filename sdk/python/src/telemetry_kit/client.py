@@ -9,12 +9,19 @@ import os
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from telemetry_kit.config import Config
-from telemetry_kit.events import (EventEncoder, machine_id, rfc3339, service_describe, session_id_new,
-                                  user_id_derive, with_metadata)
+from telemetry_kit.events import (
+    EventEncoder,
+    machine_id,
+    rfc3339,
+    service_describe,
+    session_id_new,
+    user_id_derive,
+    with_metadata,
+)
 from telemetry_kit.queue import OfflineQueue, Row
 from telemetry_kit.retry import backoff_delay
 from telemetry_kit.transport import Answer, Verdict, batch_post
@@ -52,8 +59,9 @@ class Client:
     no file, no request.
     """
 
-    def __init__(self, config: Config | None = None, *, on_drop: Callable[[list[Dropped]], None] | None = None,
-                 **settings):
+    def __init__(
+        self, config: Config | None = None, *, on_drop: Callable[[list[Dropped]], None] | None = None, **settings
+    ):
         self._on_drop = on_drop
         self._cond = threading.Condition()
         self._buffer: collections.deque[tuple[str, str]] = collections.deque()
@@ -84,12 +92,17 @@ class Client:
             logger.error("telemetry-kit: not sending telemetry: %s", "; ".join(problems))
             return
         queue_file = config.queue_file()
-        self._encoder = EventEncoder(user_id=user_id_derive(machine_id(queue_file.parent), config.app_id),
-                                     session_id=session_id_new(),
-                                     service=service_describe(config.service_name, config.service_version))
-        self._queue = OfflineQueue(queue_file, max_events=config.max_queue_events,
-                                   max_bytes=config.max_queue_bytes,
-                                   lease_seconds=2 * config.request_timeout + 30)
+        self._encoder = EventEncoder(
+            user_id=user_id_derive(machine_id(queue_file.parent), config.app_id),
+            session_id=session_id_new(),
+            service=service_describe(config.service_name, config.service_version),
+        )
+        self._queue = OfflineQueue(
+            queue_file,
+            max_events=config.max_queue_events,
+            max_bytes=config.max_queue_bytes,
+            lease_seconds=2 * config.request_timeout + 30,
+        )
         self._batch_limit = config.batch_size
         self._backlog = len(self._queue)
         self.enabled = True
@@ -114,8 +127,15 @@ class Client:
             logger.exception("telemetry-kit: cannot record a %r event", event_type)
             return None
         if len(text) > self.config.max_event_bytes:
-            self._report([Dropped(event_id, "too_large", f"{len(text)} bytes; the limit is "
-                                                         f"{self.config.max_event_bytes} (max_event_bytes)")])
+            self._report(
+                [
+                    Dropped(
+                        event_id,
+                        "too_large",
+                        f"{len(text)} bytes; the limit is {self.config.max_event_bytes} (max_event_bytes)",
+                    )
+                ]
+            )
             return None
         overflow = None
         with self._cond:
@@ -130,8 +150,15 @@ class Client:
             if len(self._buffer) >= self._batch_limit:
                 self._cond.notify_all()
         if overflow is not None:
-            self._report([Dropped(overflow, "queue_full", "the in-memory buffer is full (max_buffer_events): "
-                                                          "events come faster than they can be stored")])
+            self._report(
+                [
+                    Dropped(
+                        overflow,
+                        "queue_full",
+                        "the in-memory buffer is full (max_buffer_events): events come faster than they can be stored",
+                    )
+                ]
+            )
         return event_id
 
     def flush(self, timeout: float | None = 30.0) -> bool:
@@ -195,8 +222,13 @@ class Client:
     def stats(self) -> Stats:
         with self._cond:
             counts = self._counts
-            return Stats(tracked=counts["tracked"], delivered=counts["delivered"], dropped=counts["dropped"],
-                         failed_attempts=counts["failed_attempts"], pending=len(self._buffer) + self._backlog)
+            return Stats(
+                tracked=counts["tracked"],
+                delivered=counts["delivered"],
+                dropped=counts["dropped"],
+                failed_attempts=counts["failed_attempts"],
+                pending=len(self._buffer) + self._backlog,
+            )
 
     def __enter__(self) -> Client:
         return self
@@ -233,8 +265,7 @@ class Client:
                 return
 
     def _has_work(self) -> bool:
-        return (self._closing or self._flush_requested > self._flush_done
-                or len(self._buffer) >= self._batch_limit)
+        return self._closing or self._flush_requested > self._flush_done or len(self._buffer) >= self._batch_limit
 
     def _wake_at(self, next_send: float) -> float:
         wait = self._retry_at - time.time()
@@ -249,13 +280,21 @@ class Client:
             try:
                 dropped = self._queue.push(events)
             except Exception as error:
-                self._report([Dropped(event_id, "queue_error", f"cannot store the event: {error}")
-                              for event_id, _ in events])
+                self._report(
+                    [Dropped(event_id, "queue_error", f"cannot store the event: {error}") for event_id, _ in events]
+                )
             else:
                 if dropped:
-                    self._report([Dropped(event_id, "queue_full", "the offline queue is full (max_queue_events, "
-                                                                  "max_queue_bytes): oldest events dropped")
-                                  for event_id in dropped])
+                    self._report(
+                        [
+                            Dropped(
+                                event_id,
+                                "queue_full",
+                                "the offline queue is full (max_queue_events, max_queue_bytes): oldest events dropped",
+                            )
+                            for event_id in dropped
+                        ]
+                    )
         try:
             while time.monotonic() < self._deadline:
                 self._retry_at = self._queue.not_before()
@@ -271,11 +310,22 @@ class Client:
         """Sends one leased batch and settles it; True when the next batch may follow at once."""
         config = self.config
         sent_at = rfc3339(time.time())
-        body = '{"events":[' + ",".join(
-            with_metadata(row.body, transmission_timestamp=sent_at, batch_size=len(rows), retry_count=row.attempts)
-            for row in rows) + "]}"
-        answer = batch_post(url=config.ingest_url, secret=config.secret, token=config.token,
-                            body=body.encode(), batch_size=len(rows), timeout=config.request_timeout)
+        body = (
+            '{"events":['
+            + ",".join(
+                with_metadata(row.body, transmission_timestamp=sent_at, batch_size=len(rows), retry_count=row.attempts)
+                for row in rows
+            )
+            + "]}"
+        )
+        answer = batch_post(
+            url=config.ingest_url,
+            secret=config.secret,
+            token=config.token,
+            body=body.encode(),
+            batch_size=len(rows),
+            timeout=config.request_timeout,
+        )
         ids = [row.id for row in rows]
         if answer.verdict is Verdict.DELIVERED:
             self._queue.remove(ids)
@@ -289,8 +339,12 @@ class Client:
             if len(rows) > 1:  # halve until the event the server refuses is alone, then drop it
                 self._queue.release(ids)
                 self._batch_limit = max(1, len(rows) // 2)
-                logger.info("telemetry-kit: the server refused a batch of %d (%s); trying %d at a time",
-                            len(rows), answer.describe(), self._batch_limit)
+                logger.info(
+                    "telemetry-kit: the server refused a batch of %d (%s); trying %d at a time",
+                    len(rows),
+                    answer.describe(),
+                    self._batch_limit,
+                )
             else:
                 self._queue.remove(ids)
                 self._report([Dropped(rows[0].event_id, answer.code, answer.message)])
@@ -319,26 +373,47 @@ class Client:
             self._counts["failed_attempts"] += 1
         # A configuration the server refuses will not fix itself soon: wait as long as backoff ever does.
         failures = 64 if answer.verdict is Verdict.MISCONFIGURED else self._failures
-        delay = backoff_delay(failures, base=config.backoff_base, cap=config.backoff_max,
-                              retry_after=answer.retry_after, max_retry_after=config.max_retry_after)
+        delay = backoff_delay(
+            failures,
+            base=config.backoff_base,
+            cap=config.backoff_max,
+            retry_after=answer.retry_after,
+            max_retry_after=config.max_retry_after,
+        )
         self._retry_at = time.time() + delay
         self._queue.defer(self._retry_at)
         level = logging.ERROR if answer.verdict is Verdict.MISCONFIGURED else logging.WARNING
         if self._failures > 1 and answer.verdict is Verdict.UNAVAILABLE:
             level = logging.DEBUG  # one warning an outage, not one a retry
-        logger.log(level, "telemetry-kit: %d events not delivered (%s); next attempt in %.1f s",
-                   len(rows), answer.describe(), delay)
+        logger.log(
+            level,
+            "telemetry-kit: %d events not delivered (%s); next attempt in %.1f s",
+            len(rows),
+            answer.describe(),
+            delay,
+        )
         if exhausted:
-            self._report([Dropped(event_id, "retries_exhausted", f"{config.max_failures} failed attempts, the "
-                                                                  f"last: {answer.describe()}")
-                          for event_id in exhausted])
+            self._report(
+                [
+                    Dropped(
+                        event_id,
+                        "retries_exhausted",
+                        f"{config.max_failures} failed attempts, the last: {answer.describe()}",
+                    )
+                    for event_id in exhausted
+                ]
+            )
 
     def _report(self, dropped: list[Dropped]) -> None:
         with self._cond:
             self._counts["dropped"] += len(dropped)
         reasons = collections.Counter(item.reason for item in dropped)
-        logger.warning("telemetry-kit: %d events dropped (%s), e.g. %s", len(dropped),
-                       ", ".join(f"{reason}: {count}" for reason, count in reasons.items()), dropped[0].message)
+        logger.warning(
+            "telemetry-kit: %d events dropped (%s), e.g. %s",
+            len(dropped),
+            ", ".join(f"{reason}: {count}" for reason, count in reasons.items()),
+            dropped[0].message,
+        )
         if self._on_drop is not None:
             try:
                 self._on_drop(dropped)
@@ -356,9 +431,14 @@ def _rejections(rows: list[Row], answer: Answer, *, everything: bool = False) ->
     """The events the server refused as invalid, with its error code for each."""
     by_index = {error["index"]: error for error in answer.errors if 0 <= error["index"] < len(rows)}
     chosen = range(len(rows)) if everything else sorted(by_index)
-    return [Dropped(rows[index].event_id, str(by_index.get(index, {}).get("error") or answer.code),
-                    str(by_index.get(index, {}).get("message") or answer.message))
-            for index in chosen]
+    return [
+        Dropped(
+            rows[index].event_id,
+            str(by_index.get(index, {}).get("error") or answer.code),
+            str(by_index.get(index, {}).get("message") or answer.message),
+        )
+        for index in chosen
+    ]
 
 
 _live_clients: weakref.WeakSet[Client] = weakref.WeakSet()

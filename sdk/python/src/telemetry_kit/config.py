@@ -6,9 +6,9 @@ import dataclasses
 import ipaddress
 import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 from urllib.parse import urlsplit
 
 # The server's own limit on events per batch (APP_INGESTION__MAX_BATCH_SIZE's default).
@@ -24,8 +24,10 @@ _ENVIRONMENT = {
     "service_version": "TK_SERVICE_VERSION",
     "queue_path": "TK_QUEUE_PATH",
 }
-_INSECURE_HTTP = ("endpoint must be an https:// URL: http:// sends events in the clear, so it is allowed only to "
-                  "localhost, 127.0.0.0/8 and ::1, or with allow_insecure_http (TK_ALLOW_INSECURE_HTTP=1)")
+_INSECURE_HTTP = (
+    "endpoint must be an https:// URL: http:// sends events in the clear, so it is allowed only to "
+    "localhost, 127.0.0.0/8 and ::1, or with allow_insecure_http (TK_ALLOW_INSECURE_HTTP=1)"
+)
 
 
 @dataclass(frozen=True)
@@ -97,9 +99,18 @@ class Config:
             found.append("service_name must have 1 to 255 characters, service_version at most 255")
         if not 1 <= self.batch_size <= MAX_BATCH_SIZE:
             found.append(f"batch_size must be between 1 and {MAX_BATCH_SIZE}")
-        for name in ("flush_interval", "max_buffer_events", "max_queue_events", "max_queue_bytes",
-                     "max_event_bytes", "max_batch_bytes", "request_timeout", "backoff_base", "backoff_max",
-                     "max_failures"):
+        for name in (
+            "flush_interval",
+            "max_buffer_events",
+            "max_queue_events",
+            "max_queue_bytes",
+            "max_event_bytes",
+            "max_batch_bytes",
+            "request_timeout",
+            "backoff_base",
+            "backoff_max",
+            "max_failures",
+        ):
             if not getattr(self, name) > 0:
                 found.append(f"{name} must be positive")
         return found

@@ -34,8 +34,7 @@ class TelemetryMiddleware:
         if not self.recorder.enabled:  # do-not-track or not configured: Django leaves the middleware out
             raise MiddlewareNotUsed("telemetry-kit sends nothing")
         self.get_response = get_response
-        self._consumer_keys = tuple("HTTP_" + name.upper().replace("-", "_")
-                                    for name in self.recorder.consumer_headers)
+        self._consumer_keys = tuple("HTTP_" + name.upper().replace("-", "_") for name in self.recorder.consumer_headers)
         if iscoroutinefunction(get_response):
             markcoroutinefunction(self)
 
@@ -72,7 +71,13 @@ class TelemetryMiddleware:
             if not consumer:
                 meta = request.META
                 consumer = next((meta[key] for key in self._consumer_keys if meta.get(key)), None)
-            self.recorder.record(method=request.method, endpoint=endpoint, status=status, milliseconds=milliseconds,
-                                 consumer=consumer, context=getattr(request, "telemetry_context", None))
+            self.recorder.record(
+                method=request.method,
+                endpoint=endpoint,
+                status=status,
+                milliseconds=milliseconds,
+                consumer=consumer,
+                context=getattr(request, "telemetry_context", None),
+            )
         except Exception:
             logger.exception("telemetry-kit: cannot record a request")

@@ -81,8 +81,9 @@ def _windows_machine_guid() -> str | None:
     try:
         import winreg
 
-        with winreg.OpenKey(winreg.HKEY_LOCAL_MACHINE, r"SOFTWARE\Microsoft\Cryptography", 0,
-                            winreg.KEY_READ | winreg.KEY_WOW64_64KEY) as key:  # the same from 32-bit Python
+        with winreg.OpenKey(
+            winreg.HKEY_LOCAL_MACHINE, r"SOFTWARE\Microsoft\Cryptography", 0, winreg.KEY_READ | winreg.KEY_WOW64_64KEY
+        ) as key:  # the same from 32-bit Python
             return str(winreg.QueryValueEx(key, "MachineGuid")[0]) or None
     except OSError:
         return None
@@ -90,8 +91,9 @@ def _windows_machine_guid() -> str | None:
 
 def _macos_platform_uuid() -> str | None:
     try:
-        output = subprocess.run(["ioreg", "-rd1", "-c", "IOPlatformExpertDevice"], capture_output=True,
-                                text=True, timeout=5).stdout
+        output = subprocess.run(
+            ["ioreg", "-rd1", "-c", "IOPlatformExpertDevice"], capture_output=True, text=True, timeout=5
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return None
     for line in output.splitlines():
@@ -123,8 +125,7 @@ class EventEncoder:
     command): what every event shares is encoded once, and only the event's own part per call."""
 
     def __init__(self, *, user_id: str, session_id: str, service: dict):
-        shared = json.dumps({"user_id": user_id, "session_id": session_id, "service": service},
-                            separators=(",", ":"))
+        shared = json.dumps({"user_id": user_id, "session_id": session_id, "service": service}, separators=(",", ":"))
         self._shared = shared[1:-1]
 
     def encode(self, event_type: str, data, category: str | None, now: float | None = None) -> tuple[str, str]:
@@ -143,12 +144,15 @@ class EventEncoder:
         body_json = json.dumps(body, separators=(",", ":"), allow_nan=False)
         event_id = uuid4_text()
         timestamp = rfc3339(time.time() if now is None else now)
-        return event_id, (f'{{"event_id":"{event_id}","schema_version":"{SCHEMA_VERSION}",'
-                          f'"timestamp":"{timestamp}",{self._shared},"event":{body_json}}}')
+        return event_id, (
+            f'{{"event_id":"{event_id}","schema_version":"{SCHEMA_VERSION}",'
+            f'"timestamp":"{timestamp}",{self._shared},"event":{body_json}}}'
+        )
 
 
 def with_metadata(event_json: str, *, transmission_timestamp: str, batch_size: int, retry_count: int) -> str:
     """The stored event with its ``metadata`` appended, without decoding it again."""
-    metadata = (f'{{"transmission_timestamp":"{transmission_timestamp}","batch_size":{batch_size},'
-                f'"retry_count":{retry_count}}}')
+    metadata = (
+        f'{{"transmission_timestamp":"{transmission_timestamp}","batch_size":{batch_size},"retry_count":{retry_count}}}'
+    )
     return f'{event_json[:-1]},"metadata":{metadata}}}'

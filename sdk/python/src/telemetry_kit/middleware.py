@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import Iterable
+from collections.abc import Iterable
 
 from telemetry_kit.client import Client
 
@@ -27,8 +27,16 @@ class RequestRecorder:
     ``client_settings`` and the ``TK_*`` environment when not given). ``node`` defaults to ``TK_NODE``,
     else the host's name; ``context``, when given, is sent with every event."""
 
-    def __init__(self, client: Client | None = None, *, consumer_headers: Iterable[str] = DEFAULT_CONSUMER_HEADERS,
-                 clean_mode: bool = True, node: str | None = None, context: str | None = None, **client_settings):
+    def __init__(
+        self,
+        client: Client | None = None,
+        *,
+        consumer_headers: Iterable[str] = DEFAULT_CONSUMER_HEADERS,
+        clean_mode: bool = True,
+        node: str | None = None,
+        context: str | None = None,
+        **client_settings,
+    ):
         if client is not None and client_settings:
             raise TypeError(f"give either a client or its settings, not both: {sorted(client_settings)}")
         self.client = Client(**client_settings) if client is None else client
@@ -41,14 +49,27 @@ class RequestRecorder:
     def enabled(self) -> bool:
         return self.client.enabled
 
-    def record(self, *, method: str, endpoint: str | None, status: int, milliseconds: float,
-               consumer: str | None, context: str | None = None) -> str | None:
+    def record(
+        self,
+        *,
+        method: str,
+        endpoint: str | None,
+        status: int,
+        milliseconds: float,
+        consumer: str | None,
+        context: str | None = None,
+    ) -> str | None:
         """Tracks one request unless clean mode leaves it out; returns the event's id, or None."""
         if self.clean_mode and status in CLEAN_MODE_SKIPS:
             return None
-        data = {"method": method, "endpoint": endpoint or UNMATCHED, "status": status,
-                "response_time": round(milliseconds, 3),
-                "consumer": str(consumer)[:MAX_CONSUMER_CHARS] if consumer else ANONYMOUS, "node": self.node}
+        data = {
+            "method": method,
+            "endpoint": endpoint or UNMATCHED,
+            "status": status,
+            "response_time": round(milliseconds, 3),
+            "consumer": str(consumer)[:MAX_CONSUMER_CHARS] if consumer else ANONYMOUS,
+            "node": self.node,
+        }
         context = context or self.context
         if context:
             data["context"] = str(context)

@@ -84,8 +84,9 @@ class OfflineQueue:
                 os.replace(self.path, aside)
                 return self._connect(self.path)
         except (OSError, sqlite3.Error) as error:
-            logger.warning("telemetry-kit: cannot open the offline queue %s (%s); events are kept in memory "
-                           "only", self.path, error)
+            logger.warning(
+                "telemetry-kit: cannot open the offline queue %s (%s); events are kept in memory only", self.path, error
+            )
             self.path = ":memory:"
             return self._connect(self.path)
 
@@ -149,15 +150,19 @@ class OfflineQueue:
         def work(db):
             now = time.time()
             rows, size = [], 0
-            for row in db.execute("SELECT id, event_id, body, attempts FROM events WHERE lease_until <= ? "
-                                  "ORDER BY id LIMIT ?", (now, limit)):
+            for row in db.execute(
+                "SELECT id, event_id, body, attempts FROM events WHERE lease_until <= ? ORDER BY id LIMIT ?",
+                (now, limit),
+            ):
                 size += len(row[2]) + 1
                 if rows and size > max_bytes:
                     break
                 rows.append(Row(*row))
             if rows:
-                db.executemany("UPDATE events SET lease_until = ? WHERE id = ?",
-                               [(now + self.lease_seconds, row.id) for row in rows])
+                db.executemany(
+                    "UPDATE events SET lease_until = ? WHERE id = ?",
+                    [(now + self.lease_seconds, row.id) for row in rows],
+                )
             return rows
 
         return self._transaction(work)
@@ -171,13 +176,16 @@ class OfflineQueue:
         and returned."""
 
         def work(db):
-            db.executemany("UPDATE events SET lease_until = 0, attempts = attempts + 1, failures = failures + ? "
-                           "WHERE id = ?", [(int(failed), i) for i in ids])
+            db.executemany(
+                "UPDATE events SET lease_until = 0, attempts = attempts + 1, failures = failures + ? WHERE id = ?",
+                [(int(failed), i) for i in ids],
+            )
             if not failed:
                 return []
             marks = ",".join("?" * len(ids))
-            spent = db.execute(f"SELECT id, event_id FROM events WHERE id IN ({marks}) AND failures >= ?",
-                               [*ids, max_failures]).fetchall()
+            spent = db.execute(
+                f"SELECT id, event_id FROM events WHERE id IN ({marks}) AND failures >= ?", [*ids, max_failures]
+            ).fetchall()
             db.executemany("DELETE FROM events WHERE id = ?", [(row_id,) for row_id, _ in spent])
             return [event_id for _, event_id in spent]
 
@@ -190,8 +198,9 @@ class OfflineQueue:
         return row[0] if row else 0.0
 
     def defer(self, until: float) -> None:
-        self._transaction(lambda db: db.execute("INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)",
-                                                (_NOT_BEFORE, until)))
+        self._transaction(
+            lambda db: db.execute("INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)", (_NOT_BEFORE, until))
+        )
 
     def __len__(self) -> int:
         with self._lock:

@@ -24,8 +24,15 @@ def retry_after_parse(value: str | None, *, now: float | None = None) -> float |
     return max(0.0, moment.timestamp() - (time.time() if now is None else now))
 
 
-def backoff_delay(failures: int, *, base: float, cap: float, retry_after: float | None = None,
-                  max_retry_after: float = 86400.0, rand: random.Random | None = None) -> float:
+def backoff_delay(
+    failures: int,
+    *,
+    base: float,
+    cap: float,
+    retry_after: float | None = None,
+    max_retry_after: float = 86400.0,
+    rand: random.Random | None = None,
+) -> float:
     """Seconds before the next attempt after ``failures`` consecutive failures (1 for the first).
 
     Exponential with "equal jitter" (between half and all of ``base * 2**(failures-1)``, capped), so

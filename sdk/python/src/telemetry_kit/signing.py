@@ -20,8 +20,15 @@ def signature(secret: str, timestamp: str, nonce: str, body: bytes) -> str:
     return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
 
 
-def signed_headers(*, secret: str, body: bytes, batch_size: int, token: str | None = None,
-                   timestamp: int | None = None, nonce: str | None = None) -> dict[str, str]:
+def signed_headers(
+    *,
+    secret: str,
+    body: bytes,
+    batch_size: int,
+    token: str | None = None,
+    timestamp: int | None = None,
+    nonce: str | None = None,
+) -> dict[str, str]:
     """The headers of one ingest request; a fresh nonce each call, so a retry is never a replay."""
     timestamp_text = str(int(time.time()) if timestamp is None else timestamp)
     nonce = nonce or str(uuid.uuid4())

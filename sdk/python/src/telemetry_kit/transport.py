@@ -54,12 +54,15 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
 _opener = urllib.request.build_opener(_NoRedirects)
 
 
-def batch_post(*, url: str, secret: str, token: str | None, body: bytes, batch_size: int,
-               timeout: float) -> Answer:
+def batch_post(*, url: str, secret: str, token: str | None, body: bytes, batch_size: int, timeout: float) -> Answer:
     """Sends one batch; never raises for anything the network or the server does."""
     try:
-        request = urllib.request.Request(url, data=body, method="POST", headers=signed_headers(
-            secret=secret, token=token, body=body, batch_size=batch_size))
+        request = urllib.request.Request(
+            url,
+            data=body,
+            method="POST",
+            headers=signed_headers(secret=secret, token=token, body=body, batch_size=batch_size),
+        )
         with _opener.open(request, timeout=timeout) as response:
             return answer_read(response.status, response.headers, response.read(_MAX_ANSWER_BYTES))
     except urllib.error.HTTPError as error:
@@ -74,8 +77,12 @@ def batch_post(*, url: str, secret: str, token: str | None, body: bytes, batch_s
         # A connection cut while the body is sent is also how a server refuses a body over its size
         # limit without reading it: the client retries in smaller batches.
         lost = isinstance(reason, (BrokenPipeError, ConnectionResetError, ConnectionAbortedError))
-        return Answer(Verdict.UNAVAILABLE, None, f"cannot reach {url}: {reason}",
-                      code="connection_lost" if lost else "unreachable")
+        return Answer(
+            Verdict.UNAVAILABLE,
+            None,
+            f"cannot reach {url}: {reason}",
+            code="connection_lost" if lost else "unreachable",
+        )
     except ValueError as error:  # not an http(s) URL
         return Answer(Verdict.MISCONFIGURED, None, f"cannot send to {url!r}: {error}", code="bad_endpoint")
 
@@ -115,8 +122,10 @@ def _code_and_message(body: dict, status: int) -> tuple[str, str]:
         code, message = error.get("code"), error.get("message")
     else:  # the 0.3 server's flat {"error", "message"}, or a batch result
         code, message = error, body.get("message")
-    return (code if isinstance(code, str) and code else f"http_{status}",
-            message if isinstance(message, str) and message else f"HTTP {status}")
+    return (
+        code if isinstance(code, str) and code else f"http_{status}",
+        message if isinstance(message, str) and message else f"HTTP {status}",
+    )
 
 
 def _errors(body: dict) -> list[dict]:
@@ -124,4 +133,3 @@ def _errors(body: dict) -> list[dict]:
     if not isinstance(errors, list):
         return []
     return [error for error in errors if isinstance(error, dict) and isinstance(error.get("index"), int)]
-
