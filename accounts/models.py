@@ -1,3 +1,5 @@
+from datetime import UTC, datetime
+
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
 from django.db import models
@@ -49,6 +51,14 @@ class Organization(models.Model):
 
     def __str__(self):
         return f"{self.name} ({self.public_id})"
+
+    def monthly_quota(self, now: datetime) -> int | None:
+        """The events this organization may have accepted in ``now``'s calendar month (UTC): its
+        tier's quota, plus the extra grant when the grant is for that month. None: unlimited."""
+        if self.tier.is_unlimited:
+            return None
+        month = now.astimezone(UTC).strftime("%Y-%m")
+        return self.tier.monthly_event_quota + (self.extra_quota if self.extra_quota_month == month else 0)
 
 
 class Application(models.Model):

@@ -1,56 +1,11 @@
 """Reads for organizations, applications and credentials."""
 
-import time
-from dataclasses import dataclass
-from datetime import datetime
-
-from cryptography.fernet import InvalidToken
 from django.conf import settings
 from django.db.models import Count, Q
 from django.utils import timezone
 
 from accounts.models import Application, Credential, Invitation, Organization, ReadToken, User
 from telemetry.lib import crypto, ids
-from telemetry.lib.errors import ServiceUnavailable
-from telemetry.lib.redis import get_redis
-
-# Each server process keeps what it read for this long, so ingest costs no query per request. With
-# Redis, every credential change also bumps a generation counter that ingest reads in the same round
-# trip as its nonce, so other processes drop a stale entry at once; the time limit is the backstop
-# (and the only bound on the embedded default).
-TARGET_CACHE_SECONDS = 5.0
-CREDENTIALS_GENERATION_KEY = "tk:credentials:generation"
-_TARGET_CACHE_MAX = 10_000
-_target_cache: dict[tuple[str, str], tuple[float, "IngestTarget | None"]] = {}
-
-
-class CredentialsKeyError(ServiceUnavailable):
-    """Stored secrets cannot be decrypted: the server's key changed. An operator must fix it."""
-
-
-@dataclass(frozen=True)
-class IngestKey:
-    credential_id: int
-    token_hash: str
-    hmac_secret: str
-    expires_at: datetime | None
-    service_name: str = ""  # Malti: the service this token's batches must name; "": any
-
-
-@dataclass(frozen=True)
-class IngestTarget:
-    """What the ingest path needs to know about an application, with its active keys."""
-
-    organization_id: int
-    application_id: int
-    keys: tuple[IngestKey, ...]
-    generation: int | None  # the credentials generation when read; None without Redis
-    requests_per_minute: int | None  # None: unlimited
-    monthly_quota: int | None  # events accepted per calendar month (UTC), extra grant included; None: unlimited
-    quota_refuses: bool  # False in monitor-only mode: counted, never refused
-
-    def active_keys(self, now: datetime) -> tuple[IngestKey, ...]:
-        return tuple(key for key in self.keys if key.expires_at is None or key.expires_at > now)
 
 
 def _active_q(prefix: str = "") -> Q:
@@ -59,24 +14,19 @@ def _active_q(prefix: str = "") -> Q:
     )
 
 
-def _active(credentials):
+def credentials_in_force(credentials):
+    """``credentials`` narrowed to those neither revoked nor expired."""
     return credentials.filter(_active_q())
 
 
 def credentials_active(*, application: Application):
     """Credentials of ``application`` that verify requests now."""
-    return _active(application.credentials.all())
+    return credentials_in_force(application.credentials.all())
 
 
 def applications_with_active_credential_counts(applications):
     """``applications`` with ``active_credential_count``, as ``credentials_active`` counts them, in the same query."""
     return applications.annotate(active_credential_count=Count("credentials", filter=_active_q("credentials__")))
-
-
-def ingest_targets_forget() -> None:
-    """Drops this process's cached ingest targets, after a credential change made here."""
-    _target_cache.clear()
-    _token_cache.clear()
 
 
 def application_deletion_summary(*, application: Application) -> dict[str, int]:
@@ -97,117 +47,6 @@ def organization_deletion_summary(*, organization: Organization) -> dict[str, in
 def ingest_url(org_public_id: str, app_public_id: str) -> str:
     """Where an application's SDK sends its batches, as clients reach this service."""
     return f"{settings.PUBLIC_URL.rstrip('/')}/v1/ingest/{org_public_id}/{app_public_id}"
-
-
-def credentials_generation() -> int | None:
-    """The credentials generation counter in Redis, or None on the embedded default."""
-    client = get_redis()
-    return int(client.get(CREDENTIALS_GENERATION_KEY) or 0) if client is not None else None
-
-
-def _ingest_target_read(org_public_id: str, app_public_id: str) -> "IngestTarget | None":
-    # Read before the rows: a change that lands in between leaves an older number, never a newer one.
-    generation = credentials_generation()
-    rows = list(
-        _active(
-            Credential.objects.filter(
-                application__public_id=app_public_id,
-                application__organization__public_id=org_public_id,
-            )
-        ).values_list(
-            "application_id",
-            "application__organization_id",
-            "token_hash",
-            "secret_encrypted",
-            "expires_at",
-            "pk",
-            "application__organization__tier__is_unlimited",
-            "application__organization__tier__requests_per_minute",
-            "application__organization__tier__monthly_event_quota",
-            "application__organization__extra_quota",
-            "application__organization__extra_quota_month",
-            "application__organization__quota_monitor_only",
-            "service_name",
-        )
-    )
-    if not rows:
-        return None
-    try:
-        keys = tuple(
-            IngestKey(
-                credential_id=row[5],
-                token_hash=row[2],
-                hmac_secret=crypto.decrypt(row[3]),
-                expires_at=row[4],
-                service_name=row[12],
-            )
-            for row in rows
-        )
-    except InvalidToken:
-        raise CredentialsKeyError(
-            f"Cannot decrypt the HMAC secrets of application {app_public_id}: APP_SECURITY__CREDENTIALS_KEYS "
-            "(or SECRET_KEY, which it defaults to) is not the key they were encrypted with"
-        ) from None
-    unlimited, per_minute, quota, extra, extra_month, monitor_only = rows[0][6:12]
-    if extra_month == timezone.now().strftime("%Y-%m"):
-        quota += extra
-    return IngestTarget(
-        application_id=rows[0][0],
-        organization_id=rows[0][1],
-        keys=keys,
-        generation=generation,
-        requests_per_minute=None if unlimited else per_minute,
-        monthly_quota=None if unlimited else quota,
-        quota_refuses=not monitor_only,
-    )
-
-
-def _read_through(cache: dict, key, read, *, fresh: bool = False):
-    """``read()``, kept in ``cache`` for ``TARGET_CACHE_SECONDS`` (a bounded per-process cache, emptied
-    whole when full); ``fresh`` reads again whatever is kept."""
-    now = time.monotonic()
-    cached = cache.get(key)
-    if cached is not None and cached[0] > now and not fresh:
-        return cached[1]
-    value = read()
-    if len(cache) >= _TARGET_CACHE_MAX:
-        cache.clear()
-    cache[key] = (now + TARGET_CACHE_SECONDS, value)
-    return value
-
-
-def ingest_target_get(*, org_public_id: str, app_public_id: str, fresh: bool = False) -> IngestTarget | None:
-    """The application ``app_public_id`` of organization ``org_public_id`` with its active credentials.
-
-    None when either id is unknown, they do not belong together, or no credential is active: the
-    caller answers all of these alike, so ids cannot be probed. Read through a short per-process
-    cache (``TARGET_CACHE_SECONDS``) unless ``fresh``.
-    """
-    return _read_through(
-        _target_cache,
-        (org_public_id, app_public_id),
-        lambda: _ingest_target_read(org_public_id, app_public_id),
-        fresh=fresh,
-    )
-
-
-_token_cache: dict[str, tuple[float, tuple[str, str] | None]] = {}
-
-
-def token_owner(*, token: str) -> tuple[str, str] | None:
-    """The (organization, application) public ids whose active credential has this API token, for
-    clients that name no application in their URL; None for an unknown, revoked or expired token.
-    Read through the same short per-process cache as ``ingest_target_get``."""
-    digest = crypto.token_hash(token)
-    return _read_through(
-        _token_cache,
-        digest,
-        lambda: (
-            _active(Credential.objects.filter(token_hash=digest))
-            .values_list("application__organization__public_id", "application__public_id")
-            .first()
-        ),
-    )
 
 
 MANAGE_ROLES = ("owner", "admin")
@@ -241,11 +80,6 @@ def role_in(*, user, organization_id: int) -> str | None:
     if user.is_superuser:
         return "owner"
     return user.memberships.filter(organization_id=organization_id).values_list("role", flat=True).first()
-
-
-def application_for(target: IngestTarget) -> Application:
-    """The application a verified request is for, with its organization."""
-    return Application.objects.select_related("organization").get(pk=target.application_id)
 
 
 def read_token_find(*, token: str) -> ReadToken | None:

@@ -11,7 +11,7 @@ from django.db import transaction
 from django.db.models import Model, Q
 from django.utils import timezone
 
-from accounts import selectors
+from accounts import ingest_targets, selectors
 from accounts.models import (
     Application,
     AuditEntry,
@@ -62,14 +62,14 @@ class IssuedCredential:
 def _credentials_changed() -> None:
     """Makes every server process drop its cached credentials: this one now, the others at their next
     request (through the generation counter in Redis) once the change is committed."""
-    selectors.ingest_targets_forget()
+    ingest_targets.ingest_targets_forget()
     transaction.on_commit(_credentials_generation_bump)
 
 
 def _credentials_generation_bump() -> None:
     client = get_redis()
     if client is not None:
-        client.incr(selectors.CREDENTIALS_GENERATION_KEY)
+        client.incr(ingest_targets.CREDENTIALS_GENERATION_KEY)
 
 
 def audit_record(

@@ -81,17 +81,11 @@ def quota_usages(*, organization_ids, now: datetime) -> dict[int, QuotaUsage]:
     )
     days_in_month = calendar.monthrange(now.year, now.month)[1]
     elapsed_days = max((now - month_start) / timedelta(days=1), 1 / 24)
-    month = now.strftime("%Y-%m")
     usages = {}
     for organization in Organization.objects.filter(pk__in=organization_ids).select_related("tier"):
-        tier, count = organization.tier, used.get(organization.pk, 0)
-        quota = (
-            None
-            if tier.is_unlimited
-            else tier.monthly_event_quota + (organization.extra_quota if organization.extra_quota_month == month else 0)
-        )
+        count = used.get(organization.pk, 0)
         usages[organization.pk] = QuotaUsage(
-            used=count, quota=quota, forecast=round(count / elapsed_days * days_in_month)
+            used=count, quota=organization.monthly_quota(now), forecast=round(count / elapsed_days * days_in_month)
         )
     return usages
 

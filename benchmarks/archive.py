@@ -55,9 +55,9 @@ def main() -> int:
     from django.db import connection
 
     from accounts.models import Application, Organization, Tier
-    from ingest import partitions
-    from ingest.archive import archive_restore, archive_run
     from ingest.models import Archive, Event
+    from ingest.retention import partitions
+    from ingest.retention.archive import archive_restore, archive_run
 
     call_command("migrate", verbosity=0)
     organization = Organization.objects.create(name="Archive benchmark", tier=Tier.objects.get(slug="free"))

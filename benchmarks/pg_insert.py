@@ -42,9 +42,9 @@ def main():
     from django.db import connection
     from django.utils import timezone
 
-    from accounts.selectors import ingest_target_get
-    from ingest import services
-    from ingest.schema import batch_decode
+    from accounts.ingest_targets import ingest_target_get
+    from ingest.storage import services
+    from ingest.storage.schema import batch_decode
 
     target = ingest_target_get(org_public_id=credentials["org_id"], app_public_id=credentials["app_id"])
     per_batch = ("telemetry-kit-rust/0.3.0", None)

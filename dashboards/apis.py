@@ -15,8 +15,8 @@ from accounts.models import Application, Organization
 from accounts.selectors import read_token_application, read_token_applications, read_token_find
 from accounts.services import read_token_touch
 from dashboards import selectors
+from ingest.access.tokens import bearer_token
 from ingest.errors import ApiError, BadRequest, RateLimited, Unauthorized
-from ingest.intake import bearer_token
 from ingest.negotiation import MachineApi
 from telemetry.lib.ratelimit import rate_take
 

@@ -85,14 +85,7 @@ def organization_quota_usage(*, organization: Organization, now: datetime) -> Qu
     days_in_month = calendar.monthrange(now.year, now.month)[1]
     elapsed_days = max((now - month_start) / timedelta(days=1), 1 / 24)
     forecast = round(used / elapsed_days * days_in_month)
-    tier = organization.tier
-    quota = (
-        None
-        if tier.is_unlimited
-        else tier.monthly_event_quota
-        + (organization.extra_quota if organization.extra_quota_month == now.strftime("%Y-%m") else 0)
-    )
-    return QuotaUsage(used=used, quota=quota, forecast=forecast)
+    return QuotaUsage(used=used, quota=organization.monthly_quota(now), forecast=forecast)
 
 
 def overview(*, user, now: datetime) -> list[OrganizationSummary]:

@@ -27,8 +27,8 @@ from accounts.services import user_time_zone_set
 from accounts.snippets import curl_snippet
 from alerts import selectors as alert_selectors
 from dashboards import selectors
-from ingest.exports import csv_cell
-from ingest.streams import headers_kept
+from ingest.families.streams import headers_kept
+from ingest.retention.exports import csv_cell
 
 
 @login_required

@@ -16,10 +16,11 @@ from accounts import selectors
 from accounts.admin import OrganizationOwnedForm, OrganizationScopedAdmin, RecordAdmin
 from accounts.models import Application
 from accounts.services import Source
-from ingest import erasure, scheduled_exports, tasks
-from ingest.archive import archive_verify
-from ingest.erasure import ErasureBusy, user_events_erase
+from ingest import tasks
 from ingest.models import Archive, Event, ExportRun, ExportSchedule, RollupSkip
+from ingest.retention import erasure, scheduled_exports
+from ingest.retention.archive import archive_verify
+from ingest.retention.erasure import ErasureBusy, user_events_erase
 
 
 @admin.register(Archive)
@@ -194,7 +195,7 @@ class ExportScheduleForm(OrganizationOwnedForm):
 
 @admin.register(ExportSchedule)
 class ExportScheduleAdmin(OrganizationScopedAdmin):
-    """Daily exports of an organization's events to the archive storage (``ingest.scheduled_exports``)."""
+    """Daily exports of an organization's events to the archive storage (``ingest.retention.scheduled_exports``)."""
 
     form = ExportScheduleForm
     list_display = ["prefix", "organization", "enabled", "format_list", "scope", "start_date", "folder"]

@@ -11,12 +11,25 @@ from django.http import HttpResponse
 from django.utils import timezone
 from rest_framework.exceptions import MethodNotAllowed
 
-from accounts.selectors import IngestTarget, application_for, ingest_target_get
+from accounts.ingest_targets import IngestTarget, application_for, ingest_target_get
 from accounts.services import Source, credential_touch
-from ingest import malti, streams, verification
-from ingest.admission import Admission, outcomes_record, quota_release, request_admit, seconds_to_month_end, utc_now
-from ingest.archive import STORAGE_ERRORS
-from ingest.erasure import ErasureBusy, user_events_erase
+from ingest.access import verification
+from ingest.access.admission import (
+    Admission,
+    outcomes_record,
+    quota_release,
+    request_admit,
+    seconds_to_month_end,
+    utc_now,
+)
+from ingest.access.tokens import (
+    admission_enforce,
+    bearer_token,
+    body_encoding_check,
+    rate_limit_headers,
+    request_admit_unsigned,
+    token_authenticate,
+)
 from ingest.errors import (
     ApiError,
     BadRequest,
@@ -28,18 +41,13 @@ from ingest.errors import (
     Unauthorized,
     error_body,
 )
-from ingest.intake import (
-    admission_enforce,
-    bearer_token,
-    body_encoding_check,
-    rate_limit_headers,
-    request_admit_unsigned,
-    token_authenticate,
-)
+from ingest.families import malti, streams
 from ingest.models import Event, Outcome, Stream
 from ingest.negotiation import MachineApi
-from ingest.schema import BatchFormatError, batch_check, batch_decode
-from ingest.services import events_accept, nonce_claim_in_database, nonce_key, nonce_release, outcomes_count
+from ingest.retention.archive import STORAGE_ERRORS
+from ingest.retention.erasure import ErasureBusy, user_events_erase
+from ingest.storage.schema import BatchFormatError, batch_check, batch_decode
+from ingest.storage.services import events_accept, nonce_claim_in_database, nonce_key, nonce_release, outcomes_count
 
 _encode = msgspec.json.Encoder().encode
 Kind = Outcome.Kind
@@ -232,7 +240,7 @@ class StreamApi(MachineApi):
     """``POST /v1/streams/{org_id}/{app_id}``: an event stream (seed 002), JSON values one per line,
     each stored as an event while the body arrives; the answer is the count stored, as text. Each
     ``streams.BYTES_PER_REQUEST`` past the first count once more against the rate limit. The same
-    path takes WebSockets on the server's WebSocket listener (``ingest.sockets``)."""
+    path takes WebSockets on the server's WebSocket listener (``ingest.families.sockets``)."""
 
     def post(self, request, org_id: str, app_id: str):
         meta = request.META

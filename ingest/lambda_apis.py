@@ -1,7 +1,7 @@
 """AWS Lambda's ways in: the Telemetry API's JSON arrays from a forwarding extension, and OTLP/HTTP.
 
 Both authenticate by the application's API token, then meet the rate limit and the monthly quota
-through ``ingest.intake`` and store through ``events_accept``, like every client that does not sign.
+through ``ingest.access.tokens`` and store through ``events_accept``, like every client that does not sign.
 """
 
 from collections import Counter
@@ -12,22 +12,23 @@ from django.db import InterfaceError, OperationalError
 from django.http import HttpResponse
 from redis import RedisError
 
-from accounts.selectors import IngestTarget
-from ingest import lambda_telemetry, otlp, verification
-from ingest.admission import seconds_to_month_end, utc_now
-from ingest.apis import batch_response
-from ingest.errors import ApiError, BadRequest, PayloadTooLarge, QuotaExceeded
-from ingest.intake import (
+from accounts.ingest_targets import IngestTarget
+from ingest.access import verification
+from ingest.access.admission import seconds_to_month_end, utc_now
+from ingest.access.tokens import (
     bearer_token,
     body_encoding_check,
     rate_limit_headers,
     request_admit_unsigned,
     token_authenticate,
 )
+from ingest.apis import batch_response
+from ingest.errors import ApiError, BadRequest, PayloadTooLarge, QuotaExceeded
+from ingest.families import aws_lambda, otlp
 from ingest.models import Outcome
 from ingest.negotiation import MachineApi
-from ingest.schema import CheckedBatch
-from ingest.services import Accepted, events_accept, outcomes_count
+from ingest.storage.schema import CheckedBatch
+from ingest.storage.services import Accepted, events_accept, outcomes_count
 from telemetry.lib.errors import ServiceUnavailable
 from telemetry.middleware import RETRY_AFTER_SECONDS
 
@@ -75,16 +76,16 @@ def _invalid(target: IngestTarget, error: ApiError) -> ApiError:
     return error
 
 
-def _function(request, elements) -> lambda_telemetry.Function:
+def _function(request, elements) -> aws_lambda.Function:
     """The function the events come from: the X-Lambda-Function-Name and -Version headers, else the
     ``function`` and ``version`` query parameters, else the array's own ``platform.initStart``."""
     meta, query = request.META, request.GET
     name = meta.get("HTTP_X_LAMBDA_FUNCTION_NAME", "").strip() or query.get("function", "").strip()
     version = meta.get("HTTP_X_LAMBDA_FUNCTION_VERSION", "").strip() or query.get("version", "").strip()
     if name:
-        return lambda_telemetry.Function(name[:255], version[:255] or None)
-    found = lambda_telemetry.function_from_init(elements)
-    return lambda_telemetry.Function(found.name, version[:255] or found.version)
+        return aws_lambda.Function(name[:255], version[:255] or None)
+    found = aws_lambda.function_from_init(elements)
+    return aws_lambda.Function(found.name, version[:255] or found.version)
 
 
 class LambdaTelemetryApi(MachineApi):
@@ -100,8 +101,8 @@ class LambdaTelemetryApi(MachineApi):
             body = verification.body_read(request._request)
             verification.content_type_check(meta)
             body_encoding_check(meta)
-            elements = lambda_telemetry.array_decode(body)
-        except lambda_telemetry.ArrayFormatError as error:
+            elements = aws_lambda.array_decode(body)
+        except aws_lambda.ArrayFormatError as error:
             raise _invalid(target, BadRequest(str(error))) from None
         except ApiError as error:
             raise _invalid(target, error) from None
@@ -118,7 +119,7 @@ class LambdaTelemetryApi(MachineApi):
         accepted, headers = _accept(
             meta,
             target,
-            lambda_telemetry.lambda_batch(elements, function=function, max_depth=settings.INGEST_MAX_JSON_DEPTH),
+            aws_lambda.lambda_batch(elements, function=function, max_depth=settings.INGEST_MAX_JSON_DEPTH),
         )
         response = batch_response(total=len(elements), errors=accepted.errors)
         for name, value in headers.items():

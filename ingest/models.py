@@ -9,9 +9,9 @@ from django.utils import timezone
 class Event(models.Model):
     """One stored telemetry event (seed 001's table, plus service and SDK versions).
 
-    Written only by the bulk path in ``ingest.services.events_store``; (application, timestamp,
+    Written only by the bulk path in ``ingest.storage.services.events_store``; (application, timestamp,
     event_id) is unique so a re-sent event (same id, same timestamp) is stored once. On PostgreSQL
-    the table is partitioned by month of ``timestamp`` (``ingest.partitions``), which every unique
+    the table is partitioned by month of ``timestamp`` (``ingest.retention.partitions``), which every unique
     constraint must include; there the primary key is (id, timestamp), id still unique by its
     sequence.
     """
@@ -357,7 +357,7 @@ class Archive(models.Model):
 
     Beside it, at ``path + ".manifest.json"``, its manifest (organization, application, range, row
     count, checksum). The rows leave the events table only once the file reads back as its manifest
-    says (``ingest.archive``).
+    says (``ingest.retention.archive``).
     """
 
     class State(models.TextChoices):
@@ -481,7 +481,7 @@ def export_prefix_validate(value: str) -> None:
 
 class ExportSchedule(models.Model):
     """An organization's daily export of its events: a file per application, UTC day and format on
-    the archive storage, each with a manifest (``ingest.scheduled_exports``)."""
+    the archive storage, each with a manifest (``ingest.retention.scheduled_exports``)."""
 
     class Format(models.TextChoices):
         NDJSON_GZ = "ndjson.gz", "NDJSON, gzip'd"

@@ -15,7 +15,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
 
-from ingest.schema import FIELD_ERROR_CODES, SCHEMA_VERSION
+from ingest.storage.schema import FIELD_ERROR_CODES, SCHEMA_VERSION
 
 EVENT_ERROR_CODES = sorted(
     {

@@ -4,7 +4,7 @@ from django.db import transaction
 
 
 def archive_deleted(sender, instance, **kwargs):
-    from ingest.archive import files_delete
+    from ingest.retention.archive import files_delete
 
     # After the commit: a deletion rolled back must still find its files.
     transaction.on_commit(lambda: files_delete(instance.path))

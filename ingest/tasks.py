@@ -4,7 +4,10 @@ import redis
 from celery import shared_task
 from django.db import OperationalError
 
-from ingest import admission, api_rollups, archive, lambda_rollups, partitions, rollups, scheduled_exports, services
+from ingest import api_rollups, lambda_rollups, rollups
+from ingest.access import admission
+from ingest.retention import archive, partitions, scheduled_exports
+from ingest.storage import services
 
 _TRANSIENT = (OperationalError, redis.ConnectionError, redis.TimeoutError)
 

@@ -1,11 +1,8 @@
 from django.urls import path
 
-from ingest import apis, lambda_apis, views
+from ingest import apis, lambda_apis
 
 urlpatterns = [
-    path("health", views.health, name="health"),
-    path("ready", views.ready, name="ready"),
-    path("metrics", views.metrics, name="metrics"),
     path("v1/ingest/<str:org_id>/<str:app_id>", apis.IngestApi.as_view(), name="ingest"),
     path("v1/streams/<str:org_id>/<str:app_id>", apis.StreamApi.as_view(), name="stream"),
     path("v1/lambda/<str:org_id>/<str:app_id>", lambda_apis.LambdaTelemetryApi.as_view(), name="lambda"),

@@ -60,10 +60,10 @@ class _Supervised:
 
 def _websocket_listener(settings) -> None:
     # The websockets library rather than granian: it bounds a message from its frame headers,
-    # where granian assembles up to 64 MiB first (ingest/sockets.py says what else it bounds).
+    # where granian assembles up to 64 MiB first (ingest/families/sockets.py says what else it bounds).
     import asyncio
 
-    from ingest.sockets import listen
+    from ingest.families.sockets import listen
 
     asyncio.run(listen(host=settings.SERVER_HOST, port=settings.SERVER_WEBSOCKET_PORT))
 

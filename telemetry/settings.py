@@ -167,7 +167,7 @@ ARCHIVE_S3_ACCESS_KEY_ID = env.str("APP_ARCHIVE__S3_ACCESS_KEY_ID", "")
 ARCHIVE_S3_SECRET_ACCESS_KEY = env.str("APP_ARCHIVE__S3_SECRET_ACCESS_KEY", "")
 # Days restored events stay in the database before the archive job takes them out again.
 ARCHIVE_RESTORE_HOLD_DAYS = env.int("APP_ARCHIVE__RESTORE_HOLD_DAYS", 7, minimum=0)
-# Scheduled exports (ingest.scheduled_exports): UTC days a schedule catches up per hourly pass (the
+# Scheduled exports (ingest.retention.scheduled_exports): UTC days a schedule catches up per hourly pass (the
 # next pass goes on), and attempts at a file before it stays failed until re-exported.
 EXPORTS_DAYS_PER_RUN = env.int("APP_EXPORTS__DAYS_PER_RUN", 7, minimum=1)
 EXPORTS_MAX_ATTEMPTS = env.int("APP_EXPORTS__MAX_ATTEMPTS", 5, minimum=1)

@@ -4,6 +4,8 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import TemplateView
 
+from telemetry import health
+
 
 @cache
 def _schema_view():
@@ -19,6 +21,9 @@ def api_schema(request, *args, **kwargs):
 
 
 urlpatterns = [
+    path("health", health.health, name="health"),
+    path("ready", health.ready, name="ready"),
+    path("metrics", health.metrics, name="metrics"),
     path("", include("ingest.urls")),
     path("api/schema/", api_schema, name="api-schema"),
     path("api/docs/", TemplateView.as_view(template_name="ingest/api_docs.html"), name="api-docs"),

@@ -7,7 +7,7 @@ import time
 import pytest
 import redis
 
-from ingest.admission import _ADMIT
+from ingest.access.admission import _ADMIT
 from telemetry.lib.redis import IDLE_CHECK_SECONDS, get_redis, redis_script
 
 

@@ -4,8 +4,8 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
+from accounts.ingest_targets import credentials_generation
 from accounts.models import Application, AuditEntry, Credential, Membership
-from accounts.selectors import credentials_generation
 from accounts.services import credential_revoke, credential_rotate
 from ingest.models import Event
 from tests.conftest import AppKeys, make_event

@@ -7,9 +7,9 @@ import pytest
 
 from alerts.models import Notification
 from alerts.services import rule_create, rules_evaluate
-from ingest.archive import day_start
 from ingest.models import ExportSchedule
-from ingest.scheduled_exports import scheduled_exports_run
+from ingest.retention.archive import day_start
+from ingest.retention.scheduled_exports import scheduled_exports_run
 from tests.factories import ApplicationFactory
 from tests.ingest.archive_helpers import events_add, export_folder_block
 

@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from accounts.models import Membership
 from dashboards.selectors import application_breakdown, window_for
-from ingest.admission import outcomes_flush
+from ingest.access.admission import outcomes_flush
 from ingest.rollups import rollups_update
 from tests.conftest import app_keys_create, iso, make_event
 from tests.factories import UserFactory

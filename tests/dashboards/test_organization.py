@@ -6,7 +6,7 @@ from django.utils import timezone
 
 from accounts.models import Membership
 from dashboards.selectors import event_series, outcome_series, window_for
-from ingest.admission import outcomes_flush
+from ingest.access.admission import outcomes_flush
 from ingest.models import Event
 from ingest.rollups import rollups_update
 from tests.conftest import app_keys_create, iso, make_event

@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from accounts.services import read_token_issue
 from dashboards.selectors import application_breakdown, event_series, window_between
-from ingest.admission import outcomes_flush
+from ingest.access.admission import outcomes_flush
 from ingest.rollups import rollups_update
 from tests.conftest import app_keys_create, iso, make_event
 

@@ -12,9 +12,9 @@ from django.db import DatabaseError, connection
 
 from accounts.models import Tier
 from accounts.services import application_delete
-from ingest import archive, partitions
-from ingest.archive import archive_restore, archive_run, archive_write
 from ingest.models import Archive, Event, EventRollup
+from ingest.retention import archive, partitions
+from ingest.retention.archive import archive_restore, archive_run, archive_write
 from ingest.rollups import rollups_rebuild, rollups_update
 from tests.factories import ApplicationFactory, OrganizationFactory
 from tests.ingest.archive_helpers import events_add, free_application, stored

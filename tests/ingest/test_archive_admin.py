@@ -8,9 +8,9 @@ import pytest
 from django.db import connection
 
 from accounts.models import AuditEntry, Membership
-from ingest import erasure
-from ingest.archive import LOCK_KEY, archive_run
 from ingest.models import Archive
+from ingest.retention import erasure
+from ingest.retention.archive import LOCK_KEY, archive_run
 from tests.factories import UserFactory
 from tests.ingest.archive_helpers import events_add, free_application
 

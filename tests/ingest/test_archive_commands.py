@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.core.management import CommandError, call_command
 
-from ingest.archive import archive_run
 from ingest.models import Archive, Event
+from ingest.retention.archive import archive_run
 from tests.ingest.archive_helpers import events_add, free_application, stored
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("archive_dir")]

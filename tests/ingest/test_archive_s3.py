@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from ingest.archive import archive_restore, archive_run
-from ingest.erasure import user_events_erase
 from ingest.models import Archive, Event
+from ingest.retention.archive import archive_restore, archive_run
+from ingest.retention.erasure import user_events_erase
 from tests.conftest import USER_ID
 from tests.ingest.archive_helpers import events_add, free_application, stored
 from tests.ingest.conftest import BUCKET

@@ -9,9 +9,9 @@ from django.core.management import call_command
 
 from accounts.models import AuditEntry
 from accounts.services import credential_issue
-from ingest.archive import archive_restore, archive_run
-from ingest.erasure import user_events_erase
 from ingest.models import Archive, Event
+from ingest.retention.archive import archive_restore, archive_run
+from ingest.retention.erasure import user_events_erase
 from tests.conftest import AppKeys, signed_headers
 from tests.ingest.archive_helpers import events_add, free_application
 
@@ -182,7 +182,7 @@ def test_the_api_answers_503_rather_than_wait_behind_archive_work(client, histor
     from django.db import connection
 
     from ingest import apis
-    from ingest.archive import LOCK_KEY
+    from ingest.retention.archive import LOCK_KEY
 
     monkeypatch.setattr(apis, "ERASURE_LOCK_WAIT_SECONDS", 0.5)
     db = connection.settings_dict

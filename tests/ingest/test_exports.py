@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 from django.core.management import call_command
 
-from ingest.exports import csv_cell
+from ingest.retention.exports import csv_cell
 from tests.factories import ApplicationFactory
 from tests.ingest.archive_helpers import events_add
 

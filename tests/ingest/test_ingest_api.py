@@ -10,7 +10,7 @@ from rest_framework.throttling import AnonRateThrottle
 
 from ingest.apis import IngestApi
 from ingest.models import Event
-from ingest.services import COPY_MIN_EVENTS
+from ingest.storage.services import COPY_MIN_EVENTS
 from tests.conftest import USER_ID, app_keys_create, batch_body, make_event, signed_headers
 
 pytestmark = pytest.mark.django_db

@@ -5,11 +5,11 @@ from datetime import UTC, datetime
 import pytest
 
 from accounts.services import credential_revoke
+from ingest.access.tokens import bearer_token, request_admit_unsigned, token_authenticate
 from ingest.errors import QuotaExceeded, RateLimited, Unauthorized
-from ingest.intake import bearer_token, request_admit_unsigned, token_authenticate
 from ingest.models import Event
-from ingest.schema import batch_of, envelope_make
-from ingest.services import events_accept
+from ingest.storage.schema import batch_of, envelope_make
+from ingest.storage.services import events_accept
 from tests.conftest import app_keys_create
 from tests.ingest.test_limits import keys_on, outcome_totals, tier
 

@@ -7,7 +7,7 @@ import socket
 import pytest
 
 from ingest.models import Event
-from ingest.services import COPY_MIN_EVENTS
+from ingest.storage.services import COPY_MIN_EVENTS
 from tests.conftest import app_keys_create, batch_body, make_event, signed_headers
 from tests.server import wsgi_to_http
 

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from accounts.services import credential_issue, credential_revoke
-from ingest.admission import seconds_to_month_end
+from ingest.access.admission import seconds_to_month_end
 from ingest.models import Event
 from tests.factories import ApplicationFactory
 from tests.ingest.test_limits import outcome_totals, tier

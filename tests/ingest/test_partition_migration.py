@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.db import IntegrityError, connection, transaction
 
-from ingest import partitions
+from ingest.retention import partitions
 from tests.ingest.migration_helpers import migrate
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)

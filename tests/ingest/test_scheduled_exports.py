@@ -16,11 +16,11 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 
 from accounts.models import Membership
-from ingest.archive import archive_run, day_start
-from ingest.erasure import user_events_erase
-from ingest.exports import PARQUET_SCHEMA, ParquetWriter
 from ingest.models import Event, ExportRun, ExportSchedule
-from ingest.scheduled_exports import export_runs_redo, scheduled_exports_run
+from ingest.retention.archive import archive_run, day_start
+from ingest.retention.erasure import user_events_erase
+from ingest.retention.exports import PARQUET_SCHEMA, ParquetWriter
+from ingest.retention.scheduled_exports import export_runs_redo, scheduled_exports_run
 from tests.conftest import USER_ID
 from tests.factories import ApplicationFactory, UserFactory
 from tests.ingest.archive_helpers import events_add, export_folder_block, free_application

@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 import pyarrow.parquet as pq
 import pytest
 
-from ingest.archive import day_start
 from ingest.models import ExportRun, ExportSchedule
-from ingest.scheduled_exports import export_runs_redo, scheduled_exports_run
+from ingest.retention.archive import day_start
+from ingest.retention.scheduled_exports import export_runs_redo, scheduled_exports_run
 from tests.factories import ApplicationFactory
 from tests.ingest.archive_helpers import events_add
 from tests.ingest.conftest import BUCKET

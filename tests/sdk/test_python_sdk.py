@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from accounts.models import Tier
-from ingest.admission import outcomes_flush
+from ingest.access.admission import outcomes_flush
 from ingest.models import Event, Outcome
 from telemetry_kit import AsyncClient
 from tests.conftest import app_keys_create

@@ -180,7 +180,7 @@ def test_a_websocket_over_the_rate_limit_is_closed_with_try_again_later(live):
 
 
 def test_revoking_the_token_stops_a_stream_in_progress(live):
-    from accounts.selectors import TARGET_CACHE_SECONDS
+    from accounts.ingest_targets import TARGET_CACHE_SECONDS
     from accounts.services import credential_revoke
 
     keys = app_keys_create()

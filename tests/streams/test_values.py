@@ -7,7 +7,7 @@ import tracemalloc
 
 import pytest
 
-from ingest.streams import READ_SIZE, Message, StreamStopped, values_read
+from ingest.families.streams import READ_SIZE, Message, StreamStopped, values_read
 
 
 def read_all(

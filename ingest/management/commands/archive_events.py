@@ -3,8 +3,8 @@
 from django.core.management import BaseCommand
 from tqdm import tqdm
 
-from ingest.archive import archive_run
-from ingest.partitions import partitions_ensure
+from ingest.retention.archive import archive_run
+from ingest.retention.partitions import partitions_ensure
 
 
 class Command(BaseCommand):

@@ -2,8 +2,8 @@
 
 from django.core.management import BaseCommand, CommandError
 
-from ingest.erasure import user_events_erase
 from ingest.management.options import application_get, organization_get
+from ingest.retention.erasure import user_events_erase
 
 
 class Command(BaseCommand):

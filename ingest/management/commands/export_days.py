@@ -3,7 +3,7 @@
 from django.core.management import BaseCommand, CommandError
 
 from ingest.management.options import add_range_arguments, application_get, organization_get
-from ingest.scheduled_exports import export_days_request, scheduled_exports_run
+from ingest.retention.scheduled_exports import export_days_request, scheduled_exports_run
 
 
 class Command(BaseCommand):

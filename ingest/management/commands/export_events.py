@@ -5,9 +5,9 @@ import sys
 from django.core.management import BaseCommand, CommandError
 from tqdm import tqdm
 
-from ingest.archive import ArchiveCorrupt
-from ingest.exports import FORMATS, events_export, events_export_size
 from ingest.management.options import add_range_arguments, application_get, organization_get
+from ingest.retention.archive import ArchiveCorrupt
+from ingest.retention.exports import FORMATS, events_export, events_export_size
 
 
 class Command(BaseCommand):

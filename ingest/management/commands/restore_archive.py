@@ -3,8 +3,8 @@
 from django.core.management import BaseCommand, CommandError
 from tqdm import tqdm
 
-from ingest.archive import ArchiveCorrupt, archive_restore, archives_in_range
 from ingest.management.options import add_range_arguments, application_get, organization_get
+from ingest.retention.archive import ArchiveCorrupt, archive_restore, archives_in_range
 
 
 class Command(BaseCommand):

@@ -29,7 +29,7 @@ from opentelemetry.proto.metrics.v1 import metrics_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
 
 from ingest.errors import NestingTooDeep
-from ingest.schema import DEPTH_MESSAGE, CheckedBatch, Envelope, EventError, batch_of, envelope_make, too_deep
+from ingest.storage.schema import DEPTH_MESSAGE, CheckedBatch, Envelope, EventError, batch_of, envelope_make, too_deep
 
 SOURCE = "otlp/1"
 PROTOBUF = "application/x-protobuf"

@@ -1,4 +1,4 @@
-"""Health endpoints: plain Django views, kept off DRF so they stay cheap."""
+"""Liveness, readiness and Prometheus metrics: plain Django views, kept off DRF so they stay cheap."""
 
 import hmac
 import ipaddress

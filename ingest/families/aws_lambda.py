@@ -12,7 +12,7 @@ from typing import Annotated
 
 import msgspec
 
-from ingest.schema import (
+from ingest.storage.schema import (
     NUL_ESCAPE,
     AwareDatetime,
     CheckedBatch,

@@ -37,10 +37,10 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from accounts.selectors import IngestTarget
-from ingest import streams
+from accounts.ingest_targets import IngestTarget
+from ingest.access.tokens import bearer_token, request_admit_unsigned, token_authenticate
 from ingest.errors import ApiError
-from ingest.intake import bearer_token, request_admit_unsigned, token_authenticate
+from ingest.families import streams
 from ingest.models import Stream
 
 GROUP_MESSAGES = 500  # most messages stored together

@@ -18,7 +18,7 @@ import redis
 from django.db import transaction
 from django.db.models import F, Sum
 
-from accounts.selectors import CREDENTIALS_GENERATION_KEY, IngestTarget
+from accounts.ingest_targets import CREDENTIALS_GENERATION_KEY, IngestTarget
 from ingest.models import FlushReceipt, Outcome
 from telemetry.lib.redis import get_redis, redis_script
 

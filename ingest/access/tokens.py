@@ -10,12 +10,12 @@ from collections import Counter
 
 from django.utils import timezone
 
-from accounts.selectors import IngestTarget, credentials_generation, ingest_target_get, token_owner
+from accounts.ingest_targets import IngestTarget, credentials_generation, ingest_target_get, token_owner
 from accounts.services import credential_touch
-from ingest.admission import Admission, outcomes_record, request_admit
+from ingest.access.admission import Admission, outcomes_record, request_admit
 from ingest.errors import QuotaExceeded, RateLimited, Unauthorized, UnsupportedEncoding
 from ingest.models import Outcome
-from ingest.services import outcomes_count
+from ingest.storage.services import outcomes_count
 from telemetry.lib.crypto import token_hash
 
 Kind = Outcome.Kind

@@ -21,13 +21,13 @@ from django.conf import settings
 from django.db.models import F
 from django.utils import timezone
 
-from accounts.selectors import IngestTarget
-from ingest import verification
+from accounts.ingest_targets import IngestTarget
+from ingest.access import verification
+from ingest.access.tokens import token_authenticate
 from ingest.errors import ApiError, Unauthorized
-from ingest.intake import token_authenticate
 from ingest.models import Stream
-from ingest.schema import NUL_ESCAPE, batch_of, envelope_make, in_calendar
-from ingest.services import events_accept
+from ingest.storage.schema import NUL_ESCAPE, batch_of, envelope_make, in_calendar
+from ingest.storage.services import events_accept
 from telemetry.lib.crypto import token_hash
 from telemetry.lib.redis import get_redis, redis_script
 

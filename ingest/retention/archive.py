@@ -42,8 +42,8 @@ from django.utils import timezone
 from psycopg import sql
 
 from accounts.models import Application, Organization
-from ingest import partitions
 from ingest.models import Archive, Event
+from ingest.retention import partitions
 
 logger = logging.getLogger(__name__)
 

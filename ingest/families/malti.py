@@ -19,12 +19,20 @@ from typing import Annotated
 
 import msgspec
 
-from accounts.selectors import IngestTarget
-from ingest.admission import quota_reserve, seconds_to_month_end, utc_now
+from accounts.ingest_targets import IngestTarget
+from ingest.access.admission import quota_reserve, seconds_to_month_end, utc_now
 from ingest.errors import ApiError, BadRequest, PayloadTooLarge, QuotaExceeded, ServiceMismatch
 from ingest.models import Outcome
-from ingest.schema import NUL_ESCAPE, AwareDatetime, CheckedBatch, batch_of, envelope_make, in_calendar, too_deep
-from ingest.services import Accepted, events_accept, outcomes_count
+from ingest.storage.schema import (
+    NUL_ESCAPE,
+    AwareDatetime,
+    CheckedBatch,
+    batch_of,
+    envelope_make,
+    in_calendar,
+    too_deep,
+)
+from ingest.storage.services import Accepted, events_accept, outcomes_count
 
 SOURCE = "malti/1"
 EVENT_TYPE = "http_request"

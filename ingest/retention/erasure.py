@@ -10,7 +10,8 @@ from psycopg import sql
 
 from accounts.models import Application, AuditEntry
 from accounts.services import COMMAND_LINE, Source, audit_record
-from ingest.archive import (
+from ingest.models import Archive, Event, ExportRun
+from ingest.retention.archive import (
     ArchiveCorrupt,
     State,
     archive_file_name,
@@ -21,8 +22,7 @@ from ingest.archive import (
     columns_sql,
     files_delete,
 )
-from ingest.models import Archive, Event, ExportRun
-from ingest.scheduled_exports import export_runs_redo
+from ingest.retention.scheduled_exports import export_runs_redo
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,8 @@ from django.core.files.base import ContentFile
 from django.utils import timezone
 
 from accounts.models import Application, Organization
-from ingest.archive import (
+from ingest.models import ExportRun, ExportSchedule
+from ingest.retention.archive import (
     ArchiveCorrupt,
     advisory_lock,
     archive_lock,
@@ -39,8 +40,7 @@ from ingest.archive import (
     files_delete,
     manifest_bytes,
 )
-from ingest.exports import FIELDS, WRITERS, application_events_write
-from ingest.models import ExportRun, ExportSchedule
+from ingest.retention.exports import FIELDS, WRITERS, application_events_write
 
 logger = logging.getLogger(__name__)
 

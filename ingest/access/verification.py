@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.utils import timezone
 
-from accounts.selectors import IngestKey, IngestTarget
+from accounts.ingest_targets import IngestKey, IngestTarget
 from ingest.errors import BadRequest, PayloadTooLarge, ServiceMismatch, Unauthorized
-from ingest.schema import CheckedBatch
+from ingest.storage.schema import CheckedBatch
 from telemetry.lib.crypto import token_hash
 from telemetry.lib.signing import signature, signature_matches
 

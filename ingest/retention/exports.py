@@ -1,6 +1,6 @@
 """Exports of an organization's events, archived days and the database alike, in one of several
 formats: CSV and NDJSON for people and scripts, gzip'd NDJSON and Parquet for the scheduled daily
-files (``ingest.scheduled_exports``).
+files (``ingest.retention.scheduled_exports``).
 
 Every format is a writer over the same rows in the same order (per application, archived days
 first, then the database, each by timestamp and id), so the formats hold the same events, and
@@ -21,8 +21,8 @@ import pyarrow.parquet as pq
 from django.db import connection, transaction
 
 from accounts.models import Application, Organization
-from ingest.archive import archive_lock, archive_rows_load, archives_in_range
 from ingest.models import Archive, Event
+from ingest.retention.archive import archive_lock, archive_rows_load, archives_in_range
 
 FIELDS = [
     "event_id",

@@ -12,10 +12,10 @@ import psycopg
 from django.db import DEFAULT_DB_ALIAS, DataError, IntegrityError, connection, connections, transaction
 from django.utils import timezone
 
-from accounts.selectors import IngestTarget
-from ingest.admission import outcomes_record, quota_release, quota_reserve
+from accounts.ingest_targets import IngestTarget
+from ingest.access.admission import outcomes_record, quota_release, quota_reserve
 from ingest.models import Event, Nonce, Outcome
-from ingest.schema import CheckedBatch, Envelope, EventError
+from ingest.storage.schema import CheckedBatch, Envelope, EventError
 from telemetry.lib.redis import get_redis
 from telemetry.metrics import EVENTS_FAILED, EVENTS_INGESTED
 
