@@ -3,7 +3,7 @@
 import secrets
 import time
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.core.mail import send_mail
@@ -616,7 +616,7 @@ def quota_notice_send(*, organization_id: int, month: str, level: int) -> bool:
     )
     if not created:
         return False
-    quota = organization.tier.monthly_event_quota
+    quota = organization.monthly_quota(datetime.strptime(month, "%Y-%m").replace(tzinfo=UTC))
     if level >= 100:
         subject = f"{organization.name} has used its monthly event quota"
         consequence = (

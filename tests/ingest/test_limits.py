@@ -7,7 +7,7 @@ import pytest
 from django_celery_beat.models import PeriodicTask
 
 from accounts.models import Tier
-from ingest.admission import outcomes_flush, seconds_to_month_end
+from ingest.access.admission import outcomes_flush, seconds_to_month_end
 from ingest.models import Event, Outcome
 from ingest.rollups import rollups_update
 from tests.conftest import app_keys_create, make_event
@@ -227,8 +227,25 @@ def test_owners_are_mailed_once_at_80_and_once_at_100_percent(
     assert all(message.to == ["owner@acme.example"] for message in mailoutbox)
 
 
+def test_the_quota_e_mail_quotes_the_quota_in_force_with_the_months_extra_grant(
+    signed_post, eager_tasks, mailoutbox, django_capture_on_commit_callbacks
+):
+    keys = keys_on(tier(monthly_event_quota=10))
+    organization = keys.application.organization
+    organization.contact_email = "ops@acme.example"
+    organization.extra_quota, organization.extra_quota_month = 10, datetime.now(UTC).strftime("%Y-%m")
+    organization.save()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        signed_post(keys, [make_event() for _ in range(16)])
+
+    [message] = mailoutbox
+    assert message.subject == f"{organization.name} has used 80% of its monthly event quota"
+    assert "80% of its 20 events for" in message.body
+
+
 def test_a_spent_quota_is_whole_again_when_the_month_turns(signed_post, monkeypatch):
-    from ingest import admission
+    from ingest.access import admission
 
     keys = keys_on(tier(monthly_event_quota=1))
     november = datetime(2026, 11, 30, 23, 59, 30, tzinfo=UTC).timestamp()
@@ -244,7 +261,7 @@ def test_a_spent_quota_is_whole_again_when_the_month_turns(signed_post, monkeypa
 
 
 def test_quota_counter_lost_by_redis_is_restored_from_the_database(signed_post):
-    from ingest.admission import month_key, quotas_reconcile, utc_now
+    from ingest.access.admission import month_key, quotas_reconcile, utc_now
     from telemetry.lib.redis import get_redis
 
     keys = keys_on(tier(monthly_event_quota=3))
