@@ -23,6 +23,9 @@ from ingest.models import FlushReceipt, Outcome
 from telemetry.lib.redis import get_redis, redis_script
 
 PENDING_OUTCOMES_KEY = "tk:outcomes:pending"
+# The counter hashes renamed away for a flush and not yet deleted: a set, so a flush never has to
+# walk the keyspace (a million nonce keys at full load) to find them.
+STAGED_OUTCOMES_KEY = "tk:outcomes:staged"
 _QUOTA_TTL = 40 * 24 * 3600
 
 # KEYS: nonce, credentials generation, rate limit state, quota; ARGV: nonce ttl (0: no nonce, for
@@ -324,6 +327,16 @@ def _outcomes_add(organization_id: int, application_id: int, hour: datetime, cou
             )
 
 
+# KEYS: a counter hash, its staged name, the staged set. Renames and records it in one step, so a
+# crash cannot leave a staged hash that no flush knows of; 0 when nothing was counted since.
+_STAGE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('RENAME', KEYS[1], KEYS[2])
+redis.call('SADD', KEYS[3], KEYS[2])
+return 1
+"""
+
+
 def outcomes_flush() -> int:
     """Moves the outcome counters from Redis into the database, each exactly once.
 
@@ -334,18 +347,15 @@ def outcomes_flush() -> int:
     client = get_redis()
     if client is None:
         return 0
+    stage = redis_script(_STAGE)
     flushed = 0
     for key in client.smembers(PENDING_OUTCOMES_KEY):
         key = key.decode()
         # Off the set first: an increment that lands after this re-adds the key for the next run.
         client.srem(PENDING_OUTCOMES_KEY, key)
         org, app, hour = key.split(":")[-3:]
-        try:
-            client.rename(key, f"tk:flushing:{uuid.uuid4().hex}:{org}:{app}:{hour}")
-        except redis.ResponseError as error:  # nothing counted since the last run
-            if "no such key" not in str(error).lower():
-                raise
-    for staged in client.scan_iter(match="tk:flushing:*"):
+        stage(keys=[key, f"tk:flushing:{uuid.uuid4().hex}:{org}:{app}:{hour}", STAGED_OUTCOMES_KEY])
+    for staged in client.smembers(STAGED_OUTCOMES_KEY):
         staged = staged.decode()
         org, app, hour = staged.split(":")[-3:]
         if not FlushReceipt.objects.filter(key=staged).exists():
@@ -358,5 +368,6 @@ def outcomes_flush() -> int:
                 _outcomes_add(int(org), int(app), datetime.fromtimestamp(int(hour), UTC), counts)
             flushed += 1
         client.delete(staged)
+        client.srem(STAGED_OUTCOMES_KEY, staged)
         FlushReceipt.objects.filter(key=staged).delete()
     return flushed

@@ -190,6 +190,46 @@ def test_requests_refused_before_an_application_is_known_are_counted_by_reason(c
     assert (refused.reason, refused.count) == ("unauthorized", 1)
 
 
+def redis_commands_during(action) -> list[str]:
+    """The commands sent to this test's Redis database while ``action`` ran, as Redis's MONITOR
+    reports them (other databases' traffic, other test processes', is left out)."""
+    import threading
+    import uuid
+
+    from telemetry.lib.redis import get_redis
+
+    client, sentinel, seen = get_redis(), f"end-{uuid.uuid4().hex}", []
+    database = client.connection_pool.connection_kwargs.get("db", 0)
+    with client.monitor() as monitor:
+        listening = threading.Thread(
+            target=lambda: seen.extend(
+                c["command"] for c in _until(monitor.listen(), sentinel) if c.get("db") == database
+            )
+        )
+        listening.start()
+        action()
+        client.echo(sentinel)
+        listening.join(timeout=30)
+    return seen
+
+
+def _until(commands, sentinel):
+    for command in commands:
+        if sentinel in command["command"]:
+            return
+        yield command
+
+
+def test_the_outcomes_flush_finds_its_counters_without_walking_the_keyspace(signed_post):
+    keys = keys_on(tier())
+    signed_post(keys, [make_event(), {"event_id": "not an event"}])
+
+    commands = redis_commands_during(outcomes_flush)
+
+    assert commands and not [command for command in commands if command.upper().startswith(("SCAN", "KEYS"))]
+    assert outcome_totals(keys) == {"accepted": 1, "invalid:invalid_event_id": 1}
+
+
 def test_periodic_jobs_have_default_schedules_in_the_database():
     tasks = dict(PeriodicTask.objects.values_list("task", "interval__every"))
 
