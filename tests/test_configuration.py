@@ -1,6 +1,7 @@
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -49,6 +50,31 @@ def test_defaults_start_with_nothing_configured(tmp_path):
     result = manage_check(tmp_path)
 
     assert result.returncode == 0, result.stderr
+
+
+def test_the_embedded_broker_keeps_its_files_in_the_data_directory(tmp_path):
+    started_in, data = tmp_path / "elsewhere", tmp_path / "data"
+    started_in.mkdir()
+    environment = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    environment.update(APP_DATA_DIR=str(data), PYTHONPATH=str(ROOT))
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "telemetry", "worker", "--pool", "solo", "-l", "warning"],
+        cwd=started_in,
+        env=environment,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    bindings = data / "broker" / "control" / "celery.pidbox.exchange"
+    try:
+        deadline = time.monotonic() + 60
+        while not bindings.exists() and worker.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+
+    assert bindings.exists()
+    assert list(started_in.iterdir()) == []
 
 
 def test_every_setting_read_from_the_environment_is_in_env_example():
