@@ -1,9 +1,8 @@
 """Error pages: JSON with seed 000's codes for machine routes, Django's pages for the browser."""
 
+from django.conf import settings
 from django.http import JsonResponse
 from django.views import defaults
-
-_MACHINE_PREFIXES = ("/v1/", "/health", "/ready")
 
 
 def _json_error(status: int, code: str, message: str) -> JsonResponse:
@@ -11,7 +10,7 @@ def _json_error(status: int, code: str, message: str) -> JsonResponse:
 
 
 def _is_machine(request) -> bool:
-    return request.path.startswith(_MACHINE_PREFIXES)
+    return request.path.startswith(tuple(settings.MACHINE_PATHS))
 
 
 def bad_request(request, exception):

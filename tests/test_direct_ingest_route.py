@@ -131,6 +131,15 @@ def test_other_methods_and_paths_are_answered_as_before():
     assert deeper_status == 404 and json.loads(deeper_content)["error"]["code"] == "not_found"
 
 
+@pytest.mark.parametrize("path", ["/api/v1/ingest/more", "/api/v1/other", "/metrics/more", "/ready/more"])
+def test_unknown_machine_paths_are_answered_in_json_not_as_a_page(path):
+    status, headers, content = call("GET", path)
+
+    assert status == 404
+    assert headers["Content-Type"] == "application/json"
+    assert json.loads(content)["error"]["code"] == "not_found"
+
+
 def test_ids_in_the_path_are_read_as_utf8_as_django_reads_them(caplog):
     # A WSGI server hands the path over as bytes in a latin-1 string.
     path = "/v1/ingest/örg_1/app_1".encode().decode("latin-1")
