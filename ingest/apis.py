@@ -237,7 +237,7 @@ _STREAM_STOP_STATUS = {
 
 
 class StreamApi(MachineApi):
-    """``POST /v1/streams/{org_id}/{app_id}``: an event stream (seed 002), JSON values one per line,
+    """``POST /v1/streams/{org_id}/{app_id}``: JSON values one per line (docs/protocols.md#event-streams),
     each stored as an event while the body arrives; the answer is the count stored, as text. Each
     ``streams.BYTES_PER_REQUEST`` past the first count once more against the rate limit. The same
     path takes WebSockets on the server's WebSocket listener (``ingest.families.sockets``)."""
@@ -292,7 +292,7 @@ class StreamApi(MachineApi):
             streams.stream_close(stream=stream, ending=Stream.Ending.FAILED)
             raise
         streams.stream_close(stream=stream, ending=ending)
-        # As seed 002's clients read it: the count stored, even when the stream stopped early.
+        # As stream clients read it (docs/protocols.md#event-streams): the count stored, even after a stop.
         return HttpResponse(str(stored), status=status, content_type="text/plain; charset=utf-8", headers=headers)
 
     # GET is here only to point a WebSocket upgrade at the WebSocket listener, not a method of the resource.

@@ -1,4 +1,4 @@
-"""Client errors of the ingest API: a stable code (seed 000's table) and a human message."""
+"""Client errors of the ingest API: a stable code (docs/protocols.md#error-codes) and a human message."""
 
 from rest_framework.response import Response
 from rest_framework.views import exception_handler

@@ -7,7 +7,7 @@ from django.utils import timezone
 
 
 class Event(models.Model):
-    """One stored telemetry event (seed 001's table, plus service and SDK versions).
+    """One stored telemetry event of any family (docs/protocols.md#event-schema), with service and SDK versions.
 
     Written only by the bulk path in ``ingest.storage.services.events_store``; (application, timestamp,
     event_id) is unique so a re-sent event (same id, same timestamp) is stored once. On PostgreSQL
@@ -210,7 +210,7 @@ class RollupSkip(models.Model):
 
 
 class Stream(models.Model):
-    """One connection of an event-stream client (seed 002): an HTTP POST of JSON values or a
+    """One connection of an event-stream client (docs/protocols.md#event-streams): an HTTP POST of JSON values or a
     WebSocket, with the headers that opened it. Its events point back to it by ``Event.stream_id``."""
 
     class Transport(models.TextChoices):
@@ -297,7 +297,7 @@ class LambdaRollup(models.Model):
     event's timestamp): what the Lambda panel reads.
 
     Built incrementally by ``ingest.lambda_rollups`` inside ``rollups_update``, from the Telemetry
-    API's ``platform.report`` events and from the OTLP metrics and spans seed 003's extension
+    API's ``platform.report`` events and from the OTLP metrics and spans the Lambda extension
     exports. Sums add and maxima take the greater, so rows of any span merge.
     """
 

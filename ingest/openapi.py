@@ -57,7 +57,7 @@ class EventSerializer(serializers.Serializer):
         required=False,
         help_text="The event's key in its application (or `id`); a re-sent event is counted as accepted, stored once.",
     )
-    id = serializers.UUIDField(required=False, help_text="Seed 000's name for `event_id`.")
+    id = serializers.UUIDField(required=False, help_text="The telemetry-kit server docs' name for `event_id`.")
     schema_version = serializers.ChoiceField(choices=[SCHEMA_VERSION])
     timestamp = serializers.DateTimeField(help_text="RFC 3339 with a time zone.")
     user_id = serializers.RegexField(USER_ID_PATTERN, help_text="`client_` or `anon_` and 64 hex digits.")
@@ -366,7 +366,7 @@ _STREAM_PATH_PARAMETERS = [
 stream_schema = extend_schema(
     operation_id="stream_events",
     summary="Stream events (newline-delimited JSON)",
-    description="Seed 002's event streams: each JSON value of the body is one event, stored while the body "
+    description="Event streams: each JSON value of the body is one event, stored while the body "
     "arrives (chunked bodies welcome, no length limit). The answer is the number of events stored, "
     "as text; a stream that stops early keeps what was stored before. Authenticated by the "
     "application's API token (`Authorization: Bearer tk_...` or `X-API-Key`).\n\n"

@@ -1,4 +1,4 @@
-"""Error pages: JSON with seed 000's codes for machine routes, Django's pages for the browser."""
+"""Error pages: JSON (docs/protocols.md#error-codes) for machine routes, Django's pages for the browser."""
 
 from django.conf import settings
 from django.http import JsonResponse

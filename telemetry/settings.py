@@ -31,7 +31,7 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", [])
 # Browser origins (scheme://host[:port]) allowed to call the ingest API; empty: CORS is off.
 CORS_ALLOWED_ORIGINS = env.origin_list("APP_CORS__ALLOWED_ORIGINS", [])
 
-# Server (seed 000's names).
+# Server (the telemetry-kit server's names: docs/protocols.md#configuration-names).
 SERVER_HOST = env.str("APP_SERVER__HOST", "127.0.0.1")
 SERVER_PORT = env.int("APP_SERVER__PORT", 8080, minimum=1, maximum=65535)
 SERVER_WORKERS = env.int("APP_SERVER__WORKERS", os.cpu_count() or 1, minimum=1)
@@ -69,7 +69,7 @@ STREAM_MAX_CONNECTIONS_PER_TOKEN = env.int("APP_INGESTION__STREAM_MAX_CONNECTION
 STREAM_IDLE_TIMEOUT = env.int("APP_INGESTION__STREAM_IDLE_TIMEOUT", 60, minimum=1)
 # The largest body the server reads at all, whatever the route: above it, 413 from Content-Length.
 SERVER_MAX_BODY_SIZE = INGEST_MAX_PAYLOAD_SIZE
-# 0 keeps events of any age: the SDK queues offline and may send days later (COMPAT.md 1).
+# 0 keeps events of any age: the SDK queues offline and may send days later (docs/protocols.md#event-schema).
 INGEST_MAX_EVENT_AGE_DAYS = env.int("APP_INGESTION__MAX_EVENT_AGE_DAYS", 0, minimum=0)
 # How deep a JSON value that is stored (an event's data, an OTLP attribute) may nest arrays and objects.
 INGEST_MAX_JSON_DEPTH = env.int("APP_INGESTION__MAX_JSON_DEPTH", 32, minimum=1)

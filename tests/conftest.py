@@ -176,7 +176,7 @@ def iso(moment: datetime) -> str:
 
 
 def make_event(**overrides) -> dict:
-    """An event exactly as the telemetry-kit Rust SDK 0.3 sends it (COMPAT.md section 1)."""
+    """An event exactly as the telemetry-kit Rust SDK 0.3 sends it (docs/protocols.md#event-schema)."""
     event = {
         "event_id": str(uuid.uuid4()),
         "schema_version": "1.0.0",

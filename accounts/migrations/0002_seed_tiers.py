@@ -1,6 +1,6 @@
 from django.db import migrations
 
-# Quotas after seed 001 (managed free tier: 10,000 events a month) and the 0.3 SDK's request
+# Quotas after telemetry-kit's managed free tier (10,000 events a month) and the 0.3 SDK's request
 # rates (free 10, pro 100, business 1000 a minute; enterprise unlimited). Operators change them
 # in the admin.
 TIERS = [

@@ -1,4 +1,4 @@
-"""The AWS Lambda Telemetry API's JSON arrays (COMPAT.md section 3), as events.
+"""The AWS Lambda Telemetry API's JSON arrays (docs/protocols.md#aws-lambda), as events.
 
 Each element ``{"type", "time", "record"}`` becomes one event of that type, its data the element as
 sent. Unknown types are kept: AWS adds types. ``platform.report`` records feed the Lambda rollups,

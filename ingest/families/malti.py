@@ -1,4 +1,4 @@
-"""Malti request telemetry (seed 004, COMPAT.md section 4): its batch format, checked and turned
+"""Malti request telemetry (docs/protocols.md#malti): its batch format, checked and turned
 into ordinary events.
 
 A Malti record becomes an ``http_request`` event of category ``http`` whose ``data`` is

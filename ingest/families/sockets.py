@@ -1,4 +1,4 @@
-"""Event streams over WebSocket (seed 002), served by the server's WebSocket listener
+"""Event streams over WebSocket (docs/protocols.md#event-streams), served by the server's WebSocket listener
 (``python -m telemetry.server --websockets``, on APP_SERVER__WEBSOCKET_PORT).
 
 Each text or binary message is one event; an empty binary message hangs up. Messages that arrive
@@ -196,7 +196,7 @@ async def _receive(connection: ServerConnection, inbox: _Inbox) -> None:
     try:
         while True:
             message = await connection.recv()
-            if message == b"":  # seed 002: an empty binary message asks the server to hang up
+            if message == b"":  # an empty binary message asks the server to hang up
                 await inbox.end(_HANG_UP)
                 return
             await inbox.put(message)

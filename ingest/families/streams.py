@@ -1,4 +1,4 @@
-"""Event streams (seed 002): schemaless JSON values over an HTTP POST or a WebSocket, each value one
+"""Event streams (docs/protocols.md#event-streams): JSON values over an HTTP POST or a WebSocket, each value one
 event, stored as it arrives and linked to the stream that carried it.
 
 Values are stored in groups, each through ``events_accept``: over HTTP the values of each read of

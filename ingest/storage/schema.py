@@ -1,4 +1,4 @@
-"""The telemetry-kit batch and event schema (seed 000 as amended by COMPAT.md section 1).
+"""The telemetry-kit batch and event schema (docs/protocols.md#event-schema).
 
 Hot path: a batch of up to a thousand events is decoded by msgspec into compiled structs, and
 ``data`` stays as the raw JSON bytes it came in, so nothing is re-encoded on the way to storage.

@@ -1,4 +1,4 @@
-"""Public identifiers and credentials in the shapes the telemetry-kit SDK expects (seed 001)."""
+"""Public identifiers and credentials in the shapes the telemetry-kit SDK expects (docs/protocols.md#public-ids)."""
 
 import base64
 import secrets

@@ -1,4 +1,4 @@
-"""The telemetry-kit request signature (COMPAT.md section 1)."""
+"""The telemetry-kit request signature (docs/protocols.md#signed-batches)."""
 
 import hashlib
 import hmac

@@ -1,4 +1,4 @@
-"""Attacks on event streams (seed 002) over real sockets: HTTP bodies against the production server,
+"""Attacks on event streams over real sockets: HTTP bodies against the production server,
 and WebSockets against its WebSocket listener."""
 
 import base64

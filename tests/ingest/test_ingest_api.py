@@ -77,7 +77,7 @@ def test_event_with_optional_fields_omitted_is_accepted(app_keys, signed_post):
     assert (row.session_id, row.category, row.service_version, row.data) == (None, None, None, {})
 
 
-def test_seed_000_id_key_and_anon_user_id_are_accepted(app_keys, signed_post):
+def test_id_key_and_anon_user_id_are_accepted(app_keys, signed_post):
     event = make_event(user_id="anon_" + "0f" * 32)
     event["id"] = event.pop("event_id")
 

@@ -1,4 +1,4 @@
-"""The AWS Lambda Telemetry API arrays endpoint, with seed 003's own event examples as fixtures."""
+"""The AWS Lambda Telemetry API arrays endpoint, with a Lambda listener's own test events as fixtures."""
 
 import json
 from datetime import datetime
@@ -12,7 +12,7 @@ from tests.ingest.test_limits import keys_on, outcome_totals, tier
 
 pytestmark = pytest.mark.django_db
 
-# Seed 003's test events, as its listener receives them from Lambda (one of each type it parses).
+# A Lambda listener's own test events, as it receives them from Lambda (one of each type it parses).
 SEED_START = {
     "type": "platform.start",
     "time": "2022-10-12T00:00:00.000Z",
@@ -50,7 +50,7 @@ SEED_INIT = [
     },
 ]
 SEED_FUNCTION = {"type": "function", "time": "2022-10-12T00:00:00.000Z", "record": "Hello from Lambda!"}
-# The other types of COMPAT.md section 3, shaped like seed 003's records for them.
+# The other types of docs/protocols.md#aws-lambda, shaped like the Telemetry API's records for them.
 INIT_REPORT = {
     "type": "platform.initReport",
     "time": "2022-10-12T00:00:01.000Z",

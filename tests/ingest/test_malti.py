@@ -1,4 +1,4 @@
-"""POST /api/v1/ingest: Malti request telemetry (COMPAT.md section 4), by hand-made requests."""
+"""POST /api/v1/ingest: Malti request telemetry (docs/protocols.md#malti), by hand-made requests."""
 
 import json
 from datetime import UTC, datetime

@@ -1,4 +1,4 @@
-"""The published Malti client (malti-telemetry, seed 004) in a small Starlette app, sending to the
+"""The published Malti client (malti-telemetry) in a small Starlette app, sending to the
 production server over real HTTP, on the test database: no change to the client but its URL and key."""
 
 import asyncio

@@ -1,4 +1,4 @@
-"""Event streams over HTTP POST (seed 002, COMPAT section 2): newline-delimited JSON values, each one
+"""Event streams over HTTP POST (docs/protocols.md#event-streams): newline-delimited JSON values, each one
 event, answered with the count stored as text."""
 
 import pytest

@@ -1,4 +1,4 @@
-"""What each answer of the server means for the batch that was sent (COMPAT.md section 1)."""
+"""What each answer of the server means for the batch that was sent (docs/protocols.md#signed-batches)."""
 
 import json
 

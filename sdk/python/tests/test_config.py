@@ -11,7 +11,7 @@ ENVIRONMENT = {
 }
 
 
-def test_settings_are_read_from_seed_001s_variables():
+def test_settings_are_read_from_tk_variables():
     config = Config.from_env(ENVIRONMENT, service_name="my-app")
 
     assert (config.org_id, config.app_id, config.token, config.secret) == (

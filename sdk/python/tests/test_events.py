@@ -1,4 +1,4 @@
-"""Events and anonymous ids in the shape of COMPAT.md section 1."""
+"""Events and anonymous ids in the shape of docs/protocols.md#event-schema."""
 
 import hashlib
 import json

@@ -1,4 +1,4 @@
-"""Signing: the known-answer vectors of COMPAT.md section 1 (the nonce form the server verifies)."""
+"""Signing: the known-answer vectors of docs/protocols.md#signed-batches (the nonce form the server verifies)."""
 
 import base64
 import hashlib

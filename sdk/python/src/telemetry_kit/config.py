@@ -1,4 +1,4 @@
-"""Settings, given in code or read from the environment (seed 001's ``TK_*`` names)."""
+"""Settings, given in code or read from the environment (``TK_*`` names: docs/protocols.md#client-settings)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Events in the exact shape of COMPAT.md section 1, and the anonymous ids they carry."""
+"""Events in the exact shape of docs/protocols.md#event-schema, and the anonymous ids they carry."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ from telemetry_kit.client import Client
 
 EVENT_TYPE = "http_request"
 CATEGORY = "http"
-# Where seed 004's users put a consumer's id; the first header present wins.
+# Where Malti's users put a consumer's id (docs/protocols.md#malti); the first header present wins.
 DEFAULT_CONSUMER_HEADERS = ("x-consumer-id", "x-user-id", "consumer-id", "user-id")
 ANONYMOUS = "anonymous"
 # The endpoint of a request no route matched: the raw path would let every scanner's guess become a

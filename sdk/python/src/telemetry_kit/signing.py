@@ -1,4 +1,4 @@
-"""Request signing exactly as the server verifies it (COMPAT.md section 1)."""
+"""Request signing exactly as the server verifies it (docs/protocols.md#signed-batches)."""
 
 from __future__ import annotations
 

@@ -88,7 +88,7 @@ def batch_post(*, url: str, secret: str, token: str | None, body: bytes, batch_s
 
 
 def answer_read(status: int, headers, raw: bytes) -> Answer:
-    """What an HTTP answer means for the batch (COMPAT.md section 1): delivered only on 200 or 207
+    """What an HTTP answer means for the batch (docs/protocols.md#signed-batches): delivered only on 200 or 207
     carrying a batch result."""
     retry_after = retry_after_parse(headers.get("Retry-After")) if headers is not None else None
     body = _json_object(raw)
