@@ -18,7 +18,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "telemetry.settings")
 django.setup(set_prefix=False)
 
 from django.conf import settings  # noqa: E402  (after setup)
-from django.db import close_old_connections  # noqa: E402
+from django.core.signals import request_finished, request_started  # noqa: E402
 from django.urls import URLPattern, get_resolver  # noqa: E402
 from django.utils.log import log_response  # noqa: E402
 
@@ -42,12 +42,13 @@ class _DirectRoute(WSGIHandler):
     (``handler500``, ``got_request_exception``, the ``django.request`` log), as any other.
 
     What it leaves out is the per-request work of Django's handler that does nothing for this
-    route, a seventh of the web worker's CPU for a 10-event batch (benchmarks/README.md): matching
-    the path against the URL patterns before it (the route's own pattern is tried alone), and the
-    request signals. Their receivers are Django's own; of those, closing database connections that
-    are broken or past CONN_MAX_AGE is done here, before and after, as they would, and the others
-    reset state this route never sets (the URLconf, DEBUG's query log, the caches). The route's
-    answers are never streamed and its requests carry no files, so nothing else needs closing.
+    route (benchmarks/README.md): matching the path against the URL patterns before it (the route's
+    own pattern is tried alone), the URLconf and script prefix bookkeeping, and the response's
+    closing machinery. The request signals are sent as Django's handler sends them, so their
+    receivers (closing broken or obsolete database connections among them) run as on any route,
+    and a test client can leave out the connection closing as it does for every other route. The
+    route's answers are never streamed and its requests carry no files, so nothing else needs
+    closing.
     """
 
     def __init__(self, pattern: URLPattern):
@@ -63,7 +64,7 @@ class _DirectRoute(WSGIHandler):
         return self._pattern.resolve(get_path_info(environ)[1:])
 
     def serve(self, environ, start_response, match) -> list[bytes]:
-        close_old_connections()
+        request_started.send(sender=self.__class__, environ=environ)
         request = self.request_class(environ)
         request.resolver_match = match
         response = self._middleware_chain(request)
@@ -74,7 +75,7 @@ class _DirectRoute(WSGIHandler):
             [*response.items(), *(("Set-Cookie", c.output(header="")) for c in response.cookies.values())],
         )
         body = response.content  # the route never streams
-        close_old_connections()
+        request_finished.send(sender=self.__class__)
         return [body]
 
     def _get_response(self, request):

@@ -85,6 +85,19 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(scope="session", autouse=True)
+def _machine_routes_as_production_serves_them():
+    """Every test client (``client``, ``Client()``) sends the machine routes' requests through
+    ``telemetry.wsgi.application`` (tests/production_client.py)."""
+    from django.test import client as test_client
+
+    from tests.production_client import ProductionHandler
+
+    test_client.ClientHandler = ProductionHandler
+    yield
+    test_client.ClientHandler = ProductionHandler.__base__
+
+
+@pytest.fixture(scope="session", autouse=True)
 def _empty_test_redis():
     # Counters are keyed by database ids, which a new test database hands out again: start clean.
     # REDIS_URL points at a database of the test suite's own (make test: 15, CI: 13), or of this
