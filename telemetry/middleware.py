@@ -74,6 +74,17 @@ def clacks_overhead(get_response):
     return middleware
 
 
+def allowed_host(get_response):
+    """Refuses (400) a request for a host not in ALLOWED_HOSTS. The machine routes run without
+    CommonMiddleware, whose reading of the host is what checks it on the pages."""
+
+    def middleware(request):
+        request.get_host()  # raises DisallowedHost, answered 400
+        return get_response(request)
+
+    return middleware
+
+
 def service_unavailable(get_response):
     """Answers 503 with Retry-After when PostgreSQL or Redis cannot be reached (or the credentials
     key cannot decrypt stored secrets), never a 500.

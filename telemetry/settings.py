@@ -258,6 +258,7 @@ MIDDLEWARE = [
 MACHINE_MIDDLEWARE = [
     "telemetry.middleware.request_observe",
     "telemetry.middleware.clacks_overhead",
+    "telemetry.middleware.allowed_host",
     "telemetry.middleware.cors",
     "telemetry.middleware.service_unavailable",
     "django.middleware.security.SecurityMiddleware",

@@ -255,7 +255,7 @@ def test_http_streams_per_token_are_capped_with_the_websockets(tmp_path):
     keys = app_keys_create()
     env = {"APP_INGESTION__STREAM_MAX_CONNECTIONS_PER_TOKEN": "2", **database_env_for_server()}
     opening = (
-        f"POST /v1/streams/{keys.org_id}/{keys.app_id} HTTP/1.1\r\nHost: x\r\nX-Api-Key: {keys.api_token}\r\n"
+        f"POST /v1/streams/{keys.org_id}/{keys.app_id} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Api-Key: {keys.api_token}\r\n"
         "Transfer-Encoding: chunked\r\n\r\n3\r\n{}\n\r\n"
     ).encode()  # one value, and the body goes on
     with running_server(tmp_path, **env) as port:
