@@ -495,8 +495,8 @@ else:
     }
 CELERY_TASK_TIME_LIMIT = 300
 CELERY_TASK_SOFT_TIME_LIMIT = 240
-# Periodic jobs live in the database (django-celery-beat): their defaults come from the migration
-# ingest/migrations/0003_periodic_tasks.py, and operators change them in the admin.
+# Periodic jobs live in the database (django-celery-beat): their defaults are declared in
+# telemetry/schedules.py and installed after migrate, and operators change them in the admin.
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1

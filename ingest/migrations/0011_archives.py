@@ -3,26 +3,6 @@
 import django.db.models.deletion
 from django.db import migrations, models
 
-# (name, task, every seconds), beside 0004's: partitions a few months ahead, archives daily.
-SCHEDULE = [
-    ("Create event partitions ahead", "ingest.tasks.partitions_ensure", 86400),
-    ("Archive events past retention", "ingest.tasks.archive_run", 3600),
-]
-
-
-def schedule_create(apps, schema_editor):
-    IntervalSchedule = apps.get_model("django_celery_beat", "IntervalSchedule")
-    PeriodicTask = apps.get_model("django_celery_beat", "PeriodicTask")
-    for name, task, seconds in SCHEDULE:
-        interval, _ = IntervalSchedule.objects.get_or_create(every=seconds, period="seconds")
-        PeriodicTask.objects.get_or_create(name=name, defaults={"task": task, "interval": interval})
-
-
-def schedule_remove(apps, schema_editor):
-    apps.get_model("django_celery_beat", "PeriodicTask").objects.filter(
-        name__in=[name for name, _, _ in SCHEDULE]
-    ).delete()
-
 
 class Migration(migrations.Migration):
     dependencies = [
@@ -95,5 +75,5 @@ class Migration(migrations.Migration):
                 ],
             },
         ),
-        migrations.RunPython(schedule_create, schedule_remove),
+        migrations.RunPython(migrations.RunPython.noop, migrations.RunPython.noop),
     ]

@@ -7,21 +7,6 @@ import ingest.models
 
 # Hourly, beside 0011's archive run: each pass writes the days that have ended since the last one,
 # catches up missed days and retries failed files whose backoff has passed.
-SCHEDULE = [("Write scheduled exports", "ingest.tasks.scheduled_exports_run", 3600)]
-
-
-def schedule_create(apps, schema_editor):
-    IntervalSchedule = apps.get_model("django_celery_beat", "IntervalSchedule")
-    PeriodicTask = apps.get_model("django_celery_beat", "PeriodicTask")
-    for name, task, seconds in SCHEDULE:
-        interval, _ = IntervalSchedule.objects.get_or_create(every=seconds, period="seconds")
-        PeriodicTask.objects.get_or_create(name=name, defaults={"task": task, "interval": interval})
-
-
-def schedule_remove(apps, schema_editor):
-    apps.get_model("django_celery_beat", "PeriodicTask").objects.filter(
-        name__in=[name for name, _, _ in SCHEDULE]
-    ).delete()
 
 
 class Migration(migrations.Migration):
@@ -157,5 +142,5 @@ class Migration(migrations.Migration):
                 fields=("schedule", "application", "day", "format"), name="export_run_unique"
             ),
         ),
-        migrations.RunPython(schedule_create, schedule_remove),
+        migrations.RunPython(migrations.RunPython.noop, migrations.RunPython.noop),
     ]

@@ -237,6 +237,21 @@ def test_periodic_jobs_have_default_schedules_in_the_database():
     assert tasks["ingest.tasks.nonces_purge"] == 600
 
 
+def test_migrate_installs_the_jobs_a_database_lacks_and_keeps_what_operators_changed():
+    from django.core.management import call_command
+
+    from telemetry.schedules import SCHEDULES
+
+    PeriodicTask.objects.filter(name="Evaluate alert rules").delete()
+    PeriodicTask.objects.filter(name="Flush outcome counters").update(enabled=False)
+
+    call_command("migrate", verbosity=0)
+
+    assert set(PeriodicTask.objects.values_list("name", flat=True)) >= {schedule.name for schedule in SCHEDULES}
+    assert PeriodicTask.objects.get(name="Evaluate alert rules").task == "alerts.tasks.rules_evaluate"
+    assert not PeriodicTask.objects.get(name="Flush outcome counters").enabled
+
+
 @pytest.fixture
 def eager_tasks(monkeypatch):
     from telemetry.celery import app
