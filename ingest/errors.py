@@ -1,5 +1,7 @@
 """Client errors of the ingest API: a stable code (docs/protocols.md#error-codes) and a human message."""
 
+import msgspec
+from django.http import HttpResponse
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
@@ -71,6 +73,19 @@ class ServiceBusy(ApiError):
 
 def error_body(code: str, message: str) -> dict:
     return {"error": {"code": code, "message": message}}
+
+
+_encode = msgspec.json.Encoder().encode
+
+
+def error_response(error: ApiError) -> HttpResponse:
+    """``error`` answered as DRF's exception handler below answers it, without DRF's machinery."""
+    return HttpResponse(
+        _encode(error_body(error.code, error.message)),
+        status=error.status,
+        content_type="application/json",
+        headers=error.headers,
+    )
 
 
 def api_exception_handler(exc, context):

@@ -7,6 +7,8 @@ from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.renderers import JSONRenderer
 from rest_framework.views import APIView
 
+from ingest.errors import ApiError, error_response
+
 
 class JsonOnly(BaseContentNegotiation):
     """The ingest API speaks JSON only; skipping Accept-header negotiation saves time per request."""
@@ -25,12 +27,14 @@ class MachineApi(APIView):
     requests (signature, API key or bearer token); DRF's ``request.user`` is never read, so it is
     not resolved up front on every request (DRF resolves it lazily when this step is skipped).
 
-    ``plain_methods`` names the methods whose handlers read only what Django's own request holds
-    (headers, path and raw body): they are called with it, and a successful answer skips DRF's
-    Request wrapper, its content negotiation and its per-request Allow header, about 6% of a signed
-    10-event batch's CPU in the web worker (benchmarks/README.md). An exception they raise goes the
-    way DRF's dispatch sends it (its Request, negotiation, exception handler and response headers),
-    and every other method (OPTIONS, the 405s) goes through DRF's dispatch as before.
+    The one place the intake path steps around DRF: ``plain_methods`` names the methods whose
+    handlers read only what Django's own request holds (headers, path and raw body). They are
+    called with it, skipping DRF's Request wrapper, its content negotiation and its per-request
+    Allow header, about 6% of a signed 10-event batch's CPU (benchmarks/README.md). The ``ApiError``
+    they raise is answered as DRF's exception handler answers it (``error_response``), with the
+    same Allow header; any other exception goes on to the middleware, as DRF would let it. Every
+    other method (OPTIONS, the 405s) goes through DRF's dispatch. The tests send requests through
+    ``telemetry.wsgi.application``, so they run this exactly as production does.
     """
 
     content_negotiation_class = JsonOnly
@@ -51,14 +55,11 @@ class MachineApi(APIView):
     def dispatch(self, request, *args, **kwargs):
         if request.method not in self.plain_methods:
             return super().dispatch(request, *args, **kwargs)
-        self.args, self.kwargs = args, kwargs
+        self.args, self.kwargs, self.request = args, kwargs, request
         try:
             response = getattr(self, request.method.lower())(request, *args, **kwargs)
-        except Exception as exc:
-            self.request = request = self.initialize_request(request, *args, **kwargs)
-            self.headers = self.default_response_headers
-            self.initial(request, *args, **kwargs)
-            return self.finalize_response(request, self.handle_exception(exc), *args, **kwargs)
+        except ApiError as error:
+            response = error_response(error)
         for name, value in self._response_headers().items():
             response[name] = value
         return response

@@ -643,8 +643,7 @@ def views_annotate(endpoints):
     """Preprocessing hook: puts each view's annotation on it, once per process."""
     global _annotated
     if not _annotated:
-        from ingest.apis import ErasureApi, IngestApi, MaltiIngestApi, StreamApi
-        from ingest.lambda_apis import LambdaTelemetryApi, OtlpApi
+        from ingest.apis import ErasureApi, IngestApi, LambdaTelemetryApi, MaltiIngestApi, OtlpApi, StreamApi
 
         for annotate, method in (
             (ingest_schema, IngestApi.post),
@@ -705,7 +704,7 @@ def machine_routes_add(result, generator, request, public):
     return result
 
 
-# AWS Lambda and OTLP (ingest/lambda_apis.py): token-authenticated, documented here the same way.
+# AWS Lambda and OTLP (ingest/families/aws_lambda.py, otlp.py): token-authenticated, documented here the same way.
 LAMBDA_PATH = "/v1/lambda/{org_id}/{app_id}"
 OTLP_PATHS = [f"/v1/otlp/{{org_id}}/{{app_id}}/v1/{signal}" for signal in ("traces", "metrics", "logs")]
 _IDS = [

@@ -85,6 +85,20 @@ def allowed_host(get_response):
     return middleware
 
 
+def is_outage(exception: Exception) -> bool:
+    """Whether ``exception`` means PostgreSQL or Redis cannot be reached (or stored secrets cannot be
+    decrypted); logs it when it does."""
+    if isinstance(exception, ServiceUnavailable):
+        logger.error("%s", exception)
+        return True
+    if isinstance(exception, _OUTAGES) or (
+        isinstance(exception, DatabaseError) and "connection" in str(exception).lower()
+    ):
+        logger.warning("dependency unavailable: %s", exception.__class__.__name__, exc_info=exception)
+        return True
+    return False
+
+
 def service_unavailable(get_response):
     """Answers 503 with Retry-After when PostgreSQL or Redis cannot be reached (or the credentials
     key cannot decrypt stored secrets), never a 500.
@@ -97,13 +111,7 @@ def service_unavailable(get_response):
         return get_response(request)
 
     def process_exception(request, exception):
-        if isinstance(exception, ServiceUnavailable):
-            logger.error("%s", exception)
-        elif isinstance(exception, _OUTAGES) or (
-            isinstance(exception, DatabaseError) and "connection" in str(exception).lower()
-        ):
-            logger.warning("dependency unavailable: %s", exception.__class__.__name__, exc_info=exception)
-        else:
+        if not is_outage(exception):
             return None
         # 503 rather than 4xx: SDKs keep their queue and retry instead of dropping the events.
         response = JsonResponse(

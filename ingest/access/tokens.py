@@ -11,8 +11,8 @@ from collections import Counter
 from django.utils import timezone
 
 from accounts.ingest_targets import IngestTarget, credentials_generation, ingest_target_get, token_owner
-from accounts.services import credential_touch
 from ingest.access.admission import Admission, outcomes_record, request_admit
+from ingest.access.verification import Caller
 from ingest.errors import QuotaExceeded, RateLimited, Unauthorized, UnsupportedEncoding
 from ingest.models import Outcome
 from ingest.storage.services import outcomes_count
@@ -46,13 +46,19 @@ def body_encoding_check(meta, *, content_encoding: bool = True) -> None:
 
 
 def token_authenticate(
-    *, token: str | None, org_public_id: str | None = None, app_public_id: str | None = None
-) -> IngestTarget:
-    """The application whose active credential has ``token``; with the ids given (a per-application
-    URL), that application only. Unknown ids, a wrong token and a missing one are answered alike, so
-    ids cannot be probed; each refusal is counted as an outcome. With Redis, a credential changed
-    anywhere is seen at the next call (one GET of the credentials generation); without, within the
-    target cache's seconds."""
+    *,
+    token: str | None,
+    org_public_id: str | None = None,
+    app_public_id: str | None = None,
+    fresh: bool = False,
+    check_generation: bool = True,
+) -> Caller:
+    """The caller whose active credential has ``token``; with the ids given (a per-application
+    URL), of that application only. Unknown ids, a wrong token and a missing one are answered alike,
+    so ids cannot be probed; each refusal is counted as an outcome. A credential changed anywhere is
+    seen at once: by the intake path's admission, which reads the credentials generation in its
+    round trip, or here (``check_generation``, one GET) for callers that are not admitted first.
+    Without Redis, within the target cache's seconds."""
     target = None
     if token:
         if org_public_id is None or app_public_id is None:
@@ -60,17 +66,14 @@ def token_authenticate(
             if owner is not None:
                 org_public_id, app_public_id = owner
         if org_public_id is not None and app_public_id is not None:
-            target = ingest_target_get(org_public_id=org_public_id, app_public_id=app_public_id)
-            if target is not None and target.generation != credentials_generation():
-                # Credentials changed in some process since this one cached them (a revocation takes effect
-                # at once): read them again, as the signed ingest does on the generation admission returns.
+            target = ingest_target_get(org_public_id=org_public_id, app_public_id=app_public_id, fresh=fresh)
+            if not fresh and check_generation and target is not None and target.generation != credentials_generation():
                 target = ingest_target_get(org_public_id=org_public_id, app_public_id=app_public_id, fresh=True)
     if target is not None:
         digest = token_hash(token)
         for key in target.active_keys(timezone.now()):
             if key.token_hash == digest:
-                credential_touch(credential_id=key.credential_id)
-                return target
+                return Caller(target=target, credential_id=key.credential_id, bound_service=key.service_name)
     error = Unauthorized("Missing or invalid API token" if token else "An API token is required")
     outcomes_record(organization_id=0, application_id=0, counts=Counter({(Kind.REFUSED, error.code): 1}))
     raise error

@@ -1,4 +1,4 @@
-"""Checks of a signed ingest request that come before its body is parsed."""
+"""Checks of an ingest request that come before its body is parsed: its length, its signature."""
 
 import re
 import time
@@ -24,6 +24,16 @@ def count_header(value: str | None) -> int | None:
     if value is None or not _COUNT.match(value.strip()):
         return None
     return int(value)
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who a request is from, once authenticated."""
+
+    target: IngestTarget
+    credential_id: int
+    bound_service: str  # the service the key is bound to (a Malti key); "": any
+    replay_key: str | None = None  # a signed request's nonce key; None for API-token clients
 
 
 @dataclass(frozen=True)
@@ -118,14 +128,6 @@ def key_verify(target: IngestTarget, headers: SignedHeaders, body: bytes) -> Ing
         if signature_matches(signature(key.hmac_secret, headers.timestamp, headers.nonce, body), headers.signature):
             return key
     raise Unauthorized("Invalid credentials or signature")
-
-
-def bound_service(target: IngestTarget, token: str | None) -> str:
-    """The service that the key with API token ``token`` is bound to ("": none, any service)."""
-    if not token:
-        return ""
-    digest = token_hash(token)
-    return next((key.service_name for key in target.keys if key.token_hash == digest), "")
 
 
 def service_binding_check(*, service: str, checked: CheckedBatch) -> None:

@@ -11,7 +11,13 @@ from dataclasses import dataclass
 from typing import Annotated
 
 import msgspec
+from django.conf import settings
 
+from ingest.access import verification
+from ingest.access.tokens import bearer_token, body_encoding_check, token_authenticate
+from ingest.access.verification import Caller
+from ingest.errors import BadRequest, PayloadTooLarge
+from ingest.pipeline import Decoded, Family, Intake
 from ingest.storage.schema import (
     NUL_ESCAPE,
     AwareDatetime,
@@ -175,3 +181,46 @@ def lambda_batch(elements: list[msgspec.Raw], *, function: Function, max_depth: 
             envelopes.append(result)
             indexes.append(index)
     return batch_of(envelopes, indexes=indexes, errors=errors)
+
+
+class LambdaFamily(Family):
+    """``POST /v1/lambda/{org_id}/{app_id}``: an array the Lambda Telemetry API pushed, forwarded by
+    an extension with the application's API token."""
+
+    def authenticate(self, intake: Intake) -> Caller:
+        return token_authenticate(
+            token=bearer_token(intake.meta, "HTTP_X_API_KEY"),
+            org_public_id=intake.ids["org_id"],
+            app_public_id=intake.ids["app_id"],
+            fresh=intake.ids.get("fresh", False),
+            check_generation=False,
+        )
+
+    def decode(self, intake: Intake, caller: Caller) -> Decoded:
+        verification.content_type_check(intake.meta)
+        body_encoding_check(intake.meta)
+        try:
+            elements = array_decode(intake.body)
+        except ArrayFormatError as error:
+            raise BadRequest(str(error)) from None
+        if len(elements) > settings.INGEST_MAX_BATCH_SIZE:
+            raise PayloadTooLarge(
+                f"The array has {len(elements)} events; the limit is {settings.INGEST_MAX_BATCH_SIZE}"
+            )
+        function = _function(intake, elements)
+        if not function.name:
+            raise BadRequest("Name the function: X-Lambda-Function-Name header or ?function= (see the README)")
+        checked = lambda_batch(elements, function=function, max_depth=settings.INGEST_MAX_JSON_DEPTH)
+        return Decoded(checked=checked, total=len(elements))
+
+
+def _function(intake: Intake, elements: list[msgspec.Raw]) -> Function:
+    """The function the events come from: the X-Lambda-Function-Name and -Version headers, else the
+    ``function`` and ``version`` query parameters, else the array's own ``platform.initStart``."""
+    meta, query = intake.meta, intake.request.GET
+    name = meta.get("HTTP_X_LAMBDA_FUNCTION_NAME", "").strip() or query.get("function", "").strip()
+    version = meta.get("HTTP_X_LAMBDA_FUNCTION_VERSION", "").strip() or query.get("version", "").strip()
+    if name:
+        return Function(name[:255], version[:255] or None)
+    found = function_from_init(elements)
+    return Function(found.name, version[:255] or found.version)

@@ -11,24 +11,38 @@ pass, and each record's ``data`` is encoded by msgspec too; only a batch with a 
 decoded again record by record, to name every bad one.
 """
 
-import re
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated
 
 import msgspec
+from django.conf import settings
+from django.http import HttpResponse
+from django.utils import timezone
 
-from accounts.ingest_targets import IngestTarget
 from ingest.access.admission import quota_reserve, seconds_to_month_end, utc_now
-from ingest.errors import ApiError, BadRequest, PayloadTooLarge, QuotaExceeded, ServiceMismatch
+from ingest.access.tokens import bearer_token, body_encoding_check, token_authenticate
+from ingest.access.verification import Caller
+from ingest.errors import (
+    ApiError,
+    BadRequest,
+    PayloadTooLarge,
+    QuotaExceeded,
+    ServiceMismatch,
+    error_body,
+    error_response,
+)
 from ingest.models import Outcome
+from ingest.pipeline import Decoded, Family, Intake
 from ingest.storage.schema import (
     NUL_ESCAPE,
     AwareDatetime,
     CheckedBatch,
     batch_of,
     envelope_make,
+    failed_field,
+    has_nul,
     in_calendar,
     too_deep,
 )
@@ -77,8 +91,6 @@ _batch_decoder = msgspec.json.Decoder(_Batch)
 _raw_batch_decoder = msgspec.json.Decoder(_RawBatch)
 _record_decoder = msgspec.json.Decoder(Record)
 _encode = msgspec.json.Encoder().encode
-_AT_FIELD = re.compile(r"at `\$\.([A-Za-z_]+)")
-_MISSING = re.compile(r"missing required field `([^`]+)`")
 
 
 class EmptyBatch(BadRequest):
@@ -107,12 +119,12 @@ class InvalidRecords(ApiError):
             f"{len(errors)} of {total} records are malformed; the first, at index {first.index}: {first.message}"
         )
         self.errors, self.total = errors, total
+        self.events = total  # counted invalid: every record of the batch
 
 
 def _record_error(index: int, exc: msgspec.ValidationError) -> RecordError:
-    text = str(exc)
-    found = _AT_FIELD.search(text) or _MISSING.search(text)
-    return RecordError(index, found.group(1) if found else None, text)
+    missing, at_path = failed_field(exc)
+    return RecordError(index, at_path or missing, str(exc))
 
 
 def _record_check(index: int, record: Record, max_age: timedelta | None, now: datetime) -> RecordError | None:
@@ -121,13 +133,6 @@ def _record_check(index: int, record: Record, max_age: timedelta | None, now: da
     if max_age is not None and abs(now - record.created_at) > max_age:
         return RecordError(index, "created_at", f"created_at must be within {max_age.days} days of the server's time")
     return None
-
-
-def _has_nul(record: Record) -> bool:
-    return any(
-        value is not None and "\x00" in value
-        for value in (record.service, record.method, record.endpoint, record.consumer, record.node, record.context)
-    )
 
 
 def records_decode(body: bytes, *, max_records: int, max_age: timedelta | None, now: datetime) -> list[Record]:
@@ -174,7 +179,9 @@ def records_decode(body: bytes, *, max_records: int, max_age: timedelta | None, 
     nul = NUL_ESCAPE in body  # PostgreSQL's text and jsonb refuse NUL, which JSON carries only as \u0000
     errors = []
     for index, record in enumerate(records):
-        if nul and _has_nul(record):
+        if nul and has_nul(
+            record.service, record.method, record.endpoint, record.consumer, record.node, record.context
+        ):
             errors.append(RecordError(index, None, "text fields must not contain NUL characters"))
         elif error := _record_check(index, record, max_age, now):
             errors.append(error)
@@ -196,22 +203,6 @@ def batch_service(records: list[Record], *, key_service: str) -> str:
     return service
 
 
-def records_store(*, target: IngestTarget, records: list[Record], sdk_version: str | None) -> Accepted:
-    """Stores a checked batch whole, or nothing: the Malti client counts a batch delivered on 200
-    and never sends it again, so a batch the month's quota can hold only in part is refused whole
-    (``QuotaExceeded``, its records counted over quota and its reservation given back)."""
-    wanted = len(records)
-    granted = quota_reserve(target=target, wanted=wanted)
-    if granted < wanted:
-        outcomes_count(target=target, counts=Counter({(Outcome.Kind.OVER_QUOTA, ""): wanted}), quota_unused=granted)
-        raise QuotaExceeded(
-            f"The organization's monthly event quota has room for {granted} of these "
-            f"{wanted} requests; nothing was stored",
-            headers={"Retry-After": str(seconds_to_month_end(utc_now()))},
-        )
-    return events_accept(target=target, checked=_records_as_events(records), reserved=granted, sdk_version=sdk_version)
-
-
 def _records_as_events(records: list[Record]) -> CheckedBatch:
     """The records as ``http_request`` envelopes for ``events_accept``."""
     return batch_of(
@@ -229,3 +220,74 @@ def _records_as_events(records: list[Record]) -> CheckedBatch:
             for r in records
         ]
     )
+
+
+class MaltiFamily(Family):
+    """``POST /api/v1/ingest``: a batch of Malti request records, by the ``X-API-Key`` of a key
+    issued with the service's name (docs/protocols.md#malti).
+
+    The Malti client drops a batch on any answer but 200, and never resends it: so a batch is stored
+    whole or not at all, and 200 comes only once every record is committed. A batch that the
+    month's quota admits only in part is refused whole (429), since a 200 would tell the client
+    that records we did not store were delivered.
+    """
+
+    def authenticate(self, intake: Intake) -> Caller:
+        return token_authenticate(
+            token=bearer_token(intake.meta, "HTTP_X_API_KEY"),
+            fresh=intake.ids.get("fresh", False),
+            check_generation=False,
+        )
+
+    def decode(self, intake: Intake, caller: Caller) -> Decoded:
+        body_encoding_check(intake.meta)
+        max_age_days = settings.INGEST_MAX_EVENT_AGE_DAYS
+        records = records_decode(
+            intake.body,
+            max_records=settings.INGEST_MAX_BATCH_SIZE,
+            now=timezone.now(),
+            max_age=timedelta(days=max_age_days) if max_age_days else None,
+        )
+        try:
+            service = batch_service(records, key_service=caller.bound_service)
+        except ApiError as error:
+            error.events = len(records)
+            raise
+        return Decoded(checked=_records_as_events(records), total=len(records), context=service)
+
+    def store(self, intake: Intake, caller: Caller, decoded: Decoded, reserved: int | None) -> Accepted:
+        wanted = decoded.total
+        granted = quota_reserve(target=caller.target, wanted=wanted) if reserved is None else reserved
+        if granted < wanted:
+            outcomes_count(
+                target=caller.target, counts=Counter({(Outcome.Kind.OVER_QUOTA, ""): wanted}), quota_unused=granted
+            )
+            raise QuotaExceeded(
+                f"The organization's monthly event quota has room for {granted} of these "
+                f"{wanted} requests; nothing was stored",
+                headers={"Retry-After": str(seconds_to_month_end(utc_now()))},
+            )
+        return events_accept(
+            target=caller.target,
+            checked=decoded.checked,
+            reserved=granted,
+            sdk_version=self.sdk_version(intake),
+            whole=True,
+        )
+
+    def answer(self, intake: Intake, decoded: Decoded, accepted: Accepted) -> HttpResponse:
+        if accepted.errors:  # refused by the database although well formed: say which, never 200
+            errors = [RecordError(error.index, None, error.message) for error in accepted.errors]
+            return self.refuse(intake, InvalidRecords(errors, decoded.total))
+        body = {"message": f"{decoded.total} requests stored", "count": decoded.total, "service": decoded.context}
+        return HttpResponse(_encode(body), content_type="application/json")
+
+    def refuse(self, intake: Intake, error: ApiError) -> HttpResponse:
+        if not isinstance(error, InvalidRecords):
+            return error_response(error)
+        body = {
+            **error_body(error.code, error.message),
+            "count": 0,  # a batch is stored whole or not at all
+            "errors": [record_error.as_dict() for record_error in error.errors[:100]],
+        }
+        return HttpResponse(_encode(body), status=error.status, content_type="application/json", headers=error.headers)

@@ -14,11 +14,13 @@ import json
 import math
 import uuid
 import zlib
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import msgspec
 from django.conf import settings
+from django.http import HttpResponse
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError, Message
 from google.rpc import status_pb2
@@ -28,7 +30,10 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
 
-from ingest.errors import NestingTooDeep
+from ingest.access.tokens import bearer_token, body_encoding_check, token_authenticate
+from ingest.access.verification import Caller
+from ingest.errors import ApiError, BadRequest, NestingTooDeep, PayloadTooLarge
+from ingest.pipeline import Decoded, Family, Intake
 from ingest.storage.schema import DEPTH_MESSAGE, CheckedBatch, Envelope, EventError, batch_of, envelope_make, too_deep
 
 SOURCE = "otlp/1"
@@ -522,3 +527,80 @@ def _serialize(message: Message, media: str) -> bytes:
     if media == PROTOBUF:
         return message.SerializeToString()
     return json.dumps(json_format.MessageToDict(message)).encode()
+
+
+# Spans, log records or data points in one export: an SDK's batch span processor sends 512 at most.
+MAX_ITEMS = 10_000
+
+
+class UnsupportedMediaType(ApiError):
+    status = 415
+    code = "unsupported_media_type"
+
+
+class OtlpFamily(Family):
+    """``POST /v1/otlp/{org_id}/{app_id}/v1/{traces,metrics,logs}``: OTLP/HTTP, answered as the
+    OTLP specification says: Export*ServiceResponse (with ``partial_success``) or google.rpc.Status,
+    in the request's encoding, outages included."""
+
+    answers_outages = True
+
+    def __init__(self, signal: str):
+        self.signal = SIGNALS[signal]
+
+    def authenticate(self, intake: Intake) -> Caller:
+        return token_authenticate(
+            token=bearer_token(intake.meta, "HTTP_X_API_KEY"),
+            org_public_id=intake.ids["org_id"],
+            app_public_id=intake.ids["app_id"],
+            fresh=intake.ids.get("fresh", False),
+            check_generation=False,
+        )
+
+    def decode(self, intake: Intake, caller: Caller) -> Decoded:
+        meta, body = intake.meta, intake.body
+        media = media_type(meta.get("CONTENT_TYPE", ""))
+        if media is None:
+            raise UnsupportedMediaType(f"Content-Type must be {PROTOBUF} or {JSON}")
+        if media == JSON:
+            body_encoding_check(meta, content_encoding=False)  # gzip is OTLP's own, handled below
+        encoding = meta.get("HTTP_CONTENT_ENCODING", "").strip().lower()
+        if encoding not in ("", "identity", "gzip"):
+            raise UnsupportedMediaType("Content-Encoding must be gzip or none")
+        try:
+            if encoding == "gzip":
+                body = gunzip(body, limit=settings.INGEST_MAX_PAYLOAD_SIZE)
+            checked = otlp_batch(
+                self.signal, request_decode(self.signal, body, media), max_items=MAX_ITEMS, body_size=len(body)
+            )
+        except OtlpFormatError as exc:
+            raise BadRequest(str(exc)) from None
+        except (OverflowError, TooManyItems) as exc:
+            raise PayloadTooLarge(str(exc)) from None
+        return Decoded(checked=checked, total=batch_size(checked))
+
+    def answer(self, intake: Intake, decoded: Decoded, accepted) -> HttpResponse:
+        rejected, message = len(accepted.errors), ""
+        if accepted.errors:
+            reasons = Counter(error.error for error in accepted.errors)
+            message = (
+                f"{rejected} of {decoded.total} rejected ("
+                + ", ".join(f"{code}: {count}" for code, count in sorted(reasons.items()))
+                + f"); {accepted.errors[0].message}"
+            )
+        media = _media(intake)
+        return HttpResponse(response_body(self.signal, media, rejected=rejected, message=message), content_type=media)
+
+    def refuse(self, intake: Intake, error: ApiError) -> HttpResponse:
+        media = _media(intake)
+        return HttpResponse(
+            status_body(error.status, error.message, media),
+            status=error.status,
+            content_type=media,
+            headers=error.headers,
+        )
+
+
+def _media(intake: Intake) -> str:
+    """The encoding to answer in: the request's, or JSON when it named neither of OTLP's."""
+    return media_type(intake.meta.get("CONTENT_TYPE", "")) or JSON

@@ -38,6 +38,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from accounts.ingest_targets import IngestTarget
+from accounts.services import credential_touch
 from ingest.access.tokens import bearer_token, request_admit_unsigned, token_authenticate
 from ingest.errors import ApiError
 from ingest.families import streams
@@ -81,6 +82,7 @@ class _Opening:
     """What the handshake found: whose stream this is, and with what token and headers."""
 
     target: IngestTarget
+    credential_id: int
     token: str
     org_id: str
     app_id: str
@@ -113,11 +115,16 @@ async def _handshake(connection: ServerConnection, request: Request) -> Response
     meta = {"HTTP_" + name.upper().replace("-", "_"): value for name, value in request.headers.raw_items()}
     token = bearer_token(meta, "HTTP_X_API_KEY") or (parse_qs(url.query).get("token") or [None])[0]
     try:
-        target = await _sync(token_authenticate, token=token, org_public_id=match[1], app_public_id=match[2])
+        caller = await _sync(token_authenticate, token=token, org_public_id=match[1], app_public_id=match[2])
     except ApiError as refused:
         return _json(403, refused.code, refused.message)
     connection.opening = _Opening(
-        target=target, token=token, org_id=match[1], app_id=match[2], headers=list(request.headers.raw_items())
+        target=caller.target,
+        credential_id=caller.credential_id,
+        token=token,
+        org_id=match[1],
+        app_id=match[2],
+        headers=list(request.headers.raw_items()),
     )
     return None
 
@@ -135,6 +142,7 @@ async def stream_socket(connection: ServerConnection) -> None:
         except ApiError as refused:
             await connection.close(_CLOSE.get(refused.code, 1008), f"{refused.code}: {refused.message}"[:120])
             return
+        await _sync(credential_touch, credential_id=opening.credential_id)
         stream = await _sync(
             streams.stream_open,
             target=opening.target,

@@ -22,6 +22,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from accounts.ingest_targets import IngestTarget
+from accounts.services import credential_touch
 from ingest.access import verification
 from ingest.access.tokens import token_authenticate
 from ingest.errors import ApiError, Unauthorized
@@ -169,13 +170,15 @@ def stream_values_store(
     group stored, when the stream must stop: token no longer valid, the month's quota spent, or a
     value the database refused."""
     try:
-        target = token_authenticate(token=token, org_public_id=org_id, app_public_id=app_id)
+        caller = token_authenticate(token=token, org_public_id=org_id, app_public_id=app_id)
     except Unauthorized as error:
         raise StreamStopped("unauthorized", error.message) from None
+    target = caller.target
+    credential_touch(credential_id=caller.credential_id)  # the stream was admitted when it opened
     now = timezone.now()
     checked = batch_of([_envelope(raw, fields, now) for raw, fields in values])
     try:
-        verification.service_binding_check(service=verification.bound_service(target, token), checked=checked)
+        verification.service_binding_check(service=caller.bound_service, checked=checked)
     except ApiError as error:  # a stream's values name no service, so a key bound to one cannot stream
         raise StreamStopped(error.code, error.message) from None
     accepted = events_accept(

@@ -169,7 +169,8 @@ def in_calendar(moment: datetime) -> bool:
     return True
 
 
-def _has_nul(*values: str | None) -> bool:
+def has_nul(*values: str | None) -> bool:
+    """Whether a text holds NUL, which PostgreSQL's text and jsonb refuse."""
     return any(value is not None and "\x00" in value for value in values)
 
 
@@ -185,15 +186,21 @@ def _raw_event_id(raw: bytes) -> str | None:
     return None
 
 
+def failed_field(exc: msgspec.ValidationError) -> tuple[str | None, str | None]:
+    """The field a msgspec validation error names: (missing field, field at the failing path)."""
+    text = str(exc)
+    missing, at_path = _MISSING_FIELD.search(text), _AT_PATH.search(text)
+    return (missing.group(1) if missing else None), (at_path.group(1) if at_path else None)
+
+
 def _decode_failure(index: int, raw: bytes, exc: msgspec.ValidationError) -> EventError:
     text = str(exc)
-    missing = _MISSING_FIELD.search(text)
-    at_path = _AT_PATH.search(text)
+    missing, at_path = failed_field(exc)
     if missing and not at_path:
-        code = FIELD_ERROR_CODES.get(missing.group(1), "missing_field")
+        code = FIELD_ERROR_CODES.get(missing, "missing_field")
         code = "missing_field" if code == "invalid_event" else code
     elif at_path:
-        code = FIELD_ERROR_CODES.get(at_path.group(1), "invalid_event")
+        code = FIELD_ERROR_CODES.get(at_path, "invalid_event")
     else:
         code = "invalid_event"
     return EventError(index, _raw_event_id(raw), code, text)
@@ -235,7 +242,7 @@ def event_check(index: int, item: Envelope | msgspec.Raw, *, now: datetime, max_
     # batches with one come raw: an event without one needs no closer look.
     if raw is not None and NUL_ESCAPE in bytes(raw):
         service, body = envelope.service, envelope.event
-        if _has_nul(envelope.session_id, service.name, service.version, service.language, body.type, body.category):
+        if has_nul(envelope.session_id, service.name, service.version, service.language, body.type, body.category):
             return EventError(index, str(event_id), "invalid_text", "text fields must not contain NUL characters")
         if _JSON_NUL.search(body.data):
             return EventError(index, str(event_id), "invalid_data", "event.data must not contain \\u0000")

@@ -314,13 +314,14 @@ def events_store(
     indexes: list[int],
     sdk_version: str | None,
     stream_id: int | None = None,
+    whole: bool = False,
 ) -> StoreResult:
     """Stores valid events atomically; returns how many were new.
 
     Events already stored for the application (same event id) are skipped, not errors. Should the
     database refuse a value the schema let through (a number out of jsonb's range, say), each event
     is retried alone so that only the offending ones (``indexes`` gives their place in the batch)
-    are reported, and the others are stored.
+    are reported, and the others are stored; with ``whole``, none is.
     """
     if not events:
         return StoreResult(0, [])
@@ -345,6 +346,9 @@ def events_store(
                         f"event could not be stored: {str(exc).splitlines()[0]}",
                     )
                 )
+        if whole and errors:
+            transaction.set_rollback(True)
+            stored = 0
     return StoreResult(stored, errors)
 
 
@@ -378,10 +382,12 @@ def events_accept(
     reserved: int | None,
     sdk_version: str | None = None,
     stream_id: int | None = None,
+    whole: bool = False,
 ) -> Accepted:
     """Stores the valid events of a checked batch that the month's quota admits, then settles the
     batch: outcomes counted and unused quota given back (also when storing fails, so that the
     client's retry finds it). ``reserved``: quota already reserved at admission; None to reserve here.
+    ``whole``: the batch is stored whole or not at all (see ``events_store``).
 
     Accepted events are counted from the events table (``rollups_update``), not here, so the common
     batch, all accepted, costs no outcome round trip.
@@ -397,6 +403,7 @@ def events_accept(
             indexes=checked.indexes[:granted],
             sdk_version=sdk_version,
             stream_id=stream_id,
+            whole=whole,
         )
     except Exception:
         if reserved:

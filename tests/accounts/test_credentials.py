@@ -51,6 +51,17 @@ def test_accepted_request_records_when_its_credential_was_last_used(app_keys, si
     assert app_keys.application.credentials.get().last_used_at is not None
 
 
+def test_a_request_refused_by_the_quota_does_not_count_as_its_credential_used(signed_post):
+    from accounts import services
+    from tests.ingest.test_limits import keys_on, tier
+
+    keys = keys_on(tier(monthly_event_quota=0))
+    services._last_used_written.clear()
+
+    assert signed_post(keys, [make_event()]).status_code == 429
+    assert keys.application.credentials.get().last_used_at is None
+
+
 def owner_client(client, application):
     user = UserFactory(is_staff=True)
     Membership.objects.create(user=user, organization=application.organization, role="owner")

@@ -15,7 +15,7 @@ from opentelemetry.proto.metrics.v1 import metrics_pb2
 from opentelemetry.proto.resource.v1 import resource_pb2
 
 from accounts.services import credential_issue
-from ingest.lambda_apis import OTLP_MAX_ITEMS
+from ingest.families.otlp import MAX_ITEMS as OTLP_MAX_ITEMS
 from ingest.models import Event
 from tests.conftest import app_keys_create, batch_body, make_event, signed_headers
 from tests.factories import ApplicationFactory

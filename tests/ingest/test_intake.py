@@ -33,7 +33,7 @@ def test_a_token_finds_its_application_with_or_without_ids_in_the_url(app_keys):
     by_url = token_authenticate(token=app_keys.api_token, org_public_id=app_keys.org_id, app_public_id=app_keys.app_id)
     by_token = token_authenticate(token=app_keys.api_token)
 
-    assert by_url.application_id == by_token.application_id == app_keys.application.pk
+    assert by_url.target.application_id == by_token.target.application_id == app_keys.application.pk
 
 
 @pytest.mark.parametrize("case", ["missing", "wrong token", "other application", "revoked"])
@@ -61,7 +61,7 @@ def test_bearer_header_comes_before_the_client_specific_one():
 
 def test_rate_limit_applies_to_unsigned_requests_with_retry_after():
     keys = keys_on(tier(requests_per_minute=2))
-    target = token_authenticate(token=keys.api_token)
+    target = token_authenticate(token=keys.api_token).target
     request_admit_unsigned(target=target, events=1)
     request_admit_unsigned(target=target, events=1)
 
@@ -74,7 +74,7 @@ def test_rate_limit_applies_to_unsigned_requests_with_retry_after():
 
 def test_events_beyond_the_quota_are_refused_one_by_one_and_the_rest_stored():
     keys = keys_on(tier(monthly_event_quota=3))
-    target = token_authenticate(token=keys.api_token)
+    target = token_authenticate(token=keys.api_token).target
 
     accepted = events_accept(target=target, checked=batch_of(envelopes(5)), reserved=None)
 

@@ -4,6 +4,7 @@ import json
 from datetime import UTC, datetime
 
 import pytest
+from django.db import connection
 from django.test import Client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -224,6 +225,28 @@ def test_values_storage_would_refuse_are_malformed_records(bad):
 
     assert response.status_code == 422
     assert [error["index"] for error in response.json()["errors"]] == [1]
+    assert not key.events().exists()
+
+
+def test_a_batch_the_database_refuses_in_part_is_refused_whole_and_nothing_stored():
+    key = MaltiKey()
+    with connection.cursor() as cursor:  # PostgreSQL refusing one record's value, as it may a well-formed one
+        cursor.execute(
+            "CREATE FUNCTION test_refuse_marked() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            "IF NEW.data->>'endpoint' = '/refused' THEN RAISE EXCEPTION 'refused' USING ERRCODE = '22023'; END IF; "
+            "RETURN NEW; END $$"
+        )
+        cursor.execute(
+            f"CREATE TRIGGER test_refuse_marked BEFORE INSERT ON {Event._meta.db_table} "
+            "FOR EACH ROW EXECUTE FUNCTION test_refuse_marked()"
+        )
+
+    response = post(key.token, {"requests": [record(), record(endpoint="/refused"), record(endpoint="/other")]})
+
+    assert response.status_code == 422
+    body = response.json()
+    assert (body["error"]["code"], body["count"]) == ("invalid_record", 0)
+    assert [error["index"] for error in body["errors"]] == [1]
     assert not key.events().exists()
 
 

@@ -384,7 +384,7 @@ def test_an_empty_export_is_answered_200_and_stores_nothing(app_keys):
 
 
 def test_more_items_than_an_export_may_hold_are_refused_with_413(app_keys, monkeypatch):
-    monkeypatch.setattr("ingest.lambda_apis.OTLP_MAX_ITEMS", 2)
+    monkeypatch.setattr("ingest.families.otlp.MAX_ITEMS", 2)
 
     response = export(app_keys, "logs", logs("a", "b", "c").SerializeToString())
 
