@@ -229,9 +229,9 @@ class StatsApi(MachineApi):
                 )
         return read_token
 
-    def finalize_response(self, request, response, *args, **kwargs):
+    def refusal(self, error: ApiError) -> HttpResponse:
         """An error answered after the token was counted (400, 404) tells its allowance too."""
-        response = super().finalize_response(request, response, *args, **kwargs)
+        response = super().refusal(error)
         for name, value in self.rate_headers.items():
             if name not in response:
                 response[name] = value

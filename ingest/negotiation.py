@@ -3,6 +3,7 @@
 import functools
 
 from django.core.exceptions import ImproperlyConfigured
+from django.http import HttpResponse
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.renderers import JSONRenderer
 from rest_framework.views import APIView
@@ -59,10 +60,14 @@ class MachineApi(APIView):
         try:
             response = getattr(self, request.method.lower())(request, *args, **kwargs)
         except ApiError as error:
-            response = error_response(error)
+            response = self.refusal(error)
         for name, value in self._response_headers().items():
             response[name] = value
         return response
+
+    def refusal(self, error: ApiError) -> HttpResponse:
+        """How a plain method's ``ApiError`` is answered."""
+        return error_response(error)
 
     @classmethod
     @functools.cache
