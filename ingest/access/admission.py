@@ -20,6 +20,7 @@ from django.db.models import F, Sum
 
 from accounts.ingest_targets import CREDENTIALS_GENERATION_KEY, IngestTarget
 from ingest.models import FlushReceipt, Outcome
+from telemetry.lib.ratelimit import GCRA_LUA
 from telemetry.lib.redis import get_redis, redis_script
 
 PENDING_OUTCOMES_KEY = "tk:outcomes:pending"
@@ -37,33 +38,24 @@ _QUOTA_TTL = 40 * 24 * 3600
 # shorter); a refused request gives its nonce back. Reserving the batch's declared size here saves a
 # round trip; what the batch does not use is given back after storing.
 #
-# The rate limit is a generic cell rate algorithm (GCRA): a minute's allowance may be spent at once,
-# and it comes back one request every 60/limit seconds, so a client waits a fraction of a minute
-# rather than until the clock minute ends, and no two minutes' allowances meet at a minute's edge.
-# The state is one number, the time (ms, Redis's clock, the same for every server) at which the
-# requests admitted so far are paid back; a request is admitted while that stays within a minute of
-# now. Rate reset: for an admitted request, ms until the whole allowance is back; for a refused
-# one, ms until one more request fits.
-_ADMIT = """
+# The rate limit is a generic cell rate algorithm (GCRA, telemetry/lib/ratelimit.py, shared with the
+# stats API): a minute's allowance may be spent at once, and it comes back one request every
+# 60/limit seconds, so a client waits a fraction of a minute rather than until the minute ends.
+_ADMIT = (
+    GCRA_LUA
+    + """
 local signed = ARGV[1] ~= '0'
 if signed and not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return {0, 0, 0, 0, 0, 0} end
 local generation = tonumber(redis.call('GET', KEYS[2]) or '0')
 local limit = tonumber(ARGV[2])
 local remaining, reset = 0, 0
 if limit > 0 then
-  local time = redis.call('TIME')
-  local now = tonumber(time[1]) * 1000 + tonumber(time[2]) / 1000
-  local interval = 60000 / limit
-  local paid_back = math.max(tonumber(redis.call('GET', KEYS[3]) or '0'), now) + interval
-  local in_use = paid_back - now
-  if in_use > 60000.001 then
+  local allowed
+  allowed, remaining, reset = gcra(KEYS[3], limit)
+  if not allowed then
     if signed then redis.call('DEL', KEYS[1]) end
-    return {1, generation, 2, 0, math.ceil(in_use - 60000), 0}
+    return {1, generation, 2, 0, reset, 0}
   end
-  -- At least 1 ms: an interval of a huge limit is lost in a double of epoch milliseconds.
-  reset = math.max(1, math.ceil(in_use))
-  redis.call('SET', KEYS[3], string.format('%.3f', paid_back), 'PX', reset)
-  remaining = math.floor((60000 - in_use) / interval + 0.000001)
 end
 local quota = tonumber(ARGV[3])
 if quota < 0 then return {1, generation, 1, remaining, reset, -1} end
@@ -78,6 +70,7 @@ local granted = math.max(0, math.min(tonumber(ARGV[4]), quota - used))
 if granted > 0 then redis.call('INCRBY', KEYS[4], granted) end
 return {1, generation, 1, remaining, reset, granted, used + granted}
 """
+)
 
 # KEYS: quota; ARGV: quota, events wanted, ttl, usage to start from when the key is missing ('' to
 # ask). Returns {granted, used after}, or {-1, 0} when the key is missing and no start was given.

@@ -3,27 +3,40 @@
 The state is one number per key: the time (ms, Redis's own clock) by which the requests let in so
 far are paid back, one ``60000 / limit`` ms each; a request fits while that stays within a minute of
 now. This spreads an allowance evenly instead of refilling it all at a minute's turn, which would let
-twice the limit through around the boundary. The same rule ingest applies to applications.
+twice the limit through around the boundary. Ingest's admission script applies the same rule to
+applications, with ``GCRA_LUA``.
 """
 
 from dataclasses import dataclass
 
 from telemetry.lib.redis import redis_script
 
-# Returns {allowed (1 or 0), remaining, reset in ms}. Reset: for an allowed request, until the whole
-# allowance is back; for a refused one, until one more request fits.
-_TAKE = """
-local limit = tonumber(ARGV[1])
-local time = redis.call('TIME')
-local now = tonumber(time[1]) * 1000 + tonumber(time[2]) / 1000
-local interval = 60000 / limit
-local paid_back = math.max(tonumber(redis.call('GET', KEYS[1]) or '0'), now) + interval
-local in_use = paid_back - now
-if in_use > 60000.001 then return {0, 0, math.ceil(in_use - 60000)} end
-local reset = math.max(1, math.ceil(in_use))
-redis.call('SET', KEYS[1], string.format('%.3f', paid_back), 'PX', reset)
-return {1, math.floor((60000 - in_use) / interval + 0.000001), reset}
+# A Lua function for scripts to include: gcra(key, limit a minute) counts one request and returns
+# allowed (true or false), remaining, reset in ms. Reset: for an allowed request, until the whole
+# allowance is back; for a refused one, until one more request fits. At least 1 ms: the interval of
+# a huge limit is lost in a double of epoch milliseconds.
+GCRA_LUA = """
+local function gcra(key, limit)
+  local time = redis.call('TIME')
+  local now = tonumber(time[1]) * 1000 + tonumber(time[2]) / 1000
+  local interval = 60000 / limit
+  local paid_back = math.max(tonumber(redis.call('GET', key) or '0'), now) + interval
+  local in_use = paid_back - now
+  if in_use > 60000.001 then return false, 0, math.ceil(in_use - 60000) end
+  local reset = math.max(1, math.ceil(in_use))
+  redis.call('SET', key, string.format('%.3f', paid_back), 'PX', reset)
+  return true, math.floor((60000 - in_use) / interval + 0.000001), reset
+end
 """
+
+# Returns {allowed (1 or 0), remaining, reset in ms}.
+_TAKE = (
+    GCRA_LUA
+    + """
+local allowed, remaining, reset = gcra(KEYS[1], tonumber(ARGV[1]))
+return {allowed and 1 or 0, remaining, reset}
+"""
+)
 
 
 @dataclass(frozen=True)
