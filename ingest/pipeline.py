@@ -34,7 +34,7 @@ from ingest.access.admission import (
     seconds_to_month_end,
     utc_now,
 )
-from ingest.access.tokens import admission_enforce, rate_limit_headers
+from ingest.access.tokens import admission_enforce, bearer_token, rate_limit_headers, token_authenticate
 from ingest.access.verification import Caller
 from ingest.errors import ApiError, QuotaExceeded, Unauthorized, error_body, error_response
 from ingest.models import Outcome
@@ -110,6 +110,20 @@ class Family:
 
     # OTLP's exporters read an outage only from the protocol's own error body.
     answers_outages = False
+
+
+class TokenFamily(Family):
+    """A family whose clients send an application's API token (``Authorization: Bearer`` or
+    ``X-API-Key``); with ids in the URL, the token must be that application's."""
+
+    def authenticate(self, intake: Intake) -> Caller:
+        return token_authenticate(
+            token=bearer_token(intake.meta, "HTTP_X_API_KEY"),
+            org_public_id=intake.ids.get("org_id"),
+            app_public_id=intake.ids.get("app_id"),
+            fresh=intake.ids.get("fresh", False),
+            check_generation=False,  # admission reads the credentials generation
+        )
 
 
 def batch_response(*, total: int, errors: list[EventError]) -> HttpResponse:

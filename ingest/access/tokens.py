@@ -1,10 +1,5 @@
-"""The way in for clients that do not sign their requests: event streams, AWS Lambda, OTLP, Malti.
-
-They authenticate with an application's API token instead of an HMAC signature, and then meet the
-same rules as the signed ingest: the application's rate limit, the organization's monthly quota,
-outcomes counted, and storage through ``events_accept``. Each client family keeps its own wire
-format for errors; these functions raise ``ApiError``s whose status and code it maps.
-"""
+"""API tokens, for the clients that do not sign their requests (streams, AWS Lambda, OTLP, Malti),
+and the admission helpers they share with the intake pipeline: rate-limit headers, refusals."""
 
 from collections import Counter
 

@@ -14,10 +14,10 @@ import msgspec
 from django.conf import settings
 
 from ingest.access import verification
-from ingest.access.tokens import bearer_token, body_encoding_check, token_authenticate
+from ingest.access.tokens import body_encoding_check
 from ingest.access.verification import Caller
 from ingest.errors import BadRequest, PayloadTooLarge
-from ingest.pipeline import Decoded, Family, Intake
+from ingest.pipeline import Decoded, Intake, TokenFamily
 from ingest.storage.schema import (
     NUL_ESCAPE,
     AwareDatetime,
@@ -183,18 +183,9 @@ def lambda_batch(elements: list[msgspec.Raw], *, function: Function, max_depth: 
     return batch_of(envelopes, indexes=indexes, errors=errors)
 
 
-class LambdaFamily(Family):
+class LambdaFamily(TokenFamily):
     """``POST /v1/lambda/{org_id}/{app_id}``: an array the Lambda Telemetry API pushed, forwarded by
     an extension with the application's API token."""
-
-    def authenticate(self, intake: Intake) -> Caller:
-        return token_authenticate(
-            token=bearer_token(intake.meta, "HTTP_X_API_KEY"),
-            org_public_id=intake.ids["org_id"],
-            app_public_id=intake.ids["app_id"],
-            fresh=intake.ids.get("fresh", False),
-            check_generation=False,
-        )
 
     def decode(self, intake: Intake, caller: Caller) -> Decoded:
         verification.content_type_check(intake.meta)

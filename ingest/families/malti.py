@@ -22,7 +22,7 @@ from django.http import HttpResponse
 from django.utils import timezone
 
 from ingest.access.admission import quota_reserve, seconds_to_month_end, utc_now
-from ingest.access.tokens import bearer_token, body_encoding_check, token_authenticate
+from ingest.access.tokens import body_encoding_check
 from ingest.access.verification import Caller
 from ingest.errors import (
     ApiError,
@@ -34,7 +34,7 @@ from ingest.errors import (
     error_response,
 )
 from ingest.models import Outcome
-from ingest.pipeline import Decoded, Family, Intake
+from ingest.pipeline import Decoded, Intake, TokenFamily
 from ingest.storage.schema import (
     NUL_ESCAPE,
     AwareDatetime,
@@ -222,7 +222,7 @@ def _records_as_events(records: list[Record]) -> CheckedBatch:
     )
 
 
-class MaltiFamily(Family):
+class MaltiFamily(TokenFamily):
     """``POST /api/v1/ingest``: a batch of Malti request records, by the ``X-API-Key`` of a key
     issued with the service's name (docs/protocols.md#malti).
 
@@ -231,13 +231,6 @@ class MaltiFamily(Family):
     month's quota admits only in part is refused whole (429), since a 200 would tell the client
     that records we did not store were delivered.
     """
-
-    def authenticate(self, intake: Intake) -> Caller:
-        return token_authenticate(
-            token=bearer_token(intake.meta, "HTTP_X_API_KEY"),
-            fresh=intake.ids.get("fresh", False),
-            check_generation=False,
-        )
 
     def decode(self, intake: Intake, caller: Caller) -> Decoded:
         body_encoding_check(intake.meta)

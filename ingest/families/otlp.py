@@ -30,10 +30,10 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
 
-from ingest.access.tokens import bearer_token, body_encoding_check, token_authenticate
+from ingest.access.tokens import body_encoding_check
 from ingest.access.verification import Caller
 from ingest.errors import ApiError, BadRequest, NestingTooDeep, PayloadTooLarge
-from ingest.pipeline import Decoded, Family, Intake
+from ingest.pipeline import Decoded, Intake, TokenFamily
 from ingest.storage.schema import DEPTH_MESSAGE, CheckedBatch, Envelope, EventError, batch_of, envelope_make, too_deep
 
 SOURCE = "otlp/1"
@@ -538,7 +538,7 @@ class UnsupportedMediaType(ApiError):
     code = "unsupported_media_type"
 
 
-class OtlpFamily(Family):
+class OtlpFamily(TokenFamily):
     """``POST /v1/otlp/{org_id}/{app_id}/v1/{traces,metrics,logs}``: OTLP/HTTP, answered as the
     OTLP specification says: Export*ServiceResponse (with ``partial_success``) or google.rpc.Status,
     in the request's encoding, outages included."""
@@ -547,15 +547,6 @@ class OtlpFamily(Family):
 
     def __init__(self, signal: str):
         self.signal = SIGNALS[signal]
-
-    def authenticate(self, intake: Intake) -> Caller:
-        return token_authenticate(
-            token=bearer_token(intake.meta, "HTTP_X_API_KEY"),
-            org_public_id=intake.ids["org_id"],
-            app_public_id=intake.ids["app_id"],
-            fresh=intake.ids.get("fresh", False),
-            check_generation=False,
-        )
 
     def decode(self, intake: Intake, caller: Caller) -> Decoded:
         meta, body = intake.meta, intake.body
