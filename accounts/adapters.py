@@ -6,6 +6,7 @@ import time
 from allauth.account.adapter import DefaultAccountAdapter
 from allauth.core.exceptions import ImmediateHttpResponse
 from allauth.socialaccount.adapter import DefaultSocialAccountAdapter
+from allauth.usersessions.adapter import DefaultUserSessionsAdapter
 from django.conf import settings
 from django.shortcuts import render
 
@@ -82,3 +83,18 @@ class SingleSignOnAdapter(DefaultSocialAccountAdapter):
 def password_sign_in_allowed(user) -> bool:
     """With single sign-on on and passwords turned off, only superusers still sign in with one."""
     return not (settings.SSO_ISSUER and not settings.SSO_PASSWORD_SIGN_IN) or user.is_superuser
+
+
+class UserSessionsAdapter(DefaultUserSessionsAdapter):
+    def end_sessions(self, sessions) -> None:
+        # allauth ends sessions from the person's session list through here: each goes in the audit log.
+        from allauth.core import context
+
+        from accounts.services import COMMAND_LINE, Source, user_sessions_end
+
+        request = context.request
+        user_sessions_end(
+            sessions=list(sessions),
+            by=request.user if request is not None and request.user.is_authenticated else None,
+            source=Source.from_request(request) if request is not None else COMMAND_LINE,
+        )

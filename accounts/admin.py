@@ -8,6 +8,7 @@ another organization answers 404. Writes go through ``accounts.services`` so eac
 from collections import Counter
 from datetime import timedelta
 
+from allauth.usersessions.models import UserSession
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
@@ -80,6 +81,28 @@ class RecordAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+admin.site.unregister(UserSession)
+
+
+@admin.register(UserSession)
+class SignedInSessionAdmin(RecordAdmin):
+    """Where each person is signed in (superusers only: members hold no permission on it). A session
+    is ended by the action, which signs its browser out and is audited; deleting the row alone would
+    leave the browser signed in."""
+
+    list_display = ["user", "created_at", "ip", "user_agent"]
+    list_select_related = ["user"]
+    search_fields = ["user__username", "ip"]
+    actions = ["sign_out"]
+
+    @admin.action(description="Sign the selected sessions out")
+    def sign_out(self, request, queryset):
+        ended = services.user_sessions_end(
+            sessions=list(queryset), by=request.user, source=Source.from_request(request)
+        )
+        self.message_user(request, f"{ended} session{'s' if ended != 1 else ''} signed out.", messages.SUCCESS)
 
 
 class OrganizationOwnedForm(forms.ModelForm):

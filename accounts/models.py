@@ -232,6 +232,7 @@ class AuditEntry(models.Model):
         RECOVERY_CODES_RENEWED = "recovery_codes_renewed", "Recovery codes renewed"
         SECOND_FACTOR_FAILED = "second_factor_failed", "Wrong second-factor code"
         SIGNED_OUT_EVERYWHERE = "signed_out_everywhere", "Signed out everywhere"
+        SESSION_ENDED = "session_ended", "Session signed out"
 
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     actor = models.ForeignKey(

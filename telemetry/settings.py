@@ -324,6 +324,8 @@ MFA_TOTP_ISSUER = "Telemetry"
 MFA_TOTP_TOLERANCE = 1
 # Sessions are recorded when they sign in, with where and when; recording every request would write on each page.
 USERSESSIONS_TRACK_ACTIVITY = False
+# Sessions a person signs out from their session list are written to the audit log.
+USERSESSIONS_ADAPTER = "accounts.adapters.UserSessionsAdapter"
 ACCOUNT_RATE_LIMITS = {
     "login_failed": f"{10 * SECURITY_SIGN_IN_ATTEMPTS}/m/ip,"
     f"{SECURITY_SIGN_IN_ATTEMPTS}/{60 * SECURITY_SIGN_IN_COOLOFF_MINUTES}s/key",
