@@ -59,6 +59,27 @@ def sign_on_claims(sociallogin) -> dict:
     return data.get("userinfo") or data.get("id_token") or data
 
 
+# The session of a person whose provider said they signed in with two factors (accounts.receivers).
+PROVIDER_TWO_FACTOR_SESSION_KEY = "accounts.provider_two_factor"
+# RFC 8176 methods by factor: a possession method counts as two-factor only beside a method of
+# another kind (a one-time code alone, or two keys, is one factor).
+POSSESSION_METHODS = {"otp", "hwk", "swk", "sc"}
+OTHER_FACTOR_METHODS = {"pwd", "pin", "kba", "fpt", "face", "iris", "retina", "vbm"}
+
+
+def provider_two_factor(sociallogin) -> bool:
+    """Whether the provider's ID token says the person signed in with two factors: ``amr`` holds
+    "mfa", or a possession method beside a knowledge or biometric one, or ``acr`` is a value the
+    operator listed (APP_SSO__TWO_FACTOR_ACR). Both are ID-token claims; userinfo is not asked."""
+    id_token = (sociallogin.account.extra_data or {}).get("id_token") or {}
+    amr = id_token.get("amr")
+    methods = {str(method) for method in amr} if isinstance(amr, list) else set()
+    if "mfa" in methods or (methods & POSSESSION_METHODS and methods & OTHER_FACTOR_METHODS):
+        return True
+    acr = id_token.get("acr")
+    return isinstance(acr, str) and acr in settings.SSO_TWO_FACTOR_ACR
+
+
 class SingleSignOnAdapter(DefaultSocialAccountAdapter):
     def is_open_for_signup(self, request, sociallogin):
         # The provider vouched for the person: an account is made for them on their first sign-in.

@@ -4,6 +4,7 @@ from django.contrib import messages
 from django.shortcuts import redirect
 
 from accounts import selectors
+from accounts.adapters import PROVIDER_TWO_FACTOR_SESSION_KEY
 
 # Setting up the factor itself, signing out, sessions, accepting invitations and static files stay reachable.
 OPEN_PATHS = ("/accounts/", "/invitations/", "/static/")
@@ -17,6 +18,7 @@ def two_factor_required(get_response):
             and not request.path.startswith(OPEN_PATHS)
             and selectors.two_factor_required(user=user)
             and not selectors.two_factor_enabled(user=user)
+            and not request.session.get(PROVIDER_TWO_FACTOR_SESSION_KEY)
         ):
             messages.warning(
                 request,

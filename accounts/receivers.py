@@ -1,6 +1,6 @@
 """Sign-in and second-factor signals, Django's and allauth's, recorded in the audit log."""
 
-from accounts.adapters import sign_in_name, sign_on_claims
+from accounts.adapters import PROVIDER_TWO_FACTOR_SESSION_KEY, provider_two_factor, sign_in_name, sign_on_claims
 from accounts.models import AuditEntry
 from accounts.services import COMMAND_LINE, Source, audit_record, sign_on_memberships_apply
 
@@ -10,6 +10,9 @@ def _source(request) -> Source:
 
 
 def signed_in(sender, request, user, **kwargs):
+    if request is not None and hasattr(request, "session"):
+        # Only a sign-in through the provider says so again (signed_on, sent after this one).
+        request.session.pop(PROVIDER_TWO_FACTOR_SESSION_KEY, None)
     audit_record(action=AuditEntry.Action.SIGN_IN, actor=user, target=user.get_username(), source=_source(request))
 
 
@@ -39,9 +42,12 @@ second_factor_failed = _second_factor(AuditEntry.Action.SECOND_FACTOR_FAILED)
 
 
 def signed_on(sender, request, user, sociallogin=None, **kwargs):
-    """allauth's sign-in signal: after single sign-on, the organizations the rules place the person in."""
+    """allauth's sign-in signal: after single sign-on, whether the provider's two factors count for
+    this session, and the organizations the rules place the person in."""
     if sociallogin is None:
         return
+    if provider_two_factor(sociallogin):
+        request.session[PROVIDER_TWO_FACTOR_SESSION_KEY] = True
     claims = sign_on_claims(sociallogin)
     groups = claims.get("groups") or []
     sign_on_memberships_apply(

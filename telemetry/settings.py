@@ -104,6 +104,8 @@ SSO_LABEL = env.str("APP_SSO__LABEL", "Single sign-on")
 SSO_ALLOWED_DOMAINS = [domain.lower() for domain in env.list("APP_SSO__ALLOWED_DOMAINS", [])]
 # With SSO on, false turns password sign-in off for everyone but superusers (their way in if the provider fails).
 SSO_PASSWORD_SIGN_IN = env.bool("APP_SSO__PASSWORD_SIGN_IN", True)
+# ID-token "acr" values that mean the provider asked for two factors (its "amr" saying so counts anyway).
+SSO_TWO_FACTOR_ACR = env.list("APP_SSO__TWO_FACTOR_ACR", [])
 if SSO_ISSUER and not (SSO_CLIENT_ID and SSO_CLIENT_SECRET):
     env.errors.append("APP_SSO__ISSUER is set: set APP_SSO__CLIENT_ID and APP_SSO__CLIENT_SECRET too")
 # Requests a minute one read token may make to the stats API (429 past it; needs Redis).

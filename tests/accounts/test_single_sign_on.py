@@ -38,9 +38,10 @@ def sso(settings, oidc_provider):
     return oidc_provider
 
 
-def sign_on(client, username: str):
-    """Starts sign-in at the service, signs in at the provider as ``username``, and hands the provider's
-    answer back to the service; returns the service's last response."""
+def sign_on(client, username: str, amr: tuple[str, ...] = (), acr: str = ""):
+    """Starts sign-in at the service, signs in at the provider as ``username`` (with the methods
+    ``amr`` and level ``acr`` the provider's ID token then reports), and hands the provider's answer
+    back to the service; returns the service's last response."""
     start = client.post(reverse("openid_connect_login", args=["sso"]), {"next": "/admin/"})
     assert start.status_code == 302, start.content
     browser = requests.Session()
@@ -54,7 +55,14 @@ def sign_on(client, username: str):
             next_url = re.search(r'name="next" value="([^"]*)"', answer.text).group(1).replace("&amp;", "&")
             answer = browser.post(
                 url,
-                {"csrfmiddlewaretoken": token, "username": username, "password": "provider-password", "next": next_url},
+                {
+                    "csrfmiddlewaretoken": token,
+                    "username": username,
+                    "password": "provider-password",
+                    "next": next_url,
+                    "amr": list(amr),
+                    "acr": acr,
+                },
                 allow_redirects=False,
                 timeout=10,
             )
@@ -239,3 +247,75 @@ def test_allauths_sign_in_page_offers_the_provider_and_no_sign_up(client, sso):
     assert b"Acme ID" in page.content
     assert reverse("openid_connect_login", args=["sso"]).encode() in page.content
     assert reverse("account_signup").encode() not in page.content
+
+
+@pytest.fixture
+def requiring_organization():
+    """An organization that requires two-factor, which the provider's acme.example people join."""
+    organization = OrganizationFactory(require_two_factor=True)
+    SignOnRule.objects.create(organization=organization, email_domain="acme.example", role="viewer")
+    return organization
+
+
+@pytest.mark.parametrize(
+    "amr",
+    [("mfa",), ("pwd", "otp"), ("hwk", "pin"), ("pwd", "swk"), ("fpt", "hwk")],
+    ids=["mfa", "password-and-code", "key-and-pin", "password-and-software-key", "fingerprint-and-key"],
+)
+def test_a_sign_in_the_provider_made_with_two_factors_counts_as_two_factor(client, sso, requiring_organization, amr):
+    sign_on(client, "alice", amr=amr)
+
+    page = client.get(reverse("dashboards:organization", args=[requiring_organization.public_id]))
+
+    assert page.status_code == 200 and requiring_organization.name.encode() in page.content
+    user = User.objects.get(email="alice@acme.example")
+    assert not user.authenticator_set.exists()
+
+
+@pytest.mark.parametrize(
+    "amr",
+    [("pwd",), ("otp",), ("hwk", "swk"), ("pwd", "kba")],
+    ids=["password", "code-alone", "two-keys", "password-and-question"],
+)
+def test_a_sign_in_the_provider_made_with_one_factor_must_still_set_up_two_factor_here(
+    client, sso, requiring_organization, amr
+):
+    sign_on(client, "alice", amr=amr)
+
+    page = client.get(reverse("dashboards:organization", args=[requiring_organization.public_id]))
+
+    assert page.status_code != 200
+    assert requiring_organization.name.encode() not in client.get(reverse("dashboards:overview")).content
+
+
+@pytest.mark.parametrize("acr, counts", [("https://refeds.org/profile/mfa", True), ("urn:acme:loa:1", False)])
+def test_an_acr_counts_as_two_factor_when_the_operator_lists_it(
+    client, sso, settings, requiring_organization, acr, counts
+):
+    settings.SSO_TWO_FACTOR_ACR = ["https://refeds.org/profile/mfa", "urn:acme:loa:3"]
+
+    sign_on(client, "alice", amr=("pwd",), acr=acr)
+
+    page = client.get(reverse("dashboards:organization", args=[requiring_organization.public_id]))
+    assert (page.status_code == 200) is counts
+
+
+def test_the_providers_two_factors_count_only_for_the_session_it_signed_in(client, sso, requiring_organization):
+    sign_on(client, "alice", amr=("pwd", "otp"))
+    client.post(reverse("account_logout"))
+    sign_on(client, "alice", amr=("pwd",))
+
+    page = client.get(reverse("dashboards:organization", args=[requiring_organization.public_id]))
+
+    assert page.status_code != 200
+
+
+def test_the_providers_two_factors_count_for_superusers_the_setting_requires_it_of(client, sso, settings):
+    settings.SECURITY_SUPERUSERS_REQUIRE_TWO_FACTOR = True
+    superuser = UserFactory(email="alice@acme.example", is_superuser=True)
+    EmailAddress.objects.create(user=superuser, email="alice@acme.example", verified=True, primary=True)
+
+    sign_on(client, "alice", amr=("mfa",))
+
+    assert signed_in_user(client) == superuser
+    assert client.get("/admin/").status_code == 200
