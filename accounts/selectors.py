@@ -1,6 +1,7 @@
 """Reads for organizations, applications and credentials."""
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db.models import Count, Q
 from django.utils import timezone
 
@@ -53,13 +54,16 @@ MANAGE_ROLES = ("owner", "admin")
 
 
 def organizations_of(*, user, roles: tuple[str, ...] | None = None):
-    """Organizations ``user`` may see (or, with ``roles``, holds one of those roles in); all for superusers."""
+    """Organizations ``user`` may see (or, with ``roles``, holds one of those roles in); all for superusers.
+    Those that require two-factor of a session without it are left out (``two_factor_locked_organizations``)."""
     if user.is_superuser:
         return Organization.objects.all()
     memberships = user.memberships.all()
     if roles is not None:
         memberships = memberships.filter(role__in=roles)
-    return Organization.objects.filter(pk__in=memberships.values("organization_id"))
+    organizations = Organization.objects.filter(pk__in=memberships.values("organization_id"))
+    locked = _two_factor_locked_ids(user)
+    return organizations.exclude(pk__in=locked) if locked else organizations
 
 
 def admin_access(*, user) -> bool:
@@ -79,6 +83,8 @@ def role_in(*, user, organization_id: int) -> str | None:
     """The role ``user`` holds in the organization (superusers count as owners), or None."""
     if user.is_superuser:
         return "owner"
+    if organization_id in _two_factor_locked_ids(user):
+        return None
     return user.memberships.filter(organization_id=organization_id).values_list("role", flat=True).first()
 
 
@@ -132,6 +138,37 @@ def invitation_by_token(*, token: str) -> Invitation | None:
     """The invitation a link names if it may still be accepted, else None (whatever the reason)."""
     invitation = Invitation.objects.select_related("organization").filter(token_hash=crypto.token_hash(token)).first()
     return invitation if invitation is not None and invitation_usable(invitation=invitation) else None
+
+
+def two_factor_locked_organizations(*, user, session_two_factor: bool = False) -> list[Organization]:
+    """The organizations of ``user`` that require two-factor of members while they have none: no
+    factor set up here, and (``session_two_factor``) no provider's two-factor sign-in for this
+    session. Their pages stay closed; the person's other organizations do not. Superusers answer to
+    APP_SECURITY__SUPERUSERS_REQUIRE_TWO_FACTOR instead, as they see every organization anyway."""
+    if user.is_superuser:
+        return []
+    requiring = list(Organization.objects.filter(require_two_factor=True, memberships__user=user).order_by("name"))
+    if not requiring or session_two_factor or two_factor_enabled(user=user):
+        return []
+    return requiring
+
+
+def _two_factor_locked_ids(user) -> set[int]:
+    # accounts.middleware works them out once a request, with the session, and keeps them on the user;
+    # without a request (or before it) only a factor set up here counts.
+    ids = getattr(user, "two_factor_locked_ids", None)
+    return ids if ids is not None else {o.pk for o in two_factor_locked_organizations(user=user)}
+
+
+def organization_id_of(*, model, object_id: str, path: str) -> int | None:
+    """The id of the organization an admin object belongs to (``path`` leads there from ``model``; ""
+    for an organization itself); None when there is no such object or the id is malformed."""
+    try:
+        return (
+            model._default_manager.filter(pk=object_id).values_list(f"{path}__pk" if path else "pk", flat=True).first()
+        )
+    except (ValueError, ValidationError):
+        return None
 
 
 def two_factor_required(*, user) -> bool:

@@ -167,7 +167,11 @@ def test_a_member_of_an_organization_requiring_two_factor_is_sent_to_set_it_up(c
         )
     ]
 
-    assert [(page.status_code, page["Location"]) for page in pages] == [(302, reverse("mfa_activate_totp"))] * 3
+    assert [page.status_code for page in pages] == [403] * 3
+    for page in pages:
+        assert b"Two-factor authentication needed" in page.content
+        assert b"<strong>Acme</strong>\n  requires its members to use two-factor authentication" in page.content
+        assert reverse("mfa_activate_totp").encode() in page.content
     confirm_password(client)
     assert client.get(reverse("mfa_activate_totp")).status_code == 200
 
@@ -205,7 +209,7 @@ def test_an_owner_requires_two_factor_of_the_members_and_it_is_audited(client, o
     organization.refresh_from_db()
     assert organization.require_two_factor
     assert AuditEntry.objects.get(action="organization_changed").details["require_two_factor"] == [False, True]
-    assert client.get("/admin/")["Location"] == reverse("mfa_activate_totp")
+    assert client.get("/admin/").status_code == 403
 
 
 def test_members_of_other_organizations_are_not_asked(client, member, organization):
@@ -215,7 +219,7 @@ def test_members_of_other_organizations_are_not_asked(client, member, organizati
     assert client.get("/admin/").status_code == 200
 
 
-@pytest.mark.parametrize("required, status", [(True, 302), (False, 200)])
+@pytest.mark.parametrize("required, status", [(True, 403), (False, 200)])
 def test_the_setting_requires_two_factor_of_superusers(client, settings, required, status):
     settings.SECURITY_SUPERUSERS_REQUIRE_TWO_FACTOR = required
     client.force_login(UserFactory(is_superuser=True))

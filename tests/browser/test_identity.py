@@ -92,7 +92,11 @@ def test_a_member_of_an_organization_requiring_it_sets_up_two_factor_and_signs_i
     page = new_page(browser, refused)
 
     admin_sign_in(page, site, "olivia", "a-long-owner-password")
-    # Sent to set it up, after confirming the password.
+    # Acme is her only organization: every page says how to set it up, after confirming the password.
+    expect(page.locator("h1")).to_have_text("Two-factor authentication needed")
+    expect(page.locator("main")).to_contain_text("Acme Robotics requires its members to use two-factor authentication")
+    page.screenshot(path=str(screenshots / "two-factor-needed.png"), full_page=True)
+    page.click("text=Set up an authenticator app")
     expect(page.locator("h1")).to_contain_text("Confirm Access")
     page.fill("#id_password", "a-long-owner-password")
     page.click("main button[type=submit]")
