@@ -38,6 +38,23 @@ class AccountAdapter(DefaultAccountAdapter):
                 return False
         return super().is_reauthentication_required(app=app, **kwargs)
 
+    def pre_login(self, request, user, **kwargs):
+        # A passkey stands in for the password, so it goes where a password may: with single sign-on
+        # on and passwords off, people sign in through the provider (whose offboarding then holds).
+        from allauth.mfa.webauthn.internal.flows import did_use_passwordless_login
+
+        if did_use_passwordless_login(request, user) and not password_sign_in_allowed(user):
+            from allauth.account.internal.flows.login import clear_authentication_records
+            from allauth.account.internal.stagekit import clear_login
+            from django.contrib import messages
+            from django.shortcuts import redirect
+
+            clear_login(request)
+            clear_authentication_records(request)
+            messages.error(request, "Sign in with single sign-on: passkeys, like passwords, are turned off here.")
+            return redirect("account_login")
+        return super().pre_login(request, user, **kwargs)
+
     def get_client_ip(self, request):
         # The same address as the audit log and django-axes see (APP_SERVER__TRUSTED_PROXIES).
         return client_address(request) or request.META.get("REMOTE_ADDR", "")

@@ -62,6 +62,7 @@ class MemberAdminSite(AdminSite):
             "app_path": request.get_full_path(),
             "username": request.user.get_username(),
             "sso_label": settings.SSO_LABEL if settings.SSO_ISSUER else "",
+            "passkey_sign_in": settings.MFA_PASSKEY_LOGIN_ENABLED,
         }
         if REDIRECT_FIELD_NAME not in request.GET and REDIRECT_FIELD_NAME not in request.POST:
             context[REDIRECT_FIELD_NAME] = reverse("admin:index", current_app=self.name)

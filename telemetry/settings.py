@@ -95,6 +95,9 @@ SECURITY_SIGN_IN_COOLOFF_MINUTES = env.int("APP_SECURITY__SIGN_IN_COOLOFF_MINUTE
 INVITATION_VALID_DAYS = env.int("APP_INVITATIONS__VALID_DAYS", 3, minimum=1)
 # Superusers must set up a second factor before they reach any page but its own set-up.
 SECURITY_SUPERUSERS_REQUIRE_TWO_FACTOR = env.bool("APP_SECURITY__SUPERUSERS_REQUIRE_TWO_FACTOR", False)
+# A passkey (a security key or device that keeps the account and checks a PIN or biometrics) signs in
+# on its own, password and second factor in one; false keeps every key a second factor only.
+SECURITY_PASSKEY_SIGN_IN = env.bool("APP_SECURITY__PASSKEY_SIGN_IN", True)
 # Single sign-on with an OpenID Connect provider: on when an issuer is set.
 SSO_ISSUER = env.str("APP_SSO__ISSUER", "")
 SSO_CLIENT_ID = env.str("APP_SSO__CLIENT_ID", "")
@@ -320,7 +323,11 @@ SOCIALACCOUNT_PROVIDERS = {
         else [],
     }
 }
-MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
+# Authenticator apps, security keys and passkeys (WebAuthn), and recovery codes. allauth's WebAuthn
+# scripts are its own static files (no CDN, nothing inline), and fido2 checks the browser's answers
+# against this host's name, so keys work at the address people sign in at (https, or localhost).
+MFA_SUPPORTED_TYPES = ["totp", "webauthn", "recovery_codes"]
+MFA_PASSKEY_LOGIN_ENABLED = SECURITY_PASSKEY_SIGN_IN
 MFA_TOTP_ISSUER = "Telemetry"
 # A code is taken from the period before or after too (phones' clocks drift); each is still used once.
 MFA_TOTP_TOLERANCE = 1

@@ -1,5 +1,6 @@
-"""Operators' identity in a real browser: an invitation accepted end to end, and two-factor set up,
-then used with a recovery code."""
+"""Operators' identity in a real browser: an invitation accepted end to end; two-factor set up, then
+used with a recovery code; a security key and a passkey added and signed in with, on Chromium's
+virtual authenticator (the DevTools protocol's WebAuthn domain)."""
 
 import re
 import time
@@ -10,6 +11,7 @@ from playwright.sync_api import expect, sync_playwright
 
 from accounts.models import Membership, Organization, Tier, User
 from accounts.services import organization_create
+from tests.server import database_env_for_server, running_server
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
@@ -124,4 +126,146 @@ def test_a_member_of_an_organization_requiring_it_sets_up_two_factor_and_signs_i
     page.click("main button[type=submit] >> nth=0")
     expect(page.locator("#site-name")).to_contain_text("Telemetry")
     assert page.url == f"{site}/admin/"
+    assert refused == []
+
+
+def security_key(page) -> tuple:
+    """Chromium's virtual authenticator (DevTools protocol) for this page: a key built into the device
+    that keeps accounts (a passkey) and checks its user, as a PIN or fingerprint would, every time."""
+    devtools = page.context.new_cdp_session(page)
+    devtools.send("WebAuthn.enable")
+    added = devtools.send(
+        "WebAuthn.addVirtualAuthenticator",
+        {
+            "options": {
+                "protocol": "ctap2",
+                "transport": "internal",
+                "hasResidentKey": True,
+                "hasUserVerification": True,
+                "isUserVerified": True,
+            }
+        },
+    )
+    return devtools, added["authenticatorId"]
+
+
+def key_credentials(devtools, authenticator_id) -> list:
+    return devtools.send("WebAuthn.getCredentials", {"authenticatorId": authenticator_id})["credentials"]
+
+
+def add_security_key(page, site, screenshots, name: str, passkey: bool, shot: str):
+    """From Preferences: two-factor, add a security key (confirming the password if allauth asks)."""
+    page.goto(f"{site}/preferences/")
+    page.click("text=Two-factor authentication")
+    expect(page.locator("h1")).to_have_text("Two-Factor Authentication")
+    page.click("a[href='/accounts/2fa/webauthn/add/']")
+    if page.locator("h1").inner_text().startswith("Confirm Access"):
+        page.fill("#id_password", "a-long-owner-password")
+        page.click("main button[type=submit]")
+    expect(page.locator("h1")).to_have_text("Add a security key or passkey")
+    page.fill("#id_name", name)
+    if passkey:
+        page.check("#id_passwordless")
+    page.screenshot(path=str(screenshots / shot), full_page=True)
+    page.click("#mfa_webauthn_add")
+
+
+def localhost(site: str) -> str:
+    # A WebAuthn relying party is named by a domain, never an address; browsers and fido2 allow plain
+    # http on localhost only.
+    return site.replace("127.0.0.1", "localhost")
+
+
+def test_a_member_adds_a_security_key_and_signs_in_with_the_password_and_the_key(site, browser, screenshots):
+    site = localhost(site)
+    refused = []
+    page = new_page(browser, refused)
+    devtools, authenticator_id = security_key(page)
+    admin_sign_in(page, site, "olivia", "a-long-owner-password")
+    expect(page.locator("#site-name")).to_contain_text("Telemetry")
+
+    add_security_key(page, site, screenshots, "Desk key", passkey=False, shot="security-key-add.png")
+
+    # The first factor comes with recovery codes, shown once set up.
+    expect(page.locator("h1")).to_have_text("Recovery Codes")
+    expect(page.locator(".messages")).to_contain_text("Security key added")
+    assert len(key_credentials(devtools, authenticator_id)) == 1
+    page.goto(f"{site}/accounts/2fa/")
+    expect(page.locator("main")).to_contain_text("You have added 1 security key.")
+    page.screenshot(path=str(screenshots / "two-factor-index-with-key.png"), full_page=True)
+    page.goto(f"{site}/accounts/2fa/webauthn/")
+    expect(page.locator("main table")).to_contain_text("Desk key")
+    page.screenshot(path=str(screenshots / "security-key-list.png"), full_page=True)
+    page.click("text=Sign out olivia")
+
+    admin_sign_in(page, site, "olivia", "a-long-owner-password")
+    expect(page.locator("#mfa_webauthn_authenticate")).to_be_visible()
+    page.screenshot(path=str(screenshots / "security-key-sign-in.png"), full_page=True)
+    page.click("#mfa_webauthn_authenticate")
+
+    expect(page.locator("#site-name")).to_contain_text("Telemetry")
+    assert page.url == f"{site}/admin/"
+    page.goto(f"{site}/accounts/2fa/webauthn/")
+    expect(page.locator("main table")).to_contain_text("Last used")
+    assert refused == []
+
+
+def test_a_passkey_signs_in_on_its_own(site, browser, screenshots):
+    site = localhost(site)
+    refused = []
+    page = new_page(browser, refused)
+    devtools, authenticator_id = security_key(page)
+    admin_sign_in(page, site, "olivia", "a-long-owner-password")
+    add_security_key(page, site, screenshots, "Laptop passkey", passkey=True, shot="passkey-add.png")
+    expect(page.locator("h1")).to_have_text("Recovery Codes")
+    assert [credential["isResidentCredential"] for credential in key_credentials(devtools, authenticator_id)] == [True]
+    page.goto(f"{site}/accounts/2fa/webauthn/")
+    expect(page.locator("main table")).to_contain_text("Passkey")
+    page.click("text=Sign out olivia")
+
+    page.goto(f"{site}/admin/login/")
+    page.screenshot(path=str(screenshots / "passkey-sign-in.png"), full_page=True)
+    page.click("#passkey_login")
+
+    expect(page.locator("header nav")).to_contain_text("Sign out olivia")
+    page.goto(f"{site}/admin/")
+    expect(page.locator("#site-name")).to_contain_text("Telemetry")
+    assert refused == []
+
+
+@pytest.fixture(scope="module")
+def site_with_single_sign_on_only(django_db_setup, server_data_dir):
+    """A second server on the same database whose operators turned passwords off for single sign-on
+    (the provider is never reached here: only the refusal of a passkey is shown)."""
+    with running_server(
+        server_data_dir("sso-only"),
+        **database_env_for_server(),
+        APP_SSO__ISSUER="http://127.0.0.1:9/o",
+        APP_SSO__CLIENT_ID="telemetry",
+        APP_SSO__CLIENT_SECRET="unused",
+        APP_SSO__PASSWORD_SIGN_IN="false",
+    ) as port:
+        yield f"http://localhost:{port}"
+
+
+def test_with_passwords_turned_off_a_passkey_does_not_sign_in_either(
+    site, site_with_single_sign_on_only, browser, screenshots
+):
+    site = localhost(site)
+    refused = []
+    page = new_page(browser, refused)
+    security_key(page)
+    admin_sign_in(page, site, "olivia", "a-long-owner-password")
+    add_security_key(page, site, screenshots, "Laptop passkey", passkey=True, shot="passkey-add.png")
+    expect(page.locator("h1")).to_have_text("Recovery Codes")
+    page.click("text=Sign out olivia")
+
+    # The same key (it is bound to the host name, localhost) at the installation that wants SSO.
+    page.goto(f"{site_with_single_sign_on_only}/accounts/login/")
+    page.click("#passkey_login")
+
+    expect(page.locator(".messages")).to_contain_text("passkeys, like passwords, are turned off here")
+    page.screenshot(path=str(screenshots / "passkey-refused.png"), full_page=True)
+    page.goto(f"{site_with_single_sign_on_only}/admin/")
+    expect(page.locator("#id_username")).to_be_visible()
     assert refused == []
