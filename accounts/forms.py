@@ -1,4 +1,11 @@
 from allauth.account.forms import LoginForm
+from allauth.mfa.webauthn.forms import (
+    AddWebAuthnForm,
+    AuthenticateWebAuthnForm,
+    LoginWebAuthnForm,
+    ReauthenticateWebAuthnForm,
+)
+from allauth.mfa.webauthn.internal.auth import parse_authentication_response, parse_registration_response
 from django.contrib.auth.forms import UserCreationForm
 from django.core.exceptions import ValidationError
 
@@ -22,3 +29,39 @@ class PasswordLoginForm(LoginForm):
         if self.user is not None and not password_sign_in_allowed(self.user):
             raise ValidationError("Sign in with single sign-on: passwords are turned off here.")
         return cleaned
+
+
+def _readable_key_answer(credential, parse):
+    """The browser's WebAuthn answer, once allauth's ``parse`` reads it: for some malformed answers
+    fido2 raises what allauth (pinned) does not catch, an error page, instead of a refusal."""
+    try:
+        if not isinstance(credential, dict):
+            raise TypeError(type(credential).__name__)
+        parse(credential)
+    except (KeyError, TypeError, ValueError):
+        message = "The security key's answer could not be read. Try again."
+        raise ValidationError(message, code="incorrect_code") from None
+    return credential
+
+
+class AddSecurityKeyForm(AddWebAuthnForm):
+    def clean_credential(self):
+        return _readable_key_answer(self.cleaned_data["credential"], parse_registration_response)
+
+
+class _ReadableKeyAnswer:
+    def clean_credential(self):
+        _readable_key_answer(self.cleaned_data["credential"], parse_authentication_response)
+        return super().clean_credential()
+
+
+class SecurityKeyForm(_ReadableKeyAnswer, AuthenticateWebAuthnForm):
+    """The second factor at sign-in, by security key."""
+
+
+class PasskeySignInForm(_ReadableKeyAnswer, LoginWebAuthnForm):
+    """Sign-in by passkey alone."""
+
+
+class SecurityKeyReauthenticationForm(_ReadableKeyAnswer, ReauthenticateWebAuthnForm):
+    """Confirming it is still the person, by security key, before a change to their factors."""

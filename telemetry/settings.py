@@ -328,6 +328,13 @@ SOCIALACCOUNT_PROVIDERS = {
 # against this host's name, so keys work at the address people sign in at (https, or localhost).
 MFA_SUPPORTED_TYPES = ["totp", "webauthn", "recovery_codes"]
 MFA_PASSKEY_LOGIN_ENABLED = SECURITY_PASSKEY_SIGN_IN
+# allauth's key forms, refusing a malformed answer from the browser with a message (accounts/forms.py).
+MFA_FORMS = {
+    "add_webauthn": "accounts.forms.AddSecurityKeyForm",
+    "authenticate_webauthn": "accounts.forms.SecurityKeyForm",
+    "login_webauthn": "accounts.forms.PasskeySignInForm",
+    "reauthenticate_webauthn": "accounts.forms.SecurityKeyReauthenticationForm",
+}
 MFA_TOTP_ISSUER = "Telemetry"
 # A code is taken from the period before or after too (phones' clocks drift); each is still used once.
 MFA_TOTP_TOLERANCE = 1
