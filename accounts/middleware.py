@@ -11,9 +11,9 @@ from django.urls import Resolver404, resolve
 from accounts import selectors
 from accounts.adapters import PROVIDER_TWO_FACTOR_SESSION_KEY
 
-# Setting up the factor itself, preferences, signing out, sessions, accepting invitations and static
-# files stay reachable.
-OPEN_PATHS = ("/accounts/", "/invitations/", "/static/", "/preferences/", "/admin/logout/")
+# Setting up the factor itself, preferences, signing out (everywhere too), sessions, accepting
+# invitations and static files stay reachable.
+OPEN_PATHS = ("/accounts/", "/invitations/", "/static/", "/preferences/", "/admin/logout/", "/sessions/")
 
 
 def _page_organization_id(request, locked) -> int | None:

@@ -148,6 +148,9 @@ def test_a_member_of_requiring_organizations_only_gets_the_page_everywhere(clien
     assert all(closed(page, strict) for page in pages)
     assert client.get(reverse("dashboards:preferences")).status_code == 200
     assert client.get(reverse("mfa_index")).status_code == 200
+    assert client.get(reverse("usersessions_list")).status_code == 200
+    assert client.post(reverse("accounts:sign_out_everywhere")).status_code == 302
+    assert client.get(reverse("dashboards:preferences")).status_code == 302  # signed out
 
 
 def test_the_requirement_of_an_organization_is_not_one_of_superusers(client, settings, strict):
