@@ -84,17 +84,26 @@ POSSESSION_METHODS = {"otp", "hwk", "swk", "sc"}
 OTHER_FACTOR_METHODS = {"pwd", "pin", "kba", "fpt", "face", "iris", "retina", "vbm"}
 
 
-def provider_two_factor(sociallogin) -> bool:
-    """Whether the provider's ID token says the person signed in with two factors: ``amr`` holds
-    "mfa", or a possession method beside a knowledge or biometric one, or ``acr`` is a value the
-    operator listed (APP_SSO__TWO_FACTOR_ACR). Both are ID-token claims; userinfo is not asked."""
+def sign_on_methods(sociallogin) -> dict:
+    """How the provider says the person signed in: the ID token's ``amr`` (a list) and ``acr``. Both
+    are ID-token claims; userinfo is not asked."""
     id_token = (sociallogin.account.extra_data or {}).get("id_token") or {}
-    amr = id_token.get("amr")
-    methods = {str(method) for method in amr} if isinstance(amr, list) else set()
+    amr, acr = id_token.get("amr"), id_token.get("acr")
+    return {
+        "amr": [str(method) for method in amr] if isinstance(amr, list) else [],
+        "acr": acr if isinstance(acr, str) else "",
+    }
+
+
+def provider_two_factor(sociallogin) -> bool:
+    """Whether the provider says the person signed in with two factors: ``amr`` holds "mfa", or a
+    possession method beside a knowledge or biometric one, or ``acr`` is a value the operator
+    listed (APP_SSO__TWO_FACTOR_ACR)."""
+    signed_in = sign_on_methods(sociallogin)
+    methods = set(signed_in["amr"])
     if "mfa" in methods or (methods & POSSESSION_METHODS and methods & OTHER_FACTOR_METHODS):
         return True
-    acr = id_token.get("acr")
-    return isinstance(acr, str) and acr in settings.SSO_TWO_FACTOR_ACR
+    return bool(signed_in["acr"]) and signed_in["acr"] in settings.SSO_TWO_FACTOR_ACR
 
 
 class SingleSignOnAdapter(DefaultSocialAccountAdapter):

@@ -233,6 +233,7 @@ class AuditEntry(models.Model):
         SECOND_FACTOR_FAILED = "second_factor_failed", "Wrong second-factor code"
         SIGNED_OUT_EVERYWHERE = "signed_out_everywhere", "Signed out everywhere"
         SESSION_ENDED = "session_ended", "Session signed out"
+        PROVIDER_TWO_FACTOR = "provider_two_factor", "Provider's two-factor counted"
 
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     actor = models.ForeignKey(

@@ -1,6 +1,12 @@
 """Sign-in and second-factor signals, Django's and allauth's, recorded in the audit log."""
 
-from accounts.adapters import PROVIDER_TWO_FACTOR_SESSION_KEY, provider_two_factor, sign_in_name, sign_on_claims
+from accounts.adapters import (
+    PROVIDER_TWO_FACTOR_SESSION_KEY,
+    provider_two_factor,
+    sign_in_name,
+    sign_on_claims,
+    sign_on_methods,
+)
 from accounts.models import AuditEntry
 from accounts.services import COMMAND_LINE, Source, audit_record, sign_on_memberships_apply
 
@@ -48,6 +54,14 @@ def signed_on(sender, request, user, sociallogin=None, **kwargs):
         return
     if provider_two_factor(sociallogin):
         request.session[PROVIDER_TWO_FACTOR_SESSION_KEY] = True
+        # The audit log says which sessions passed the two-factor rules on the provider's word.
+        audit_record(
+            action=AuditEntry.Action.PROVIDER_TWO_FACTOR,
+            actor=user,
+            target=user.get_username(),
+            source=_source(request),
+            details=sign_on_methods(sociallogin),
+        )
     claims = sign_on_claims(sociallogin)
     groups = claims.get("groups") or []
     sign_on_memberships_apply(

@@ -270,6 +270,8 @@ def test_a_sign_in_the_provider_made_with_two_factors_counts_as_two_factor(clien
     assert page.status_code == 200 and requiring_organization.name.encode() in page.content
     user = User.objects.get(email="alice@acme.example")
     assert not user.authenticator_set.exists()
+    entry = AuditEntry.objects.get(action="provider_two_factor")
+    assert (entry.actor, entry.details) == (user, {"amr": list(amr), "acr": ""})
 
 
 @pytest.mark.parametrize(
@@ -285,6 +287,7 @@ def test_a_sign_in_the_provider_made_with_one_factor_must_still_set_up_two_facto
     page = client.get(reverse("dashboards:organization", args=[requiring_organization.public_id]))
 
     assert page.status_code == 403 and b"Two-factor authentication needed" in page.content
+    assert not AuditEntry.objects.filter(action="provider_two_factor").exists()
 
 
 @pytest.mark.parametrize("acr, counts", [("https://refeds.org/profile/mfa", True), ("urn:acme:loa:1", False)])
@@ -297,6 +300,7 @@ def test_an_acr_counts_as_two_factor_when_the_operator_lists_it(
 
     page = client.get(reverse("dashboards:organization", args=[requiring_organization.public_id]))
     assert (page.status_code == 200) is counts
+    assert AuditEntry.objects.filter(action="provider_two_factor", details__acr=acr).exists() is counts
 
 
 def test_the_providers_two_factors_count_only_for_the_session_it_signed_in(client, sso, requiring_organization):
