@@ -269,3 +269,35 @@ def test_with_passwords_turned_off_a_passkey_does_not_sign_in_either(
     page.goto(f"{site_with_single_sign_on_only}/admin/")
     expect(page.locator("#id_username")).to_be_visible()
     assert refused == []
+
+
+@pytest.fixture
+def second_organization(organization):
+    """Olivia is also an owner of Acme Robotics' sister company, which requires two-factor."""
+    strict = organization_create(name="Acme Bank", tier=Tier.objects.get(slug="pro"))
+    Organization.objects.filter(pk=strict.pk).update(require_two_factor=True)
+    Membership.objects.create(user=User.objects.get(username="olivia"), organization=strict, role="owner")
+    return strict.public_id
+
+
+def test_an_organization_requiring_two_factor_is_closed_and_the_other_stays_open(
+    organization, second_organization, site, browser, screenshots
+):
+    refused = []
+    page = new_page(browser, refused)
+    admin_sign_in(page, site, "olivia", "a-long-owner-password")
+    expect(page.locator("#site-name")).to_contain_text("Telemetry")
+    expect(page.locator(".messagelist")).to_contain_text("Acme Bank requires two-factor authentication of members")
+
+    page.goto(f"{site}/")
+    expect(page.locator("main")).to_contain_text("Acme Robotics")
+    expect(page.locator("main p.warn")).to_contain_text("Acme Bank requires two-factor authentication of members")
+    page.screenshot(path=str(screenshots / "two-factor-scoped-overview.png"), full_page=True)
+
+    page.goto(f"{site}/orgs/{second_organization}/")
+    expect(page.locator("h1")).to_have_text("Two-factor authentication needed")
+    expect(page.locator("main")).to_contain_text("Acme Bank requires its members to use two-factor authentication")
+    page.screenshot(path=str(screenshots / "two-factor-scoped-closed.png"), full_page=True)
+    page.click("text=Acme Robotics")
+    expect(page.locator("h1")).to_contain_text("Acme Robotics")
+    assert refused == []
