@@ -1,4 +1,7 @@
 from allauth.account.forms import LoginForm
+from allauth.core import context
+from allauth.mfa import signals
+from allauth.mfa.models import Authenticator
 from allauth.mfa.webauthn.forms import (
     AddWebAuthnForm,
     AuthenticateWebAuthnForm,
@@ -51,8 +54,21 @@ class AddSecurityKeyForm(AddWebAuthnForm):
 
 class _ReadableKeyAnswer:
     def clean_credential(self):
-        _readable_key_answer(self.cleaned_data["credential"], parse_authentication_response)
-        return super().clean_credential()
+        try:
+            _readable_key_answer(self.cleaned_data["credential"], parse_authentication_response)
+            return super().clean_credential()
+        except ValidationError:
+            # allauth signals a wrong code but not a refused key: the audit log hears of both. A
+            # passkey sign-in knows whose key it was only once the key is accepted.
+            if self.user is not None:
+                signals.authentication_failed.send(
+                    sender=Authenticator,
+                    request=context.request,
+                    user=self.user,
+                    authenticator=Authenticator(user=self.user, type=Authenticator.Type.WEBAUTHN),
+                    reauthentication=self.reauthenticated,
+                )
+            raise
 
 
 class SecurityKeyForm(_ReadableKeyAnswer, AuthenticateWebAuthnForm):

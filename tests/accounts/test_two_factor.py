@@ -113,6 +113,17 @@ def test_a_wrong_code_is_refused_and_audited(client, member, secret):
     assert AuditEntry.objects.filter(action="second_factor_failed", actor=member).count() == 1
 
 
+def test_a_security_key_answer_refused_at_sign_in_is_audited(client, member, secret):
+    sign_in(client, member)
+
+    response = client.post(reverse("mfa_authenticate"), {"credential": '{"id": "eA", "type": "public-key"}'})
+
+    assert response.status_code == 200
+    assert client.get("/admin/").status_code == 302
+    [failed] = AuditEntry.objects.filter(action="second_factor_failed", actor=member)
+    assert failed.details == {"type": "webauthn"}
+
+
 def test_a_code_is_refused_even_when_right_after_repeated_wrong_codes(client, member, secret, settings):
     settings.ACCOUNT_RATE_LIMITS = {"login_failed": "100/m/ip,3/900s/key"}
     sign_in(client, member)
