@@ -123,9 +123,9 @@ def application(environ, start_response):
         response.close()
 
 
-# Django imports the URLconf, and with it every view module, on the first request: 0.17 s of a
-# worker's first request here (0.2 s in all, against 2 ms for the next). Import it now, before
-# any client waits, and before the freeze below, which then covers those modules too.
+# Django imports the URLconf, and with it every view module, on the first request, which then takes
+# a hundred times longer than the next. Import it now, before any client waits, and before the
+# freeze below, which then covers those modules too.
 get_resolver().url_patterns  # noqa: B018 (reading it is what imports the views)
 
 # Everything loaded so far lives as long as the process: leave it out of the garbage collector's

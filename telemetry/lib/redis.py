@@ -67,7 +67,7 @@ class _Script:
     is: ``script(keys=[...], args=[...])``.
 
     redis-py's Script goes through the client's command layers (its lock, retry wrapper and reply
-    callbacks): 11 – 31 µs of the ingest admission's 130 – 152 (benchmarks/README.md). The thread
+    callbacks), a tenth or more of the ingest admission's time (benchmarks/README.md). The thread
     owns this connection, so none of that is needed. A script the server does not hold
     (restarted, flushed) is loaded and run again. A failure while sending or reading drops the
     connection, leaving no half-read reply on it, and is not retried: the scripts claim nonces and
