@@ -14,6 +14,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 
+from accounts.adapters import PROVIDER_TWO_FACTOR_SESSION_KEY
 from accounts.models import Application
 from accounts.selectors import (
     MANAGE_ROLES,
@@ -382,6 +383,7 @@ def preferences(request):
             "form": form,
             "two_factor": two_factor_enabled(user=request.user),
             "two_factor_required": two_factor_required(user=request.user),
+            "provider_two_factor": bool(request.session.get(PROVIDER_TWO_FACTOR_SESSION_KEY)),
         },
     )
 

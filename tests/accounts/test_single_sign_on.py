@@ -272,6 +272,8 @@ def test_a_sign_in_the_provider_made_with_two_factors_counts_as_two_factor(clien
     assert not user.authenticator_set.exists()
     entry = AuditEntry.objects.get(action="provider_two_factor")
     assert (entry.actor, entry.details) == (user, {"amr": list(amr), "acr": ""})
+    preferences = client.get(reverse("dashboards:preferences")).content.decode()
+    assert "on for this session: your sign-in provider checked a second factor" in preferences
 
 
 @pytest.mark.parametrize(
