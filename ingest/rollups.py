@@ -200,49 +200,40 @@ def _skip_record(events, *, kind: str, first_id: int, last_id: int, error: Excep
 
 
 def rollups_rebuild(*, since: datetime, until: datetime, progress=None) -> int:
-    """Recomputes the rollups of events whose timestamp falls in [since, until), a day at a time.
+    """Recomputes the rollups of every UTC day that [since, until) touches, a day at a time, and
+    returns how many events it counted.
 
-    Only events the incremental job has already read are counted (the others it adds itself), and
-    its cursor is locked meanwhile, so the two never count an event twice. Days with archived events
-    are left as they are: their rollups are the only count of events no longer in the table.
+    Bounds are widened to whole days, the coarsest bucket: recounting part of a bucket would count
+    its other events twice or lose them. Only events the incremental job has already read are
+    counted (the others it adds itself), and its cursor is locked meanwhile, so the two never count
+    an event twice. Days with archived events are left as they are: their rollups are the only
+    count of events no longer in the table.
     """
-    day = since.replace(hour=0, minute=0, second=0, microsecond=0)
+    day = _day_start(since)
     rebuilt = 0
     while day < until:
-        end = min(day + timedelta(days=1), until)
-        start = max(day, since)
-        if (
-            Archive.objects.filter(start__lt=day + timedelta(days=1), end__gt=day)
-            .exclude(state=Archive.State.WRITING)
-            .exists()
-        ):
+        next_day = day + timedelta(days=1)
+        if Archive.objects.filter(start__lt=next_day, end__gt=day).exclude(state=Archive.State.WRITING).exists():
             if progress:
                 progress(day, rebuilt)
-            day += timedelta(days=1)
+            day = next_day
             continue
         with transaction.atomic():
             cursor, _ = RollupCursor.objects.select_for_update().get_or_create(name=CURSOR)
-            EventRollup.objects.filter(bucket__gte=start, bucket__lt=end).exclude(
-                granularity=EventRollup.Granularity.DAY
-            ).delete()
-            EventRollup.objects.filter(
-                granularity=EventRollup.Granularity.DAY, bucket__gte=day, bucket__lt=day + timedelta(days=1)
-            ).delete()
-            # A day bucket is rebuilt whole, even when the range starts or ends inside it.
-            day_events = Event.objects.filter(
-                id__lte=cursor.last_event_id, timestamp__gte=day, timestamp__lt=day + timedelta(days=1)
-            )
-            in_range = day_events.filter(timestamp__gte=start, timestamp__lt=end)
-            for granularity in (EventRollup.Granularity.MINUTE, EventRollup.Granularity.HOUR):
-                _add_granularity(in_range, granularity)
-            _add_granularity(day_events, EventRollup.Granularity.DAY)
-            lambda_rollups_replace(events=in_range, since=start, until=end)
-            api_rollups_rebuild(in_range, since=start, until=end)
-            rebuilt += in_range.count()
+            EventRollup.objects.filter(bucket__gte=day, bucket__lt=next_day).delete()
+            day_events = Event.objects.filter(id__lte=cursor.last_event_id, timestamp__gte=day, timestamp__lt=next_day)
+            _add_rollups(day_events)
+            lambda_rollups_replace(events=day_events, since=day, until=next_day)
+            api_rollups_rebuild(day_events, since=day, until=next_day)
+            rebuilt += day_events.count()
         if progress:
             progress(day, rebuilt)
-        day += timedelta(days=1)
+        day = next_day
     return rebuilt
+
+
+def _day_start(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 def _add_granularity(events, granularity: str) -> None:

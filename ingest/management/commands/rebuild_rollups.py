@@ -7,13 +7,18 @@ from ingest.rollups import rollups_rebuild
 
 def _day(value: str) -> datetime:
     try:
-        return datetime.fromisoformat(value).replace(tzinfo=UTC)
+        moment = datetime.fromisoformat(value)
     except ValueError:
         raise CommandError(f"{value!r} is not a date (YYYY-MM-DD or YYYY-MM-DDTHH:MM)") from None
+    # A time without an offset is UTC; one with an offset is that moment.
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 class Command(BaseCommand):
-    help = "Recompute the event rollups for a time range of event timestamps (UTC), from the raw events."
+    help = (
+        "Recompute the rollups of every UTC day that a range of event timestamps touches, from the raw "
+        "events. Times without an offset are UTC."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--since", required=True, type=_day, help="start, inclusive (UTC)")
