@@ -12,7 +12,7 @@ from django.db.models import OuterRef, Prefetch, Q, Subquery, Sum
 from accounts.models import Application, Organization
 from alerts.models import AlertRule, Delivery, Notification
 from dashboards.selectors import QuotaUsage
-from ingest.models import ApiRollup, EventRollup, ExportRun, LambdaDurationBucket, LambdaRollup, Outcome
+from ingest.models import ApiRollup, EventRollup, ExportRun, LambdaRollup, Outcome
 
 # (event type, service version) a rule counts; "" for any.
 EventFilter = tuple[str, str]
@@ -94,26 +94,21 @@ def lambda_totals(*, organization_ids, since: datetime, with_durations: bool) ->
     """Invocations, errors and (``with_durations``) the duration histogram per (organization,
     application, function) over the 5-minute rollups from ``since`` on."""
     found: dict[tuple[int, int, str], dict] = {}
+    histogram = LambdaRollup.DURATION_FIELDS if with_durations else ()
     rows = (
         LambdaRollup.objects.filter(organization_id__in=organization_ids, granularity="5min", bucket__gte=since)
         .values("organization_id", "application_id", "function")
-        .annotate(n=Sum("invocations"), e=Sum("errors"))
-        .values_list("organization_id", "application_id", "function", "n", "e")
+        .annotate(n=Sum("invocations"), e=Sum("errors"), **{f"l{i}": Sum(name) for i, name in enumerate(histogram)})
+        .values_list(
+            "organization_id", "application_id", "function", "n", "e", *(f"l{i}" for i in range(len(histogram)))
+        )
     )
-    for organization_id, application_id, function, invocations, errors in rows:
-        found[(organization_id, application_id, function)] = {"count": invocations, "errors": errors, "histogram": {}}
-    if with_durations:
-        for organization_id, application_id, function, bound, count in (
-            LambdaDurationBucket.objects.filter(
-                organization_id__in=organization_ids, granularity="5min", bucket__gte=since
-            )
-            .values("organization_id", "application_id", "function", "bound")
-            .annotate(n=Sum("count"))
-            .values_list("organization_id", "application_id", "function", "bound", "n")
-        ):
-            totals = found.get((organization_id, application_id, function))
-            if totals is not None:
-                totals["histogram"][bound] = count
+    for organization_id, application_id, function, invocations, errors, *durations in rows:
+        found[(organization_id, application_id, function)] = {
+            "count": invocations,
+            "errors": errors,
+            "histogram": {bucket: count for bucket, count in enumerate(durations) if count},
+        }
     return found
 
 

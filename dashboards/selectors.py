@@ -14,7 +14,6 @@ from ingest.models import (
     ApiRollup,
     Event,
     EventRollup,
-    LambdaDurationBucket,
     LambdaRollup,
     Outcome,
     Stream,
@@ -417,6 +416,10 @@ class LambdaStats:
             setattr(self, name, getattr(self, name) + getattr(row, name))
         for name in _LAMBDA_MAXIMA:
             setattr(self, name, max(getattr(self, name), getattr(row, name)))
+        for bucket, name in enumerate(LambdaRollup.DURATION_FIELDS):
+            count = getattr(row, name)
+            if count:
+                self.durations[bucket] = self.durations.get(bucket, 0) + count
 
     def percentile(self, quantile: float) -> float | None:
         return duration_percentile(self.durations, quantile)
@@ -483,14 +486,6 @@ def lambda_panel(*, application: Application, window: Window) -> LambdaPanel:
         for target in (stats, total, per_period.get(_period_of(row.bucket, since, step))):
             if target is not None:
                 target.add(row)
-    for bucket, function, version, bound, count in (
-        _read(LambdaDurationBucket)
-        .filter(application_id=application.pk, granularity=granularity, bucket__gte=since, bucket__lte=window.until)
-        .values_list("bucket", "function", "version", "bound", "count")
-    ):
-        for target in (per_function.get((function, version)), total, per_period.get(_period_of(bucket, since, step))):
-            if target is not None:
-                target.durations[bound] = target.durations.get(bound, 0) + count
     series = {
         name: [getattr(per_period[p], name) for p in periods]
         for name in ("invocations", "errors", "cold_starts", "p50", "p95", "p99")

@@ -296,9 +296,9 @@ class LambdaRollup(models.Model):
     """AWS Lambda invocations per application, function and version, per 5 minutes or hour (of the
     event's timestamp): what the Lambda panel reads.
 
-    Built incrementally by ``ingest.lambda_rollups`` inside ``rollups_update``, from the Telemetry
-    API's ``platform.report`` events and from the OTLP metrics and spans the Lambda extension
-    exports. Sums add and maxima take the greater, so rows of any span merge.
+    Built by the rollup engine (``ingest.rollups.aws_lambda``), from the Telemetry API's
+    ``platform.report`` events and from the OTLP metrics and spans the Lambda extension exports.
+    Sums add, maxima take the greater and the duration histogram adds, so rows of any span merge.
     """
 
     class Granularity(models.TextChoices):
@@ -320,34 +320,49 @@ class LambdaRollup(models.Model):
     gb_seconds = models.FloatField(default=0, help_text="Billed seconds times configured memory in GB, summed.")
     max_memory_used_mb = models.PositiveIntegerField(default=0)
     memory_size_mb = models.PositiveIntegerField(default=0, help_text="Configured memory (the largest seen).")
+    # Invocations per duration bucket, as ApiRollup's latency: ``ms_<bound>`` counts durations above
+    # the previous bound and at most this one (LAMBDA_DURATION_BOUNDS_MS), ``ms_more`` longer ones.
+    ms_1 = models.PositiveBigIntegerField(default=0)
+    ms_2 = models.PositiveBigIntegerField(default=0)
+    ms_3 = models.PositiveBigIntegerField(default=0)
+    ms_5 = models.PositiveBigIntegerField(default=0)
+    ms_7 = models.PositiveBigIntegerField(default=0)
+    ms_10 = models.PositiveBigIntegerField(default=0)
+    ms_15 = models.PositiveBigIntegerField(default=0)
+    ms_20 = models.PositiveBigIntegerField(default=0)
+    ms_30 = models.PositiveBigIntegerField(default=0)
+    ms_40 = models.PositiveBigIntegerField(default=0)
+    ms_50 = models.PositiveBigIntegerField(default=0)
+    ms_70 = models.PositiveBigIntegerField(default=0)
+    ms_100 = models.PositiveBigIntegerField(default=0)
+    ms_150 = models.PositiveBigIntegerField(default=0)
+    ms_200 = models.PositiveBigIntegerField(default=0)
+    ms_300 = models.PositiveBigIntegerField(default=0)
+    ms_400 = models.PositiveBigIntegerField(default=0)
+    ms_500 = models.PositiveBigIntegerField(default=0)
+    ms_700 = models.PositiveBigIntegerField(default=0)
+    ms_1000 = models.PositiveBigIntegerField(default=0)
+    ms_1500 = models.PositiveBigIntegerField(default=0)
+    ms_2000 = models.PositiveBigIntegerField(default=0)
+    ms_3000 = models.PositiveBigIntegerField(default=0)
+    ms_5000 = models.PositiveBigIntegerField(default=0)
+    ms_7000 = models.PositiveBigIntegerField(default=0)
+    ms_10000 = models.PositiveBigIntegerField(default=0)
+    ms_15000 = models.PositiveBigIntegerField(default=0)
+    ms_20000 = models.PositiveBigIntegerField(default=0)
+    ms_30000 = models.PositiveBigIntegerField(default=0)
+    ms_60000 = models.PositiveBigIntegerField(default=0)
+    ms_120000 = models.PositiveBigIntegerField(default=0)
+    ms_300000 = models.PositiveBigIntegerField(default=0)
+    ms_900000 = models.PositiveBigIntegerField(default=0)
+    ms_more = models.PositiveBigIntegerField(default=0)
+    DURATION_FIELDS = tuple(f"ms_{bound}" for bound in LAMBDA_DURATION_BOUNDS_MS) + ("ms_more",)
 
     class Meta:
         # Its index also serves the panel's reads: one application, one granularity, a range of buckets.
         constraints = [
             models.UniqueConstraint(
                 fields=["application_id", "granularity", "bucket", "function", "version"], name="lambda_rollup_unique"
-            )
-        ]
-
-
-class LambdaDurationBucket(models.Model):
-    """Invocations per duration bucket (``LAMBDA_DURATION_BOUNDS_MS``), beside ``LambdaRollup``:
-    percentiles of any range come from the added counts."""
-
-    organization_id = models.BigIntegerField()
-    application_id = models.BigIntegerField()
-    granularity = models.CharField(max_length=4, choices=LambdaRollup.Granularity.choices)
-    bucket = models.DateTimeField()
-    function = models.CharField(max_length=255)
-    version = models.CharField(max_length=255, blank=True)
-    bound = models.PositiveSmallIntegerField(help_text="Index in LAMBDA_DURATION_BOUNDS_MS; its length: longer.")
-    count = models.PositiveBigIntegerField(default=0)
-
-    class Meta:
-        constraints = [
-            models.UniqueConstraint(
-                fields=["application_id", "granularity", "bucket", "function", "version", "bound"],
-                name="lambda_duration_unique",
             )
         ]
 

@@ -4,7 +4,7 @@ import redis
 from celery import shared_task
 from django.db import OperationalError
 
-from ingest import api_rollups, lambda_rollups, rollups
+from ingest import rollups
 from ingest.access import admission
 from ingest.retention import archive, partitions, scheduled_exports
 from ingest.storage import services
@@ -40,10 +40,10 @@ def outcomes_flush() -> int:
     max_retries=5,
 )
 def rollups_update() -> int:
+    # The follower process (rollups_follow) adds events every half second; this run is the backstop
+    # should it be down, and prunes.
     moved = rollups.rollups_update()
-    rollups.minute_rollups_prune()
-    lambda_rollups.five_minute_rollups_prune()
-    api_rollups.five_minute_rollups_prune()
+    rollups.rollups_prune()
     return moved
 
 

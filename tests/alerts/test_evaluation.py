@@ -8,7 +8,7 @@ import pytest
 from accounts.models import Tier
 from alerts.models import Notification
 from alerts.services import rule_create, rules_evaluate
-from ingest.models import ApiRollup, EventRollup, LambdaDurationBucket, LambdaRollup, Outcome
+from ingest.models import ApiRollup, EventRollup, LambdaRollup, Outcome
 from tests.alerts.conftest import NOW
 from tests.factories import ApplicationFactory, OrganizationFactory
 
@@ -268,17 +268,8 @@ def lambda_rows(app, function: str, invocations: int, errors: int, durations: di
         function=function,
         invocations=invocations,
         errors=errors,
+        **{LambdaRollup.DURATION_FIELDS[bound]: count for bound, count in (durations or {}).items()},
     )
-    for bound, count in (durations or {}).items():
-        LambdaDurationBucket.objects.create(
-            organization_id=app.organization_id,
-            application_id=app.pk,
-            granularity="5min",
-            bucket=bucket,
-            function=function,
-            bound=bound,
-            count=count,
-        )
 
 
 def test_lambda_error_rate_fires_on_the_worst_function_and_names_it(app):
@@ -293,10 +284,10 @@ def test_lambda_error_rate_fires_on_the_worst_function_and_names_it(app):
 
 def test_lambda_p95_duration_fires_above_the_threshold_and_resolves(app):
     slow = rule(app, "lambda", parameters={"metric": "p95", "threshold": 1000})
-    lambda_rows(app, "resize", 100, 0, durations={25: 100})  # all between 3 s and 5 s
+    lambda_rows(app, "resize", 100, 0, durations={25: 100})  # all between 7 s and 10 s
     assert state_after(slow) == "firing"
 
-    LambdaDurationBucket.objects.update(bound=10)  # all between 30 and 40 ms
+    LambdaRollup.objects.update(ms_10000=0, ms_50=100)  # all between 40 and 50 ms
     assert state_after(slow, NOW + timedelta(seconds=1)) == "ok"
 
 

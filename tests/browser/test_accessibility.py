@@ -63,7 +63,7 @@ def test_dashboard_pages_have_no_wcag_violations(keys, site, sync_orm_beside_pla
     keys, empty = keys
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     assert send(site, keys, [make_event(timestamp=now), make_event(timestamp=now, user_id="bad")]) == 207
-    rollups_update(lag_seconds=0)
+    rollups_update()
     org, app = keys.org_id, keys.app_id
     stream = stream_send(site, keys, b'{"level": "INFO", "msg": "hi mom"}\n{"type": "metric", "value": 3}\n')
     pages = [
@@ -112,7 +112,7 @@ def test_range_and_type_can_be_changed_from_the_keyboard(keys, site, sync_orm_be
     keys, _ = keys
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     assert send(site, keys, [make_event(timestamp=now, event={"type": "signup"})]) == 200
-    rollups_update(lag_seconds=0)
+    rollups_update()
     with sync_playwright() as playwright:
         browser = launch_chromium(playwright)
         page = browser.new_page()

@@ -82,7 +82,7 @@ def test_member_opens_the_api_panel_of_an_application(
     records = traffic(1500)
     for start in range(0, len(records), 500):  # batches of the client's default size
         assert send(site, token, records[start : start + 500])["count"] == 500
-    rollups_update(lag_seconds=0)
+    rollups_update()
     with sync_playwright() as playwright:
         browser = launch_chromium(playwright)
         page = browser.new_context(viewport=VIEWPORTS[viewport]).new_page()

@@ -51,7 +51,7 @@ def test_member_follows_an_application_from_the_overview_to_its_live_tail(
         send(site, keys, [make_event(timestamp=now, event={"type": t}) for t in ("page_view", "page_view", "checkout")])
         == 200
     )
-    rollups_update(lag_seconds=0)
+    rollups_update()
     with sync_playwright() as playwright:
         browser = launch_chromium(playwright)
         page = browser.new_context(viewport=VIEWPORTS[viewport]).new_page()

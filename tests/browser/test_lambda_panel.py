@@ -93,7 +93,7 @@ def test_the_lambda_panel_shows_a_functions_invocations(
         )
         == 200
     )
-    rollups_update(lag_seconds=0)
+    rollups_update()
 
     with sync_playwright() as playwright:
         browser = launch_chromium(playwright)

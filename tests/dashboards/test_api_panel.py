@@ -87,7 +87,7 @@ def traffic():
         * 2
     )
     assert post(key.token, {"requests": requests}).status_code == 200
-    rollups_update(lag_seconds=0)
+    rollups_update()
     return key
 
 

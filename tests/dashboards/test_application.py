@@ -30,7 +30,7 @@ def test_event_types_compare_with_the_previous_period(signed_post):
     )
     signed_post(keys, [make_event(timestamp=iso(now - timedelta(hours=30)), event={"type": "build"}) for _ in (1, 2)])
     signed_post(keys, [make_event(timestamp=iso(now - timedelta(hours=1)), event={"type": "test"})])
-    rollups_update(lag_seconds=0)
+    rollups_update()
 
     rows = application_breakdown(
         application=keys.application, by="event_type", window=window_for(range_key="24h", granularity="hour", now=now)
@@ -57,7 +57,7 @@ def test_categories_services_and_sdk_versions_count_each_event_once(signed_post)
         HTTP_X_SDK_VERSION="telemetry-kit-rust/0.4.0",
     )
     signed_post(keys, [make_event(timestamp=now)])  # sent with SDK 0.3.0
-    rollups_update(lag_seconds=0)
+    rollups_update()
     window = window_for(range_key="1h", granularity="minute", now=timezone.now())
 
     def breakdown(by, event_type=None):
@@ -78,7 +78,7 @@ def test_outcomes_and_reasons_of_an_application_leave_out_its_sibling_applicatio
     signed_post(keys, [make_event(), make_event(user_id="not-anonymous")])
     signed_post(sibling, [make_event(timestamp="bad")])
     outcomes_flush()
-    rollups_update(lag_seconds=0)
+    rollups_update()
     viewer(client, keys)
 
     response = client.get(reverse("dashboards:application", args=[keys.org_id, keys.app_id]))
@@ -91,7 +91,7 @@ def test_outcomes_and_reasons_of_an_application_leave_out_its_sibling_applicatio
 def test_application_page_shows_types_versions_and_the_newest_events(client, signed_post):
     keys = app_keys_create(name="shop")
     signed_post(keys, [make_event(timestamp=iso(timezone.now()), event={"type": "checkout", "data": {"cart": 3}})])
-    rollups_update(lag_seconds=0)
+    rollups_update()
     viewer(client, keys)
 
     response = client.get(reverse("dashboards:application", args=[keys.org_id, keys.app_id]))
@@ -123,7 +123,7 @@ def test_csv_download_has_a_row_per_bucket_with_the_rollup_counts(client, signed
     keys = app_keys_create()
     now = timezone.now()
     signed_post(keys, [make_event(timestamp=iso(now)) for _ in range(3)])
-    rollups_update(lag_seconds=0)
+    rollups_update()
     viewer(client, keys)
 
     response = client.get(reverse("dashboards:application", args=[keys.org_id, keys.app_id]) + "?range=24h&format=csv")

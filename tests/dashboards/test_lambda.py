@@ -7,9 +7,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from dashboards.selectors import duration_percentile, lambda_panel, window_for
-from ingest.lambda_rollups import duration_bound
 from ingest.models import LAMBDA_DURATION_BOUNDS_MS
 from ingest.rollups import rollups_update
+from ingest.rollups.aws_lambda import duration_bound
 from tests.conftest import app_keys_create
 from tests.dashboards.test_application import viewer
 from tests.ingest.test_lambda_api import SEED_REPORT, post_array
@@ -62,7 +62,7 @@ def test_the_panel_adds_up_functions_and_versions_over_the_range():
     )  # outside the last 24 hours
     post_array(keys, [report_at(now - timedelta(hours=1), 30.0)], query="?function=checkout&version=8")
     post_array(keys, [report_at(now - timedelta(hours=1), 5.0)], query="?function=resize")
-    rollups_update(lag_seconds=0)
+    rollups_update()
 
     panel = lambda_panel(application=keys.application, window=window_for(range_key="24h", granularity="hour", now=now))
 
@@ -91,7 +91,7 @@ def test_minutes_are_shown_by_five_and_days_added_up_from_hours():
     keys = app_keys_create()
     now = timezone.now()
     post_array(keys, [report_at(now - timedelta(minutes=1), 10.0), report_at(now - timedelta(minutes=20), 10.0)])
-    rollups_update(lag_seconds=0)
+    rollups_update()
 
     by_five = lambda_panel(
         application=keys.application, window=window_for(range_key="1h", granularity="minute", now=now)
@@ -106,7 +106,7 @@ def test_minutes_are_shown_by_five_and_days_added_up_from_hours():
 def test_the_page_shows_the_functions_and_is_linked_from_the_application(client):
     keys = app_keys_create()
     post_array(keys, [report_at(timezone.now() - timedelta(minutes=30), 120.0, init=250.0)])
-    rollups_update(lag_seconds=0)
+    rollups_update()
     viewer(client, keys)
 
     page = client.get(lambda_page(keys))

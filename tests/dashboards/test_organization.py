@@ -21,7 +21,7 @@ def test_event_series_equals_raw_counts_per_bucket(signed_post, range_key, by):
     now = timezone.now()
     for minutes_ago in (0, 2, 2, 90, 60 * 30, 60 * 24 * 6):
         signed_post(keys, [make_event(timestamp=iso(now - timedelta(minutes=minutes_ago)))])
-    rollups_update(lag_seconds=0)
+    rollups_update()
     window = window_for(range_key=range_key, granularity=by, now=now)
 
     series = event_series(window=window, organization=keys.application.organization)
@@ -45,7 +45,7 @@ def test_outcome_series_counts_each_outcome(signed_post):
     event = make_event()
     signed_post(keys, [event, event, make_event(user_id="bad")])
     outcomes_flush()
-    rollups_update(lag_seconds=0)
+    rollups_update()
     window = window_for(range_key="24h", granularity="hour", now=timezone.now())
 
     _, series = outcome_series(organization=keys.application.organization, window=window)

@@ -26,7 +26,7 @@ def test_overview_counts_equal_raw_events(signed_post):
     signed_post(keys, [make_event(timestamp=iso(now)) for _ in range(3)])
     signed_post(keys, [make_event(timestamp=iso(now - timedelta(days=3))) for _ in range(2)])
     signed_post(keys, [make_event(timestamp=iso(now - timedelta(days=10)))])
-    rollups_update(lag_seconds=0)
+    rollups_update()
     user = member_of(keys.application.organization)
 
     [summary] = overview(user=user, now=now)
@@ -46,7 +46,7 @@ def test_quota_usage_and_forecast_follow_accepted_events(signed_post):
     )
     keys = app_keys_create(organization__tier=tier)
     signed_post(keys, [make_event() for _ in range(4)])
-    rollups_update(lag_seconds=0)
+    rollups_update()
     now = timezone.now()
 
     usage = organization_quota_usage(organization=keys.application.organization, now=now)

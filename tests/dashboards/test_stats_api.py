@@ -43,7 +43,7 @@ def test_events_are_counted_per_hour_and_empty_hours_are_zero(client, keys, sign
         [make_event(timestamp=iso(hour - timedelta(minutes=150))) for _ in range(2)]
         + [make_event(timestamp=iso(hour - timedelta(minutes=30)))],
     )
-    rollups_update(lag_seconds=0)
+    rollups_update()
 
     response = read(
         client, keys, token_for(keys), since=iso(hour - timedelta(hours=3)), until=iso(hour), interval="hour"
@@ -89,7 +89,7 @@ def test_the_numbers_equal_the_dashboards_for_the_same_range(client, keys, signe
         ],
     )
     signed_post(keys, [make_event(timestamp=iso(hour - timedelta(minutes=2)), event={"type": "crash"})])
-    rollups_update(lag_seconds=0)
+    rollups_update()
     window = window_for(range_key=range_key, granularity=granularity, now=hour - timedelta(microseconds=1))
     dashboard = event_series(window=window, application=keys.application)
 
@@ -109,7 +109,7 @@ def test_type_limits_the_series_to_one_event_type(client, keys, signed_post):
             make_event(timestamp=iso(hour - timedelta(minutes=5)), event={"type": "crash"}),
         ],
     )
-    rollups_update(lag_seconds=0)
+    rollups_update()
 
     body = read(
         client, keys, token_for(keys), since=iso(hour - timedelta(hours=1)), until=iso(hour), type="crash"
@@ -305,7 +305,7 @@ def test_a_changed_closed_range_answers_200_with_a_new_etag(client, keys, signed
     params = {"since": iso(hour - timedelta(hours=2)), "until": iso(hour)}
     before = read(client, keys, token, **params)
     signed_post(keys, [make_event(timestamp=iso(hour - timedelta(minutes=10)))])
-    rollups_update(lag_seconds=0)
+    rollups_update()
 
     after = client.get(
         events_url(keys.org_id, keys.app_id),

@@ -124,7 +124,7 @@ def sent(keys, signed_post):
         + [make_event(timestamp=iso(hour - timedelta(minutes=m))) for m in (200, 250)]
         + [make_event(timestamp=iso(hour - timedelta(minutes=300)), event={"type": "crash"})],
     )
-    rollups_update(lag_seconds=0)
+    rollups_update()
     return hour - timedelta(hours=3), hour
 
 
@@ -161,7 +161,7 @@ def test_breakdown_by_type_gives_the_change_against_the_previous_range(client, k
 def test_the_previous_range_has_as_many_buckets_as_the_range(client, keys, signed_post):
     hour = this_hour()
     signed_post(keys, [make_event(timestamp=iso(hour - timedelta(minutes=m))) for m in (30, 90, 170, 350)])
-    rollups_update(lag_seconds=0)
+    rollups_update()
 
     body = get(
         client, breakdown_path(keys), token_for(keys), by="type", since=iso(hour - timedelta(hours=3)), until=iso(hour)
@@ -219,7 +219,7 @@ def test_outcomes_are_counted_per_kind_and_reason(client, keys, signed_post):
     event = make_event(timestamp=iso(timezone.now()))
     signed_post(keys, [event, event, make_event(user_id="bad")])
     outcomes_flush()
-    rollups_update(lag_seconds=0)
+    rollups_update()
     hour = this_hour()
 
     body = get(
@@ -242,7 +242,7 @@ def test_outcomes_are_counted_per_kind_and_reason(client, keys, signed_post):
 def test_outcomes_by_day_add_up_the_hours(client, keys, signed_post):
     signed_post(keys, [make_event(timestamp=iso(timezone.now()))])
     outcomes_flush()
-    rollups_update(lag_seconds=0)
+    rollups_update()
     today = this_hour().replace(hour=0)
 
     body = get(
@@ -299,7 +299,7 @@ def two_applications(keys, signed_post):
     signed_post(keys, [make_event(timestamp=moment) for _ in range(2)])
     signed_post(sibling, [make_event(timestamp=moment, event={"type": "crash"}) for _ in range(3)])
     outcomes_flush()
-    rollups_update(lag_seconds=0)
+    rollups_update()
     return sibling
 
 

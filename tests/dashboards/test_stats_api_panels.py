@@ -45,7 +45,7 @@ def invocations():
     )
     post_array(keys, [report_at(two_hours_ago + timedelta(minutes=9), 30.0)], query="?function=checkout&version=8")
     post_array(keys, [report_at(two_hours_ago + timedelta(minutes=40), 5.0)], query="?function=resize")
-    rollups_update(lag_seconds=0)
+    rollups_update()
     return keys
 
 

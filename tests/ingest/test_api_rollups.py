@@ -4,9 +4,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from ingest.api_rollups import five_minute_rollups_prune
 from ingest.models import ApiRollup
-from ingest.rollups import rollups_rebuild, rollups_update
+from ingest.rollups import rollups_prune, rollups_rebuild, rollups_update
 from tests.conftest import make_event
 from tests.ingest.test_malti import SERVICE, MaltiKey, post, record
 
@@ -54,7 +53,7 @@ def traffic():
         },
     )
     assert response.status_code == 200
-    rollups_update(lag_seconds=0)
+    rollups_update()
     return key
 
 
@@ -110,8 +109,8 @@ def test_each_dimension_counts_every_request_once_by_its_value(traffic):
 
 def test_a_later_run_adds_to_the_same_buckets_and_a_rerun_adds_nothing(traffic):
     post(traffic.token, {"requests": [record(status=503, response_time=30, created_at=at(3))]})
-    rollups_update(lag_seconds=0)
-    rollups_update(lag_seconds=0)
+    rollups_update()
+    rollups_update()
 
     assert measures(rows(traffic, "hour", "")[(HOUR, "")])["count"] == 6
     assert measures(rows(traffic, "hour", "status")[(HOUR, "503")]) == {
@@ -151,7 +150,7 @@ def test_sdk_middleware_events_are_rolled_up_alike_and_odd_data_does_not_stop_th
     )
     assert response.status_code == 200
 
-    rollups_update(lag_seconds=0)
+    rollups_update()
 
     service = ApiRollup.objects.get(application_id=app_keys.application.pk, granularity="hour", dimension="")
     assert (service.service_name, service.count, service.errors) == ("django-app", 2, 0)
@@ -166,7 +165,7 @@ def test_five_minute_rows_older_than_two_days_are_pruned(traffic):
     old.pk, old.bucket = None, old.bucket - timedelta(hours=49)
     old.save()
 
-    assert five_minute_rollups_prune() == 1
+    assert rollups_prune() == 1
     assert set(ApiRollup.objects.values_list("granularity", "bucket")) == kept
 
 

@@ -7,9 +7,9 @@ import pytest
 from django.core.management import call_command
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 
-from ingest.lambda_rollups import duration_bound, five_minute_rollups_prune
-from ingest.models import LAMBDA_DURATION_BOUNDS_MS, Event, LambdaDurationBucket, LambdaRollup
-from ingest.rollups import rollups_update
+from ingest.models import LAMBDA_DURATION_BOUNDS_MS, Event, LambdaRollup
+from ingest.rollups import rollups_prune, rollups_update
+from ingest.rollups.aws_lambda import duration_bound
 from tests.conftest import make_event
 from tests.ingest.test_lambda_api import SEED_FUNCTION, SEED_REPORT, SEED_RUNTIME_DONE, SEED_START, post_array
 from tests.ingest.test_otlp_api import attribute, export, metrics, span, traces
@@ -45,6 +45,13 @@ def report(
     }
 
 
+def histogram(row: LambdaRollup) -> dict[int, int]:
+    """Invocations per duration bucket (its index) of a row, the empty ones left out."""
+    return {
+        bucket: getattr(row, name) for bucket, name in enumerate(LambdaRollup.DURATION_FIELDS) if getattr(row, name)
+    }
+
+
 def rollup(granularity: str = "hour", **filters) -> LambdaRollup:
     return LambdaRollup.objects.get(granularity=granularity, **filters)
 
@@ -61,7 +68,7 @@ def test_reports_roll_up_per_function_and_version_by_hour_and_five_minutes(app_k
     post_array(app_keys, [report(3, 10.0)], query="?function=checkout&version=8")
     post_array(app_keys, [SEED_REPORT], query="?function=other")  # another function, another hour
 
-    rollups_update(lag_seconds=0)
+    rollups_update()
 
     row = rollup(function="checkout", version="7")
     assert (row.bucket, row.invocations, row.errors, row.cold_starts, row.init_ms) == (HOUR, 3, 2, 1, 250.0)
@@ -78,9 +85,9 @@ def test_the_duration_histogram_counts_each_invocation_once_in_its_bucket(app_ke
     durations = [0.5, 3.0, 100.5, 100.5, 2500.0, 1_000_000.0]
     post_array(app_keys, [report(i, d) for i, d in enumerate(durations)])
 
-    rollups_update(lag_seconds=0)
+    rollups_update()
 
-    counts = dict(LambdaDurationBucket.objects.filter(granularity="hour").values_list("bound", "count"))
+    counts = histogram(rollup())
     assert counts == {
         0: 1,
         2: 1,
@@ -95,21 +102,21 @@ def test_the_duration_histogram_counts_each_invocation_once_in_its_bucket(app_ke
 
 def test_rollups_add_up_across_runs_and_merge_by_addition(app_keys):
     post_array(app_keys, [report(1, 10.0, used=50)])
-    rollups_update(lag_seconds=0)
+    rollups_update()
     post_array(app_keys, [report(2, 20.0, used=70), report(3, 30.0, used=60)])
 
-    rollups_update(lag_seconds=0)
+    rollups_update()
 
     row = rollup()
     assert (row.invocations, row.duration_ms, row.max_memory_used_mb) == (3, 60.0, 70)
-    assert sum(LambdaDurationBucket.objects.filter(granularity="hour").values_list("count", flat=True)) == 3
+    assert sum(histogram(row).values()) == 3
 
 
 def test_other_lambda_types_and_other_sources_do_not_count_as_invocations(app_keys, signed_post):
     post_array(app_keys, [SEED_START, SEED_RUNTIME_DONE, SEED_FUNCTION])
     signed_post(app_keys, [make_event(event={"type": "platform.report", "data": {"record": "not lambda"}})])
 
-    rollups_update(lag_seconds=0)
+    rollups_update()
 
     assert Event.objects.count() == 4
     assert not LambdaRollup.objects.exists()
@@ -172,20 +179,20 @@ def test_the_extensions_otlp_export_feeds_the_same_rollups(app_keys):
     extension_export(app_keys, "a", duration=120.0, billed=121.0, used_mb=90, status="success", init=300.0, at=at)
     extension_export(app_keys, "b", duration=80.0, billed=81.0, used_mb=95, status="error", at=at + 1000)
 
-    rollups_update(lag_seconds=0)
+    rollups_update()
 
     row = rollup(function="resize", version="$LATEST")
     assert (row.invocations, row.errors, row.cold_starts, row.init_ms) == (2, 1, 1, 300.0)
     assert (row.duration_ms, row.billed_ms, row.max_memory_used_mb, row.memory_size_mb) == (200.0, 202.0, 95, 512)
     assert row.gb_seconds == pytest.approx(0.202 * 0.5)
-    assert sum(LambdaDurationBucket.objects.filter(granularity="hour").values_list("count", flat=True)) == 2
+    assert sum(histogram(row).values()) == 2
 
 
 def test_configured_memory_in_megabytes_is_read_as_megabytes(app_keys):
     at = int(datetime(2026, 11, 20, 10, 12, tzinfo=UTC).timestamp() * 1e9)
     extension_export(app_keys, "a", duration=120.0, billed=1000.0, used_mb=90, status="success", at=at, max_memory=1024)
 
-    rollups_update(lag_seconds=0)
+    rollups_update()
 
     row = rollup(function="resize")
     assert (row.memory_size_mb, row.gb_seconds) == (1024, 1.0)
@@ -194,11 +201,10 @@ def test_configured_memory_in_megabytes_is_read_as_megabytes(app_keys):
 def test_five_minute_rows_are_built_and_kept_for_recent_events_only(app_keys):
     old = {**report(1, 10.0), "time": "2026-01-15T08:31:00.000Z"}
     post_array(app_keys, [report(1, 10.0), old])
-    rollups_update(lag_seconds=0)
+    rollups_update()
     LambdaRollup.objects.filter(granularity="5min").update(bucket=HOUR - timedelta(hours=49))
-    LambdaDurationBucket.objects.filter(granularity="5min").update(bucket=HOUR - timedelta(hours=49))
 
-    assert five_minute_rollups_prune() == 2
+    assert rollups_prune() == 1
 
     assert set(LambdaRollup.objects.values_list("granularity", "bucket")) == {
         ("hour", HOUR),
@@ -208,13 +214,12 @@ def test_five_minute_rows_are_built_and_kept_for_recent_events_only(app_keys):
 
 def test_the_rebuild_command_recomputes_the_lambda_rollups(app_keys):
     post_array(app_keys, [report(1, 10.0, init=100.0), report(7, 300.0, status="error")])
-    rollups_update(lag_seconds=0)
+    rollups_update()
     expected = sorted(
         LambdaRollup.objects.values_list("granularity", "bucket", "invocations", "errors", "cold_starts", "duration_ms")
     )
-    histogram = sorted(LambdaDurationBucket.objects.values_list("granularity", "bucket", "bound", "count"))
-    LambdaRollup.objects.update(invocations=999)
-    LambdaDurationBucket.objects.update(count=999)
+    durations = sorted((row.granularity, row.bucket, *histogram(row).items()) for row in LambdaRollup.objects.all())
+    LambdaRollup.objects.update(invocations=999, ms_1=999)
 
     call_command(
         "rebuild_rollups",
@@ -233,4 +238,7 @@ def test_the_rebuild_command_recomputes_the_lambda_rollups(app_keys):
         )
         == expected
     )
-    assert sorted(LambdaDurationBucket.objects.values_list("granularity", "bucket", "bound", "count")) == histogram
+    assert (
+        sorted((row.granularity, row.bucket, *histogram(row).items()) for row in LambdaRollup.objects.all())
+        == durations
+    )

@@ -33,7 +33,7 @@ def keys_on(tier_):
 
 def outcome_totals(keys) -> dict:
     outcomes_flush()
-    rollups_update(lag_seconds=0)
+    rollups_update()
     totals = {}
     for row in Outcome.objects.filter(application_id=keys.application.pk):
         name = row.outcome if not row.reason else f"{row.outcome}:{row.reason}"
@@ -321,7 +321,7 @@ def test_quota_counter_lost_by_redis_is_restored_from_the_database(signed_post):
 
     keys = keys_on(tier(monthly_event_quota=3))
     signed_post(keys, [make_event(), make_event()])
-    rollups_update(lag_seconds=0)
+    rollups_update()
     counter = f"tk:quota:{keys.application.organization_id}:{month_key(utc_now())}"
     get_redis().delete(counter)
 

@@ -71,3 +71,37 @@ def test_rollups_counted_before_the_migration_are_recomputed_by_each_dimension()
             ("sdk", "", 1),
         ]
     }
+
+
+def test_lambda_duration_rows_become_the_rollups_histogram_columns_and_back():
+    old = migrate("0018_export_schedule_every_application")
+    hour = datetime(2026, 3, 1, 8, tzinfo=UTC)
+    key = dict(organization_id=1, application_id=2, granularity="hour", bucket=hour, function="resize", version="7")
+    old.get_model("ingest", "LambdaRollup").objects.create(**key, invocations=6)
+    other = {**key, "function": "other"}
+    old.get_model("ingest", "LambdaRollup").objects.create(**other, invocations=1)
+    Bucket = old.get_model("ingest", "LambdaDurationBucket")
+    for row, bound, count in ((key, 0, 1), (key, 12, 4), (key, 33, 1), (other, 19, 1)):
+        Bucket.objects.create(**row, bound=bound, count=count)
+
+    try:
+        new = migrate("0019_lambda_duration_columns")
+        rows = {row.function: row for row in new.get_model("ingest", "LambdaRollup").objects.all()}
+        # Bucket 12 ends at 100 ms; bucket 33, past the last bound (900 s), is ms_more.
+        assert (rows["resize"].ms_1, rows["resize"].ms_100, rows["resize"].ms_more) == (1, 4, 1)
+        assert (
+            sum(getattr(rows["resize"], f.name) for f in rows["resize"]._meta.fields if f.name.startswith("ms_")) == 6
+        )
+        assert rows["other"].ms_1000 == 1
+
+        back = migrate("0018_export_schedule_every_application")
+        assert sorted(
+            back.get_model("ingest", "LambdaDurationBucket").objects.values_list("function", "bound", "count")
+        ) == [
+            ("other", 19, 1),
+            ("resize", 0, 1),
+            ("resize", 12, 4),
+            ("resize", 33, 1),
+        ]
+    finally:
+        migrate()

@@ -58,7 +58,7 @@ def test_response_times_that_would_overflow_the_hours_sum_saturate_it(signed_pos
     assert signed_post(hostile, [http_request(response_time=1e300)]).status_code == 200
     assert signed_post(other, [http_request(response_time=12)]).status_code == 200
 
-    rollups_update(lag_seconds=0)
+    rollups_update()
 
     assert (api_row(hostile).count, api_row(hostile).duration_ms) == (10_000_001, BIGINT_MAX)
     assert (api_row(other).count, api_row(other).duration_ms) == (1, 12)
@@ -70,7 +70,7 @@ def test_one_requests_response_time_is_bounded_to_a_day(signed_post, claimed, co
     keys = app_keys_create()
     assert signed_post(keys, [http_request(response_time=claimed)]).status_code == 200
 
-    rollups_update(lag_seconds=0)
+    rollups_update()
 
     assert api_row(keys).duration_ms == counted
 
@@ -110,7 +110,7 @@ def test_lambda_rollups_read_only_the_fields_they_count_not_the_whole_event():
 
     tracemalloc.start()
     try:
-        rollups_update(lag_seconds=0)
+        rollups_update()
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -132,7 +132,7 @@ def test_lambda_values_out_of_any_sane_range_are_bounded_or_ignored():
     for value in (-1.0, 1e300, 5e12, "12", None, 3.0):
         lambda_point(keys, value)
 
-    rollups_update(lag_seconds=0)
+    rollups_update()
 
     row = LambdaRollup.objects.get(application_id=keys.application.id, granularity="hour")
     # Negative, non-numbers and missing values are ignored; the huge ones count as a day each.

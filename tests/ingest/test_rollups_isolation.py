@@ -47,7 +47,7 @@ def test_a_run_reads_in_chunks_and_counts_every_event(settings, signed_post):
     for _ in range(5):
         assert signed_post(keys, [make_event()]).status_code == 200
 
-    rollups_update(lag_seconds=0)
+    rollups_update()
 
     assert hour_count(keys) == 5
     assert RollupCursor.objects.get().last_event_id == Event.objects.order_by("-id")[0].id
@@ -58,12 +58,12 @@ def test_an_application_whose_rollups_cannot_finish_is_skipped_recorded_and_rebu
     settings.ROLLUPS_STATEMENT_TIMEOUT = 1
     stuck, other = app_keys_create(), app_keys_create()
     assert signed_post(stuck, [make_event()]).status_code == 200
-    rollups_update(lag_seconds=0)
+    rollups_update()
     assert signed_post(stuck, [make_event()]).status_code == 200
     assert signed_post(other, [make_event()]).status_code == 200
 
     with rollup_rows_held(stuck):
-        rollups_update(lag_seconds=0)
+        rollups_update()
 
     assert hour_count(other) == 1
     assert hour_count(stuck) == 1

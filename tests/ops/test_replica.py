@@ -40,10 +40,10 @@ def test_dashboards_read_numbers_from_the_replica_and_access_from_the_primary(
 ):
     keys = app_keys_create(name="Replicated app")
     signed_post(keys, [make_event(timestamp=_now()) for _ in range(3)])
-    rollups_update(lag_seconds=0)
+    rollups_update()
     replica_url = snapshot_database()
     signed_post(keys, [make_event(timestamp=_now()) for _ in range(4)])  # on the primary only
-    rollups_update(lag_seconds=0)
+    rollups_update()
     cookie = signed_in_cookie(keys.application.organization)  # a member the replica does not know
     env = {**database_env_for_server(), "DATABASE_REPLICA_URL": replica_url}
 

@@ -83,7 +83,7 @@ def test_the_middlewares_requests_show_on_the_api_panel(endpoint, tmp_path, clie
     browser.get("/broken")
     assert sdk.flush(timeout=30)
     sdk.close()
-    rollups_update(lag_seconds=0)
+    rollups_update()
     user = UserFactory(is_staff=True)
     Membership.objects.create(user=user, organization=keys.application.organization, role="viewer")
     client.force_login(user)

@@ -89,7 +89,7 @@ class Command(BaseCommand):
         self.stdout.write("")
         started, counted, moved = time.monotonic(), 0, 1
         while moved:
-            moved = rollups_update(max_events=1_000_000, lag_seconds=0)
+            moved = rollups_update(max_events=1_000_000)
             counted += moved
             self.stdout.write(
                 f"\r  rollups: {counted:,} event ids counted ({time.monotonic() - started:.0f} s)", ending=""

@@ -1,13 +1,12 @@
 """Rollups and accepted-event outcomes, built from the events table by id, exactly once.
 
-``rollups_update`` reads the events stored since its last run (ids past its cursor), adds their
-counts to the rollups (per minute, hour and day of the event's timestamp; by type, and by type
-and each other dimension) and to the ``accepted`` outcomes (per hour received), and moves the
-cursor, one chunk of events per transaction: a crash changes nothing of the chunk it was in, a
-re-run adds nothing twice, and late events (old timestamps) land in their old buckets. Events
-younger than ``LAG_SECONDS`` wait for the next run, so an insert still committing with a lower id
-is not passed over. One application's events never hold back the others': what cannot be counted
-is skipped and recorded (``RollupSkip``), and the cursor moves on."""
+``rollups_update`` reads the events stored since its last run (ids past its cursor), adds them to
+every rollup kind (``KINDS``: see ``engine``) and to the ``accepted`` outcomes (per hour received),
+and moves the cursor, one chunk of events per transaction: a crash changes nothing of the chunk it
+was in, a re-run adds nothing twice, and late events (old timestamps) land in their old buckets. A
+run reads no id past ``events_final_through``, so an insert still committing with a lower id is
+not passed over. One application's events never hold back the others': what cannot be counted is
+skipped and recorded (``RollupSkip``), and the cursor moves on."""
 
 import logging
 import time
@@ -16,54 +15,17 @@ from datetime import UTC, datetime, timedelta
 from django.conf import settings
 from django.db import DatabaseError, OperationalError, connection, transaction
 from django.db.models import Count, Max, Min, Value
-from django.db.models.functions import Coalesce, Concat, Trim, Trunc
-from django.utils import timezone
+from django.db.models.functions import Trunc
 from psycopg.errors import QueryCanceled
 
-from ingest.api_rollups import api_rollups_add, api_rollups_rebuild
-from ingest.lambda_rollups import lambda_rollups_add, lambda_rollups_replace
-from ingest.models import Archive, Event, EventRollup, Outcome, RollupCursor, RollupSkip
+from ingest.models import Archive, Event, Outcome, RollupCursor, RollupSkip
+from ingest.rollups import api, aws_lambda, engine, events
 
 logger = logging.getLogger(__name__)
-LAG_SECONDS = 10
+# How long a run waits for the inserts running when it starts (one batch's insert, normally).
+WAIT_SECONDS = 5
 CURSOR = "events"
-
-
-def _insert_adding(model, queryset, columns: list[str], unique: list[str]) -> None:
-    """INSERT ... SELECT of an aggregate queryset, adding to the counts of rows that exist."""
-    select_sql, params = queryset.query.sql_with_params()
-    table = model._meta.db_table
-    sql = (
-        f"INSERT INTO {table} ({', '.join(columns)}, count) {select_sql} "
-        f"ON CONFLICT ({', '.join(unique)}) DO UPDATE SET count = {table}.count + excluded.count"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-
-
-Dimension = EventRollup.Dimension
-# What each event is counted by, besides its type.
-_DIMENSION_VALUES = {
-    Dimension.TYPE: Value(""),
-    Dimension.CATEGORY: Coalesce("category", Value("")),
-    Dimension.SERVICE: Trim(
-        Concat(Coalesce("service_name", Value("")), Value(" "), Coalesce("service_version", Value("")))
-    ),
-    Dimension.SDK: Coalesce("sdk_version", Value("")),
-}
-
-
-def _add_rollups(events) -> None:
-    for granularity in EventRollup.Granularity.values:
-        _add_granularity(events, granularity)
-
-
-def minute_rollups_prune() -> int:
-    """Deletes minute rollups older than the pages show; returns how many rows went."""
-    deleted, _ = EventRollup.objects.filter(
-        granularity=EventRollup.Granularity.MINUTE, bucket__lt=EventRollup.minute_rollups_since()
-    ).delete()
-    return deleted
+KINDS = (events.SPEC, api.SPEC, aws_lambda.SPEC)
 
 
 def _add_accepted(events) -> None:
@@ -73,15 +35,17 @@ def _add_accepted(events) -> None:
         .annotate(n=Count("id"))
         .order_by()
     )
-    _insert_adding(
-        Outcome,
-        grouped,
-        ["organization_id", "application_id", "hour", "outcome", "reason"],
-        ["application_id", "hour", "outcome", "reason"],
-    )
+    select_sql, params = grouped.query.sql_with_params()
+    table = Outcome._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (organization_id, application_id, hour, outcome, reason, count) {select_sql} "
+            f"ON CONFLICT (application_id, hour, outcome, reason) DO UPDATE SET count = {table}.count + excluded.count",
+            params,
+        )
 
 
-def rollups_update(*, max_events: int = 500_000, lag_seconds: float = LAG_SECONDS) -> int:
+def rollups_update(*, max_events: int = 500_000, wait_seconds: float = WAIT_SECONDS) -> int:
     """Adds the events stored since the last run, a chunk of them per transaction; returns how many
     ids it moved past.
 
@@ -89,11 +53,11 @@ def rollups_update(*, max_events: int = 500_000, lag_seconds: float = LAG_SECOND
     strikes, loses one chunk, and the next run carries on.
     """
     deadline = time.monotonic() + settings.ROLLUPS_RUN_SECONDS
-    horizon = timezone.now() - timedelta(seconds=lag_seconds)
+    final = events_final_through(wait_seconds=wait_seconds)
     moved, remaining = 0, max_events
-    while remaining > 0 and time.monotonic() < deadline:
+    while final is not None and remaining > 0 and time.monotonic() < deadline:
         chunk = min(settings.ROLLUPS_CHUNK_EVENTS, remaining)
-        step = _chunk_add(chunk=chunk, horizon=horizon)
+        step = _chunk_add(chunk=chunk, through=final)
         if not step:
             break
         moved += step
@@ -101,13 +65,52 @@ def rollups_update(*, max_events: int = 500_000, lag_seconds: float = LAG_SECOND
     return moved
 
 
-def _chunk_add(*, chunk: int, horizon: datetime) -> int:
+def events_final_through(*, wait_seconds: float = WAIT_SECONDS) -> int | None:
+    """The highest event id at or below which no insert is still running: every such id is stored
+    for good or never will be. None if none could be shown within ``wait_seconds``.
+
+    Ids come from a sequence as inserts start, so an insert still committing may hold an id below
+    one already visible. Each transaction that took an id holds the sequence's RowExclusiveLock
+    (nextval takes it) until it ends. So once the transactions holding it after the sequence's
+    last value was read have ended, no id at or below that value can appear any more. They are
+    inserts, a batch each: the wait is about one batch's insert, whatever the clocks say.
+    SQLite has one writer at a time, and a writer's ids lie above every committed one.
+    """
+    if connection.vendor != "postgresql":
+        return Event.objects.aggregate(high=Max("id"))["high"]
+    with connection.cursor() as db:
+        db.execute(f"SELECT pg_sequence_last_value(pg_get_serial_sequence('{Event._meta.db_table}', 'id'))")
+        (last,) = db.fetchone()
+        if last is None:
+            return None
+        db.execute(_INSERTS_RUNNING)
+        running = [row[0] for row in db.fetchall()]
+        deadline = time.monotonic() + wait_seconds
+        while running:
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.005)
+            db.execute(f"{_INSERTS_RUNNING} AND virtualtransaction = ANY(%s)", [running])
+            running = [row[0] for row in db.fetchall()]
+    return last
+
+
+# The transactions (other than this one) that took an event id and have not ended.
+_INSERTS_RUNNING = (
+    "SELECT DISTINCT virtualtransaction FROM pg_locks "
+    f"WHERE locktype = 'relation' AND relation = pg_get_serial_sequence('{Event._meta.db_table}', 'id')::regclass "
+    "AND mode = 'RowExclusiveLock' AND granted AND pid <> pg_backend_pid() "
+    "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+)
+
+
+def _chunk_add(*, chunk: int, through: int) -> int:
     with transaction.atomic():
         cursor, _ = RollupCursor.objects.select_for_update().get_or_create(name=CURSOR)
         low = cursor.last_event_id
         # The next ``chunk`` ids rather than an id range, so a gap in the sequence is passed over.
         high = (
-            Event.objects.filter(id__gt=low, received_at__lt=horizon)
+            Event.objects.filter(id__gt=low, id__lte=through)
             .order_by("id")
             .values("id")[:chunk]
             .aggregate(high=Max("id"))["high"]
@@ -127,35 +130,28 @@ def _chunk_add(*, chunk: int, horizon: datetime) -> int:
         return high - low
 
 
-_KINDS = {
-    RollupSkip.Kind.EVENTS: _add_rollups,
-    RollupSkip.Kind.API: api_rollups_add,
-    RollupSkip.Kind.LAMBDA: lambda_rollups_add,
-}
-
-
 def _add_isolated(events, *, first_id: int, last_id: int) -> None:
     """Adds a chunk's events to the rollups of every kind. If that fails on the data (a value the
     database refuses, a statement past its timeout), each application's events are tried again, kind
     by kind; what still fails is recorded as a ``RollupSkip`` and left out, and the rest is counted."""
     try:
         with transaction.atomic():
-            for add in _KINDS.values():
-                add(events)
+            for spec in KINDS:
+                engine.add(spec, events)
         return
     except Exception as error:
         if not _poisoned(error):
             raise
     for application_id in events.order_by().values_list("application_id", flat=True).distinct():
         theirs = events.filter(application_id=application_id)
-        for kind, add in _KINDS.items():
+        for spec in KINDS:
             try:
                 with transaction.atomic():
-                    add(theirs)
+                    engine.add(spec, theirs)
             except Exception as error:
                 if not _poisoned(error):
                     raise
-                _skip_record(theirs, kind=kind, first_id=first_id, last_id=last_id, error=error)
+                _skip_record(theirs, kind=spec.name, first_id=first_id, last_id=last_id, error=error)
 
 
 def _poisoned(error: Exception) -> bool:
@@ -220,11 +216,9 @@ def rollups_rebuild(*, since: datetime, until: datetime, progress=None) -> int:
             continue
         with transaction.atomic():
             cursor, _ = RollupCursor.objects.select_for_update().get_or_create(name=CURSOR)
-            EventRollup.objects.filter(bucket__gte=day, bucket__lt=next_day).delete()
             day_events = Event.objects.filter(id__lte=cursor.last_event_id, timestamp__gte=day, timestamp__lt=next_day)
-            _add_rollups(day_events)
-            lambda_rollups_replace(events=day_events, since=day, until=next_day)
-            api_rollups_rebuild(day_events, since=day, until=next_day)
+            for spec in KINDS:
+                engine.replace(spec, day_events, since=day, until=next_day)
             rebuilt += day_events.count()
         if progress:
             progress(day, rebuilt)
@@ -236,21 +230,6 @@ def _day_start(moment: datetime) -> datetime:
     return moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
-def _add_granularity(events, granularity: str) -> None:
-    if granularity == EventRollup.Granularity.MINUTE:
-        events = events.filter(timestamp__gte=EventRollup.minute_rollups_since())
-    for dimension, value in _DIMENSION_VALUES.items():
-        grouped = (
-            events.annotate(
-                g=Value(granularity), d=Value(dimension.value), b=Trunc("timestamp", granularity, tzinfo=UTC), v=value
-            )
-            .values("organization_id", "application_id", "g", "d", "b", "event_type", "v")
-            .annotate(n=Count("id"))
-            .order_by()
-        )
-        _insert_adding(
-            EventRollup,
-            grouped,
-            ["organization_id", "application_id", "granularity", "dimension", "bucket", "event_type", "value"],
-            ["application_id", "granularity", "dimension", "bucket", "event_type", "value"],
-        )
+def rollups_prune() -> int:
+    """Deletes the rollup rows past their kind's retention; returns how many went."""
+    return sum(engine.prune(spec) for spec in KINDS)
