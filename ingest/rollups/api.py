@@ -36,6 +36,7 @@ SPEC = Spec(
     name="api",
     model=ApiRollup,
     source=_requests,
+    event_types=frozenset({EVENT_TYPE}),
     key={"service_name": F("service_name")},
     dimensions={
         Dimension.SERVICE: Value(""),

@@ -143,6 +143,7 @@ SPEC = Spec(
     name="lambda",
     model=LambdaRollup,
     source=_invocations,
+    event_types=frozenset({"platform.report", "otel.metric", "otel.span"}),
     key={
         "function": Case(
             When(REPORT, then=F("service_name")),

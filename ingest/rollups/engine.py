@@ -195,16 +195,19 @@ class Spec:
     """A rollup kind.
 
     ``source`` picks the kind's events among a chunk's (and may annotate what the other fields
-    read). A row is keyed by organization, application, granularity, bucket, the ``key`` columns
-    and, when the kind has ``dimensions``, by ``dimension`` and its ``value``: each event counts
-    once per dimension. ``buckets`` are the granularities kept, finest first; ``retention`` says
-    how long rows of a granularity are kept (those not named: for good). Rows of a bucket finer
-    than an hour are built for events younger than their retention only.
+    read), of ``event_types`` only when given. A row is keyed by organization, application,
+    granularity, bucket, the ``key`` columns and, when the kind has ``dimensions``, by
+    ``dimension`` and its ``value``: each event counts once per dimension. ``buckets`` are the
+    granularities kept, finest first; ``retention`` says how long rows of a granularity are kept
+    (those not named: for good). Rows of a bucket finer than an hour are built for events younger
+    than their retention only.
     """
 
     name: str
     model: type
     source: Callable
+    # The event types ``source`` can pick, if only some: a chunk without them is passed over.
+    event_types: frozenset[str] | None
     key: dict[str, Expression]
     measures: dict[str, Measure]
     buckets: tuple[str, ...]
@@ -221,35 +224,51 @@ class Spec:
         return None if kept is None else timezone.now() - kept
 
 
-def add(spec: Spec, events) -> None:
-    """Adds ``events`` (of a chunk: any events) to ``spec``'s rollups, in the caller's transaction."""
+def add(spec: Spec, events) -> str:
+    """Adds ``events`` (of a chunk: any events) to ``spec``'s rollups, in the caller's transaction;
+    returns the name of the temporary table of the chunk's figures (``_delta_fill``)."""
     delta = _delta_fill(spec, events)
     table = spec.model._meta.db_table
     measures = spec.all_measures()
-    updates = ", ".join(_update(table, column, measure) for column, measure in measures.items())
     key_columns = list(spec.key)
+    sums = ", ".join(_combine(column, measure) for column, measure in measures.items())
+    # Every (granularity, dimension) row set in one statement: their keys differ, so no row is
+    # reached twice, and the statement is planned once.
+    selects, params = [], []
     for granularity in spec.buckets:
         bucket_sql = _coarser(granularity).format(c="b")
         since = spec.kept_since(granularity)
-        where, params = ("WHERE b >= %s", [_as_database_time(since)]) if since else ("", [])
         for number, dimension in enumerate(spec.dimensions or [None]):
-            dimension_columns = [] if dimension is None else ["dimension", "value"]
             dimension_values = [] if dimension is None else ["%s", f"v{number}"]
-            dimension_params = [] if dimension is None else [dimension]
             group = ["organization_id", "application_id", bucket_sql, *key_columns]
             if dimension is not None:
                 group.append(f"v{number}")
-            sums = ", ".join(_combine(column, measure) for column, measure in measures.items())
-            sql = (
-                f"INSERT INTO {table} (organization_id, application_id, granularity, bucket, "
-                f"{', '.join([*key_columns, *dimension_columns, *measures])}) "
+            selects.append(
                 f"SELECT organization_id, application_id, %s, {bucket_sql}, "
                 f"{', '.join([*key_columns, *dimension_values])}, {sums} "
-                f"FROM {delta} {where} GROUP BY {', '.join(group)} "
-                f"ON CONFLICT ({', '.join(spec.unique)}) DO UPDATE SET {updates}"
+                f"FROM {delta} {'WHERE b >= %s' if since else ''} GROUP BY {', '.join(group)}"
             )
-            with connection.cursor() as cursor:
-                cursor.execute(sql, [granularity, *dimension_params, *params])
+            params += [granularity, *([] if dimension is None else [dimension])]
+            params += [_as_database_time(since)] if since else []
+    dimension_columns = ["dimension", "value"] if spec.dimensions else []
+    updates = ", ".join(_update(table, column, measure) for column, measure in measures.items())
+    # SQLite reads "INSERT ... SELECT ... ON CONFLICT" as a join's ON unless the SELECT has a WHERE.
+    sql = (
+        f"INSERT INTO {table} (organization_id, application_id, granularity, bucket, "
+        f"{', '.join([*key_columns, *dimension_columns, *measures])}) "
+        f"SELECT * FROM ({' UNION ALL '.join(selects)}) AS delta_rows WHERE true "
+        f"ON CONFLICT ({', '.join(spec.unique)}) DO UPDATE SET {updates}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+    return delta
+
+
+def distinct_values(delta: str, column: str) -> set:
+    """The values of a column of a chunk's figures (``add``'s temporary table)."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT DISTINCT {column} FROM {delta}")
+        return {row[0] for row in cursor.fetchall()}
 
 
 def _delta_fill(spec: Spec, events) -> str:

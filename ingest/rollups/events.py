@@ -15,6 +15,7 @@ SPEC = Spec(
     name="events",
     model=EventRollup,
     source=lambda events: events,
+    event_types=None,
     key={"event_type": F("event_type")},
     dimensions={
         Dimension.TYPE: Value(""),
