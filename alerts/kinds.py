@@ -10,7 +10,8 @@ from datetime import UTC, datetime, timedelta
 from alerts import selectors
 from dashboards.selectors import duration_percentile, latency_percentile
 
-# Rollups count events up to ten seconds old every 30 seconds: a minute is complete this long after it ends.
+# Rollups count events within a second or so, or every 30 seconds should the follower be down: a
+# minute is complete this long after it ends.
 SETTLE = timedelta(seconds=40)
 
 

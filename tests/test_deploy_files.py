@@ -44,7 +44,7 @@ def test_compose_runs_the_procfile_processes_and_migrates_first():
     image_command = ["python", "-m", "telemetry.server"]  # the Dockerfile's CMD
 
     assert procfile()["web"] == image_command and "command" not in services["web"]
-    for name in ("worker", "beat"):
+    for name in ("worker", "beat", "rollups"):
         assert services[name]["command"] == without_options(procfile()[name], "--concurrency")
     assert services["migrate"]["command"] == ["python", "manage.py", "migrate", "--noinput"]
     assert services["web"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"

@@ -175,3 +175,12 @@ def test_rebuild_command_recomputes_the_same_rollups(app_keys, signed_post):
 
     assert {key: rollup_counts(*key) for key in everything} == expected
     assert "Rollups rebuilt from 4 events" in out.getvalue()
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)  # as it runs: its own transactions
+def test_the_follower_adds_stored_events_until_it_is_told_to_stop(app_keys, signed_post):
+    send_mixed_traffic(signed_post, app_keys)
+
+    call_command("rollups_follow", "--seconds", "0.1")
+
+    assert sum(rollup_counts("day").values()) == Event.objects.count() == 4
