@@ -109,15 +109,13 @@ def _chunk_add(*, chunk: int, through: int) -> int:
     with transaction.atomic():
         cursor, _ = RollupCursor.objects.select_for_update().get_or_create(name=CURSOR)
         low = cursor.last_event_id
-        # The next ``chunk`` ids rather than an id range, so a gap in the sequence is passed over.
-        high = (
-            Event.objects.filter(id__gt=low, id__lte=through)
-            .order_by("id")
-            .values("id")[:chunk]
-            .aggregate(high=Max("id"))["high"]
-        )
-        if high is None:
+        # The next ``chunk`` ids as a range from the first one there (ids are nearly dense; a query
+        # for the next ``chunk`` rows themselves took 0.85 s on a backlog of a million). Ids up to
+        # ``through`` are final, so the cursor may pass ids that never appeared.
+        first = Event.objects.filter(id__gt=low, id__lte=through).aggregate(first=Min("id"))["first"]
+        if first is None:
             return 0
+        high = min(through, first + chunk - 1)
         if connection.vendor == "postgresql":
             with connection.cursor() as db:
                 db.execute(
