@@ -5,7 +5,7 @@ Two sources describe an invocation:
 
 - the Telemetry API's ``platform.report`` (source ``lambda/1``): status, duration, billed duration,
   configured and used memory, and init duration on a cold start, all in one record;
-- seed 003's extension over OTLP (source ``otlp/1``), which turns that report into gauges:
+- the Lambda extension over OTLP (``otlp/1``, docs/protocols.md#lambda-over-otlp), turning the report into gauges:
   ``faas.invocation.duration`` (one per invocation), ``aws.lambda.billed_duration``,
   ``aws.lambda.max_memory_used`` (bytes) and ``aws.lambda.init_duration`` (cold starts), with the
   configured memory as the resource's ``faas.max_memory`` (bytes); and a ``lambda.invoke`` span

@@ -1,4 +1,4 @@
-"""Lambda rollups: from Telemetry API reports and from the OTLP seed 003's extension exports."""
+"""Lambda rollups: from Telemetry API reports and from what the Lambda extension exports over OTLP."""
 
 from datetime import UTC, datetime, timedelta
 from io import StringIO
@@ -134,7 +134,7 @@ def extension_export(
     at: int,
     max_memory: int = 512 * 1024 * 1024,
 ):
-    """What seed 003's extension exports for one platform.report: gauges, and a lambda.invoke span."""
+    """What the Lambda extension exports for one platform.report: gauges, and a lambda.invoke span."""
     lambda_resource = {
         "service.name": "resize",
         "faas.name": "resize",
