@@ -8,6 +8,7 @@ writing a range twice gives the same bytes.
 """
 
 import csv
+import functools
 import gzip
 import io
 import json
@@ -16,8 +17,6 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 from django.db import connection, transaction
 
 from accounts.models import Application, Organization
@@ -126,26 +125,33 @@ class GzipNdjsonWriter(NdjsonWriter):
         self.gzip.close()
 
 
-# Parquet's columns, fixed here rather than inferred from the rows: a day with no events, or with a
-# column null throughout, still has the same schema as every other day.
-PARQUET_SCHEMA = pa.schema(
-    [
-        pa.field("application", pa.string(), nullable=False),
-        pa.field("event_id", pa.string(), nullable=False),
-        pa.field("schema_version", pa.string(), nullable=False),
-        pa.field("user_id", pa.string(), nullable=False),
-        pa.field("session_id", pa.string()),
-        pa.field("event_type", pa.string(), nullable=False),
-        pa.field("category", pa.string()),
-        pa.field("data", pa.string(), nullable=False, metadata={"description": "The event's data, as JSON text."}),
-        pa.field("timestamp", pa.timestamp("us", tz="UTC"), nullable=False),
-        pa.field("received_at", pa.timestamp("us", tz="UTC"), nullable=False),
-        pa.field("service_name", pa.string(), nullable=False),
-        pa.field("service_version", pa.string()),
-        pa.field("service_language", pa.string()),
-        pa.field("sdk_version", pa.string()),
-    ]
-)
+@functools.cache
+def parquet_schema():
+    """Parquet's columns, fixed here rather than inferred from the rows: a day with no events, or
+    with a column null throughout, still has the same schema as every other day. pyarrow is imported
+    here, not with the module: it would add 30 MB to every web worker, which never writes Parquet."""
+    import pyarrow as pa
+
+    return pa.schema(
+        [
+            pa.field("application", pa.string(), nullable=False),
+            pa.field("event_id", pa.string(), nullable=False),
+            pa.field("schema_version", pa.string(), nullable=False),
+            pa.field("user_id", pa.string(), nullable=False),
+            pa.field("session_id", pa.string()),
+            pa.field("event_type", pa.string(), nullable=False),
+            pa.field("category", pa.string()),
+            pa.field("data", pa.string(), nullable=False, metadata={"description": "The event's data, as JSON text."}),
+            pa.field("timestamp", pa.timestamp("us", tz="UTC"), nullable=False),
+            pa.field("received_at", pa.timestamp("us", tz="UTC"), nullable=False),
+            pa.field("service_name", pa.string(), nullable=False),
+            pa.field("service_version", pa.string()),
+            pa.field("service_language", pa.string()),
+            pa.field("sdk_version", pa.string()),
+        ]
+    )
+
+
 PARQUET_ROW_GROUP = 50_000
 _TIMESTAMP, _RECEIVED_AT = FIELDS.index("timestamp") - 1, FIELDS.index("received_at") - 1
 
@@ -157,9 +163,12 @@ class ParquetWriter:
 
     def __init__(self, out, *, row_group: int = PARQUET_ROW_GROUP):
         self.row_group = row_group
-        self.pending: list[list] = [[] for _ in PARQUET_SCHEMA]
+        import pyarrow.parquet as pq
+
+        self.schema = parquet_schema()
+        self.pending: list[list] = [[] for _ in self.schema]
         self.parquet = pq.ParquetWriter(
-            out, PARQUET_SCHEMA, compression="zstd", version="2.6", write_statistics=True, use_dictionary=True
+            out, self.schema, compression="zstd", version="2.6", write_statistics=True, use_dictionary=True
         )
 
     def rows(self, application: Application, rows) -> None:
@@ -178,10 +187,12 @@ class ParquetWriter:
 
     def _flush(self) -> None:
         if self.pending[0]:
+            import pyarrow as pa
+
             self.parquet.write_table(
-                pa.Table.from_arrays(self.pending, schema=PARQUET_SCHEMA), row_group_size=self.row_group
+                pa.Table.from_arrays(self.pending, schema=self.schema), row_group_size=self.row_group
             )
-            self.pending = [[] for _ in PARQUET_SCHEMA]
+            self.pending = [[] for _ in self.schema]
 
     def close(self) -> None:
         self._flush()
