@@ -40,7 +40,7 @@ from ingest.errors import ApiError, QuotaExceeded, Unauthorized, error_body, err
 from ingest.models import Outcome
 from ingest.storage.schema import CheckedBatch, EventError
 from ingest.storage.services import Accepted, events_accept, nonce_claim_in_database, nonce_release, outcomes_count
-from telemetry.middleware import RETRY_AFTER_SECONDS, is_outage
+from telemetry.middleware import OUTAGE_MESSAGE, RETRY_AFTER_SECONDS, is_outage
 
 Kind = Outcome.Kind
 _encode = msgspec.json.Encoder().encode
@@ -180,7 +180,7 @@ def intake(family: Family, request: HttpRequest, **ids) -> HttpResponse:
         if not (family.answers_outages and is_outage(exc)):
             raise
         retry = {"Retry-After": str(RETRY_AFTER_SECONDS)}
-        return family.refuse(intake, Outage("The service is unavailable; retry later.", headers=retry))
+        return family.refuse(intake, Outage(OUTAGE_MESSAGE, headers=retry))
     if response.status_code < 400:  # the credential signed a request that was accepted
         credential_touch(credential_id=caller.credential_id)
     for name, value in limit_headers.items():

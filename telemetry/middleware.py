@@ -18,6 +18,7 @@ from telemetry.lib.errors import ServiceUnavailable
 logger = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = 5
+OUTAGE_MESSAGE = "The service is unavailable; retry later."
 _OUTAGES = (OperationalError, InterfaceError, redis.ConnectionError, redis.TimeoutError)
 
 
@@ -115,7 +116,7 @@ def service_unavailable(get_response):
             return None
         # 503 rather than 4xx: SDKs keep their queue and retry instead of dropping the events.
         response = JsonResponse(
-            {"error": {"code": "service_unavailable", "message": "The service is unavailable; retry later."}},
+            {"error": {"code": "service_unavailable", "message": OUTAGE_MESSAGE}},
             status=503,
         )
         response["Retry-After"] = str(RETRY_AFTER_SECONDS)
