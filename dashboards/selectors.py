@@ -5,7 +5,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Sum
+from django.db import connections
+from django.db.models import Case, F, Max, Min, Sum, Value, When
+from django.db.models.functions import Trunc
 
 from accounts.models import Application, Organization
 from accounts.selectors import organizations_of
@@ -17,7 +19,9 @@ from ingest.models import (
     LambdaRollup,
     Outcome,
     Stream,
+    UserRollup,
 )
+from ingest.rollups.distinct import DistinctCount, DistinctIsExact
 
 SPARKLINE_DAYS = 14
 
@@ -626,3 +630,245 @@ def api_series(*, application: Application, window: Window) -> ApiSeries:
     empty = ApiStats("", 0, 0, 0, (0,) * len(ApiRollup.LATENCY_FIELDS))
     buckets = window.buckets
     return ApiSeries(buckets, [found.get(bucket, empty) for bucket in buckets])
+
+
+# Users and versions: distinct counts from UserRollup, always unions of rows (never sums of counts).
+USER_INTERVALS = ("day", "week", "month")
+# The series of the versions past the leading ones, in version_shares.
+OTHER_VERSIONS = "(other)"
+
+
+def _utc(moment) -> datetime:
+    """A bucket as a raw query returns it: an aware datetime (PostgreSQL) or UTC text (SQLite)."""
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _period_start(moment: datetime, interval: str) -> datetime:
+    """The start of the UTC day, week (from Monday) or month that ``moment`` falls in."""
+    day = moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    if interval == "week":
+        return day - timedelta(days=day.weekday())
+    if interval == "month":
+        return day.replace(day=1)
+    return day
+
+
+def _period_next(start: datetime, interval: str) -> datetime:
+    if interval == "week":
+        return start + timedelta(days=7)
+    if interval == "month":
+        return (start + timedelta(days=32)).replace(day=1)
+    return start + timedelta(days=1)
+
+
+def _user_rows(application: Application, granularity: str, dimension: str = UserRollup.Dimension.APPLICATION):
+    return _read(UserRollup).filter(application_id=application.pk, granularity=granularity, dimension=dimension)
+
+
+def _distinct_totals(rows) -> dict:
+    return rows.aggregate(
+        users=DistinctCount("users"),
+        sessions=DistinctCount("sessions"),
+        exact=DistinctIsExact("users"),
+        events=Sum("events", default=0),
+    )
+
+
+def users_cumulative(*, application: Application, until: datetime) -> list[tuple[datetime, int]]:
+    """The distinct users seen from the first day through each day before ``until`` (UTC days that
+    have events), oldest first: the difference between two days is the users first seen in between."""
+    connection = connections[settings.DASHBOARD_DATABASE]
+    table = UserRollup._meta.db_table
+    where = "application_id = %s AND granularity = 'day' AND dimension = '' AND bucket < %s"
+    params = [application.pk, until if connection.vendor == "postgresql" else until.strftime("%Y-%m-%d %H:%M:%S")]
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            # Running unions: PostgreSQL carries each aggregate's state from one row to the next.
+            cursor.execute(
+                f"SELECT bucket, coalesce(cardinality(tk_ids_union_agg(users_ids) OVER w), "
+                f"round(hll_cardinality(hll_union_agg(users_sketch) OVER w))::bigint, 0) "
+                f"FROM {table} WHERE {where} WINDOW w AS (ORDER BY bucket ROWS UNBOUNDED PRECEDING) ORDER BY bucket",
+                params,
+            )
+            return [(_utc(bucket), count) for bucket, count in cursor.fetchall()]
+        # SQLite keeps every id's hash: the day each was first seen, counted.
+        cursor.execute(
+            f"SELECT first_day, count(*) FROM (SELECT min(r.bucket) AS first_day FROM {table} AS r, "
+            f"json_each(r.users_ids) AS j WHERE {where} "
+            f"GROUP BY j.value) GROUP BY first_day ORDER BY first_day",
+            params,
+        )
+        cumulative, total = [], 0
+        for bucket, count in cursor.fetchall():
+            total += count
+            cumulative.append((_utc(bucket), total))
+        return cumulative
+
+
+@dataclass(frozen=True)
+class UsersPoint:
+    time: datetime
+    users: int
+    new_users: int  # first seen in this period
+    sessions: int
+    events: int
+
+
+@dataclass(frozen=True)
+class UsersReport:
+    interval: str
+    since: datetime  # the first period's start
+    points: list[UsersPoint]
+    total_users: int  # over the whole range: a union, not a sum of the periods
+    total_sessions: int
+    exact: bool  # False when the totals are the sketches' estimates
+
+
+def users_report(*, application: Application, since: datetime, until: datetime, interval: str) -> UsersReport:
+    """Distinct users, new users, sessions and events per UTC day, week (from Monday) or month of
+    [since, until), zeros included, and the range's distinct users and sessions. The first period
+    may begin before ``since``, as a page's first bucket does."""
+    start = _period_start(since, interval)
+    rows = _user_rows(application, "day").filter(bucket__gte=start, bucket__lt=until)
+    found = {
+        _utc(row["period"]): row
+        for row in rows.annotate(period=Trunc("bucket", interval, tzinfo=UTC))
+        .values("period")
+        .annotate(users=DistinctCount("users"), sessions=DistinctCount("sessions"), events=Sum("events"))
+        .order_by()
+    }
+    cumulative = users_cumulative(application=application, until=until)
+
+    def seen_before(moment: datetime) -> int:
+        return max((count for day, count in cumulative if day < moment), default=0)
+
+    points, period = [], start
+    while period < until:
+        following = _period_next(period, interval)
+        row = found.get(period, {})
+        new_users = max(0, seen_before(min(following, until)) - seen_before(period)) if row else 0
+        points.append(UsersPoint(period, row.get("users", 0), new_users, row.get("sessions", 0), row.get("events", 0)))
+        period = following
+    totals = _distinct_totals(rows)
+    return UsersReport(
+        interval, start, points, totals["users"], totals["sessions"], bool(totals["exact"]) or not totals["events"]
+    )
+
+
+@dataclass(frozen=True)
+class UsersSummary:
+    day: int  # distinct users over the last 24 hours
+    week: int  # the last 7 days
+    month: int  # the last 30 days (UTC days, today's included)
+    exact: bool
+
+    @property
+    def stickiness_percent(self) -> float | None:
+        """DAU/MAU: how many of the month's users came back on the last day."""
+        return 100.0 * self.day / self.month if self.month else None
+
+
+def users_summary(*, application: Application, now: datetime) -> UsersSummary:
+    """DAU, WAU and MAU as of ``now``: the last 24 hours and 7 days by hour rows, 30 days by day rows."""
+    hour = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    day = _distinct_totals(_user_rows(application, "hour").filter(bucket__gt=hour - timedelta(hours=24)))
+    week = _distinct_totals(_user_rows(application, "hour").filter(bucket__gt=hour - timedelta(days=7)))
+    month = _distinct_totals(
+        _user_rows(application, "day").filter(bucket__gte=_period_start(now, "day") - timedelta(days=29))
+    )
+    exact = all(bool(each["exact"]) or not each["events"] for each in (day, week, month))
+    return UsersSummary(day["users"], week["users"], month["users"], exact)
+
+
+@dataclass(frozen=True)
+class VersionUsage:
+    name: str  # "service version" (dimension "service") or the SDK version; "" when none was sent
+    users: int
+    events: int
+    first_seen: datetime  # over all the rollups kept, not only the range
+    last_seen: datetime
+    share_percent: float | None  # of the last 7 days' users; None if there were none
+
+    @property
+    def service(self) -> str:
+        return self.name.partition(" ")[0]
+
+    @property
+    def version(self) -> str:
+        return self.name.partition(" ")[2]
+
+
+def version_usage(
+    *, application: Application, since: datetime, until: datetime, dimension: str, now: datetime
+) -> list[VersionUsage]:
+    """Each service version (``dimension="service"``) or SDK version (``"sdk"``) seen in [since,
+    until) by UTC day: its users and events there, when it was first and last seen, and its share of
+    the last 7 days' users. Most users first."""
+    in_range = {
+        row["value"]: row
+        for row in _user_rows(application, "day", dimension)
+        .filter(bucket__gte=_period_start(since, "day"), bucket__lt=until)
+        .values("value")
+        .annotate(users=DistinctCount("users"), events=Sum("events"))
+        .order_by()
+    }
+    seen = {
+        row["value"]: row
+        for row in _user_rows(application, "day", dimension)
+        .filter(value__in=list(in_range))
+        .values("value")
+        .annotate(first=Min("first_seen"), last=Max("last_seen"))
+        .order_by()
+    }
+    hour = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    recent = _user_rows(application, "hour", dimension).filter(bucket__gt=hour - timedelta(days=7))
+    recent_users = {
+        value: users
+        for value, users in recent.values("value").annotate(users=DistinctCount("users")).values_list("value", "users")
+    }
+    all_recent = _distinct_totals(_user_rows(application, "hour").filter(bucket__gt=hour - timedelta(days=7)))["users"]
+    usage = [
+        VersionUsage(
+            name=value,
+            users=row["users"],
+            events=row["events"],
+            first_seen=seen[value]["first"],
+            last_seen=seen[value]["last"],
+            share_percent=100.0 * recent_users.get(value, 0) / all_recent if all_recent else None,
+        )
+        for value, row in in_range.items()
+    ]
+    return sorted(usage, key=lambda each: (-each.users, each.name))
+
+
+def version_shares(
+    *, application: Application, since: datetime, until: datetime, dimension: str, top: int = 6
+) -> tuple[list[datetime], dict[str, list[int]]]:
+    """Users per UTC day of [since, until) of the ``top`` versions with most users over the range,
+    and of all others together ("other": a union, a user of two of them counted once): the days,
+    and each series by name, zeros included."""
+    start = _period_start(since, "day")
+    rows = _user_rows(application, "day", dimension).filter(bucket__gte=start, bucket__lt=until)
+    leaders = [
+        value
+        for value, _ in rows.values("value")
+        .annotate(users=DistinctCount("users"))
+        .order_by("-users", "value")
+        .values_list("value", "users")[:top]
+    ]
+    labelled = rows.annotate(series=Case(When(value__in=leaders, then=F("value")), default=Value(OTHER_VERSIONS)))
+    found = {
+        (_utc(bucket), series): users
+        for bucket, series, users in labelled.values("bucket", "series")
+        .annotate(users=DistinctCount("users"))
+        .values_list("bucket", "series", "users")
+        .order_by()
+    }
+    days, day = [], start
+    while day < until:
+        days.append(day)
+        day += timedelta(days=1)
+    names = leaders + ([OTHER_VERSIONS] if any(series == OTHER_VERSIONS for _, series in found) else [])
+    return days, {name: [found.get((day, name), 0) for day in days] for name in names}

@@ -180,6 +180,7 @@ class RollupSkip(models.Model):
 
     class Kind(models.TextChoices):
         EVENTS = "events", "Event counts"
+        USERS = "users", "Users and versions"
         API = "api", "API requests"
         LAMBDA = "lambda", "Lambda invocations"
 
@@ -471,6 +472,66 @@ class ApiRollup(models.Model):
             models.UniqueConstraint(
                 fields=["application_id", "granularity", "dimension", "bucket", "service_name", "value"],
                 name="api_rollup_unique",
+            ),
+        ]
+
+
+class IdsField(models.Field):
+    """A set of keyed hashes of ids (``ingest.rollups.distinct``): ``bigint[]`` on PostgreSQL, a JSON
+    array on SQLite. Written and read in SQL only."""
+
+    def db_type(self, connection):
+        return "bigint[]" if connection.vendor == "postgresql" else "text"
+
+
+class SketchField(models.Field):
+    """A HyperLogLog sketch of keyed hashes (the ``hll`` extension) on PostgreSQL, NULL on SQLite.
+    Written and read in SQL only."""
+
+    def db_type(self, connection):
+        return "hll" if connection.vendor == "postgresql" else "blob"
+
+
+class UserRollup(models.Model):
+    """Distinct users and sessions, and events, per application and hour or day of the event's
+    timestamp: what the Users and Versions panels read.
+
+    As in ``EventRollup``, each event counts once per dimension: under ``dimension=""`` for the
+    application as a whole, under ``service`` by its service name and version ("cli 1.4.0"), under
+    ``sdk`` by its SDK version. Users and sessions are kept as merge-able distinct counts of keyed
+    hashes, never as ids (``ingest.rollups.distinct``), so a week's or a range's users are a true
+    union of its days. Hour rows are kept for ``HOUR_ROLLUPS_DAYS``.
+    """
+
+    class Granularity(models.TextChoices):
+        HOUR = "hour", "Hour"
+        DAY = "day", "Day"
+
+    class Dimension(models.TextChoices):
+        APPLICATION = "", "Application"
+        SERVICE = "service", "Service and version"
+        SDK = "sdk", "SDK version"
+
+    HOUR_ROLLUPS_DAYS = 8
+
+    organization_id = models.BigIntegerField()
+    application_id = models.BigIntegerField()
+    granularity = models.CharField(max_length=4, choices=Granularity.choices)
+    dimension = models.CharField(max_length=8, choices=Dimension.choices, blank=True)
+    bucket = models.DateTimeField()
+    value = models.CharField(max_length=511, blank=True)
+    events = models.PositiveBigIntegerField(default=0)
+    first_seen = models.DateTimeField(help_text="The earliest event's timestamp.")
+    last_seen = models.DateTimeField(help_text="The latest event's timestamp.")
+    users_ids = IdsField(null=True, editable=False)
+    users_sketch = SketchField(null=True, editable=False)
+    sessions_ids = IdsField(null=True, editable=False)
+    sessions_sketch = SketchField(null=True, editable=False)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["application_id", "granularity", "dimension", "bucket", "value"], name="user_rollup_unique"
             ),
         ]
 

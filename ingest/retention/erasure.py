@@ -23,6 +23,7 @@ from ingest.retention.archive import (
     files_delete,
 )
 from ingest.retention.scheduled_exports import export_runs_redo
+from ingest.rollups.services import user_rollups_forget
 
 
 @dataclass(frozen=True)
@@ -76,8 +77,9 @@ def user_events_erase(
 ) -> Erasure:
     """Erases every event of ``user_id`` in ``application``: from the events table and from its
     archives (rewritten with their manifests); the scheduled export files of the days that held
-    them are asked for again, and the next export pass writes them without. Rollups hold counts
-    by type and dimension only, never a user id, so they stay. Leaves a receipt in the audit log:
+    them are asked for again, and the next export pass writes them without. The users rollups of
+    those days are counted again without them (``user_rollups_forget``); the other rollups hold
+    counts by type and dimension only, never a user id, so they stay. Leaves a receipt in the audit log:
     what, when, by whom; the user id itself only as its SHA-256, so the receipt does not keep what
     it erased. With ``lock_wait`` (seconds), raises ``ErasureBusy`` rather than wait longer for the
     archive lock."""
@@ -91,6 +93,9 @@ def user_events_erase(
             .values_list("day", flat=True)
             .distinct()
             .order_by()
+        )
+        session_ids = set(
+            erased_events.exclude(session_id=None).values_list("session_id", flat=True).distinct().order_by()
         )
         events, _ = erased_events.delete()
         archived = rewritten = 0
@@ -112,6 +117,7 @@ def user_events_erase(
                 rewritten += bool(erased)
                 if erased:
                     days.add(archive.start.astimezone(UTC).date())
+        user_rollups_forget(application=application, user_id=user_id, session_ids=session_ids, days=days)
         exports = export_runs_redo(runs=ExportRun.objects.filter(application=application, day__in=days))
         details = {
             "application": application.public_id,

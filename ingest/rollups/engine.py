@@ -24,12 +24,15 @@ from django.db.models import (
     F,
     Func,
     Max,
+    Min,
     Q,
     Sum,
     Value,
 )
 from django.db.models.functions import Least, Trunc
 from django.utils import timezone
+
+from ingest.rollups import distinct
 
 BIGINT_MAX = 2**63 - 1
 
@@ -145,21 +148,35 @@ _SQLITE_COARSER = {
 @dataclass(frozen=True)
 class Measure:
     """A column of the rollup rows: ``count`` counts the events (those matching ``where``, if
-    given), ``sum`` adds a per-event value, ``max`` keeps the greatest. A sum with ``saturate``
-    stops at the bigint limit rather than fail."""
+    given), ``sum`` adds a per-event value, ``min`` and ``max`` keep the least and the greatest.
+    ``ids`` and ``sketch`` keep a distinct count of a per-event keyed hash (``distinct`` says how):
+    declare both with ``distinct_measures``. A sum with ``saturate`` stops at the bigint limit
+    rather than fail; ``default`` is a ``max``'s value over no events."""
 
-    how: str  # "count", "sum" or "max"
+    how: str  # "count", "sum", "min", "max", "ids" or "sketch"
     value: Expression | None = None
     where: Q | None = None
     saturate: bool = False
+    default: int | None = 0
 
     def aggregate(self):
         if self.how == "count":
             return Count("id", filter=self.where)
+        if self.how == "min":
+            return Min(self.value)
         if self.how == "max":
-            return Max(self.value, default=0)
+            return Max(self.value, default=self.default)
+        if self.how == "ids":
+            return distinct.IdsCollect(self.value)
+        if self.how == "sketch":
+            return distinct.SketchCollect(self.value)
         total = Sum(self.value, default=0)
         return Least(total, Value(BIGINT_MAX)) if self.saturate else total
+
+
+def distinct_measures(name: str, value: Expression) -> dict[str, Measure]:
+    """The columns of a distinct count of ``value`` (a keyed hash): ``<name>_ids`` and ``<name>_sketch``."""
+    return {f"{name}_ids": Measure("ids", value), f"{name}_sketch": Measure("sketch", value)}
 
 
 @dataclass(frozen=True)
@@ -316,8 +333,12 @@ def _as_database_time(moment: datetime):
 
 def _combine(column: str, measure: Measure) -> str:
     """The delta rows' figures summed into one row's."""
-    if measure.how == "max":
-        return f"MAX({column})"
+    if measure.how in ("min", "max"):
+        return f"{measure.how.upper()}({column})"
+    if measure.how == "ids":
+        return distinct.ids_union_agg_sql(column)
+    if measure.how == "sketch":
+        return distinct.sketch_union_agg_sql(connection.vendor, column)
     if measure.saturate:
         return _least(f"SUM({column})", str(BIGINT_MAX))
     return f"SUM({column})"
@@ -327,6 +348,12 @@ def _update(table: str, column: str, measure: Measure) -> str:
     old, new = f"{table}.{column}", f"excluded.{column}"
     if measure.how == "max":
         return f"{column} = {_greatest(old, new)}"
+    if measure.how == "min":
+        return f"{column} = {_least(old, new)}"
+    if measure.how == "ids":
+        return f"{column} = {distinct.ids_union_sql(old, new)}"
+    if measure.how == "sketch":
+        return f"{column} = {distinct.sketch_union_sql(connection.vendor, old, new)}"
     if measure.saturate:
         if connection.vendor == "postgresql":
             return f"{column} = LEAST({old}::numeric + {new}, {BIGINT_MAX})::bigint"
@@ -342,10 +369,14 @@ def _least(a: str, b: str) -> str:
     return f"LEAST({a}, {b})" if connection.vendor == "postgresql" else f"MIN({a}, {b})"
 
 
-def replace(spec: Spec, events, *, since: datetime, until: datetime) -> None:
-    """Recomputes ``spec``'s rows of buckets in [since, until) from ``events``, those of that span;
-    the bounds must be those of whole buckets of every granularity of the kind."""
-    spec.model.objects.filter(bucket__gte=since, bucket__lt=until).delete()
+def replace(spec: Spec, events, *, since: datetime, until: datetime, application_id: int | None = None) -> None:
+    """Recomputes ``spec``'s rows of buckets in [since, until) (of one application, if given) from
+    ``events``, those of that span; the bounds must be those of whole buckets of every granularity
+    of the kind."""
+    rows = spec.model.objects.filter(bucket__gte=since, bucket__lt=until)
+    if application_id is not None:
+        rows = rows.filter(application_id=application_id)
+    rows.delete()
     add(spec, events)
 
 

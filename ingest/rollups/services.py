@@ -10,7 +10,7 @@ skipped and recorded (``RollupSkip``), and the cursor moves on."""
 
 import logging
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from django.conf import settings
 from django.db import DatabaseError, OperationalError, connection, transaction
@@ -18,15 +18,15 @@ from django.db.models import Count, Max, Min, Value
 from django.db.models.functions import Trunc
 from psycopg.errors import QueryCanceled
 
-from ingest.models import Archive, Event, Outcome, RollupCursor, RollupSkip
-from ingest.rollups import api, aws_lambda, engine
+from ingest.models import Archive, Event, Outcome, RollupCursor, RollupSkip, UserRollup
+from ingest.rollups import api, aws_lambda, distinct, engine, users
 from ingest.rollups import events as events_kind
 
 logger = logging.getLogger(__name__)
 # How long a run waits for the inserts running when it starts (one batch's insert, normally).
 WAIT_SECONDS = 5
 CURSOR = "events"
-KINDS = (events_kind.SPEC, api.SPEC, aws_lambda.SPEC)  # event counts first: see _add_kinds
+KINDS = (events_kind.SPEC, users.SPEC, api.SPEC, aws_lambda.SPEC)  # event counts first: see _add_kinds
 
 
 def _add_accepted(events) -> None:
@@ -205,9 +205,11 @@ def _skip_record(events, *, kind: str, first_id: int, last_id: int, error: Excep
     return skip
 
 
-def rollups_rebuild(*, since: datetime, until: datetime, progress=None) -> int:
+def rollups_rebuild(
+    *, since: datetime, until: datetime, application_id: int | None = None, kinds=KINDS, progress=None
+) -> int:
     """Recomputes the rollups of every UTC day that [since, until) touches, a day at a time, and
-    returns how many events it counted.
+    returns how many events it counted; of one application and some kinds only, if given.
 
     Bounds are widened to whole days, the coarsest bucket: recounting part of a bucket would count
     its other events twice or lose them. Only events the incremental job has already read are
@@ -219,7 +221,7 @@ def rollups_rebuild(*, since: datetime, until: datetime, progress=None) -> int:
     rebuilt = 0
     while day < until:
         next_day = day + timedelta(days=1)
-        if Archive.objects.filter(start__lt=next_day, end__gt=day).exclude(state=Archive.State.WRITING).exists():
+        if days_archived(since=day, until=next_day, application_id=application_id):
             if progress:
                 progress(day, rebuilt)
             day = next_day
@@ -227,13 +229,52 @@ def rollups_rebuild(*, since: datetime, until: datetime, progress=None) -> int:
         with transaction.atomic():
             cursor, _ = RollupCursor.objects.select_for_update().get_or_create(name=CURSOR)
             day_events = Event.objects.filter(id__lte=cursor.last_event_id, timestamp__gte=day, timestamp__lt=next_day)
-            for spec in KINDS:
-                engine.replace(spec, day_events, since=day, until=next_day)
+            if application_id is not None:
+                day_events = day_events.filter(application_id=application_id)
+            for spec in kinds:
+                engine.replace(spec, day_events, since=day, until=next_day, application_id=application_id)
             rebuilt += day_events.count()
         if progress:
             progress(day, rebuilt)
         day = next_day
     return rebuilt
+
+
+def days_archived(*, since: datetime, until: datetime, application_id: int | None = None) -> bool:
+    """Whether archives hold events of [since, until) (of one application, if given)."""
+    archives = Archive.objects.filter(start__lt=until, end__gt=since).exclude(state=Archive.State.WRITING)
+    if application_id is not None:
+        archives = archives.filter(application_id=application_id)
+    return archives.exists()
+
+
+def user_rollups_forget(*, application, user_id: str, session_ids: set[str], days: set[date]) -> None:
+    """After ``user_id``'s events were erased from these UTC days: their users rollups are counted
+    again from the events left, as if the user had never been seen. Days whose events are archived
+    keep their rows, less the user's and the sessions' hashes in their sets (a sketch holds no hash,
+    and its registers cannot tell whether one id was among the many it saw)."""
+    for day in sorted(days):
+        since = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        until = since + timedelta(days=1)
+        rollups_rebuild(since=since, until=until, application_id=application.pk, kinds=(users.SPEC,))
+    if connection.vendor != "postgresql" or not days:
+        return
+    key = bytes(application.user_hash_key)
+    sessions = [distinct.keyed_hash(key, session_id) for session_id in session_ids]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {UserRollup._meta.db_table} SET users_ids = array_remove(users_ids, %s), "
+            "sessions_ids = CASE WHEN sessions_ids IS NOT NULL THEN "
+            "ARRAY(SELECT x FROM unnest(sessions_ids) AS x WHERE x <> ALL(%s::bigint[])) END "
+            "WHERE application_id = %s AND bucket >= %s AND bucket < %s",
+            [
+                distinct.keyed_hash(key, user_id),
+                sessions,
+                application.pk,
+                datetime.combine(min(days), datetime.min.time(), UTC),
+                datetime.combine(max(days), datetime.min.time(), UTC) + timedelta(days=1),
+            ],
+        )
 
 
 def _day_start(moment: datetime) -> datetime:

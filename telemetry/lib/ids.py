@@ -15,6 +15,11 @@ def application_public_id() -> str:
     return "app_" + secrets.token_hex(4)
 
 
+def user_hash_key() -> bytes:
+    """An application's key for the keyed hashes its distinct user and session counts keep."""
+    return secrets.token_bytes(16)
+
+
 def api_token() -> str:
     return "tk_" + secrets.token_hex(16)
 

@@ -1,0 +1,89 @@
+from django.db import migrations, models
+
+import ingest.models
+
+# Keyed hashes, the sets of them that stay exact up to 16,384 (NULL past that, for good), and the
+# hll extension's sketches (ingest.rollups.distinct). The extension is Debian's postgresql-15-hll.
+FUNCTIONS = """
+CREATE EXTENSION IF NOT EXISTS hll;
+CREATE OR REPLACE FUNCTION tk_keyed_hash(key bytea, id text) RETURNS bigint
+  LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+  AS $$ SELECT ('x' || encode(substring(sha256(key || convert_to(id, 'UTF8')) FROM 1 FOR 8), 'hex'))::bit(64)::bigint $$;
+CREATE OR REPLACE FUNCTION tk_ids_union(a bigint[], b bigint[]) RETURNS bigint[]
+  LANGUAGE sql IMMUTABLE PARALLEL SAFE
+  AS $$ SELECT CASE WHEN a IS NULL OR b IS NULL THEN NULL ELSE (
+    SELECT CASE WHEN count(*) <= 16384 THEN coalesce(array_agg(x ORDER BY x), '{}') END
+    FROM (SELECT unnest(a) UNION SELECT unnest(b)) AS u(x)) END $$;
+CREATE OR REPLACE AGGREGATE tk_ids_union_agg(bigint[]) (SFUNC = tk_ids_union, STYPE = bigint[], INITCOND = '{}');
+"""
+FUNCTIONS_DROP = """
+DROP AGGREGATE IF EXISTS tk_ids_union_agg(bigint[]);
+DROP FUNCTION IF EXISTS tk_ids_union(bigint[], bigint[]);
+DROP FUNCTION IF EXISTS tk_keyed_hash(bytea, text);
+"""
+
+
+def _on_postgresql(sql):
+    def run(apps, schema_editor):
+        if schema_editor.connection.vendor == "postgresql":
+            schema_editor.execute(sql)
+
+    return run
+
+
+class Migration(migrations.Migration):
+    dependencies = [
+        ("ingest", "0019_lambda_duration_columns"),
+        ("accounts", "0018_application_user_hash_key"),
+    ]
+
+    operations = [
+        migrations.RunPython(_on_postgresql(FUNCTIONS), _on_postgresql(FUNCTIONS_DROP)),
+        migrations.CreateModel(
+            name="UserRollup",
+            fields=[
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("organization_id", models.BigIntegerField()),
+                ("application_id", models.BigIntegerField()),
+                ("granularity", models.CharField(choices=[("hour", "Hour"), ("day", "Day")], max_length=4)),
+                (
+                    "dimension",
+                    models.CharField(
+                        blank=True,
+                        choices=[("", "Application"), ("service", "Service and version"), ("sdk", "SDK version")],
+                        max_length=8,
+                    ),
+                ),
+                ("bucket", models.DateTimeField()),
+                ("value", models.CharField(blank=True, max_length=511)),
+                ("events", models.PositiveBigIntegerField(default=0)),
+                ("first_seen", models.DateTimeField(help_text="The earliest event's timestamp.")),
+                ("last_seen", models.DateTimeField(help_text="The latest event's timestamp.")),
+                ("users_ids", ingest.models.IdsField(editable=False, null=True)),
+                ("users_sketch", ingest.models.SketchField(editable=False, null=True)),
+                ("sessions_ids", ingest.models.IdsField(editable=False, null=True)),
+                ("sessions_sketch", ingest.models.SketchField(editable=False, null=True)),
+            ],
+            options={
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("application_id", "granularity", "dimension", "bucket", "value"),
+                        name="user_rollup_unique",
+                    )
+                ],
+            },
+        ),
+        migrations.AlterField(
+            model_name="rollupskip",
+            name="kind",
+            field=models.CharField(
+                choices=[
+                    ("events", "Event counts"),
+                    ("users", "Users and versions"),
+                    ("api", "API requests"),
+                    ("lambda", "Lambda invocations"),
+                ],
+                max_length=8,
+            ),
+        ),
+    ]
