@@ -14,9 +14,10 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/telemetry_bench_dashboards"
 
 
-def bench_organization(*, events: int, apps: int):
+def bench_organization(*, events: int, apps: int, users: int = 2000):
     """Django set up on the benchmarks' own database, holding at least ``events`` demo events (loaded
-    with COPY when fewer are there) and their rollups: the organization they belong to."""
+    with COPY when fewer are there, from ``users`` distinct user ids) and their rollups: the
+    organization they belong to."""
     os.environ.setdefault("DATABASE_URL", DEFAULT_DATABASE_URL)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "telemetry.settings")
     os.environ["ALLOWED_HOSTS"] = "testserver"
@@ -54,6 +55,8 @@ def bench_organization(*, events: int, apps: int):
                 str(events - stored),
                 "--apps",
                 str(apps),
+                "--users",
+                str(users),
                 "--org",
                 "Benchmark dashboards",
             ],

@@ -37,3 +37,12 @@ def test_demo_data_holds_http_requests_for_the_api_panel():
     assert ApiRollup.objects.filter(granularity="hour", dimension="").aggregate(total=Sum("count"))["total"] == (
         requests.count()
     )
+
+
+def test_demo_data_comes_from_the_asked_number_of_users_with_a_session_a_day():
+    call_command(
+        "load_demo_data", "--events", "3000", "--apps", "1", "--users", "40", "--org", "Few", stdout=StringIO()
+    )
+
+    assert Event.objects.values("user_id").distinct().count() == 40
+    assert not Event.objects.filter(session_id=None).exists()

@@ -69,13 +69,16 @@ class Command(BaseCommand):
         parser.add_argument("--org", default="Demo data", help="organization name or id (created if unknown)")
         parser.add_argument("--apps", type=int, default=3, help="applications to spread them over (default 3)")
         parser.add_argument("--days", type=int, default=30, help="how far back timestamps go (default 30)")
+        parser.add_argument(
+            "--users", type=int, default=2000, help="distinct user ids the events come from (default 2,000)"
+        )
         parser.add_argument("--seed", type=int, default=1, help="random seed of the data (event ids are always new)")
 
-    def handle(self, *args, events, org, apps, days, seed, **options):
+    def handle(self, *args, events, org, apps, days, users, seed, **options):
         if connection.vendor != "postgresql":
             raise CommandError("load_demo_data needs PostgreSQL (set DATABASE_URL): it loads with COPY")
-        if events < 1 or apps < 1 or days < 1:
-            raise CommandError("--events, --apps and --days must be positive")
+        if events < 1 or apps < 1 or days < 1 or users < 1:
+            raise CommandError("--events, --apps, --days and --users must be positive")
         rng = random.Random(seed)
         organization, _ = organization_get_or_create(ref=org)
         applications = list(organization.applications.order_by("pk")[:apps])
@@ -85,7 +88,7 @@ class Command(BaseCommand):
                     organization=organization, name=f"Demo app {len(applications) + 1}"
                 ).credential.application
             )
-        self._copy(applications, events, days, rng)
+        self._copy(applications, events, days, users, rng)
         self.stdout.write("")
         started, counted, moved = time.monotonic(), 0, 1
         while moved:
@@ -98,9 +101,9 @@ class Command(BaseCommand):
         self.stdout.write("")
         self.stdout.write(self.style.SUCCESS(f"Loaded {events:,} events into {organization} ({apps} applications)."))
 
-    def _copy(self, applications: list[Application], total: int, days: int, rng: random.Random) -> None:
+    def _copy(self, applications: list[Application], total: int, days: int, users: int, rng: random.Random) -> None:
         kinds, weights = [(t, c) for t, c, _ in EVENT_TYPES], [w for _, _, w in EVENT_TYPES]
-        users = [f"client_{uuid.UUID(int=rng.getrandbits(128)).hex * 2}" for _ in range(2000)]
+        user_ids = [f"client_{uuid.UUID(int=rng.getrandbits(128)).hex * 2}" for _ in range(users)]
         now = datetime.now(UTC)
         span = days * 86400
         started, done, chunk = time.monotonic(), 0, 50_000
@@ -123,14 +126,15 @@ class Command(BaseCommand):
                         )
                         # More events recently, as a growing product has.
                         timestamp = now - timedelta(seconds=span * (rng.random() ** 1.6))
+                        user = rng.randrange(users)
                         copy.write_row(
                             (
                                 application.organization_id,
                                 application.pk,
                                 uuid.uuid4(),
                                 "1.0.0",
-                                rng.choice(users),
-                                None,
+                                user_ids[user],
+                                f"sess_{user:x}_{timestamp.toordinal()}",  # a user's session a day
                                 kind,
                                 category,
                                 data,
