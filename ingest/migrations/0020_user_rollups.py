@@ -11,7 +11,7 @@ CREATE OR REPLACE FUNCTION tk_keyed_hash(key bytea, id text) RETURNS bigint
   AS $$ SELECT ('x' || encode(substring(sha256(key || convert_to(id, 'UTF8')) FROM 1 FOR 8), 'hex'))::bit(64)::bigint $$;
 CREATE OR REPLACE FUNCTION tk_ids_union(a bigint[], b bigint[]) RETURNS bigint[]
   LANGUAGE sql IMMUTABLE PARALLEL SAFE
-  AS $$ SELECT CASE WHEN a IS NULL OR b IS NULL THEN NULL ELSE (
+  AS $$ SELECT CASE WHEN a IS NULL OR b IS NULL OR cardinality(a) > 16384 OR cardinality(b) > 16384 THEN NULL ELSE (
     SELECT CASE WHEN count(*) <= 16384 THEN coalesce(array_agg(x ORDER BY x), '{}') END
     FROM (SELECT unnest(a) UNION SELECT unnest(b)) AS u(x)) END $$;
 CREATE OR REPLACE AGGREGATE tk_ids_union_agg(bigint[]) (SFUNC = tk_ids_union, STYPE = bigint[], INITCOND = '{}');
