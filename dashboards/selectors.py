@@ -18,10 +18,13 @@ from ingest.models import (
     EventRollup,
     LambdaRollup,
     Outcome,
+    PropertyRollup,
     Stream,
+    TrackedProperty,
     UserRollup,
 )
 from ingest.rollups.distinct import DistinctCount, DistinctIsExact
+from ingest.rollups.properties import json_path
 
 SPARKLINE_DAYS = 14
 
@@ -872,3 +875,88 @@ def version_shares(
         day += timedelta(days=1)
     names = leaders + ([OTHER_VERSIONS] if any(series == OTHER_VERSIONS for _, series in found) else [])
     return days, {name: [found.get((day, name), 0) for day in days] for name in names}
+
+
+# Tracked properties' breakdowns, from PropertyRollup.
+def tracked_properties(*, application: Application, event_type: str | None = None) -> list[TrackedProperty]:
+    """The properties tracked for the application's events (of one type, if given), by type and path."""
+    tracked = TrackedProperty.objects.filter(application=application)
+    if event_type:
+        tracked = tracked.filter(event_type=event_type)
+    return list(tracked.order_by("event_type", "path"))
+
+
+def tracked_property_find(*, application: Application, event_type: str, path: str) -> TrackedProperty | None:
+    """The tracked property of that type at that path (as written, or as its JSON path), if any."""
+    tracked = TrackedProperty.objects.filter(application=application, event_type=event_type)
+    return tracked.filter(path=path).first() or tracked.filter(json_path=json_path(path)).first()
+
+
+@dataclass(frozen=True)
+class PropertyValue:
+    value: str  # "" for events without it; TrackedProperty.OTHER for values past the day's slots
+    count: int
+    users: int
+
+
+@dataclass(frozen=True)
+class NumberStats:
+    count: int  # events that carried a number there
+    sum: float
+    min: float | None
+    max: float | None
+    p50: float | None
+    p95: float | None
+    p99: float | None
+
+    @property
+    def mean(self) -> float | None:
+        return self.sum / self.count if self.count else None
+
+
+@dataclass(frozen=True)
+class PropertyBreakdown:
+    tracked: TrackedProperty
+    since: datetime  # the first UTC day's start
+    events: int  # of the property's event type
+    values: list[PropertyValue]  # text: the top values, most events first
+    number: NumberStats | None  # number: the distribution
+
+
+def property_breakdown(
+    *, tracked: TrackedProperty, since: datetime, until: datetime, limit: int = 20
+) -> PropertyBreakdown:
+    """A tracked property over the UTC days of [since, until): its ``limit`` most frequent values
+    with their events and users (a text), or how its numbers were spread (a number)."""
+    start = _period_start(since, "day")
+    rows = _read(PropertyRollup).filter(property_id=tracked.pk, granularity="day", bucket__gte=start, bucket__lt=until)
+    if tracked.kind == TrackedProperty.Kind.NUMBER:
+        columns = [f"ms_{bound}" for bound in PropertyRollup.NUMBER_BOUNDS] + ["ms_more"]
+        totals = rows.aggregate(
+            events=Sum("count", default=0),
+            count=Sum("number_count", default=0),
+            sum=Sum("number_sum", default=0.0),
+            min=Min("number_min"),
+            max=Max("number_max"),
+            **{column: Sum(column, default=0) for column in columns},
+        )
+        counts = [totals[column] for column in columns]
+
+        def percentile(quantile: float) -> float | None:
+            found = histogram_percentile(counts, PropertyRollup.NUMBER_BOUNDS, quantile)
+            # Inside its bucket a percentile is interpolated: never below the least or past the greatest.
+            return None if found is None else min(max(found, totals["min"]), totals["max"])
+
+        number = NumberStats(
+            totals["count"], totals["sum"], totals["min"], totals["max"], *map(percentile, (0.5, 0.95, 0.99))
+        )
+        return PropertyBreakdown(tracked, start, totals["events"], [], number)
+    found = [
+        PropertyValue(value, count, users)
+        for value, count, users in rows.values("value")
+        .annotate(count=Sum("count"), users=DistinctCount("users"))
+        .order_by("-count", "value")
+        .values_list("value", "count", "users")
+    ]
+    events = sum(each.count for each in found)
+    return PropertyBreakdown(tracked, start, events, found[:limit], None)

@@ -17,10 +17,11 @@ from accounts.admin import OrganizationOwnedForm, OrganizationScopedAdmin, Recor
 from accounts.models import Application
 from accounts.services import Source
 from ingest import tasks
-from ingest.models import Archive, Event, ExportRun, ExportSchedule, RollupSkip
+from ingest.models import Archive, Event, ExportRun, ExportSchedule, RollupSkip, TrackedProperty
 from ingest.retention import erasure, scheduled_exports
 from ingest.retention.archive import archive_verify
 from ingest.retention.erasure import ErasureBusy, user_events_erase
+from ingest.rollups import services as rollup_services
 
 
 @admin.register(Archive)
@@ -304,3 +305,56 @@ class ExportRunAdmin(RecordAdmin, OrganizationScopedAdmin):
         redone = scheduled_exports.export_runs_redo(runs=managed)
         transaction.on_commit(tasks.scheduled_exports_run.delay)
         self.message_user(request, f"{redone} files will be written again in a moment.", messages.SUCCESS)
+
+
+class TrackedPropertyForm(forms.ModelForm):
+    class Meta:
+        model = TrackedProperty
+        fields = ["application", "event_type", "path", "kind"]
+
+    def clean(self):
+        cleaned = super().clean()
+        if self.instance.pk is None and not self.errors:
+            rollup_services.tracked_property_check(
+                application=cleaned["application"], event_type=cleaned["event_type"], path=cleaned["path"]
+            )
+        return cleaned
+
+
+@admin.register(TrackedProperty)
+class TrackedPropertyAdmin(OrganizationScopedAdmin):
+    """Properties of an event type whose values the dashboards break down (``ingest.rollups.properties``)."""
+
+    organization_path = "application__organization"
+    form = TrackedPropertyForm
+    list_display = ["event_type", "path", "kind", "application", "created_at"]
+    list_select_related = ["application__organization"]
+    list_filter = ["kind", ("application", admin.RelatedOnlyFieldListFilter)]
+    search_fields = ["event_type", "path", "application__name"]
+
+    def get_readonly_fields(self, request, obj=None):
+        # Another path or kind would mix two properties' figures: delete it and track the new one.
+        return ["application", "event_type", "path", "kind"] if obj is not None else []
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "application" and not request.user.is_superuser:
+            kwargs["queryset"] = Application.objects.filter(
+                organization__in=selectors.organizations_of(user=request.user, roles=self.manage_roles)
+            )
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            return
+        tracked = rollup_services.tracked_property_create(
+            application=obj.application, event_type=obj.event_type, path=obj.path, kind=obj.kind
+        )
+        obj.pk = tracked.pk
+        messages.info(
+            request,
+            f"Tracking {tracked}: the last {rollup_services.PROPERTY_BACKFILL_DAYS} days' events are being "
+            "counted in the background; new ones are counted as they arrive.",
+        )
+
+    def delete_audited(self, obj, *, by, source):
+        rollup_services.tracked_property_delete(tracked_property=obj)

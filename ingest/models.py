@@ -181,6 +181,7 @@ class RollupSkip(models.Model):
     class Kind(models.TextChoices):
         EVENTS = "events", "Event counts"
         USERS = "users", "Users and versions"
+        PROPERTY = "property", "Property values"
         API = "api", "API requests"
         LAMBDA = "lambda", "Lambda invocations"
 
@@ -534,6 +535,129 @@ class UserRollup(models.Model):
                 fields=["application_id", "granularity", "dimension", "bucket", "value"], name="user_rollup_unique"
             ),
         ]
+
+
+# A tracked property's path into an event's data: keys joined by dots, a key with a dot or any
+# other character in double quotes (attributes."http.method"). Stored as a JSON path ($."a"."b"),
+# which PostgreSQL's jsonb_path_query_first and SQLite's json_extract both read.
+PROPERTY_KEY_PATTERN = r'(?:[A-Za-z_][A-Za-z0-9_-]*|"[^"\\]+")'
+PROPERTY_PATH_PATTERN = rf"\A(?:data\.)?{PROPERTY_KEY_PATTERN}(?:\.{PROPERTY_KEY_PATTERN}){{0,7}}\Z"
+
+
+class TrackedProperty(models.Model):
+    """A property of one event type of an application whose values the rollups keep
+    (``PropertyRollup``): the top values of a text, or the distribution of a number."""
+
+    class Kind(models.TextChoices):
+        TEXT = "text", "Text: top values"
+        NUMBER = "number", "Number: count, sum, min, max and percentiles"
+
+    # Each costs a row per value (at most VALUES_PER_DAY a UTC day, and "(other)") per hour and day.
+    PER_APPLICATION = 20
+    VALUES_PER_DAY = 100
+    OTHER = "(other)"
+
+    application = models.ForeignKey("accounts.Application", on_delete=models.CASCADE, related_name="tracked_properties")
+    event_type = models.CharField(max_length=255)
+    path = models.CharField(
+        max_length=200,
+        validators=[
+            RegexValidator(
+                PROPERTY_PATH_PATTERN,
+                "Write keys joined by dots, as in data.command or data.request.method; put a key holding "
+                'other characters in double quotes: attributes."http.method".',
+                code="invalid_path",
+            )
+        ],
+        help_text="Where in the event's data, e.g. data.command or data.duration_ms.",
+    )
+    json_path = models.CharField(max_length=250, editable=False)
+    kind = models.CharField(max_length=6, choices=Kind.choices, default=Kind.TEXT)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "tracked properties"
+        constraints = [
+            models.UniqueConstraint(fields=["application", "event_type", "json_path"], name="tracked_property_unique")
+        ]
+
+    def __str__(self):
+        return f"{self.event_type}: {self.path}"
+
+
+class EventProperty(models.Model):
+    """An event's value of each property tracked for its type, one row each: a database view over
+    events, tracked properties and applications (migration 0021), which the properties rollup reads.
+    ``value`` is a text property's value (scalars only, cut to 200 characters; "" when absent),
+    ``number`` a number property's (clamped to ±10^15; NULL when absent or not a number)."""
+
+    id = models.BigIntegerField(primary_key=True)  # the event's: not unique in the view
+    organization_id = models.BigIntegerField()
+    application_id = models.BigIntegerField()
+    timestamp = models.DateTimeField()
+    user_id = models.CharField(max_length=71)
+    user_hash_key = models.BinaryField()
+    property_id = models.BigIntegerField()
+    value = models.CharField(max_length=200)
+    number = models.FloatField(null=True)
+
+    class Meta:
+        managed = False
+        db_table = "ingest_eventproperty"
+
+
+class PropertyValueSlot(models.Model):
+    """One of the at most ``TrackedProperty.VALUES_PER_DAY`` values of a property kept a UTC day:
+    the first ones seen (the most frequent of a batch first); the others count as "(other)"."""
+
+    property_id = models.BigIntegerField()
+    day = models.DateTimeField()
+    value = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["property_id", "day", "value"], name="property_slot_unique")]
+
+
+class PropertyRollup(models.Model):
+    """A tracked property's values per hour or day of the event's timestamp: per text value, the
+    events and users; for a number (``value=""``), how many events carried one, their sum, least,
+    greatest and a histogram (``ms_<bound>`` columns, as every rollup's) for percentiles. Hour rows
+    are kept as ``UserRollup``'s."""
+
+    class Granularity(models.TextChoices):
+        HOUR = "hour", "Hour"
+        DAY = "day", "Day"
+
+    # Upper bounds of the number histogram's buckets: 1-2-5 steps from 1 to 500 million (a number
+    # under 1, or negative, counts in the first).
+    NUMBER_BOUNDS = tuple(step * 10**power for power in range(9) for step in (1, 2, 5))
+
+    organization_id = models.BigIntegerField()
+    application_id = models.BigIntegerField()
+    property_id = models.BigIntegerField()
+    granularity = models.CharField(max_length=4, choices=Granularity.choices)
+    bucket = models.DateTimeField()
+    value = models.CharField(max_length=200, blank=True)
+    count = models.PositiveBigIntegerField(default=0)
+    users_ids = IdsField(null=True, editable=False)
+    users_sketch = SketchField(null=True, editable=False)
+    number_count = models.PositiveBigIntegerField(default=0)
+    number_sum = models.FloatField(default=0)
+    number_min = models.FloatField(null=True)
+    number_max = models.FloatField(null=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["property_id", "granularity", "bucket", "value"], name="property_rollup_unique"
+            ),
+        ]
+
+
+# The histogram's columns, one a bound (as ``ingest.rollups.engine.Histogram`` names them).
+for _bound in PropertyRollup.NUMBER_BOUNDS:
+    PropertyRollup.add_to_class(f"ms_{_bound}", models.PositiveBigIntegerField(default=0))
+PropertyRollup.add_to_class("ms_more", models.PositiveBigIntegerField(default=0))
 
 
 def _today_utc():

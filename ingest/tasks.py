@@ -1,4 +1,5 @@
-"""Periodic jobs: thin wrappers over services, idempotent, bounded in time, retried on outages."""
+"""Periodic and background jobs: thin wrappers over services, idempotent, bounded in time, retried
+on outages."""
 
 import redis
 from celery import shared_task
@@ -7,6 +8,7 @@ from django.db import OperationalError
 from ingest import rollups
 from ingest.access import admission
 from ingest.retention import archive, partitions, scheduled_exports
+from ingest.rollups import services as rollup_services
 from ingest.storage import services
 
 # Every job but the nonce purge is retried on an outage, with backoff.
@@ -59,3 +61,8 @@ def archive_run() -> int:
 @shared_task(ignore_result=True, soft_time_limit=3300, time_limit=3500, **_RETRIED_ON_OUTAGES)
 def scheduled_exports_run() -> int:
     return scheduled_exports.scheduled_exports_run(max_seconds=3000).files
+
+
+@shared_task(ignore_result=True, soft_time_limit=1700, time_limit=1800, **_RETRIED_ON_OUTAGES)
+def property_backfill(*, application_id: int) -> int:
+    return rollup_services.property_backfill(application_id=application_id)

@@ -208,6 +208,20 @@ class Histogram:
 
 
 @dataclass(frozen=True)
+class Cap:
+    """At most ``values`` distinct values of the key column ``column`` per ``key`` column and UTC
+    day: the first seen (a chunk's most frequent first), kept in ``slots`` (a model of ``key``,
+    ``day`` and ``value``). Past them, events count under ``other``: rows stay bounded whatever
+    values clients send."""
+
+    slots: type
+    key: str
+    column: str
+    values: int
+    other: str
+
+
+@dataclass(frozen=True)
 class Spec:
     """A rollup kind.
 
@@ -232,6 +246,7 @@ class Spec:
     dimensions: dict[str, Expression] = field(default_factory=dict)
     histogram: Histogram | None = None
     retention: dict[str, timedelta] = field(default_factory=dict)
+    cap: Cap | None = None
 
     def all_measures(self) -> dict[str, Measure]:
         return {**self.measures, **(self.histogram.measures() if self.histogram else {})}
@@ -245,6 +260,8 @@ def add(spec: Spec, events) -> str:
     """Adds ``events`` (of a chunk: any events) to ``spec``'s rollups, in the caller's transaction;
     returns the name of the temporary table of the chunk's figures (``_delta_fill``)."""
     delta = _delta_fill(spec, events)
+    if spec.cap:
+        _cap(spec.cap, delta)
     table = spec.model._meta.db_table
     measures = spec.all_measures()
     key_columns = list(spec.key)
@@ -321,6 +338,27 @@ def _delta_fill(spec: Spec, events) -> str:
         cursor.execute(f"DELETE FROM {delta}")
         cursor.execute(f"INSERT INTO {delta} {select_sql}", params)
     return delta
+
+
+def _cap(cap: Cap, delta: str) -> None:
+    """Gives the chunk's new values slots while their day has some left, and puts the values
+    without one under ``cap.other``, in the chunk's figures (``delta``)."""
+    slots, key, column = cap.slots._meta.db_table, cap.key, cap.column
+    day = _coarser("day").format(c=f"{delta}.b")
+    has_slot = (
+        f"EXISTS (SELECT 1 FROM {slots} AS s WHERE s.{key} = {delta}.{key} AND s.day = {day} "
+        f"AND s.value = {delta}.{column})"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {slots} ({key}, day, value) SELECT k, d, v FROM ("
+            f"SELECT k, d, v, row_number() OVER (PARTITION BY k, d ORDER BY n DESC, v) AS r FROM ("
+            f"SELECT {delta}.{key} AS k, {day} AS d, {delta}.{column} AS v, SUM({delta}.count) AS n FROM {delta} "
+            f"WHERE NOT {has_slot} GROUP BY 1, 2, 3) AS fresh) AS ranked "
+            f"WHERE r <= %s - (SELECT count(*) FROM {slots} AS s WHERE s.{key} = ranked.k AND s.day = ranked.d)",
+            [cap.values],
+        )
+        cursor.execute(f"UPDATE {delta} SET {column} = %s WHERE NOT {has_slot}", [cap.other])
 
 
 def _coarser(granularity: str) -> str:

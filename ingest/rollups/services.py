@@ -13,20 +13,33 @@ import time
 from datetime import UTC, date, datetime, timedelta
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import DatabaseError, OperationalError, connection, transaction
 from django.db.models import Count, Max, Min, Value
 from django.db.models.functions import Trunc
+from django.utils import timezone
 from psycopg.errors import QueryCanceled
 
-from ingest.models import Archive, Event, Outcome, RollupCursor, RollupSkip, UserRollup
-from ingest.rollups import api, aws_lambda, distinct, engine, users
+from ingest.models import (
+    Archive,
+    Event,
+    Outcome,
+    PropertyRollup,
+    PropertyValueSlot,
+    RollupCursor,
+    RollupSkip,
+    TrackedProperty,
+    UserRollup,
+)
+from ingest.rollups import api, aws_lambda, distinct, engine, properties, users
 from ingest.rollups import events as events_kind
 
 logger = logging.getLogger(__name__)
 # How long a run waits for the inserts running when it starts (one batch's insert, normally).
 WAIT_SECONDS = 5
 CURSOR = "events"
-KINDS = (events_kind.SPEC, users.SPEC, api.SPEC, aws_lambda.SPEC)  # event counts first: see _add_kinds
+# Event counts first: see _add_kinds.
+KINDS = (events_kind.SPEC, users.SPEC, properties.SPEC, api.SPEC, aws_lambda.SPEC)
 
 
 def _add_accepted(events) -> None:
@@ -249,31 +262,36 @@ def days_archived(*, since: datetime, until: datetime, application_id: int | Non
 
 
 def user_rollups_forget(*, application, user_id: str, session_ids: set[str], days: set[date]) -> None:
-    """After ``user_id``'s events were erased from these UTC days: their users rollups are counted
-    again from the events left, as if the user had never been seen. Days whose events are archived
-    keep their rows, less the user's and the sessions' hashes in their sets (a sketch holds no hash,
-    and its registers cannot tell whether one id was among the many it saw)."""
+    """After ``user_id``'s events were erased from these UTC days: the rollups that count users
+    (users, properties) are counted again from the events left, as if the user had never been seen.
+    Days whose events are archived keep their rows, less the user's and the sessions' hashes in
+    their sets (a sketch holds no hash, and its registers cannot tell whether one id was among the
+    many it saw)."""
     for day in sorted(days):
         since = datetime(day.year, day.month, day.day, tzinfo=UTC)
         until = since + timedelta(days=1)
-        rollups_rebuild(since=since, until=until, application_id=application.pk, kinds=(users.SPEC,))
+        rollups_rebuild(since=since, until=until, application_id=application.pk, kinds=(users.SPEC, properties.SPEC))
     if connection.vendor != "postgresql" or not days:
         return
     key = bytes(application.user_hash_key)
-    sessions = [distinct.keyed_hash(key, session_id) for session_id in session_ids]
+    user_hash = distinct.keyed_hash(key, user_id)
+    session_hashes = [distinct.keyed_hash(key, session_id) for session_id in session_ids]
+    span = [
+        application.pk,
+        datetime.combine(min(days), datetime.min.time(), UTC),
+        datetime.combine(max(days), datetime.min.time(), UTC) + timedelta(days=1),
+    ]
+    where = "WHERE application_id = %s AND bucket >= %s AND bucket < %s"
     with connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {UserRollup._meta.db_table} SET users_ids = array_remove(users_ids, %s), "
             "sessions_ids = CASE WHEN sessions_ids IS NOT NULL THEN "
-            "ARRAY(SELECT x FROM unnest(sessions_ids) AS x WHERE x <> ALL(%s::bigint[])) END "
-            "WHERE application_id = %s AND bucket >= %s AND bucket < %s",
-            [
-                distinct.keyed_hash(key, user_id),
-                sessions,
-                application.pk,
-                datetime.combine(min(days), datetime.min.time(), UTC),
-                datetime.combine(max(days), datetime.min.time(), UTC) + timedelta(days=1),
-            ],
+            f"ARRAY(SELECT x FROM unnest(sessions_ids) AS x WHERE x <> ALL(%s::bigint[])) END {where}",
+            [user_hash, session_hashes, *span],
+        )
+        cursor.execute(
+            f"UPDATE {PropertyRollup._meta.db_table} SET users_ids = array_remove(users_ids, %s) {where}",
+            [user_hash, *span],
         )
 
 
@@ -284,3 +302,49 @@ def _day_start(moment: datetime) -> datetime:
 def rollups_prune() -> int:
     """Deletes the rollup rows past their kind's retention; returns how many went."""
     return sum(engine.prune(spec) for spec in KINDS)
+
+
+# A new tracked property counts the events of these last days at once (in the background).
+PROPERTY_BACKFILL_DAYS = 30
+
+
+def tracked_property_check(*, application, event_type: str, path: str) -> str:
+    """The JSON path of a property an operator asks to track, or the ValidationError that says why not."""
+    if application.tracked_properties.count() >= TrackedProperty.PER_APPLICATION:
+        raise ValidationError(
+            f"An application may track at most {TrackedProperty.PER_APPLICATION} properties.", code="too_many"
+        )
+    TrackedProperty._meta.get_field("path").run_validators(path)
+    json_path = properties.json_path(path)
+    if application.tracked_properties.filter(event_type=event_type, json_path=json_path).exists():
+        raise ValidationError("This property of this event type is tracked already.", code="tracked_already")
+    return json_path
+
+
+def tracked_property_create(*, application, event_type: str, path: str, kind: str) -> TrackedProperty:
+    """Starts keeping a property's values; the events of the last ``PROPERTY_BACKFILL_DAYS`` days are
+    counted by a background job, later ones as they arrive."""
+    json_path = tracked_property_check(application=application, event_type=event_type, path=path)
+    tracked = TrackedProperty.objects.create(
+        application=application, event_type=event_type, path=path, json_path=json_path, kind=kind
+    )
+    from ingest import tasks  # tasks import this module
+
+    transaction.on_commit(lambda: tasks.property_backfill.delay(application_id=application.pk))
+    return tracked
+
+
+def property_backfill(*, application_id: int) -> int:
+    """Counts again the tracked properties' values of the application's last days; returns how many
+    events it read."""
+    until = timezone.now()
+    since = until - timedelta(days=PROPERTY_BACKFILL_DAYS)
+    return rollups_rebuild(since=since, until=until, application_id=application_id, kinds=(properties.SPEC,))
+
+
+def tracked_property_delete(*, tracked_property: TrackedProperty) -> None:
+    """Stops keeping a property's values; its rollups and value slots go with it."""
+    with transaction.atomic():
+        PropertyRollup.objects.filter(property_id=tracked_property.pk).delete()
+        PropertyValueSlot.objects.filter(property_id=tracked_property.pk).delete()
+        tracked_property.delete()
