@@ -106,6 +106,8 @@ class Command(BaseCommand):
         user_ids = [f"client_{uuid.UUID(int=rng.getrandbits(128)).hex * 2}" for _ in range(users)]
         now = datetime.now(UTC)
         span = days * 86400
+        # Oldest first, as events arrive: the rollups then count a chunk of ids into a few buckets.
+        ages = _descending_uniforms(rng, total)
         started, done, chunk = time.monotonic(), 0, 50_000
         with connection.cursor() as cursor, cursor.connection.cursor() as raw:
             while done < total:
@@ -125,7 +127,7 @@ class Command(BaseCommand):
                             )
                         )
                         # More events recently, as a growing product has.
-                        timestamp = now - timedelta(seconds=span * (rng.random() ** 1.6))
+                        timestamp = now - timedelta(seconds=span * (next(ages) ** 1.6))
                         user = rng.randrange(users)
                         copy.write_row(
                             (
@@ -153,6 +155,15 @@ class Command(BaseCommand):
                     f"\r  [{'#' * filled}{'.' * (30 - filled)}] {done:,}/{total:,} events ({rate:,.0f}/s)", ending=""
                 )
                 self.stdout.flush()
+
+
+def _descending_uniforms(rng: random.Random, count: int):
+    """``count`` uniform random numbers in [0, 1), greatest first, one at a time: the largest of k
+    uniforms is distributed as U^(1/k), and the rest lie uniformly below it."""
+    top = 1.0
+    for remaining in range(count, 0, -1):
+        top *= rng.random() ** (1 / remaining)
+        yield top
 
 
 def _request_data(rng: random.Random) -> str:
