@@ -960,3 +960,38 @@ def property_breakdown(
     ]
     events = sum(each.count for each in found)
     return PropertyBreakdown(tracked, start, events, found[:limit], None)
+
+
+# The Users card charts whole UTC days: a shorter page range would leave a point or two.
+USERS_CHART_MIN_SPAN = timedelta(days=7)
+
+
+@dataclass(frozen=True)
+class UsersCard:
+    summary: UsersSummary
+    report: UsersReport  # per UTC day over the page's range, or over USERS_CHART_MIN_SPAN
+    widened: bool  # the page's range was shorter than USERS_CHART_MIN_SPAN
+
+    @property
+    def exact(self) -> bool:
+        return self.summary.exact and self.report.exact
+
+
+def users_card(*, application: Application, window: Window, now: datetime) -> UsersCard:
+    """The application page's Users card: DAU/WAU/MAU as of ``now`` and users per UTC day over the
+    page's range, widened to the last 7 days when the range is shorter. Six queries, whatever the range."""
+    since = min(window.since, now - USERS_CHART_MIN_SPAN)
+    return UsersCard(
+        summary=users_summary(application=application, now=now),
+        report=users_report(application=application, since=since, until=now, interval="day"),
+        widened=since < window.since,
+    )
+
+
+# The Versions panel reads day rows: ranges of whole days only.
+VERSION_RANGES = {
+    "7d": (timedelta(days=7), ("day",)),
+    "30d": (timedelta(days=30), ("day",)),
+    "90d": (timedelta(days=90), ("day",)),
+}
+VERSION_RANGE_DEFAULT = "30d"

@@ -23,4 +23,5 @@ urlpatterns = [
     path("orgs/<str:org_id>/apps/<str:app_id>/streams/<int:stream_id>/tail/", views.stream_tail, name="stream_tail"),
     path("orgs/<str:org_id>/apps/<str:app_id>/lambda/", views.application_lambda, name="application_lambda"),
     path("orgs/<str:org_id>/apps/<str:app_id>/api/", views.application_api, name="application_api"),
+    path("orgs/<str:org_id>/apps/<str:app_id>/versions/", views.application_versions, name="application_versions"),
 ]

@@ -2,7 +2,7 @@
 
 import csv
 import zoneinfo
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 from django import forms
 from django.conf import settings
@@ -150,9 +150,11 @@ def _application(request, org_id: str, app_id: str) -> Application:
 @login_required
 def application(request, org_id: str, app_id: str):
     application = _application(request, org_id, app_id)
-    window = selectors.window_for(
-        range_key=request.GET.get("range"), granularity=request.GET.get("by"), now=timezone.now()
-    )
+    now = timezone.now()
+    window = selectors.window_for(range_key=request.GET.get("range"), granularity=request.GET.get("by"), now=now)
+    users = selectors.users_card(application=application, window=window, now=now)
+    if request.GET.get("format") == "csv" and request.GET.get("data") == "users":
+        return _users_csv(application, window, users.report)
     event_type = request.GET.get("type") or None
     series = selectors.event_series(window=window, application=application, event_type=event_type)
     if request.GET.get("format") == "csv":
@@ -163,11 +165,17 @@ def application(request, org_id: str, app_id: str):
 
     types = breakdown("event_type", of_type=None)
     events = selectors.latest_events(application=application, event_type=event_type)
+    context = _page_context(request, window, application.organization, series, application)
+    context["charts"]["users"] = {
+        "x": _epoch(point.time for point in users.report.points),
+        "users": [point.users for point in users.report.points],
+        "new_users": [point.new_users for point in users.report.points],
+    }
     return render(
         request,
         "dashboards/application.html",
         {
-            **_page_context(request, window, application.organization, series, application),
+            **context,
             "application": application,
             "event_type": event_type,
             "type_choices": sorted({row.name for row in types} | ({event_type} if event_type else set())),
@@ -178,6 +186,7 @@ def application(request, org_id: str, app_id: str):
                 ("SDK versions", "SDK", breakdown("sdk")),
             ],
             "events": events,
+            "users": users,
             # Nothing ever arrived: say how to send a first event.
             "first_event": None if events or event_type else _first_event_help(request.user, application),
         },
@@ -358,6 +367,125 @@ def _csv(application, window, event_type, series) -> HttpResponse:
     writer.writerow(["bucket_start_utc", "granularity", "event_type", "events"])
     for bucket, count in zip(window.buckets, series):
         writer.writerow([bucket.isoformat(), window.granularity, csv_cell(event_type or "all"), count])
+    return response
+
+
+def _users_csv(application, window, report) -> HttpResponse:
+    response = HttpResponse(content_type="text/csv")
+    response["Content-Disposition"] = f'attachment; filename="{application.public_id}-users-{window.key}.csv"'
+    writer = csv.writer(response)
+    writer.writerow(["day_start_utc", "users", "new_users", "sessions", "events", "exact"])
+    for point in report.points:
+        writer.writerow(
+            [point.time.isoformat(), point.users, point.new_users, point.sessions, point.events, report.exact]
+        )
+    return response
+
+
+class VersionsForm(forms.Form):
+    below = forms.DecimalField(
+        label="Share below",
+        required=False,
+        min_value=0,
+        max_value=100,
+        decimal_places=3,
+        help_text="percent of the last 7 days' users",
+    )
+
+
+BELOW_DEFAULT = 5
+
+
+@login_required
+def application_versions(request, org_id: str, app_id: str):
+    """The Versions panel: users per version per day, each version's first and last seen and recent
+    share, and which ones few still use; service versions, or SDK versions with ``?of=sdk``."""
+    application = _application(request, org_id, app_id)
+    now = timezone.now()
+    range_key = request.GET.get("range")
+    window = selectors.window_for(
+        range_key=range_key if range_key in selectors.VERSION_RANGES else selectors.VERSION_RANGE_DEFAULT,
+        granularity="day",
+        now=now,
+        ranges=selectors.VERSION_RANGES,
+    )
+    dimension = "sdk" if request.GET.get("of") == "sdk" else "service"
+    usage = selectors.version_usage(
+        application=application, since=window.since, until=now, dimension=dimension, now=now
+    )
+    if request.GET.get("format") == "csv":
+        return _versions_csv(application, window, dimension, usage)
+    form = VersionsForm(request.GET)
+    valid = form.is_valid()
+    # An invalid share is said next to the field; the table meanwhile uses the default.
+    below = float(form.cleaned_data["below"]) if valid and form.cleaned_data["below"] is not None else BELOW_DEFAULT
+    days, shares = selectors.version_shares(application=application, since=window.since, until=now, dimension=dimension)
+    return render(
+        request,
+        "dashboards/versions.html",
+        {
+            "organization": application.organization,
+            "application": application,
+            "window": window,
+            "ranges": [(key, granularities) for key, (_, granularities) in selectors.VERSION_RANGES.items()],
+            "time_zone": request.user.time_zone,
+            "of": dimension,
+            "form": form,
+            "below": below,
+            "rows": usage,
+            # Versions nobody used in the last 7 days have a share of 0: the first ones to drop.
+            "droppable": [row for row in usage if row.share_percent is not None and row.share_percent < below],
+            "recent_users": any(row.share_percent is not None for row in usage),
+            "charts": {"shares": _shares_chart(days, shares, dimension)},
+        },
+        status=200 if valid else 400,
+    )
+
+
+def _version_label(name: str, dimension: str) -> str:
+    if name == selectors.OTHER_VERSIONS:
+        return "Other versions"
+    return name or ("(no service)" if dimension == "service" else "(no SDK)")
+
+
+def _shares_chart(days, shares: dict[str, list[int]], dimension: str) -> dict:
+    """Each leading version's users per day as a percent of the day's users of all of them, for
+    charts.js to stack; a day without users is a gap."""
+    totals = [sum(users[i] for users in shares.values()) for i in range(len(days))]
+    return {
+        "x": _epoch(days),
+        "series": [
+            {
+                "label": _version_label(name, dimension),
+                "users": users,
+                "share": [round(100 * n / total, 2) if total else None for n, total in zip(users, totals)],
+            }
+            for name, users in shares.items()
+        ],
+    }
+
+
+def _versions_csv(application, window, dimension: str, usage) -> HttpResponse:
+    response = HttpResponse(content_type="text/csv")
+    response["Content-Disposition"] = (
+        f'attachment; filename="{application.public_id}-{dimension}-versions-{window.key}.csv"'
+    )
+    writer = csv.writer(response)
+    writer.writerow(
+        ["service", "version", "users", "events", "first_seen_utc", "last_seen_utc", "share_of_last_7_days_percent"]
+    )
+    for row in usage:
+        writer.writerow(
+            [
+                csv_cell(row.service if dimension == "service" else ""),
+                csv_cell(row.version if dimension == "service" else row.name),
+                row.users,
+                row.events,
+                row.first_seen.astimezone(UTC).isoformat(),
+                row.last_seen.astimezone(UTC).isoformat(),
+                "" if row.share_percent is None else round(row.share_percent, 3),
+            ]
+        )
     return response
 
 

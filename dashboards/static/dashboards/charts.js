@@ -57,6 +57,36 @@
     axes: [{}, { size: 70, values: (u, ticks) => ticks.map((t) => t + chart.unit) }],
   }, [chart.x, ...chart.series.map((s) => s.values)]));
 
+  // Users and versions are counted per UTC day: their axes say the UTC date, not a local hour.
+  const utcDate = (ts) => uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC");
+  const days = { tzDate: utcDate, axes: [{ space: 60 }, { size: 60 }] };
+
+  if (data.users) draw(document.getElementById("users-chart"), {
+    ...days,
+    series: [{ value: "{YYYY}-{MM}-{DD}" },
+      { label: "Users", stroke: "#4338ca", fill: "rgba(67, 56, 202, 0.12)", width: 2 },
+      { label: "New users", stroke: "#0891b2", width: 2, dash: [6, 4] }],
+  }, [data.users.x, data.users.users, data.users.new_users]);
+
+  // Versions' shares of each day's users, stacked to 100%: each band is drawn as the running
+  // total of itself and those before it; the legend gives the version's own share and users.
+  if (data.shares) {
+    const shares = data.shares.series;
+    const PALETTE = ["#4338ca", "#0891b2", "#d97706", "#15803d", "#db2777", "#7c3aed", "#94a3b8"];
+    const running = data.shares.x.map(() => 0);
+    const stacked = shares.map((s) => s.share.map((v, i) => (v == null ? null : (running[i] += v))));
+    draw(document.getElementById("shares-chart"), {
+      ...days,
+      scales: { y: { range: [0, 100] } },
+      series: [{ value: "{YYYY}-{MM}-{DD}" }, ...shares.map((s, i) => ({
+        label: s.label, stroke: PALETTE[i % PALETTE.length], fill: i === 0 ? PALETTE[0] + "66" : undefined,
+        value: (u, v, si, idx) => (idx == null || s.share[idx] == null ? "–"
+          : s.share[idx].toFixed(1) + "% (" + s.users[idx] + ")") }))],
+      bands: shares.slice(1).map((s, i) => ({ series: [i + 2, i + 1], fill: PALETTE[(i + 1) % PALETTE.length] + "66" })),
+      axes: [{ space: 60 }, { size: 60, values: (u, ticks) => ticks.map((t) => t + "%") }],
+    }, [data.shares.x, ...stacked]);
+  }
+
   if (!data.outcomes) return;
   // Stacked: each series is drawn as the running total of itself and those before it.
   const kinds = Object.keys(data.outcomes.series);
