@@ -28,8 +28,15 @@ RANGE_CAPS = {
     "5min": timedelta(hours=48),
     "hour": timedelta(days=90),
     "day": timedelta(days=3 * 366),
+    "week": timedelta(days=3 * 366),
+    "month": timedelta(days=3 * 366),
 }
-RANGE_CAP_NAMES = {"minute": "48 hours", "5min": "48 hours", "hour": "90 days", "day": "3 years (1098 days)"}
+RANGE_CAP_NAMES = {
+    "minute": "48 hours",
+    "5min": "48 hours",
+    "hour": "90 days",
+    **dict.fromkeys(("day", "week", "month"), "3 years (1098 days)"),
+}
 DEFAULT_INTERVAL = "hour"
 DEFAULT_SPAN = timedelta(hours=24)
 # A range reaching now changes as events arrive; a closed one only with late events.
@@ -104,6 +111,11 @@ LAMBDA_INTERVALS = {"5min": "minute", "hour": "hour", "day": "day"}
 API_INTERVALS = ("5min", "hour")
 # The API panel's breakdowns: a dimension of its rollups, or the service (its own rows).
 API_BREAKDOWNS = ("endpoint", "status", "node", "consumer", "service")
+# Users are counted per UTC day: a range of them reads a month of days unless told otherwise.
+USERS_DEFAULT_INTERVAL = "day"
+USERS_DEFAULT_SPAN = timedelta(days=30)
+# The versions' dimensions as the API names them: service versions or SDK versions.
+VERSION_DIMENSIONS = ("service", "sdk")
 
 
 def rfc3339(moment: datetime) -> str:
@@ -124,13 +136,20 @@ def _moment(params, name: str) -> datetime | None:
     return moment.astimezone(UTC)
 
 
-def events_query_parse(params, now: datetime, intervals=INTERVALS) -> EventsQuery:
+def events_query_parse(
+    params,
+    now: datetime,
+    intervals=INTERVALS,
+    *,
+    default_interval: str = DEFAULT_INTERVAL,
+    default_span: timedelta = DEFAULT_SPAN,
+) -> EventsQuery:
     """The query string of a stats endpoint's range as typed values, or the 400 that explains what is wrong."""
-    interval = params.get("interval") or DEFAULT_INTERVAL
+    interval = params.get("interval") or default_interval
     if interval not in intervals:
         raise InvalidInterval(f"interval must be one of {', '.join(intervals)}")
     until = _moment(params, "until") or now
-    since = _moment(params, "since") or until - DEFAULT_SPAN
+    since = _moment(params, "since") or until - default_span
     if since >= until:
         raise InvalidRange("since must be before until")
     if until - since > RANGE_CAPS[interval]:
@@ -434,6 +453,94 @@ class StatsApiRequestsApi(StatsApi):
                 "total": api_figures(found.total),
                 "by": by,
                 "rows": [{"name": stats.name, **api_figures(stats)} for stats in rows],
+            },
+            closed=query.closed,
+        )
+
+
+class StatsUsersApi(StatsApi):
+    """``GET /v1/stats/{org_id}/{app_id}/users``: distinct users, new users, sessions and events per
+    UTC day, week or month, and the range's distinct users and sessions (unions, not sums)."""
+
+    def get(self, request, org_id: str, app_id: str):
+        scope = self.scope(request, org_id, app_id)
+        query = events_query_parse(
+            request.GET,
+            timezone.now(),
+            intervals=selectors.USER_INTERVALS,
+            default_interval=USERS_DEFAULT_INTERVAL,
+            default_span=USERS_DEFAULT_SPAN,
+        )
+        report = selectors.users_report(
+            application=scope.application, since=query.since, until=query.until, interval=query.interval
+        )
+        return self.answer(
+            request,
+            {
+                "interval": query.interval,
+                "since": rfc3339(report.since),
+                "until": rfc3339(query.until),
+                "series": [
+                    {
+                        "time": rfc3339(point.time),
+                        "users": point.users,
+                        "new_users": point.new_users,
+                        "sessions": point.sessions,
+                        "events": point.events,
+                    }
+                    for point in report.points
+                ],
+                "total_users": report.total_users,
+                "total_sessions": report.total_sessions,
+                "exact": report.exact,
+            },
+            closed=query.closed,
+        )
+
+
+def version_row(usage: selectors.VersionUsage, dimension: str) -> dict:
+    """A version as the API and the Versions panel's CSV give it: an SDK version has no service."""
+    return {
+        "version": usage.version if dimension == "service" else usage.name,
+        "service": usage.service if dimension == "service" else None,
+        "users": usage.users,
+        "events": usage.events,
+        "first_seen": rfc3339(usage.first_seen),
+        "last_seen": rfc3339(usage.last_seen),
+        "share": _rounded(usage.share_percent),
+    }
+
+
+class StatsVersionsApi(StatsApi):
+    """``GET /v1/stats/{org_id}/{app_id}/versions``: each service or SDK version seen in the range,
+    with its users, events, first and last seen, and share of the last 7 days' users."""
+
+    def get(self, request, org_id: str, app_id: str):
+        scope = self.scope(request, org_id, app_id)
+        dimension = request.GET.get("of") or "service"
+        if dimension not in VERSION_DIMENSIONS:
+            raise InvalidDimension(f"of must be one of {', '.join(VERSION_DIMENSIONS)}")
+        now = timezone.now()
+        # Versions are read by UTC day: only the range is the caller's to choose.
+        query = events_query_parse(
+            {name: request.GET.get(name) for name in ("since", "until")},
+            now,
+            intervals=(USERS_DEFAULT_INTERVAL,),
+            default_interval=USERS_DEFAULT_INTERVAL,
+            default_span=USERS_DEFAULT_SPAN,
+        )
+        rows = selectors.version_usage(
+            application=scope.application, since=query.since, until=query.until, dimension=dimension, now=now
+        )
+        return self.answer(
+            request,
+            {
+                "since": rfc3339(
+                    selectors.window_between(since=query.since, until=query.until, granularity="day").since
+                ),
+                "until": rfc3339(query.until),
+                "of": dimension,
+                "rows": [version_row(usage, dimension) for usage in rows],
             },
             closed=query.closed,
         )

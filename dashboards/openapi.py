@@ -20,8 +20,10 @@ from dashboards.apis import (
     OPEN_RANGE_MAX_AGE,
     OUTCOME_INTERVALS,
     RANGE_CAP_NAMES,
+    USERS_DEFAULT_INTERVAL,
+    VERSION_DIMENSIONS,
 )
-from dashboards.selectors import OUTCOME_ORDER
+from dashboards.selectors import OUTCOME_ORDER, USER_INTERVALS
 from ingest.models import Outcome
 from ingest.openapi import ErrorSerializer
 
@@ -190,6 +192,49 @@ class ApiRequestsSerializer(serializers.Serializer):
     rows = ApiRowSerializer(many=True, help_text="Per value of `by`, busiest first, at most `limit`.")
 
 
+class UsersPointSerializer(serializers.Serializer):
+    time = serializers.DateTimeField(help_text="The UTC day's, week's (from Monday) or month's start, RFC 3339.")
+    users = serializers.IntegerField(min_value=0, help_text="Distinct users (`user_id`) seen in the period.")
+    new_users = serializers.IntegerField(min_value=0, help_text="Users seen for the first time in the period.")
+    sessions = serializers.IntegerField(min_value=0, help_text="Distinct sessions (`session_id`) in the period.")
+    events = serializers.IntegerField(min_value=0)
+
+
+class UsersSerializer(serializers.Serializer):
+    interval = serializers.ChoiceField(choices=USER_INTERVALS)
+    since = serializers.DateTimeField(help_text="The first period's start (`since` rounded down to the interval).")
+    until = serializers.DateTimeField(help_text="The end of the range, excluded.")
+    series = UsersPointSerializer(many=True, help_text="Every period of the range, zeros included.")
+    total_users = serializers.IntegerField(
+        min_value=0, help_text="Distinct users over the whole range: a union, not the sum of the series."
+    )
+    total_sessions = serializers.IntegerField(min_value=0, help_text="Distinct sessions over the whole range.")
+    exact = serializers.BooleanField(
+        help_text="False when the totals are HyperLogLog estimates (past 16,384 distinct ids), within about 1%."
+    )
+
+
+class VersionRowSerializer(serializers.Serializer):
+    version = serializers.CharField(help_text="The service's or the SDK's version; \"\" when none was sent.")
+    service = serializers.CharField(allow_null=True, help_text="The service's name; null for SDK versions.")
+    users = serializers.IntegerField(min_value=0, help_text="Distinct users of it over the range.")
+    events = serializers.IntegerField(min_value=0, help_text="Its events over the range.")
+    first_seen = serializers.DateTimeField(help_text="Its first event in the rollups kept, not only the range.")
+    last_seen = serializers.DateTimeField(help_text="Its last event in the rollups kept.")
+    share = serializers.FloatField(
+        allow_null=True,
+        help_text="Its users per 100 users of the application over the last 7 days, to 3 decimals; "
+        "null when the application had none.",
+    )
+
+
+class VersionsSerializer(serializers.Serializer):
+    since = serializers.DateTimeField(help_text="The first UTC day's start (`since` rounded down to the day).")
+    until = serializers.DateTimeField(help_text="The end of the range, excluded.")
+    of = serializers.ChoiceField(choices=VERSION_DIMENSIONS)
+    rows = VersionRowSerializer(many=True, help_text="Every version seen in the range, most users first.")
+
+
 def _error(name: str, code: str, message: str, status: int) -> OpenApiExample:
     return OpenApiExample(
         name, value={"error": {"code": code, "message": message}}, response_only=True, status_codes=[status]
@@ -312,6 +357,44 @@ API_EXAMPLE = {
     "rows": [{"name": "GET /orders/{order_id}", **_ORDERS}],
 }
 
+USERS_EXAMPLE = {
+    "interval": "day",
+    "since": "2026-11-19T00:00:00Z",
+    "until": "2026-11-21T00:00:00Z",
+    "series": [
+        {"time": "2026-11-19T00:00:00Z", "users": 40, "new_users": 6, "sessions": 52, "events": 410},
+        {"time": "2026-11-20T00:00:00Z", "users": 38, "new_users": 3, "sessions": 47, "events": 365},
+    ],
+    "total_users": 61,
+    "total_sessions": 99,
+    "exact": True,
+}
+VERSIONS_EXAMPLE = {
+    "since": "2026-11-14T00:00:00Z",
+    "until": "2026-11-21T00:00:00Z",
+    "of": "service",
+    "rows": [
+        {
+            "version": "2.0.0",
+            "service": "cli",
+            "users": 3,
+            "events": 4,
+            "first_seen": "2026-11-18T09:12:00Z",
+            "last_seen": "2026-11-20T17:40:02Z",
+            "share": 75.0,
+        },
+        {
+            "version": "1.0.0",
+            "service": "cli",
+            "users": 1,
+            "events": 1,
+            "first_seen": "2026-10-02T08:00:00Z",
+            "last_seen": "2026-11-20T08:30:00Z",
+            "share": 25.0,
+        },
+    ],
+}
+
 _RANGE_ERRORS = [
     _error("invalid interval", "invalid_interval", "interval must be one of minute, hour, day", 400),
     _error("since after until", "invalid_range", "since must be before until", 400),
@@ -338,6 +421,7 @@ def _stats_schema(
     ok: OpenApiResponse,
     bad_request: OpenApiResponse,
     intervals=INTERVALS,
+    default_span: str = "24 hours",
 ):
     """One stats operation: what every one shares (scope, range, caching, rate limit, errors) and its own."""
     caps = ", ".join(f"{RANGE_CAP_NAMES[interval]} by {interval}" for interval in intervals)
@@ -372,7 +456,7 @@ def _stats_schema(
             _query(
                 "since",
                 "RFC 3339 with a zone (`Z` or `+01:00`, written `%2B01:00` in a query string). "
-                "Default: 24 hours before `until`.",
+                f"Default: {default_span} before `until`.",
             ),
             _query("until", "RFC 3339 with a zone, excluded. Default: now."),
             *parameters,
@@ -599,6 +683,76 @@ def _api_schema(organization_wide: bool):
     )
 
 
+def _users_schema(organization_wide: bool):
+    return _stats_schema(
+        operation_id="stats_users",
+        summary="An application's distinct users, new users and sessions per day, week or month",
+        description="The Users card's figures, from the users rollups: distinct users (`user_id`), users seen for "
+        "the first time, distinct sessions and events per UTC day, week (from Monday) or month, and the "
+        "range's distinct users and sessions, which are unions, not sums of the periods. Counts are exact "
+        "up to 16,384 distinct ids a union; past that they are HyperLogLog estimates (`exact` false), "
+        "within about 1%.",
+        organization_wide=organization_wide,
+        intervals=USER_INTERVALS,
+        default_span="30 days",
+        parameters=[
+            _query("interval", f"The periods' length. Default: `{USERS_DEFAULT_INTERVAL}`.", enum=list(USER_INTERVALS))
+        ],
+        ok=OpenApiResponse(
+            UsersSerializer,
+            "The users.",
+            examples=[OpenApiExample("two days", value=USERS_EXAMPLE, response_only=True, status_codes=[200])],
+        ),
+        bad_request=OpenApiResponse(
+            ErrorSerializer,
+            "`invalid_interval`, `invalid_range` or `range_too_large`.",
+            examples=[
+                _error("by hour", "invalid_interval", f"interval must be one of {', '.join(USER_INTERVALS)}", 400),
+                *_RANGE_ERRORS[1:],
+            ],
+        ),
+    )
+
+
+def _versions_schema(organization_wide: bool):
+    return _stats_schema(
+        operation_id="stats_versions",
+        summary="An application's service or SDK versions: users, events, first and last seen, recent share",
+        description="The Versions panel's table: each service version (`of=service`) or SDK version (`of=sdk`) "
+        "seen in the range by UTC day, with its distinct users and events there, when it was first and "
+        "last seen, and its share of the application's users over the last 7 days (so a version "
+        "nobody uses any more shows 0). Most users first.",
+        organization_wide=organization_wide,
+        intervals=(USERS_DEFAULT_INTERVAL,),
+        default_span="30 days",
+        parameters=[_query("of", "Which versions. Default: `service`.", enum=list(VERSION_DIMENSIONS))],
+        ok=OpenApiResponse(
+            VersionsSerializer,
+            "The versions.",
+            examples=[OpenApiExample("a week", value=VERSIONS_EXAMPLE, response_only=True, status_codes=[200])],
+        ),
+        bad_request=OpenApiResponse(
+            ErrorSerializer,
+            "`invalid_dimension`, `invalid_range` or `range_too_large`.",
+            examples=[
+                _error(
+                    "invalid dimension",
+                    "invalid_dimension",
+                    f"of must be one of {', '.join(VERSION_DIMENSIONS)}",
+                    400,
+                ),
+                *_RANGE_ERRORS[1:2],
+                _error(
+                    "range too large",
+                    "range_too_large",
+                    f"A range by day may span at most {RANGE_CAP_NAMES['day']}",
+                    400,
+                ),
+            ],
+        ),
+    )
+
+
 _annotated = False
 _organization_views: dict = {}
 
@@ -609,9 +763,11 @@ _SCHEMAS = {
     "outcomes": _outcomes_schema,
     "lambda": _lambda_schema,
     "api": _api_schema,
+    "users": _users_schema,
+    "versions": _versions_schema,
 }
 # Each application's only: the panels' selectors read one application.
-_APPLICATION_ONLY = ("lambda", "api")
+_APPLICATION_ONLY = ("lambda", "api", "users", "versions")
 
 
 def _organization_wide(view):
@@ -624,7 +780,15 @@ def views_annotate(endpoints):
     """Preprocessing hook: puts each stats view's annotation on it (once per process), and
     documents the organization-wide routes with the subclasses that carry theirs."""
     global _annotated
-    from dashboards.apis import StatsApiRequestsApi, StatsBreakdownApi, StatsEventsApi, StatsLambdaApi, StatsOutcomesApi
+    from dashboards.apis import (
+        StatsApiRequestsApi,
+        StatsBreakdownApi,
+        StatsEventsApi,
+        StatsLambdaApi,
+        StatsOutcomesApi,
+        StatsUsersApi,
+        StatsVersionsApi,
+    )
 
     views = {
         "events": StatsEventsApi,
@@ -632,6 +796,8 @@ def views_annotate(endpoints):
         "outcomes": StatsOutcomesApi,
         "lambda": StatsLambdaApi,
         "api": StatsApiRequestsApi,
+        "users": StatsUsersApi,
+        "versions": StatsVersionsApi,
     }
     if not _annotated:
         for name, view in views.items():

@@ -24,7 +24,7 @@ MALTI = "/api/v1/ingest"
 STATS_EVENTS = "/v1/stats/{org_id}/{app_id}/events"
 STATS = [
     f"/v1/stats/{{org_id}}{app}/{what}" for app in ("/{app_id}", "") for what in ("events", "breakdown", "outcomes")
-] + ["/v1/stats/{org_id}/{app_id}/lambda", "/v1/stats/{org_id}/{app_id}/api"]
+] + [f"/v1/stats/{{org_id}}/{{app_id}}/{what}" for what in ("lambda", "api", "users", "versions")]
 ORIGIN = "https://app.example.com"
 SIGNING_HEADERS = "content-type,x-signature,x-timestamp,x-nonce,x-batch-size,x-sdk-version,x-schema-version"
 
@@ -301,6 +301,16 @@ def test_schema_documents_every_stats_route_with_its_token_and_rate_limit(schema
         ("api", "400", "ByDay", {"interval": "day"}, False),
         ("api", "400", "InvalidDimension", {"by": "colour"}, False),
         ("lambda", "404", "NotFound", {}, False),
+        ("users", "400", "ByHour", {"interval": "hour"}, False),
+        ("users", "404", "NotFound", {}, False),
+        ("versions", "400", "InvalidDimension", {"of": "os"}, False),
+        (
+            "versions",
+            "400",
+            "RangeTooLarge",
+            {"since": "2020-01-01T00:00:00Z", "until": "2026-01-01T00:00:00Z"},
+            False,
+        ),
     ],
 )
 def test_documented_stats_errors_of_every_route_are_the_real_answers(
@@ -326,6 +336,8 @@ def test_documented_stats_errors_of_every_route_are_the_real_answers(
         ("outcomes", "TwoDays", {"interval": "day"}),
         ("lambda", "TwoHours", {}),
         ("api", "TwoHours", {}),
+        ("users", "TwoDays", {}),
+        ("versions", "AWeek", {}),
     ],
 )
 def test_documented_stats_answers_have_the_real_fields(schema, client, what, example, params):
@@ -346,6 +358,12 @@ def test_documented_stats_answers_have_the_real_fields(schema, client, what, exa
     if what == "outcomes":
         assert [set(point) for point in real["series"]] == [set(point) for point in documented["series"]]
         assert set(real["totals"]) == set(documented["totals"])
+    elif what == "users":
+        assert [(point["time"], set(point)) for point in real["series"]] == [
+            (point["time"], set(point)) for point in documented["series"]
+        ]
+    elif what == "versions":
+        assert real["of"] == documented["of"]
     elif what in ("lambda", "api"):
         assert [(point["time"], set(point)) for point in real["series"]] == [
             (point["time"], set(point)) for point in documented["series"]
