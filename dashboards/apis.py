@@ -498,6 +498,17 @@ class StatsUsersApi(StatsApi):
         )
 
 
+def days_query_parse(params, now: datetime) -> EventsQuery:
+    """The range of a read by UTC day (versions, properties): only since and until are the caller's."""
+    return events_query_parse(
+        {name: params.get(name) for name in ("since", "until")},
+        now,
+        intervals=(USERS_DEFAULT_INTERVAL,),
+        default_interval=USERS_DEFAULT_INTERVAL,
+        default_span=USERS_DEFAULT_SPAN,
+    )
+
+
 def version_row(usage: selectors.VersionUsage, dimension: str) -> dict:
     """A version as the API and the Versions panel's CSV give it: an SDK version has no service."""
     return {
@@ -521,14 +532,7 @@ class StatsVersionsApi(StatsApi):
         if dimension not in VERSION_DIMENSIONS:
             raise InvalidDimension(f"of must be one of {', '.join(VERSION_DIMENSIONS)}")
         now = timezone.now()
-        # Versions are read by UTC day: only the range is the caller's to choose.
-        query = events_query_parse(
-            {name: request.GET.get(name) for name in ("since", "until")},
-            now,
-            intervals=(USERS_DEFAULT_INTERVAL,),
-            default_interval=USERS_DEFAULT_INTERVAL,
-            default_span=USERS_DEFAULT_SPAN,
-        )
+        query = days_query_parse(request.GET, now)
         rows = selectors.version_usage(
             application=scope.application, since=query.since, until=query.until, dimension=dimension, now=now
         )
@@ -544,3 +548,39 @@ class StatsVersionsApi(StatsApi):
             },
             closed=query.closed,
         )
+
+
+class NotTracked(NotFound):
+    code = "not_tracked"
+
+
+class StatsPropertyApi(StatsApi):
+    """``GET /v1/stats/{org_id}/{app_id}/properties/{type}/{path}``: a tracked property over the UTC
+    days of the range: its most frequent values with events and users, or a number's spread."""
+
+    def get(self, request, org_id: str, app_id: str, event_type: str, path: str):
+        scope = self.scope(request, org_id, app_id)
+        query = days_query_parse(request.GET, timezone.now())
+        limit = limit_parse(request.GET)
+        tracked = selectors.tracked_property_find(application=scope.application, event_type=event_type, path=path)
+        if tracked is None:
+            raise NotTracked(f"No property {path} of {event_type} is tracked for this application")
+        found = selectors.property_breakdown(tracked=tracked, since=query.since, until=query.until, limit=limit)
+        body = {
+            "type": tracked.event_type,
+            "path": tracked.path,
+            "kind": tracked.kind,
+            "since": rfc3339(found.since),
+            "until": rfc3339(query.until),
+            "events": found.events,
+        }
+        if found.number is not None:
+            number = found.number
+            body.update(
+                count=number.count,
+                sum=number.sum,
+                **{name: _rounded(getattr(number, name)) for name in ("mean", "min", "max", "p50", "p95", "p99")},
+            )
+        else:
+            body["values"] = [{"value": v.value, "events": v.count, "users": v.users} for v in found.values]
+        return self.answer(request, body, closed=query.closed)

@@ -235,6 +235,38 @@ class VersionsSerializer(serializers.Serializer):
     rows = VersionRowSerializer(many=True, help_text="Every version seen in the range, most users first.")
 
 
+class PropertyValueSerializer(serializers.Serializer):
+    value = serializers.CharField(
+        allow_blank=True,
+        help_text='The value, as text (cut to 200 characters); "" for events without it; "(other)" for '
+        "values past the 100 a property keeps a UTC day.",
+    )
+    events = serializers.IntegerField(min_value=0)
+    users = serializers.IntegerField(min_value=0, help_text="Distinct users of it over the range.")
+
+
+class PropertySerializer(serializers.Serializer):
+    type = serializers.CharField(help_text="The event type.")
+    path = serializers.CharField(help_text="The property's path as it was tracked.")
+    kind = serializers.ChoiceField(choices=["text", "number"])
+    since = serializers.DateTimeField(help_text="The first UTC day's start (`since` rounded down to the day).")
+    until = serializers.DateTimeField(help_text="The end of the range, excluded.")
+    events = serializers.IntegerField(min_value=0, help_text="Events of the type over the range.")
+    values = PropertyValueSerializer(
+        many=True, required=False, help_text="A text property: its most frequent values, at most `limit`."
+    )
+    count = serializers.IntegerField(min_value=0, required=False, help_text="A number: events that carried one.")
+    sum = serializers.FloatField(required=False)
+    mean = serializers.FloatField(required=False, allow_null=True)
+    min = serializers.FloatField(required=False, allow_null=True)
+    max = serializers.FloatField(required=False, allow_null=True)
+    p50 = serializers.FloatField(
+        required=False, allow_null=True, help_text="From a 1-2-5 histogram, interpolated in a bucket."
+    )
+    p95 = serializers.FloatField(required=False, allow_null=True)
+    p99 = serializers.FloatField(required=False, allow_null=True)
+
+
 def _error(name: str, code: str, message: str, status: int) -> OpenApiExample:
     return OpenApiExample(
         name, value={"error": {"code": code, "message": message}}, response_only=True, status_codes=[status]
@@ -393,6 +425,36 @@ VERSIONS_EXAMPLE = {
             "share": 25.0,
         },
     ],
+}
+
+PROPERTY_EXAMPLE = {
+    "type": "command",
+    "path": "data.command",
+    "kind": "text",
+    "since": "2026-11-14T00:00:00Z",
+    "until": "2026-11-21T00:00:00Z",
+    "events": 6,
+    "values": [
+        {"value": "build", "events": 3, "users": 2},
+        {"value": "", "events": 1, "users": 1},
+        {"value": "test", "events": 1, "users": 1},
+    ],
+}
+NUMBER_PROPERTY_EXAMPLE = {
+    "type": "command",
+    "path": "data.duration_ms",
+    "kind": "number",
+    "since": "2026-11-14T00:00:00Z",
+    "until": "2026-11-21T00:00:00Z",
+    "events": 101,
+    "count": 100,
+    "sum": 5050.0,
+    "mean": 50.5,
+    "min": 1.0,
+    "max": 100.0,
+    "p50": 50.0,
+    "p95": 95.0,
+    "p99": 99.0,
 }
 
 _RANGE_ERRORS = [
@@ -753,6 +815,46 @@ def _versions_schema(organization_wide: bool):
     )
 
 
+def _property_schema(organization_wide: bool):
+    return _stats_schema(
+        operation_id="stats_property",
+        summary="A tracked property of an event type: its top values, or a number's spread",
+        description="A property tracked for the application (in the admin: *Tracked properties*), over the UTC "
+        "days of the range: for a text, its most frequent values with their events and distinct users; "
+        "for a number, how many events carried one, their sum, mean, least, greatest and p50/p95/p99. A "
+        "property that is not tracked answers 404 `not_tracked`.",
+        organization_wide=organization_wide,
+        intervals=(USERS_DEFAULT_INTERVAL,),
+        default_span="30 days",
+        parameters=[
+            OpenApiParameter("event_type", str, OpenApiParameter.PATH, description="The event type."),
+            OpenApiParameter(
+                "path",
+                str,
+                OpenApiParameter.PATH,
+                description="The property's path as tracked (`data.command`), or the same keys without `data.`.",
+            ),
+            _query("limit", f"Values, 1 to {BREAKDOWN_LIMIT_MAX}. Default: {BREAKDOWN_LIMIT_DEFAULT}."),
+        ],
+        ok=OpenApiResponse(
+            PropertySerializer,
+            "The property.",
+            examples=[
+                OpenApiExample("a text", value=PROPERTY_EXAMPLE, response_only=True, status_codes=[200]),
+                OpenApiExample("a number", value=NUMBER_PROPERTY_EXAMPLE, response_only=True, status_codes=[200]),
+            ],
+        ),
+        bad_request=OpenApiResponse(
+            ErrorSerializer,
+            "`invalid_limit`, `invalid_range` or `range_too_large`.",
+            examples=[
+                _error("limit", "invalid_limit", f"limit must be a whole number from 1 to {BREAKDOWN_LIMIT_MAX}", 400),
+                *_RANGE_ERRORS[1:2],
+            ],
+        ),
+    )
+
+
 _annotated = False
 _organization_views: dict = {}
 
@@ -765,9 +867,10 @@ _SCHEMAS = {
     "api": _api_schema,
     "users": _users_schema,
     "versions": _versions_schema,
+    "property": _property_schema,
 }
 # Each application's only: the panels' selectors read one application.
-_APPLICATION_ONLY = ("lambda", "api", "users", "versions")
+_APPLICATION_ONLY = ("lambda", "api", "users", "versions", "property")
 
 
 def _organization_wide(view):
@@ -786,6 +889,7 @@ def views_annotate(endpoints):
         StatsEventsApi,
         StatsLambdaApi,
         StatsOutcomesApi,
+        StatsPropertyApi,
         StatsUsersApi,
         StatsVersionsApi,
     )
@@ -798,6 +902,7 @@ def views_annotate(endpoints):
         "api": StatsApiRequestsApi,
         "users": StatsUsersApi,
         "versions": StatsVersionsApi,
+        "property": StatsPropertyApi,
     }
     if not _annotated:
         for name, view in views.items():

@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from django.conf import settings
 from django.db import connections
-from django.db.models import Case, F, Max, Min, Sum, Value, When
+from django.db.models import Case, Count, F, Max, Min, Sum, Value, When
 from django.db.models.functions import Trunc
 
 from accounts.models import Application, Organization
@@ -886,6 +886,17 @@ def tracked_properties(*, application: Application, event_type: str | None = Non
     return list(tracked.order_by("event_type", "path"))
 
 
+def tracked_property_types(*, application: Application) -> list[tuple[str, int]]:
+    """The event types with tracked properties, and how many each has."""
+    return list(
+        TrackedProperty.objects.filter(application=application)
+        .values("event_type")
+        .annotate(n=Count("id"))
+        .order_by("event_type")
+        .values_list("event_type", "n")
+    )
+
+
 def tracked_property_find(*, application: Application, event_type: str, path: str) -> TrackedProperty | None:
     """The tracked property of that type at that path (as written, or as its JSON path), if any."""
     tracked = TrackedProperty.objects.filter(application=application, event_type=event_type)
@@ -924,10 +935,10 @@ class PropertyBreakdown:
 
 
 def property_breakdown(
-    *, tracked: TrackedProperty, since: datetime, until: datetime, limit: int = 20
+    *, tracked: TrackedProperty, since: datetime, until: datetime, limit: int | None = 20
 ) -> PropertyBreakdown:
     """A tracked property over the UTC days of [since, until): its ``limit`` most frequent values
-    with their events and users (a text), or how its numbers were spread (a number)."""
+    (all, with None) with their events and users (a text), or how its numbers were spread (a number)."""
     start = _period_start(since, "day")
     rows = _read(PropertyRollup).filter(property_id=tracked.pk, granularity="day", bucket__gte=start, bucket__lt=until)
     if tracked.kind == TrackedProperty.Kind.NUMBER:

@@ -12,6 +12,11 @@ urlpatterns = [
     path("v1/stats/<str:org_id>/<str:app_id>/api", apis.StatsApiRequestsApi.as_view(), name="stats_api"),
     path("v1/stats/<str:org_id>/<str:app_id>/users", apis.StatsUsersApi.as_view(), name="stats_users"),
     path("v1/stats/<str:org_id>/<str:app_id>/versions", apis.StatsVersionsApi.as_view(), name="stats_versions"),
+    path(
+        "v1/stats/<str:org_id>/<str:app_id>/properties/<str:event_type>/<path:path>",
+        apis.StatsPropertyApi.as_view(),
+        name="stats_property",
+    ),
     path("v1/stats/<str:org_id>/events", apis.StatsEventsApi.as_view(), name="stats_org_events"),
     path("v1/stats/<str:org_id>/breakdown", apis.StatsBreakdownApi.as_view(), name="stats_org_breakdown"),
     path("v1/stats/<str:org_id>/outcomes", apis.StatsOutcomesApi.as_view(), name="stats_org_outcomes"),

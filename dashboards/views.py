@@ -9,7 +9,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -152,13 +152,24 @@ def application(request, org_id: str, app_id: str):
     application = _application(request, org_id, app_id)
     now = timezone.now()
     window = selectors.window_for(range_key=request.GET.get("range"), granularity=request.GET.get("by"), now=now)
-    users = selectors.users_card(application=application, window=window, now=now)
-    if request.GET.get("format") == "csv" and request.GET.get("data") == "users":
-        return _users_csv(application, window, users.report)
     event_type = request.GET.get("type") or None
-    series = selectors.event_series(window=window, application=application, event_type=event_type)
+    # Properties are broken down for the type chosen only: each costs a query or two.
+    tracked = selectors.tracked_properties(application=application, event_type=event_type) if event_type else []
+    properties = [
+        selectors.property_breakdown(tracked=each, since=window.since, until=now, limit=PROPERTY_VALUES_SHOWN)
+        for each in tracked
+    ]
     if request.GET.get("format") == "csv":
+        data = request.GET.get("data")
+        if data == "users":
+            report = selectors.users_card(application=application, window=window, now=now).report
+            return _users_csv(application, window, report)
+        if data == "property":
+            return _property_csv(application, window, event_type, properties, request.GET.get("path"))
+        series = selectors.event_series(window=window, application=application, event_type=event_type)
         return _csv(application, window, event_type, series)
+    users = selectors.users_card(application=application, window=window, now=now)
+    series = selectors.event_series(window=window, application=application, event_type=event_type)
 
     def breakdown(by, of_type=event_type):
         return selectors.application_breakdown(application=application, window=window, by=by, event_type=of_type)
@@ -187,6 +198,9 @@ def application(request, org_id: str, app_id: str):
             ],
             "events": events,
             "users": users,
+            "properties": properties,
+            "tracked_types": [] if event_type else selectors.tracked_property_types(application=application),
+            "can_track": _manages(request.user, application.organization_id),
             # Nothing ever arrived: say how to send a first event.
             "first_event": None if events or event_type else _first_event_help(request.user, application),
         },
@@ -367,6 +381,41 @@ def _csv(application, window, event_type, series) -> HttpResponse:
     writer.writerow(["bucket_start_utc", "granularity", "event_type", "events"])
     for bucket, count in zip(window.buckets, series):
         writer.writerow([bucket.isoformat(), window.granularity, csv_cell(event_type or "all"), count])
+    return response
+
+
+# A text property's values shown on the page (its CSV has every one kept).
+PROPERTY_VALUES_SHOWN = 10
+NUMBER_COLUMNS = ["min", "max", "p50", "p95", "p99"]
+
+
+def _property_csv(application, window, event_type, properties, path) -> HttpResponse:
+    """One tracked property's values over the page's range (by UTC day): a 404 for a path not tracked."""
+    found = next((each for each in properties if each.tracked.path == path), None)
+    if found is None:
+        raise Http404("No such tracked property")
+    full = selectors.property_breakdown(tracked=found.tracked, since=window.since, until=timezone.now(), limit=None)
+    response = HttpResponse(content_type="text/csv")
+    response["Content-Disposition"] = (
+        f'attachment; filename="{application.public_id}-{window.key}-property-{found.tracked.pk}.csv"'
+    )
+    writer = csv.writer(response)
+    if full.number is not None:
+        number = full.number
+        writer.writerow(
+            ["since_utc", "event_type", "path", "events", "count", "sum", "min", "max", "p50", "p95", "p99"]
+        )
+        writer.writerow(
+            [full.since.isoformat(), csv_cell(event_type), csv_cell(path), full.events, number.count, number.sum]
+            + [number.min, number.max, number.p50, number.p95, number.p99]
+        )
+        return response
+    writer.writerow(["since_utc", "event_type", "path", "value", "events", "users"])
+    for value in full.values:
+        writer.writerow(
+            [full.since.isoformat(), csv_cell(event_type), csv_cell(path), csv_cell(value.value), value.count]
+            + [value.users]
+        )
     return response
 
 

@@ -11,6 +11,7 @@ from django.test import Client, override_settings
 from openapi_spec_validator import validate
 
 from accounts.services import credential_issue, read_token_issue
+from ingest.rollups.services import tracked_property_create
 from tests.conftest import batch_body, signed_headers
 from tests.factories import ApplicationFactory
 from tests.server import running_server
@@ -25,6 +26,7 @@ STATS_EVENTS = "/v1/stats/{org_id}/{app_id}/events"
 STATS = [
     f"/v1/stats/{{org_id}}{app}/{what}" for app in ("/{app_id}", "") for what in ("events", "breakdown", "outcomes")
 ] + [f"/v1/stats/{{org_id}}/{{app_id}}/{what}" for what in ("lambda", "api", "users", "versions")]
+STATS_PROPERTY = "/v1/stats/{org_id}/{app_id}/properties/{event_type}/{path}"
 ORIGIN = "https://app.example.com"
 SIGNING_HEADERS = "content-type,x-signature,x-timestamp,x-nonce,x-batch-size,x-sdk-version,x-schema-version"
 
@@ -79,6 +81,7 @@ def test_schema_lists_the_machine_routes_and_no_pages(schema):
         *OTLP,
         MALTI,
         *STATS,
+        STATS_PROPERTY,
         "/health",
         "/ready",
         "/metrics",
@@ -371,6 +374,24 @@ def test_documented_stats_answers_have_the_real_fields(schema, client, what, exa
         assert set(real["total"]) == set(documented["total"])
     else:
         assert real["previous_since"] == documented["previous_since"]
+
+
+@pytest.mark.parametrize(("example", "path", "kind"), [("AText", "data.command", "text"), ("ANumber", "n", "number")])
+def test_documented_property_answers_have_the_real_fields(schema, client, example, path, kind):
+    application = ApplicationFactory()
+    tracked_property_create(application=application, event_type="command", path=path, kind=kind)
+    token = read_token_issue(organization=application.organization).token
+    documented = examples(schema["paths"][STATS_PROPERTY]["get"]["responses"]["200"]["content"])[example]
+
+    response = client.get(
+        f"/v1/stats/{application.organization.public_id}/{application.public_id}/properties/command/{path}",
+        {"since": documented["since"], "until": documented["until"]},
+        HTTP_AUTHORIZATION=f"Bearer {token}",
+    )
+
+    assert response.status_code == 200
+    assert set(response.json()) == set(documented)
+    assert response.json()["kind"] == documented["kind"]
 
 
 def test_documented_stats_series_has_the_real_answers_shape(schema, client):
