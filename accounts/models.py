@@ -66,8 +66,8 @@ class Application(models.Model):
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="applications")
     name = models.CharField(max_length=200)
     created_at = models.DateTimeField(auto_now_add=True)
-    # Secret: a user id's keyed hash can be tied back to it only with this and a guess of the id.
-    user_hash_key = models.BinaryField(max_length=16, default=ids.user_hash_key, editable=False)
+    # Secret: a user id's hash can be tied back to it only with this and a guess of the id.
+    user_hash_seed = models.BigIntegerField(default=ids.user_hash_seed, editable=False)
 
     class Meta:
         ordering = ["name"]

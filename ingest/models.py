@@ -596,7 +596,7 @@ class EventProperty(models.Model):
     application_id = models.BigIntegerField()
     timestamp = models.DateTimeField()
     user_id = models.CharField(max_length=71)
-    user_hash_key = models.BinaryField()
+    user_hash_seed = models.BigIntegerField()
     property_id = models.BigIntegerField()
     value = models.CharField(max_length=200)
     number = models.FloatField(null=True)

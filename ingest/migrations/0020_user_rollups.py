@@ -6,20 +6,37 @@ import ingest.models
 # hll extension's sketches (ingest.rollups.distinct). The extension is Debian's postgresql-15-hll.
 FUNCTIONS = """
 CREATE EXTENSION IF NOT EXISTS hll;
-CREATE OR REPLACE FUNCTION tk_keyed_hash(key bytea, id text) RETURNS bigint
+CREATE OR REPLACE FUNCTION tk_keyed_hash(seed bigint, id text) RETURNS bigint
   LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-  AS $$ SELECT ('x' || encode(substring(sha256(key || convert_to(id, 'UTF8')) FROM 1 FOR 8), 'hex'))::bit(64)::bigint $$;
+  AS $$ SELECT hashtextextended(id, seed) $$;
+-- Any array of hashes as a set: sorted, distinct, NULL past 16,384.
+CREATE OR REPLACE FUNCTION tk_ids_set(ids bigint[]) RETURNS bigint[]
+  LANGUAGE sql IMMUTABLE PARALLEL SAFE
+  AS $$ SELECT CASE WHEN ids IS NULL THEN NULL ELSE (
+    SELECT CASE WHEN count(*) <= 16384 THEN coalesce(array_agg(x ORDER BY x), '{}') END
+    FROM (SELECT DISTINCT unnest(ids)) AS u(x)) END $$;
+-- Two sets' union; NULL (a set past the limit) wins.
 CREATE OR REPLACE FUNCTION tk_ids_union(a bigint[], b bigint[]) RETURNS bigint[]
   LANGUAGE sql IMMUTABLE PARALLEL SAFE
-  AS $$ SELECT CASE WHEN a IS NULL OR b IS NULL OR cardinality(a) > 16384 OR cardinality(b) > 16384 THEN NULL ELSE (
-    SELECT CASE WHEN count(*) <= 16384 THEN coalesce(array_agg(x ORDER BY x), '{}') END
-    FROM (SELECT unnest(a) UNION SELECT unnest(b)) AS u(x)) END $$;
-CREATE OR REPLACE AGGREGATE tk_ids_union_agg(bigint[]) (SFUNC = tk_ids_union, STYPE = bigint[], INITCOND = '{}');
+  AS $$ SELECT CASE WHEN a IS NULL OR b IS NULL OR cardinality(a) > 16384 OR cardinality(b) > 16384 THEN NULL
+    ELSE tk_ids_set(a || b) END $$;
+-- The aggregate appends, and makes a set only when the pile grows large and at the end: unioning
+-- at every row sorted the growing set again for each (2 s for a chunk's day rows).
+CREATE OR REPLACE FUNCTION tk_ids_append(pile bigint[], ids bigint[]) RETURNS bigint[]
+  LANGUAGE sql IMMUTABLE PARALLEL SAFE
+  AS $$ SELECT CASE WHEN pile IS NULL OR ids IS NULL OR cardinality(ids) > 16384 THEN NULL
+    WHEN cardinality(pile) + cardinality(ids) <= 131072 THEN pile || ids
+    ELSE tk_ids_set(pile || ids) END $$;
+CREATE OR REPLACE AGGREGATE tk_ids_union_agg(bigint[]) (
+  SFUNC = tk_ids_append, STYPE = bigint[], FINALFUNC = tk_ids_set, INITCOND = '{}'
+);
 """
 FUNCTIONS_DROP = """
 DROP AGGREGATE IF EXISTS tk_ids_union_agg(bigint[]);
+DROP FUNCTION IF EXISTS tk_ids_append(bigint[], bigint[]);
 DROP FUNCTION IF EXISTS tk_ids_union(bigint[], bigint[]);
-DROP FUNCTION IF EXISTS tk_keyed_hash(bytea, text);
+DROP FUNCTION IF EXISTS tk_ids_set(bigint[]);
+DROP FUNCTION IF EXISTS tk_keyed_hash(bigint, text);
 """
 
 
@@ -34,7 +51,7 @@ def _on_postgresql(sql):
 class Migration(migrations.Migration):
     dependencies = [
         ("ingest", "0019_lambda_duration_columns"),
-        ("accounts", "0018_application_user_hash_key"),
+        ("accounts", "0018_application_user_hash_seed"),
     ]
 
     operations = [

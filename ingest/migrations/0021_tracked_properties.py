@@ -8,7 +8,7 @@ import ingest.models
 # read at the property's JSON path (the same syntax on both databases).
 VIEW_POSTGRESQL = """
 CREATE VIEW ingest_eventproperty AS
-SELECT e.id, e.organization_id, e.application_id, e.timestamp, e.user_id, a.user_hash_key,
+SELECT e.id, e.organization_id, e.application_id, e.timestamp, e.user_id, a.user_hash_seed,
   p.id AS property_id,
   CASE WHEN p.kind = 'text' AND jsonb_typeof(x.v) IN ('string', 'number', 'boolean')
     THEN left(x.v #>> '{}', 200) ELSE '' END AS value,
@@ -21,7 +21,7 @@ CROSS JOIN LATERAL (SELECT jsonb_path_query_first(e.data, p.json_path::jsonpath)
 """
 VIEW_SQLITE = """
 CREATE VIEW ingest_eventproperty AS
-SELECT e.id, e.organization_id, e.application_id, e.timestamp, e.user_id, a.user_hash_key,
+SELECT e.id, e.organization_id, e.application_id, e.timestamp, e.user_id, a.user_hash_seed,
   p.id AS property_id,
   CASE WHEN p.kind = 'text' THEN CASE json_type(e.data, p.json_path)
     WHEN 'true' THEN 'true' WHEN 'false' THEN 'false'
@@ -47,7 +47,7 @@ def view_drop(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("accounts", "0018_application_user_hash_key"),
+        ("accounts", "0018_application_user_hash_seed"),
         ("ingest", "0020_user_rollups"),
     ]
 
@@ -60,7 +60,7 @@ class Migration(migrations.Migration):
                 ("application_id", models.BigIntegerField()),
                 ("timestamp", models.DateTimeField()),
                 ("user_id", models.CharField(max_length=71)),
-                ("user_hash_key", models.BinaryField()),
+                ("user_hash_seed", models.BigIntegerField()),
                 ("property_id", models.BigIntegerField()),
                 ("value", models.CharField(max_length=200)),
                 ("number", models.FloatField(null=True)),

@@ -37,7 +37,7 @@ SPEC = Spec(
     key={"property_id": F("property_id"), "value": F("value")},
     measures={
         "count": Measure("count"),
-        **distinct_measures("users", KeyedHash(F("user_hash_key"), F("user_id"))),
+        **distinct_measures("users", KeyedHash(F("user_hash_seed"), F("user_id"))),
         "number_count": Measure("count", where=Q(number__isnull=False)),
         "number_sum": Measure("sum", F("number")),
         "number_min": Measure("min", F("number")),

@@ -31,13 +31,15 @@ from ingest.models import (
     TrackedProperty,
     UserRollup,
 )
-from ingest.rollups import api, aws_lambda, distinct, engine, properties, users
+from ingest.rollups import api, aws_lambda, engine, properties, users
 from ingest.rollups import events as events_kind
 
 logger = logging.getLogger(__name__)
 # How long a run waits for the inserts running when it starts (one batch's insert, normally).
 WAIT_SECONDS = 5
 CURSOR = "events"
+# One follower at a time uses it (the cursor's lock), so it can be generous.
+ROLLUPS_WORK_MEM = "64MB"
 # Event counts first: see _add_kinds.
 KINDS = (events_kind.SPEC, users.SPEC, properties.SPEC, api.SPEC, aws_lambda.SPEC)
 
@@ -134,6 +136,8 @@ def _chunk_add(*, chunk: int, through: int) -> int:
                 db.execute(
                     "SELECT set_config('statement_timeout', %s, true)", [f"{settings.ROLLUPS_STATEMENT_TIMEOUT}s"]
                 )
+                # A chunk's grouping sorts wide rows (hash sets): in memory rather than spilled to disk.
+                db.execute("SELECT set_config('work_mem', %s, true)", [ROLLUPS_WORK_MEM])
         events = Event.objects.filter(id__gt=low, id__lte=high)
         _add_accepted(events)
         _add_isolated(events, first_id=low + 1, last_id=high)
@@ -273,25 +277,24 @@ def user_rollups_forget(*, application, user_id: str, session_ids: set[str], day
         rollups_rebuild(since=since, until=until, application_id=application.pk, kinds=(users.SPEC, properties.SPEC))
     if connection.vendor != "postgresql" or not days:
         return
-    key = bytes(application.user_hash_key)
-    user_hash = distinct.keyed_hash(key, user_id)
-    session_hashes = [distinct.keyed_hash(key, session_id) for session_id in session_ids]
     span = [
         application.pk,
         datetime.combine(min(days), datetime.min.time(), UTC),
         datetime.combine(max(days), datetime.min.time(), UTC) + timedelta(days=1),
     ]
     where = "WHERE application_id = %s AND bucket >= %s AND bucket < %s"
+    seed, user_hash = application.user_hash_seed, "tk_keyed_hash(%s, %s)"
+    session_hashes = "ARRAY(SELECT tk_keyed_hash(%s, s) FROM unnest(%s::text[]) AS s)"
     with connection.cursor() as cursor:
         cursor.execute(
-            f"UPDATE {UserRollup._meta.db_table} SET users_ids = array_remove(users_ids, %s), "
+            f"UPDATE {UserRollup._meta.db_table} SET users_ids = array_remove(users_ids, {user_hash}), "
             "sessions_ids = CASE WHEN sessions_ids IS NOT NULL THEN "
-            f"ARRAY(SELECT x FROM unnest(sessions_ids) AS x WHERE x <> ALL(%s::bigint[])) END {where}",
-            [user_hash, session_hashes, *span],
+            f"ARRAY(SELECT x FROM unnest(sessions_ids) AS x WHERE x <> ALL({session_hashes})) END {where}",
+            [seed, user_id, seed, list(session_ids), *span],
         )
         cursor.execute(
-            f"UPDATE {PropertyRollup._meta.db_table} SET users_ids = array_remove(users_ids, %s) {where}",
-            [user_hash, *span],
+            f"UPDATE {PropertyRollup._meta.db_table} SET users_ids = array_remove(users_ids, {user_hash}) {where}",
+            [seed, user_id, *span],
         )
 
 

@@ -14,8 +14,8 @@ Dimension = UserRollup.Dimension
 
 
 def _with_hashes(events):
-    key = F("application__user_hash_key")
-    return events.annotate(uh=KeyedHash(key, F("user_id")), sh=KeyedHash(key, F("session_id")))
+    seed = F("application__user_hash_seed")
+    return events.annotate(uh=KeyedHash(seed, F("user_id")), sh=KeyedHash(seed, F("session_id")))
 
 
 SPEC = Spec(

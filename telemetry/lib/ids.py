@@ -15,9 +15,10 @@ def application_public_id() -> str:
     return "app_" + secrets.token_hex(4)
 
 
-def user_hash_key() -> bytes:
-    """An application's key for the keyed hashes its distinct user and session counts keep."""
-    return secrets.token_bytes(16)
+def user_hash_seed() -> int:
+    """An application's secret seed of the hashes its distinct user and session counts keep: a
+    random signed 64-bit integer."""
+    return secrets.randbits(64) - 2**63
 
 
 def api_token() -> str:
