@@ -324,16 +324,19 @@ def tracked_property_check(*, application, event_type: str, path: str) -> str:
     return json_path
 
 
-def tracked_property_create(*, application, event_type: str, path: str, kind: str) -> TrackedProperty:
+def tracked_property_create(
+    *, application, event_type: str, path: str, kind: str, backfill: bool = True
+) -> TrackedProperty:
     """Starts keeping a property's values; the events of the last ``PROPERTY_BACKFILL_DAYS`` days are
-    counted by a background job, later ones as they arrive."""
+    counted by a background job (unless ``backfill`` is off), later ones as they arrive."""
     json_path = tracked_property_check(application=application, event_type=event_type, path=path)
     tracked = TrackedProperty.objects.create(
         application=application, event_type=event_type, path=path, json_path=json_path, kind=kind
     )
-    from ingest import tasks  # tasks import this module
+    if backfill:
+        from ingest import tasks  # tasks import this module
 
-    transaction.on_commit(lambda: tasks.property_backfill.delay(application_id=application.pk))
+        transaction.on_commit(lambda: tasks.property_backfill.delay(application_id=application.pk))
     return tracked
 
 

@@ -4,7 +4,8 @@ import pytest
 from django.core.management import call_command
 from django.db.models import Sum
 
-from ingest.models import ApiRollup, Event, EventRollup
+from accounts.models import Application
+from ingest.models import ApiRollup, Event, EventRollup, PropertyRollup
 
 pytestmark = pytest.mark.django_db
 
@@ -46,3 +47,15 @@ def test_demo_data_comes_from_the_asked_number_of_users_with_a_session_a_day():
 
     assert Event.objects.values("user_id").distinct().count() == 40
     assert not Event.objects.filter(session_id=None).exists()
+
+
+def test_demo_data_tracks_properties_of_the_command_events():
+    call_command("load_demo_data", "--events", "2000", "--apps", "1", "--org", "Tracked", stdout=StringIO())
+
+    application = Application.objects.get(organization__name="Tracked")
+    tracked = application.tracked_properties.get(path="data.duration_ms")
+    commands = Event.objects.filter(event_type="command").count()
+    assert (
+        PropertyRollup.objects.filter(property_id=tracked.pk, granularity="day").aggregate(n=Sum("number_count"))["n"]
+        == commands
+    )

@@ -11,6 +11,7 @@ from accounts.models import Application
 from accounts.services import application_create, organization_get_or_create
 from ingest.models import Event
 from ingest.rollups import rollups_update
+from ingest.rollups.services import tracked_property_create
 
 EVENT_TYPES = [
     ("page_view", "web", 40),
@@ -88,6 +89,8 @@ class Command(BaseCommand):
                     organization=organization, name=f"Demo app {len(applications) + 1}"
                 ).credential.application
             )
+        for application in applications:
+            _demo_properties_track(application)
         self._copy(applications, events, days, users, rng)
         self.stdout.write("")
         started, counted, moved = time.monotonic(), 0, 1
@@ -155,6 +158,20 @@ class Command(BaseCommand):
                     f"\r  [{'#' * filled}{'.' * (30 - filled)}] {done:,}/{total:,} events ({rate:,.0f}/s)", ending=""
                 )
                 self.stdout.flush()
+
+
+# Tracked on every demo application, so the property breakdowns have something to show.
+DEMO_PROPERTIES = [("command", "data.duration_ms", "number"), ("command", "data.ok", "text")]
+
+
+def _demo_properties_track(application: Application) -> None:
+    tracked = set(application.tracked_properties.values_list("event_type", "path"))
+    for event_type, path, kind in DEMO_PROPERTIES:
+        if (event_type, path) not in tracked:
+            # The events are loaded next, and the rollups built after count them: no backfill.
+            tracked_property_create(
+                application=application, event_type=event_type, path=path, kind=kind, backfill=False
+            )
 
 
 def _descending_uniforms(rng: random.Random, count: int):
