@@ -16,7 +16,6 @@ from accounts import selectors
 from accounts.admin import OrganizationOwnedForm, OrganizationScopedAdmin, RecordAdmin
 from accounts.models import Application
 from accounts.services import Source
-from ingest import tasks
 from ingest.models import Archive, Event, ExportRun, ExportSchedule, RollupSkip, TrackedProperty
 from ingest.retention import erasure, scheduled_exports
 from ingest.retention.archive import archive_verify
@@ -303,6 +302,8 @@ class ExportRunAdmin(RecordAdmin, OrganizationScopedAdmin):
             )
         )
         redone = scheduled_exports.export_runs_redo(runs=managed)
+        from ingest import tasks  # on use: web workers only send this task, and need not load the tasks
+
         transaction.on_commit(tasks.scheduled_exports_run.delay)
         self.message_user(request, f"{redone} files will be written again in a moment.", messages.SUCCESS)
 
