@@ -6,13 +6,11 @@ import http.client
 import json
 import logging
 import secrets
-import smtplib
 import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-import standardwebhooks
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import IntegrityError, connection, transaction
@@ -448,6 +446,8 @@ def _send(channel: Channel, notification: Notification) -> int | None:
         # The same id on every attempt, as the specification asks, so receivers can drop a repeat.
         message_id = f"msg_{notification.key}_{channel.pk}"
         sent_at = datetime.now(UTC).replace(microsecond=0)
+        import standardwebhooks  # on use: deliveries run in the Celery worker; web workers need not load it
+
         signature = standardwebhooks.Webhook(crypto.decrypt(channel.secret_encrypted)).sign(
             msg_id=message_id, timestamp=sent_at, data=body_text
         )
@@ -487,6 +487,8 @@ def delivery_attempt(*, notification_id: int, channel_id: int, attempt: int) -> 
     done = Delivery.objects.filter(notification=notification, channel=channel, status=Delivery.Status.SENT).first()
     if done is not None:
         return AttemptResult(done, retry=False)
+    import smtplib  # on use: deliveries run in the Celery worker; web workers need not load it
+
     started = time.monotonic()
     status_code, error, retry = None, "", False
     try:
