@@ -2,6 +2,8 @@
 
 Their OpenAPI annotations live in ingest.openapi, put on them only when a schema is generated."""
 
+from functools import cache
+
 import msgspec
 from django.conf import settings
 from django.http import HttpResponse
@@ -24,7 +26,6 @@ from ingest.errors import (
 from ingest.families import streams
 from ingest.families.aws_lambda import LambdaFamily
 from ingest.families.malti import MaltiFamily
-from ingest.families.otlp import OtlpFamily
 from ingest.families.sdk import SdkFamily
 from ingest.models import Event, Stream
 from ingest.negotiation import MachineApi
@@ -67,11 +68,23 @@ class MaltiIngestApi(IntakeApi):
 
 
 class OtlpApi(IntakeApi):
-    family = None  # one per signal, given by otlp_view
+    signal = ""  # traces, metrics or logs: one view per signal, given by for_signal
 
     @classmethod
     def for_signal(cls, signal: str):
-        return cls.as_view(family=OtlpFamily(signal))
+        return cls.as_view(signal=signal)
+
+    @property
+    def family(self) -> Family:
+        return _otlp_family(self.signal)
+
+
+@cache
+def _otlp_family(signal: str) -> Family:
+    """The signal's family, made on the worker's first OTLP request, which waits for the import."""
+    from ingest.families.otlp import OtlpFamily  # on first use: protobuf and the OTLP types take ~3 MB a worker
+
+    return OtlpFamily(signal)
 
 
 def _request_headers(meta):

@@ -29,3 +29,11 @@ def test_a_web_worker_leaves_out_what_only_the_celery_worker_runs():
     ).stdout.split()
 
     assert loaded == []
+
+
+def test_a_web_worker_leaves_protobuf_for_its_first_otlp_request():
+    # protobuf and the OTLP message types are ~3 MB in each web worker, which many never need.
+    program = "import sys, telemetry.wsgi; print('google.protobuf' in sys.modules)"
+    loaded = subprocess.run([sys.executable, "-c", program], cwd=ROOT, capture_output=True, text=True, check=True)
+
+    assert loaded.stdout.strip() == "False"
