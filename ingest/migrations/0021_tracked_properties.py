@@ -5,7 +5,10 @@ from django.db import migrations, models
 import ingest.models
 
 # ingest.models.EventProperty: each event joined with the properties tracked for its type, its value
-# read at the property's JSON path (the same syntax on both databases).
+# read at the property's JSON path (the same syntax on both databases). On PostgreSQL, OFFSET 0 keeps
+# each subquery whole: the chunk's events are read first (a plain join read every event of the
+# tracked types, 9-11 s a chunk at 10 million events), and the value is read once, not once for
+# each of the 32 aggregates that use it (0.4 s a chunk after both).
 VIEW_POSTGRESQL = """
 CREATE VIEW ingest_eventproperty AS
 SELECT e.id, e.organization_id, e.application_id, e.timestamp, e.user_id, a.user_hash_seed,
@@ -15,9 +18,12 @@ SELECT e.id, e.organization_id, e.application_id, e.timestamp, e.user_id, a.user
   CASE WHEN p.kind = 'number' AND jsonb_typeof(x.v) = 'number'
     THEN LEAST(GREATEST((x.v)::numeric, -1e15), 1e15)::double precision END AS number
 FROM ingest_event e
-JOIN ingest_trackedproperty p ON p.application_id = e.application_id AND p.event_type = e.event_type
+CROSS JOIN LATERAL (
+  SELECT t.id, t.kind, t.json_path FROM ingest_trackedproperty t
+  WHERE t.application_id = e.application_id AND t.event_type = e.event_type OFFSET 0
+) p
 JOIN accounts_application a ON a.id = e.application_id
-CROSS JOIN LATERAL (SELECT jsonb_path_query_first(e.data, p.json_path::jsonpath) AS v) x
+CROSS JOIN LATERAL (SELECT jsonb_path_query_first(e.data, p.json_path::jsonpath) AS v OFFSET 0) x
 """
 VIEW_SQLITE = """
 CREATE VIEW ingest_eventproperty AS

@@ -8,7 +8,7 @@ type, so a chunk costs one pass whatever the number of properties."""
 import re
 from datetime import timedelta
 
-from django.db.models import F, Q
+from django.db.models import F, Max, Min, Q
 
 from ingest.models import (
     PROPERTY_KEY_PATTERN,
@@ -29,10 +29,21 @@ def json_path(path: str) -> str:
     return "$" + "".join(f'."{key}"' for key in keys)
 
 
+def _events_properties(events):
+    """The tracked properties' rows of ``events`` (any queryset of events)."""
+    rows = EventProperty.objects.filter(id__in=events.values("id"))
+    # The id bounds as constants too, so PostgreSQL reads the chunk by its primary key rather than
+    # every event to find the chunk's ids.
+    bounds = events.aggregate(low=Min("id"), high=Max("id"))
+    if bounds["low"] is None:
+        return rows
+    return rows.filter(id__gte=bounds["low"], id__lte=bounds["high"])
+
+
 SPEC = Spec(
     name="property",
     model=PropertyRollup,
-    source=lambda events: EventProperty.objects.filter(id__in=events.values("id")),
+    source=_events_properties,
     event_types=None,
     key={"property_id": F("property_id"), "value": F("value")},
     measures={

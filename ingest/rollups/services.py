@@ -1,15 +1,18 @@
 """Rollups and accepted-event outcomes, built from the events table by id, exactly once.
 
-``rollups_update`` reads the events stored since its last run (ids past its cursor), adds them to
-every rollup kind (``KINDS``: see ``engine``) and to the ``accepted`` outcomes (per hour received),
-and moves the cursor, one chunk of events per transaction: a crash changes nothing of the chunk it
-was in, a re-run adds nothing twice, and late events (old timestamps) land in their old buckets. A
-run reads no id past ``events_final_through``, so an insert still committing with a lower id is
-not passed over. One application's events never hold back the others': what cannot be counted is
-skipped and recorded (``RollupSkip``), and the cursor moves on."""
+``rollups_update`` reads the events stored since its last run (ids past a cursor), adds them to
+rollup kinds (see ``engine``) and moves the cursor, one chunk of events per transaction, for each
+follower: ``COUNTS`` (event counts, the API and Lambda rollups, and the ``accepted`` outcomes per
+hour received) and ``INSIGHTS`` (users and properties), each on a cursor of its own. A crash
+changes nothing of the chunk it was in, a re-run adds nothing twice, and late events (old
+timestamps) land in their old buckets. A run reads no id past ``events_final_through``, so an
+insert still committing with a lower id is not passed over. One application's events never hold
+back the others': what cannot be counted is skipped and recorded (``RollupSkip``), and the cursor
+moves on."""
 
 import logging
 import time
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 from django.conf import settings
@@ -37,11 +40,26 @@ from ingest.rollups import events as events_kind
 logger = logging.getLogger(__name__)
 # How long a run waits for the inserts running when it starts (one batch's insert, normally).
 WAIT_SECONDS = 5
-CURSOR = "events"
 # One follower at a time uses it (the cursor's lock), so it can be generous.
 ROLLUPS_WORK_MEM = "64MB"
+
+
+@dataclass(frozen=True)
+class Follower:
+    """A cursor over the events table and the kinds it adds each event to, exactly once."""
+
+    cursor: str
+    kinds: tuple[engine.Spec, ...]
+    outcomes: bool  # also counts the accepted outcomes
+
+
 # Event counts first: see _add_kinds.
-KINDS = (events_kind.SPEC, users.SPEC, properties.SPEC, api.SPEC, aws_lambda.SPEC)
+COUNTS = Follower("events", (events_kind.SPEC, api.SPEC, aws_lambda.SPEC), outcomes=True)
+# Distinct users and properties cost twice what the counts do a chunk: on a cursor of their own, they
+# never hold back the charts' freshness, even when they fall behind.
+INSIGHTS = Follower("insights", (users.SPEC, properties.SPEC), outcomes=False)
+FOLLOWERS = (COUNTS, INSIGHTS)
+KINDS = COUNTS.kinds + INSIGHTS.kinds
 
 
 def _add_accepted(events) -> None:
@@ -61,23 +79,27 @@ def _add_accepted(events) -> None:
         )
 
 
-def rollups_update(*, max_events: int = 500_000, wait_seconds: float = WAIT_SECONDS) -> int:
-    """Adds the events stored since the last run, a chunk of them per transaction; returns how many
-    ids it moved past.
+def rollups_update(
+    *, max_events: int = 500_000, wait_seconds: float = WAIT_SECONDS, followers: tuple[Follower, ...] = FOLLOWERS
+) -> int:
+    """Adds the events stored since the last run, a chunk of them per transaction, for each follower
+    in turn (up to ``max_events`` each); returns how many ids they moved past.
 
     A run stops starting chunks after ``ROLLUPS_RUN_SECONDS``, so the task's time limit, if it
     strikes, loses one chunk, and the next run carries on.
     """
     deadline = time.monotonic() + settings.ROLLUPS_RUN_SECONDS
     final = events_final_through(wait_seconds=wait_seconds)
-    moved, remaining = 0, max_events
-    while final is not None and remaining > 0 and time.monotonic() < deadline:
-        chunk = min(settings.ROLLUPS_CHUNK_EVENTS, remaining)
-        step = _chunk_add(chunk=chunk, through=final)
-        if not step:
-            break
-        moved += step
-        remaining -= chunk
+    moved = 0
+    for follower in followers:
+        remaining = max_events
+        while final is not None and remaining > 0 and time.monotonic() < deadline:
+            chunk = min(settings.ROLLUPS_CHUNK_EVENTS, remaining)
+            step = _chunk_add(follower, chunk=chunk, through=final)
+            if not step:
+                break
+            moved += step
+            remaining -= chunk
     return moved
 
 
@@ -120,9 +142,9 @@ _INSERTS_RUNNING = (
 )
 
 
-def _chunk_add(*, chunk: int, through: int) -> int:
+def _chunk_add(follower: Follower, *, chunk: int, through: int) -> int:
     with transaction.atomic():
-        cursor, _ = RollupCursor.objects.select_for_update().get_or_create(name=CURSOR)
+        cursor, _ = RollupCursor.objects.select_for_update().get_or_create(name=follower.cursor)
         low = cursor.last_event_id
         # The next ``chunk`` ids as a range from the first one there (ids are nearly dense; a query
         # for the next ``chunk`` rows themselves took 0.85 s on a backlog of a million). Ids up to
@@ -139,27 +161,28 @@ def _chunk_add(*, chunk: int, through: int) -> int:
                 # A chunk's grouping sorts wide rows (hash sets): in memory rather than spilled to disk.
                 db.execute("SELECT set_config('work_mem', %s, true)", [ROLLUPS_WORK_MEM])
         events = Event.objects.filter(id__gt=low, id__lte=high)
-        _add_accepted(events)
-        _add_isolated(events, first_id=low + 1, last_id=high)
+        if follower.outcomes:
+            _add_accepted(events)
+        _add_isolated(events, follower.kinds, first_id=low + 1, last_id=high)
         cursor.last_event_id = high
         cursor.save(update_fields=["last_event_id", "updated_at"])
         return high - low
 
 
-def _add_isolated(events, *, first_id: int, last_id: int) -> None:
+def _add_isolated(events, kinds, *, first_id: int, last_id: int) -> None:
     """Adds a chunk's events to the rollups of every kind. If that fails on the data (a value the
     database refuses, a statement past its timeout), each application's events are tried again, kind
     by kind; what still fails is recorded as a ``RollupSkip`` and left out, and the rest is counted."""
     try:
         with transaction.atomic():
-            _add_kinds(events)
+            _add_kinds(events, kinds)
         return
     except Exception as error:
         if not _poisoned(error):
             raise
     for application_id in events.order_by().values_list("application_id", flat=True).distinct():
         theirs = events.filter(application_id=application_id)
-        for spec in KINDS:
+        for spec in kinds:
             try:
                 with transaction.atomic():
                     engine.add(spec, theirs)
@@ -169,11 +192,11 @@ def _add_isolated(events, *, first_id: int, last_id: int) -> None:
                 _skip_record(theirs, kind=spec.name, first_id=first_id, last_id=last_id, error=error)
 
 
-def _add_kinds(events) -> None:
+def _add_kinds(events, kinds) -> None:
     """Adds events to every kind. The event counts come first: their figures name the chunk's
     event types, so a kind none of whose types is there costs no pass over the chunk."""
     present = None
-    for spec in KINDS:
+    for spec in kinds:
         if present is not None and spec.event_types is not None and not present & spec.event_types:
             continue
         delta = engine.add(spec, events)
@@ -230,9 +253,9 @@ def rollups_rebuild(
 
     Bounds are widened to whole days, the coarsest bucket: recounting part of a bucket would count
     its other events twice or lose them. Only events the incremental job has already read are
-    counted (the others it adds itself), and its cursor is locked meanwhile, so the two never count
-    an event twice. Days with archived events are left as they are: their rollups are the only
-    count of events no longer in the table.
+    counted (the others it adds itself), for each follower up to its own cursor, which is locked
+    meanwhile, so the two never count an event twice. Days with archived events are left as they
+    are: their rollups are the only count of events no longer in the table.
     """
     day = _day_start(since)
     rebuilt = 0
@@ -244,13 +267,21 @@ def rollups_rebuild(
             day = next_day
             continue
         with transaction.atomic():
-            cursor, _ = RollupCursor.objects.select_for_update().get_or_create(name=CURSOR)
-            day_events = Event.objects.filter(id__lte=cursor.last_event_id, timestamp__gte=day, timestamp__lt=next_day)
-            if application_id is not None:
-                day_events = day_events.filter(application_id=application_id)
-            for spec in kinds:
-                engine.replace(spec, day_events, since=day, until=next_day, application_id=application_id)
-            rebuilt += day_events.count()
+            counted = 0
+            for follower in FOLLOWERS:
+                theirs = [spec for spec in follower.kinds if spec in kinds]
+                if not theirs:
+                    continue
+                cursor, _ = RollupCursor.objects.select_for_update().get_or_create(name=follower.cursor)
+                day_events = Event.objects.filter(
+                    id__lte=cursor.last_event_id, timestamp__gte=day, timestamp__lt=next_day
+                )
+                if application_id is not None:
+                    day_events = day_events.filter(application_id=application_id)
+                for spec in theirs:
+                    engine.replace(spec, day_events, since=day, until=next_day, application_id=application_id)
+                counted = max(counted, day_events.count())
+            rebuilt += counted
         if progress:
             progress(day, rebuilt)
         day = next_day

@@ -11,10 +11,11 @@ import pytest
 from django.db import connection
 
 from dashboards import selectors
-from ingest.models import Event, UserRollup
+from ingest.models import Event, EventRollup, UserRollup
 from ingest.retention.erasure import user_events_erase
 from ingest.rollups import rollups_rebuild, rollups_update
 from ingest.rollups.distinct import EXACT_LIMIT
+from ingest.rollups.services import COUNTS, INSIGHTS
 from tests.conftest import app_keys_create, iso, make_event
 
 pytestmark = pytest.mark.django_db
@@ -247,3 +248,15 @@ def test_an_erased_user_leaves_the_rollups_as_if_never_seen(signed_post):
     assert stored_rows(erased.application) == stored_rows(witness.application)
     found = report(erased, "day", moment, NOW)
     assert (found.total_users, found.total_sessions) == (2, 2)
+
+
+def test_users_follow_on_a_cursor_of_their_own_so_counts_never_wait_for_them(signed_post):
+    keys = app_keys_create()
+    assert signed_post(keys, [event("ada", NOW - timedelta(hours=1))]).status_code == 200
+
+    rollups_update(followers=(COUNTS,))
+
+    assert EventRollup.objects.filter(application_id=keys.application.pk).exists()
+    assert not UserRollup.objects.filter(application_id=keys.application.pk).exists()
+    rollups_update(followers=(INSIGHTS,))
+    assert report(keys, "day", NOW - timedelta(hours=1), NOW).total_users == 1
