@@ -53,10 +53,15 @@ def main():
     ]
     pages += [
         ("application filtered by type", f"/orgs/{org}/apps/{app}/?range=7d&by=day&type=error"),
+        ("application, type with properties", f"/orgs/{org}/apps/{app}/?range=30d&by=day&type=command"),
         ("live tail", f"/orgs/{org}/apps/{app}/tail/"),
         ("live tail of a rare type", f"/orgs/{org}/apps/{app}/tail/?type=crash"),
         ("live tail of an unknown type", f"/orgs/{org}/apps/{app}/tail/?type=no_such_type"),
         ("CSV of 30 days by hour", f"/orgs/{org}/apps/{app}/?range=30d&by=hour&format=csv"),
+    ]
+    pages += [
+        (f"Versions panel {r}{of}", f"/orgs/{org}/apps/{app}/versions/?range={r}{of}")
+        for r, of in (("7d", ""), ("30d", ""), ("90d", ""), ("30d", "&of=sdk"))
     ]
     pages += [
         (f"API panel {r} by {b}", f"/orgs/{org}/apps/{app}/api/?range={r}&by={b}")

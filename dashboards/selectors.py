@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from django.conf import settings
 from django.db import connections
-from django.db.models import Case, Count, F, Max, Min, Sum, Value, When
+from django.db.models import Count, F, Max, Min, Sum
 from django.db.models.functions import Trunc
 
 from accounts.models import Application, Organization
@@ -23,7 +23,7 @@ from ingest.models import (
     TrackedProperty,
     UserRollup,
 )
-from ingest.rollups.distinct import DistinctCount, DistinctIsExact
+from ingest.rollups.distinct import DistinctCount, DistinctIsExact, RowDistinctCount
 from ingest.rollups.properties import json_path
 
 SPARKLINE_DAYS = 14
@@ -670,12 +670,12 @@ def _user_rows(application: Application, granularity: str, dimension: str = User
     return _read(UserRollup).filter(application_id=application.pk, granularity=granularity, dimension=dimension)
 
 
-def _distinct_totals(rows) -> dict:
+def _distinct_totals(rows, *, sessions: bool = True) -> dict:
+    """The rows' distinct users (and sessions), whether that is exact, and their events."""
+    # Each distinct count unions up to thousands of hashes a row: only those asked for.
+    extra = {"sessions": DistinctCount("sessions")} if sessions else {}
     return rows.aggregate(
-        users=DistinctCount("users"),
-        sessions=DistinctCount("sessions"),
-        exact=DistinctIsExact("users"),
-        events=Sum("events", default=0),
+        users=DistinctCount("users"), exact=DistinctIsExact("users"), events=Sum("events", default=0), **extra
     )
 
 
@@ -735,13 +735,19 @@ def users_report(*, application: Application, since: datetime, until: datetime, 
     may begin before ``since``, as a page's first bucket does."""
     start = _period_start(since, interval)
     rows = _user_rows(application, "day").filter(bucket__gte=start, bucket__lt=until)
-    found = {
-        _utc(row["period"]): row
-        for row in rows.annotate(period=Trunc("bucket", interval, tzinfo=UTC))
-        .values("period")
-        .annotate(users=DistinctCount("users"), sessions=DistinctCount("sessions"), events=Sum("events"))
-        .order_by()
-    }
+    if interval == "day":
+        # A day is one row: its own counts, no union to make.
+        periods = rows.annotate(
+            period=F("bucket"), users=RowDistinctCount("users"), sessions=RowDistinctCount("sessions")
+        ).values("period", "users", "sessions", "events")
+    else:
+        periods = (
+            rows.annotate(period=Trunc("bucket", interval, tzinfo=UTC))
+            .values("period")
+            .annotate(users=DistinctCount("users"), sessions=DistinctCount("sessions"), events=Sum("events"))
+            .order_by()
+        )
+    found = {_utc(row["period"]): row for row in periods}
     cumulative = users_cumulative(application=application, until=until)
 
     def seen_before(moment: datetime) -> int:
@@ -776,10 +782,12 @@ class UsersSummary:
 def users_summary(*, application: Application, now: datetime) -> UsersSummary:
     """DAU, WAU and MAU as of ``now``: the last 24 hours and 7 days by hour rows, 30 days by day rows."""
     hour = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-    day = _distinct_totals(_user_rows(application, "hour").filter(bucket__gt=hour - timedelta(hours=24)))
-    week = _distinct_totals(_user_rows(application, "hour").filter(bucket__gt=hour - timedelta(days=7)))
+    hours = _user_rows(application, "hour")
+    day = _distinct_totals(hours.filter(bucket__gt=hour - timedelta(hours=24)), sessions=False)
+    week = _distinct_totals(hours.filter(bucket__gt=hour - timedelta(days=7)), sessions=False)
     month = _distinct_totals(
-        _user_rows(application, "day").filter(bucket__gte=_period_start(now, "day") - timedelta(days=29))
+        _user_rows(application, "day").filter(bucket__gte=_period_start(now, "day") - timedelta(days=29)),
+        sessions=False,
     )
     exact = all(bool(each["exact"]) or not each["events"] for each in (day, week, month))
     return UsersSummary(day["users"], week["users"], month["users"], exact)
@@ -831,7 +839,9 @@ def version_usage(
         value: users
         for value, users in recent.values("value").annotate(users=DistinctCount("users")).values_list("value", "users")
     }
-    all_recent = _distinct_totals(_user_rows(application, "hour").filter(bucket__gt=hour - timedelta(days=7)))["users"]
+    all_recent = _distinct_totals(
+        _user_rows(application, "hour").filter(bucket__gt=hour - timedelta(days=7)), sessions=False
+    )["users"]
     usage = [
         VersionUsage(
             name=value,
@@ -847,28 +857,28 @@ def version_usage(
 
 
 def version_shares(
-    *, application: Application, since: datetime, until: datetime, dimension: str, top: int = 6
+    *, application: Application, since: datetime, until: datetime, dimension: str, leaders: list[str]
 ) -> tuple[list[datetime], dict[str, list[int]]]:
-    """Users per UTC day of [since, until) of the ``top`` versions with most users over the range,
-    and of all others together ("other": a union, a user of two of them counted once): the days,
-    and each series by name, zeros included."""
+    """Users per UTC day of [since, until) of each of ``leaders`` (versions: the most used, say), and
+    of all others together ("other": a union, a user of two of them counted once): the days, and
+    each series by name, zeros included."""
     start = _period_start(since, "day")
     rows = _user_rows(application, "day", dimension).filter(bucket__gte=start, bucket__lt=until)
-    leaders = [
-        value
-        for value, _ in rows.values("value")
-        .annotate(users=DistinctCount("users"))
-        .order_by("-users", "value")
-        .values_list("value", "users")[:top]
-    ]
-    labelled = rows.annotate(series=Case(When(value__in=leaders, then=F("value")), default=Value(OTHER_VERSIONS)))
+    # A leader has one row a day: its count is the row's own, no union to make.
     found = {
-        (_utc(bucket), series): users
-        for bucket, series, users in labelled.values("bucket", "series")
-        .annotate(users=DistinctCount("users"))
-        .values_list("bucket", "series", "users")
-        .order_by()
+        (_utc(bucket), value): users
+        for bucket, value, users in rows.filter(value__in=leaders)
+        .annotate(users=RowDistinctCount("users"))
+        .values_list("bucket", "value", "users")
     }
+    found.update(
+        ((_utc(bucket), OTHER_VERSIONS), users)
+        for bucket, users in rows.exclude(value__in=leaders)
+        .values("bucket")
+        .annotate(users=DistinctCount("users"))
+        .values_list("bucket", "users")
+        .order_by()
+    )
     days, day = [], start
     while day < until:
         days.append(day)

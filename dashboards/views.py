@@ -443,6 +443,7 @@ class VersionsForm(forms.Form):
 
 
 BELOW_DEFAULT = 5
+VERSIONS_CHARTED = 6
 
 
 @login_required
@@ -468,7 +469,11 @@ def application_versions(request, org_id: str, app_id: str):
     valid = form.is_valid()
     # An invalid share is said next to the field; the table meanwhile uses the default.
     below = float(form.cleaned_data["below"]) if valid and form.cleaned_data["below"] is not None else BELOW_DEFAULT
-    days, shares = selectors.version_shares(application=application, since=window.since, until=now, dimension=dimension)
+    # The chart's leading versions are the table's first: the most users over the same range.
+    leaders = [row.name for row in usage[:VERSIONS_CHARTED]]
+    days, shares = selectors.version_shares(
+        application=application, since=window.since, until=now, dimension=dimension, leaders=leaders
+    )
     return render(
         request,
         "dashboards/versions.html",

@@ -9,23 +9,26 @@ CREATE EXTENSION IF NOT EXISTS hll;
 CREATE OR REPLACE FUNCTION tk_keyed_hash(seed bigint, id text) RETURNS bigint
   LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
   AS $$ SELECT hashtextextended(id, seed) $$;
--- Any array of hashes as a set: sorted, distinct, NULL past 16,384.
+-- Any array of hashes as a set: sorted, distinct, NULL past 16,384. One sort, which finds a row's
+-- set (sorted already) in one pass.
 CREATE OR REPLACE FUNCTION tk_ids_set(ids bigint[]) RETURNS bigint[]
   LANGUAGE sql IMMUTABLE PARALLEL SAFE
   AS $$ SELECT CASE WHEN ids IS NULL THEN NULL ELSE (
-    SELECT CASE WHEN count(*) <= 16384 THEN coalesce(array_agg(x ORDER BY x), '{}') END
-    FROM (SELECT DISTINCT unnest(ids)) AS u(x)) END $$;
+    SELECT CASE WHEN cardinality(s) <= 16384 THEN s END
+    FROM (SELECT coalesce(array_agg(DISTINCT x ORDER BY x), '{}') AS s FROM unnest(ids) AS u(x)) AS t) END $$;
 -- Two sets' union; NULL (a set past the limit) wins.
 CREATE OR REPLACE FUNCTION tk_ids_union(a bigint[], b bigint[]) RETURNS bigint[]
   LANGUAGE sql IMMUTABLE PARALLEL SAFE
   AS $$ SELECT CASE WHEN a IS NULL OR b IS NULL OR cardinality(a) > 16384 OR cardinality(b) > 16384 THEN NULL
     ELSE tk_ids_set(a || b) END $$;
--- The aggregate appends, and makes a set only when the pile grows large and at the end: unioning
--- at every row sorted the growing set again for each (2 s for a chunk's day rows).
+-- The aggregate appends, and makes a set only when the pile passes the limit and at the end:
+-- unioning at every row sorted the growing set again for each (2 s for a chunk's day rows), and a
+-- larger pile sorted many rows' hashes to find what a few already showed (140 ms for a week of hours).
+-- Once NULL, the rows left are not even read.
 CREATE OR REPLACE FUNCTION tk_ids_append(pile bigint[], ids bigint[]) RETURNS bigint[]
   LANGUAGE sql IMMUTABLE PARALLEL SAFE
   AS $$ SELECT CASE WHEN pile IS NULL OR ids IS NULL OR cardinality(ids) > 16384 THEN NULL
-    WHEN cardinality(pile) + cardinality(ids) <= 131072 THEN pile || ids
+    WHEN cardinality(pile) + cardinality(ids) <= 16384 THEN pile || ids
     ELSE tk_ids_set(pile || ids) END $$;
 CREATE OR REPLACE AGGREGATE tk_ids_union_agg(bigint[]) (
   SFUNC = tk_ids_append, STYPE = bigint[], FINALFUNC = tk_ids_set, INITCOND = '{}'

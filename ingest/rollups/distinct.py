@@ -102,6 +102,25 @@ class DistinctCount(Aggregate):
         return f"coalesce(json_array_length(tk_ids_union_agg({ids})), 0)", params
 
 
+class RowDistinctCount(Func):
+    """One row's distinct count (``name``: "users", "sessions"): no union to make, so it costs a read
+    of the row, not a sort of its hashes."""
+
+    output_field = BigIntegerField()
+
+    def __init__(self, name: str):
+        super().__init__(F(f"{name}_ids"), F(f"{name}_sketch"))
+
+    def as_postgresql(self, compiler, connection, **extra):
+        (ids, ids_params), (sketch, sketch_params) = (compiler.compile(e) for e in self.source_expressions)
+        estimate = f"round(hll_cardinality({sketch}))::bigint"
+        return f"coalesce(cardinality({ids}), {estimate}, 0)", [*ids_params, *sketch_params]
+
+    def as_sqlite(self, compiler, connection, **extra):
+        ids, params = compiler.compile(self.source_expressions[0])
+        return f"coalesce(json_array_length({ids}), 0)", params
+
+
 class DistinctIsExact(Aggregate):
     """Whether ``DistinctCount`` of the same group is exact."""
 

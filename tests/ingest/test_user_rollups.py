@@ -145,7 +145,7 @@ def test_version_shares_count_a_user_of_two_other_versions_once(signed_post):
     )
 
     days, series = selectors.version_shares(
-        application=keys.application, since=noon, until=TODAY, dimension="service", top=1
+        application=keys.application, since=noon, until=TODAY, dimension="service", leaders=["cli 3.0.0"]
     )
 
     assert days == [TODAY - timedelta(days=1)]
