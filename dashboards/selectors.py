@@ -670,6 +670,12 @@ def _user_rows(application: Application, granularity: str, dimension: str = User
     return _read(UserRollup).filter(application_id=application.pk, granularity=granularity, dimension=dimension)
 
 
+def _last_days(application: Application, now: datetime, days: int, dimension: str = ""):
+    """The day rows of the last ``days`` UTC days, today's included."""
+    since = _period_start(now, "day") - timedelta(days=days - 1)
+    return _user_rows(application, "day", dimension).filter(bucket__gte=since)
+
+
 def _distinct_totals(rows, *, sessions: bool = True) -> dict:
     """The rows' distinct users (and sessions), whether that is exact, and their events."""
     # Each distinct count unions up to thousands of hashes a row: only those asked for.
@@ -769,8 +775,8 @@ def users_report(*, application: Application, since: datetime, until: datetime, 
 @dataclass(frozen=True)
 class UsersSummary:
     day: int  # distinct users over the last 24 hours
-    week: int  # the last 7 days
-    month: int  # the last 30 days (UTC days, today's included)
+    week: int  # the last 7 UTC days, today's included
+    month: int  # the last 30 UTC days, today's included
     exact: bool
 
     @property
@@ -780,15 +786,13 @@ class UsersSummary:
 
 
 def users_summary(*, application: Application, now: datetime) -> UsersSummary:
-    """DAU, WAU and MAU as of ``now``: the last 24 hours and 7 days by hour rows, 30 days by day rows."""
+    """DAU, WAU and MAU as of ``now``: the last 24 hours by hour rows; 7 and 30 UTC days, today's
+    included, by day rows (a week of hour rows is 24 times the rows to union)."""
     hour = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-    hours = _user_rows(application, "hour")
-    day = _distinct_totals(hours.filter(bucket__gt=hour - timedelta(hours=24)), sessions=False)
-    week = _distinct_totals(hours.filter(bucket__gt=hour - timedelta(days=7)), sessions=False)
-    month = _distinct_totals(
-        _user_rows(application, "day").filter(bucket__gte=_period_start(now, "day") - timedelta(days=29)),
-        sessions=False,
-    )
+    last_hours = _user_rows(application, "hour").filter(bucket__gt=hour - timedelta(hours=24))
+    day = _distinct_totals(last_hours, sessions=False)
+    week = _distinct_totals(_last_days(application, now, 7), sessions=False)
+    month = _distinct_totals(_last_days(application, now, 30), sessions=False)
     exact = all(bool(each["exact"]) or not each["events"] for each in (day, week, month))
     return UsersSummary(day["users"], week["users"], month["users"], exact)
 
@@ -833,15 +837,12 @@ def version_usage(
         .annotate(first=Min("first_seen"), last=Max("last_seen"))
         .order_by()
     }
-    hour = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-    recent = _user_rows(application, "hour", dimension).filter(bucket__gt=hour - timedelta(days=7))
+    recent = _last_days(application, now, 7, dimension)
     recent_users = {
         value: users
         for value, users in recent.values("value").annotate(users=DistinctCount("users")).values_list("value", "users")
     }
-    all_recent = _distinct_totals(
-        _user_rows(application, "hour").filter(bucket__gt=hour - timedelta(days=7)), sessions=False
-    )["users"]
+    all_recent = _distinct_totals(_last_days(application, now, 7), sessions=False)["users"]
     usage = [
         VersionUsage(
             name=value,
