@@ -9,8 +9,8 @@ PostgreSQL and Redis as ``ingest.py`` does, then, for ``--duration`` seconds (de
 - one probe sends a marker event (its own type) and reads the stats API (``/v1/stats/.../events``
   by minute, filtered by that type, with a read token: what the charts read) every 50 ms until
   the marker is counted; accepted-to-visible runs from the ingest answer to that read;
-- every 10 s, the rollup lag: the ids stored past the follower's cursor and the age of the oldest
-  of them (how far behind it is).
+- every 10 s, the rollup lag: the ids stored past each of the follower's cursors (the counts', and
+  the users' and properties') and the age of the oldest of them (how far behind it is).
 
     .venv/bin/python benchmarks/freshness.py                 # 10 minutes
     .venv/bin/python benchmarks/freshness.py --duration 60
@@ -121,18 +121,24 @@ def probe(credentials: dict, stats_url: str, token: str, deadline: float, delays
         time.sleep(0.5)
 
 
-def lag_sample(database_url: str) -> tuple[int, float]:
-    """Ids stored past the follower's cursor, and the age in seconds of the oldest of them."""
+# The follower's cursors: the counts' (what the charts read) and the users' and properties'.
+CURSORS = ("events", "insights")
+
+
+def lag_sample(database_url: str) -> tuple:
+    """For each cursor, the ids stored past it and the age in seconds of the oldest of them."""
+    sample = []
     with psycopg.connect(database_url) as conn:
-        cursor = conn.execute("SELECT last_event_id FROM ingest_rollupcursor WHERE name = 'events'").fetchone()
-        last = cursor[0] if cursor else 0
-        high, oldest = conn.execute(
-            "SELECT (SELECT max(id) FROM ingest_event), "
-            "(SELECT received_at FROM ingest_event WHERE id > %s ORDER BY id LIMIT 1)",
-            (last,),
-        ).fetchone()
-    behind = (datetime.now(UTC) - oldest).total_seconds() if oldest else 0.0
-    return max((high or 0) - last, 0), behind
+        high = conn.execute("SELECT max(id) FROM ingest_event").fetchone()[0] or 0
+        for name in CURSORS:
+            cursor = conn.execute("SELECT last_event_id FROM ingest_rollupcursor WHERE name = %s", (name,)).fetchone()
+            last = cursor[0] if cursor else 0
+            oldest = conn.execute(
+                "SELECT received_at FROM ingest_event WHERE id > %s ORDER BY id LIMIT 1", (last,)
+            ).fetchone()
+            behind = (datetime.now(UTC) - oldest[0]).total_seconds() if oldest else 0.0
+            sample += [max(high - last, 0), behind]
+    return tuple(sample)
 
 
 def lag_sampler(database_url: str, deadline: float, samples: list) -> None:
@@ -203,12 +209,16 @@ def main():
     print(f"  events/s    {accepted / elapsed:,.0f} accepted")
     print(f"accepted-to-visible, {len(delays)} markers read through /v1/stats/.../events")
     print(f"  p50 {percentile(delays, 0.5):.2f} s  p99 {percentile(delays, 0.99):.2f} s  max {max(delays):.2f} s")
-    print("rollup lag     (ids past the follower's cursor; age of the oldest)")
-    for at, past, behind in lags:
-        print(f"  {at:5.0f} s  {past:>9,} ids  {behind:6.2f} s behind")
+    print("rollup lag     (ids past each cursor; age of the oldest): counts | users and properties")
+    for at, past, behind, insights_past, insights_behind in lags:
+        print(
+            f"  {at:5.0f} s  {past:>9,} ids  {behind:6.2f} s behind | "
+            f"{insights_past:>9,} ids  {insights_behind:6.2f} s behind"
+        )
     thirds = [lags[i * len(lags) // 3 : (i + 1) * len(lags) // 3] for i in range(3)]
-    means = [sum(sample[2] for sample in third) / max(len(third), 1) for third in thirds]
-    print("  mean seconds behind by third of the run: " + ", ".join(f"{mean:.2f}" for mean in means))
+    for label, column in (("counts", 2), ("users and properties", 4)):
+        means = [sum(sample[column] for sample in third) / max(len(third), 1) for third in thirds]
+        print(f"  {label}: mean seconds behind by third of the run: " + ", ".join(f"{m:.2f}" for m in means))
     return 0
 
 

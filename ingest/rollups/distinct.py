@@ -3,7 +3,7 @@
 An id is first turned into a 64-bit hash seeded with the application's own random
 ``user_hash_seed`` (PostgreSQL's ``hashtextextended``; a keyed BLAKE2b on SQLite), kept in the
 database: a hash can be tied back to an id only by someone who holds that seed and guesses the id.
-(A cryptographic hash cost twelve times as much, and the seed lives beside the rollups anyway.)
+(SHA-256 in SQL cost 20-35 times as much a chunk, and the seed lives beside the rollups anyway.)
 
 A row keeps a distinct count in two columns:
 
@@ -24,7 +24,7 @@ from django.db.models import Aggregate, BigIntegerField, BooleanField, F, Func
 from ingest.models import IdsField, SketchField
 
 # Up to this many distinct ids a row's (and a union's) count is exact on PostgreSQL; past it, the
-# sketch's estimate. tk_ids_union (migration 0020) holds the same figure.
+# sketch's estimate. The SQL functions of migration 0020 hold the same figure.
 EXACT_LIMIT = 16_384
 # hll_empty's parameters: log2 of the registers, register width, no explicit mode (our set is that),
 # sparse mode on. Every sketch must share them to be merged.
