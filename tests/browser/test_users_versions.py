@@ -84,7 +84,7 @@ def test_the_users_card_and_versions_panel_show_a_month_of_use(
         page.goto(f"{site}/orgs/{keys.org_id}/apps/{keys.app_id}/?range=30d&by=day")
 
         card = page.locator("section", has=page.locator("#users-title"))
-        expect(card.locator("dt", has_text="MAU 30 days")).to_be_visible()
+        expect(card.locator("dt", has_text="MAU 30 UTC days")).to_be_visible()
         expect(card.locator("dd").nth(2)).to_have_text("60")
         expect(page.locator("#users-chart canvas")).to_be_visible()
         page.wait_for_load_state("networkidle")
