@@ -38,6 +38,9 @@
     }] },
   };
 
+  // A count axis as wide as its longest label: "1,500,000" does not fit the 60 px of "1,500".
+  const fitted = (u, values) => Math.max(60, 16 + 8 * Math.max(0, ...(values || []).map((v) => String(v).length)));
+
   function draw(el, opts, series) {
     if (!el) return;
     const plot = new uPlot({ width: width(el), height: 240, tzDate, plugins: [marks], ...opts }, series, el);
@@ -46,7 +49,7 @@
 
   if (data.events) draw(document.getElementById("events-chart"), {
     series: [{}, { label: "Events", stroke: COLORS.events, fill: "rgba(67, 56, 202, 0.12)", width: 2 }],
-    axes: [{}, { size: 60 }],
+    axes: [{}, { size: fitted }],
   }, [data.events.x, data.events.y]);
 
   // Line charts the server describes whole: [{id, x, unit, digits, series: [{label, color, values}]}];
@@ -59,7 +62,7 @@
 
   // Users and versions are counted per UTC day: their axes say the UTC date, not a local hour.
   const utcDate = (ts) => uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC");
-  const days = { tzDate: utcDate, axes: [{ space: 60 }, { size: 60 }] };
+  const days = { tzDate: utcDate, axes: [{ space: 60 }, { size: fitted }] };
 
   if (data.users) draw(document.getElementById("users-chart"), {
     ...days,
@@ -98,6 +101,6 @@
       fill: i === 0 ? COLORS[kind] + "55" : undefined,
       value: (u, v, s, idx) => (idx == null ? "–" : data.outcomes.series[kind][idx]) }))],
     bands: kinds.slice(1).map((kind, i) => ({ series: [i + 2, i + 1], fill: COLORS[kind] + "55" })),
-    axes: [{}, { size: 60 }],
+    axes: [{}, { size: fitted }],
   }, [data.outcomes.x, ...stacked]);
 })();
