@@ -964,9 +964,13 @@ def property_breakdown(
         )
         counts = [totals[column] for column in columns]
 
+        # The buckets are 2-2.5 times wide: interpolating inside the last one up to its bound put p95
+        # and p99 past the greatest value (3,000 of 1 to 3,000 fell in (2,000, 5,000]). The least and
+        # the greatest are known, so they bound the first and the last buckets instead.
+        bounds = [min(bound, totals["max"]) for bound in PropertyRollup.NUMBER_BOUNDS] if totals["count"] else []
+
         def percentile(quantile: float) -> float | None:
-            found = histogram_percentile(counts, PropertyRollup.NUMBER_BOUNDS, quantile)
-            # Inside its bucket a percentile is interpolated: never below the least or past the greatest.
+            found = histogram_percentile(counts, bounds, quantile)
             return None if found is None else min(max(found, totals["min"]), totals["max"])
 
         number = NumberStats(

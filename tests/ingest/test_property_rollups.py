@@ -197,3 +197,14 @@ def test_a_viewer_cannot_track_a_property(client):
 
     assert response.status_code == 403
     assert not TrackedProperty.objects.exists()
+
+
+def test_high_percentiles_stay_inside_the_greatest_value_s_bucket(signed_post):
+    keys = app_keys_create()
+    tracked = track(keys, "duration_ms", TrackedProperty.Kind.NUMBER)
+    # 10 to 3,000: the top decile falls in the (2,000, 5,000] bucket, bounded by 3,000.
+    send(keys, signed_post, [command("build", duration_ms=ms) for ms in range(10, 3001, 10)])
+
+    number = breakdown(tracked).number
+
+    assert (number.p50, number.p95, number.p99, number.max) == (1500.0, 2850.0, 2970.0, 3000.0)
