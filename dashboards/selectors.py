@@ -650,7 +650,7 @@ def _utc(moment) -> datetime:
 
 def _period_start(moment: datetime, interval: str) -> datetime:
     """The start of the UTC day, week (from Monday) or month that ``moment`` falls in."""
-    day = moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    day = _truncate(moment, "day")
     if interval == "week":
         return day - timedelta(days=day.weekday())
     if interval == "month":
@@ -670,7 +670,7 @@ def _user_rows(application: Application, granularity: str, dimension: str = User
     return _read(UserRollup).filter(application_id=application.pk, granularity=granularity, dimension=dimension)
 
 
-def _last_days(application: Application, now: datetime, days: int, dimension: str = ""):
+def _last_days(application: Application, now: datetime, days: int, dimension: str = UserRollup.Dimension.APPLICATION):
     """The day rows of the last ``days`` UTC days, today's included."""
     since = _period_start(now, "day") - timedelta(days=days - 1)
     return _user_rows(application, "day", dimension).filter(bucket__gte=since)
@@ -1003,14 +1003,24 @@ class UsersCard:
         return self.summary.exact and self.report.exact
 
 
+def _users_chart_since(window: Window, now: datetime) -> datetime:
+    return min(window.since, now - USERS_CHART_MIN_SPAN)
+
+
+def users_card_report(*, application: Application, window: Window, now: datetime) -> UsersReport:
+    """The Users card's users per UTC day: over the page's range, widened to the last 7 days when the
+    range is shorter."""
+    since = _users_chart_since(window, now)
+    return users_report(application=application, since=since, until=now, interval="day")
+
+
 def users_card(*, application: Application, window: Window, now: datetime) -> UsersCard:
-    """The application page's Users card: DAU/WAU/MAU as of ``now`` and users per UTC day over the
-    page's range, widened to the last 7 days when the range is shorter. Six queries, whatever the range."""
-    since = min(window.since, now - USERS_CHART_MIN_SPAN)
+    """The application page's Users card: DAU/WAU/MAU as of ``now`` and ``users_card_report``. Six
+    queries, whatever the range."""
     return UsersCard(
         summary=users_summary(application=application, now=now),
-        report=users_report(application=application, since=since, until=now, interval="day"),
-        widened=since < window.since,
+        report=users_card_report(application=application, window=window, now=now),
+        widened=_users_chart_since(window, now) < window.since,
     )
 
 

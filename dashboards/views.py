@@ -153,21 +153,14 @@ def application(request, org_id: str, app_id: str):
     now = timezone.now()
     window = selectors.window_for(range_key=request.GET.get("range"), granularity=request.GET.get("by"), now=now)
     event_type = request.GET.get("type") or None
+    if request.GET.get("format") == "csv":
+        return _application_csv(request, application, window, event_type, now)
     # Properties are broken down for the type chosen only: each costs a query or two.
     tracked = selectors.tracked_properties(application=application, event_type=event_type) if event_type else []
     properties = [
         selectors.property_breakdown(tracked=each, since=window.since, until=now, limit=PROPERTY_VALUES_SHOWN)
         for each in tracked
     ]
-    if request.GET.get("format") == "csv":
-        data = request.GET.get("data")
-        if data == "users":
-            report = selectors.users_card(application=application, window=window, now=now).report
-            return _users_csv(application, window, report)
-        if data == "property":
-            return _property_csv(application, window, event_type, properties, request.GET.get("path"))
-        series = selectors.event_series(window=window, application=application, event_type=event_type)
-        return _csv(application, window, event_type, series)
     users = selectors.users_card(application=application, window=window, now=now)
     series = selectors.event_series(window=window, application=application, event_type=event_type)
 
@@ -386,34 +379,52 @@ def _csv(application, window, event_type, series) -> HttpResponse:
 
 # A text property's values shown on the page (its CSV has every one kept).
 PROPERTY_VALUES_SHOWN = 10
-NUMBER_COLUMNS = ["min", "max", "p50", "p95", "p99"]
 
 
-def _property_csv(application, window, event_type, properties, path) -> HttpResponse:
-    """One tracked property's values over the page's range (by UTC day): a 404 for a path not tracked."""
-    found = next((each for each in properties if each.tracked.path == path), None)
-    if found is None:
-        raise Http404("No such tracked property")
-    full = selectors.property_breakdown(tracked=found.tracked, since=window.since, until=timezone.now(), limit=None)
+def _application_csv(request, application, window, event_type, now) -> HttpResponse:
+    """The application page's CSV downloads: its events (the default), its users (``data=users``) or
+    one tracked property of the type chosen (``data=property&path=...``)."""
+    data = request.GET.get("data")
+    if data == "users":
+        report = selectors.users_card_report(application=application, window=window, now=now)
+        return _users_csv(application, window, report)
+    if data == "property":
+        path = request.GET.get("path") or ""
+        tracked = (
+            selectors.tracked_property_find(application=application, event_type=event_type, path=path)
+            if event_type
+            else None
+        )
+        if tracked is None:
+            raise Http404("No such tracked property")
+        found = selectors.property_breakdown(tracked=tracked, since=window.since, until=now, limit=None)
+        return _property_csv(application, window, found)
+    series = selectors.event_series(window=window, application=application, event_type=event_type)
+    return _csv(application, window, event_type, series)
+
+
+def _property_csv(application, window, found) -> HttpResponse:
+    """One tracked property's values over the page's range, by UTC day."""
+    event_type, path = found.tracked.event_type, found.tracked.path
     response = HttpResponse(content_type="text/csv")
     response["Content-Disposition"] = (
         f'attachment; filename="{application.public_id}-{window.key}-property-{found.tracked.pk}.csv"'
     )
     writer = csv.writer(response)
-    if full.number is not None:
-        number = full.number
+    if found.number is not None:
+        number = found.number
         writer.writerow(
             ["since_utc", "event_type", "path", "events", "count", "sum", "min", "max", "p50", "p95", "p99"]
         )
         writer.writerow(
-            [full.since.isoformat(), csv_cell(event_type), csv_cell(path), full.events, number.count, number.sum]
+            [found.since.isoformat(), csv_cell(event_type), csv_cell(path), found.events, number.count, number.sum]
             + [number.min, number.max, number.p50, number.p95, number.p99]
         )
         return response
     writer.writerow(["since_utc", "event_type", "path", "value", "events", "users"])
-    for value in full.values:
+    for value in found.values:
         writer.writerow(
-            [full.since.isoformat(), csv_cell(event_type), csv_cell(path), csv_cell(value.value), value.count]
+            [found.since.isoformat(), csv_cell(event_type), csv_cell(path), csv_cell(value.value), value.count]
             + [value.users]
         )
     return response

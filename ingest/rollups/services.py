@@ -305,7 +305,7 @@ def user_rollups_forget(*, application, user_id: str, session_ids: set[str], day
     for day in sorted(days):
         since = datetime(day.year, day.month, day.day, tzinfo=UTC)
         until = since + timedelta(days=1)
-        rollups_rebuild(since=since, until=until, application_id=application.pk, kinds=(users.SPEC, properties.SPEC))
+        rollups_rebuild(since=since, until=until, application_id=application.pk, kinds=INSIGHTS.kinds)
     if connection.vendor != "postgresql" or not days:
         return
     span = [
