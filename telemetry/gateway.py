@@ -116,6 +116,8 @@ class _Threads:
                 wake, self._wake_pending = not self._wake_pending, True
             if wake:
                 future.get_loop().call_soon_threadsafe(self._deliver)
+            # Not kept while this thread waits for its next call: a request's body and answer.
+            del future, function, args, outcome
 
     def _deliver(self) -> None:
         with self._lock:
