@@ -18,6 +18,7 @@ granian's to read, within its ``header_read_timeout``.
 
 import asyncio
 import collections
+import ctypes
 import io
 import ipaddress
 import json
@@ -133,8 +134,24 @@ class _Threads:
                 future.set_exception(error)
 
 
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's malloc.h
+
+
+def _malloc_tune() -> None:
+    """Bodies of large batches (up to megabytes) come and go on several threads. glibc's default
+    raises its mmap threshold to the largest block freed, after which such blocks stay in each
+    thread's heap when freed. A fixed threshold sends them back to the system when freed."""
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return  # not glibc
+    mallopt(_M_TRIM_THRESHOLD, 256 * 1024)
+    mallopt(_M_MMAP_THRESHOLD, 128 * 1024)
+
+
 class Gateway:
     def __init__(self, wsgi_application, *, threads: int, limits: Limits):
+        _malloc_tune()
         self._wsgi = wsgi_application
         self._limits = limits
         self._pool = _Threads(threads, "request")

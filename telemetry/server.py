@@ -14,6 +14,11 @@ import subprocess
 import sys
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "telemetry.settings")
+# Granian's own allocator (jemalloc) otherwise keeps the pages of freed bodies for 10 s, in one
+# arena per thread: under large batches, 4 - 6 MB a worker. Given back at once, from one arena, for
+# about a millisecond of CPU a 1000-event request (benchmarks/README.md). Read when granian loads,
+# here and in the workers it starts.
+os.environ.setdefault("_RJEM_MALLOC_CONF", "narenas:1,tcache:false,dirty_decay_ms:0,muzzy_decay_ms:0")
 
 
 def _die_with_parent() -> None:
