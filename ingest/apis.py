@@ -30,7 +30,7 @@ from ingest.families.sdk import SdkFamily
 from ingest.models import Event, Stream
 from ingest.negotiation import MachineApi
 from ingest.pipeline import Family, intake
-from ingest.retention.archive import STORAGE_ERRORS
+from ingest.retention.archive import storage_errors
 from ingest.retention.erasure import ErasureBusy, user_events_erase
 from ingest.storage.services import nonce_claim_in_database, nonce_key
 
@@ -242,7 +242,7 @@ class ErasureApi(MachineApi):
         except ErasureBusy:
             # Never hold a web thread behind an hour-long archive run: the client retries.
             raise ServiceBusy("Archive work is in progress; retry later", headers={"Retry-After": "60"}) from None
-        except STORAGE_ERRORS:
+        except storage_errors():
             # What was erased stays erased; the retry finishes the rest and writes the receipt.
             raise StorageUnavailable(
                 "The archive storage cannot be reached; retry later", headers={"Retry-After": "60"}

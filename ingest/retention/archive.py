@@ -19,6 +19,7 @@ SQLite default keeps every event (erasure there covers the table).
 """
 
 import csv
+import functools
 import gzip
 import hashlib
 import json
@@ -32,7 +33,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import psycopg
-from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 from django.core.files import File
 from django.core.files.base import ContentFile
@@ -62,8 +62,13 @@ class ArchiveCorrupt(Exception):
     """An archive file does not read back as its manifest says."""
 
 
-# What the archive storage raises when it cannot be reached (a full disk, S3 down).
-STORAGE_ERRORS = (OSError, BotoCoreError, ClientError)
+@functools.cache
+def storage_errors() -> tuple[type[Exception], ...]:
+    """What the archive storage raises when it cannot be reached (a full disk, S3 down). botocore
+    loads on first need, not in every web worker at start."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    return (OSError, BotoCoreError, ClientError)
 
 
 def archive_storage():
