@@ -44,19 +44,21 @@ class Batch(msgspec.Struct):
     events: list[msgspec.Raw]
 
 
-class Service(msgspec.Struct):
+# The event structs hold no containers, so they can never be part of a cycle: gc=False keeps the
+# thousands a large batch decodes into out of the garbage collector (less memory, no collections).
+class Service(msgspec.Struct, gc=False):
     name: RequiredText
     version: Text | None = None
     language: Annotated[str, msgspec.Meta(max_length=64)] | None = None
 
 
-class EventBody(msgspec.Struct):
+class EventBody(msgspec.Struct, gc=False):
     type: RequiredText
     category: Text | None = None
     data: msgspec.Raw = EMPTY_OBJECT
 
 
-class Envelope(msgspec.Struct):
+class Envelope(msgspec.Struct, gc=False):
     schema_version: str
     timestamp: AwareDatetime
     user_id: UserId
@@ -269,6 +271,7 @@ def batch_check(
     errors: list[EventError] = []
     seen: set[int] = set()  # event ids as integers: hashing a UUID object runs Python code
     duplicates = 0
+    previous = None
     for index, item in enumerate(events):
         result = event_check(index, item, now=now, max_age=max_age, max_depth=max_depth)
         if isinstance(result, EventError):
@@ -277,6 +280,17 @@ def batch_check(
             duplicates += 1
         else:
             seen.add(key)
+            if previous is not None:
+                # An SDK's events come in runs of one user, session and service: a value equal to
+                # the one before is held once. That halves a large batch's memory while it is
+                # stored, for 0.16 ms of CPU a thousand events (benchmarks/README.md).
+                if result.user_id == previous.user_id:
+                    result.user_id = previous.user_id
+                if result.session_id == previous.session_id:
+                    result.session_id = previous.session_id
+                if result.service == previous.service:
+                    result.service = previous.service
+            previous = result
             valid.append(result)
             indexes.append(index)
     return CheckedBatch(valid, indexes, errors, duplicates)

@@ -156,6 +156,34 @@ SIZES = pytest.mark.parametrize("size", [3, COPY_MIN_EVENTS], ids=["insert", "co
 
 
 @SIZES
+def test_events_of_one_batch_keep_their_own_user_session_service_and_type(app_keys, signed_post, size):
+    # A batch's repeated values are held once while it is stored; each event's own must survive.
+    def own(i: int) -> tuple:
+        return f"anon_{i % 2:064x}", f"session-{i % 3}", f"svc-{i % 2}", f"1.{i % 3}", f"type-{i % 3}"
+
+    events = []
+    for i in range(size):
+        user, session, service, version, event_type = own(i)
+        events.append(
+            make_event(
+                user_id=user,
+                session_id=session,
+                service={"name": service, "version": version, "language": "rust"},
+                event={"type": event_type, "category": "cli", "data": {}},
+            )
+        )
+
+    response = signed_post(app_keys, events)
+
+    assert response.json()["accepted"] == size
+    stored = {str(row.event_id): row for row in Event.objects.all()}
+    assert [
+        (row.user_id, row.session_id, row.service_name, row.service_version, row.event_type)
+        for row in (stored[event["event_id"]] for event in events)
+    ] == [own(i) for i in range(size)]
+
+
+@SIZES
 def test_every_field_of_a_batch_is_stored_by_either_path(app_keys, signed_post, size):
     events = [make_event(event={"type": "build", "category": "cli", "data": {"n": i, "ok": True}}) for i in range(size)]
 
