@@ -90,6 +90,9 @@ def _machine_routes_as_production_serves_them():
     ``telemetry.wsgi.application`` (tests/production_client.py)."""
     from django.test import client as test_client
 
+    # Imported now, not by the first test to send such a request: its import runs django.setup(),
+    # whose logging set-up would drop that test's log capture (caplog) from the root logger.
+    import telemetry.wsgi  # noqa: F401
     from tests.production_client import ProductionHandler
 
     test_client.ClientHandler = ProductionHandler
