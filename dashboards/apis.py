@@ -582,5 +582,7 @@ class StatsPropertyApi(StatsApi):
                 **{name: _rounded(getattr(number, name)) for name in ("mean", "min", "max", "p50", "p95", "p99")},
             )
         else:
-            body["values"] = [{"value": v.value, "events": v.count, "users": v.users} for v in found.values]
+            body["values"] = [
+                {"value": v.value, "events": v.count, "users": v.users, "exact": v.exact} for v in found.values
+            ]
         return self.answer(request, body, closed=query.closed)

@@ -243,6 +243,9 @@ class PropertyValueSerializer(serializers.Serializer):
     )
     events = serializers.IntegerField(min_value=0)
     users = serializers.IntegerField(min_value=0, help_text="Distinct users of it over the range.")
+    exact = serializers.BooleanField(
+        help_text="False when `users` is a HyperLogLog estimate (past 16,384 distinct ids), within about 1%."
+    )
 
 
 class PropertySerializer(serializers.Serializer):
@@ -435,9 +438,9 @@ PROPERTY_EXAMPLE = {
     "until": "2026-11-21T00:00:00Z",
     "events": 6,
     "values": [
-        {"value": "build", "events": 3, "users": 2},
-        {"value": "", "events": 1, "users": 1},
-        {"value": "test", "events": 1, "users": 1},
+        {"value": "build", "events": 3, "users": 2, "exact": True},
+        {"value": "", "events": 1, "users": 1, "exact": True},
+        {"value": "test", "events": 1, "users": 1, "exact": True},
     ],
 }
 NUMBER_PROPERTY_EXAMPLE = {

@@ -919,6 +919,7 @@ class PropertyValue:
     value: str  # "" for events without it; TrackedProperty.OTHER for values past the day's slots
     count: int
     users: int
+    exact: bool  # False when users is the sketches' estimate
 
 
 @dataclass(frozen=True)
@@ -943,6 +944,11 @@ class PropertyBreakdown:
     events: int  # of the property's event type
     values: list[PropertyValue]  # text: the top values, most events first
     number: NumberStats | None  # number: the distribution
+
+    @property
+    def exact(self) -> bool:
+        """Whether every value's users are exact."""
+        return all(value.exact for value in self.values)
 
 
 def property_breakdown(
@@ -978,11 +984,11 @@ def property_breakdown(
         )
         return PropertyBreakdown(tracked, start, totals["events"], [], number)
     found = [
-        PropertyValue(value, count, users)
-        for value, count, users in rows.values("value")
-        .annotate(count=Sum("count"), users=DistinctCount("users"))
+        PropertyValue(value, count, users, bool(exact))
+        for value, count, users, exact in rows.values("value")
+        .annotate(count=Sum("count"), users=DistinctCount("users"), exact=DistinctIsExact("users"))
         .order_by("-count", "value")
-        .values_list("value", "count", "users")
+        .values_list("value", "count", "users", "exact")
     ]
     events = sum(each.count for each in found)
     return PropertyBreakdown(tracked, start, events, found[:limit], None)

@@ -421,11 +421,11 @@ def _property_csv(application, window, found) -> HttpResponse:
             + [number.min, number.max, number.p50, number.p95, number.p99]
         )
         return response
-    writer.writerow(["since_utc", "event_type", "path", "value", "events", "users"])
+    writer.writerow(["since_utc", "event_type", "path", "value", "events", "users", "exact"])
     for value in found.values:
         writer.writerow(
             [found.since.isoformat(), csv_cell(event_type), csv_cell(path), csv_cell(value.value), value.count]
-            + [value.users]
+            + [value.users, value.exact]
         )
     return response
 

@@ -11,10 +11,11 @@ from accounts.models import Membership
 from accounts.services import read_token_issue
 from ingest.models import TrackedProperty
 from ingest.rollups import rollups_update
+from ingest.rollups.distinct import EXACT_LIMIT
 from ingest.rollups.services import tracked_property_create
 from tests.conftest import app_keys_create, iso, make_event
 from tests.factories import UserFactory
-from tests.ingest.test_user_rollups import user
+from tests.ingest.test_user_rollups import copy_events, user
 
 pytestmark = pytest.mark.django_db
 
@@ -79,10 +80,42 @@ def test_a_property_s_values_download_as_csv_with_formulas_defused(client, cli):
     response = page(client, cli, type="command", format="csv", data="property", path="data.command")
 
     rows = list(csv.reader(io.StringIO(response.content.decode())))
-    assert rows[0] == ["since_utc", "event_type", "path", "value", "events", "users"]
-    assert [row[3:] for row in rows[1:]] == [["build", "2", "2"], ["'=HYPERLINK()", "1", "1"]]
+    assert rows[0] == ["since_utc", "event_type", "path", "value", "events", "users", "exact"]
+    assert [row[3:] for row in rows[1:]] == [["build", "2", "2", "True"], ["'=HYPERLINK()", "1", "1", "True"]]
     missing = page(client, cli, type="command", format="csv", data="property", path="data.nope")
     assert missing.status_code == 404
+
+
+def test_a_value_s_users_past_the_exact_limit_are_marked_as_an_estimate(client):
+    keys = app_keys_create(user_hash_seed=20261207)  # the same hashes, so the same estimate, every run
+    application = keys.application
+    tracked_property_create(application=application, event_type="command", path="data.command", kind="text")
+    distinct = EXACT_LIMIT + 100
+    copy_events(application, MOMENT, (user(f"u{n}") for n in range(distinct)), data='{"command": "build"}')
+    copy_events(application, MOMENT, [user("ada")], data='{"command": "test"}')
+    rollups_update()
+    client.force_login(viewer_of(application))
+
+    html = page(client, application, type="command").content.decode()
+    body = api(client, application, "command/data.command").json()
+    rows = list(
+        csv.reader(
+            io.StringIO(
+                page(
+                    client, application, type="command", format="csv", data="property", path="data.command"
+                ).content.decode()
+            )
+        )
+    )
+
+    estimated, exact = body["values"]
+    assert (estimated["value"], estimated["events"], estimated["exact"]) == ("build", distinct, False)
+    assert abs(estimated["users"] - distinct) / distinct < 0.02
+    assert (exact["value"], exact["users"], exact["exact"]) == ("test", 1, True)
+    assert [row[6] for row in rows[1:]] == ["False", "True"]
+    properties = html[html.index('id="properties-title"') : html.index('id="users-title"')]
+    assert properties.count("≈</span>") == 2  # the estimated value's users, and the note saying what it means
+    assert "marks an estimate" in properties
 
 
 def test_another_organization_s_member_cannot_see_the_properties(client, cli):
@@ -106,7 +139,7 @@ def test_the_read_api_gives_a_text_property_s_values_with_events_and_users(clien
     assert response.status_code == 200
     body = response.json()
     assert (body["type"], body["path"], body["kind"], body["events"]) == ("command", "data.command", "text", 3)
-    assert body["values"] == [{"value": "build", "events": 2, "users": 2}]
+    assert body["values"] == [{"value": "build", "events": 2, "users": 2, "exact": True}]
 
 
 def test_the_read_api_gives_a_number_s_spread(client, cli):

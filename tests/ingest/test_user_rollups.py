@@ -172,14 +172,14 @@ def test_dau_wau_and_mau_are_unions_over_the_last_day_week_and_month(signed_post
     assert summary.stickiness_percent == pytest.approx(100 / 3)
 
 
-def copy_events(application, moment: datetime, user_ids) -> None:
-    """Stores one event per user id with COPY, as the ingest's bulk path does."""
+def copy_events(application, moment: datetime, user_ids, data: str = "{}") -> None:
+    """Stores one command event per user id with COPY, as the ingest's bulk path does."""
     columns = "organization_id, application_id, event_id, schema_version, user_id, event_type, data, timestamp, "
     columns += "received_at, service_name"
     with connection.cursor() as cursor, cursor.connection.cursor() as raw:
         with raw.copy(f"COPY {Event._meta.db_table} ({columns}) FROM STDIN") as copy:
             for user_id in user_ids:
-                row = (application.organization_id, application.pk, uuid.uuid4(), "1.0.0", user_id, "command", "{}")
+                row = (application.organization_id, application.pk, uuid.uuid4(), "1.0.0", user_id, "command", data)
                 copy.write_row((*row, moment, moment, "cli"))
 
 
